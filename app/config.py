@@ -1,0 +1,89 @@
+"""Configuration, in one place, from code, environment (``SOTRAG_...``) or a ``.env`` file.
+
+Nested fields use ``__`` in environment names: ``SOTRAG_ENGINE__MODEL=/models/qwen``,
+``SOTRAG_SOT__EAGER=true``, ``SOTRAG_SAMPLING__TEMPERATURE=0.7``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CPU_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+
+
+class EngineConfig(BaseModel):
+    """How to start vLLM. ``preset`` picks the default model and memory settings for a CPU or a GPU."""
+
+    preset: Literal["cpu", "gpu"] = "cpu"
+    model: str | None = Field(default=None, description="hub id or local path; default depends on preset")
+    tokenizer: str | None = None
+    dtype: str = "auto"
+    max_model_len: int | None = 4096
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    max_num_seqs: int = 64
+    enable_prefix_caching: bool = True
+    cpu_kvcache_space_gib: int | None = Field(
+        default=None, description="VLLM_CPU_KVCACHE_SPACE for the CPU build; None keeps vLLM's default"
+    )
+    speculative_config: dict[str, Any] | None = Field(
+        default=None, description='passed to vLLM as is, e.g. {"method": "ngram", "num_speculative_tokens": 4}'
+    )
+    load_format: str = "auto"
+    enforce_eager: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict, description="any other AsyncEngineArgs field")
+
+    @property
+    def resolved_model(self) -> str:
+        if self.model:
+            return self.model
+        return GPU_DEFAULT_MODEL if self.preset == "gpu" else CPU_DEFAULT_MODEL
+
+
+class SamplingConfig(BaseModel):
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)
+    seed: int | None = None
+    skeleton_max_tokens: int = Field(default=200, ge=8)
+    point_max_tokens: int = Field(default=128, ge=1)
+    normal_max_tokens: int = Field(default=1024, ge=1)
+
+
+class SoTConfig(BaseModel):
+    """The Skeleton-of-Thought knobs."""
+
+    guided_skeleton: bool = Field(default=True, description="regex-constrain the skeleton to a numbered list")
+    min_points: int = Field(default=3, ge=1, le=20)
+    max_points: int = Field(default=10, ge=1, le=20)
+    min_words: int = Field(default=3, ge=1)
+    max_words: int = Field(default=8, ge=1)
+    point_sentences: str = Field(default="1 to 2", description="length asked of each point")
+    eager: bool = Field(default=False, description="expand each point as soon as its skeleton line is done")
+    fallback_min_points: int = Field(default=2, ge=1, description="fewer usable points: normal decoding")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SoTConfig:
+        if self.min_points > self.max_points:
+            raise ValueError("sot.min_points must be <= sot.max_points")
+        if self.min_words > self.max_words:
+            raise ValueError("sot.min_words must be <= sot.max_words")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything sotrag reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOTRAG_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    sot: SoTConfig = Field(default_factory=SoTConfig)
+    index_dir: str | None = Field(default=None, description="document index folder; None answers ungrounded")
+    top_k: int = Field(default=5, ge=0, le=50)

@@ -1,0 +1,20 @@
+"""The router interface: ``mode="auto"`` asks a router whether a question should use SoT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from sotrag.app.engine import EngineLoad
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    mode: Literal["sot", "normal"]
+    reason: str  # shown to users, e.g. "router: list-like, p=0.91; load: 3/256 running"
+    probability: float | None = None  # the router's P(suits SoT), when it has one
+    max_points: int | None = None  # a cap on points from free batch room, when load-aware
+
+
+class Router(Protocol):
+    def route(self, question: str, load: EngineLoad | None) -> RouteDecision: ...

@@ -1,0 +1,1 @@
+"""Triton GPU kernels, each beside a plain PyTorch reference."""

@@ -1,0 +1,89 @@
+"""Assemble the chat messages of every request of one question.
+
+Prefix ordering (why the prompts look the way they do): vLLM's prefix cache reuses the KV blocks of any
+token prefix it has seen, so the cheapest SoT is one whose requests share the longest possible prefix.
+Every request of one question therefore starts with the same messages, in this order:
+
+1. system text (with the retrieved passages, when the answer is grounded),
+2. earlier turns (question and final answer only),
+3. the question,
+
+and a point request goes on with exactly the skeleton request's prompt, then the skeleton the model wrote
+(as the assistant's turn), and only then the point-specific instruction and the point's open prefill. So
+each point request is the skeleton request plus its output plus ~30 tokens of its own: every block before
+that is served from the cache. The stage-specific text always comes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sotrag.app.engine import ChatMessage
+from sotrag.prompts import templates as t
+from sotrag.retrieval.types import Passage
+
+Turn = tuple[str, str]  # (user question, final assembled answer)
+
+
+def system_message(passages: Sequence[Passage] = ()) -> ChatMessage:
+    if not passages:
+        return ChatMessage("system", t.SYSTEM)
+    body = "\n\n".join(
+        t.PASSAGE.format(n=i, label=p.label, text=p.text.strip()) for i, p in enumerate(passages, start=1)
+    )
+    return ChatMessage("system", t.SYSTEM_GROUNDED.format(passages=body))
+
+
+def shared_prefix(question: str, passages: Sequence[Passage] = (), history: Sequence[Turn] = ()) -> list[ChatMessage]:
+    """System text, earlier turns: identical across every request of one question."""
+    messages = [system_message(passages)]
+    for user, assistant in history:
+        messages += [ChatMessage("user", user), ChatMessage("assistant", assistant)]
+    return messages
+
+
+def normal_messages(question: str, passages: Sequence[Passage] = (), history: Sequence[Turn] = ()) -> list[ChatMessage]:
+    return [*shared_prefix(question, passages, history), ChatMessage("user", question)]
+
+
+def skeleton_user_text(
+    question: str, *, min_points: int, max_points: int, min_words: int, max_words: int
+) -> str:
+    instruction = t.SKELETON_INSTRUCTION.format(
+        min_points=min_points, max_points=max_points, min_words=min_words, max_words=max_words
+    )
+    return f"{question}\n\n{instruction}"
+
+
+def skeleton_messages(
+    question: str,
+    passages: Sequence[Passage] = (),
+    history: Sequence[Turn] = (),
+    *,
+    min_points: int = 3,
+    max_points: int = 10,
+    min_words: int = 3,
+    max_words: int = 8,
+) -> list[ChatMessage]:
+    user = skeleton_user_text(
+        question, min_points=min_points, max_points=max_points, min_words=min_words, max_words=max_words
+    )
+    return [*shared_prefix(question, passages, history), ChatMessage("user", user)]
+
+
+def point_messages(
+    skeleton_request: Sequence[ChatMessage],
+    skeleton_text: str,
+    index: int,
+    title: str,
+    *,
+    sentences: str = "1 to 2",
+) -> list[ChatMessage]:
+    """The skeleton request, the skeleton as the assistant's answer, then point ``index``'s instruction and
+    its open prefill "index. title" (render with ``continue_final_message=True``)."""
+    return [
+        *skeleton_request,
+        ChatMessage("assistant", skeleton_text.rstrip()),
+        ChatMessage("user", t.POINT_INSTRUCTION.format(index=index, sentences=sentences)),
+        ChatMessage("assistant", t.POINT_PREFILL.format(index=index, title=title)),
+    ]
