@@ -30,6 +30,7 @@ from sotrag.app.events import (
     PointDelta,
     PointDone,
     PointStarted,
+    RequestedMode,
     RouteEvent,
     SkeletonDelta,
     SourcesEvent,
@@ -129,7 +130,7 @@ def ask(
         sys.stdout.write(result.model_dump_json() + "\n")
 
 
-async def _ask(settings: Settings, question: str, mode: str, json_out: bool) -> AnswerResult:
+async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out: bool) -> AnswerResult:
     from sotrag.app.factory import create_pipeline
 
     pipeline = await create_pipeline(settings)

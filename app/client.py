@@ -94,10 +94,14 @@ class SoTRAG:
         """Yield the answer's events as they happen, from synchronous code."""
         pipeline = self.start()
         agen = pipeline.stream(question, **kwargs)
+
+        async def next_event() -> Event:
+            return await agen.__anext__()
+
         try:
             while True:
                 try:
-                    yield self._submit(agen.__anext__()).result()
+                    yield self._submit(next_event()).result()
                 except StopAsyncIteration:
                     return
         finally:

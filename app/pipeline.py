@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -124,7 +124,7 @@ class SoTPipeline:
         filters: dict[str, str] | None = None,
         sampling: SamplingConfig | None = None,
         sot: SoTConfig | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Stream the events of one answer. Raises ``InvalidQuestion`` before any work for bad input."""
         question = self.validate(question)
         answer = _Answer(self, question, mode, history, sampling or self.settings.sampling, sot or self.settings.sot)

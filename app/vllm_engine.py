@@ -70,22 +70,23 @@ class VLLMEngine:
             raise EngineError(
                 f"vLLM is not installed ({exc}); install sotrag[cpu] or sotrag[gpu] (see README)"
             ) from None
-        args = AsyncEngineArgs(
-            model=model_path,
-            tokenizer=config.tokenizer,
-            dtype=config.dtype,
-            max_model_len=config.max_model_len,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            tensor_parallel_size=config.tensor_parallel_size,
-            max_num_seqs=config.max_num_seqs,
-            enable_prefix_caching=config.enable_prefix_caching,
-            speculative_config=config.speculative_config,
-            load_format=config.load_format,
-            enforce_eager=config.enforce_eager,
-            kv_cache_memory_bytes=config.resolved_kv_cache_bytes,
-            disable_log_stats=False,  # our scheduler-stats tap needs stats
+        engine_kwargs: dict[str, Any] = {
+            "model": model_path,
+            "tokenizer": config.tokenizer,
+            "dtype": config.dtype,
+            "max_model_len": config.max_model_len,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "max_num_seqs": config.max_num_seqs,
+            "enable_prefix_caching": config.enable_prefix_caching,
+            "speculative_config": config.speculative_config,
+            "load_format": config.load_format,
+            "enforce_eager": config.enforce_eager,
+            "kv_cache_memory_bytes": config.resolved_kv_cache_bytes,
+            "disable_log_stats": False,  # our scheduler-stats tap needs stats
             **config.extra,
-        )
+        }
+        args = AsyncEngineArgs(**engine_kwargs)
         snapshot = _SchedulerSnapshot()
         try:
             llm = AsyncLLM.from_engine_args(args, stat_loggers=[_stat_logger_factory(snapshot)])
