@@ -241,6 +241,15 @@ def stats_table(result: AnswerResult) -> Table:
     return table
 
 
+def _register_commands() -> None:
+    from sotrag.app.router_cli import register as register_router
+
+    register_router(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     app()
 
