@@ -198,7 +198,9 @@ async def test_grounded_history_and_passages_are_in_every_prompt(engine: VLLMEng
     assert len(recorder.requests) == 1 + 3
     for request in recorder.requests:
         prompt = request.prompt
-        assert prompt.index("[1] (sleep/room.md > Room)") < prompt.index("Seven to nine hours.") < prompt.index(QUESTION)
+        assert (
+            prompt.index("[1] (sleep/room.md > Room)") < prompt.index("Seven to nine hours.") < prompt.index(QUESTION)
+        )
     # the skeleton request's whole prompt is the start of every point prompt
     skeleton_prompt = recorder.requests[0].prompt
     assert all(r.prompt.startswith(skeleton_prompt) for r in recorder.requests[1:])
