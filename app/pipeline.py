@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -135,14 +135,18 @@ class SoTPipeline:
             await answer.cancel()
 
     def validate(self, question: str) -> str:
-        question = (question or "").strip()
-        if not question:
-            raise InvalidQuestion("the question is empty")
-        tokens = self.engine.count_tokens(question)
-        limit = self.engine.max_model_len
-        if tokens + MIN_ANSWER_TOKENS > limit:
-            raise QuestionTooLong(tokens, limit)
-        return question
+        return check_question(question, self.engine.count_tokens, self.engine.max_model_len)
+
+
+def check_question(question: str, count_tokens: Callable[[str], int], max_model_len: int) -> str:
+    """The question, stripped; ``InvalidQuestion`` if it is empty or leaves no room for an answer."""
+    question = (question or "").strip()
+    if not question:
+        raise InvalidQuestion("the question is empty")
+    tokens = count_tokens(question)
+    if tokens + MIN_ANSWER_TOKENS > max_model_len:
+        raise QuestionTooLong(tokens, max_model_len)
+    return question
 
 
 class _Answer:
