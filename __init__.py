@@ -28,7 +28,20 @@ _EXPORTS = {
     "SoTRunnable": "sotrag.app.runnable",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "AnswerResult",
+    "EngineConfig",
+    "InvalidQuestion",
+    "SamplingConfig",
+    "Settings",
+    "SoTConfig",
+    "SoTPipeline",
+    "SoTRAG",
+    "SoTRunnable",
+    "VLLMEngine",
+    "__version__",
+    "answer",
+]
 
 if TYPE_CHECKING:
     from sotrag.app.client import SoTRAG, answer
