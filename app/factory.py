@@ -19,4 +19,6 @@ async def create_engine(settings: Settings) -> Engine:
 async def create_pipeline(settings: Settings, *, engine: Engine | None = None) -> SoTPipeline:
     """Start what ``settings`` asks for. An engine passed in is used as is (tests share one)."""
     engine = engine or await create_engine(settings)
-    return SoTPipeline(engine, settings)
+    from sotrag.app.router import router_from_config
+
+    return SoTPipeline(engine, settings, router=router_from_config(settings.router, engine))

@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from sotrag.app.engine import EngineLoad
 from sotrag.app.routing import RouteDecision
 
 if TYPE_CHECKING:
+    from sotrag.app.config import RouterConfig
     from sotrag.app.engine import Engine
 
 ARTIFACT_FORMAT = "sotrag-router/1"
@@ -161,7 +162,7 @@ class QuestionEncoder:
         self.layers = tuple(layers)
         self.max_length = max_length
         self._tokenizer = st.tokenizer
-        self._bert = st[0].auto_model
+        self._bert: Any = cast(Any, st[0].auto_model)  # the transformers BertModel inside sentence-transformers
         n_hidden = int(self._bert.config.num_hidden_layers)
         if any(not 0 <= i <= n_hidden for i in self.layers):
             raise RouterArtifactError(f"layers {self.layers} do not exist in {model_name} ({n_hidden} layers)")
@@ -405,3 +406,13 @@ def make_router(
     else:
         raise ValueError(f"unknown router kind {kind!r} (trained or llm)")
     return SoTRouter(classifier, policy)
+
+
+def router_from_config(config: RouterConfig, engine: Engine | None = None) -> SoTRouter:
+    """The router ``Settings.router`` describes (``SOTRAG_ROUTER__KIND``, ``SOTRAG_ROUTER__THRESHOLD``, ...)."""
+    policy = LoadPolicy(
+        max_busy_fraction=config.max_busy_fraction,
+        max_kv_cache_usage=config.max_kv_cache_usage,
+        min_free_seqs=config.min_free_seqs,
+    )
+    return make_router(config.kind, engine=engine, threshold=config.threshold, artifact=config.artifact, policy=policy)

@@ -69,3 +69,15 @@ def test_unknown_load_routes_by_question_only() -> None:
 def test_policy_rejects_nonsense_thresholds(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         LoadPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_router_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sotrag.app.config import Settings
+    from sotrag.app.router import router_from_config
+
+    monkeypatch.setenv("SOTRAG_ROUTER__THRESHOLD", "0.8")
+    monkeypatch.setenv("SOTRAG_ROUTER__MAX_BUSY_FRACTION", "0.5")
+    router = router_from_config(Settings().router)
+    assert router.classifier.threshold == 0.8 and router.policy.max_busy_fraction == 0.5
+    with pytest.raises(ValueError, match="needs the engine"):
+        router_from_config(Settings(router={"kind": "llm"}))  # type: ignore[arg-type]
