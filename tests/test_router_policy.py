@@ -80,4 +80,4 @@ def test_router_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) -> 
     router = router_from_config(Settings().router)
     assert router.classifier.threshold == 0.8 and router.policy.max_busy_fraction == 0.5
     with pytest.raises(ValueError, match="needs the engine"):
-        router_from_config(Settings(router={"kind": "llm"}))  # type: ignore[arg-type]
+        router_from_config(Settings(router={"kind": "llm"}).router)  # type: ignore[arg-type]
