@@ -12,7 +12,7 @@ from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.engine import EngineLoad
 from sotrag.app.events import AnswerDone, RouteEvent
 from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.router import LoadPolicy, SoTRouter, TrainedRouter
+from sotrag.app.router import LLMRouter, LoadPolicy, SoTRouter, TrainedRouter
 from sotrag.app.vllm_engine import VLLMEngine
 
 pytestmark = pytest.mark.engine
@@ -79,3 +79,16 @@ async def test_auto_caps_points_by_free_batch_room(engine: VLLMEngine, router: S
     route, result = await answer(nearly_full, tolerant, LIST_QUESTION)
     assert route.mode == "sot" and "28/32 running" in route.reason
     assert result.mode == "sot" and 2 <= len(result.points) <= 4
+
+
+async def test_llm_router_classifies_with_the_engine(engine: VLLMEngine) -> None:
+    """The prompting router's plumbing: one regex-constrained letter from the real engine, asked from the
+    worker thread the pipeline routes in. (The tiny model's letter is random; only its form is checked.)"""
+    llm = LLMRouter(engine)  # made inside the engine's loop: captures it
+    assert await llm.aclassify(LIST_QUESTION) in ("A", "B", "C")
+    router = SoTRouter(llm)
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=SOT), router=router)
+    result = await pipeline.run(LIST_QUESTION, mode="auto")
+    assert result.route_reason is not None and result.route_reason.startswith("router(llm): ")
+    expected = "sot" if "list-like, p=1.00" in result.route_reason else "normal"
+    assert result.mode == expected or result.fallback_reason
