@@ -92,3 +92,12 @@ async def test_llm_router_classifies_with_the_engine(engine: VLLMEngine) -> None
     assert result.route_reason is not None and result.route_reason.startswith("router(llm): ")
     expected = "sot" if "list-like, p=1.00" in result.route_reason else "normal"
     assert result.mode == expected or result.fallback_reason
+
+
+async def test_factory_pipeline_routes_auto_with_the_trained_router(engine: VLLMEngine) -> None:
+    from sotrag.app.factory import create_pipeline
+
+    pipeline = await create_pipeline(Settings(sampling=SAMPLING, sot=SOT), engine=engine)
+    result = await pipeline.run(MATH_QUESTION, mode="auto")
+    assert result.mode == "normal" and result.route_reason is not None
+    assert result.route_reason.startswith("router: not list-like, p=")
