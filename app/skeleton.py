@@ -33,8 +33,7 @@ def skeleton_regex(min_points: int, max_points: int, min_words: int = 3, max_wor
 
 def clean_title(raw: str) -> str:
     """Strip markdown emphasis and trailing punctuation; cut overlong titles at a word boundary."""
-    title = raw.strip().strip("*_").strip()
-    title = title.rstrip(":").strip()
+    title = raw.strip(" \t*_:")
     if len(title) > MAX_TITLE_CHARS:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
         title = cut or title[:MAX_TITLE_CHARS]
