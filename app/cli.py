@@ -241,6 +241,11 @@ def stats_table(result: AnswerResult) -> Table:
     return table
 
 
+from sotrag.app.serve_cli import register as register_serve  # noqa: E402  (after the names it uses)
+
+register_serve(app)
+
+
 def main() -> None:
     app()
 
