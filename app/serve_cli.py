@@ -5,7 +5,6 @@ project's own README and docs/, so a new user can ask sotrag about sotrag; later
 that changed. ``--no-index`` answers ungrounded.
 """
 
-
 import asyncio
 import logging
 from pathlib import Path
@@ -49,7 +48,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the web UI (at /), the REST API (/v1/answer, /docs) and the OpenAI endpoint (/v1/chat/completions)."""
         quiet_vllm(verbose)
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("sotrag").setLevel(logging.DEBUG if verbose else logging.INFO)
         settings = Settings()
         engine_cfg = settings.engine.model_copy(
             update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}

@@ -375,7 +375,7 @@ def build_ui(service: Service) -> gr.Blocks:
                     gr.Markdown("#### Stats")
                     stats = gr.HTML("<div class='sot-muted'>Stats appear with the first answer.</div>",
                                     elem_id="sot-stats-panel")
-                    gr.Markdown("#### Timeline")
+                    gr.Markdown("#### Timeline\n<small>grey: waiting for the first token · colour: generating</small>")
                     timeline = gr.HTML(timeline_svg([]), elem_id="sot-timeline-panel")
             gr.Markdown("#### Sources")
             sources = gr.Dataframe(
