@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -203,7 +203,7 @@ def create_openai_router(service: Service) -> APIRouter:
             **error_responses,
         },
     )
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         mode = MODELS.get(body.model)
         if mode is None:
             return _unknown_model(body.model)
@@ -228,7 +228,9 @@ def create_openai_router(service: Service) -> APIRouter:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        result = await run.run()
+        from sotrag.app.server import run_unless_disconnected
+
+        result = await run_unless_disconnected(run, request)
         return ChatCompletion(
             id=completion_id,
             created=created,

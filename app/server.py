@@ -37,7 +37,7 @@ from sotrag.app.api_models import (
     UploadResponse,
 )
 from sotrag.app.config import Settings
-from sotrag.app.events import AnswerDone, Event
+from sotrag.app.events import AnswerDone, AnswerResult, Event
 from sotrag.app.metrics import HTTPMetricsMiddleware, Metrics
 from sotrag.app.pipeline import InvalidQuestion, QuestionTooLong, SoTPipeline
 from sotrag.app.service import (
@@ -186,7 +186,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             503: {"model": ErrorResponse, "description": "the engine is not ready"},
         },
     )
-    async def answer(body: AnswerRequest) -> Any:
+    async def answer(body: AnswerRequest, request: Request) -> Any:
         run = service.answer(
             body.question,
             surface="rest",
@@ -203,7 +203,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        result = await run.run()
+        result = await run_unless_disconnected(run, request)
         return service.response_for(result, body.top_k)
 
     @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index")
@@ -246,6 +246,25 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     )
     async def delete_document(doc_id: str) -> DeleteResponse:
         return DeleteResponse(removed=await service.remove_document(doc_id))
+
+
+async def run_unless_disconnected(run: AnswerRun, request: Request, poll_s: float = 0.25) -> AnswerResult:
+    """Run a non-streamed answer, cancelling it (and its engine requests) if the client leaves meanwhile."""
+    task = asyncio.ensure_future(run.run())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientDisconnected("the client left before the answer was done")
+    finally:
+        if not task.done():
+            task.cancel()  # the answer's own cleanup aborts its engine requests
+
+
+class ClientDisconnected(RuntimeError):
+    """Nobody is left to read the response; answered with 499 for the logs and metrics."""
 
 
 async def _stage(upload: UploadFile, limit: int) -> Path:
@@ -337,6 +356,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         DocumentTooLarge: 413,
         DocumentRejected: 422,
         AnswerFailed: 500,
+        ClientDisconnected: 499,
     }
     for exc_type, status in simple.items():
 

@@ -298,6 +298,20 @@ def test_disconnect_mid_stream_aborts_every_engine_request(client: httpx.Client,
     assert cancelled == 1
 
 
+def test_a_client_that_leaves_a_non_streamed_answer_cancels_it(client: httpx.Client, roses: dict[str, Any]) -> None:
+    before = metric_value(client, "sotrag_answers_total", surface="rest", outcome="cancelled")
+    body = {"question": QUESTION, "mode": "normal", "max_tokens": 3000}  # would run for many seconds
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(str(client.base_url) + "/v1/answer", json=body, timeout=httpx.Timeout(180, read=1.5))
+    deadline = time.monotonic() + 5
+    ready = client.get("/readyz").json()
+    while (ready["engine_unfinished_requests"] or ready["answers_in_flight"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        ready = client.get("/readyz").json()
+    assert ready["engine_unfinished_requests"] == 0 and ready["answers_in_flight"] == 0
+    assert metric_value(client, "sotrag_answers_total", surface="rest", outcome="cancelled") == before + 1
+
+
 # -- bad input -------------------------------------------------------------------------------------------------
 
 
