@@ -106,11 +106,10 @@ class Service:
             if self.index is None and self.index_dir is not None:
                 self.index = await asyncio.to_thread(self._open_index)
             if self.pipeline is None:
-                from sotrag.app.factory import create_engine
+                from sotrag.app.factory import create_pipeline
 
-                engine = await create_engine(self.settings)
+                self.pipeline = await create_pipeline(self.settings, retriever=self.index)
                 self._owns_engine = True
-                self.pipeline = SoTPipeline(engine, self.settings, retriever=self.index)
             elif self.index is not None and self.pipeline.retriever is None:
                 self.pipeline.retriever = self.index
             self.state = "ready"
