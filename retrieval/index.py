@@ -75,9 +75,12 @@ def _crash_point(name: str) -> None:
 
 @dataclass(frozen=True)
 class SearchConfig:
+    """Search defaults, tuned on benchmarks/data/fastapi_dev.jsonl (see docs/retrieval.md)."""
+
     mode: SearchMode = "hybrid"
     dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    lexical_weight: float = 0.5  # BM25 helps with exact terms but is the weaker ranker here
+    rrf_k: int = 30
     fetch_k: int = 50  # candidates per retriever before fusion / MMR
     mmr_lambda: float = 0.5
 
@@ -287,9 +290,11 @@ class DocumentIndex:
             return self._vectors
 
     def _persist_vectors(self, index: faiss.Index, gen: int) -> None:
-        vectors.write_atomic(index, self._vector_file(gen))
-        for old in self.directory.glob("vectors-*.faiss"):
-            if old.name != self._vector_file(gen).name:
+        """Called with the writer lock held: write this generation's file, drop older ones and stray temps."""
+        vectors.write_atomic(index, self._vector_file(gen), before_rename=lambda: _crash_point("faiss_written"))
+        current = self._vector_file(gen).name
+        for old in [*self.directory.glob("vectors-*.faiss"), *self.directory.glob(".vectors-*.tmp-*")]:
+            if old.name != current:
                 with contextlib.suppress(FileNotFoundError):
                     old.unlink()
         with self._read_lock:
@@ -553,7 +558,7 @@ class DocumentIndex:
                 ranked = lexical
             else:
                 ranked = reciprocal_rank_fusion(
-                    [[i for i, _ in dense], [i for i, _ in lexical]], [cfg.dense_weight, cfg.lexical_weight]
+                    [[i for i, _ in dense], [i for i, _ in lexical]], [cfg.dense_weight, cfg.lexical_weight], cfg.rrf_k
                 )
             if use_mmr and ranked:
                 assert qvec is not None

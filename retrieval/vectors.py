@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -81,7 +82,7 @@ def supports_incremental(index: faiss.Index) -> bool:
     return kind_of(index) == "flat"
 
 
-def write_atomic(index: faiss.Index, path: Path) -> None:
+def write_atomic(index: faiss.Index, path: Path, before_rename: Callable[[], None] | None = None) -> None:
     """Write to a temp file in the same folder, fsync it, rename over ``path``, fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -91,6 +92,8 @@ def write_atomic(index: faiss.Index, path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
