@@ -4,7 +4,8 @@
 traceback). ``--json`` output is a stable contract for scripts:
 
 * ``search --json``: ``[{"source", "heading", "score", "text", "chunk_id"}, ...]``
-* ``eval-retrieval --json``: ``{"dense": {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"}, "lexical": ..., "hybrid": ...}``
+* ``eval-retrieval --json``: ``{"dense": {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"},
+  "lexical": ..., "hybrid": ...}``
 * ``ingest --json``: the ingest summary (files with status and reason, counts, timings).
 """
 
@@ -78,7 +79,9 @@ def ingest(
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
     include: Annotated[list[str] | None, typer.Option(help="glob of files to take, e.g. '*.md'")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="glob of files to leave out")] = None,
-    prune: Annotated[bool, typer.Option(help="remove indexed files that are gone from these folders")] = False,
+    prune: Annotated[
+        bool, typer.Option(help="remove indexed files that are gone from these folders")
+    ] = False,
     index_type: Annotated[str | None, typer.Option(help="flat, hnsw, ivf or auto (new index: auto)")] = None,
     embedding_model: Annotated[
         str | None, typer.Option(help="sentence-transformers name or path (new index: all-MiniLM-L6-v2)")
@@ -90,7 +93,6 @@ def ingest(
     _quiet_libraries()
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from sotrag.retrieval.index import DocumentIndex
 
     console = Console(stderr=True)
@@ -98,11 +100,16 @@ def ingest(
         for p in paths:
             if not p.exists():
                 raise _fail(f"path does not exist: {p}")
-        idx = DocumentIndex.open(index, create=True, embedding_model=embedding_model, index_type=index_type,
-                                 precision=precision)
+        idx = DocumentIndex.open(
+            index, create=True, embedding_model=embedding_model, index_type=index_type, precision=precision
+        )
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=as_json or not console.is_terminal and not os.environ.get("SOTRAG_PROGRESS"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=as_json or (not console.is_terminal and not os.environ.get("SOTRAG_PROGRESS")),
         ) as bar:
             tasks: dict[str, Any] = {}
             labels = {"read": "reading files", "embed": "embedding chunks"}
@@ -124,7 +131,8 @@ def ingest(
     typer.echo(
         f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged, {c['skipped']} skipped, "
         f"{c['failed']} failed, {c['removed']} removed; {summary.chunks_written} chunks written "
-        f"({summary.chunks_embedded} embedded in {summary.embed_seconds:.1f}s, {summary.chunks_cached} from cache); "
+        f"({summary.chunks_embedded} embedded in {summary.embed_seconds:.1f}s, "
+        f"{summary.chunks_cached} from cache); "
         f"{summary.total_seconds:.1f}s; index {index} ({summary.index_type})"
     )
 
@@ -171,9 +179,13 @@ def search(
         list[str] | None, typer.Option("--filter", help="KEY=VALUE: source=GLOB, heading=GLOB, doc_id, kind")
     ] = None,
     mode: Annotated[str | None, typer.Option(help="dense, lexical or hybrid (default: hybrid)")] = None,
-    use_mmr: Annotated[bool, typer.Option("--mmr", help="diversify results (maximal marginal relevance)")] = False,
+    use_mmr: Annotated[
+        bool, typer.Option("--mmr", help="diversify results (maximal marginal relevance)")
+    ] = False,
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
-    as_json: Annotated[bool, typer.Option("--json", help="print [{source, heading, score, text, chunk_id}]")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print [{source, heading, score, text, chunk_id}]")
+    ] = False,
 ) -> None:
     """Search the index; prints chunks with score, source and heading path."""
     _quiet_libraries()
@@ -186,7 +198,13 @@ def search(
         idx.close()
     if as_json:
         rows = [
-            {"source": p.source, "heading": p.heading, "score": p.score, "text": p.text, "chunk_id": p.chunk_id}
+            {
+                "source": p.source,
+                "heading": p.heading,
+                "score": p.score,
+                "text": p.text,
+                "chunk_id": p.chunk_id,
+            }
             for p in passages
         ]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -204,7 +222,9 @@ def eval_retrieval(
     file: Annotated[Path, typer.Argument(help='JSONL lines {"question": ..., "relevant": ["doc.md", ...]}')],
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
     modes: Annotated[str, typer.Option(help="comma-separated modes to evaluate")] = "dense,lexical,hybrid",
-    as_json: Annotated[bool, typer.Option("--json", help='print {"dense": {...}, "lexical": {...}, "hybrid": {...}}')] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='print {"dense": {...}, "lexical": {...}, "hybrid": {...}}')
+    ] = False,
 ) -> None:
     """Document-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a question set."""
     _quiet_libraries()

@@ -34,7 +34,9 @@ def resolve_embedding_model(name: str = DEFAULT_EMBEDDING_MODEL) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_sentence_transformer(name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> SentenceTransformer:
+def load_sentence_transformer(
+    name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu"
+) -> SentenceTransformer:
     """Load (once per process) a sentence-transformers model by name or path."""
     from sentence_transformers import SentenceTransformer
 
@@ -71,12 +73,17 @@ class Embedder:
         device: str = "cpu",
     ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown embedding precision {precision!r} (use one of {', '.join(PRECISIONS)})")
+            raise ValueError(
+                f"unknown embedding precision {precision!r} (use one of {', '.join(PRECISIONS)})"
+            )
         import threading
 
         self.model_name = model_name
         self.model = load_sentence_transformer(model_name, device)
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         dim = get_dim()
         if dim is None:
             raise ValueError(f"model {model_name!r} does not report an embedding dimension")
@@ -100,7 +107,10 @@ class Embedder:
         )
         with self._lock, ctx, torch.inference_mode():
             return self.model.encode(
-                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
                 show_progress_bar=False,
             )
 

@@ -1,4 +1,4 @@
-"""A LangChain ``BaseRetriever`` over a :class:`DocumentIndex`, so sotrag's index plugs into LangChain chains."""
+"""A LangChain ``BaseRetriever`` over a :class:`DocumentIndex`, so sotrag's index plugs into chains."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
-
 from sotrag.retrieval.types import Passage
 
 
@@ -16,7 +15,13 @@ def passage_to_document(p: Passage) -> Document:
     return Document(
         page_content=p.text,
         id=p.chunk_id or None,
-        metadata={"source": p.source, "heading": p.heading, "score": p.score, "chunk_id": p.chunk_id, **p.metadata},
+        metadata={
+            "source": p.source,
+            "heading": p.heading,
+            "score": p.score,
+            "chunk_id": p.chunk_id,
+            **p.metadata,
+        },
     )
 
 
@@ -30,7 +35,9 @@ class SotragRetriever(BaseRetriever):
     mode: str | None = None
     filters: dict[str, str] | None = None
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
         return [passage_to_document(p) for p in self.index.search(query, self.k, self.filters, self.mode)]
 
     async def _aget_relevant_documents(

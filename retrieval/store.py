@@ -54,9 +54,70 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 
 # Words that carry no meaning for BM25 and only dilute an OR-query.
 STOPWORDS = frozenset(
-    """a an and are as at be by can do does for from how i if in into is it its me my of on or so that the
-    their then there these this to was what when where which who why will with would you your should could
-    use using used get way ways make does did have has need want""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "so",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "should",
+        "could",
+        "use",
+        "using",
+        "used",
+        "get",
+        "way",
+        "ways",
+        "make",
+        "does",
+        "did",
+        "have",
+        "has",
+        "need",
+        "want",
+    ]
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -190,16 +251,35 @@ class Store:
         """Insert a document and its chunks (chunk_id, position, heading, text, text_hash, metadata)."""
         conn.execute(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (doc.doc_id, doc.source, doc.path, doc.root, doc.kind, doc.title, doc.content_hash, doc.size,
-             doc.n_chunks, doc.ingested_at),
+            (
+                doc.doc_id,
+                doc.source,
+                doc.path,
+                doc.root,
+                doc.kind,
+                doc.title,
+                doc.content_hash,
+                doc.size,
+                doc.n_chunks,
+                doc.ingested_at,
+            ),
         )
         ids: list[int] = []
         for (chunk_id, position, heading, text, thash, metadata), vec in zip(chunks, embeddings, strict=True):
             cur = conn.execute(
-                "INSERT INTO chunks(chunk_id, doc_id, position, heading, text, text_hash, metadata, embedding)"
+                "INSERT INTO chunks(chunk_id, doc_id, position, heading, text, text_hash, metadata,"
+                " embedding)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (chunk_id, doc.doc_id, position, heading, text, thash, json.dumps(metadata),
-                 np.asarray(vec, dtype=np.float32).tobytes()),
+                (
+                    chunk_id,
+                    doc.doc_id,
+                    position,
+                    heading,
+                    text,
+                    thash,
+                    json.dumps(metadata),
+                    np.asarray(vec, dtype=np.float32).tobytes(),
+                ),
             )
             vid = int(cur.lastrowid or 0)
             ids.append(vid)
@@ -252,7 +332,9 @@ class Store:
                 f" WHERE c.vector_id IN ({','.join('?' * len(part))})"
             )
             for r in self.conn.execute(q, part):
-                out[int(r[0])] = ChunkRow(*r[:8], metadata=json.loads(r[8]))
+                out[int(r[0])] = ChunkRow(
+                    int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], json.loads(r[8])
+                )
         return out
 
     def filter_ids(self, filters: dict[str, str]) -> list[int]:
@@ -282,7 +364,10 @@ class Store:
         return " AND ".join(clauses), args
 
     def lexical_search(
-        self, query: str, limit: int, filters: dict[str, str] | None = None,
+        self,
+        query: str,
+        limit: int,
+        filters: dict[str, str] | None = None,
         weights: tuple[float, float, float] = (2.0, 3.0, 1.0),
     ) -> list[tuple[int, float]]:
         """BM25 over title, heading and text (FTS5), filtered in SQL; (vector_id, score) best first."""

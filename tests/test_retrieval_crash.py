@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from sotrag.retrieval.errors import IndexLockedError
 from sotrag.retrieval.index import DocumentIndex
 
@@ -55,8 +54,10 @@ def _assert_consistent(index_dir: Path, expected_sources: set[str]) -> DocumentI
     fts_ids = {r[0] for r in idx._store.conn.execute("SELECT rowid FROM chunks_fts")}
     vec = idx._current_vectors()
     assert set(faiss.vector_to_array(vec.id_map).tolist()) == store_ids == fts_ids
-    counts = idx._store.conn.execute("SELECT d.source, d.n_chunks, COUNT(c.vector_id) FROM documents d"
-                                     " LEFT JOIN chunks c USING (doc_id) GROUP BY d.doc_id").fetchall()
+    counts = idx._store.conn.execute(
+        "SELECT d.source, d.n_chunks, COUNT(c.vector_id) FROM documents d"
+        " LEFT JOIN chunks c USING (doc_id) GROUP BY d.doc_id"
+    ).fetchall()
     assert all(n == m for _, n, m in counts)
     assert idx._store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     hits = idx.search("black spot on rose leaves", k=3)
@@ -87,11 +88,16 @@ NEW = OLD | {"kitchen/bread.md", "kitchen/coffee.html", "kitchen/notes.txt"}
     ("crash_at", "expected"),
     [("mid_write", OLD), ("after_commit", NEW), ("faiss_written", NEW)],
 )
-def test_killed_ingest_leaves_a_consistent_index(base: tuple[Path, Path], crash_at: str, expected: set[str]) -> None:
+def test_killed_ingest_leaves_a_consistent_index(
+    base: tuple[Path, Path], crash_at: str, expected: set[str]
+) -> None:
     docs, index_dir = base
     proc = subprocess.run(
         [sys.executable, "-c", INGEST_SCRIPT, str(index_dir), str(docs)],
-        env=_env(SOTRAG_CRASH_AT=crash_at), capture_output=True, text=True, timeout=300,
+        env=_env(SOTRAG_CRASH_AT=crash_at),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     idx = _assert_consistent(index_dir, expected)
@@ -114,15 +120,21 @@ def test_ingest_killed_at_a_random_moment(tmp_path: Path) -> None:
     many.mkdir()
     for i in range(30):
         body = "\n\n".join(
-            f"## Watch {j}\n\n" + " ".join(
+            f"## Watch {j}\n\n"
+            + " ".join(
                 f"Log entry {i}.{j}.{n}: the keeper trimmed wick {i * 7 + j + n} and noted wind from bearing "
-                f"{(i * 37 + j * 11 + n) % 360} degrees." for n in range(4)
-            ) for j in range(4)
+                f"{(i * 37 + j * 11 + n) % 360} degrees."
+                for n in range(4)
+            )
+            for j in range(4)
         )
         (many / f"log-{i:03d}.md").write_text(f"# Lighthouse log {i}\n\n{body}\n")
     proc = subprocess.Popen(
         [sys.executable, "-c", INGEST_SCRIPT, str(index_dir), str(docs / "garden"), str(many)],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from sotrag.retrieval.errors import (
     DocumentNotFoundError,
     EmbeddingModelMismatchError,
@@ -65,7 +64,11 @@ def _assert_consistent(idx: DocumentIndex) -> None:
 def test_ingest_then_search_every_mode(index: DocumentIndex) -> None:
     docs = index.list_documents()
     assert sorted(d.source for d in docs) == [
-        "garden/roses.md", "garden/tomatoes.md", "kitchen/bread.md", "kitchen/coffee.html", "kitchen/notes.txt"
+        "garden/roses.md",
+        "garden/tomatoes.md",
+        "kitchen/bread.md",
+        "kitchen/coffee.html",
+        "kitchen/notes.txt",
     ]
     assert all(d.chunks > 0 and len(d.doc_id) == 16 for d in docs)
     _assert_consistent(index)
@@ -95,7 +98,14 @@ def test_changed_file_replaces_exactly_its_chunks(index: DocumentIndex, docs: Pa
     roses = docs / "garden" / "roses.md"
     roses.write_text(roses.read_text().replace("balanced fertiliser", "seaweed tonic"))
     summary = index.ingest([docs])
-    assert summary.counts == {"added": 0, "updated": 1, "unchanged": 4, "skipped": 0, "failed": 0, "removed": 0}
+    assert summary.counts == {
+        "added": 0,
+        "updated": 1,
+        "unchanged": 4,
+        "skipped": 0,
+        "failed": 0,
+        "removed": 0,
+    }
     assert summary.chunks_cached > 0  # unchanged chunks of the edited file reuse their embeddings
     after = _chunk_ids(index)
     for source in before:
@@ -139,7 +149,9 @@ def test_filters_apply_inside_the_search(tmp_path: Path, docs: Path, index_type:
         if mode != "lexical":  # BM25 needs a shared term; dense always finds the nearest kitchen chunks
             assert hits
         assert all(h.source.startswith("kitchen/") for h in hits)
-    assert all(h.source == "garden/roses.md" for h in idx.search(query, k=5, filters={"source": "garden/roses.md"}))
+    assert all(
+        h.source == "garden/roses.md" for h in idx.search(query, k=5, filters={"source": "garden/roses.md"})
+    )
     assert idx.search(query, k=3, filters={"source": "nowhere/*"}) == []
     assert idx.search(query, k=2, filters={"heading": "*Pests*"})[0].heading.endswith("Pests and diseases")
     with pytest.raises(RetrievalError, match="unknown filter"):
@@ -151,7 +163,9 @@ def test_auto_index_type_switches_to_hnsw_past_threshold(tmp_path: Path, docs: P
     idx = DocumentIndex.open(tmp_path / "auto", create=True, auto_threshold=5)
     assert idx.ingest([docs / "kitchen" / "notes.txt"]).index_type == "flat"
     assert idx.ingest([docs]).index_type == "hnsw"
-    assert idx.search("sourdough starter", k=1)[0].source == "bread.md" or idx.search("sourdough starter", k=1)
+    assert idx.search("sourdough starter", k=1)[0].source == "bread.md" or idx.search(
+        "sourdough starter", k=1
+    )
 
 
 def test_mmr_returns_diverse_chunks(index: DocumentIndex) -> None:
@@ -171,7 +185,9 @@ def test_bad_inputs_are_reported_and_the_rest_proceeds(tmp_path: Path) -> None:
     (src / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (src / "empty.txt").write_bytes(b"")
     (src / "blank.md").write_text("   \n\n")
-    (src / "latin1.txt").write_bytes("Le phare de Cordouan, où le gardien écrit son journal.".encode("latin-1"))
+    (src / "latin1.txt").write_bytes(
+        "Le phare de Cordouan, où le gardien écrit son journal.".encode("latin-1")
+    )
     (src / "big.txt").write_text("x" * 5000)
     (src / "corrupt.pdf").write_bytes(b"%PDF-1.4\nthis is not a pdf at all")
     (src / "ok.pdf").write_bytes(make_pdf(["The fog horn sounds every thirty seconds in fog."]))
@@ -260,9 +276,8 @@ def test_retriever_protocol_and_langchain_adapter(index: DocumentIndex) -> None:
 
 def test_cli_commands_and_json_contract(tmp_path: Path, docs: Path) -> None:
     import typer
-    from typer.testing import CliRunner
-
     from sotrag.retrieval.cli import register
+    from typer.testing import CliRunner
 
     app = typer.Typer()
     register(app)
@@ -275,8 +290,10 @@ def test_cli_commands_and_json_contract(tmp_path: Path, docs: Path) -> None:
     assert json.loads(res.stdout)["counts"]["added"] == 5
     res = runner.invoke(app, ["ingest", str(docs), "--index", ix])
     assert res.exit_code == 0 and "0 added, 0 updated, 5 unchanged" in res.stdout
-    res = runner.invoke(app, ["search", "pinch off suckers", "-k", "2", "--index", ix, "--json",
-                              "--filter", "source=garden/*"])
+    res = runner.invoke(
+        app,
+        ["search", "pinch off suckers", "-k", "2", "--index", ix, "--json", "--filter", "source=garden/*"],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 2 and set(rows[0]) == {"source", "heading", "score", "text", "chunk_id"}
@@ -287,8 +304,10 @@ def test_cli_commands_and_json_contract(tmp_path: Path, docs: Path) -> None:
     assert res.exit_code == 1 and "unknown search mode" in res.output
     qfile = tmp_path / "q.jsonl"
     qfile.write_text(
-        json.dumps({"question": "how do I keep flour safe from moths", "relevant": ["kitchen/notes.txt"]}) + "\n"
-        + json.dumps({"question": "fungus on rose leaves", "relevant": ["garden/roses.md"]}) + "\n"
+        json.dumps({"question": "how do I keep flour safe from moths", "relevant": ["kitchen/notes.txt"]})
+        + "\n"
+        + json.dumps({"question": "fungus on rose leaves", "relevant": ["garden/roses.md"]})
+        + "\n"
     )
     res = runner.invoke(app, ["eval-retrieval", str(qfile), "--index", ix, "--json"])
     assert res.exit_code == 0, res.output

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from sotrag.retrieval.chunking import ChunkingConfig, make_chunk_id, make_doc_id, split_documents
 from sotrag.retrieval.errors import InputPathError, LoadError, RetrievalError
 from sotrag.retrieval.evaluation import dedupe_documents, load_questions, question_metrics
@@ -21,10 +20,15 @@ DOCS = Path(__file__).parent / "data" / "retrieval_docs"
 def test_discover_relative_sources_and_globs() -> None:
     sources = sorted(f.source for f in discover([DOCS]))
     assert sources == [
-        "garden/roses.md", "garden/tomatoes.md", "kitchen/bread.md", "kitchen/coffee.html", "kitchen/notes.txt"
+        "garden/roses.md",
+        "garden/tomatoes.md",
+        "kitchen/bread.md",
+        "kitchen/coffee.html",
+        "kitchen/notes.txt",
     ]
     assert sorted(f.source for f in discover([DOCS], include=["*.md"], exclude=["roses*"])) == [
-        "garden/tomatoes.md", "kitchen/bread.md"
+        "garden/tomatoes.md",
+        "kitchen/bread.md",
     ]
     single = list(discover([DOCS / "garden" / "roses.md"]))
     assert [f.source for f in single] == ["roses.md"]
@@ -38,7 +42,9 @@ def test_discover_missing_path() -> None:
 def test_markdown_chunks_keep_heading_path() -> None:
     path = DOCS / "garden" / "tomatoes.md"
     docs = load_file(path, path.read_bytes())
-    chunks = split_documents(docs, "markdown", "Growing Tomatoes", ChunkingConfig(chunk_size=400, min_chunk=100))
+    chunks = split_documents(
+        docs, "markdown", "Growing Tomatoes", ChunkingConfig(chunk_size=400, min_chunk=100)
+    )
     headings = [c.heading for c in chunks]
     assert "Growing Tomatoes > Watering" in headings
     assert any(h.startswith("Growing Tomatoes > Pests and diseases") for h in headings)
@@ -74,7 +80,6 @@ def test_html_and_text_and_pdf_loading(tmp_path: Path) -> None:
 
 def test_bad_pdfs_fail_with_reason(tmp_path: Path) -> None:
     from pypdf import PdfWriter
-
     from retrieval_pdf import make_pdf
 
     corrupt = tmp_path / "corrupt.pdf"
@@ -148,7 +153,7 @@ def test_load_questions_errors(tmp_path: Path) -> None:
     assert load_questions(good)[0].relevant == ("a.md",)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q?"}\n')
-    with pytest.raises(RetrievalError, match="bad.jsonl:1"):
+    with pytest.raises(RetrievalError, match=r"bad\.jsonl:1"):
         load_questions(bad)
     with pytest.raises(RetrievalError, match="not found"):
         load_questions(tmp_path / "missing.jsonl")
