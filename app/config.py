@@ -27,8 +27,9 @@ class EngineConfig(BaseModel):
     tensor_parallel_size: int = 1
     max_num_seqs: int = 64
     enable_prefix_caching: bool = True
-    cpu_kvcache_space_gib: int | None = Field(
-        default=None, description="VLLM_CPU_KVCACHE_SPACE for the CPU build; None keeps vLLM's default"
+    kv_cache_gib: float | None = Field(
+        default=None,
+        description="KV-cache size in GiB; None: 4 GiB with the cpu preset, gpu_memory_utilization with gpu",
     )
     speculative_config: dict[str, Any] | None = Field(
         default=None, description='passed to vLLM as is, e.g. {"method": "ngram", "num_speculative_tokens": 4}'
@@ -36,6 +37,13 @@ class EngineConfig(BaseModel):
     load_format: str = "auto"
     enforce_eager: bool = False
     extra: dict[str, Any] = Field(default_factory=dict, description="any other AsyncEngineArgs field")
+
+    @property
+    def resolved_kv_cache_bytes(self) -> int | None:
+        """On CPU vLLM otherwise reserves gpu_memory_utilization of ALL memory, and refuses to start when
+        other processes hold some of it."""
+        gib = self.kv_cache_gib if self.kv_cache_gib is not None else (4.0 if self.preset == "cpu" else None)
+        return None if gib is None else int(gib * 2**30)
 
     @property
     def resolved_model(self) -> str:
@@ -52,6 +60,11 @@ class SamplingConfig(BaseModel):
     skeleton_max_tokens: int = Field(default=200, ge=8)
     point_max_tokens: int = Field(default=128, ge=1)
     normal_max_tokens: int = Field(default=1024, ge=1)
+    # Answer-shape controls for benchmarks (random-weight models never stop on their own).
+    point_min_tokens: int = Field(default=0, ge=0)
+    normal_min_tokens: int = Field(default=0, ge=0)
+    ignore_eos: bool = False
+    allowed_token_ids: list[int] | None = None
 
 
 class SoTConfig(BaseModel):
@@ -78,12 +91,13 @@ class SoTConfig(BaseModel):
 class Settings(BaseSettings):
     """Everything sotrag reads from its environment."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SOTRAG_", env_nested_delimiter="__", env_file=".env", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="SOTRAG_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sot: SoTConfig = Field(default_factory=SoTConfig)
     index_dir: str | None = Field(default=None, description="document index folder; None answers ungrounded")
     top_k: int = Field(default=5, ge=0, le=50)
+    context_share: float = Field(
+        default=0.5, gt=0.0, le=0.9, description="share of the model's context that retrieved passages may fill"
+    )

@@ -46,9 +46,7 @@ def normal_messages(question: str, passages: Sequence[Passage] = (), history: Se
     return [*shared_prefix(question, passages, history), ChatMessage("user", question)]
 
 
-def skeleton_user_text(
-    question: str, *, min_points: int, max_points: int, min_words: int, max_words: int
-) -> str:
+def skeleton_user_text(question: str, *, min_points: int, max_points: int, min_words: int, max_words: int) -> str:
     instruction = t.SKELETON_INSTRUCTION.format(
         min_points=min_points, max_points=max_points, min_words=min_words, max_words=max_words
     )

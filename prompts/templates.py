@@ -22,7 +22,7 @@ PASSAGE = "[{n}] ({label})\n{text}"
 
 SKELETON_INSTRUCTION = (
     "Do not answer yet. First plan the answer as a skeleton: a numbered list of {min_points} to {max_points} "
-    "points, each only {min_words} to {max_words} words, one point per line, written as \"1. point\". "
+    'points, each only {min_words} to {max_words} words, one point per line, written as "1. point". '
     "Write the skeleton and nothing else."
 )
 

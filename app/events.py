@@ -1,0 +1,148 @@
+"""Typed events and results of one answer.
+
+Every surface (library, CLI, REST/SSE, Gradio) consumes this one stream, so the models are pydantic: they
+serialize to the JSON that the REST API and ``sotrag ask --json`` promise.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+Mode = Literal["sot", "normal"]
+RequestedMode = Literal["sot", "normal", "auto"]
+
+
+class Source(BaseModel):
+    """A passage given to the model, as shown under the answer."""
+
+    n: int = Field(description="the [n] the model may cite")
+    source: str
+    heading: str = ""
+    score: float
+    snippet: str
+    chunk_id: str = ""
+
+
+class PointResult(BaseModel):
+    index: int = Field(description="1-based, in skeleton order")
+    title: str
+    text: str = Field(description="the expansion the model wrote after the title")
+    tokens: int = 0
+    start_s: float = Field(description="request submitted, seconds from the start of the answer")
+    first_token_s: float | None = None
+    end_s: float | None = None
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class StageTokens(BaseModel):
+    skeleton: int = 0
+    points: int = 0
+    normal: int = 0
+
+
+class AnswerStats(BaseModel):
+    ttft_s: float | None = Field(None, description="first generated token of any stage")
+    tpot_s: float | None = Field(None, description="(total - ttft) / (tokens - 1): wall time per output token")
+    retrieval_s: float = 0.0
+    skeleton_s: float | None = None
+    expansion_s: float | None = None
+    total_s: float = 0.0
+    tokens: int = 0
+    skeleton_tokens: int = 0
+    tokens_per_s: float = 0.0
+    num_points: int = 0
+    prompt_tokens: StageTokens = Field(default_factory=StageTokens)
+    cached_prompt_tokens: StageTokens = Field(default_factory=StageTokens)
+    cached_share: float = Field(0.0, description="prompt tokens served from the prefix cache / all prompt tokens")
+    passages_dropped: int = Field(0, description="retrieved passages that did not fit the context budget")
+
+
+class AnswerResult(BaseModel):
+    question: str
+    mode: Mode = Field(description="the mode actually used")
+    requested_mode: RequestedMode
+    answer: str
+    skeleton: str = ""
+    points: list[PointResult] = Field(default_factory=list)
+    fallback_reason: str | None = None
+    route_reason: str | None = None
+    sources: list[Source] = Field(default_factory=list)
+    stats: AnswerStats
+    model: str
+    prompt_version: str
+
+
+class SourcesEvent(BaseModel):
+    type: Literal["sources"] = "sources"
+    sources: list[Source]
+
+
+class RouteEvent(BaseModel):
+    type: Literal["route"] = "route"
+    mode: Mode
+    reason: str
+
+
+class SkeletonDelta(BaseModel):
+    type: Literal["skeleton_delta"] = "skeleton_delta"
+    text: str
+
+
+class SkeletonDone(BaseModel):
+    type: Literal["skeleton_done"] = "skeleton_done"
+    points: list[str]
+
+
+class PointStarted(BaseModel):
+    type: Literal["point_started"] = "point_started"
+    index: int
+    title: str
+
+
+class PointDelta(BaseModel):
+    type: Literal["point_delta"] = "point_delta"
+    index: int
+    text: str
+
+
+class PointDone(BaseModel):
+    type: Literal["point_done"] = "point_done"
+    index: int
+    text: str
+    tokens: int
+
+
+class FallbackEvent(BaseModel):
+    type: Literal["fallback"] = "fallback"
+    reason: str
+
+
+class AnswerDelta(BaseModel):
+    """Normal decoding streams plain text."""
+
+    type: Literal["answer_delta"] = "answer_delta"
+    text: str
+
+
+class AnswerDone(BaseModel):
+    type: Literal["answer_done"] = "answer_done"
+    result: AnswerResult
+
+
+Event = Annotated[
+    SourcesEvent
+    | RouteEvent
+    | SkeletonDelta
+    | SkeletonDone
+    | PointStarted
+    | PointDelta
+    | PointDone
+    | FallbackEvent
+    | AnswerDelta
+    | AnswerDone,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,478 @@
+"""The Skeleton-of-Thought pipeline: one question in, a stream of typed events out.
+
+    question ─► retrieve passages ─► route (auto) ─► skeleton request (regex-guided, streamed)
+             ─► parse points ─► ALL point requests at once ─► assemble in skeleton order ─► AnswerDone(stats)
+
+Every request of one answer shares one prompt prefix (see ``sotrag.prompts.build``), so vLLM's prefix cache
+serves the system text, passages, question and skeleton to every point; continuous batching decodes the
+points together, which is why N points cost about as much wall time as the longest one.
+
+Cancellation: closing the event stream (client gone, task cancelled) cancels the point tasks and aborts
+every engine request of the answer that has not finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.engine import ChatMessage, Engine, GenerationDelta, GenerationRequest, SamplingOptions
+from sotrag.app.events import (
+    AnswerDelta,
+    AnswerDone,
+    AnswerResult,
+    AnswerStats,
+    Event,
+    FallbackEvent,
+    Mode,
+    PointDelta,
+    PointDone,
+    PointResult,
+    PointStarted,
+    RequestedMode,
+    RouteEvent,
+    SkeletonDelta,
+    SkeletonDone,
+    Source,
+    SourcesEvent,
+    StageTokens,
+)
+from sotrag.app.routing import RouteDecision, Router
+from sotrag.app.skeleton import SkeletonParser, skeleton_regex
+from sotrag.prompts import PROMPT_VERSION
+from sotrag.prompts import build as prompts
+from sotrag.retrieval.types import Passage, Retriever
+
+# Room kept for the answer when checking that a question fits the model's context.
+MIN_ANSWER_TOKENS = 32
+
+
+class InvalidQuestion(ValueError):
+    """The question cannot be answered as asked (empty, too long); the message is user-facing."""
+
+
+class QuestionTooLong(InvalidQuestion):
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"the question is {tokens} tokens, too long for the model's context of {limit} tokens")
+        self.tokens = tokens
+        self.limit = limit
+
+
+@dataclass
+class RequestTrace:
+    """What one engine request did, in seconds from the start of the answer."""
+
+    start_s: float
+    first_token_s: float | None = None
+    end_s: float | None = None
+    text: str = ""
+    tokens: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    finish_reason: str | None = None
+
+
+@dataclass
+class _Point:
+    index: int
+    title: str
+    trace: RequestTrace
+
+
+class _TaskEnd:
+    """Queue marker: one point task has ended (its error, if any, travels with it)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class SoTPipeline:
+    """Answers questions with Skeleton-of-Thought or normal decoding over one engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings | None = None,
+        *,
+        retriever: Retriever | None = None,
+        router: Router | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings or Settings()
+        self.retriever = retriever
+        self.router = router
+
+    async def run(self, question: str, **kwargs: Any) -> AnswerResult:
+        """Answer and return the final result (the stream's last event); takes ``stream``'s arguments."""
+        async for event in self.stream(question, **kwargs):
+            if isinstance(event, AnswerDone):
+                return event.result
+        raise RuntimeError("the answer stream ended without a result")  # pragma: no cover
+
+    async def stream(
+        self,
+        question: str,
+        *,
+        mode: RequestedMode = "sot",
+        history: Sequence[tuple[str, str]] = (),
+        top_k: int | None = None,
+        filters: dict[str, str] | None = None,
+        sampling: SamplingConfig | None = None,
+        sot: SoTConfig | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """Stream the events of one answer. Raises ``InvalidQuestion`` before any work for bad input."""
+        question = self.validate(question)
+        answer = _Answer(self, question, mode, history, sampling or self.settings.sampling, sot or self.settings.sot)
+        try:
+            async for event in answer.events(top_k if top_k is not None else self.settings.top_k, filters):
+                yield event
+        finally:
+            await answer.cancel()
+
+    def validate(self, question: str) -> str:
+        question = (question or "").strip()
+        if not question:
+            raise InvalidQuestion("the question is empty")
+        tokens = self.engine.count_tokens(question)
+        limit = self.engine.max_model_len
+        if tokens + MIN_ANSWER_TOKENS > limit:
+            raise QuestionTooLong(tokens, limit)
+        return question
+
+
+class _Answer:
+    """The state of one answer in flight: its clock, its engine requests, its point tasks."""
+
+    def __init__(
+        self,
+        pipeline: SoTPipeline,
+        question: str,
+        mode: RequestedMode,
+        history: Sequence[tuple[str, str]],
+        sampling: SamplingConfig,
+        sot: SoTConfig,
+    ) -> None:
+        self.p = pipeline
+        self.engine = pipeline.engine
+        self.question = question
+        self.requested_mode: RequestedMode = mode
+        self.history = list(history)
+        self.sampling = sampling
+        self.sot = sot
+        self.t0 = perf_counter()
+        self.answer_id = uuid.uuid4().hex[:12]
+        self.passages: list[Passage] = []
+        self.sources: list[Source] = []
+        self.passages_dropped = 0
+        self.retrieval_s = 0.0
+        self.route_reason: str | None = None
+        self.skeleton: RequestTrace | None = None
+        self.normal: RequestTrace | None = None
+        self.points: list[_Point] = []
+        self.fallback_reason: str | None = None
+        self._queue: asyncio.Queue[Event | _TaskEnd] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks_left = 0
+        self._in_flight: set[str] = set()
+
+    def now(self) -> float:
+        return perf_counter() - self.t0
+
+    # -- the flow ----------------------------------------------------------------------------------
+
+    async def events(self, top_k: int, filters: dict[str, str] | None) -> AsyncIterator[Event]:
+        if self.p.retriever is not None and top_k > 0:
+            await self._retrieve(top_k, filters)
+            yield SourcesEvent(sources=self.sources)
+
+        mode, max_points = await self._route()
+        if self.requested_mode == "auto":
+            yield RouteEvent(mode=mode, reason=self.route_reason or "")
+
+        if mode == "sot":
+            async for event in self._skeleton_of_thought(max_points):
+                yield event
+        else:
+            async for event in self._normal():
+                yield event
+        yield AnswerDone(result=self._result())
+
+    async def _retrieve(self, top_k: int, filters: dict[str, str] | None) -> None:
+        assert self.p.retriever is not None
+        start = self.now()
+        found = await self.p.retriever.aretrieve(self.question, top_k, filters)
+        self.retrieval_s = self.now() - start
+        budget = int(self.engine.max_model_len * self.p.settings.context_share)
+        used = 0
+        for passage in found:
+            cost = self.engine.count_tokens(passage.text) + 16  # label and numbering
+            if used + cost > budget:
+                self.passages_dropped += 1
+                continue
+            used += cost
+            self.passages.append(passage)
+        self.sources = [
+            Source(n=i, source=p.source, heading=p.heading, score=p.score, snippet=p.text[:300], chunk_id=p.chunk_id)
+            for i, p in enumerate(self.passages, start=1)
+        ]
+
+    async def _route(self) -> tuple[Mode, int]:
+        max_points = self.sot.max_points
+        if self.requested_mode != "auto":
+            return self.requested_mode, max_points
+        if self.p.router is None:
+            decision = RouteDecision("sot", "no router configured: auto uses SoT")
+        else:
+            decision = await asyncio.to_thread(self.p.router.route, self.question, self.engine.load())
+        self.route_reason = decision.reason
+        if decision.max_points is not None:
+            max_points = max(self.sot.min_points, min(max_points, decision.max_points))
+        return decision.mode, max_points
+
+    async def _skeleton_of_thought(self, max_points: int) -> AsyncIterator[Event]:
+        sot, s = self.sot, self.sampling
+        min_points = min(sot.min_points, max_points)
+        skeleton_messages = prompts.skeleton_messages(
+            self.question,
+            self.passages,
+            self.history,
+            min_points=min_points,
+            max_points=max_points,
+            min_words=sot.min_words,
+            max_words=sot.max_words,
+        )
+        regex = skeleton_regex(min_points, max_points, sot.min_words, sot.max_words) if sot.guided_skeleton else None
+        request = GenerationRequest(
+            request_id=self._request_id("skeleton"),
+            prompt=self.engine.render_chat(skeleton_messages),
+            sampling=self._options(s.skeleton_max_tokens, regex=regex),
+        )
+        parser = SkeletonParser(max_points=max_points)
+        self.skeleton = RequestTrace(start_s=self.now())
+
+        # Stage 1: the skeleton, streamed. In eager mode a point starts as soon as its line is complete.
+        async for delta in self._generate(request, self.skeleton):
+            if delta.text:
+                yield SkeletonDelta(text=delta.text)
+            for title in parser.feed(delta.text):
+                if sot.eager:
+                    yield self._start_point(title, parser.text, skeleton_messages)
+            async for event in self._drain(wait=False):  # eager points already streaming
+                yield event
+        titles = parser.finish(truncated=self.skeleton.finish_reason == "length")
+
+        if len(titles) < sot.fallback_min_points:
+            self.fallback_reason = (
+                f"the skeleton had {len(titles)} usable point(s), fewer than {sot.fallback_min_points}"
+            )
+            await self.cancel()
+            yield FallbackEvent(reason=self.fallback_reason)
+            self.points = []
+            async for event in self._normal():
+                yield event
+            return
+        yield SkeletonDone(points=titles)
+
+        # Stage 2: every remaining point at once; the engine batches them.
+        for title in titles[len(self.points) :]:
+            yield self._start_point(title, parser.text, skeleton_messages)
+        async for event in self._drain(wait=True):
+            yield event
+
+    async def _drain(self, *, wait: bool) -> AsyncIterator[Event]:
+        """Yield what the point tasks queued: until all have ended (``wait``), or until the queue is empty."""
+        while self._tasks_left and (wait or not self._queue.empty()):
+            item = await self._queue.get()
+            if isinstance(item, _TaskEnd):
+                self._tasks_left -= 1
+                if item.error is not None:
+                    raise item.error
+            else:
+                yield item
+
+    def _start_point(self, title: str, skeleton_text: str, skeleton_messages: list[ChatMessage]) -> PointStarted:
+        index = len(self.points) + 1
+        messages = prompts.point_messages(
+            skeleton_messages, skeleton_text, index, title, sentences=self.sot.point_sentences
+        )
+        stops = ("\n\n", *(f"\n{j}." for j in range(1, self.sot.max_points + 2)))
+        request = GenerationRequest(
+            request_id=self._request_id(f"point{index}"),
+            prompt=self.engine.render_chat(messages, continue_final_message=True),
+            sampling=self._options(
+                self.sampling.point_max_tokens, min_tokens=self.sampling.point_min_tokens, stop=stops
+            ),
+        )
+        point = _Point(index, title, RequestTrace(start_s=self.now()))
+        self.points.append(point)
+        self._tasks.append(asyncio.create_task(self._expand(point, request)))
+        self._tasks_left += 1
+        return PointStarted(index=index, title=title)
+
+    async def _expand(self, point: _Point, request: GenerationRequest) -> None:
+        error: BaseException | None = None
+        try:
+            async for delta in self._generate(request, point.trace):
+                if delta.text:
+                    self._queue.put_nowait(PointDelta(index=point.index, text=delta.text))
+            self._queue.put_nowait(PointDone(index=point.index, text=point.trace.text, tokens=point.trace.tokens))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        finally:
+            self._queue.put_nowait(_TaskEnd(error))
+
+    async def _normal(self) -> AsyncIterator[Event]:
+        s = self.sampling
+        messages = prompts.normal_messages(self.question, self.passages, self.history)
+        request = GenerationRequest(
+            request_id=self._request_id("normal"),
+            prompt=self.engine.render_chat(messages),
+            sampling=self._options(s.normal_max_tokens, min_tokens=s.normal_min_tokens),
+        )
+        self.normal = RequestTrace(start_s=self.now())
+        async for delta in self._generate(request, self.normal):
+            if delta.text:
+                yield AnswerDelta(text=delta.text)
+
+    # -- engine requests ---------------------------------------------------------------------------
+
+    async def _generate(self, request: GenerationRequest, trace: RequestTrace) -> AsyncIterator[GenerationDelta]:
+        """Run one engine request, recording its trace."""
+        self._in_flight.add(request.request_id)
+        try:
+            async for delta in self.engine.generate(request):
+                now = self.now()
+                if trace.first_token_s is None and delta.new_tokens:
+                    trace.first_token_s = now
+                trace.text += delta.text
+                trace.tokens += delta.new_tokens
+                trace.prompt_tokens = delta.prompt_tokens
+                trace.cached_prompt_tokens = delta.cached_prompt_tokens
+                if delta.finished:
+                    trace.finish_reason = delta.finish_reason
+                    trace.end_s = now
+                yield delta
+        finally:
+            self._in_flight.discard(request.request_id)
+        if trace.end_s is None:
+            trace.end_s = self.now()
+
+    def _options(
+        self, max_tokens: int, *, min_tokens: int = 0, stop: tuple[str, ...] = (), regex: str | None = None
+    ) -> SamplingOptions:
+        s = self.sampling
+        return SamplingOptions(
+            max_tokens=max_tokens,
+            min_tokens=min(min_tokens, max_tokens),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            seed=s.seed,
+            stop=stop,
+            regex=regex,
+            ignore_eos=s.ignore_eos,
+            allowed_token_ids=tuple(s.allowed_token_ids) if s.allowed_token_ids else None,
+        )
+
+    def _request_id(self, stage: str) -> str:
+        return f"sotrag-{self.answer_id}-{stage}"
+
+    async def cancel(self) -> None:
+        """Stop every point task and abort every engine request still running."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._tasks_left = 0
+        for request_id in list(self._in_flight):
+            await self.engine.abort(request_id)
+        self._in_flight.clear()
+
+    # -- the result --------------------------------------------------------------------------------
+
+    def _result(self) -> AnswerResult:
+        total_s = self.now()
+        points = [
+            PointResult(
+                index=p.index,
+                title=p.title,
+                text=p.trace.text,
+                tokens=p.trace.tokens,
+                start_s=p.trace.start_s,
+                first_token_s=p.trace.first_token_s,
+                end_s=p.trace.end_s,
+                prompt_tokens=p.trace.prompt_tokens,
+                cached_prompt_tokens=p.trace.cached_prompt_tokens,
+                finish_reason=p.trace.finish_reason,
+            )
+            for p in self.points
+        ]
+        if self.normal is not None:
+            mode: Mode = "normal"
+            answer = self.normal.text.strip()
+        else:
+            mode = "sot"
+            answer = "\n".join(f"{p.index}. {p.title}{p.text}".rstrip() for p in points)
+        return AnswerResult(
+            question=self.question,
+            mode=mode,
+            requested_mode=self.requested_mode,
+            answer=answer,
+            skeleton=self.skeleton.text if self.skeleton else "",
+            points=points,
+            fallback_reason=self.fallback_reason,
+            route_reason=self.route_reason,
+            sources=self.sources,
+            stats=self._stats(points, total_s),
+            model=self.engine.model_name,
+            prompt_version=PROMPT_VERSION,
+        )
+
+    def _stats(self, points: list[PointResult], total_s: float) -> AnswerStats:
+        traces = [t for t in (self.skeleton, self.normal) if t is not None] + [p.trace for p in self.points]
+        firsts = [t.first_token_s for t in traces if t.first_token_s is not None]
+        ttft = min(firsts) if firsts else None
+        tokens = sum(t.tokens for t in traces)
+        skeleton_s = None
+        if self.skeleton is not None and self.skeleton.end_s is not None:
+            skeleton_s = self.skeleton.end_s - self.skeleton.start_s
+        expansion_s = None
+        if points:
+            ends = [p.end_s for p in points if p.end_s is not None]
+            expansion_s = (max(ends) if ends else total_s) - min(p.start_s for p in points)
+        prompt = StageTokens(
+            skeleton=self.skeleton.prompt_tokens if self.skeleton else 0,
+            points=sum(p.prompt_tokens for p in points),
+            normal=self.normal.prompt_tokens if self.normal else 0,
+        )
+        cached = StageTokens(
+            skeleton=self.skeleton.cached_prompt_tokens if self.skeleton else 0,
+            points=sum(p.cached_prompt_tokens for p in points),
+            normal=self.normal.cached_prompt_tokens if self.normal else 0,
+        )
+        all_prompt = prompt.skeleton + prompt.points + prompt.normal
+        all_cached = cached.skeleton + cached.points + cached.normal
+        return AnswerStats(
+            ttft_s=ttft,
+            tpot_s=(total_s - ttft) / (tokens - 1) if ttft is not None and tokens > 1 else None,
+            retrieval_s=self.retrieval_s,
+            skeleton_s=skeleton_s,
+            expansion_s=expansion_s,
+            total_s=total_s,
+            tokens=tokens,
+            skeleton_tokens=self.skeleton.tokens if self.skeleton else 0,
+            tokens_per_s=tokens / total_s if total_s > 0 else 0.0,
+            num_points=len(points),
+            prompt_tokens=prompt,
+            cached_prompt_tokens=cached,
+            cached_share=all_cached / all_prompt if all_prompt else 0.0,
+            passages_dropped=self.passages_dropped,
+        )

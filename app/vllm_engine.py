@@ -1,0 +1,202 @@
+"""vLLM behind the ``Engine`` interface: an in-process ``AsyncLLM`` with prefix caching and delta streaming.
+
+Why ``AsyncLLM`` and not the offline ``LLM.generate``: SoT's whole point is many requests of one answer in
+flight at once, each streamed as it decodes, and cancellable. ``AsyncLLM`` gives continuous batching across
+concurrent ``generate`` calls, per-request ``abort``, and ``num_cached_tokens`` to show the prefix cache at
+work. Create the engine inside the event loop that will use it: AsyncLLM binds to that loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from sotrag.app.config import EngineConfig
+from sotrag.app.engine import ChatMessage, EngineError, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.model_source import resolve_model
+
+
+class _SchedulerSnapshot:
+    """Filled by vLLM's stat-logger hook with its own scheduler stats after every engine step."""
+
+    running = 0
+    waiting = 0
+    kv_cache_usage = 0.0
+
+
+def _stat_logger_factory(snapshot: _SchedulerSnapshot) -> Any:
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SchedulerStatsTap(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            pass
+
+        def record(
+            self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0
+        ) -> None:
+            if scheduler_stats is not None:
+                snapshot.running = scheduler_stats.num_running_reqs
+                snapshot.waiting = scheduler_stats.num_waiting_reqs
+                snapshot.kv_cache_usage = scheduler_stats.kv_cache_usage
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return SchedulerStatsTap
+
+
+class VLLMEngine:
+    """The production engine. Use ``await VLLMEngine.create(config)``."""
+
+    def __init__(
+        self, llm: Any, tokenizer: Any, config: EngineConfig, snapshot: _SchedulerSnapshot, model: str
+    ) -> None:
+        self._llm = llm
+        self._tokenizer = tokenizer
+        self._config = config
+        self._snapshot = snapshot
+        self._model = model
+        self._max_model_len = int(llm.model_config.max_model_len)
+
+    @classmethod
+    async def create(cls, config: EngineConfig | None = None) -> VLLMEngine:
+        config = config or EngineConfig()
+        model = config.resolved_model
+        model_path = model if config.load_format == "dummy" else resolve_model(model)
+        try:
+            from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as exc:
+            raise EngineError(
+                f"vLLM is not installed ({exc}); install sotrag[cpu] or sotrag[gpu] (see README)"
+            ) from None
+        engine_kwargs: dict[str, Any] = {
+            "model": model_path,
+            "tokenizer": config.tokenizer,
+            "dtype": config.dtype,
+            "max_model_len": config.max_model_len,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "max_num_seqs": config.max_num_seqs,
+            "enable_prefix_caching": config.enable_prefix_caching,
+            "speculative_config": config.speculative_config,
+            "load_format": config.load_format,
+            "enforce_eager": config.enforce_eager,
+            "kv_cache_memory_bytes": config.resolved_kv_cache_bytes,
+            "disable_log_stats": False,  # our scheduler-stats tap needs stats
+            **config.extra,
+        }
+        args = AsyncEngineArgs(**engine_kwargs)
+        snapshot = _SchedulerSnapshot()
+        try:
+            llm = AsyncLLM.from_engine_args(args, stat_loggers=[_stat_logger_factory(snapshot)])
+        except Exception as exc:
+            raise EngineError(f"vLLM could not start model {model}: {type(exc).__name__}: {exc}") from exc
+        tokenizer = llm.tokenizer
+        if tokenizer is None:
+            raise EngineError("the engine has no tokenizer; sotrag needs one for chat templates")
+        return cls(llm, tokenizer, config, snapshot, model)
+
+    # -- Engine interface ---------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self._model
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
+        as_dicts = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            text = self._tokenizer.apply_chat_template(
+                as_dicts,
+                tokenize=False,
+                add_generation_prompt=not continue_final_message,
+                continue_final_message=continue_final_message,
+            )
+        except Exception as exc:  # e.g. a template without a system role
+            if messages and messages[0].role == "system" and len(messages) > 1:
+                merged = [ChatMessage(messages[1].role, f"{messages[0].content}\n\n{messages[1].content}")]
+                return self.render_chat([*merged, *messages[2:]], continue_final_message=continue_final_message)
+            raise EngineError(f"the model's chat template failed: {exc}") from exc
+        return str(text)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+        # Tokenize once here: the chat template already holds its special tokens, so none are added.
+        prompt_ids = self._tokenizer.encode(request.prompt, add_special_tokens=False)
+        room = self._max_model_len - len(prompt_ids)
+        if room < 1:
+            raise EngineError(
+                f"the prompt is {len(prompt_ids)} tokens, over the model's context of {self._max_model_len} tokens"
+            )
+        s = request.sampling
+        params = SamplingParams(
+            n=1,
+            max_tokens=min(s.max_tokens, room),
+            min_tokens=min(s.min_tokens, room),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k if s.top_k > 0 else -1,
+            seed=s.seed,
+            stop=list(s.stop) or None,
+            ignore_eos=s.ignore_eos,
+            allowed_token_ids=list(s.allowed_token_ids) if s.allowed_token_ids else None,
+            structured_outputs=StructuredOutputsParams(regex=s.regex) if s.regex else None,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        finished = False
+        try:
+            async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request.request_id):
+                completion = out.outputs[0]
+                finished = completion.finish_reason is not None
+                yield GenerationDelta(
+                    text=completion.text,
+                    new_tokens=len(completion.token_ids),
+                    prompt_tokens=len(prompt_ids),
+                    cached_prompt_tokens=int(out.num_cached_tokens or 0),
+                    finish_reason=completion.finish_reason,
+                )
+        finally:
+            if not finished:  # closed early (client gone, task cancelled): free the sequence now
+                await self.abort(request.request_id)
+
+    async def abort(self, request_id: str) -> None:
+        await self._llm.abort(request_id)
+
+    def num_unfinished_requests(self) -> int:
+        """Requests vLLM still holds (running or waiting); 0 after every answer is done or cancelled."""
+        return int(self._llm.get_num_unfinished_requests())
+
+    def load(self) -> EngineLoad:
+        snap = self._snapshot
+        return EngineLoad(
+            running=snap.running,
+            waiting=snap.waiting,
+            max_num_seqs=self._config.max_num_seqs,
+            kv_cache_usage=snap.kv_cache_usage,
+        )
+
+    async def aclose(self) -> None:
+        llm, self._llm = self._llm, _Closed()
+        llm.shutdown()
+        # AsyncLLM.__del__ shuts down a second time, and if that happens during interpreter teardown it
+        # prints a traceback (its module globals are gone). It is already shut down: make the second a no-op.
+        llm.shutdown = lambda *args, **kwargs: None
+
+
+class _Closed:
+    def __getattr__(self, name: str) -> Any:
+        raise EngineError("the engine is closed")

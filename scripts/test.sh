@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Lint, type-check and run the whole test suite (real vLLM on CPU with a tiny model built on the fly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+venv=${SOTRAG_VENV:-.venv}
+"$venv/bin/ruff" check .
+# mypy resolves `sotrag.*` through a folder whose `sotrag` entry is this checkout (the package maps to ".").
+mkdir -p .typecheck && ln -sfn "$PWD" .typecheck/sotrag
+MYPYPATH=.typecheck "$venv/bin/mypy" -p sotrag.app -p sotrag.prompts -p sotrag.retrieval -p sotrag.kernels
+"$venv/bin/python" -m pytest "$@"

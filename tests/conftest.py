@@ -1,0 +1,48 @@
+"""Shared fixtures: one tiny random-weight model and ONE real vLLM engine for the whole test session.
+
+An AsyncLLM takes ~30 s to start on this CPU, so every engine test shares the session engine (and the
+session event loop it is bound to: see pyproject's asyncio settings)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# CPU attention needs KV blocks in multiples of 32; small blocks make prefix-cache hits visible on short prompts.
+TEST_BLOCK_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def tiny_engine_config(model_dir: Path):  # -> EngineConfig
+    from sotrag.app.config import EngineConfig
+
+    return EngineConfig(
+        model=str(model_dir),
+        max_model_len=2048,
+        max_num_seqs=32,
+        enforce_eager=True,
+        kv_cache_gib=0.5,
+        extra={"block_size": TEST_BLOCK_SIZE, "seed": 0},
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(tiny_model_dir: Path) -> AsyncIterator[object]:
+    from sotrag.app.vllm_engine import VLLMEngine
+
+    eng = await VLLMEngine.create(tiny_engine_config(tiny_model_dir))
+    yield eng
+    await eng.aclose()

@@ -1,0 +1,214 @@
+"""The SoT pipeline end to end on a real vLLM engine (CPU) with the tiny random-weight model.
+
+The model writes gibberish, so these tests check structure and timing relations recorded by the pipeline,
+never wall-clock thresholds and never content beyond what the regex guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.engine import ChatMessage, GenerationDelta, GenerationRequest
+from sotrag.app.events import (
+    AnswerDelta,
+    AnswerDone,
+    AnswerResult,
+    FallbackEvent,
+    PointDelta,
+    PointDone,
+    PointStarted,
+    SkeletonDelta,
+    SkeletonDone,
+    SourcesEvent,
+)
+from sotrag.app.pipeline import QuestionTooLong, SoTPipeline
+from sotrag.app.vllm_engine import VLLMEngine
+from sotrag.retrieval.types import Passage
+from tests.conftest import TEST_BLOCK_SIZE
+
+pytestmark = pytest.mark.engine
+
+QUESTION = "What are good ways to sleep better at night?"
+# Points long enough to overlap in time; min_tokens keeps stop strings from ending a point at once. Seeded
+# sampling keeps the random model from repeating one skeleton line (duplicates are dropped by the parser).
+SAMPLING = SamplingConfig(
+    temperature=1.0, seed=1234, point_max_tokens=24, point_min_tokens=12, normal_max_tokens=48, skeleton_max_tokens=512
+)
+
+
+def sot(n: int, **kw: object) -> SoTConfig:
+    return SoTConfig(min_points=n, max_points=n, min_words=2, max_words=4, **kw)  # type: ignore[arg-type]
+
+
+class RecordingEngine:
+    """The real engine, plus a record of every request it was sent (to inspect prompts)."""
+
+    def __init__(self, inner: VLLMEngine) -> None:
+        self.inner = inner
+        self.requests: list[GenerationRequest] = []
+
+    model_name = property(lambda self: self.inner.model_name)
+    max_model_len = property(lambda self: self.inner.max_model_len)
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
+        return self.inner.render_chat(messages, continue_final_message=continue_final_message)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.requests.append(request)
+        return self.inner.generate(request)
+
+    async def abort(self, request_id: str) -> None:
+        await self.inner.abort(request_id)
+
+    def load(self):  # type: ignore[no-untyped-def]
+        return self.inner.load()
+
+    async def aclose(self) -> None:  # the session fixture owns the engine
+        pass
+
+
+class ListRetriever:
+    """A fixed set of passages in place of an index: the pipeline only sees the Retriever protocol."""
+
+    def __init__(self, passages: list[Passage]) -> None:
+        self.passages = passages
+        self.queries: list[str] = []
+
+    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
+        self.queries.append(query)
+        return self.passages[:k]
+
+
+async def collect(pipeline: SoTPipeline, question: str = QUESTION, **kw: object) -> tuple[list, AnswerResult]:
+    events = [event async for event in pipeline.stream(question, **kw)]  # type: ignore[arg-type]
+    assert isinstance(events[-1], AnswerDone)
+    return events, events[-1].result
+
+
+async def test_sot_expands_all_points_in_one_batch(engine: VLLMEngine) -> None:
+    n = 4
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=sot(n)))
+    events, result = await collect(pipeline)
+
+    assert result.mode == "sot" and result.fallback_reason is None
+    assert [p.index for p in result.points] == list(range(1, n + 1))
+    # skeleton streams first, then the points
+    kinds = [type(e) for e in events]
+    done_at = kinds.index(SkeletonDone)
+    assert all(k is SkeletonDelta for k in kinds[:done_at])
+    assert kinds[done_at + 1 : done_at + 1 + n] == [PointStarted] * n
+    assert {e.index for e in events if isinstance(e, PointDone)} == set(range(1, n + 1))
+
+    # Decoded in the same batch: every point's first token arrives before any point's last token.
+    # (A sequential engine would finish point 1 before point 2 starts.)
+    first_tokens = [p.first_token_s for p in result.points]
+    ends = [p.end_s for p in result.points]
+    assert None not in first_tokens and None not in ends
+    assert max(first_tokens) < min(ends)  # type: ignore[type-var]
+
+    # Prefix cache: each point request reuses at least the skeleton request's prompt, in whole KV blocks.
+    shared = result.stats.prompt_tokens.skeleton // TEST_BLOCK_SIZE * TEST_BLOCK_SIZE
+    assert shared > 0
+    assert all(p.cached_prompt_tokens >= shared for p in result.points)
+    assert result.stats.cached_prompt_tokens.points >= n * shared
+
+    # Assembled in skeleton order, and the stats add up.
+    assert result.answer.startswith(f"1. {result.points[0].title}{result.points[0].text}".rstrip())
+    assert result.stats.tokens == result.stats.skeleton_tokens + sum(p.tokens for p in result.points)
+    assert result.stats.num_points == n
+    assert 0 < result.stats.ttft_s <= result.stats.total_s  # type: ignore[operator]
+    assert engine.num_unfinished_requests() == 0
+
+
+async def test_normal_mode_streams_plain_text(engine: VLLMEngine) -> None:
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING))
+    events, result = await collect(pipeline, mode="normal")
+    assert result.mode == "normal" and result.points == [] and result.skeleton == ""
+    streamed = "".join(e.text for e in events if isinstance(e, AnswerDelta))
+    assert streamed.strip() == result.answer
+    assert result.stats.tokens > 0 and result.stats.skeleton_s is None
+
+
+async def test_too_few_points_falls_back_to_normal(engine: VLLMEngine) -> None:
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=sot(1, fallback_min_points=2)))
+    events, result = await collect(pipeline)
+    assert any(isinstance(e, FallbackEvent) for e in events)
+    assert result.mode == "normal" and result.requested_mode == "sot"
+    assert result.fallback_reason and "1 usable point" in result.fallback_reason
+    assert result.skeleton  # the skeleton was written, then abandoned
+
+
+async def test_eager_expansion_starts_points_during_the_skeleton(engine: VLLMEngine) -> None:
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=sot(4, eager=True)))
+    _, result = await collect(pipeline)
+    assert result.stats.skeleton_s is not None
+    # the skeleton starts at >= 0 s, so ending before skeleton_s means starting while it was written
+    assert result.points[0].start_s < result.stats.skeleton_s
+    assert len(result.points) == 4
+
+
+@pytest.mark.parametrize("how", ["aclose", "cancel"])
+async def test_cancelling_the_stream_aborts_every_request(engine: VLLMEngine, how: str) -> None:
+    slow = SAMPLING.model_copy(update={"point_max_tokens": 400, "point_min_tokens": 400})
+    pipeline = SoTPipeline(engine, Settings(sampling=slow, sot=sot(5)))
+    seen_point = asyncio.Event()
+
+    async def consume(stream: AsyncIterator[object]) -> None:
+        async for event in stream:
+            if isinstance(event, PointDelta):
+                seen_point.set()
+                if how == "aclose":
+                    return
+
+    stream = pipeline.stream(QUESTION)
+    task = asyncio.create_task(consume(stream))
+    await asyncio.wait_for(seen_point.wait(), timeout=120)
+    assert engine.num_unfinished_requests() >= 1
+    if how == "cancel":
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        await task
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert engine.num_unfinished_requests() == 0
+
+
+async def test_grounded_history_and_passages_are_in_every_prompt(engine: VLLMEngine) -> None:
+    recorder = RecordingEngine(engine)
+    passages = [
+        Passage(text="Keep the bedroom cool and dark. " * 6, source="sleep/room.md", heading="Room", score=0.9),
+        Passage(text="Avoid caffeine after noon. " * 6, source="sleep/food.md", heading="Food", score=0.8),
+    ]
+    retriever = ListRetriever(passages)
+    pipeline = SoTPipeline(recorder, Settings(sampling=SAMPLING, sot=sot(3)), retriever=retriever)  # type: ignore[arg-type]
+    history = [("How long should adults sleep?", "Seven to nine hours.")]
+    events, result = await collect(pipeline, history=history, top_k=2)
+
+    assert isinstance(events[0], SourcesEvent)
+    assert [s.source for s in result.sources] == ["sleep/room.md", "sleep/food.md"]
+    assert retriever.queries == [QUESTION]
+    assert len(recorder.requests) == 1 + 3
+    for request in recorder.requests:
+        prompt = request.prompt
+        assert prompt.index("[1] (sleep/room.md > Room)") < prompt.index("Seven to nine hours.") < prompt.index(QUESTION)
+    # the skeleton request's whole prompt is the start of every point prompt
+    skeleton_prompt = recorder.requests[0].prompt
+    assert all(r.prompt.startswith(skeleton_prompt) for r in recorder.requests[1:])
+    shared = result.stats.prompt_tokens.skeleton // TEST_BLOCK_SIZE * TEST_BLOCK_SIZE
+    assert all(p.cached_prompt_tokens >= shared for p in result.points)
+
+
+async def test_question_longer_than_the_context_is_rejected_before_generation(engine: VLLMEngine) -> None:
+    pipeline = SoTPipeline(engine)
+    with pytest.raises(QuestionTooLong, match="2048 tokens"):
+        pipeline.validate("sleep " * 3000)
+    with pytest.raises(ValueError, match="empty"):
+        await collect(pipeline, question="   ")
