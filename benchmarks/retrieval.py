@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
+QUESTIONS = Path(__file__).parent / "data" / "fastapi_dev.jsonl"
 
 
 def machine() -> dict[str, Any]:
@@ -87,6 +88,7 @@ def corpus_chunks(corpus: Path) -> list[str]:
 
 def bench_embed(corpus: Path, sample: int, rounds: int) -> dict[str, Any]:
     import torch
+
     from sotrag.retrieval.embedder import Embedder, load_sentence_transformer
 
     texts = corpus_chunks(corpus)
@@ -95,8 +97,7 @@ def bench_embed(corpus: Path, sample: int, rounds: int) -> dict[str, Any]:
     plain = load_sentence_transformer()
     fast = Embedder(precision="auto")
     print(
-        f"[embed] {len(pick)} of {len(texts)} chunks, {rounds} interleaved rounds; default precision = "
-        f"{fast.precision}"
+        f"[embed] {len(pick)} of {len(texts)} chunks, {rounds} interleaved rounds; default precision = {fast.precision}"
     )
 
     def plain_encode() -> np.ndarray:  # what a user gets from sentence-transformers out of the box
@@ -124,9 +125,21 @@ def bench_embed(corpus: Path, sample: int, rounds: int) -> dict[str, Any]:
         "cosine_to_fp32": {"min": round(float(cos.min()), 6), "mean": round(float(cos.mean()), 6)},
         "torch_threads": torch.get_num_threads(),
     }
-    res["speedup"] = round(
-        res["chunks_per_s"]["sotrag_default"] / res["chunks_per_s"]["fp32_sentence_transformers"], 2
-    )
+    res["speedup"] = round(res["chunks_per_s"]["sotrag_default"] / res["chunks_per_s"]["fp32_sentence_transformers"], 2)
+    # Query embedding latency (one query at a time, as search does), fp32 vs bf16, on the dev questions.
+    qs = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    lat: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for q in qs[:5]:
+        fast._encode([q], "fp32")
+        fast._encode([q], "bf16")
+    for q in qs:
+        for p in ("fp32", "bf16"):
+            t = time.perf_counter()
+            fast._encode([q], p)
+            lat[p].append((time.perf_counter() - t) * 1000)
+    res["query_embed_ms_p50"] = {p: round(float(np.percentile(v, 50)), 2) for p, v in lat.items()}
+    res["query_embed_ms_p99"] = {p: round(float(np.percentile(v, 99)), 2) for p, v in lat.items()}
+    print(f"  query embedding p50 ms: {res['query_embed_ms_p50']}, p99 ms: {res['query_embed_ms_p99']}")
     for k, v in res["chunks_per_s"].items():
         print(f"  {k:28} {v:8.2f} chunks/s")
     print(f"  speed-up {res['speedup']}x, cosine to fp32 min {res['cosine_to_fp32']['min']}")
@@ -200,6 +213,7 @@ def clustered_vectors(n: int, dim: int, rng: np.random.Generator, centers: np.nd
 
 def bench_faiss(sizes: list[int], dim: int, queries: int) -> dict[str, Any]:
     import faiss
+
     from sotrag.retrieval import vectors
 
     rng = np.random.default_rng(0)
@@ -230,9 +244,7 @@ def bench_faiss(sizes: list[int], dim: int, queries: int) -> dict[str, Any]:
                 "p99_ms": round(float(np.percentile(lat, 99)), 3),
             }
             del index
-        recall = np.mean(
-            [len(set(a) & set(b)) / 10 for a, b in zip(found["hnsw"], found["flat"], strict=True)]
-        )
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found["hnsw"], found["flat"], strict=True)])
         row["hnsw"]["recall@10_vs_flat"] = round(float(recall), 4)
         row["hnsw"].update(
             {
@@ -277,8 +289,7 @@ def main() -> None:
             q = bench_quality({p: r["index_dir"] for p, r in ingests.items()}, args.questions)
             d = round(q["auto"]["hybrid"]["ndcg@10"] - q["fp32"]["hybrid"]["ndcg@10"], 4)
             q["ndcg@10_default_minus_fp32"] = {
-                m: round(q["auto"][m]["ndcg@10"] - q["fp32"][m]["ndcg@10"], 4)
-                for m in ("dense", "lexical", "hybrid")
+                m: round(q["auto"][m]["ndcg@10"] - q["fp32"][m]["ndcg@10"], 4) for m in ("dense", "lexical", "hybrid")
             }
             print(f"[quality] hybrid nDCG@10 default - fp32 = {d:+.4f}")
             save("quality", q)

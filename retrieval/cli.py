@@ -79,9 +79,7 @@ def ingest(
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
     include: Annotated[list[str] | None, typer.Option(help="glob of files to take, e.g. '*.md'")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="glob of files to leave out")] = None,
-    prune: Annotated[
-        bool, typer.Option(help="remove indexed files that are gone from these folders")
-    ] = False,
+    prune: Annotated[bool, typer.Option(help="remove indexed files that are gone from these folders")] = False,
     index_type: Annotated[str | None, typer.Option(help="flat, hnsw, ivf or auto (new index: auto)")] = None,
     embedding_model: Annotated[
         str | None, typer.Option(help="sentence-transformers name or path (new index: all-MiniLM-L6-v2)")
@@ -93,6 +91,7 @@ def ingest(
     _quiet_libraries()
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from sotrag.retrieval.index import DocumentIndex
 
     console = Console(stderr=True)
@@ -179,13 +178,9 @@ def search(
         list[str] | None, typer.Option("--filter", help="KEY=VALUE: source=GLOB, heading=GLOB, doc_id, kind")
     ] = None,
     mode: Annotated[str | None, typer.Option(help="dense, lexical or hybrid (default: hybrid)")] = None,
-    use_mmr: Annotated[
-        bool, typer.Option("--mmr", help="diversify results (maximal marginal relevance)")
-    ] = False,
+    use_mmr: Annotated[bool, typer.Option("--mmr", help="diversify results (maximal marginal relevance)")] = False,
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
-    as_json: Annotated[
-        bool, typer.Option("--json", help="print [{source, heading, score, text, chunk_id}]")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print [{source, heading, score, text, chunk_id}]")] = False,
 ) -> None:
     """Search the index; prints chunks with score, source and heading path."""
     _quiet_libraries()

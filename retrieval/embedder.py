@@ -34,9 +34,7 @@ def resolve_embedding_model(name: str = DEFAULT_EMBEDDING_MODEL) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_sentence_transformer(
-    name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu"
-) -> SentenceTransformer:
+def load_sentence_transformer(name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> SentenceTransformer:
     """Load (once per process) a sentence-transformers model by name or path."""
     from sentence_transformers import SentenceTransformer
 
@@ -71,19 +69,15 @@ class Embedder:
         precision: str = "auto",
         batch_size: int = 32,
         device: str = "cpu",
+        query_precision: str = "fp32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"unknown embedding precision {precision!r} (use one of {', '.join(PRECISIONS)})"
-            )
+        if precision not in PRECISIONS or query_precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown embedding precision {precision!r} (use one of {', '.join(PRECISIONS)})")
         import threading
 
         self.model_name = model_name
         self.model = load_sentence_transformer(model_name, device)
-        get_dim = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = get_dim()
         if dim is None:
             raise ValueError(f"model {model_name!r} does not report an embedding dimension")
@@ -93,16 +87,17 @@ class Embedder:
         if precision == "auto":
             precision = "bf16" if device == "cpu" and cpu_has_fast_bf16() else "fp32"
         self.precision = precision
+        self.query_precision = query_precision
         self._lock = threading.Lock()
 
-    def _encode(self, texts: list[str]) -> Any:
+    def _encode(self, texts: list[str], precision: str | None = None) -> Any:
         import contextlib
 
         import torch
 
         ctx = (
             torch.autocast(self.device, dtype=torch.bfloat16)
-            if self.precision == "bf16"
+            if (precision or self.precision) == "bf16"
             else contextlib.nullcontext()
         )
         with self._lock, ctx, torch.inference_mode():
@@ -130,4 +125,7 @@ class Embedder:
         return out
 
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embed([query])[0]
+        """One query, in ``query_precision`` (fp32 by default: a single short text gains nothing from bf16,
+        and each new sequence length costs oneDNN a fresh bf16 kernel set; vectors agree to cosine 0.9999)."""
+        vec = self._encode([query], self.query_precision)
+        return np.asarray(vec, dtype=np.float32)[0]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
 from sotrag.retrieval import vectors
 from sotrag.retrieval.chunking import (
     ChunkingConfig,
@@ -127,9 +128,7 @@ class DocumentInfo:
 
     @classmethod
     def from_row(cls, r: DocumentRow) -> DocumentInfo:
-        return cls(
-            r.doc_id, r.source, r.title, r.kind, r.n_chunks, r.size, r.content_hash, r.ingested_at, r.path
-        )
+        return cls(r.doc_id, r.source, r.title, r.kind, r.n_chunks, r.size, r.content_hash, r.ingested_at, r.path)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,8 +264,7 @@ class DocumentIndex:
             emb = Embedder(self.embedding_model, self.precision)
             if emb.dim != self.dim:
                 raise EmbeddingModelMismatchError(
-                    f"model {self.embedding_model!r} gives {emb.dim}-dim embeddings "
-                    f"but the index holds {self.dim}"
+                    f"model {self.embedding_model!r} gives {emb.dim}-dim embeddings but the index holds {self.dim}"
                 )
             self._embedder = emb
         return self._embedder
@@ -290,9 +288,7 @@ class DocumentIndex:
                 pass  # unreadable: rebuild below
         ids, vecs = store.all_embeddings()
         kind = vectors.resolve_kind(self.index_type, len(ids), self.auto_threshold)
-        return vectors.build(
-            kind, self.dim, ids, vecs if len(ids) else np.zeros((0, self.dim), np.float32)
-        ), gen
+        return vectors.build(kind, self.dim, ids, vecs if len(ids) else np.zeros((0, self.dim), np.float32)), gen
 
     def _current_vectors(self) -> vectors.FaissIndex:
         with self._read_lock:
@@ -302,9 +298,7 @@ class DocumentIndex:
 
     def _persist_vectors(self, index: vectors.FaissIndex, gen: int) -> None:
         """Called with the writer lock held: write this generation's file, drop older ones and stray temps."""
-        vectors.write_atomic(
-            index, self._vector_file(gen), before_rename=lambda: _crash_point("faiss_written")
-        )
+        vectors.write_atomic(index, self._vector_file(gen), before_rename=lambda: _crash_point("faiss_written"))
         current = self._vector_file(gen).name
         for old in [*self.directory.glob("vectors-*.faiss"), *self.directory.glob(".vectors-*.tmp-*")]:
             if old.name != current:
@@ -327,9 +321,7 @@ class DocumentIndex:
             if len(removed):
                 base.remove_ids(np.asarray(removed, dtype=np.int64))
             if len(added):
-                base.add_with_ids(
-                    np.ascontiguousarray(new_vecs, np.float32), np.asarray(added, dtype=np.int64)
-                )
+                base.add_with_ids(np.ascontiguousarray(new_vecs, np.float32), np.asarray(added, dtype=np.int64))
             if base.ntotal == total:
                 return base
         ids, vecs = store.all_embeddings()
@@ -431,9 +423,7 @@ class DocumentIndex:
                 _crash_point("mid_write")
             for d in to_prune:
                 removed.extend(store.delete_document(conn, d.doc_id))
-                summary.files.append(
-                    FileResult(d.source, "removed", "no longer in the ingested folder", d.n_chunks)
-                )
+                summary.files.append(FileResult(d.source, "removed", "no longer in the ingested folder", d.n_chunks))
             gen = store.generation() + 1
             store.set_meta(conn, "generation", str(gen))
             _crash_point("before_commit")
@@ -449,9 +439,7 @@ class DocumentIndex:
         if kind is None:
             return FileResult(source, "skipped", f"unsupported file type {f.path.suffix or '(no extension)'}")
         if source in seen_sources:
-            return FileResult(
-                source, "skipped", f"same relative path as {seen_sources[source]} in this ingest"
-            )
+            return FileResult(source, "skipped", f"same relative path as {seen_sources[source]} in this ingest")
         seen_sources[source] = str(f.path)
         try:
             size = f.path.stat().st_size
@@ -521,9 +509,7 @@ class DocumentIndex:
                         removed.extend(store.delete_document(conn, d.doc_id))
                     gen = store.generation() + 1
                     store.set_meta(conn, "generation", str(gen))
-                index = self._apply_vector_changes(
-                    store, base, removed, [], np.zeros((0, self.dim), np.float32)
-                )
+                index = self._apply_vector_changes(store, base, removed, [], np.zeros((0, self.dim), np.float32))
                 self._persist_vectors(index, gen)
             finally:
                 store.close()
@@ -638,9 +624,7 @@ class DocumentIndex:
         except EmptyIndexError:
             return []
 
-    def as_langchain_retriever(
-        self, k: int = 5, mode: str | None = None, filters: dict[str, str] | None = None
-    ) -> Any:
+    def as_langchain_retriever(self, k: int = 5, mode: str | None = None, filters: dict[str, str] | None = None) -> Any:
         from sotrag.retrieval.langchain_adapter import SotragRetriever
 
         return SotragRetriever(index=self, k=k, mode=mode, filters=filters)
@@ -657,9 +641,7 @@ def _writer_lock(directory: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             who = f" (pid {holder})" if holder else ""
-            raise IndexLockedError(
-                f"index is locked: another process{who} is writing to {directory}"
-            ) from None
+            raise IndexLockedError(f"index is locked: another process{who} is writing to {directory}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:

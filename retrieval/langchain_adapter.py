@@ -8,6 +8,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
+
 from sotrag.retrieval.types import Passage
 
 
@@ -35,9 +36,7 @@ class SotragRetriever(BaseRetriever):
     mode: str | None = None
     filters: dict[str, str] | None = None
 
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return [passage_to_document(p) for p in self.index.search(query, self.k, self.filters, self.mode)]
 
     async def _aget_relevant_documents(

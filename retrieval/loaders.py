@@ -15,6 +15,7 @@ from pathlib import Path
 
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
+
 from sotrag.retrieval.errors import InputPathError, LoadError
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}

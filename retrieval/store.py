@@ -332,9 +332,7 @@ class Store:
                 f" WHERE c.vector_id IN ({','.join('?' * len(part))})"
             )
             for r in self.conn.execute(q, part):
-                out[int(r[0])] = ChunkRow(
-                    int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], json.loads(r[8])
-                )
+                out[int(r[0])] = ChunkRow(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], json.loads(r[8]))
         return out
 
     def filter_ids(self, filters: dict[str, str]) -> list[int]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from sotrag.retrieval.errors import IndexLockedError
 from sotrag.retrieval.index import DocumentIndex
 
@@ -88,9 +89,7 @@ NEW = OLD | {"kitchen/bread.md", "kitchen/coffee.html", "kitchen/notes.txt"}
     ("crash_at", "expected"),
     [("mid_write", OLD), ("after_commit", NEW), ("faiss_written", NEW)],
 )
-def test_killed_ingest_leaves_a_consistent_index(
-    base: tuple[Path, Path], crash_at: str, expected: set[str]
-) -> None:
+def test_killed_ingest_leaves_a_consistent_index(base: tuple[Path, Path], crash_at: str, expected: set[str]) -> None:
     docs, index_dir = base
     proc = subprocess.run(
         [sys.executable, "-c", INGEST_SCRIPT, str(index_dir), str(docs)],

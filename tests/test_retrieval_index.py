@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from sotrag.retrieval.errors import (
     DocumentNotFoundError,
     EmbeddingModelMismatchError,
@@ -149,9 +150,7 @@ def test_filters_apply_inside_the_search(tmp_path: Path, docs: Path, index_type:
         if mode != "lexical":  # BM25 needs a shared term; dense always finds the nearest kitchen chunks
             assert hits
         assert all(h.source.startswith("kitchen/") for h in hits)
-    assert all(
-        h.source == "garden/roses.md" for h in idx.search(query, k=5, filters={"source": "garden/roses.md"})
-    )
+    assert all(h.source == "garden/roses.md" for h in idx.search(query, k=5, filters={"source": "garden/roses.md"}))
     assert idx.search(query, k=3, filters={"source": "nowhere/*"}) == []
     assert idx.search(query, k=2, filters={"heading": "*Pests*"})[0].heading.endswith("Pests and diseases")
     with pytest.raises(RetrievalError, match="unknown filter"):
@@ -163,9 +162,7 @@ def test_auto_index_type_switches_to_hnsw_past_threshold(tmp_path: Path, docs: P
     idx = DocumentIndex.open(tmp_path / "auto", create=True, auto_threshold=5)
     assert idx.ingest([docs / "kitchen" / "notes.txt"]).index_type == "flat"
     assert idx.ingest([docs]).index_type == "hnsw"
-    assert idx.search("sourdough starter", k=1)[0].source == "bread.md" or idx.search(
-        "sourdough starter", k=1
-    )
+    assert idx.search("sourdough starter", k=1)[0].source == "bread.md" or idx.search("sourdough starter", k=1)
 
 
 def test_mmr_returns_diverse_chunks(index: DocumentIndex) -> None:
@@ -177,7 +174,8 @@ def test_mmr_returns_diverse_chunks(index: DocumentIndex) -> None:
 
 def test_bad_inputs_are_reported_and_the_rest_proceeds(tmp_path: Path) -> None:
     from pypdf import PdfWriter
-    from retrieval_pdf import make_pdf
+
+    from tests.retrieval_pdf import make_pdf
 
     src = tmp_path / "mixed"
     src.mkdir()
@@ -185,9 +183,7 @@ def test_bad_inputs_are_reported_and_the_rest_proceeds(tmp_path: Path) -> None:
     (src / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (src / "empty.txt").write_bytes(b"")
     (src / "blank.md").write_text("   \n\n")
-    (src / "latin1.txt").write_bytes(
-        "Le phare de Cordouan, où le gardien écrit son journal.".encode("latin-1")
-    )
+    (src / "latin1.txt").write_bytes("Le phare de Cordouan, où le gardien écrit son journal.".encode("latin-1"))
     (src / "big.txt").write_text("x" * 5000)
     (src / "corrupt.pdf").write_bytes(b"%PDF-1.4\nthis is not a pdf at all")
     (src / "ok.pdf").write_bytes(make_pdf(["The fog horn sounds every thirty seconds in fog."]))
@@ -276,8 +272,9 @@ def test_retriever_protocol_and_langchain_adapter(index: DocumentIndex) -> None:
 
 def test_cli_commands_and_json_contract(tmp_path: Path, docs: Path) -> None:
     import typer
-    from sotrag.retrieval.cli import register
     from typer.testing import CliRunner
+
+    from sotrag.retrieval.cli import register
 
     app = typer.Typer()
     register(app)

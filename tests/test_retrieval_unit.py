@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from sotrag.retrieval.chunking import ChunkingConfig, make_chunk_id, make_doc_id, split_documents
 from sotrag.retrieval.errors import InputPathError, LoadError, RetrievalError
 from sotrag.retrieval.evaluation import dedupe_documents, load_questions, question_metrics
@@ -42,9 +43,7 @@ def test_discover_missing_path() -> None:
 def test_markdown_chunks_keep_heading_path() -> None:
     path = DOCS / "garden" / "tomatoes.md"
     docs = load_file(path, path.read_bytes())
-    chunks = split_documents(
-        docs, "markdown", "Growing Tomatoes", ChunkingConfig(chunk_size=400, min_chunk=100)
-    )
+    chunks = split_documents(docs, "markdown", "Growing Tomatoes", ChunkingConfig(chunk_size=400, min_chunk=100))
     headings = [c.heading for c in chunks]
     assert "Growing Tomatoes > Watering" in headings
     assert any(h.startswith("Growing Tomatoes > Pests and diseases") for h in headings)
@@ -64,7 +63,7 @@ def test_small_sections_are_merged_under_their_parent() -> None:
 
 
 def test_html_and_text_and_pdf_loading(tmp_path: Path) -> None:
-    from retrieval_pdf import make_pdf
+    from tests.retrieval_pdf import make_pdf
 
     html = DOCS / "kitchen" / "coffee.html"
     docs = load_file(html, html.read_bytes())
@@ -80,7 +79,8 @@ def test_html_and_text_and_pdf_loading(tmp_path: Path) -> None:
 
 def test_bad_pdfs_fail_with_reason(tmp_path: Path) -> None:
     from pypdf import PdfWriter
-    from retrieval_pdf import make_pdf
+
+    from tests.retrieval_pdf import make_pdf
 
     corrupt = tmp_path / "corrupt.pdf"
     corrupt.write_bytes(b"%PDF-1.4 this is not really a pdf")
