@@ -18,6 +18,7 @@ from sotrag.retrieval.errors import (
     InputPathError,
     RetrievalError,
 )
+from sotrag.retrieval import index as index_module
 from sotrag.retrieval.index import DocumentIndex, _writer_lock
 from sotrag.retrieval.types import Passage, Retriever
 
@@ -140,7 +141,9 @@ def test_remove_and_prune(index: DocumentIndex, docs: Path) -> None:
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf"])
-def test_filters_apply_inside_the_search(tmp_path: Path, docs: Path, index_type: str) -> None:
+def test_filters_apply_inside_the_search(
+    tmp_path: Path, docs: Path, index_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     idx = DocumentIndex.open(tmp_path / f"index-{index_type}", create=True, index_type=index_type)
     summary = idx.ingest([docs])
     assert summary.index_type == index_type
@@ -155,6 +158,10 @@ def test_filters_apply_inside_the_search(tmp_path: Path, docs: Path, index_type:
     assert idx.search(query, k=2, filters={"heading": "*Pests*"})[0].heading.endswith("Pests and diseases")
     with pytest.raises(RetrievalError, match="unknown filter"):
         idx.search(query, filters={"colour": "red"})
+    # past the exact-scan limit the filter goes into FAISS as an id selector: same guarantee
+    monkeypatch.setattr(index_module, "EXACT_FILTER_LIMIT", 0)
+    via_faiss = idx.search(query, k=3, filters={"source": "kitchen/*"}, mode="dense")
+    assert len(via_faiss) == 3 and all(h.source.startswith("kitchen/") for h in via_faiss)
     _assert_consistent(idx)
 
 

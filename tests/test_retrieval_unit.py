@@ -157,3 +157,33 @@ def test_load_questions_errors(tmp_path: Path) -> None:
         load_questions(bad)
     with pytest.raises(RetrievalError, match="not found"):
         load_questions(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_faiss_selector_filters_inside_the_search_and_files_round_trip(kind: str, tmp_path: Path) -> None:
+    from sotrag.retrieval import vectors
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(1000, 4000, dtype=np.int64)
+    index = vectors.build(kind, 16, ids, x)
+    assert vectors.kind_of(index) == kind
+    allowed = ids[::7]
+    hits = vectors.search(index, x[5], 10, allowed)
+    assert len(hits) == 10 and {i for i, _ in hits} <= set(allowed.tolist())
+    path = tmp_path / "v.faiss"
+    vectors.write_atomic(index, path)
+    again = vectors.read(path)
+    assert vectors.kind_of(again) == kind and again.ntotal == 3000
+    assert [i for i, _ in vectors.search(again, x[5], 5)] == [i for i, _ in vectors.search(index, x[5], 5)]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_index_kind_resolution() -> None:
+    from sotrag.retrieval.vectors import resolve_kind
+
+    assert resolve_kind("auto", 10, 100) == "flat" and resolve_kind("auto", 100, 100) == "hnsw"
+    assert resolve_kind("ivf", 10) == "ivf"
+    with pytest.raises(ValueError, match="unknown index type"):
+        resolve_kind("annoy", 10)
