@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sotrag.retrieval import index as index_module
 from sotrag.retrieval.errors import (
     DocumentNotFoundError,
     EmbeddingModelMismatchError,
@@ -18,7 +19,6 @@ from sotrag.retrieval.errors import (
     InputPathError,
     RetrievalError,
 )
-from sotrag.retrieval import index as index_module
 from sotrag.retrieval.index import DocumentIndex, _writer_lock
 from sotrag.retrieval.types import Passage, Retriever
 
