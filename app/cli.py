@@ -241,6 +241,12 @@ def stats_table(result: AnswerResult) -> Table:
     return table
 
 
+# The other areas' commands (each area owns its module; importing it is cheap).
+from sotrag.retrieval.cli import register as register_retrieval  # noqa: E402
+
+register_retrieval(app)
+
+
 def main() -> None:
     app()
 
