@@ -85,6 +85,7 @@ def ingest(
         str | None, typer.Option(help="sentence-transformers name or path (new index: all-MiniLM-L6-v2)")
     ] = None,
     precision: Annotated[str, typer.Option(help="embedding precision: auto, fp32 or bf16")] = "auto",
+    max_file_mb: Annotated[float, typer.Option(min=0.001, help="skip files larger than this")] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Add files to the index; unchanged files are skipped, changed files replace their old chunks."""
@@ -100,7 +101,12 @@ def ingest(
             if not p.exists():
                 raise _fail(f"path does not exist: {p}")
         idx = DocumentIndex.open(
-            index, create=True, embedding_model=embedding_model, index_type=index_type, precision=precision
+            index,
+            create=True,
+            embedding_model=embedding_model,
+            index_type=index_type,
+            precision=precision,
+            max_file_bytes=int(max_file_mb * 1024 * 1024),
         )
         with Progress(
             TextColumn("{task.description}"),
