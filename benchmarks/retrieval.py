@@ -254,6 +254,7 @@ def bench_faiss(sizes: list[int], dim: int, queries: int) -> dict[str, Any]:
             }
         )
         results.append(row)
+        save("faiss", {"rows": results, "complete": n == sizes[-1]})  # partial results survive a long 1M run
         print(
             f"[faiss n={n:>8}] flat p50 {row['flat']['p50_ms']:.2f} ms p99 {row['flat']['p99_ms']:.2f} ms | "
             f"hnsw p50 {row['hnsw']['p50_ms']:.2f} ms p99 {row['hnsw']['p99_ms']:.2f} ms "
@@ -294,7 +295,7 @@ def main() -> None:
             print(f"[quality] hybrid nDCG@10 default - fp32 = {d:+.4f}")
             save("quality", q)
     if "faiss" in parts:
-        save("faiss", bench_faiss([int(s) for s in args.sizes.split(",")], 384, args.queries))
+        bench_faiss([int(s) for s in args.sizes.split(",")], 384, args.queries)
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

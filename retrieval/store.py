@@ -160,11 +160,14 @@ def fts_query(query: str) -> str:
     return " OR ".join(f'"{w}"' for w in seen)
 
 
-def glob_to_sql(pattern: str) -> str:
-    """A source filter is an fnmatch-style glob; a bare folder name or path means everything under it."""
-    if not any(c in pattern for c in "*?["):
-        return pattern.rstrip("/") + "*" if pattern.endswith("/") else pattern
-    return pattern
+def source_filter_sql(pattern: str) -> tuple[str, list[str]]:
+    """A source filter is a glob (``tutorial/*.md``); without wildcards it is a file or a folder
+    (``tutorial/cors.md``, ``tutorial`` and ``tutorial/`` all work)."""
+    if any(c in pattern for c in "*?["):
+        return "d.source GLOB ?", [pattern]
+    folder = pattern.rstrip("/")
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in folder)
+    return "(d.source = ? OR d.source GLOB ?)", [folder, f"{escaped}/*"]
 
 
 class Store:
@@ -346,8 +349,9 @@ class Store:
         clauses, args = ["1"], []
         for key, value in filters.items():
             if key == "source":
-                clauses.append("d.source GLOB ?")
-                args.append(glob_to_sql(value))
+                clause, values = source_filter_sql(value)
+                clauses.append(clause)
+                args.extend(values)
             elif key == "doc_id":
                 clauses.append("d.doc_id = ?")
                 args.append(value)

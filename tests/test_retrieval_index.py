@@ -155,6 +155,8 @@ def test_filters_apply_inside_the_search(
         assert all(h.source.startswith("kitchen/") for h in hits)
     assert all(h.source == "garden/roses.md" for h in idx.search(query, k=5, filters={"source": "garden/roses.md"}))
     assert idx.search(query, k=3, filters={"source": "nowhere/*"}) == []
+    for folder in ("kitchen", "kitchen/"):
+        assert {h.source.split("/")[0] for h in idx.search(query, k=5, filters={"source": folder})} == {"kitchen"}
     assert idx.search(query, k=2, filters={"heading": "*Pests*"})[0].heading.endswith("Pests and diseases")
     with pytest.raises(RetrievalError, match="unknown filter"):
         idx.search(query, filters={"colour": "red"})
