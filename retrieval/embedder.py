@@ -69,9 +69,9 @@ class Embedder:
         precision: str = "auto",
         batch_size: int = 32,
         device: str = "cpu",
-        query_precision: str = "fp32",
+        query_precision: str | None = None,
     ) -> None:
-        if precision not in PRECISIONS or query_precision not in ("fp32", "bf16"):
+        if precision not in PRECISIONS or query_precision not in (None, "fp32", "bf16"):
             raise ValueError(f"unknown embedding precision {precision!r} (use one of {', '.join(PRECISIONS)})")
         import threading
 
@@ -87,7 +87,7 @@ class Embedder:
         if precision == "auto":
             precision = "bf16" if device == "cpu" and cpu_has_fast_bf16() else "fp32"
         self.precision = precision
-        self.query_precision = query_precision
+        self.query_precision = query_precision or precision
         self._lock = threading.Lock()
 
     def _encode(self, texts: list[str], precision: str | None = None) -> Any:
@@ -125,7 +125,7 @@ class Embedder:
         return out
 
     def embed_query(self, query: str) -> np.ndarray:
-        """One query, in ``query_precision`` (fp32 by default: a single short text gains nothing from bf16,
-        and each new sequence length costs oneDNN a fresh bf16 kernel set; vectors agree to cosine 0.9999)."""
+        """One query, in ``query_precision`` (default: the documents' precision; fp32 and bf16 query vectors
+        give the same dev-set metrics, and bf16 is ~20% faster per query on an idle CPU)."""
         vec = self._encode([query], self.query_precision)
         return np.asarray(vec, dtype=np.float32)[0]
