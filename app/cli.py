@@ -264,9 +264,11 @@ def _register_commands() -> None:
     """Each area keeps its commands in its own module; they join the one ``sotrag`` group here."""
     from sotrag.app.router_cli import register as register_router
     from sotrag.app.serve_cli import register as register_serve
+    from sotrag.retrieval.cli import register as register_retrieval
 
-    register_router(app)
+    register_retrieval(app)
     register_serve(app)
+    register_router(app)
 
 
 _register_commands()

@@ -87,7 +87,11 @@ def split_markdown(text: str, title: str, cfg: ChunkingConfig) -> list[tuple[str
             prev_path, parts = merged[-1]
             size = sum(len(b) for _, b in parts)
             common = _common_prefix(prev_path, path)
-            if size < cfg.min_chunk and size + len(body) < cfg.chunk_size and len(common) >= max(min(1, len(prev_path)), len(prev_path) - 1):
+            if (
+                size < cfg.min_chunk
+                and size + len(body) < cfg.chunk_size
+                and len(common) >= max(min(1, len(prev_path)), len(prev_path) - 1)
+            ):
                 merged[-1] = (common, [*parts, (path, body)])
                 continue
         merged.append((path, [(path, body)]))

@@ -4,7 +4,8 @@
 traceback). ``--json`` output is a stable contract for scripts:
 
 * ``search --json``: ``[{"source", "heading", "score", "text", "chunk_id"}, ...]``
-* ``eval-retrieval --json``: ``{"dense": {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"}, "lexical": ..., "hybrid": ...}``
+* ``eval-retrieval --json``: ``{"dense": {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"},
+  "lexical": ..., "hybrid": ...}``
 * ``ingest --json``: the ingest summary (files with status and reason, counts, timings).
 """
 
@@ -84,6 +85,7 @@ def ingest(
         str | None, typer.Option(help="sentence-transformers name or path (new index: all-MiniLM-L6-v2)")
     ] = None,
     precision: Annotated[str, typer.Option(help="embedding precision: auto, fp32 or bf16")] = "auto",
+    max_file_mb: Annotated[float, typer.Option(min=0.001, help="skip files larger than this")] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Add files to the index; unchanged files are skipped, changed files replace their old chunks."""
@@ -98,11 +100,21 @@ def ingest(
         for p in paths:
             if not p.exists():
                 raise _fail(f"path does not exist: {p}")
-        idx = DocumentIndex.open(index, create=True, embedding_model=embedding_model, index_type=index_type,
-                                 precision=precision)
+        idx = DocumentIndex.open(
+            index,
+            create=True,
+            embedding_model=embedding_model,
+            index_type=index_type,
+            precision=precision,
+            max_file_bytes=int(max_file_mb * 1024 * 1024),
+        )
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=as_json or not console.is_terminal and not os.environ.get("SOTRAG_PROGRESS"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=as_json or (not console.is_terminal and not os.environ.get("SOTRAG_PROGRESS")),
         ) as bar:
             tasks: dict[str, Any] = {}
             labels = {"read": "reading files", "embed": "embedding chunks"}
@@ -124,7 +136,8 @@ def ingest(
     typer.echo(
         f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged, {c['skipped']} skipped, "
         f"{c['failed']} failed, {c['removed']} removed; {summary.chunks_written} chunks written "
-        f"({summary.chunks_embedded} embedded in {summary.embed_seconds:.1f}s, {summary.chunks_cached} from cache); "
+        f"({summary.chunks_embedded} embedded in {summary.embed_seconds:.1f}s, "
+        f"{summary.chunks_cached} from cache); "
         f"{summary.total_seconds:.1f}s; index {index} ({summary.index_type})"
     )
 
@@ -186,7 +199,13 @@ def search(
         idx.close()
     if as_json:
         rows = [
-            {"source": p.source, "heading": p.heading, "score": p.score, "text": p.text, "chunk_id": p.chunk_id}
+            {
+                "source": p.source,
+                "heading": p.heading,
+                "score": p.score,
+                "text": p.text,
+                "chunk_id": p.chunk_id,
+            }
             for p in passages
         ]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -204,7 +223,9 @@ def eval_retrieval(
     file: Annotated[Path, typer.Argument(help='JSONL lines {"question": ..., "relevant": ["doc.md", ...]}')],
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
     modes: Annotated[str, typer.Option(help="comma-separated modes to evaluate")] = "dense,lexical,hybrid",
-    as_json: Annotated[bool, typer.Option("--json", help='print {"dense": {...}, "lexical": {...}, "hybrid": {...}}')] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='print {"dense": {...}, "lexical": {...}, "hybrid": {...}}')
+    ] = False,
 ) -> None:
     """Document-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a question set."""
     _quiet_libraries()

@@ -36,7 +36,7 @@ def load_questions(path: str | Path) -> list[EvalQuestion]:
             row = json.loads(line)
             question, relevant = row["question"], row["relevant"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise RetrievalError(f"{path}:{n}: expected {{\"question\": ..., \"relevant\": [...]}}") from exc
+            raise RetrievalError(f'{path}:{n}: expected {{"question": ..., "relevant": [...]}}') from exc
         if not isinstance(question, str) or not question.strip() or not isinstance(relevant, list) or not relevant:
             raise RetrievalError(f"{path}:{n}: question must be text and relevant a non-empty list")
         out.append(EvalQuestion(question, tuple(str(r) for r in relevant)))

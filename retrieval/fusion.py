@@ -1,4 +1,4 @@
-"""Rank fusion and diversity: reciprocal rank fusion of several ranked lists, and maximal marginal relevance."""
+"""Rank fusion and diversity: reciprocal rank fusion of ranked lists, and maximal marginal relevance."""
 
 from __future__ import annotations
 
@@ -24,10 +24,8 @@ def reciprocal_rank_fusion(
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def mmr(
-    query: np.ndarray, candidates: np.ndarray, k: int, lambda_mult: float = 0.5
-) -> list[int]:
-    """Maximal marginal relevance: indexes into ``candidates`` (normalized rows), relevant but not redundant."""
+def mmr(query: np.ndarray, candidates: np.ndarray, k: int, lambda_mult: float = 0.5) -> list[int]:
+    """Maximal marginal relevance: indexes into ``candidates`` (normalized rows), relevant, not redundant."""
     if len(candidates) == 0 or k <= 0:
         return []
     relevance = candidates @ query

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import faiss
 import numpy as np
 
 from sotrag.retrieval import vectors
@@ -75,9 +74,12 @@ def _crash_point(name: str) -> None:
 
 @dataclass(frozen=True)
 class SearchConfig:
+    """Search defaults, tuned on benchmarks/data/fastapi_dev.jsonl (see docs/retrieval.md)."""
+
     mode: SearchMode = "hybrid"
     dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    lexical_weight: float = 0.5  # BM25 helps with exact terms but is the weaker ranker here
+    rrf_k: int = 30
     fetch_k: int = 50  # candidates per retriever before fusion / MMR
     mmr_lambda: float = 0.5
 
@@ -161,7 +163,7 @@ class DocumentIndex:
         self.chunking = chunking
         self.max_file_bytes = max_file_bytes
         self._embedder: Embedder | None = None
-        self._vectors: faiss.Index | None = None
+        self._vectors: vectors.FaissIndex | None = None
         self._vectors_gen = -1
         self._read_lock = threading.RLock()
 
@@ -203,11 +205,15 @@ class DocumentIndex:
                     with contextlib.suppress(FileNotFoundError):
                         tmp.unlink()
                     s = Store(tmp)
-                    s.create_schema({
-                        "embedding_model": model, "dim": str(dim), "index_type": index_type or "auto",
-                        "auto_threshold": str(auto_threshold or vectors.DEFAULT_AUTO_THRESHOLD),
-                        "created_at": str(time.time()),
-                    })
+                    s.create_schema(
+                        {
+                            "embedding_model": model,
+                            "dim": str(dim),
+                            "index_type": index_type or "auto",
+                            "auto_threshold": str(auto_threshold or vectors.DEFAULT_AUTO_THRESHOLD),
+                            "created_at": str(time.time()),
+                        }
+                    )
                     s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     s.conn.execute("PRAGMA journal_mode = DELETE")
                     s.close()
@@ -227,14 +233,18 @@ class DocumentIndex:
                 f"not {embedding_model!r}; use that model or a new index folder"
             )
         index = cls(
-            d, store, stored_model, precision, search_config or SearchConfig(), chunking or ChunkingConfig(),
+            d,
+            store,
+            stored_model,
+            precision,
+            search_config or SearchConfig(),
+            chunking or ChunkingConfig(),
             max_file_bytes,
         )
         if index_type is not None and index_type != index.index_type:
             vectors.resolve_kind(index_type, 0)
-            with _writer_lock(d):
-                with store.transaction() as conn:
-                    store.set_meta(conn, "index_type", index_type)
+            with _writer_lock(d), store.transaction() as conn:
+                store.set_meta(conn, "index_type", index_type)
             index.index_type = index_type
             index._vectors_gen = -1  # rebuilt with the new type at the next write
         return index
@@ -264,8 +274,8 @@ class DocumentIndex:
     def _vector_file(self, gen: int) -> Path:
         return self.directory / f"vectors-{gen}.faiss"
 
-    def _load_vectors(self, store: Store) -> tuple[faiss.Index, int]:
-        """The FAISS index matching the store's current generation: from its file, else rebuilt from the store."""
+    def _load_vectors(self, store: Store) -> tuple[vectors.FaissIndex, int]:
+        """The FAISS index of the store's current generation: from its file, else rebuilt from the store."""
         gen = store.generation()
         n = store.count_chunks()
         path = self._vector_file(gen)
@@ -280,24 +290,31 @@ class DocumentIndex:
         kind = vectors.resolve_kind(self.index_type, len(ids), self.auto_threshold)
         return vectors.build(kind, self.dim, ids, vecs if len(ids) else np.zeros((0, self.dim), np.float32)), gen
 
-    def _current_vectors(self) -> faiss.Index:
+    def _current_vectors(self) -> vectors.FaissIndex:
         with self._read_lock:
             if self._vectors is None or self._vectors_gen != self._store.generation():
                 self._vectors, self._vectors_gen = self._load_vectors(self._store)
             return self._vectors
 
-    def _persist_vectors(self, index: faiss.Index, gen: int) -> None:
-        vectors.write_atomic(index, self._vector_file(gen))
-        for old in self.directory.glob("vectors-*.faiss"):
-            if old.name != self._vector_file(gen).name:
+    def _persist_vectors(self, index: vectors.FaissIndex, gen: int) -> None:
+        """Called with the writer lock held: write this generation's file, drop older ones and stray temps."""
+        vectors.write_atomic(index, self._vector_file(gen), before_rename=lambda: _crash_point("faiss_written"))
+        current = self._vector_file(gen).name
+        for old in [*self.directory.glob("vectors-*.faiss"), *self.directory.glob(".vectors-*.tmp-*")]:
+            if old.name != current:
                 with contextlib.suppress(FileNotFoundError):
                     old.unlink()
         with self._read_lock:
             self._vectors, self._vectors_gen = index, gen
 
     def _apply_vector_changes(
-        self, store: Store, base: faiss.Index, removed: Sequence[int], added: Sequence[int], new_vecs: np.ndarray
-    ) -> faiss.Index:
+        self,
+        store: Store,
+        base: vectors.FaissIndex,
+        removed: Sequence[int],
+        added: Sequence[int],
+        new_vecs: np.ndarray,
+    ) -> vectors.FaissIndex:
         total = store.count_chunks()
         want = vectors.resolve_kind(self.index_type, total, self.auto_threshold)
         if vectors.supports_incremental(base) and want == "flat":
@@ -369,9 +386,11 @@ class DocumentIndex:
         if todo:
             if progress:
                 progress("embed", 0, len(todo))
-            t = time.perf_counter()
-            vecs = self.embedder.embed(list(todo.values()), (lambda n: progress("embed", n, len(todo))) if progress else None)
-            summary.embed_seconds = round(time.perf_counter() - t, 3)
+            t_embed = time.perf_counter()
+            vecs = self.embedder.embed(
+                list(todo.values()), (lambda n: progress("embed", n, len(todo))) if progress else None
+            )
+            summary.embed_seconds = round(time.perf_counter() - t_embed, 3)
             cache.update(zip(todo.keys(), vecs, strict=True))
         summary.chunks_embedded = len(todo)
         _crash_point("after_embed")
@@ -414,9 +433,7 @@ class DocumentIndex:
         summary.index_type = vectors.kind_of(index)
         self._persist_vectors(index, gen)
 
-    def _prepare_file(
-        self, store: Store, f: Any, seen_sources: dict[str, str]
-    ) -> FileResult | _Pending:
+    def _prepare_file(self, store: Store, f: Any, seen_sources: dict[str, str]) -> FileResult | _Pending:
         source: str = f.source
         kind = file_kind(f.path)
         if kind is None:
@@ -427,7 +444,9 @@ class DocumentIndex:
         try:
             size = f.path.stat().st_size
             if size > self.max_file_bytes:
-                return FileResult(source, "skipped", f"file is {size} bytes, above the {self.max_file_bytes}-byte limit")
+                return FileResult(
+                    source, "skipped", f"file is {size} bytes, above the {self.max_file_bytes}-byte limit"
+                )
             data = f.path.read_bytes()
         except OSError as exc:
             return FileResult(source, "failed", f"cannot read: {exc.strerror or exc}")
@@ -452,11 +471,20 @@ class DocumentIndex:
         texts = []
         for c in chunks:
             embed_text = c.embed_text
-            rows.append((make_chunk_id(doc_id, c.position, c.text), c.position, c.heading, c.text,
-                         text_hash(embed_text), c.metadata))
+            rows.append(
+                (
+                    make_chunk_id(doc_id, c.position, c.text),
+                    c.position,
+                    c.heading,
+                    c.text,
+                    text_hash(embed_text),
+                    c.metadata,
+                )
+            )
             texts.append(embed_text)
-        doc = DocumentRow(doc_id, source, str(f.path), str(f.root), kind, title, digest, len(data), len(rows),
-                          time.time())
+        doc = DocumentRow(
+            doc_id, source, str(f.path), str(f.root), kind, title, digest, len(data), len(rows), time.time()
+        )
         status: Literal["added", "updated"] = "updated" if old is not None else "added"
         return doc, rows, texts, status
 
@@ -553,7 +581,9 @@ class DocumentIndex:
                 ranked = lexical
             else:
                 ranked = reciprocal_rank_fusion(
-                    [[i for i, _ in dense], [i for i, _ in lexical]], [cfg.dense_weight, cfg.lexical_weight]
+                    [[i for i, _ in dense], [i for i, _ in lexical]],
+                    [cfg.dense_weight, cfg.lexical_weight],
+                    cfg.rrf_k,
                 )
             if use_mmr and ranked:
                 assert qvec is not None

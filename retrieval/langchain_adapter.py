@@ -1,4 +1,4 @@
-"""A LangChain ``BaseRetriever`` over a :class:`DocumentIndex`, so sotrag's index plugs into LangChain chains."""
+"""A LangChain ``BaseRetriever`` over a :class:`DocumentIndex`, so sotrag's index plugs into chains."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ def passage_to_document(p: Passage) -> Document:
     return Document(
         page_content=p.text,
         id=p.chunk_id or None,
-        metadata={"source": p.source, "heading": p.heading, "score": p.score, "chunk_id": p.chunk_id, **p.metadata},
+        metadata={
+            "source": p.source,
+            "heading": p.heading,
+            "score": p.score,
+            "chunk_id": p.chunk_id,
+            **p.metadata,
+        },
     )
 
 

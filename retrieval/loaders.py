@@ -88,7 +88,7 @@ def content_hash(data: bytes) -> str:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Decode bytes to text: UTF-8 (with or without BOM), else the detected encoding, else UTF-8 with U+FFFD."""
+    """Decode bytes: UTF-8 (with or without BOM), else the detected encoding, else UTF-8 with U+FFFD."""
     try:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -105,7 +105,7 @@ def decode_text(data: bytes) -> tuple[str, str]:
 
 
 class DecodedTextLoader(BaseLoader):
-    """A LangChain loader for Markdown and plain text that never fails on encoding (see :func:`decode_text`)."""
+    """A LangChain loader for Markdown and plain text that never fails on encoding (:func:`decode_text`)."""
 
     def __init__(self, path: Path, data: bytes | None = None) -> None:
         self.path = path

@@ -54,9 +54,70 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 
 # Words that carry no meaning for BM25 and only dilute an OR-query.
 STOPWORDS = frozenset(
-    """a an and are as at be by can do does for from how i if in into is it its me my of on or so that the
-    their then there these this to was what when where which who why will with would you your should could
-    use using used get way ways make does did have has need want""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "so",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "should",
+        "could",
+        "use",
+        "using",
+        "used",
+        "get",
+        "way",
+        "ways",
+        "make",
+        "does",
+        "did",
+        "have",
+        "has",
+        "need",
+        "want",
+    ]
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -99,11 +160,14 @@ def fts_query(query: str) -> str:
     return " OR ".join(f'"{w}"' for w in seen)
 
 
-def glob_to_sql(pattern: str) -> str:
-    """A source filter is an fnmatch-style glob; a bare folder name or path means everything under it."""
-    if not any(c in pattern for c in "*?["):
-        return pattern.rstrip("/") + "*" if pattern.endswith("/") else pattern
-    return pattern
+def source_filter_sql(pattern: str) -> tuple[str, list[str]]:
+    """A source filter is a glob (``tutorial/*.md``); without wildcards it is a file or a folder
+    (``tutorial/cors.md``, ``tutorial`` and ``tutorial/`` all work)."""
+    if any(c in pattern for c in "*?["):
+        return "d.source GLOB ?", [pattern]
+    folder = pattern.rstrip("/")
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in folder)
+    return "(d.source = ? OR d.source GLOB ?)", [folder, f"{escaped}/*"]
 
 
 class Store:
@@ -190,16 +254,35 @@ class Store:
         """Insert a document and its chunks (chunk_id, position, heading, text, text_hash, metadata)."""
         conn.execute(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (doc.doc_id, doc.source, doc.path, doc.root, doc.kind, doc.title, doc.content_hash, doc.size,
-             doc.n_chunks, doc.ingested_at),
+            (
+                doc.doc_id,
+                doc.source,
+                doc.path,
+                doc.root,
+                doc.kind,
+                doc.title,
+                doc.content_hash,
+                doc.size,
+                doc.n_chunks,
+                doc.ingested_at,
+            ),
         )
         ids: list[int] = []
         for (chunk_id, position, heading, text, thash, metadata), vec in zip(chunks, embeddings, strict=True):
             cur = conn.execute(
-                "INSERT INTO chunks(chunk_id, doc_id, position, heading, text, text_hash, metadata, embedding)"
+                "INSERT INTO chunks(chunk_id, doc_id, position, heading, text, text_hash, metadata,"
+                " embedding)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (chunk_id, doc.doc_id, position, heading, text, thash, json.dumps(metadata),
-                 np.asarray(vec, dtype=np.float32).tobytes()),
+                (
+                    chunk_id,
+                    doc.doc_id,
+                    position,
+                    heading,
+                    text,
+                    thash,
+                    json.dumps(metadata),
+                    np.asarray(vec, dtype=np.float32).tobytes(),
+                ),
             )
             vid = int(cur.lastrowid or 0)
             ids.append(vid)
@@ -252,7 +335,7 @@ class Store:
                 f" WHERE c.vector_id IN ({','.join('?' * len(part))})"
             )
             for r in self.conn.execute(q, part):
-                out[int(r[0])] = ChunkRow(*r[:8], metadata=json.loads(r[8]))
+                out[int(r[0])] = ChunkRow(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], json.loads(r[8]))
         return out
 
     def filter_ids(self, filters: dict[str, str]) -> list[int]:
@@ -266,8 +349,9 @@ class Store:
         clauses, args = ["1"], []
         for key, value in filters.items():
             if key == "source":
-                clauses.append("d.source GLOB ?")
-                args.append(glob_to_sql(value))
+                clause, values = source_filter_sql(value)
+                clauses.append(clause)
+                args.extend(values)
             elif key == "doc_id":
                 clauses.append("d.doc_id = ?")
                 args.append(value)
@@ -282,7 +366,10 @@ class Store:
         return " AND ".join(clauses), args
 
     def lexical_search(
-        self, query: str, limit: int, filters: dict[str, str] | None = None,
+        self,
+        query: str,
+        limit: int,
+        filters: dict[str, str] | None = None,
         weights: tuple[float, float, float] = (2.0, 3.0, 1.0),
     ) -> list[tuple[int, float]]:
         """BM25 over title, heading and text (FTS5), filtered in SQL; (vector_id, score) best first."""

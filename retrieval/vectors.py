@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import faiss
+import faiss as _faiss
 import numpy as np
+
+# FAISS's bundled type stubs lack the search-parameter classes and selector keywords used here.
+faiss: Any = _faiss
+FaissIndex = Any
 
 IndexKind = Literal["flat", "hnsw", "ivf", "auto"]
 INDEX_KINDS = ("flat", "hnsw", "ivf", "auto")
@@ -34,8 +39,8 @@ def resolve_kind(kind: str, n_vectors: int, auto_threshold: int = DEFAULT_AUTO_T
     return kind
 
 
-def empty_index(kind: str, dim: int, n_train: int = 0) -> faiss.IndexIDMap:
-    inner: faiss.Index
+def empty_index(kind: str, dim: int, n_train: int = 0) -> FaissIndex:
+    inner: FaissIndex
     if kind == "flat":
         inner = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
@@ -56,7 +61,7 @@ def empty_index(kind: str, dim: int, n_train: int = 0) -> faiss.IndexIDMap:
     return index
 
 
-def build(kind: str, dim: int, ids: np.ndarray, vecs: np.ndarray) -> faiss.IndexIDMap:
+def build(kind: str, dim: int, ids: np.ndarray, vecs: np.ndarray) -> FaissIndex:
     """A fresh index of ``kind`` (already resolved) over ``vecs`` with ``ids``."""
     index = empty_index(kind, dim, n_train=len(ids))
     if len(ids):
@@ -67,7 +72,7 @@ def build(kind: str, dim: int, ids: np.ndarray, vecs: np.ndarray) -> faiss.Index
     return index
 
 
-def kind_of(index: faiss.Index) -> str:
+def kind_of(index: FaissIndex) -> str:
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
     if isinstance(inner, faiss.IndexHNSW):
         return "hnsw"
@@ -76,12 +81,12 @@ def kind_of(index: faiss.Index) -> str:
     return "flat"
 
 
-def supports_incremental(index: faiss.Index) -> bool:
+def supports_incremental(index: FaissIndex) -> bool:
     """Flat indexes are updated in place; HNSW (no removal) and IVF (trained) are rebuilt on change."""
     return kind_of(index) == "flat"
 
 
-def write_atomic(index: faiss.Index, path: Path) -> None:
+def write_atomic(index: FaissIndex, path: Path, before_rename: Callable[[], None] | None = None) -> None:
     """Write to a temp file in the same folder, fsync it, rename over ``path``, fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -91,6 +96,8 @@ def write_atomic(index: faiss.Index, path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -106,7 +113,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> faiss.Index:
+def read(path: Path) -> FaissIndex:
     index = faiss.read_index(str(path))
     if not isinstance(index, faiss.IndexIDMap):
         index = faiss.downcast_index(index)
@@ -116,7 +123,7 @@ def read(path: Path) -> faiss.Index:
 
 
 def search(
-    index: faiss.Index, query: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    index: FaissIndex, query: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
 ) -> list[tuple[int, float]]:
     """Top-``k`` (vector_id, cosine) for one normalized query, restricted to ``allowed_ids`` inside FAISS."""
     if index.ntotal == 0 or k <= 0:

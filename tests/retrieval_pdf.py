@@ -5,8 +5,10 @@ from __future__ import annotations
 
 def make_pdf(lines: list[str]) -> bytes:
     """A minimal one-page PDF with Helvetica text (no PDF library needed to write it)."""
+
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
     body = "BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({esc(line)}) Tj T*" for line in lines) + " ET"
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",

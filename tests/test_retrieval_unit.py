@@ -21,10 +21,15 @@ DOCS = Path(__file__).parent / "data" / "retrieval_docs"
 def test_discover_relative_sources_and_globs() -> None:
     sources = sorted(f.source for f in discover([DOCS]))
     assert sources == [
-        "garden/roses.md", "garden/tomatoes.md", "kitchen/bread.md", "kitchen/coffee.html", "kitchen/notes.txt"
+        "garden/roses.md",
+        "garden/tomatoes.md",
+        "kitchen/bread.md",
+        "kitchen/coffee.html",
+        "kitchen/notes.txt",
     ]
     assert sorted(f.source for f in discover([DOCS], include=["*.md"], exclude=["roses*"])) == [
-        "garden/tomatoes.md", "kitchen/bread.md"
+        "garden/tomatoes.md",
+        "kitchen/bread.md",
     ]
     single = list(discover([DOCS / "garden" / "roses.md"]))
     assert [f.source for f in single] == ["roses.md"]
@@ -58,7 +63,7 @@ def test_small_sections_are_merged_under_their_parent() -> None:
 
 
 def test_html_and_text_and_pdf_loading(tmp_path: Path) -> None:
-    from retrieval_pdf import make_pdf
+    from tests.retrieval_pdf import make_pdf
 
     html = DOCS / "kitchen" / "coffee.html"
     docs = load_file(html, html.read_bytes())
@@ -75,7 +80,7 @@ def test_html_and_text_and_pdf_loading(tmp_path: Path) -> None:
 def test_bad_pdfs_fail_with_reason(tmp_path: Path) -> None:
     from pypdf import PdfWriter
 
-    from retrieval_pdf import make_pdf
+    from tests.retrieval_pdf import make_pdf
 
     corrupt = tmp_path / "corrupt.pdf"
     corrupt.write_bytes(b"%PDF-1.4 this is not really a pdf")
@@ -148,7 +153,37 @@ def test_load_questions_errors(tmp_path: Path) -> None:
     assert load_questions(good)[0].relevant == ("a.md",)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q?"}\n')
-    with pytest.raises(RetrievalError, match="bad.jsonl:1"):
+    with pytest.raises(RetrievalError, match=r"bad\.jsonl:1"):
         load_questions(bad)
     with pytest.raises(RetrievalError, match="not found"):
         load_questions(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_faiss_selector_filters_inside_the_search_and_files_round_trip(kind: str, tmp_path: Path) -> None:
+    from sotrag.retrieval import vectors
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(1000, 4000, dtype=np.int64)
+    index = vectors.build(kind, 16, ids, x)
+    assert vectors.kind_of(index) == kind
+    allowed = ids[::7]
+    hits = vectors.search(index, x[5], 10, allowed)
+    assert len(hits) == 10 and {i for i, _ in hits} <= set(allowed.tolist())
+    path = tmp_path / "v.faiss"
+    vectors.write_atomic(index, path)
+    again = vectors.read(path)
+    assert vectors.kind_of(again) == kind and again.ntotal == 3000
+    assert [i for i, _ in vectors.search(again, x[5], 5)] == [i for i, _ in vectors.search(index, x[5], 5)]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_index_kind_resolution() -> None:
+    from sotrag.retrieval.vectors import resolve_kind
+
+    assert resolve_kind("auto", 10, 100) == "flat" and resolve_kind("auto", 100, 100) == "hnsw"
+    assert resolve_kind("ivf", 10) == "ivf"
+    with pytest.raises(ValueError, match="unknown index type"):
+        resolve_kind("annoy", 10)
