@@ -36,6 +36,7 @@ from sotrag.app.events import (
     SourcesEvent,
 )
 from sotrag.app.pipeline import InvalidQuestion, check_question
+from sotrag.retrieval.errors import RetrievalError
 
 app = typer.Typer(
     name="sotrag",
@@ -122,6 +123,8 @@ def ask(
     try:
         result = asyncio.run(_ask(settings, question, mode.value, json_out))
     except InvalidQuestion as exc:
+        raise fail(str(exc), 2) from None
+    except RetrievalError as exc:
         raise fail(str(exc), 2) from None
     except EngineError as exc:
         raise fail(str(exc), 1) from None

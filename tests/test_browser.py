@@ -92,6 +92,7 @@ def test_upload_a_document_and_find_it_in_the_list(page: Any, tmp_path: Path) ->
 
 def test_ask_and_watch_the_skeleton_then_the_points(page: Any) -> None:
     page.get_by_role("tab", name="Ask").click()
+    page.locator("#sot-mode").get_by_text("Skeleton-of-Thought").click()  # auto would ask the router
     page.evaluate(RECORD_CHAT)
     page.fill("#sot-question textarea", "How do I keep my roses healthy? <b id='injected-markup'>aphids</b>")
     page.click("#sot-ask")

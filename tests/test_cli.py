@@ -59,6 +59,11 @@ def test_uncached_hub_model_offline_fails_with_a_hint() -> None:
     assert_one_line_error(proc, 1, "--model PATH")
 
 
+def test_missing_index_fails_before_the_engine_starts(tiny_model_dir: Path, tmp_path: Path) -> None:
+    proc = run_cli("ask", "hello", "--model", str(tiny_model_dir), "--index", str(tmp_path / "none"), env=tiny_env())
+    assert_one_line_error(proc, 2, "no index at")
+
+
 def test_question_longer_than_the_context(tiny_model_dir: Path) -> None:
     proc = run_cli("ask", "sleep " * 3000, "--model", str(tiny_model_dir), env=tiny_env())
     assert_one_line_error(proc, 2, "context of 2048 tokens")
