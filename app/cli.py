@@ -35,7 +35,7 @@ from sotrag.app.events import (
     SkeletonDelta,
     SourcesEvent,
 )
-from sotrag.app.pipeline import InvalidQuestion
+from sotrag.app.pipeline import InvalidQuestion, check_question
 
 app = typer.Typer(
     name="sotrag",
@@ -70,7 +70,8 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 def quiet_vllm(verbose: bool) -> None:
-    """vLLM logs every engine step at INFO; keep the terminal for the answer unless asked."""
+    """stdout is for the answer (and ``--json``): vLLM's logs go to stderr, and only warnings unless asked."""
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     if not verbose:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("TQDM_DISABLE", "1")
@@ -133,6 +134,7 @@ def ask(
 async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out: bool) -> AnswerResult:
     from sotrag.app.factory import create_pipeline
 
+    precheck_question(settings, question)
     pipeline = await create_pipeline(settings)
     try:
         pipeline.validate(question)  # bad input fails before any generation
@@ -150,6 +152,23 @@ async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out:
         return result
     finally:
         await pipeline.engine.aclose()
+
+
+def precheck_question(settings: Settings, question: str) -> None:
+    """Reject a question that cannot fit BEFORE the engine takes its half a minute to start: the tokenizer
+    and the model's context length are enough."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from sotrag.app.model_source import resolve_model
+
+    cfg = settings.engine
+    if cfg.load_format == "dummy":
+        return
+    model_path = resolve_model(cfg.resolved_model)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or model_path)
+    limit = cfg.max_model_len or int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 0))
+    if limit:
+        check_question(question, lambda text: len(tokenizer.encode(text, add_special_tokens=False)), limit)
 
 
 class _nullcontext:

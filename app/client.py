@@ -14,6 +14,7 @@ which aborts its vLLM requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
@@ -130,18 +131,21 @@ class SoTRAG:
                 caller.call_soon_threadsafe(queue.put_nowait, _END)
 
         future = self._submit(pump())
+        ended = False
         try:
             while True:
                 item = await queue.get()
                 if item is _END:
+                    ended = True
                     return
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            if not future.done():
+            if not ended:
                 future.cancel()  # cancels the pump in the engine loop: the pipeline aborts its requests
-                await asyncio.wait_for(_until_end(queue), timeout=30)
+                with contextlib.suppress(TimeoutError):  # a pump cancelled before it started never ends
+                    await asyncio.wait_for(_until_end(queue), timeout=30)
 
 
 async def _until_end(queue: asyncio.Queue[Any]) -> None:

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     sot: SoTConfig = Field(default_factory=SoTConfig)
     index_dir: str | None = Field(default=None, description="document index folder; None answers ungrounded")
     top_k: int = Field(default=5, ge=0, le=50)
+    per_point_retrieval: bool = Field(
+        default=False, description="after the skeleton, retrieve again for each point (question + point title)"
+    )
+    per_point_k: int = Field(default=2, ge=1, le=10, description="extra passages per point")
     context_share: float = Field(
         default=0.5, gt=0.0, le=0.9, description="share of the model's context that retrieved passages may fill"
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -135,14 +135,18 @@ class SoTPipeline:
             await answer.cancel()
 
     def validate(self, question: str) -> str:
-        question = (question or "").strip()
-        if not question:
-            raise InvalidQuestion("the question is empty")
-        tokens = self.engine.count_tokens(question)
-        limit = self.engine.max_model_len
-        if tokens + MIN_ANSWER_TOKENS > limit:
-            raise QuestionTooLong(tokens, limit)
-        return question
+        return check_question(question, self.engine.count_tokens, self.engine.max_model_len)
+
+
+def check_question(question: str, count_tokens: Callable[[str], int], max_model_len: int) -> str:
+    """The question, stripped; ``InvalidQuestion`` if it is empty or leaves no room for an answer."""
+    question = (question or "").strip()
+    if not question:
+        raise InvalidQuestion("the question is empty")
+    tokens = count_tokens(question)
+    if tokens + MIN_ANSWER_TOKENS > max_model_len:
+        raise QuestionTooLong(tokens, max_model_len)
+    return question
 
 
 class _Answer:
@@ -168,6 +172,7 @@ class _Answer:
         self.answer_id = uuid.uuid4().hex[:12]
         self.passages: list[Passage] = []
         self.sources: list[Source] = []
+        self._extra_numbers: dict[str, int] = {}
         self.passages_dropped = 0
         self.retrieval_s = 0.0
         self.route_reason: str | None = None
@@ -216,10 +221,11 @@ class _Answer:
                 continue
             used += cost
             self.passages.append(passage)
-        self.sources = [
-            Source(n=i, source=p.source, heading=p.heading, score=p.score, snippet=p.text[:300], chunk_id=p.chunk_id)
-            for i, p in enumerate(self.passages, start=1)
-        ]
+        self.sources = [self._source(i, p) for i, p in enumerate(self.passages, start=1)]
+
+    @staticmethod
+    def _source(n: int, p: Passage) -> Source:
+        return Source(n=n, source=p.source, heading=p.heading, score=p.score, snippet=p.text[:300], chunk_id=p.chunk_id)
 
     async def _route(self) -> tuple[Mode, int]:
         max_points = self.sot.max_points
@@ -296,27 +302,17 @@ class _Answer:
                 yield item
 
     def _start_point(self, title: str, skeleton_text: str, skeleton_messages: list[ChatMessage]) -> PointStarted:
-        index = len(self.points) + 1
-        messages = prompts.point_messages(
-            skeleton_messages, skeleton_text, index, title, sentences=self.sot.point_sentences
-        )
-        stops = ("\n\n", *(f"\n{j}." for j in range(1, self.sot.max_points + 2)))
-        request = GenerationRequest(
-            request_id=self._request_id(f"point{index}"),
-            prompt=self.engine.render_chat(messages, continue_final_message=True),
-            sampling=self._options(
-                self.sampling.point_max_tokens, min_tokens=self.sampling.point_min_tokens, stop=stops
-            ),
-        )
-        point = _Point(index, title, RequestTrace(start_s=self.now()))
+        point = _Point(len(self.points) + 1, title, RequestTrace(start_s=self.now()))
         self.points.append(point)
-        self._tasks.append(asyncio.create_task(self._expand(point, request)))
+        self._tasks.append(asyncio.create_task(self._expand(point, skeleton_text, skeleton_messages)))
         self._tasks_left += 1
-        return PointStarted(index=index, title=title)
+        return PointStarted(index=point.index, title=title)
 
-    async def _expand(self, point: _Point, request: GenerationRequest) -> None:
+    async def _expand(self, point: _Point, skeleton_text: str, skeleton_messages: list[ChatMessage]) -> None:
         error: BaseException | None = None
         try:
+            extra = await self._point_passages(point) if self._per_point_retrieval else []
+            request = self._point_request(point, skeleton_text, skeleton_messages, extra)
             async for delta in self._generate(request, point.trace):
                 if delta.text:
                     self._queue.put_nowait(PointDelta(index=point.index, text=delta.text))
@@ -327,6 +323,53 @@ class _Answer:
             error = exc
         finally:
             self._queue.put_nowait(_TaskEnd(error))
+
+    def _point_request(
+        self,
+        point: _Point,
+        skeleton_text: str,
+        skeleton_messages: list[ChatMessage],
+        extra: list[tuple[int, Passage]],
+    ) -> GenerationRequest:
+        messages = prompts.point_messages(
+            skeleton_messages,
+            skeleton_text,
+            point.index,
+            point.title,
+            sentences=self.sot.point_sentences,
+            extra_passages=extra,
+        )
+        stops = ("\n\n", *(f"\n{j}." for j in range(1, self.sot.max_points + 2)))
+        return GenerationRequest(
+            request_id=self._request_id(f"point{point.index}"),
+            prompt=self.engine.render_chat(messages, continue_final_message=True),
+            sampling=self._options(
+                self.sampling.point_max_tokens, min_tokens=self.sampling.point_min_tokens, stop=stops
+            ),
+        )
+
+    @property
+    def _per_point_retrieval(self) -> bool:
+        return self.p.retriever is not None and self.p.settings.per_point_retrieval and bool(self.passages)
+
+    async def _point_passages(self, point: _Point) -> list[tuple[int, Passage]]:
+        """Passages for this point alone (question + point title), not already given, numbered after the
+        shared ones. They go after the shared prefix, so the prefix stays shared."""
+        assert self.p.retriever is not None
+        found = await self.p.retriever.aretrieve(f"{self.question} {point.title}", self.p.settings.per_point_k + 3)
+        known = {p.chunk_id or p.text for p in self.passages}
+        fresh: list[tuple[int, Passage]] = []
+        for passage in found:
+            key = passage.chunk_id or passage.text
+            if key in known:
+                continue
+            if key not in self._extra_numbers:
+                self._extra_numbers[key] = len(self.sources) + 1
+                self.sources.append(self._source(self._extra_numbers[key], passage))
+            fresh.append((self._extra_numbers[key], passage))
+            if len(fresh) == self.p.settings.per_point_k:
+                break
+        return fresh
 
     async def _normal(self) -> AsyncIterator[Event]:
         s = self.sampling

@@ -25,13 +25,14 @@ from sotrag.retrieval.types import Passage
 Turn = tuple[str, str]  # (user question, final assembled answer)
 
 
+def format_passages(numbered: Sequence[tuple[int, Passage]]) -> str:
+    return "\n\n".join(t.PASSAGE.format(n=n, label=p.label, text=p.text.strip()) for n, p in numbered)
+
+
 def system_message(passages: Sequence[Passage] = ()) -> ChatMessage:
     if not passages:
         return ChatMessage("system", t.SYSTEM)
-    body = "\n\n".join(
-        t.PASSAGE.format(n=i, label=p.label, text=p.text.strip()) for i, p in enumerate(passages, start=1)
-    )
-    return ChatMessage("system", t.SYSTEM_GROUNDED.format(passages=body))
+    return ChatMessage("system", t.SYSTEM_GROUNDED.format(passages=format_passages(list(enumerate(passages, 1)))))
 
 
 def shared_prefix(question: str, passages: Sequence[Passage] = (), history: Sequence[Turn] = ()) -> list[ChatMessage]:
@@ -76,12 +77,15 @@ def point_messages(
     title: str,
     *,
     sentences: str = "1 to 2",
+    extra_passages: Sequence[tuple[int, Passage]] = (),
 ) -> list[ChatMessage]:
     """The skeleton request, the skeleton as the assistant's answer, then point ``index``'s instruction and
-    its open prefill "index. title" (render with ``continue_final_message=True``)."""
+    its open prefill "index. title" (render with ``continue_final_message=True``). Passages retrieved for
+    this point alone, with their [n] numbers, go into the point's own message, after the shared part."""
+    extra = t.POINT_PASSAGES.format(passages=format_passages(extra_passages)) if extra_passages else ""
     return [
         *skeleton_request,
         ChatMessage("assistant", skeleton_text.rstrip()),
-        ChatMessage("user", t.POINT_INSTRUCTION.format(index=index, sentences=sentences)),
+        ChatMessage("user", extra + t.POINT_INSTRUCTION.format(index=index, sentences=sentences)),
         ChatMessage("assistant", t.POINT_PREFILL.format(index=index, title=title)),
     ]

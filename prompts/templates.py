@@ -31,5 +31,8 @@ POINT_INSTRUCTION = (
     "Carry on from the point's words, stop when the point is complete, and do not start any other point."
 )
 
+# Per-point retrieval: passages found for this point only, placed after the shared prefix.
+POINT_PASSAGES = "More passages for this point:\n{passages}\n\n"
+
 # The open assistant message each point request continues: the model writes the rest of this line.
 POINT_PREFILL = "{index}. {title}"

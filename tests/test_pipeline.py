@@ -198,7 +198,9 @@ async def test_grounded_history_and_passages_are_in_every_prompt(engine: VLLMEng
     assert len(recorder.requests) == 1 + 3
     for request in recorder.requests:
         prompt = request.prompt
-        assert prompt.index("[1] (sleep/room.md > Room)") < prompt.index("Seven to nine hours.") < prompt.index(QUESTION)
+        assert (
+            prompt.index("[1] (sleep/room.md > Room)") < prompt.index("Seven to nine hours.") < prompt.index(QUESTION)
+        )
     # the skeleton request's whole prompt is the start of every point prompt
     skeleton_prompt = recorder.requests[0].prompt
     assert all(r.prompt.startswith(skeleton_prompt) for r in recorder.requests[1:])
@@ -212,3 +214,37 @@ async def test_question_longer_than_the_context_is_rejected_before_generation(en
         pipeline.validate("sleep " * 3000)
     with pytest.raises(ValueError, match="empty"):
         await collect(pipeline, question="   ")
+
+
+class PerPointRetriever(ListRetriever):
+    """The shared passages for the question itself, other passages for question + point queries."""
+
+    def __init__(self, shared: list[Passage], extra: list[Passage]) -> None:
+        super().__init__(shared)
+        self.extra = extra
+
+    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
+        self.queries.append(query)
+        return self.passages[:k] if query == QUESTION else [*self.passages, *self.extra][:k]
+
+
+async def test_per_point_retrieval_appends_after_the_shared_prefix(engine: VLLMEngine) -> None:
+    recorder = RecordingEngine(engine)
+    shared = [Passage(text="Keep the bedroom cool. " * 8, source="room.md", chunk_id="c1", score=0.9)]
+    extra = [
+        Passage(text="Morning light sets the body clock.", source="light.md", chunk_id="c2", score=0.5),
+        Passage(text="Exercise early in the day.", source="sport.md", chunk_id="c3", score=0.4),
+    ]
+    settings = Settings(sampling=SAMPLING, sot=sot(3), per_point_retrieval=True, per_point_k=2)
+    pipeline = SoTPipeline(recorder, settings, retriever=PerPointRetriever(shared, extra))  # type: ignore[arg-type]
+    _, result = await collect(pipeline, top_k=1)
+
+    assert [(s.n, s.source) for s in result.sources] == [(1, "room.md"), (2, "light.md"), (3, "sport.md")]
+    skeleton_prompt, *point_prompts = (r.prompt for r in recorder.requests)
+    assert len(point_prompts) == 3
+    for prompt in point_prompts:
+        assert prompt.startswith(skeleton_prompt)
+        tail = prompt[len(skeleton_prompt) :]
+        assert "[2] (light.md)" in tail and "[3] (sport.md)" in tail
+    shared_tokens = result.stats.prompt_tokens.skeleton // TEST_BLOCK_SIZE * TEST_BLOCK_SIZE
+    assert all(p.cached_prompt_tokens >= shared_tokens for p in result.points)

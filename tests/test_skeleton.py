@@ -14,7 +14,9 @@ titles = st.lists(words, min_size=1, max_size=6).map(" ".join)
 
 
 def test_numbered_styles_and_noise() -> None:
-    text = "Here is the skeleton:\n1. Keep a schedule\n2) Avoid caffeine late\n**3.** **Dark, cool room**:\n\nThat's all."
+    text = (
+        "Here is the skeleton:\n1. Keep a schedule\n2) Avoid caffeine late\n**3.** **Dark, cool room**:\n\nThat's all."
+    )
     assert parse_skeleton(text) == ["Keep a schedule", "Avoid caffeine late", "Dark, cool room"]
 
 
