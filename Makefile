@@ -4,8 +4,10 @@
 install:
 	bash scripts/install.sh
 
+# The web UI, REST API and OpenAI endpoint on http://127.0.0.1:8000, over a demo index of this project's own
+# README and docs/ (built on first run). Pass options with ARGS, e.g. make demo ARGS="--model /models/qwen --port 9000".
 demo: install
-	.venv/bin/sotrag ask "What are good ways to sleep better?"
+	.venv/bin/sotrag serve $(ARGS)
 
 test:
 	bash scripts/test.sh

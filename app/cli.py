@@ -260,6 +260,18 @@ def stats_table(result: AnswerResult) -> Table:
     return table
 
 
+def _register_commands() -> None:
+    """Each area keeps its commands in its own module; they join the one ``sotrag`` group here."""
+    from sotrag.app.router_cli import register as register_router
+    from sotrag.app.serve_cli import register as register_serve
+
+    register_router(app)
+    register_serve(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     app()
 

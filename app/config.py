@@ -88,6 +88,21 @@ class SoTConfig(BaseModel):
         return self
 
 
+class RouterConfig(BaseModel):
+    """SoT-R for ``mode="auto"``: which router, its threshold, and when the engine is too busy for SoT."""
+
+    kind: Literal["trained", "llm"] = Field(
+        default="trained", description="trained (MiniLM head) or llm (asks the model)"
+    )
+    threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="P(suits SoT) needed; None: the artifact's"
+    )
+    artifact: str | None = Field(default=None, description="router .npz; None: the packaged one")
+    max_busy_fraction: float = Field(default=0.75, gt=0.0, le=1.0, description="(running+waiting)/max_num_seqs limit")
+    max_kv_cache_usage: float = Field(default=0.90, gt=0.0, le=1.0)
+    min_free_seqs: int = Field(default=2, ge=1, description="free batch slots SoT needs")
+
+
 class Settings(BaseSettings):
     """Everything sotrag reads from its environment."""
 
@@ -96,6 +111,7 @@ class Settings(BaseSettings):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sot: SoTConfig = Field(default_factory=SoTConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
     index_dir: str | None = Field(default=None, description="document index folder; None answers ungrounded")
     top_k: int = Field(default=5, ge=0, le=50)
     per_point_retrieval: bool = Field(

@@ -5,9 +5,12 @@ The CLI, the library client and the server all start here, so they agree on what
 
 from __future__ import annotations
 
+import asyncio
+
 from sotrag.app.config import Settings
 from sotrag.app.engine import Engine
 from sotrag.app.pipeline import SoTPipeline
+from sotrag.retrieval.types import Retriever
 
 
 async def create_engine(settings: Settings) -> Engine:
@@ -16,7 +19,20 @@ async def create_engine(settings: Settings) -> Engine:
     return await VLLMEngine.create(settings.engine)
 
 
-async def create_pipeline(settings: Settings, *, engine: Engine | None = None) -> SoTPipeline:
-    """Start what ``settings`` asks for. An engine passed in is used as is (tests share one)."""
+def open_index(index_dir: str) -> Retriever:
+    """Open an existing document index (``sotrag ingest`` makes one); errors are user-facing."""
+    from sotrag.retrieval.index import DocumentIndex
+
+    return DocumentIndex.open(index_dir)
+
+
+async def create_pipeline(
+    settings: Settings, *, engine: Engine | None = None, retriever: Retriever | None = None
+) -> SoTPipeline:
+    """Start what ``settings`` asks for. An engine or retriever passed in is used as is (tests share one)."""
+    from sotrag.app.router import router_from_config
+
+    if retriever is None and settings.index_dir:
+        retriever = await asyncio.to_thread(open_index, settings.index_dir)  # fail before the slow engine start
     engine = engine or await create_engine(settings)
-    return SoTPipeline(engine, settings)
+    return SoTPipeline(engine, settings, retriever=retriever, router=router_from_config(settings.router, engine))

@@ -9,6 +9,18 @@ target=${SOTRAG_TARGET:-cpu}
 venv=${SOTRAG_VENV:-.venv}
 python=${PYTHON:-python3}
 
+# The browser test drives Debian's Chromium (no browser download): install it when we may (root or sudo).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || \
+      echo "install: could not install chromium; the browser test will be skipped" >&2
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || \
+      echo "install: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "install: chromium is not installed and there is no root or sudo; the browser test will be skipped" >&2
+  fi
+fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 stamp="$venv/.sotrag-$target-$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then

@@ -1,0 +1,111 @@
+"""Typed request and response bodies of the REST API (they make the OpenAPI schema complete).
+
+The answer itself reuses the pipeline's ``AnswerResult`` (the same contract as ``sotrag ask --json``), with
+two fields added that only a server knows: whether the answer was grounded in documents, and why not.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sotrag.app.events import AnswerResult, RequestedMode
+
+
+class Turn(BaseModel):
+    """An earlier turn of the conversation: only the question and the final answer are kept (as in the paper)."""
+
+    question: str
+    answer: str
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="the question; empty or whitespace-only is rejected (422)")
+    mode: RequestedMode = Field(
+        "auto", description="sot, normal, or auto (the router decides; SoT when no router is configured)"
+    )
+    top_k: int | None = Field(default=None, ge=0, le=50, description="passages to retrieve; 0 answers ungrounded")
+    filters: dict[str, str] | None = Field(
+        None, description="restrict retrieval: source (glob), heading (glob), doc_id, kind"
+    )
+    stream: bool = Field(default=False, description="true: Server-Sent Events of the pipeline's typed events")
+    history: list[Turn] = Field(default_factory=list, max_length=50)
+    max_tokens: int | None = Field(
+        None, ge=1, le=32768, description="most tokens per point (SoT) or for the whole answer (normal)"
+    )
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+
+class AnswerResponse(AnswerResult):
+    grounded: bool = Field(description="true when retrieved passages were given to the model")
+    grounding_note: str | None = Field(default=None, description="why the answer is not grounded, when it is not")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, in one line")
+
+
+class ErrorEvent(BaseModel):
+    """The last SSE event of a stream that failed after it started (no traceback, just the reason)."""
+
+    type: Literal["error"] = "error"
+    detail: str
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    source: str = Field(description="file name as uploaded (path relative to the ingested folder)")
+    title: str
+    kind: str = Field(description="markdown, text, html or pdf")
+    chunks: int
+    size: int = Field(description="bytes")
+    ingested_at: float = Field(description="Unix time")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+    chunks: int = Field(description="chunks in the whole index")
+
+
+class FileOutcome(BaseModel):
+    source: str
+    status: Literal["added", "updated", "unchanged", "skipped", "failed", "removed"]
+    reason: str = ""
+    chunks: int = 0
+
+
+class UploadResponse(BaseModel):
+    files: list[FileOutcome]
+    documents: list[DocumentOut] = Field(description="the uploaded documents as they are now in the index")
+    seconds: float
+
+
+class DeleteResponse(BaseModel):
+    removed: list[DocumentOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class IndexStatus(BaseModel):
+    directory: str
+    documents: int
+    chunks: int
+    embedding_model: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    engine: Literal["starting", "ready", "failed"]
+    detail: str | None = None
+    model: str | None = None
+    max_model_len: int | None = None
+    index: IndexStatus | None = Field(default=None, description="null: no index configured, answers are ungrounded")
+    answers_in_flight: int
+    engine_unfinished_requests: int | None = Field(
+        None, description="requests vLLM still holds; 0 when no answer is running (a left client aborts its own)"
+    )

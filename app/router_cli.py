@@ -1,0 +1,109 @@
+"""``sotrag train-router`` and ``sotrag eval-router``: rebuild the shipped router, and score it on labelled CSVs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def train_router(
+    labels_csv: Annotated[Path, typer.Argument(help="label;request CSV to train on (the LIMA router labels)")],
+    out: Annotated[
+        Path | None, typer.Option(help="artifact to write (default: the packaged app/assets/router.npz)")
+    ] = None,
+    beta: Annotated[
+        float, typer.Option(help="the threshold maximizes cross-validated F-beta (beta<1 favours precision)")
+    ] = 1.0,
+    min_precision: Annotated[float, typer.Option(help="only thresholds with at least this CV precision")] = 0.70,
+    threshold: Annotated[
+        float | None, typer.Option(help="fix the decision threshold instead of choosing it by CV")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the training report as JSON")] = False,
+) -> None:
+    """Train the SoT-R router on LABELS_CSV (deterministic; CV on that file only) and write the artifact."""
+    from sotrag.app.router import DEFAULT_ARTIFACT
+    from sotrag.app.router_train import LabelFileError, read_labels, train
+
+    if beta <= 0:
+        raise _fail("--beta must be > 0")
+    if not 0.0 <= min_precision <= 1.0 or (threshold is not None and not 0.0 <= threshold <= 1.0):
+        raise _fail("--min-precision and --threshold must be in [0, 1]")
+    try:
+        data = read_labels(labels_csv)
+        report = train(data, beta=beta, min_precision=min_precision, threshold=threshold)
+    except LabelFileError as exc:
+        raise _fail(str(exc)) from None
+    path = report.model.save(out or DEFAULT_ARTIFACT)
+    cv = report.cv
+    summary = {
+        "artifact": str(path),
+        "n": cv.n,
+        "C": report.c,
+        "threshold": report.model.threshold,
+        "cv_auc": round(report.cv_auc, 4),
+        "cv": cv.as_dict(),
+    }
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    console = Console()
+    console.print(f"trained on {cv.n} questions ({int(data.labels.sum())} suit SoT); wrote {path}")
+    console.print(
+        f"C={report.c}  threshold={report.model.threshold:.2f}  {CV_NOTE}: AUC {report.cv_auc:.3f}, "
+        f"accuracy {cv.accuracy:.3f}, precision {cv.precision:.3f}, recall {cv.recall:.3f}, F1 {cv.f1:.3f}"
+    )
+
+
+CV_NOTE = "5-fold CV"
+
+
+def eval_router(
+    labels_csv: Annotated[Path, typer.Argument(help="label;request CSV to score the router on")],
+    artifact: Annotated[Path | None, typer.Option(help="router artifact (default: the packaged one)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="override the artifact's decision threshold")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help='print {"n","accuracy","precision","recall","f1"}')] = False,
+) -> None:
+    """Score the router on FILE.csv: accuracy, precision, recall, F1 and the confusion matrix."""
+    from sotrag.app.router import RouterArtifactError, TrainedRouter
+    from sotrag.app.router_train import LabelFileError, evaluate, read_labels
+
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise _fail("--threshold must be in [0, 1]")
+    try:
+        data = read_labels(labels_csv)
+        router = TrainedRouter(artifact=artifact, threshold=threshold)
+        m = evaluate(router, data)
+    except (LabelFileError, RouterArtifactError) as exc:
+        raise _fail(str(exc)) from None
+    if json_out:
+        sys.stdout.write(json.dumps(m.as_dict()) + "\n")
+        return
+    console = Console()
+    console.print(f"{labels_csv.name}: {m.n} questions, threshold {router.threshold:.2f}")
+    console.print(f"accuracy {m.accuracy:.3f}  precision {m.precision:.3f}  recall {m.recall:.3f}  F1 {m.f1:.3f}")
+    table = Table(title="confusion matrix (rows: label, columns: routed)")
+    table.add_column("")
+    table.add_column("routed sot", justify="right")
+    table.add_column("routed normal", justify="right")
+    table.add_row("label 1 (suits SoT)", str(m.tp), str(m.fn))
+    table.add_row("label 0", str(m.fp), str(m.tn))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train-router`` and ``eval-router`` to the ``sotrag`` command line."""
+    app.command("train-router")(train_router)
+    app.command("eval-router")(eval_router)

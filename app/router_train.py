@@ -1,0 +1,217 @@
+"""Train and evaluate the SoT-R router (``sotrag train-router`` / ``sotrag eval-router``).
+
+Protocol (the SoT paper's): train and tune on the LIMA router labels ONLY; Vicuna-80 and WizardLM labels are
+test sets, read by ``evaluate`` and never by ``train``.
+
+Training is deterministic: features come from the frozen MiniLM in a fixed order and batch size, the
+regularization strength and the decision threshold are chosen by stratified 5-fold cross-validation with a
+fixed seed, and the head is fit by L-BFGS. The same CSV gives the same artifact, byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sotrag.app.router import DEFAULT_ARTIFACT, QuestionEncoder, RouterModel, TrainedRouter
+from sotrag.retrieval.embedder import DEFAULT_EMBEDDING_MODEL
+
+# Chosen by 5-fold CV on LIMA (out-of-fold AUC and log-loss), see docs/router.md.
+DEFAULT_LAYERS = (1, 2, 3, 4, 5, 6)
+DEFAULT_MAX_LENGTH = 256
+C_GRID = (0.0003, 0.001, 0.003, 0.01)
+CV_FOLDS = 5
+SEED = 0
+
+
+class LabelFileError(ValueError):
+    """A label CSV that cannot be used; the message is user-facing."""
+
+
+@dataclass(frozen=True)
+class LabelledQuestions:
+    labels: np.ndarray  # int64, 1 = suits SoT
+    questions: list[str]
+    sha256: str
+    path: str
+
+
+def read_labels(path: str | Path) -> LabelledQuestions:
+    """Read a ``label;request`` CSV (the SoT repository's router-label format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelFileError(f"no such file: {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise LabelFileError(f"{path} is not UTF-8 text") from None
+    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=";")
+    if reader.fieldnames is None or not {"label", "request"} <= set(reader.fieldnames):
+        raise LabelFileError(f"{path}: expected a 'label;request' header, got {reader.fieldnames}")
+    labels, questions = [], []
+    for lineno, row in enumerate(reader, start=2):
+        label, request = (row.get("label") or "").strip(), row.get("request") or ""
+        if label not in ("0", "1"):
+            raise LabelFileError(f"{path}: record {lineno - 1}: label must be 0 or 1, got {label!r}")
+        if not request.strip():
+            raise LabelFileError(f"{path}: record {lineno - 1}: empty request")
+        labels.append(int(label))
+        questions.append(request)
+    if not questions:
+        raise LabelFileError(f"{path}: no labelled questions")
+    return LabelledQuestions(np.array(labels, dtype=np.int64), questions, hashlib.sha256(raw).hexdigest(), str(path))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metrics:
+    n: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+        }
+
+
+def metrics(labels: np.ndarray, predicted: np.ndarray) -> Metrics:
+    y, p = np.asarray(labels).astype(bool), np.asarray(predicted).astype(bool)
+    tp, fp = int((y & p).sum()), int((~y & p).sum())
+    fn, tn = int((y & ~p).sum()), int((~y & ~p).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Metrics(len(y), (tp + tn) / max(len(y), 1), precision, recall, f1, tp, fp, fn, tn)
+
+
+def f_beta(m: Metrics, beta: float) -> float:
+    b2 = beta * beta
+    denom = b2 * m.precision + m.recall
+    return (1 + b2) * m.precision * m.recall / denom if denom else 0.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------------
+
+
+def _fit_head(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    clf = LogisticRegression(C=c, max_iter=5000, tol=1e-8)
+    clf.fit((x - mean) / scale, y)
+    return mean, scale, clf.coef_[0].astype(np.float64), float(clf.intercept_[0])
+
+
+def _predict(head: tuple[np.ndarray, np.ndarray, np.ndarray, float], x: np.ndarray) -> np.ndarray:
+    mean, scale, coef, intercept = head
+    return 1.0 / (1.0 + np.exp(-(((x - mean) / scale) @ coef + intercept)))
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, c: float, folds: int = CV_FOLDS) -> np.ndarray:
+    from sklearn.model_selection import StratifiedKFold
+
+    oof = np.zeros(len(y))
+    n_folds = max(2, min(folds, int(np.bincount(y, minlength=2).min())))
+    for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=SEED).split(x, y):
+        oof[test] = _predict(_fit_head(x[train], y[train], c), x[test])
+    return oof
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray, beta: float, min_precision: float) -> float:
+    """The threshold on out-of-fold P(suits SoT) that maximizes F-beta among those whose precision is at
+    least ``min_precision`` (falls back to the most precise one). Ties go to the higher threshold."""
+    grid = np.round(np.arange(0.20, 0.801, 0.01), 2)
+    best, best_score, fallback, fallback_precision = 0.5, -1.0, 0.5, -1.0
+    for t in grid:
+        m = metrics(y, p >= t)
+        if m.precision > fallback_precision:
+            fallback, fallback_precision = float(t), m.precision
+        if m.precision >= min_precision and f_beta(m, beta) >= best_score:
+            best, best_score = float(t), f_beta(m, beta)
+    return best if best_score >= 0 else fallback
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    model: RouterModel
+    c: float
+    cv: Metrics
+    cv_auc: float
+    cv_log_loss: dict[float, float]
+
+
+def train(
+    data: LabelledQuestions,
+    *,
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    layers: Sequence[int] = DEFAULT_LAYERS,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    c_grid: Sequence[float] = C_GRID,
+    beta: float = 1.0,
+    min_precision: float = 0.70,
+    threshold: float | None = None,
+) -> TrainReport:
+    """Fit the router head on ``data``; tune C and the threshold by cross-validation on ``data`` only."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    y = data.labels
+    if len(np.unique(y)) < 2 or np.bincount(y).min() < 2:
+        raise LabelFileError(f"{data.path}: need at least 2 questions of each label to train")
+    x = QuestionEncoder(embedding_model, layers, max_length).encode(data.questions)
+    losses: dict[float, float] = {}
+    oofs: dict[float, np.ndarray] = {}
+    for c in c_grid:
+        oofs[c] = out_of_fold(x, y, c)
+        losses[c] = float(log_loss(y, np.clip(oofs[c], 1e-7, 1 - 1e-7)))
+    best_c = min(c_grid, key=lambda c: (losses[c], c))
+    oof = oofs[best_c]
+    t = choose_threshold(y, oof, beta, min_precision) if threshold is None else float(threshold)
+    cv = metrics(y, oof >= t)
+    auc = float(roc_auc_score(y, oof))
+    mean, scale, coef, intercept = _fit_head(x, y, best_c)
+    info = {
+        "trained_on": {"file": Path(data.path).name, "sha256": data.sha256, "n": len(y), "positives": int(y.sum())},
+        "head": {"kind": "logistic_regression", "C": best_c, "c_grid": list(c_grid)},
+        "threshold_rule": {"beta": beta, "min_precision": min_precision, "fixed": threshold is not None},
+        "cv": {
+            "folds": CV_FOLDS,
+            "seed": SEED,
+            "auc": round(auc, 4),
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in cv.as_dict().items()},
+        },
+    }
+    model = RouterModel(embedding_model, tuple(layers), max_length, mean, scale, coef, intercept, t, info)
+    return TrainReport(model, best_c, cv, auc, losses)
+
+
+def evaluate(router: TrainedRouter, data: LabelledQuestions) -> Metrics:
+    return metrics(data.labels, router.predict(data.questions))
+
+
+def default_artifact_path() -> Path:
+    return DEFAULT_ARTIFACT

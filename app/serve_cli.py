@@ -1,0 +1,108 @@
+"""``sotrag serve``: the REST API, the OpenAI-compatible endpoint and the web UI in one process.
+
+With no ``--index`` (and no ``SOTRAG_INDEX_DIR``) it serves over a demo index built on first run from the
+project's own README and docs/, so a new user can ask sotrag about sotrag; later runs only re-embed files
+that changed. ``--no-index`` answers ungrounded.
+"""
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import sotrag
+from sotrag.app.config import Settings
+
+PROJECT_ROOT = Path(sotrag.__file__).resolve().parent
+
+
+def demo_index_dir() -> Path:
+    """``.sotrag/demo-index`` in a source checkout, else the user's cache folder."""
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return PROJECT_ROOT / ".sotrag" / "demo-index"
+    return Path.home() / ".cache" / "sotrag" / "demo-index"
+
+
+def demo_sources() -> list[Path]:
+    return [p for p in (PROJECT_ROOT / "README.md", PROJECT_ROOT / "docs") if p.exists()]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to sotrag's command line."""
+    from sotrag.app.cli import PresetChoice, fail, quiet_vllm
+
+    @app.command()
+    def serve(
+        model: Annotated[str | None, typer.Option(help="hub id or local model folder")] = None,
+        index: Annotated[
+            str | None, typer.Option(help="document index folder (created if missing); default: the demo index")
+        ] = None,
+        no_index: Annotated[bool, typer.Option("--no-index", help="no documents: answer ungrounded")] = False,
+        host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+        preset: Annotated[PresetChoice | None, typer.Option(help="cpu or gpu defaults")] = None,
+        max_upload_mb: Annotated[float, typer.Option(help="largest document upload, in MiB")] = 20.0,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
+    ) -> None:
+        """Serve the web UI (at /), the REST API (/v1/answer, /docs) and the OpenAI endpoint (/v1/chat/completions)."""
+        quiet_vllm(verbose)
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("sotrag").setLevel(logging.DEBUG if verbose else logging.INFO)
+        settings = Settings()
+        engine_cfg = settings.engine.model_copy(
+            update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}
+        )
+        settings = settings.model_copy(update={"engine": engine_cfg})
+
+        from sotrag.app.engine import EngineError
+        from sotrag.app.model_source import resolve_model
+
+        if engine_cfg.load_format != "dummy":
+            try:  # one clear line now, instead of a failed engine after the server started
+                resolve_model(engine_cfg.resolved_model)
+            except EngineError as exc:
+                raise fail(str(exc), 1) from None
+        if port < 0 or port > 65535:
+            raise fail(f"--port must be between 0 and 65535, not {port}", 2)
+
+        sources: list[Path] = []
+        if no_index:
+            index_dir: str | None = None
+        elif index or settings.index_dir:
+            index_dir = index or settings.index_dir
+        else:
+            index_dir = str(demo_index_dir())
+            sources = demo_sources()
+        code = asyncio.run(_serve(settings, index_dir, sources, host, port, int(max_upload_mb * 2**20)))
+        if code:
+            raise typer.Exit(code)
+
+
+async def _serve(
+    settings: Settings, index_dir: str | None, sources: list[Path], host: str, port: int, max_upload: int
+) -> int:
+    import uvicorn
+
+    from sotrag.app.server import create_app
+
+    app = create_app(settings, index_dir=index_dir, demo_sources=sources, max_upload_bytes=max_upload)
+    service = app.state.service
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    serving = asyncio.create_task(server.serve())
+    log = logging.getLogger("sotrag.server")
+    log.info("sotrag: http://%s:%d (web UI at /, API docs at /docs); starting the engine...", host, port)
+    started = asyncio.create_task(service.wait_started())
+    await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+    if started.done() and service.state == "failed":
+        log.error("error: %s", service.error)
+        server.should_exit = True
+        await serving
+        return 1
+    if started.done():
+        where = f"index {service.index_dir}" if service.index_dir else "no index (answers are ungrounded)"
+        log.info("sotrag is ready at http://%s:%d with %s", host, port, where)
+    await serving
+    started.cancel()
+    return 0 if server.started else 1

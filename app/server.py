@@ -1,0 +1,412 @@
+"""The sotrag server: ONE FastAPI app with the REST API, the OpenAI-compatible route and the Gradio UI at ``/``.
+
+The engine starts in the background inside the server's event loop (vLLM's AsyncLLM binds to the loop that
+creates it), so ``/healthz`` answers at once and ``/readyz`` says when answers can be served.
+
+Errors: every client error is JSON with a one-line ``detail`` (OpenAI's ``{"error": {...}}`` format on the
+OpenAI routes); unexpected errors are logged here and reach the client as a 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import TypeAdapter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sotrag import __version__
+from sotrag.app.api_models import (
+    AnswerRequest,
+    AnswerResponse,
+    DeleteResponse,
+    DocumentList,
+    ErrorEvent,
+    ErrorResponse,
+    Health,
+    Readiness,
+    UploadResponse,
+)
+from sotrag.app.config import Settings
+from sotrag.app.events import AnswerDone, AnswerResult, Event
+from sotrag.app.metrics import HTTPMetricsMiddleware, Metrics
+from sotrag.app.pipeline import InvalidQuestion, QuestionTooLong, SoTPipeline
+from sotrag.app.service import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    AnswerFailed,
+    AnswerRun,
+    DocumentRejected,
+    DocumentTooLarge,
+    NoIndex,
+    NotReady,
+    Service,
+    UnknownDocument,
+    UnsupportedDocument,
+)
+
+log = logging.getLogger("sotrag.server")
+
+API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
+OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
+
+SSE_DESCRIPTION = """With `stream=true`: a `text/event-stream` of the pipeline's typed events, one JSON object per
+`data:` line, its `type` also in the `event:` line. Order: `sources` (when an index is configured), `route`
+(mode `auto`), `skeleton_delta`..., `skeleton_done`, `point_started` x N, interleaved `point_delta`/`point_done`
+(every point streams at the same time), `answer_done` (its `result` is an AnswerResponse). Normal decoding (or a
+SoT `fallback`) streams `answer_delta` instead. A stream that fails after it started ends with an `error` event.
+The schemas are in components: `SourcesEvent`, `RouteEvent`, `SkeletonDelta`, `SkeletonDone`, `PointStarted`,
+`PointDelta`, `PointDone`, `FallbackEvent`, `AnswerDelta`, `AnswerDone`, `ErrorEvent`."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    pipeline: SoTPipeline | None = None,
+    index: Any | None = None,
+    *,
+    index_dir: str | Path | None = None,
+    demo_sources: Sequence[Path] = (),
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    ui: bool = True,
+) -> FastAPI:
+    """Build the app. ``pipeline``/``index`` given: used as they are (tests); else started from ``settings``.
+
+    ``index_dir`` (default ``settings.index_dir``) is opened, created if missing; ``demo_sources`` are ingested
+    into it at start (unchanged files are skipped, so only the first run embeds them).
+    """
+    settings = settings or Settings()
+    directory = index_dir if index_dir is not None else settings.index_dir
+    service = Service(
+        settings=settings,
+        pipeline=pipeline,
+        index=index,
+        index_dir=Path(directory).expanduser() if directory else None,
+        metrics=Metrics(),
+        max_upload_bytes=max_upload_bytes,
+        demo_sources=tuple(demo_sources),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        starting = asyncio.create_task(service.start(), name="sotrag-start")
+        try:
+            yield
+        finally:
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+            await service.stop()
+
+    app = FastAPI(
+        title="sotrag",
+        version=__version__,
+        description="Question answering over your documents, fast, with Skeleton-of-Thought parallel decoding "
+        "on vLLM. REST (streaming), an OpenAI-compatible chat endpoint, and a web UI at `/`.",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse, "description": "invalid request"}},
+    )
+    app.state.service = service
+    _install_error_handlers(app)
+    app.add_middleware(_UploadSizeGuard, limit=max_upload_bytes)
+    app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics, api_prefixes=API_PREFIXES)
+    _add_routes(app, service)
+
+    from sotrag.app.openai_api import create_openai_router
+
+    app.include_router(create_openai_router(service))
+    _document_events_in_openapi(app)
+
+    if ui:
+        import gradio as gr
+
+        from sotrag.app.ui import THEME_CSS, build_ui, theme
+
+        blocks = build_ui(service)
+        app = gr.mount_gradio_app(
+            app, blocks, path="/", theme=theme(), css=THEME_CSS, footer_links=["api"], show_error=True
+        )
+    return app
+
+
+# -- routes --------------------------------------------------------------------------------------------
+
+
+def _add_routes(app: FastAPI, service: Service) -> None:
+    @app.get("/healthz", response_model=Health, tags=["status"], summary="The process is alive")
+    async def healthz() -> Health:
+        return Health()
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        tags=["status"],
+        summary="The engine and the index are loaded (503 until then)",
+        responses={503: {"model": Readiness, "description": "starting, or failed to start"}},
+    )
+    async def readyz() -> JSONResponse:
+        engine = service.engine
+        body = Readiness(
+            ready=service.state == "ready",
+            engine=service.state,
+            detail=service.error,
+            model=engine.model_name if engine else None,
+            max_model_len=engine.max_model_len if engine else None,
+            index=await asyncio.to_thread(service.index_status) if service.state == "ready" else None,
+            answers_in_flight=service.answers_in_flight,
+            engine_unfinished_requests=service.unfinished_engine_requests(),
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
+
+    @app.get("/metrics", tags=["status"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        service.refresh_metrics()
+        data, content_type = service.metrics.render()
+        return Response(data, media_type=content_type)
+
+    @app.post(
+        "/v1/answer",
+        tags=["answer"],
+        summary="Answer a question (JSON, or Server-Sent Events with stream=true)",
+        response_model=AnswerResponse,
+        responses={
+            200: {
+                "description": "the answer (JSON), or with stream=true an event stream. " + SSE_DESCRIPTION,
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            413: {"model": ErrorResponse, "description": "the question does not fit the model's context"},
+            422: {"model": ErrorResponse, "description": "empty question or invalid request"},
+            503: {"model": ErrorResponse, "description": "the engine is not ready"},
+        },
+    )
+    async def answer(body: AnswerRequest, request: Request) -> Any:
+        run = service.answer(
+            body.question,
+            surface="rest",
+            mode=body.mode,
+            history=[(t.question, t.answer) for t in body.history],
+            top_k=body.top_k,
+            filters=body.filters,
+            max_tokens=body.max_tokens,
+            temperature=body.temperature,
+        )
+        if body.stream:
+            return StreamingResponse(
+                _sse(run, service, body.top_k),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        result = await run_unless_disconnected(run, request)
+        return service.response_for(result, body.top_k)
+
+    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index")
+    async def list_documents() -> DocumentList:
+        docs = await asyncio.to_thread(service.list_documents)
+        status = await asyncio.to_thread(service.index_status)
+        return DocumentList(documents=docs, chunks=status.chunks if status else 0)
+
+    @app.post(
+        "/v1/documents",
+        response_model=UploadResponse,
+        status_code=201,
+        tags=["documents"],
+        summary="Upload files (markdown, text, HTML, PDF) into the index",
+        responses={
+            404: {"model": ErrorResponse, "description": "the server has no index"},
+            413: {"model": ErrorResponse, "description": "a file is over the upload size limit"},
+            415: {"model": ErrorResponse, "description": "unsupported file type"},
+            422: {"model": ErrorResponse, "description": "nothing could be indexed from the files"},
+        },
+    )
+    async def upload_documents(files: Annotated[list[UploadFile], File(description="one or more files")]) -> Any:
+        service.require_index()
+        names = [service.check_upload(f.filename, f.size) for f in files]  # reject before writing anything
+        staged: list[tuple[str, Path]] = []
+        try:
+            for name, f in zip(names, files, strict=True):
+                staged.append((name, await _stage(f, service.max_upload_bytes)))
+            return await service.add_documents(staged)
+        finally:
+            for _, path in staged:
+                path.unlink(missing_ok=True)
+
+    @app.delete(
+        "/v1/documents/{doc_id}",
+        response_model=DeleteResponse,
+        tags=["documents"],
+        summary="Remove a document from the index",
+        responses={404: {"model": ErrorResponse, "description": "no such document"}},
+    )
+    async def delete_document(doc_id: str) -> DeleteResponse:
+        return DeleteResponse(removed=await service.remove_document(doc_id))
+
+
+async def run_unless_disconnected(run: AnswerRun, request: Request, poll_s: float = 0.25) -> AnswerResult:
+    """Run a non-streamed answer, cancelling it (and its engine requests) if the client leaves meanwhile."""
+    task = asyncio.ensure_future(run.run())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientDisconnected("the client left before the answer was done")
+    finally:
+        if not task.done():
+            task.cancel()  # the answer's own cleanup aborts its engine requests
+
+
+class ClientDisconnected(RuntimeError):
+    """Nobody is left to read the response; answered with 499 for the logs and metrics."""
+
+
+async def _stage(upload: UploadFile, limit: int) -> Path:
+    """Copy an upload to a temporary file, enforcing the size limit while reading (no size header needed)."""
+    fd, name = tempfile.mkstemp(prefix="sotrag-upload-")
+    path = Path(name)
+    size = 0
+    try:
+        with open(fd, "wb") as out:
+            while chunk := await upload.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise DocumentTooLarge(f"{upload.filename} is over the upload limit of {limit} bytes")
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+async def _sse(run: AnswerRun, service: Service, top_k: int | None) -> AsyncIterator[str]:
+    """Format the answer's events as SSE. A client that leaves cancels this, and with it the answer."""
+    try:
+        async for event in run.events():
+            if isinstance(event, AnswerDone):
+                result = service.response_for(event.result, top_k).model_dump(mode="json")
+                data = json.dumps({"type": "answer_done", "result": result})
+            else:
+                data = event.model_dump_json()
+            yield f"event: {event.type}\ndata: {data}\n\n"
+    except AnswerFailed as exc:
+        yield f"event: error\ndata: {ErrorEvent(detail=str(exc)).model_dump_json()}\n\n"
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+def _is_openai(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PREFIXES)
+
+
+def error_response(request: Request, status: int, detail: str, *, param: str | None = None) -> JSONResponse:
+    if _is_openai(request):
+        from sotrag.app.openai_api import openai_error
+
+        return openai_error(status, detail, param=param)
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, str | None]:
+    parts = []
+    param = None
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        if err.get("type") == "json_invalid":
+            at = f" at character {loc[0]}" if loc else ""
+            parts.append(f"malformed JSON{at}: {err.get('ctx', {}).get('error', 'cannot parse')}")
+            continue
+        where = ".".join(loc)
+        param = param or (where or None)
+        msg = str(err.get("msg", "invalid"))
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts) or "invalid request", param
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, param = _validation_detail(exc)
+        return error_response(request, 422, detail, param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(QuestionTooLong)
+    async def on_too_long(request: Request, exc: QuestionTooLong) -> JSONResponse:
+        return error_response(request, 413, str(exc), param="messages" if _is_openai(request) else "question")
+
+    @app.exception_handler(InvalidQuestion)
+    async def on_invalid(request: Request, exc: InvalidQuestion) -> JSONResponse:
+        return error_response(request, 422, str(exc), param="messages" if _is_openai(request) else "question")
+
+    simple: dict[type[Exception], int] = {
+        NotReady: 503,
+        NoIndex: 404,
+        UnknownDocument: 404,
+        UnsupportedDocument: 415,
+        DocumentTooLarge: 413,
+        DocumentRejected: 422,
+        AnswerFailed: 500,
+        ClientDisconnected: 499,
+    }
+    for exc_type, status in simple.items():
+
+        async def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return error_response(request, status, str(exc.args[0]) if exc.args else type(exc).__name__)
+
+        app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "internal server error (the server log has the details)")
+
+
+class _UploadSizeGuard:
+    """Refuse an upload whose declared size is over the limit before its body is read (413)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == "/v1/documents":
+            headers = dict(scope.get("headers") or [])
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.limit + 64 * 1024:
+                detail = f"the upload is {int(length)} bytes, over the limit of {self.limit} bytes"
+                body = json.dumps({"detail": detail})
+                response = Response(body, status_code=413, media_type="application/json")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _document_events_in_openapi(app: FastAPI) -> None:
+    """Put the SSE event models in the schema's components, so clients can generate types for the stream."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for adapter in (TypeAdapter(Event), TypeAdapter(ErrorEvent)):
+            defs = adapter.json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in defs.get("$defs", {}).items():
+                components.setdefault(name, definition)
+            if "$defs" not in defs and "title" in defs:
+                components.setdefault(defs["title"], defs)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

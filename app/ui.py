@@ -1,0 +1,542 @@
+"""The web UI (Gradio, mounted at ``/`` on the server's FastAPI app): watch Skeleton-of-Thought happen.
+
+The chat shows the skeleton first as a numbered list, then every point filling in place at the same time (⏳
+while it streams, ✅ when it is done). Beside it: the stats of the answer and a timeline (skeleton bar, then one
+bar per point on one time axis) that makes the parallelism visible; under it the sources, as plain text. A
+"compare" switch also runs the other decoding mode for the same question and shows both, with the speed-up.
+
+Updates are throttled to about 12 per second (phase changes are sent at once), so a long answer does not
+flood the browser. Everything the model or a document wrote is escaped before it is shown: text, never HTML.
+The timeline is a small hand-drawn SVG: no plotting library is needed, and it redraws cheaply while streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from sotrag.app.events import (
+    AnswerDelta,
+    AnswerDone,
+    AnswerResult,
+    Event,
+    FallbackEvent,
+    PointDelta,
+    PointDone,
+    PointStarted,
+    RequestedMode,
+    RouteEvent,
+    SkeletonDelta,
+    SkeletonDone,
+    SourcesEvent,
+)
+from sotrag.app.pipeline import InvalidQuestion
+from sotrag.app.service import (
+    AnswerFailed,
+    DocumentRejected,
+    DocumentTooLarge,
+    NoIndex,
+    NotReady,
+    Service,
+    UnknownDocument,
+    UnsupportedDocument,
+    grounding_note,
+)
+
+UPDATES_PER_SECOND = 12
+DONE_MARK = "✓"
+PENDING_MARK = "○"
+SOURCE_HEADERS = ["#", "file", "heading", "score", "snippet"]
+DOCUMENT_HEADERS = ["id", "file", "title", "kind", "chunks", "bytes"]
+
+THEME_CSS = """
+#sot-header h1 { margin: 0; font-size: 1.6em; }
+#sot-header p { margin: 0.2em 0 0; opacity: 0.8; }
+.sot-stats table { width: 100%; border-collapse: collapse; font-size: 0.92em; }
+.sot-stats td { padding: 3px 6px; border-bottom: 1px solid var(--border-color-primary); }
+.sot-stats td:first-child { opacity: 0.75; white-space: nowrap; }
+.sot-timeline svg { width: 100%; height: auto; }
+.sot-timeline .tl-wait { fill: var(--neutral-300); }
+.sot-timeline .tl-skeleton { fill: #6366f1; }
+.sot-timeline .tl-point { fill: #10b981; }
+.sot-timeline .tl-normal { fill: #f59e0b; }
+.sot-timeline .tl-retrieval { fill: #64748b; }
+.sot-timeline text { font-size: 11px; fill: var(--body-text-color); }
+.sot-timeline line { stroke: var(--border-color-primary); }
+.sot-compare { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+.sot-compare > div { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px; }
+.sot-compare .speedup { grid-column: 1 / span 2; font-size: 1.15em; border: none; padding: 0; }
+.sot-compare pre { white-space: pre-wrap; font-family: inherit; margin: 0; }
+.sot-muted { opacity: 0.7; }
+"""
+
+
+def theme() -> gr.themes.Base:
+    """Local system fonts only: the page must not reach for web fonts (it may be served offline)."""
+    return gr.themes.Soft(
+        primary_hue="indigo",
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "monospace"],
+    )
+
+
+# -- rendering -------------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|>~])")
+
+
+def md_text(text: str) -> str:
+    """Model or document text as literal markdown text: HTML escaped, markdown syntax neutralised."""
+    flat = " ".join(text.split())
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+@dataclass
+class LiveAnswer:
+    """What one answer looks like so far, built from the pipeline's events (with arrival times for the timeline)."""
+
+    t0: float = field(default_factory=time.perf_counter)
+    skeleton: str = ""
+    skeleton_start: float | None = None
+    skeleton_end: float | None = None
+    skeleton_titles: list[str] = field(default_factory=list)
+    titles: dict[int, str] = field(default_factory=dict)
+    texts: dict[int, str] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+    times: dict[int, list[float | None]] = field(default_factory=dict)  # start, first token, end
+    normal: str = ""
+    normal_times: list[float | None] = field(default_factory=lambda: [None, None, None])
+    notes: list[str] = field(default_factory=list)
+    sources: list[Any] = field(default_factory=list)
+    result: AnswerResult | None = None
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def feed(self, event: Event) -> bool:
+        """Apply one event; True when it changes the phase (sent to the browser at once, not throttled)."""
+        now = self.now()
+        if isinstance(event, SourcesEvent):
+            self.sources = event.sources
+            return True
+        if isinstance(event, RouteEvent):
+            self.notes.append(f"auto chose {event.mode}: {event.reason}")
+            return True
+        if isinstance(event, SkeletonDelta):
+            if self.skeleton_start is None:
+                self.skeleton_start = now
+            self.skeleton += event.text
+            return False
+        if isinstance(event, SkeletonDone):
+            self.skeleton_end = now
+            self.skeleton_titles = list(event.points)
+            return True
+        if isinstance(event, FallbackEvent):
+            self.notes.append(f"fell back to normal decoding: {event.reason}")
+            self.titles.clear()
+            self.skeleton_titles.clear()
+            self.texts.clear()
+            self.done.clear()
+            self.times.clear()
+            return True
+        if isinstance(event, PointStarted):
+            self.titles[event.index] = event.title
+            self.texts.setdefault(event.index, "")
+            self.times[event.index] = [now, None, None]
+            return False
+        if isinstance(event, PointDelta):
+            self.texts[event.index] = self.texts.get(event.index, "") + event.text
+            t = self.times.setdefault(event.index, [now, None, None])
+            if t[1] is None:
+                t[1] = now
+            return False
+        if isinstance(event, PointDone):
+            self.done.add(event.index)
+            self.times.setdefault(event.index, [now, now, None])[2] = now
+            return False
+        if isinstance(event, AnswerDelta):
+            if self.normal_times[0] is None:
+                self.normal_times = [self.skeleton_end or 0.0, now, None]
+            self.normal += event.text
+            self.normal_times[2] = now
+            return False
+        if isinstance(event, AnswerDone):
+            self.result = event.result
+            return True
+        return False
+
+    # -- views --
+
+    def chat_markdown(self) -> str:
+        parts = [f"*{md_text(note)}*" for note in self.notes]
+        if self.titles or self.skeleton_titles:
+            titles = dict(enumerate(self.skeleton_titles, start=1)) | self.titles
+            for i in sorted(titles):
+                mark = DONE_MARK if i in self.done else PENDING_MARK
+                text = md_text(self.texts.get(i, ""))
+                parts.append(f"{mark} **{i}. {md_text(titles[i])}** {text}".rstrip())
+        elif self.normal:
+            parts.append(md_text(self.normal))
+        elif self.skeleton:
+            lines = [ln.strip() for ln in self.skeleton.splitlines() if ln.strip()]
+            parts.append("*Skeleton (writing…)*")
+            parts.extend(md_text(ln) for ln in lines)
+        else:
+            parts.append("*thinking…*")
+        if self.result is not None:
+            r = self.result
+            parts.append(
+                f"*{r.mode} · {r.stats.num_points} points · {r.stats.total_s:.2f} s · {r.stats.tokens} tokens*"
+                if r.mode == "sot"
+                else f"*normal decoding · {r.stats.total_s:.2f} s · {r.stats.tokens} tokens*"
+            )
+        return "\n\n".join(parts)
+
+    def timeline_rows(self) -> list[tuple[str, str, float, float | None, float | None]]:
+        """(label, kind, start, first token, end) per bar; exact times from the result once it is there."""
+        rows: list[tuple[str, str, float, float | None, float | None]] = []
+        r = self.result
+        if r is not None:
+            s = r.stats
+            if s.retrieval_s > 0:
+                rows.append(("retrieval", "retrieval", 0.0, None, s.retrieval_s))
+            if (r.mode == "sot" or r.fallback_reason) and s.skeleton_s is not None:
+                start = s.retrieval_s
+                rows.append(("skeleton", "skeleton", start, None, start + s.skeleton_s))
+            for p in r.points:
+                rows.append((f"point {p.index}", "point", p.start_s, p.first_token_s, p.end_s))
+            if r.mode == "normal":
+                start = s.retrieval_s + ((s.skeleton_s or 0.0) if r.fallback_reason else 0.0)
+                rows.append(("normal", "normal", start, s.ttft_s, s.total_s))
+            return rows
+        now = self.now()
+        if self.skeleton_start is not None:
+            rows.append(("skeleton", "skeleton", self.skeleton_start, None, self.skeleton_end or now))
+        for i in sorted(self.times):
+            p_start, p_first, p_end = self.times[i]
+            rows.append((f"point {i}", "point", p_start or 0.0, p_first, p_end or now))
+        if self.normal_times[0] is not None:
+            n_start, n_first, n_end = self.normal_times
+            rows.append(("normal", "normal", n_start or 0.0, n_first, n_end or now))
+        return rows
+
+
+def timeline_svg(rows: list[tuple[str, str, float, float | None, float | None]], total: float | None = None) -> str:
+    """Gantt chart of one answer: light = waiting for the first token, solid = generating."""
+    if not rows:
+        return "<div class='sot-timeline sot-muted'>The timeline appears with the first answer.</div>"
+    ends = [r[4] for r in rows if r[4] is not None] + [r[2] for r in rows]
+    span = max([total or 0.0, *ends, 1e-3])
+    left, width, row_h = 72, 500, 18
+    height = len(rows) * row_h + 28
+
+    def x(t: float) -> float:
+        return left + width * max(0.0, t) / span
+
+    out = [
+        f"<div class='sot-timeline' id='sot-timeline' data-bars='{len(rows)}'>",
+        f"<svg viewBox='0 0 {left + width + 10} {height}' role='img' aria-label='timeline of the answer'>",
+    ]
+    for n, (label, kind, start, first, end) in enumerate(rows):
+        y = 4 + n * row_h
+        stop = end if end is not None else start
+        out.append(f"<text x='2' y='{y + 12}'>{html.escape(label)}</text>")
+        if first is not None and first > start:
+            out.append(
+                f"<rect class='tl-wait' x='{x(start):.1f}' y='{y + 2}' width='{max(x(first) - x(start), 0.5):.1f}' "
+                f"height='{row_h - 6}' rx='2'/>"
+            )
+            bar_start = first
+        else:
+            bar_start = start
+        index = f" data-index='{label.split()[-1]}'" if kind == "point" else ""
+        out.append(
+            f"<rect class='tl-bar tl-{kind}'{index} x='{x(bar_start):.1f}' y='{y + 2}' "
+            f"width='{max(x(stop) - x(bar_start), 1.0):.1f}' height='{row_h - 6}' rx='2'>"
+            f"<title>{html.escape(label)}: {start:.3f}–{stop:.3f} s</title></rect>"
+        )
+    axis_y = len(rows) * row_h + 8
+    out.append(f"<line x1='{left}' y1='{axis_y}' x2='{left + width}' y2='{axis_y}'/>")
+    for k in range(5):
+        t = span * k / 4
+        out.append(f"<text x='{x(t) - 8:.1f}' y='{axis_y + 14}'>{t:.2f}s</text>")
+    out.append("</svg></div>")
+    return "".join(out)
+
+
+def stats_html(result: AnswerResult, note: str | None) -> str:
+    s = result.stats
+    mode = result.mode
+    why = result.fallback_reason or result.route_reason or f"requested {result.requested_mode}"
+    prompt = s.prompt_tokens.skeleton + s.prompt_tokens.points + s.prompt_tokens.normal
+    rows = [
+        ("mode", f"{mode} ({why})"),
+        ("grounded", f"yes: {len(result.sources)} passages" if not note else f"no: {note}"),
+        ("time to first token", _seconds(s.ttft_s)),
+        ("retrieval", _seconds(s.retrieval_s)),
+        ("skeleton", _seconds(s.skeleton_s)),
+        ("expansion", _seconds(s.expansion_s)),
+        ("total", _seconds(s.total_s)),
+        ("tokens", str(s.tokens)),
+        ("tokens/s", f"{s.tokens_per_s:.1f}"),
+        ("points", str(s.num_points)),
+        ("prefix-cache share", f"{s.cached_share:.0%} of {prompt} prompt tokens"),
+        ("model", result.model),
+    ]
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return (
+        f"<div class='sot-stats' id='sot-stats' data-mode='{mode}' data-points='{s.num_points}' "
+        f"data-grounded='{str(not note).lower()}'><table>{body}</table></div>"
+    )
+
+
+def source_rows(result_sources: list[Any]) -> list[list[Any]]:
+    return [[s.n, s.source, s.heading, round(s.score, 4), " ".join(s.snippet.split())] for s in result_sources]
+
+
+def compare_html(first: AnswerResult | None, second: LiveAnswer, second_mode: str) -> str:
+    if first is None:
+        return ""
+    other = second.result
+
+    def column(title: str, body: str, total: float | None) -> str:
+        return (f"<div><b>{html.escape(title)}</b> <span class='sot-muted'>{_seconds(total)}</span>"
+                f"<pre>{html.escape(body)}</pre></div>")
+
+    first_title = "Skeleton-of-Thought" if first.mode == "sot" else "normal decoding"
+    other_title = "Skeleton-of-Thought" if second_mode == "sot" else "normal decoding"
+    other_text = other.answer if other else (second.normal or "\n".join(
+        f"{i}. {second.titles[i]}{second.texts.get(i, '')}" for i in sorted(second.titles)
+    ) or "…")
+    speed = ""
+    if other is not None and first.stats.total_s > 0 and other.stats.total_s > 0:
+        sot, normal = (first, other) if first.mode == "sot" else (other, first)
+        ratio = normal.stats.total_s / sot.stats.total_s
+        speed = (f"<div class='speedup' id='sot-speedup' data-speedup='{ratio:.3f}'>speed-up of SoT over normal "
+                 f"decoding: <b>{ratio:.2f}×</b> ({_seconds(normal.stats.total_s)} → {_seconds(sot.stats.total_s)})"
+                 "</div>")
+    return (
+        "<div class='sot-compare' id='sot-compare'>"
+        + speed
+        + column(first_title, first.answer, first.stats.total_s)
+        + column(other_title, other_text, other.stats.total_s if other else None)
+        + "</div>"
+    )
+
+
+# -- the app -----------------------------------------------------------------------------------------------
+
+
+def build_ui(service: Service) -> gr.Blocks:
+    with gr.Blocks(title="sotrag", analytics_enabled=False) as demo:
+        gr.HTML(
+            "<div id='sot-header'><h1>sotrag</h1><p>Answers over your documents with Skeleton-of-Thought: a short "
+            "skeleton first, then every point written at the same time.</p></div>"
+        )
+        status = gr.HTML(_status_html(service), elem_id="sot-status")
+        history = gr.State([])
+        with gr.Tab("Ask", id="ask"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        elem_id="sot-chat", height=480, label="Answer", buttons=["copy"], feedback_options=None
+                    )
+                    with gr.Row():
+                        question = gr.Textbox(
+                            placeholder="Ask a question about your documents…", show_label=False, scale=5,
+                            elem_id="sot-question", lines=1, max_lines=6,
+                        )
+                        ask = gr.Button("Ask", variant="primary", scale=1, elem_id="sot-ask")
+                    with gr.Row():
+                        mode = gr.Radio(
+                            [("auto", "auto"), ("Skeleton-of-Thought", "sot"), ("normal", "normal")],
+                            value="auto", label="Mode", elem_id="sot-mode",
+                        )
+                        compare = gr.Checkbox(
+                            label="Compare: also run the other mode and show the speed-up", elem_id="sot-compare-on"
+                        )
+                        clear = gr.Button("New chat", size="sm")
+                    compare_view = gr.HTML("", elem_id="sot-compare-view")
+                with gr.Column(scale=2):
+                    gr.Markdown("#### Stats")
+                    stats = gr.HTML("<div class='sot-muted'>Stats appear with the first answer.</div>",
+                                    elem_id="sot-stats-panel")
+                    gr.Markdown("#### Timeline\n<small>grey: waiting for the first token · colour: generating</small>")
+                    timeline = gr.HTML(timeline_svg([]), elem_id="sot-timeline-panel")
+            gr.Markdown("#### Sources")
+            sources = gr.Dataframe(
+                headers=SOURCE_HEADERS, value=[], interactive=False, wrap=True, elem_id="sot-sources",
+                column_widths=["5%", "18%", "20%", "8%", "49%"],
+            )
+        with gr.Tab("Documents", id="documents"):
+            gr.Markdown("Add markdown, text, HTML or PDF files to the index; answers cite them as sources.")
+            upload = gr.File(file_count="multiple", type="filepath", label="Files", elem_id="sot-upload")
+            add = gr.Button("Add to index", variant="primary", elem_id="sot-add")
+            doc_status = gr.Markdown("", elem_id="sot-doc-status")
+            documents = gr.Dataframe(
+                headers=DOCUMENT_HEADERS, value=[], interactive=False, wrap=True, elem_id="sot-documents"
+            )
+            with gr.Row():
+                doc_choice = gr.Dropdown(choices=[], label="Document to remove", elem_id="sot-doc-choice", scale=3)
+                remove = gr.Button("Remove", variant="stop", elem_id="sot-remove", scale=1)
+                refresh = gr.Button("Refresh", elem_id="sot-refresh", scale=1)
+
+        timer = gr.Timer(2.0, active=service.state == "starting")
+
+        async def respond(
+            text: str, mode_value: str, compare_on: bool, chat: list[dict[str, Any]], turns: list[list[str]]
+        ) -> AsyncIterator[tuple[Any, ...]]:
+            chat = list(chat or [])
+            chat.append({"role": "user", "content": md_text(text or "")})
+            chat.append({"role": "assistant", "content": "*thinking…*"})
+            skip = gr.skip()
+            try:
+                run = service.answer(
+                    text, surface="ui", mode=_mode(mode_value), history=[(q, a) for q, a in turns]
+                )
+            except (InvalidQuestion, NotReady) as exc:
+                chat[-1] = {"role": "assistant", "content": f"⚠ {md_text(str(exc))}"}
+                yield text, chat, skip, skip, skip, skip, turns
+                return
+            live = LiveAnswer()
+            yield "", chat, skip, timeline_svg([]), [], "", turns
+            last = 0.0
+            try:
+                async for event in run.events():
+                    phase = live.feed(event)
+                    now = time.perf_counter()
+                    if phase or now - last >= 1 / UPDATES_PER_SECOND:
+                        last = now
+                        chat[-1] = {"role": "assistant", "content": live.chat_markdown()}
+                        sources_value = source_rows(live.sources) if isinstance(event, SourcesEvent) else skip
+                        yield skip, chat, skip, timeline_svg(live.timeline_rows()), sources_value, skip, skip
+            except AnswerFailed as exc:
+                chat[-1] = {"role": "assistant", "content": f"⚠ {md_text(str(exc))}"}
+                yield skip, chat, skip, skip, skip, skip, turns
+                return
+            result = live.result
+            assert result is not None
+            note = grounding_note(result, service.index is not None, service.settings.top_k)
+            turns = [*turns, [result.question, result.answer]]
+            chat[-1] = {"role": "assistant", "content": live.chat_markdown()}
+            yield (skip, chat, stats_html(result, note), timeline_svg(live.timeline_rows(), result.stats.total_s),
+                   source_rows(result.sources), "", turns)
+            if not compare_on:
+                return
+            other_mode: RequestedMode = "normal" if result.mode == "sot" else "sot"
+            other = LiveAnswer()
+            try:
+                other_run = service.answer(result.question, surface="ui", mode=other_mode,
+                                           history=[(q, a) for q, a in turns[:-1]])
+                async for event in other_run.events():
+                    phase = other.feed(event)
+                    now = time.perf_counter()
+                    if phase or now - last >= 1 / UPDATES_PER_SECOND:
+                        last = now
+                        yield skip, skip, skip, skip, skip, compare_html(result, other, other_mode), skip
+            except (InvalidQuestion, NotReady, AnswerFailed) as exc:
+                yield skip, skip, skip, skip, skip, f"<div>⚠ {html.escape(str(exc))}</div>", skip
+                return
+            yield skip, skip, skip, skip, skip, compare_html(result, other, other_mode), skip
+
+        outputs = [question, chatbot, stats, timeline, sources, compare_view, history]
+        for trigger in (ask.click, question.submit):
+            trigger(respond, [question, mode, compare, chatbot, history], outputs, concurrency_limit=16)
+        clear.click(lambda: ([], [], ""), None, [chatbot, history, compare_view])
+
+        def poll_status() -> tuple[str, Any]:
+            return _status_html(service), gr.Timer(active=service.state == "starting")
+
+        timer.tick(poll_status, None, [status, timer])
+        demo.load(poll_status, None, [status, timer])
+
+        async def list_docs(message: str = "") -> tuple[Any, Any, str]:
+            try:
+                docs = await asyncio.to_thread(service.list_documents)
+            except (NoIndex, NotReady) as exc:
+                return [], gr.Dropdown(choices=[], value=None), f"⚠ {md_text(str(exc))}"
+            rows = [[d.doc_id, d.source, d.title, d.kind, d.chunks, d.size] for d in docs]
+            choices = [(f"{d.source} ({d.doc_id})", d.doc_id) for d in docs]
+            return rows, gr.Dropdown(choices=choices, value=None), message
+
+        async def add_files(paths: list[str] | None) -> tuple[Any, Any, str, Any, str]:
+            if not paths:
+                rows, choice, message = await list_docs("⚠ choose one or more files first")
+                return rows, choice, message, gr.skip(), _status_html(service)
+            staged: list[tuple[str, Path]] = []
+            try:
+                for p in paths:
+                    path = Path(p)
+                    name = service.check_upload(path.name, path.stat().st_size)
+                    fd, tmp = tempfile.mkstemp(prefix="sotrag-upload-")
+                    with open(fd, "wb") as out, path.open("rb") as src:
+                        shutil.copyfileobj(src, out)
+                    staged.append((name, Path(tmp)))
+                response = await service.add_documents(staged)
+                done = ", ".join(f"{f.source} ({f.status}, {f.chunks} chunks)" for f in response.files)
+                message = f"{DONE_MARK} {md_text(done)}"
+            except (NoIndex, NotReady, UnsupportedDocument, DocumentTooLarge, DocumentRejected) as exc:
+                message = f"⚠ {md_text(str(exc))}"
+            finally:
+                for _, tmp_path in staged:
+                    tmp_path.unlink(missing_ok=True)
+            rows, choice, message = await list_docs(message)
+            return rows, choice, message, None, _status_html(service)
+
+        async def remove_doc(doc_id: str | None) -> tuple[Any, Any, str, str]:
+            if not doc_id:
+                rows, choice, message = await list_docs("⚠ choose a document to remove")
+                return rows, choice, message, _status_html(service)
+            try:
+                removed = await service.remove_document(doc_id)
+                message = f"removed {md_text(', '.join(d.source for d in removed))}"
+            except (NoIndex, NotReady, UnknownDocument) as exc:
+                message = f"⚠ {md_text(str(exc))}"
+            rows, choice, message = await list_docs(message)
+            return rows, choice, message, _status_html(service)
+
+        add.click(add_files, [upload], [documents, doc_choice, doc_status, upload, status])
+        remove.click(remove_doc, [doc_choice], [documents, doc_choice, doc_status, status])
+        refresh.click(list_docs, None, [documents, doc_choice, doc_status])
+        demo.load(list_docs, None, [documents, doc_choice, doc_status])
+    return demo
+
+
+def _mode(value: str | None) -> RequestedMode:
+    return value if value in ("sot", "normal", "auto") else "auto"  # type: ignore[return-value]
+
+
+def _status_html(service: Service) -> str:
+    if service.state == "failed":
+        text, state = f"The engine failed to start: {service.error}", "failed"
+    elif service.state == "starting":
+        text, state = "The engine is starting… (about a minute on a CPU)", "starting"
+    else:
+        engine = service.engine
+        model = engine.model_name if engine else "?"
+        try:
+            idx = service.index_status()
+        except Exception:  # a status line must never break the page
+            idx = None
+        if service.index is None:
+            where = "no document index: answers are not grounded"
+        elif idx is None or idx.documents == 0:
+            where = "the index is empty: answers are not grounded until you add documents"
+        else:
+            where = f"index: {idx.documents} documents, {idx.chunks} chunks"
+        text, state = f"Ready · model {model} · {where}", "ready"
+    return f"<div class='sot-muted' data-state='{state}'>{html.escape(text)}</div>"

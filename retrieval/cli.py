@@ -1,0 +1,254 @@
+"""CLI commands of the retrieval side: ``ingest``, ``remove``, ``documents``, ``search``, ``eval-retrieval``.
+
+``register(app)`` adds them to sotrag's typer app. Errors a user can fix print one line and exit 1 (no
+traceback). ``--json`` output is a stable contract for scripts:
+
+* ``search --json``: ``[{"source", "heading", "score", "text", "chunk_id"}, ...]``
+* ``eval-retrieval --json``: ``{"dense": {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"}, "lexical": ..., "hybrid": ...}``
+* ``ingest --json``: the ingest summary (files with status and reason, counts, timings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+DEFAULT_INDEX_DIR = ".sotrag/index"
+IndexOpt = Annotated[
+    Path, typer.Option("--index", "-i", envvar="SOTRAG_INDEX_DIR", help="index folder", show_default=True)
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can act on into one line on stderr and exit code 1."""
+    from sotrag.retrieval.errors import RetrievalError
+
+    try:
+        yield
+    except RetrievalError as exc:
+        raise _fail(str(exc)) from None
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _parse_filters(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise _fail(f"bad filter {item!r}: use KEY=VALUE, e.g. source='tutorial/*'")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("sentence_transformers", "transformers", "faiss"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:
+        pass
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files and folders (recursive)")],
+    index: IndexOpt = Path(DEFAULT_INDEX_DIR),
+    include: Annotated[list[str] | None, typer.Option(help="glob of files to take, e.g. '*.md'")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="glob of files to leave out")] = None,
+    prune: Annotated[bool, typer.Option(help="remove indexed files that are gone from these folders")] = False,
+    index_type: Annotated[str | None, typer.Option(help="flat, hnsw, ivf or auto (new index: auto)")] = None,
+    embedding_model: Annotated[
+        str | None, typer.Option(help="sentence-transformers name or path (new index: all-MiniLM-L6-v2)")
+    ] = None,
+    precision: Annotated[str, typer.Option(help="embedding precision: auto, fp32 or bf16")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Add files to the index; unchanged files are skipped, changed files replace their old chunks."""
+    _quiet_libraries()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sotrag.retrieval.index import DocumentIndex
+
+    console = Console(stderr=True)
+    with _user_errors():
+        for p in paths:
+            if not p.exists():
+                raise _fail(f"path does not exist: {p}")
+        idx = DocumentIndex.open(index, create=True, embedding_model=embedding_model, index_type=index_type,
+                                 precision=precision)
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, disable=as_json or not console.is_terminal and not os.environ.get("SOTRAG_PROGRESS"),
+        ) as bar:
+            tasks: dict[str, Any] = {}
+            labels = {"read": "reading files", "embed": "embedding chunks"}
+
+            def progress(stage: str, advance: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+                bar.update(tasks[stage], advance=advance, total=total)
+
+            summary = idx.ingest([str(p) for p in paths], include or (), exclude or (), prune, progress)
+        idx.close()
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    c = summary.counts
+    for f in summary.files:
+        if f.status in ("skipped", "failed", "removed"):
+            typer.echo(f"  {f.status:8} {f.source}: {f.reason}")
+    typer.echo(
+        f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged, {c['skipped']} skipped, "
+        f"{c['failed']} failed, {c['removed']} removed; {summary.chunks_written} chunks written "
+        f"({summary.chunks_embedded} embedded in {summary.embed_seconds:.1f}s, {summary.chunks_cached} from cache); "
+        f"{summary.total_seconds:.1f}s; index {index} ({summary.index_type})"
+    )
+
+
+def remove(
+    source: Annotated[str, typer.Argument(help="source path as listed by `documents`, a glob, or a doc id")],
+    index: IndexOpt = Path(DEFAULT_INDEX_DIR),
+) -> None:
+    """Remove a document (all its chunks) from the index."""
+    _quiet_libraries()
+    from sotrag.retrieval.index import DocumentIndex
+
+    with _user_errors():
+        idx = DocumentIndex.open(index)
+        removed = idx.remove(source)
+        idx.close()
+    for d in removed:
+        typer.echo(f"removed {d.source} ({d.chunks} chunks)")
+
+
+def documents(
+    index: IndexOpt = Path(DEFAULT_INDEX_DIR),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the documents in the index."""
+    from sotrag.retrieval.index import DocumentIndex
+
+    with _user_errors():
+        idx = DocumentIndex.open(index)
+        docs = idx.list_documents()
+        idx.close()
+    if as_json:
+        typer.echo(json.dumps([d.to_dict() for d in docs], indent=2))
+        return
+    for d in docs:
+        typer.echo(f"{d.doc_id}  {d.chunks:4d} chunks  {d.source}")
+    typer.echo(f"{len(docs)} documents")
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    k: Annotated[int, typer.Option("-k", min=1, help="number of chunks")] = 5,
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", help="KEY=VALUE: source=GLOB, heading=GLOB, doc_id, kind")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="dense, lexical or hybrid (default: hybrid)")] = None,
+    use_mmr: Annotated[bool, typer.Option("--mmr", help="diversify results (maximal marginal relevance)")] = False,
+    index: IndexOpt = Path(DEFAULT_INDEX_DIR),
+    as_json: Annotated[bool, typer.Option("--json", help="print [{source, heading, score, text, chunk_id}]")] = False,
+) -> None:
+    """Search the index; prints chunks with score, source and heading path."""
+    _quiet_libraries()
+    from sotrag.retrieval.index import DocumentIndex
+
+    filters = _parse_filters(filter_)
+    with _user_errors():
+        idx = DocumentIndex.open(index)
+        passages = idx.search(query, k=k, filters=filters, mode=mode, use_mmr=use_mmr)
+        idx.close()
+    if as_json:
+        rows = [
+            {"source": p.source, "heading": p.heading, "score": p.score, "text": p.text, "chunk_id": p.chunk_id}
+            for p in passages
+        ]
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not passages:
+        typer.echo("no matching chunks")
+    for n, p in enumerate(passages, start=1):
+        pos = p.metadata.get("position", "?")
+        typer.echo(f"[{n}] {p.score:.4f}  {p.source} #{pos}  {p.heading}")
+        snippet = " ".join(p.text.split())
+        typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+
+
+def eval_retrieval(
+    file: Annotated[Path, typer.Argument(help='JSONL lines {"question": ..., "relevant": ["doc.md", ...]}')],
+    index: IndexOpt = Path(DEFAULT_INDEX_DIR),
+    modes: Annotated[str, typer.Option(help="comma-separated modes to evaluate")] = "dense,lexical,hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help='print {"dense": {...}, "lexical": {...}, "hybrid": {...}}')] = False,
+) -> None:
+    """Document-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a question set."""
+    _quiet_libraries()
+    from sotrag.retrieval.evaluation import evaluate, load_questions
+    from sotrag.retrieval.index import DocumentIndex
+
+    with _user_errors():
+        questions = load_questions(file)
+        idx = DocumentIndex.open(index)
+        wanted = [m.strip() for m in modes.split(",") if m.strip()]
+        results = {m: evaluate(idx, questions, m)["mean"] for m in wanted}
+        idx.close()
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    keys = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
+    typer.echo(f"{len(questions)} questions, index {index}")
+    typer.echo(f"{'mode':8} " + " ".join(f"{k:>9}" for k in keys))
+    for m, r in results.items():
+        typer.echo(f"{m:8} " + " ".join(f"{r[k]:9.3f}" for k in keys))
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "ingest": ingest,
+    "remove": remove,
+    "documents": documents,
+    "search": search,
+    "eval-retrieval": eval_retrieval,
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the retrieval commands to sotrag's CLI."""
+    for name, fn in COMMANDS.items():
+        app.command(name)(fn)
+
+
+def main() -> None:
+    """Standalone entry (``python -m sotrag.retrieval.cli``) with just the retrieval commands."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+    register(app)
+    app(prog_name="sotrag")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,623 @@
+"""``DocumentIndex``: the one object the CLI, the server and the pipeline use to ingest and search.
+
+On disk (one folder)::
+
+    store.sqlite          documents, chunks, embeddings, FTS5 table, meta (model, dim, generation)
+    vectors-<gen>.faiss   the FAISS index for store generation <gen> (written atomically)
+    LOCK                  flock'ed by the one writer
+
+Crash safety: an ingest or a removal is a single SQLite transaction that also bumps ``generation``; only after
+it commits is ``vectors-<gen>.faiss`` written (temp file, fsync, rename, fsync folder). A reader loads the
+FAISS file of the store's current generation, and if it is missing (a writer died between the two steps) or
+does not match the store, rebuilds it from the embeddings in the store. So a process killed at any point
+leaves either the previous or the new consistent index, never a mix. Writers take an exclusive ``flock``;
+a second writer gets :class:`IndexLockedError` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+
+from sotrag.retrieval import vectors
+from sotrag.retrieval.chunking import (
+    ChunkingConfig,
+    document_title,
+    make_chunk_id,
+    make_doc_id,
+    split_documents,
+    text_hash,
+)
+from sotrag.retrieval.embedder import DEFAULT_EMBEDDING_MODEL, Embedder, resolve_embedding_model
+from sotrag.retrieval.errors import (
+    DocumentNotFoundError,
+    EmbeddingModelMismatchError,
+    EmptyIndexError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexNotFoundError,
+    LoadError,
+    RetrievalError,
+)
+from sotrag.retrieval.fusion import mmr, reciprocal_rank_fusion
+from sotrag.retrieval.loaders import DEFAULT_MAX_FILE_BYTES, content_hash, discover, file_kind, load_file
+from sotrag.retrieval.store import DocumentRow, Store
+from sotrag.retrieval.types import Passage
+
+SearchMode = Literal["dense", "lexical", "hybrid"]
+SEARCH_MODES: tuple[str, ...] = ("dense", "lexical", "hybrid")
+STORE_FILE = "store.sqlite"
+LOCK_FILE = "LOCK"
+EXACT_FILTER_LIMIT = 50_000  # a filter matching fewer chunks than this is searched exactly in numpy
+
+ProgressCallback = Callable[[str, int, int], None]  # (stage, advance, total)
+ChunkRecord = tuple[str, int, str, str, str, dict[str, Any]]  # chunk_id, position, heading, text, hash, meta
+_Pending = tuple[DocumentRow, list[ChunkRecord], list[str], Literal["added", "updated"]]
+
+
+def _crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: SOTRAG_CRASH_AT=<name> kills the process right here."""
+    if os.environ.get("SOTRAG_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    mode: SearchMode = "hybrid"
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    fetch_k: int = 50  # candidates per retriever before fusion / MMR
+    mmr_lambda: float = 0.5
+
+
+@dataclass
+class FileResult:
+    source: str
+    status: Literal["added", "updated", "unchanged", "skipped", "failed", "removed"]
+    reason: str = ""
+    chunks: int = 0
+
+
+@dataclass
+class IngestSummary:
+    files: list[FileResult] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_cached: int = 0
+    embed_seconds: float = 0.0
+    total_seconds: float = 0.0
+    index_type: str = ""
+
+    def by_status(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        keys = ("added", "updated", "unchanged", "skipped", "failed", "removed")
+        return {k: len(self.by_status(k)) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts}
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    doc_id: str
+    source: str
+    title: str
+    kind: str
+    chunks: int
+    size: int
+    content_hash: str
+    ingested_at: float
+    path: str
+
+    @classmethod
+    def from_row(cls, r: DocumentRow) -> DocumentInfo:
+        return cls(r.doc_id, r.source, r.title, r.kind, r.n_chunks, r.size, r.content_hash, r.ingested_at, r.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _same_model(a: str, b: str) -> bool:
+    return a == b or resolve_embedding_model(a) == resolve_embedding_model(b)
+
+
+class DocumentIndex:
+    """A folder holding one document index. Use :meth:`open`."""
+
+    def __init__(
+        self,
+        directory: Path,
+        store: Store,
+        embedding_model: str,
+        precision: str,
+        search_config: SearchConfig,
+        chunking: ChunkingConfig,
+        max_file_bytes: int,
+    ) -> None:
+        self.directory = directory
+        self._store = store
+        meta = store.meta()
+        self.embedding_model = embedding_model
+        self.dim = int(meta["dim"])
+        self.index_type = meta.get("index_type", "auto")
+        self.auto_threshold = int(meta.get("auto_threshold", vectors.DEFAULT_AUTO_THRESHOLD))
+        self.precision = precision
+        self.search_config = search_config
+        self.chunking = chunking
+        self.max_file_bytes = max_file_bytes
+        self._embedder: Embedder | None = None
+        self._vectors: faiss.Index | None = None
+        self._vectors_gen = -1
+        self._read_lock = threading.RLock()
+
+    # -- opening ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | Path,
+        create: bool = False,
+        embedding_model: str | None = None,
+        index_type: str | None = None,
+        precision: str = "auto",
+        search_config: SearchConfig | None = None,
+        chunking: ChunkingConfig | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        auto_threshold: int | None = None,
+    ) -> DocumentIndex:
+        """Open the index in ``directory``; ``create=True`` makes a new one there if there is none.
+
+        ``embedding_model`` defaults to the model the index was built with (all-MiniLM-L6-v2 for a new
+        one); naming a different model for an existing index raises :class:`EmbeddingModelMismatchError`.
+        """
+        d = Path(directory).expanduser()
+        db = d / STORE_FILE
+        if not db.exists():
+            if not create:
+                raise IndexNotFoundError(f"no index at {d} (create one with: sotrag ingest PATH --index {d})")
+            if d.exists() and not d.is_dir():
+                raise IndexNotFoundError(f"{d} exists and is not a folder")
+            if index_type is not None:
+                vectors.resolve_kind(index_type, 0)
+            d.mkdir(parents=True, exist_ok=True)
+            model = embedding_model or DEFAULT_EMBEDDING_MODEL
+            with _writer_lock(d):
+                if not db.exists():
+                    dim = Embedder(model, precision).dim
+                    tmp = d / f".{STORE_FILE}.new-{os.getpid()}"
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
+                    s = Store(tmp)
+                    s.create_schema({
+                        "embedding_model": model, "dim": str(dim), "index_type": index_type or "auto",
+                        "auto_threshold": str(auto_threshold or vectors.DEFAULT_AUTO_THRESHOLD),
+                        "created_at": str(time.time()),
+                    })
+                    s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    s.conn.execute("PRAGMA journal_mode = DELETE")
+                    s.close()
+                    os.replace(tmp, db)
+                    vectors.fsync_dir(d)
+        try:
+            store = Store(db)
+            meta = store.meta()
+        except Exception as exc:
+            raise IndexCorruptError(f"cannot read the index store {db}: {exc}") from exc
+        if "embedding_model" not in meta or "dim" not in meta:
+            raise IndexCorruptError(f"{db} is not a sotrag index (no model recorded)")
+        stored_model = meta["embedding_model"]
+        if embedding_model is not None and not _same_model(embedding_model, stored_model):
+            raise EmbeddingModelMismatchError(
+                f"index at {d} was built with embedding model {stored_model!r} (dim {meta['dim']}), "
+                f"not {embedding_model!r}; use that model or a new index folder"
+            )
+        index = cls(
+            d, store, stored_model, precision, search_config or SearchConfig(), chunking or ChunkingConfig(),
+            max_file_bytes,
+        )
+        if index_type is not None and index_type != index.index_type:
+            vectors.resolve_kind(index_type, 0)
+            with _writer_lock(d):
+                with store.transaction() as conn:
+                    store.set_meta(conn, "index_type", index_type)
+            index.index_type = index_type
+            index._vectors_gen = -1  # rebuilt with the new type at the next write
+        return index
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> DocumentIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            emb = Embedder(self.embedding_model, self.precision)
+            if emb.dim != self.dim:
+                raise EmbeddingModelMismatchError(
+                    f"model {self.embedding_model!r} gives {emb.dim}-dim embeddings but the index holds {self.dim}"
+                )
+            self._embedder = emb
+        return self._embedder
+
+    # -- the vector index ---------------------------------------------------------------------------------
+
+    def _vector_file(self, gen: int) -> Path:
+        return self.directory / f"vectors-{gen}.faiss"
+
+    def _load_vectors(self, store: Store) -> tuple[faiss.Index, int]:
+        """The FAISS index matching the store's current generation: from its file, else rebuilt from the store."""
+        gen = store.generation()
+        n = store.count_chunks()
+        path = self._vector_file(gen)
+        if path.exists():
+            try:
+                index = vectors.read(path)
+                if index.ntotal == n and index.d == self.dim:
+                    return index, gen
+            except RuntimeError:
+                pass  # unreadable: rebuild below
+        ids, vecs = store.all_embeddings()
+        kind = vectors.resolve_kind(self.index_type, len(ids), self.auto_threshold)
+        return vectors.build(kind, self.dim, ids, vecs if len(ids) else np.zeros((0, self.dim), np.float32)), gen
+
+    def _current_vectors(self) -> faiss.Index:
+        with self._read_lock:
+            if self._vectors is None or self._vectors_gen != self._store.generation():
+                self._vectors, self._vectors_gen = self._load_vectors(self._store)
+            return self._vectors
+
+    def _persist_vectors(self, index: faiss.Index, gen: int) -> None:
+        vectors.write_atomic(index, self._vector_file(gen))
+        for old in self.directory.glob("vectors-*.faiss"):
+            if old.name != self._vector_file(gen).name:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+        with self._read_lock:
+            self._vectors, self._vectors_gen = index, gen
+
+    def _apply_vector_changes(
+        self, store: Store, base: faiss.Index, removed: Sequence[int], added: Sequence[int], new_vecs: np.ndarray
+    ) -> faiss.Index:
+        total = store.count_chunks()
+        want = vectors.resolve_kind(self.index_type, total, self.auto_threshold)
+        if vectors.supports_incremental(base) and want == "flat":
+            if len(removed):
+                base.remove_ids(np.asarray(removed, dtype=np.int64))
+            if len(added):
+                base.add_with_ids(np.ascontiguousarray(new_vecs, np.float32), np.asarray(added, dtype=np.int64))
+            if base.ntotal == total:
+                return base
+        ids, vecs = store.all_embeddings()
+        return vectors.build(want, self.dim, ids, vecs if len(ids) else np.zeros((0, self.dim), np.float32))
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Sequence[str | Path],
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        prune: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IngestSummary:
+        """Add new files, replace changed ones, leave unchanged ones alone; ``prune`` removes files that are
+        gone from the ingested folders. One transaction: all of it lands or none of it does."""
+        t0 = time.perf_counter()
+        summary = IngestSummary()
+        with _writer_lock(self.directory):
+            found = list(discover(paths, include, exclude))
+            store = Store(self.directory / STORE_FILE)
+            try:
+                self._ingest_locked(store, paths, found, prune, progress, summary)
+            finally:
+                store.close()
+        summary.total_seconds = round(time.perf_counter() - t0, 3)
+        return summary
+
+    def _ingest_locked(
+        self,
+        store: Store,
+        paths: Sequence[str | Path],
+        found: Sequence[Any],
+        prune: bool,
+        progress: ProgressCallback | None,
+        summary: IngestSummary,
+    ) -> None:
+        base, _ = self._load_vectors(store)
+        pending: list[_Pending] = []
+        seen_sources: dict[str, str] = {}
+        if progress:
+            progress("read", 0, len(found))
+        for f in found:
+            result = self._prepare_file(store, f, seen_sources)
+            if isinstance(result, FileResult):
+                summary.files.append(result)
+            else:
+                pending.append(result)
+            if progress:
+                progress("read", 1, len(found))
+
+        # Embed only what the store does not have yet (content-hash cache), each distinct text once.
+        hashes = [h for _, chunks, _, _ in pending for (_, _, _, _, h, _) in chunks]
+        cache = store.cached_embeddings(hashes)
+        todo: dict[str, str] = {}
+        for _, chunks, texts, _ in pending:
+            for (_, _, _, _, h, _), t in zip(chunks, texts, strict=True):
+                if h not in cache:
+                    todo.setdefault(h, t)
+        summary.chunks_cached = len(hashes) - sum(1 for h in hashes if h in todo)
+        if todo:
+            if progress:
+                progress("embed", 0, len(todo))
+            t = time.perf_counter()
+            vecs = self.embedder.embed(list(todo.values()), (lambda n: progress("embed", n, len(todo))) if progress else None)
+            summary.embed_seconds = round(time.perf_counter() - t, 3)
+            cache.update(zip(todo.keys(), vecs, strict=True))
+        summary.chunks_embedded = len(todo)
+        _crash_point("after_embed")
+
+        to_prune: list[DocumentRow] = []
+        if prune:
+            roots = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()}
+            present = {f.source for f in found}
+            to_prune = [d for d in store.documents() if d.root in roots and d.source not in present]
+
+        if not pending and not to_prune:
+            summary.index_type = vectors.kind_of(base)
+            if base.ntotal != store.count_chunks() or not self._vector_file(store.generation()).exists():
+                self._persist_vectors(base, store.generation())
+            return
+
+        removed: list[int] = []
+        added: list[int] = []
+        added_vecs: list[np.ndarray] = []
+        with store.transaction() as conn:
+            for doc, chunks, _, status in pending:
+                old = store.document_by_source(doc.source)
+                if old is not None:
+                    removed.extend(store.delete_document(conn, old.doc_id))
+                embs = np.vstack([cache[h] for (_, _, _, _, h, _) in chunks])
+                added.extend(store.insert_document(conn, doc, chunks, embs))
+                added_vecs.append(embs)
+                summary.chunks_written += len(chunks)
+                summary.files.append(FileResult(doc.source, status, chunks=len(chunks)))
+                _crash_point("mid_write")
+            for d in to_prune:
+                removed.extend(store.delete_document(conn, d.doc_id))
+                summary.files.append(FileResult(d.source, "removed", "no longer in the ingested folder", d.n_chunks))
+            gen = store.generation() + 1
+            store.set_meta(conn, "generation", str(gen))
+            _crash_point("before_commit")
+        _crash_point("after_commit")
+        new_vecs = np.vstack(added_vecs) if added_vecs else np.zeros((0, self.dim), np.float32)
+        index = self._apply_vector_changes(store, base, removed, added, new_vecs)
+        summary.index_type = vectors.kind_of(index)
+        self._persist_vectors(index, gen)
+
+    def _prepare_file(
+        self, store: Store, f: Any, seen_sources: dict[str, str]
+    ) -> FileResult | _Pending:
+        source: str = f.source
+        kind = file_kind(f.path)
+        if kind is None:
+            return FileResult(source, "skipped", f"unsupported file type {f.path.suffix or '(no extension)'}")
+        if source in seen_sources:
+            return FileResult(source, "skipped", f"same relative path as {seen_sources[source]} in this ingest")
+        seen_sources[source] = str(f.path)
+        try:
+            size = f.path.stat().st_size
+            if size > self.max_file_bytes:
+                return FileResult(source, "skipped", f"file is {size} bytes, above the {self.max_file_bytes}-byte limit")
+            data = f.path.read_bytes()
+        except OSError as exc:
+            return FileResult(source, "failed", f"cannot read: {exc.strerror or exc}")
+        if not data.strip():
+            return FileResult(source, "skipped", "empty file")
+        digest = content_hash(data)
+        old = store.document_by_source(source)
+        if old is not None and old.content_hash == digest:
+            return FileResult(source, "unchanged", chunks=old.n_chunks)
+        try:
+            docs = load_file(f.path, data)
+            title = document_title(docs, kind, f.path.stem)
+            chunks = split_documents(docs, kind, title, self.chunking)
+        except LoadError as exc:
+            return FileResult(source, "failed", str(exc))
+        except Exception as exc:  # one bad file must not stop the others
+            return FileResult(source, "failed", f"{type(exc).__name__}: {exc}")
+        if not chunks:
+            return FileResult(source, "skipped", "no text could be extracted")
+        doc_id = make_doc_id(source)
+        rows = []
+        texts = []
+        for c in chunks:
+            embed_text = c.embed_text
+            rows.append((make_chunk_id(doc_id, c.position, c.text), c.position, c.heading, c.text,
+                         text_hash(embed_text), c.metadata))
+            texts.append(embed_text)
+        doc = DocumentRow(doc_id, source, str(f.path), str(f.root), kind, title, digest, len(data), len(rows),
+                          time.time())
+        status: Literal["added", "updated"] = "updated" if old is not None else "added"
+        return doc, rows, texts, status
+
+    def remove(self, source: str) -> list[DocumentInfo]:
+        """Remove a document by source path, glob over sources, or doc id; returns what was removed."""
+        with _writer_lock(self.directory):
+            store = Store(self.directory / STORE_FILE)
+            try:
+                docs = store.documents()
+                if any(c in source for c in "*?["):
+                    import fnmatch
+
+                    victims = [d for d in docs if fnmatch.fnmatchcase(d.source, source)]
+                else:
+                    victims = [d for d in docs if source in (d.source, d.doc_id)]
+                if not victims:
+                    raise DocumentNotFoundError(f"no document {source!r} in the index at {self.directory}")
+                base, _ = self._load_vectors(store)
+                removed: list[int] = []
+                with store.transaction() as conn:
+                    for d in victims:
+                        removed.extend(store.delete_document(conn, d.doc_id))
+                    gen = store.generation() + 1
+                    store.set_meta(conn, "generation", str(gen))
+                index = self._apply_vector_changes(store, base, removed, [], np.zeros((0, self.dim), np.float32))
+                self._persist_vectors(index, gen)
+            finally:
+                store.close()
+        return [DocumentInfo.from_row(d) for d in victims]
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def list_documents(self) -> list[DocumentInfo]:
+        with self._read_lock:
+            return [DocumentInfo.from_row(r) for r in self._store.documents()]
+
+    def stats(self) -> dict[str, Any]:
+        with self._read_lock:
+            index = self._current_vectors()
+            return {
+                "directory": str(self.directory),
+                "documents": len(self._store.documents()),
+                "chunks": self._store.count_chunks(),
+                "embedding_model": self.embedding_model,
+                "dim": self.dim,
+                "index_type": self.index_type,
+                "faiss_index": vectors.kind_of(index),
+                "generation": self._vectors_gen,
+            }
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        filters: dict[str, str] | None = None,
+        mode: str | None = None,
+        use_mmr: bool = False,
+    ) -> list[Passage]:
+        """The ``k`` best chunks for ``query``. ``mode``: dense, lexical or hybrid (RRF; the default).
+
+        Filters (``source`` glob, ``heading`` glob, ``doc_id``, ``kind``) restrict the search itself, so a
+        filtered search returns matching chunks whenever any exist. Scores: cosine (dense), BM25 (lexical),
+        RRF (hybrid). ``use_mmr`` re-ranks the fused candidates for diversity.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise RetrievalError("the query is empty")
+        if k < 1:
+            raise RetrievalError("k must be at least 1")
+        mode = mode or self.search_config.mode
+        if mode not in SEARCH_MODES:
+            raise RetrievalError(f"unknown search mode {mode!r} (use dense, lexical or hybrid)")
+        cfg = self.search_config
+        fetch = max(cfg.fetch_k, k)
+        with self._read_lock:
+            if self._store.count_chunks() == 0:
+                raise EmptyIndexError(f"the index at {self.directory} is empty; ingest documents first")
+            try:
+                allowed = self._store.filter_ids(filters) if filters else None
+            except ValueError as exc:
+                raise RetrievalError(str(exc)) from exc
+            if allowed is not None and not allowed:
+                return []
+            qvec = self.embedder.embed_query(query) if mode != "lexical" or use_mmr else None
+            dense: list[tuple[int, float]] = []
+            lexical: list[tuple[int, float]] = []
+            if mode in ("dense", "hybrid"):
+                assert qvec is not None
+                dense = self._dense(qvec, fetch, allowed)
+            if mode in ("lexical", "hybrid"):
+                lexical = self._store.lexical_search(query, fetch, filters)
+            if mode == "dense":
+                ranked = dense
+            elif mode == "lexical":
+                ranked = lexical
+            else:
+                ranked = reciprocal_rank_fusion(
+                    [[i for i, _ in dense], [i for i, _ in lexical]], [cfg.dense_weight, cfg.lexical_weight]
+                )
+            if use_mmr and ranked:
+                assert qvec is not None
+                cand = [i for i, _ in ranked[:fetch]]
+                embs = self._store.embeddings_for(cand)
+                matrix = np.vstack([embs[i] for i in cand])
+                picked = mmr(qvec, matrix, k, cfg.mmr_lambda)
+                ranked = [ranked[j] for j in picked]
+            ranked = ranked[:k]
+            rows = self._store.chunks([i for i, _ in ranked])
+        out = []
+        for vid, score in ranked:
+            r = rows.get(vid)
+            if r is None:
+                continue
+            meta = {"doc_id": r.doc_id, "position": r.position, "title": r.title, "mode": mode, **r.metadata}
+            out.append(Passage(r.text, r.source, r.heading, round(score, 6), r.chunk_id, meta))
+        return out
+
+    def _dense(self, qvec: np.ndarray, fetch: int, allowed: list[int] | None) -> list[tuple[int, float]]:
+        if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
+            embs = self._store.embeddings_for(allowed)
+            ids = np.fromiter(embs.keys(), dtype=np.int64, count=len(embs))
+            scores = np.vstack(list(embs.values())) @ qvec
+            top = np.argsort(-scores)[:fetch]
+            return [(int(ids[i]), float(scores[i])) for i in top]
+        index = self._current_vectors()
+        sel = np.asarray(allowed, dtype=np.int64) if allowed is not None else None
+        return vectors.search(index, qvec, fetch, sel)
+
+    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
+        """The pipeline's Retriever protocol: the blocking search runs in a worker thread.
+
+        An empty index gives no passages (the answer is then simply not grounded) instead of an error.
+        """
+        try:
+            return await asyncio.to_thread(self.search, query, k, filters)
+        except EmptyIndexError:
+            return []
+
+    def as_langchain_retriever(self, k: int = 5, mode: str | None = None, filters: dict[str, str] | None = None) -> Any:
+        from sotrag.retrieval.langchain_adapter import SotragRetriever
+
+        return SotragRetriever(index=self, k=k, mode=mode, filters=filters)
+
+
+@contextlib.contextmanager
+def _writer_lock(directory: Path) -> Iterator[None]:
+    """Exclusive, non-blocking ``flock`` on ``LOCK``: a second writer fails at once with a clear message."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            who = f" (pid {holder})" if holder else ""
+            raise IndexLockedError(f"index is locked: another process{who} is writing to {directory}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,299 @@
+"""The SQLite document store: documents, chunks (text, heading, metadata, embedding) and an FTS5 table.
+
+SQLite is the source of truth. Embeddings are stored here as float32 blobs, so the FAISS index can always
+be rebuilt from the store (that is how a reader recovers if a writer died between committing the store
+and renaming the new FAISS file into place). Every ingest is one transaction: killed half-way, SQLite's
+journal rolls it back. WAL mode lets readers search while a writer works.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    root TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    n_chunks INTEGER NOT NULL,
+    ingested_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    chunk_id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    heading TEXT NOT NULL,
+    text TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, position);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(text_hash);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, heading, text, tokenize = 'porter unicode61'
+);
+"""
+
+# Words that carry no meaning for BM25 and only dilute an OR-query.
+STOPWORDS = frozenset(
+    """a an and are as at be by can do does for from how i if in into is it its me my of on or so that the
+    their then there these this to was what when where which who why will with would you your should could
+    use using used get way ways make does did have has need want""".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    vector_id: int
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    position: int
+    heading: str
+    text: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    doc_id: str
+    source: str
+    path: str
+    root: str
+    kind: str
+    title: str
+    content_hash: str
+    size: int
+    n_chunks: int
+    ingested_at: float
+
+
+def fts_query(query: str) -> str:
+    """Turn free text into a safe FTS5 OR-query of quoted terms, without stopwords (kept if nothing else)."""
+    words = [w.lower() for w in _WORD.findall(query)]
+    terms = [w for w in words if w not in STOPWORDS] or words
+    seen: list[str] = []
+    for w in terms:
+        if w not in seen:
+            seen.append(w)
+    return " OR ".join(f'"{w}"' for w in seen)
+
+
+def glob_to_sql(pattern: str) -> str:
+    """A source filter is an fnmatch-style glob; a bare folder name or path means everything under it."""
+    if not any(c in pattern for c in "*?["):
+        return pattern.rstrip("/") + "*" if pattern.endswith("/") else pattern
+    return pattern
+
+
+class Store:
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = path
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+
+    def create_schema(self, meta: dict[str, str]) -> None:
+        self.conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+        with self.transaction():
+            for key, value in {"schema_version": SCHEMA_VERSION, "generation": "0", **meta}.items():
+                self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions -------------------------------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("ROLLBACK")
+
+    def transaction(self) -> Store._Tx:
+        return Store._Tx(self.conn)
+
+    # -- meta ---------------------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def generation(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- documents ----------------------------------------------------------------------------------------
+
+    def document_by_source(self, source: str) -> DocumentRow | None:
+        row = self.conn.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
+        return DocumentRow(*row) if row else None
+
+    def document(self, doc_id: str) -> DocumentRow | None:
+        row = self.conn.execute("SELECT * FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return DocumentRow(*row) if row else None
+
+    def documents(self) -> list[DocumentRow]:
+        return [DocumentRow(*r) for r in self.conn.execute("SELECT * FROM documents ORDER BY source")]
+
+    def count_chunks(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def delete_document(self, conn: sqlite3.Connection, doc_id: str) -> list[int]:
+        """Delete a document, its chunks and their FTS rows; returns the freed vector ids."""
+        ids = [r[0] for r in conn.execute("SELECT vector_id FROM chunks WHERE doc_id = ?", (doc_id,))]
+        conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+        return ids
+
+    def insert_document(
+        self,
+        conn: sqlite3.Connection,
+        doc: DocumentRow,
+        chunks: Sequence[tuple[str, int, str, str, str, dict[str, Any]]],
+        embeddings: np.ndarray,
+    ) -> list[int]:
+        """Insert a document and its chunks (chunk_id, position, heading, text, text_hash, metadata)."""
+        conn.execute(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc.doc_id, doc.source, doc.path, doc.root, doc.kind, doc.title, doc.content_hash, doc.size,
+             doc.n_chunks, doc.ingested_at),
+        )
+        ids: list[int] = []
+        for (chunk_id, position, heading, text, thash, metadata), vec in zip(chunks, embeddings, strict=True):
+            cur = conn.execute(
+                "INSERT INTO chunks(chunk_id, doc_id, position, heading, text, text_hash, metadata, embedding)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (chunk_id, doc.doc_id, position, heading, text, thash, json.dumps(metadata),
+                 np.asarray(vec, dtype=np.float32).tobytes()),
+            )
+            vid = int(cur.lastrowid or 0)
+            ids.append(vid)
+            conn.execute(
+                "INSERT INTO chunks_fts(rowid, title, heading, text) VALUES (?, ?, ?, ?)",
+                (vid, doc.title, heading, text),
+            )
+        return ids
+
+    # -- chunks -------------------------------------------------------------------------------------------
+
+    def cached_embeddings(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Embeddings already in the store, by chunk text hash (re-ingests only embed what is new)."""
+        out: dict[str, np.ndarray] = {}
+        hashes = list(set(text_hashes))
+        for i in range(0, len(hashes), 500):
+            part = hashes[i : i + 500]
+            q = f"SELECT text_hash, embedding FROM chunks WHERE text_hash IN ({','.join('?' * len(part))})"
+            for h, blob in self.conn.execute(q, part):
+                out[h] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def all_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        ids, vecs = [], []
+        for vid, blob in self.conn.execute("SELECT vector_id, embedding FROM chunks ORDER BY vector_id"):
+            ids.append(vid)
+            vecs.append(np.frombuffer(blob, dtype=np.float32))
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.asarray(ids, dtype=np.int64), np.vstack(vecs)
+
+    def embeddings_for(self, vector_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        ids = list(vector_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = f"SELECT vector_id, embedding FROM chunks WHERE vector_id IN ({','.join('?' * len(part))})"
+            for vid, blob in self.conn.execute(q, part):
+                out[int(vid)] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def chunks(self, vector_ids: Sequence[int]) -> dict[int, ChunkRow]:
+        out: dict[int, ChunkRow] = {}
+        ids = list(vector_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = (
+                "SELECT c.vector_id, c.chunk_id, c.doc_id, d.source, d.title, c.position, c.heading, c.text,"
+                " c.metadata FROM chunks c JOIN documents d USING (doc_id)"
+                f" WHERE c.vector_id IN ({','.join('?' * len(part))})"
+            )
+            for r in self.conn.execute(q, part):
+                out[int(r[0])] = ChunkRow(*r[:8], metadata=json.loads(r[8]))
+        return out
+
+    def filter_ids(self, filters: dict[str, str]) -> list[int]:
+        """Vector ids of chunks matching every filter: source (glob), doc_id, heading (glob), kind."""
+        where, args = self._filter_sql(filters)
+        q = f"SELECT c.vector_id FROM chunks c JOIN documents d USING (doc_id) WHERE {where}"
+        return [int(r[0]) for r in self.conn.execute(q, args)]
+
+    @staticmethod
+    def _filter_sql(filters: dict[str, str]) -> tuple[str, list[str]]:
+        clauses, args = ["1"], []
+        for key, value in filters.items():
+            if key == "source":
+                clauses.append("d.source GLOB ?")
+                args.append(glob_to_sql(value))
+            elif key == "doc_id":
+                clauses.append("d.doc_id = ?")
+                args.append(value)
+            elif key == "heading":
+                clauses.append("c.heading GLOB ?")
+                args.append(value)
+            elif key == "kind":
+                clauses.append("d.kind = ?")
+                args.append(value)
+            else:
+                raise ValueError(f"unknown filter {key!r} (use source, heading, doc_id or kind)")
+        return " AND ".join(clauses), args
+
+    def lexical_search(
+        self, query: str, limit: int, filters: dict[str, str] | None = None,
+        weights: tuple[float, float, float] = (2.0, 3.0, 1.0),
+    ) -> list[tuple[int, float]]:
+        """BM25 over title, heading and text (FTS5), filtered in SQL; (vector_id, score) best first."""
+        match = fts_query(query)
+        if not match:
+            return []
+        where, args = self._filter_sql(filters or {})
+        w = ", ".join(str(x) for x in weights)
+        q = (
+            f"SELECT f.rowid, -bm25(chunks_fts, {w}) AS s FROM chunks_fts f"
+            " JOIN chunks c ON c.vector_id = f.rowid JOIN documents d USING (doc_id)"
+            f" WHERE chunks_fts MATCH ? AND {where} ORDER BY bm25(chunks_fts, {w}) LIMIT ?"
+        )
+        return [(int(r[0]), float(r[1])) for r in self.conn.execute(q, [match, *args, limit])]

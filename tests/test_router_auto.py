@@ -1,0 +1,103 @@
+"""``mode="auto"`` on the real tiny vLLM engine: the trained router and the load policy pick the path.
+
+The tiny model writes gibberish; these tests check which path ran and the reason recorded, not content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.engine import EngineLoad
+from sotrag.app.events import AnswerDone, RouteEvent
+from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.router import LLMRouter, LoadPolicy, SoTRouter, TrainedRouter
+from sotrag.app.vllm_engine import VLLMEngine
+
+pytestmark = pytest.mark.engine
+
+LIST_QUESTION = "What are some tips to sleep better?"
+MATH_QUESTION = "A train travels 120 km in 1.5 hours. What is its average speed in km/h?"
+SAMPLING = SamplingConfig(
+    temperature=1.0, seed=1234, point_max_tokens=8, normal_max_tokens=16, skeleton_max_tokens=256
+)
+SOT = SoTConfig(min_points=2, max_points=6, min_words=2, max_words=4)
+
+
+class SimulatedLoad:
+    """The real engine, reporting a chosen scheduler snapshot instead of its own."""
+
+    def __init__(self, inner: VLLMEngine, running: int, waiting: int = 0, kv: float = 0.1) -> None:
+        self.inner = inner
+        self.snapshot = EngineLoad(running, waiting, inner.load().max_num_seqs, kv)
+
+    def load(self) -> EngineLoad:
+        return self.snapshot
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(scope="module")
+def router() -> SoTRouter:
+    return SoTRouter(TrainedRouter(), LoadPolicy(max_busy_fraction=0.75, min_free_seqs=2))
+
+
+async def answer(engine: Any, router: SoTRouter, question: str) -> tuple[RouteEvent, Any]:
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=SOT), router=router)
+    events = [e async for e in pipeline.stream(question, mode="auto")]
+    route = next(e for e in events if isinstance(e, RouteEvent))
+    assert isinstance(events[-1], AnswerDone)
+    return route, events[-1].result
+
+
+async def test_auto_takes_sot_for_a_list_question(engine: VLLMEngine, router: SoTRouter) -> None:
+    route, result = await answer(engine, router, LIST_QUESTION)
+    assert route.mode == "sot" and result.requested_mode == "auto"
+    assert result.mode == "sot" and len(result.points) >= 2
+    assert result.route_reason == route.reason
+    assert route.reason.startswith("router: list-like, p=") and "/32 running" in route.reason
+
+
+async def test_auto_takes_normal_for_a_math_question(engine: VLLMEngine, router: SoTRouter) -> None:
+    route, result = await answer(engine, router, MATH_QUESTION)
+    assert route.mode == "normal" and result.mode == "normal" and result.points == []
+    assert result.route_reason.startswith("router: not list-like, p=")
+
+
+async def test_auto_falls_back_to_normal_on_a_saturated_engine(engine: VLLMEngine, router: SoTRouter) -> None:
+    busy = SimulatedLoad(engine, running=30, waiting=4)
+    route, result = await answer(busy, router, LIST_QUESTION)
+    assert route.mode == "normal" and result.mode == "normal" and result.skeleton == ""
+    assert "router: list-like" in route.reason and "saturated" in route.reason
+
+
+async def test_auto_caps_points_by_free_batch_room(engine: VLLMEngine, router: SoTRouter) -> None:
+    tolerant = SoTRouter(router.classifier, LoadPolicy(max_busy_fraction=0.95, min_free_seqs=2))
+    nearly_full = SimulatedLoad(engine, running=28)  # 4 of 32 slots free: at most 4 points (SOT allows 6)
+    route, result = await answer(nearly_full, tolerant, LIST_QUESTION)
+    assert route.mode == "sot" and "28/32 running" in route.reason
+    assert result.mode == "sot" and 2 <= len(result.points) <= 4
+
+
+async def test_llm_router_classifies_with_the_engine(engine: VLLMEngine) -> None:
+    """The prompting router's plumbing: one regex-constrained letter from the real engine, asked from the
+    worker thread the pipeline routes in. (The tiny model's letter is random; only its form is checked.)"""
+    llm = LLMRouter(engine)  # made inside the engine's loop: captures it
+    assert await llm.aclassify(LIST_QUESTION) in ("A", "B", "C")
+    router = SoTRouter(llm)
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=SOT), router=router)
+    result = await pipeline.run(LIST_QUESTION, mode="auto")
+    assert result.route_reason is not None and result.route_reason.startswith("router(llm): ")
+    expected = "sot" if "list-like, p=1.00" in result.route_reason else "normal"
+    assert result.mode == expected or result.fallback_reason
+
+
+async def test_factory_pipeline_routes_auto_with_the_trained_router(engine: VLLMEngine) -> None:
+    from sotrag.app.factory import create_pipeline
+
+    pipeline = await create_pipeline(Settings(sampling=SAMPLING, sot=SOT), engine=engine)
+    result = await pipeline.run(MATH_QUESTION, mode="auto")
+    assert result.mode == "normal" and result.route_reason is not None
+    assert result.route_reason.startswith("router: not list-like, p=")
