@@ -16,6 +16,7 @@ import random
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 SYSTEM_TOKENS, QUESTION_TOKENS = 20, 20
 SKELETON_INSTRUCTION_TOKENS, POINT_INSTRUCTION_TOKENS, POINT_PREFILL_TOKENS = 50, 40, 8
@@ -127,7 +128,7 @@ def main() -> None:
     out.write_text(json.dumps(res, indent=1))
     shapes = [(8, 50, 1500, 40), (7, 80, 1500, 7 * a.skel_per_point)]
     for n, tpp, ctx, skel in shapes:
-        runs = []
+        runs: list[dict[str, Any]] = []
         for _ in range(a.reps):
             runs.append({"normal_s": normal_once(model, p, ctx, n * tpp),
                          "sot": sot_once(model, p, ctx, n, tpp, skel)})

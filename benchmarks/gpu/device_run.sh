@@ -38,6 +38,15 @@ for part in "$@"; do
     pipeline-b) model 7b; run ${T_PIPE:-560} python3 $B/gpu/pipeline_bench.py --model /tmp/m7b --label 7b-bf16 \
                 --parts ${PIPE_PARTS_B:-table4,nocache} --questions $B/data/vicuna80_questions.csv \
                 --out "$OUT/pipeline_7b_b.json" ${PIPE_ARGS_B:-} ;;
+    pipeline-eager) model 7b; run ${T_PIPE:-560} python3 $B/gpu/pipeline_bench.py --model /tmp/m7b --label 7b-eager \
+                --eager --parts headline,table4 --load-modes sot --rates 1,2,4,8 --arrivals 32 \
+                --questions $B/data/vicuna80_questions.csv --out "$OUT/pipeline_7b_eager.json" ;;
+    load-direct) model 7b; run ${T_PIPE:-400} python3 $B/gpu/pipeline_bench.py --model /tmp/m7b --label 7b-direct \
+                --parts table4direct --load-modes sot,normal --rates 1,2,4,8 --arrivals 32 \
+                --out "$OUT/pipeline_7b_direct_load.json" ;;
+    load-auto) model 7b; run ${T_PIPE:-400} python3 $B/gpu/pipeline_bench.py --model /tmp/m7b --label 7b-auto \
+                --parts table4 --load-modes "" --router $B/data/vicuna80_router_p.json --rates 1,2,4,8,16 --arrivals 32 \
+                --questions $B/data/vicuna80_questions.csv --out "$OUT/pipeline_7b_auto.json" ;;
     *) echo "unknown part $part" ;;
   esac
 done

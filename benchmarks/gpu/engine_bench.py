@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import engine_shapes as es  # noqa: E402
+import engine_shapes as es
 
 
 def engine_args(a: argparse.Namespace):  # -> AsyncEngineArgs
@@ -44,7 +44,6 @@ def engine_args(a: argparse.Namespace):  # -> AsyncEngineArgs
 def gpu_info() -> dict:
     """Through vLLM's platform (NVML), so the parent process never initialises CUDA before the engine forks."""
     import torch
-
     import vllm
     from vllm.platforms import current_platform
 

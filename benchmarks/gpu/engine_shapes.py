@@ -122,7 +122,8 @@ async def decode_steps(engine: Any, batch_sizes: list[int], context_tokens: int 
         rows.append({
             "batch": b, "context_tokens": context_tokens, "n_tokens": n_tokens,
             "step_ms": 1e3 * statistics.median(steps), "step_ms_min": 1e3 * steps[0], "step_ms_max": 1e3 * steps[-1],
-            "tokens_per_s": b * n_tokens / wall, "cached_prompt_tokens": statistics.median(r.cached_prompt_tokens for r in res),
+            "tokens_per_s": b * n_tokens / wall,
+            "cached_prompt_tokens": statistics.median(r.cached_prompt_tokens for r in res),
         })
     return rows
 
@@ -209,8 +210,19 @@ def row_summary(r: dict) -> str:
             f"ttft n={r['normal_ttft_s']*1e3:.0f} sot={r['sot_ttft_answer_s']*1e3:.0f}ms")
 
 
-__all__ = ["Timed", "Prompts", "compare", "decode_steps", "ideal_speedup", "normal_once", "sot_once",
-           "timed_request", "row_summary", "normal_exact", "sot_exact"]
+__all__ = [
+    "Prompts",
+    "Timed",
+    "compare",
+    "decode_steps",
+    "ideal_speedup",
+    "normal_exact",
+    "normal_once",
+    "row_summary",
+    "sot_exact",
+    "sot_once",
+    "timed_request",
+]
 
 
 async def normal_exact(engine: Any, p: Prompts, prompt_tokens: int, n_tokens: int, *, detokenize: bool = True) -> dict:

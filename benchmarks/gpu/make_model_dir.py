@@ -130,27 +130,42 @@ def build_tokenizer(vocab_size: int, corpus: list[str] | None = None, seed: int 
     vocab: dict[str, int] = dict(sorted(trained["vocab"].items(), key=lambda kv: kv[1]))
     merges: list[list[str]] = [m.split(" ") if isinstance(m, str) else list(m) for m in trained["merges"]]
     tokens = list(vocab)  # by id
-    # Pad with concatenations of two trained tokens (each a valid merge of existing tokens), skipping the
-    # special ids so they stay free for the ChatML tokens.
+    # Numbered-list tokens ("1. ", "\n2. " ...): a skeleton line then starts with one token.
+    # ("Ċ" is the byte-level form of a newline, "Ġ" of a space.)
+    extra_merges: list[tuple[str, str]] = [("1", "0")] + [(str(k), ".") for k in range(1, 11)]
+    extra_merges += [(f"{k}.", "Ġ") for k in range(1, 11)] + [("Ċ", f"{k}.Ġ") for k in range(1, 11)]
+    # Then concatenations of two trained tokens (each a valid merge of existing tokens) that look like real BPE
+    # tokens: a space or newline only at the start (a vocabulary full of tokens with inner spaces makes
+    # regex-guided decoding far costlier than with any real tokenizer). The special ids stay free.
     rng = random.Random(seed)
-    words = [t for t in tokens if len(t) > 1] or tokens
+    heads = [t for t in tokens if len(t) > 1 and "Ċ" not in t[1:] and "Ġ" not in t[1:]]
+    tails = [t for t in heads if not t.startswith(("Ġ", "Ċ"))]
     next_id = len(vocab)
     reserved = set(SPECIAL_IDS.values())
-    while next_id < vocab_size:
-        if next_id in reserved:
+
+    def add(a: str, b: str) -> None:
+        nonlocal next_id
+        while next_id in reserved:
             next_id += 1
-            continue
-        a, b = rng.choice(words), rng.choice(words)
-        if a + b in vocab:
-            continue
         vocab[a + b] = next_id
         merges.append([a, b])
         next_id += 1
-    for tok, i in SPECIAL_IDS.items():
-        vocab[tok] = i
+
+    for a, b in extra_merges:
+        if a + b not in vocab:
+            add(a, b)
+    while next_id < vocab_size:
+        a, b = rng.choice(heads), rng.choice(tails)
+        if a + b in vocab or len(a + b) > 16:
+            continue
+        add(a, b)
+        while next_id in reserved:
+            next_id += 1
+    for name, i in SPECIAL_IDS.items():
+        vocab[name] = i
     assert sorted(vocab.values()) == list(range(vocab_size)), "ids must be exactly 0..vocab_size-1"
 
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m) for m in merges]))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(m[0], m[1]) for m in merges]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(list(SPECIAL_IDS))

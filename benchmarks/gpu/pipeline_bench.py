@@ -6,10 +6,10 @@ random weights (``load_format="dummy"``), so the answer's shape is fixed by conf
 model: ``SoTConfig(min_points=max_points=N)`` makes the skeleton regex demand exactly N points, and
 ``point_min_tokens == point_max_tokens`` (``normal_*`` likewise, normal length = the sum of the points)
 fix every length. Sampling is at temperature 1 (greedy decoding of a random model repeats one skeleton line,
-which the parser rightly drops as a duplicate) and restricted (``allowed_token_ids``) to space-led whole-word
-tokens plus digits, punctuation, newline and end-of-turn: a random model otherwise spells every skeleton
-"word" out of many short tokens (up to the regex's 24 characters), which no real model does; with whole
-words a skeleton line costs about what a real model's does (number, dot, 3 to 8 words, newline).
+which the parser rightly drops as a duplicate) and restricted (``allowed_token_ids``, see ``Vocabulary``) to
+whole words and numbering tokens: a random model otherwise spells every skeleton "word" out of many short
+tokens (up to the regex's 24 characters), which no real model does. A skeleton line then costs ~10 tokens
+(the random model always writes the 8 words the regex allows; a real model's line is ~6-10 tokens).
 
 Context: a fixed-passage retriever hands the pipeline ``k`` passages of random words totalling the asked
 number of tokens, fresh for every answer (so neither mode finds the question's prefix already cached);
@@ -37,14 +37,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import engine_shapes as es  # noqa: E402
+import engine_shapes as es
 
-from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig  # noqa: E402
-from sotrag.app.events import AnswerDelta, AnswerDone, PointDelta, SkeletonDelta  # noqa: E402
-from sotrag.app.pipeline import SoTPipeline  # noqa: E402
-from sotrag.retrieval.types import Passage  # noqa: E402
+from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
+from sotrag.app.events import AnswerDelta, AnswerDone, PointDelta, SkeletonDelta
+from sotrag.app.pipeline import SoTPipeline
+from sotrag.retrieval.types import Passage
 
 DEFAULT_QUESTION = "What are the most effective ways to make a web API respond faster?"
+EAGER = False  # --eager: SoTConfig.eager, each point starts as soon as its skeleton line is complete
 WORD = re.compile(r"^ [A-Za-z]{2,12}$")  # one whole, space-led word: one token per skeleton word
 
 
@@ -59,20 +60,22 @@ class FixedRetriever:
 
 
 class Vocabulary:
-    """Token ids the benchmark lets the random model sample, and random-word text to build contexts from."""
+    """Token ids the benchmark lets the random model sample, and random-word text to build contexts from.
+
+    Allowed: space-led whole words (" word"), ONE word without a space (a line's first word may need one),
+    the numbering tokens "k. " and "\\nk. " that ``make_model_dir.py`` puts in the vocabulary, a bare newline,
+    and end-of-turn. So a skeleton line is about "k. " + 8 words + newline, ~10 tokens, and no state of the
+    skeleton regex is left without an allowed token. (Allowing digits or other word pieces lets the random
+    model glue pieces onto a line's last word up to the regex's 24 characters: ~13-15 tokens a line.)
+    """
 
     def __init__(self, tokenizer: Any, seed: int = 0) -> None:
-        vocab = tokenizer.get_vocab()
-        self.words: list[int] = []
-        extra: list[int] = []
-        for tok, i in vocab.items():
-            text = tokenizer.convert_tokens_to_string([tok])
-            if WORD.match(text):
-                self.words.append(i)
-            elif text in {" ", "\n", ".", ",", ":", "-"} or re.fullmatch(r"\d", text):
-                extra.append(i)
-        self.allowed = sorted({*self.words, *extra, tokenizer.eos_token_id})
-        self.words.sort()
+        vocab: dict[str, int] = tokenizer.get_vocab()
+        self.words = sorted(i for t, i in vocab.items() if WORD.match(tokenizer.convert_tokens_to_string([t])))
+        first = sorted(i for t, i in vocab.items() if re.fullmatch(r"[a-z]{5,8}", t))[:1]
+        numbering = [vocab[t] for t in ([f"{k}.Ġ" for k in range(1, 11)] + [f"Ċ{k}.Ġ" for k in range(2, 11)] + ["Ċ"])
+                     if t in vocab]
+        self.allowed = sorted({*self.words, *first, *numbering, tokenizer.eos_token_id})
         self.tokenizer = tokenizer
         self.rng = random.Random(seed)
 
@@ -103,7 +106,7 @@ def settings_for(points: int, tpp: int, vocab: Vocabulary, *, top_k: int = 5, ea
 async def answer(engine: Any, vocab: Vocabulary, question: str, mode: str, points: int, tpp: int,
                  context_tokens: int, **kw: Any) -> dict:
     """One answer through the pipeline; returns its stats and when each kind of event first arrived."""
-    settings = settings_for(points, tpp, vocab, **kw)
+    settings = settings_for(points, tpp, vocab, eager=EAGER, **kw)
     passages = vocab.passages(context_tokens)
     pipe = SoTPipeline(engine, settings, retriever=FixedRetriever(passages) if passages else None)
     firsts: dict[str, float] = {}
@@ -177,7 +180,7 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
                     points: int, tpp: int, ctx: int, seed: int, router: Any = None) -> dict:
     """Poisson arrivals at ``rate`` per second, ``arrivals`` answers; latency and output tokens/s."""
     rng = random.Random(seed)
-    settings = settings_for(points, tpp, vocab)
+    settings = settings_for(points, tpp, vocab, eager=EAGER)
     tasks = []
 
     async def one(q: str, passages: list[Passage]) -> dict:
@@ -213,6 +216,37 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
     }
 
 
+async def load_test_direct(llm: Any, mode: str, rate: float, arrivals: int, seed: int, *, skel_prompt: int = 2160,
+                           skel_tokens: int = 73, point_prompt: int = 2420, points: int = 7, tpp: int = 80) -> dict:
+    """Table 4's arrivals driven straight through the AsyncLLM on token ids (no chat template, no regex
+    guidance, no parser): what the engine alone sustains for the pipeline's request shapes."""
+    rng = random.Random(seed)
+    p = es.Prompts(seed)
+
+    async def one() -> dict:
+        t0 = time.perf_counter()
+        if mode == "sot":
+            r = await es.sot_exact(llm, p, skel_prompt, skel_tokens, [point_prompt] * points, tpp)
+            return {"latency_s": time.perf_counter() - t0, "tokens": skel_tokens + points * tpp,
+                    "first_visible_s": r["ttft_skeleton_s"]}
+        r = await es.normal_exact(llm, p, skel_prompt, points * tpp)
+        return {"latency_s": time.perf_counter() - t0, "tokens": points * tpp, "first_visible_s": r["ttft_s"]}
+
+    tasks = []
+    t_start = time.perf_counter()
+    for _ in range(arrivals):
+        tasks.append(asyncio.create_task(one()))
+        await asyncio.sleep(rng.expovariate(rate))
+    rows = await asyncio.gather(*tasks)
+    t_end = time.perf_counter()
+    lat = sorted(r["latency_s"] for r in rows)
+    return {"mode": f"{mode} (engine direct)", "rate": rate, "arrivals": arrivals, "duration_s": t_end - t_start,
+            "p50_s": statistics.median(lat), "p90_s": _pct(lat, 0.90), "p99_s": _pct(lat, 0.99),
+            "mean_s": statistics.fmean(lat),
+            "first_visible_p50_s": statistics.median(r["first_visible_s"] for r in rows),
+            "output_tokens_per_s": sum(r["tokens"] for r in rows) / (t_end - t_start), "latencies": lat}
+
+
 def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, math.ceil(q * len(xs)) - 1)]
 
@@ -235,7 +269,6 @@ async def make_engine(a: argparse.Namespace, caching: bool):  # -> VLLMEngine
 
 def gpu_info() -> dict:
     import torch
-
     import vllm
     from vllm.platforms import current_platform
 
@@ -246,14 +279,29 @@ def gpu_info() -> dict:
     return {"gpu": name, "vllm": vllm.__version__, "torch": torch.__version__}
 
 
+class PrecomputedClassifier:
+    """The trained question classifier's outputs, computed off the GPU machine (``router_probs.py``)."""
+
+    def __init__(self, path: str) -> None:
+        data = json.loads(Path(path).read_text())
+        self.name, self.threshold = data["name"], float(data["threshold"])
+        self.probs: dict[str, float] = data["probabilities"]
+
+    def probability(self, question: str) -> float:
+        return self.probs[question]
+
+
 def load_router(spec: str | None) -> Any:
-    """``module:callable`` returning a Router, e.g. the [router] area's factory; None: no router."""
+    """A JSON from ``router_probs.py``: the real ``SoTRouter`` + ``LoadPolicy`` (settings' defaults) over
+    precomputed question probabilities; None: no router."""
     if not spec:
         return None
-    import importlib
+    from sotrag.app.router import LoadPolicy, SoTRouter
 
-    mod, _, fn = spec.partition(":")
-    return getattr(importlib.import_module(mod), fn)()
+    cfg = Settings().router
+    policy = LoadPolicy(max_busy_fraction=cfg.max_busy_fraction, max_kv_cache_usage=cfg.max_kv_cache_usage,
+                        min_free_seqs=cfg.min_free_seqs)
+    return SoTRouter(PrecomputedClassifier(spec), policy)
 
 
 async def main_async(a: argparse.Namespace) -> None:
@@ -310,8 +358,9 @@ async def main_async(a: argparse.Namespace) -> None:
                         pr = await pair(engine, vocab, questions[len(res["table1"]) % len(questions)], n, tpp, ctx)
                         pr["ideal_speedup"] = ideal(n, tpp, pr["sot"]["skeleton_tokens"], steps)
                         res["table1"].append(pr)
-                        print(f"[{a.label}] t1 N={n:>2} L={tpp:>3} ctx={ctx:>4}: normal {pr['normal']['wall_s']*1e3:6.0f}"
-                              f" sot {pr['sot']['wall_s']*1e3:5.0f} x{pr['speedup']:.2f} ideal x{pr['ideal_speedup']:.2f}"
+                        print(f"[{a.label}] t1 N={n:>2} L={tpp:>3} ctx={ctx:>4}: "
+                              f"normal {pr['normal']['wall_s']*1e3:6.0f} sot {pr['sot']['wall_s']*1e3:5.0f} "
+                              f"x{pr['speedup']:.2f} ideal x{pr['ideal_speedup']:.2f}"
                               f" ok={pr['shape_ok']}", flush=True)
                         save()
         if "table2" in parts:
@@ -326,7 +375,7 @@ async def main_async(a: argparse.Namespace) -> None:
         if "table4" in parts:
             res["table4"] = []
             router = load_router(a.router)
-            modes = ["normal", "sot"] + (["auto"] if router is not None else [])
+            modes = [m for m in a.load_modes.split(",") if m] + (["auto"] if router is not None else [])
             for rate in [float(r) for r in a.rates.split(",")]:
                 for mode in modes:
                     r = await load_test(engine, vocab, questions, mode, rate, a.arrivals, 7, 80, 1500,
@@ -335,6 +384,15 @@ async def main_async(a: argparse.Namespace) -> None:
                     print(f"[{a.label}] t4 rate={rate:>5} {mode:>6}: p50 {r['p50_s']:.2f}s p99 {r['p99_s']:.2f}s "
                           f"first {r['first_visible_p50_s']:.2f}s {r['output_tokens_per_s']:.0f} tok/s "
                           f"sot_share={r['sot_share']:.2f}", flush=True)
+                    save()
+        if "table4direct" in parts:
+            res["table4direct"] = []
+            for rate in [float(r) for r in a.rates.split(",")]:
+                for mode in a.load_modes.split(","):
+                    r = await load_test_direct(llm, mode, rate, a.arrivals, seed=int(rate * 100))
+                    res["table4direct"].append(r)
+                    print(f"[{a.label}] t4direct rate={rate:>5} {mode:>6}: p50 {r['p50_s']:.2f}s p99 {r['p99_s']:.2f}s "
+                          f"{r['output_tokens_per_s']:.0f} tok/s", flush=True)
                     save()
     finally:
         save()
@@ -396,14 +454,19 @@ def main() -> None:
     ap.add_argument("--table2-tpp", type=int, default=80)
     ap.add_argument("--rates", default="1,2,4,8,16")
     ap.add_argument("--arrivals", type=int, default=32)
-    ap.add_argument("--router", default=None, help="module:factory returning a Router, for mode=auto")
+    ap.add_argument("--load-modes", default="normal,sot")
+    ap.add_argument("--eager", action="store_true", help="SoTConfig.eager for every SoT answer")
+    ap.add_argument("--router", default=None, help="router_probs.py JSON: adds mode=auto to table4")
     ap.add_argument("--max-model-len", type=int, default=8192)
     ap.add_argument("--max-num-seqs", type=int, default=64)
     ap.add_argument("--gpu-mem", type=float, default=0.85)
     ap.add_argument("--attention-backend", default="FLASH_ATTN")
     ap.add_argument("--quantization", default=None)
     ap.add_argument("--kv-cache-dtype", default=None)
-    asyncio.run(main_async(ap.parse_args()))
+    args = ap.parse_args()
+    global EAGER
+    EAGER = args.eager
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
