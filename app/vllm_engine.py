@@ -178,7 +178,8 @@ class VLLMEngine:
 
     def num_unfinished_requests(self) -> int:
         """Requests vLLM still holds (running or waiting); 0 after every answer is done or cancelled."""
-        return int(self._llm.get_num_unfinished_requests())
+        # vLLM 0.24 (the GPU recipe) has no AsyncLLM.get_num_unfinished_requests; its output processor does.
+        return int(self._llm.output_processor.get_num_unfinished_requests())
 
     def load(self) -> EngineLoad:
         snap = self._snapshot

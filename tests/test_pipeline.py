@@ -171,6 +171,8 @@ async def test_cancelling_the_stream_aborts_every_request(engine: VLLMEngine, ho
     task = asyncio.create_task(consume(stream))
     await asyncio.wait_for(seen_point.wait(), timeout=120)
     assert engine.num_unfinished_requests() >= 1
+    await asyncio.sleep(0.2)  # a few engine steps: vLLM's scheduler stats reach engine.load()
+    assert engine.load().running >= 1
     if how == "cancel":
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
