@@ -101,3 +101,32 @@ async def test_factory_pipeline_routes_auto_with_the_trained_router(engine: VLLM
     result = await pipeline.run(MATH_QUESTION, mode="auto")
     assert result.mode == "normal" and result.route_reason is not None
     assert result.route_reason.startswith("router: not list-like, p=")
+
+
+async def test_real_saturation_from_vllm_stats_routes_to_normal(engine: VLLMEngine, router: SoTRouter) -> None:
+    """No simulation: enough long requests really running that vLLM's own scheduler stats cross the limit."""
+    import asyncio
+
+    from sotrag.app.engine import GenerationRequest, SamplingOptions
+
+    busy_limit = int(engine.load().max_num_seqs * 0.75)
+    long = SamplingOptions(max_tokens=2000, min_tokens=2000, ignore_eos=True)
+
+    async def hog(i: int) -> None:
+        async for _ in engine.generate(GenerationRequest(f"hog-{i}", "<|im_start|>user\nhi<|im_end|>\n", long)):
+            pass
+
+    hogs = [asyncio.create_task(hog(i)) for i in range(busy_limit + 2)]
+    try:
+        for _ in range(200):  # wait until the scheduler reports them (a few engine steps)
+            await asyncio.sleep(0.05)
+            if engine.load().running + engine.load().waiting >= busy_limit:
+                break
+        route, result = await answer(engine, router, LIST_QUESTION)
+        assert route.mode == "normal" and result.mode == "normal"
+        assert "list-like" in route.reason and "saturated" in route.reason
+    finally:
+        for task in hogs:
+            task.cancel()
+        await asyncio.gather(*hogs, return_exceptions=True)
+    assert engine.num_unfinished_requests() == 0
