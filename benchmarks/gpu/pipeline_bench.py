@@ -195,7 +195,7 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
                 result = ev.result
         assert result is not None
         return {"start": t0, "latency_s": time.perf_counter() - t0, "first_visible_s": first,
-                "tokens": result.stats.tokens, "mode": result.mode}
+                "tokens": result.stats.tokens, "mode": result.mode, "route_reason": result.route_reason}
 
     t_start = time.perf_counter()
     for i in range(arrivals):
@@ -213,6 +213,7 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
         "output_tokens_per_s": sum(r["tokens"] for r in rows) / (t_end - t_start),
         "sot_share": sum(r["mode"] == "sot" for r in rows) / len(rows),
         "latencies": [r["latency_s"] for r in rows],
+        "route_reasons": [r["route_reason"] for r in rows],
     }
 
 
