@@ -8,6 +8,7 @@ line on stderr and a non-zero exit: 2 for bad input, 1 when the engine cannot ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from enum import Enum
@@ -34,6 +35,7 @@ from sotrag.app.events import (
     RouteEvent,
     SkeletonDelta,
     SourcesEvent,
+    stats_rows,
 )
 from sotrag.app.pipeline import InvalidQuestion, check_question
 from sotrag.retrieval.errors import RetrievalError
@@ -143,7 +145,7 @@ async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out:
         pipeline.validate(question)  # bad input fails before any generation
         view = None if json_out else AnswerView(Console())
         result: AnswerResult | None = None
-        with view.live() if view else _nullcontext():
+        with view.live() if view else contextlib.nullcontext():
             async for event in pipeline.stream(question, mode=mode):
                 if view:
                     view.update(event)
@@ -151,6 +153,7 @@ async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out:
                     result = event.result
         assert result is not None
         if view:
+            view.console.print()  # the live view can leave the cursor at the end of its last line
             view.console.print(stats_table(result))
         return result
     finally:
@@ -172,14 +175,6 @@ def precheck_question(settings: Settings, question: str) -> None:
     limit = cfg.max_model_len or int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 0))
     if limit:
         check_question(question, lambda text: len(tokenizer.encode(text, add_special_tokens=False)), limit)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class AnswerView:
@@ -238,27 +233,8 @@ class AnswerView:
 
 
 def stats_table(result: AnswerResult) -> Table:
-    s = result.stats
     table = Table(title="latency", show_header=False, title_justify="left")
-
-    def seconds(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f} s"
-
-    rows = [
-        ("mode", result.mode + (f" (fallback: {result.fallback_reason})" if result.fallback_reason else "")),
-        ("time to first token", seconds(s.ttft_s)),
-        ("skeleton", seconds(s.skeleton_s)),
-        ("expansion", seconds(s.expansion_s)),
-        ("total", seconds(s.total_s)),
-        ("tokens", f"{s.tokens} ({s.tokens_per_s:.1f}/s)"),
-        ("points", str(s.num_points)),
-        ("prompt tokens from prefix cache", f"{s.cached_share:.0%}"),
-    ]
-    if result.route_reason:
-        rows.insert(1, ("route", result.route_reason))
-    if s.retrieval_s:
-        rows.insert(1, ("retrieval", seconds(s.retrieval_s)))
-    for name, value in rows:
+    for name, value in stats_rows(result):
         table.add_row(name, value)
     return table
 

@@ -76,6 +76,30 @@ class AnswerResult(BaseModel):
     prompt_version: str
 
 
+def seconds_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def stats_rows(result: AnswerResult) -> list[tuple[str, str]]:
+    """An answer's stats as (label, value) rows: the one wording the CLI table and the web UI share."""
+    s = result.stats
+    why = result.fallback_reason or result.route_reason or f"requested {result.requested_mode}"
+    prompt = s.prompt_tokens.skeleton + s.prompt_tokens.points + s.prompt_tokens.normal
+    return [
+        ("mode", f"{result.mode} ({why})"),
+        ("time to first token", seconds_text(s.ttft_s)),
+        ("retrieval", seconds_text(s.retrieval_s)),
+        ("skeleton", seconds_text(s.skeleton_s)),
+        ("expansion", seconds_text(s.expansion_s)),
+        ("total", seconds_text(s.total_s)),
+        ("tokens", str(s.tokens)),
+        ("tokens/s", f"{s.tokens_per_s:.1f}"),
+        ("points", str(s.num_points)),
+        ("prefix-cache share", f"{s.cached_share:.0%} of {prompt} prompt tokens"),
+        ("model", result.model),
+    ]
+
+
 class SourcesEvent(BaseModel):
     type: Literal["sources"] = "sources"
     sources: list[Source]

@@ -39,6 +39,7 @@ from sotrag.app.events import (
     SkeletonDelta,
     SkeletonDone,
     SourcesEvent,
+    stats_rows,
 )
 from sotrag.app.pipeline import InvalidQuestion
 from sotrag.app.service import (
@@ -280,26 +281,13 @@ def timeline_svg(rows: list[tuple[str, str, float, float | None, float | None]],
 
 def stats_html(result: AnswerResult, note: str | None) -> str:
     s = result.stats
-    mode = result.mode
-    why = result.fallback_reason or result.route_reason or f"requested {result.requested_mode}"
-    prompt = s.prompt_tokens.skeleton + s.prompt_tokens.points + s.prompt_tokens.normal
-    rows = [
-        ("mode", f"{mode} ({why})"),
-        ("grounded", f"yes: {len(result.sources)} passages" if not note else f"no: {note}"),
-        ("time to first token", _seconds(s.ttft_s)),
-        ("retrieval", _seconds(s.retrieval_s)),
-        ("skeleton", _seconds(s.skeleton_s)),
-        ("expansion", _seconds(s.expansion_s)),
-        ("total", _seconds(s.total_s)),
-        ("tokens", str(s.tokens)),
-        ("tokens/s", f"{s.tokens_per_s:.1f}"),
-        ("points", str(s.num_points)),
-        ("prefix-cache share", f"{s.cached_share:.0%} of {prompt} prompt tokens"),
-        ("model", result.model),
-    ]
-    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    grounded = ("grounded", f"yes: {len(result.sources)} passages" if not note else f"no: {note}")
+    mode_row, *rest = stats_rows(result)
+    body = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in [mode_row, grounded, *rest]
+    )
     return (
-        f"<div class='sot-stats' id='sot-stats' data-mode='{mode}' data-points='{s.num_points}' "
+        f"<div class='sot-stats' id='sot-stats' data-mode='{result.mode}' data-points='{s.num_points}' "
         f"data-grounded='{str(not note).lower()}'><table>{body}</table></div>"
     )
 
