@@ -24,7 +24,7 @@ _EXPORTS = {
     "SamplingConfig": "sotrag.app.config",
     "SoTConfig": "sotrag.app.config",
     "AnswerResult": "sotrag.app.events",
-    "VLLMEngine": "sotrag.app.vllm_engine",
+    "VLLMEngine": "sotrag.app.engines.vllm",
     "SoTRunnable": "sotrag.app.runnable",
 }
 
@@ -46,10 +46,10 @@ __all__ = [
 if TYPE_CHECKING:
     from sotrag.app.client import SoTRAG, answer
     from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
+    from sotrag.app.engines.vllm import VLLMEngine
     from sotrag.app.events import AnswerResult
     from sotrag.app.pipeline import InvalidQuestion, SoTPipeline
     from sotrag.app.runnable import SoTRunnable
-    from sotrag.app.vllm_engine import VLLMEngine
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from sotrag.app.config import Settings
-from sotrag.app.engine import Engine
+from sotrag.app.engines.base import Engine
 from sotrag.app.events import AnswerDone, AnswerResult, Event
 from sotrag.app.pipeline import SoTPipeline
 

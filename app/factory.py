@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 
 from sotrag.app.config import Settings
-from sotrag.app.engine import Engine
+from sotrag.app.engines.base import Engine
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.retrieval.types import Retriever
 
 
 async def create_engine(settings: Settings) -> Engine:
-    from sotrag.app.vllm_engine import VLLMEngine
+    from sotrag.app.engines.vllm import VLLMEngine
 
     return await VLLMEngine.create(settings.engine)
 
@@ -30,7 +30,7 @@ async def create_pipeline(
     settings: Settings, *, engine: Engine | None = None, retriever: Retriever | None = None
 ) -> SoTPipeline:
     """Start what ``settings`` asks for. An engine or retriever passed in is used as is (tests share one)."""
-    from sotrag.app.router import router_from_config
+    from sotrag.app.routing.factory import router_from_config
 
     if retriever is None and settings.index_dir:
         retriever = await asyncio.to_thread(open_index, settings.index_dir)  # fail before the slow engine start

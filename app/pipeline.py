@@ -21,7 +21,7 @@ from time import perf_counter
 from typing import Any
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engine import ChatMessage, Engine, GenerationDelta, GenerationRequest, SamplingOptions
+from sotrag.app.engines.base import ChatMessage, Engine, GenerationDelta, GenerationRequest, SamplingOptions
 from sotrag.app.events import (
     AnswerDelta,
     AnswerDone,
@@ -42,7 +42,7 @@ from sotrag.app.events import (
     SourcesEvent,
     StageTokens,
 )
-from sotrag.app.routing import RouteDecision, Router
+from sotrag.app.routing.base import RouteDecision, Router
 from sotrag.app.skeleton import SkeletonParser, skeleton_regex
 from sotrag.prompts import PROMPT_VERSION
 from sotrag.prompts import build as prompts

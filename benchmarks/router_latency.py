@@ -70,8 +70,10 @@ def main() -> None:
 
     import torch
 
-    from sotrag.app.engine import EngineLoad
-    from sotrag.app.router import LoadPolicy, SoTRouter, TrainedRouter
+    from sotrag.app.engines.base import EngineLoad
+    from sotrag.app.routing.classifier import TrainedRouter
+    from sotrag.app.routing.load_policy import LoadPolicy
+    from sotrag.app.routing.router import SoTRouter
 
     questions = read_questions(args.questions)
     trained = TrainedRouter()

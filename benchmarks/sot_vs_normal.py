@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
+from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.vllm_engine import VLLMEngine
 
 
 def read_questions(path: Path, limit: int | None) -> list[str]:

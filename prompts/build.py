@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sotrag.app.engine import ChatMessage
 from sotrag.prompts import templates as t
+from sotrag.prompts.messages import ChatMessage
 from sotrag.retrieval.types import Passage
 
 Turn = tuple[str, str]  # (user question, final assembled answer)

@@ -4,7 +4,7 @@ paper's text). Only kind A goes to Skeleton-of-Thought."""
 
 from __future__ import annotations
 
-from sotrag.app.engine import ChatMessage
+from sotrag.prompts.messages import ChatMessage
 
 ROUTER_PROMPT_VERSION = "router-v1"
 

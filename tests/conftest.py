@@ -41,7 +41,7 @@ def tiny_engine_config(model_dir: Path):  # -> EngineConfig
 
 @pytest.fixture(scope="session")
 async def engine(tiny_model_dir: Path) -> AsyncIterator[object]:
-    from sotrag.app.vllm_engine import VLLMEngine
+    from sotrag.app.engines.vllm import VLLMEngine
 
     eng = await VLLMEngine.create(tiny_engine_config(tiny_model_dir))
     yield eng

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings
+from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.vllm_engine import VLLMEngine
 from tests.conftest import tiny_engine_config
 
 pytestmark = pytest.mark.engine

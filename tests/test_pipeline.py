@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engine import ChatMessage, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import ChatMessage, GenerationDelta, GenerationRequest
+from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.events import (
     AnswerDelta,
     AnswerDone,
@@ -26,7 +27,6 @@ from sotrag.app.events import (
     SourcesEvent,
 )
 from sotrag.app.pipeline import QuestionTooLong, SoTPipeline
-from sotrag.app.vllm_engine import VLLMEngine
 from sotrag.retrieval.types import Passage
 from tests.conftest import TEST_BLOCK_SIZE
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sotrag.app.router import DEFAULT_ARTIFACT, RouterArtifactError, RouterModel, TrainedRouter
-from sotrag.app.router_train import LabelFileError, metrics, read_labels, train
+from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, RouterArtifactError, RouterModel, TrainedRouter
+from sotrag.app.routing.training import LabelFileError, metrics, read_labels, train
 
 TINY = Path(__file__).parent / "data" / "router_tiny.csv"
 

@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engine import EngineLoad
+from sotrag.app.engines.base import EngineLoad
+from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.events import AnswerDone, RouteEvent
 from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.router import LLMRouter, LoadPolicy, SoTRouter, TrainedRouter
-from sotrag.app.vllm_engine import VLLMEngine
+from sotrag.app.routing.classifier import TrainedRouter
+from sotrag.app.routing.llm_router import LLMRouter
+from sotrag.app.routing.load_policy import LoadPolicy
+from sotrag.app.routing.router import SoTRouter
 
 pytestmark = pytest.mark.engine
 
@@ -107,7 +110,7 @@ async def test_real_saturation_from_vllm_stats_routes_to_normal(engine: VLLMEngi
     """No simulation: enough long requests really running that vLLM's own scheduler stats cross the limit."""
     import asyncio
 
-    from sotrag.app.engine import GenerationRequest, SamplingOptions
+    from sotrag.app.engines.base import GenerationRequest, SamplingOptions
 
     busy_limit = int(engine.load().max_num_seqs * 0.75)
     long = SamplingOptions(max_tokens=2000, min_tokens=2000, ignore_eos=True)

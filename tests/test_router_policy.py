@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sotrag.app.engine import EngineLoad
-from sotrag.app.router import LoadPolicy, SoTRouter
+from sotrag.app.engines.base import EngineLoad
+from sotrag.app.routing.load_policy import LoadPolicy
+from sotrag.app.routing.router import SoTRouter
 
 
 class FixedClassifier:
@@ -73,7 +74,7 @@ def test_policy_rejects_nonsense_thresholds(kwargs: dict[str, float]) -> None:
 
 def test_router_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from sotrag.app.config import Settings
-    from sotrag.app.router import router_from_config
+    from sotrag.app.routing.factory import router_from_config
 
     monkeypatch.setenv("SOTRAG_ROUTER__THRESHOLD", "0.8")
     monkeypatch.setenv("SOTRAG_ROUTER__MAX_BUSY_FRACTION", "0.5")

@@ -22,10 +22,10 @@ from sotrag.app.events import (
     SkeletonDelta,
     SkeletonDone,
 )
-from sotrag.app.openai_api import ChatMessageIn, _history
 from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.server import create_app
-from sotrag.app.ui import DONE_MARK, PENDING_MARK, LiveAnswer, compare_html, md_text, stats_html, timeline_svg
+from sotrag.app.serving.app import create_app
+from sotrag.app.serving.openai_api import ChatMessageIn, _history
+from sotrag.app.serving.ui import DONE_MARK, PENDING_MARK, LiveAnswer, compare_html, md_text, stats_html, timeline_svg
 
 pytestmark = pytest.mark.engine
 

@@ -253,7 +253,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 async def make_engine(a: argparse.Namespace, caching: bool):  # -> VLLMEngine
-    from sotrag.app.vllm_engine import VLLMEngine
+    from sotrag.app.engines.vllm import VLLMEngine
 
     extra: dict[str, Any] = {"seed": 0}
     if a.attention_backend:
@@ -297,7 +297,8 @@ def load_router(spec: str | None) -> Any:
     precomputed question probabilities; None: no router."""
     if not spec:
         return None
-    from sotrag.app.router import LoadPolicy, SoTRouter
+    from sotrag.app.routing.load_policy import LoadPolicy
+    from sotrag.app.routing.router import SoTRouter
 
     cfg = Settings().router
     policy = LoadPolicy(max_busy_fraction=cfg.max_busy_fraction, max_kv_cache_usage=cfg.max_kv_cache_usage,

@@ -14,7 +14,7 @@ import json
 import sys
 
 from sotrag.app.config import Settings
-from sotrag.app.router import router_from_config
+from sotrag.app.routing.factory import router_from_config
 
 
 def main() -> None:

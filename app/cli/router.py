@@ -11,18 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+from sotrag.app.cli.common import fail
 
 
 def train_router(
     labels_csv: Annotated[Path, typer.Argument(help="label;request CSV to train on (the LIMA router labels)")],
     out: Annotated[
-        Path | None, typer.Option(help="artifact to write (default: the packaged app/assets/router.npz)")
+        Path | None, typer.Option(help="artifact to write (default: the packaged app/routing/assets/router.npz)")
     ] = None,
     beta: Annotated[
         float, typer.Option(help="the threshold maximizes cross-validated F-beta (beta<1 favours precision)")
@@ -34,18 +29,18 @@ def train_router(
     json_out: Annotated[bool, typer.Option("--json", help="print the training report as JSON")] = False,
 ) -> None:
     """Train the SoT-R router on LABELS_CSV (deterministic; CV on that file only) and write the artifact."""
-    from sotrag.app.router import DEFAULT_ARTIFACT
-    from sotrag.app.router_train import LabelFileError, read_labels, train
+    from sotrag.app.routing.classifier import DEFAULT_ARTIFACT
+    from sotrag.app.routing.training import LabelFileError, read_labels, train
 
     if beta <= 0:
-        raise _fail("--beta must be > 0")
+        raise fail("--beta must be > 0")
     if not 0.0 <= min_precision <= 1.0 or (threshold is not None and not 0.0 <= threshold <= 1.0):
-        raise _fail("--min-precision and --threshold must be in [0, 1]")
+        raise fail("--min-precision and --threshold must be in [0, 1]")
     try:
         data = read_labels(labels_csv)
         report = train(data, beta=beta, min_precision=min_precision, threshold=threshold)
     except LabelFileError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     path = report.model.save(out or DEFAULT_ARTIFACT)
     cv = report.cv
     summary = {
@@ -77,17 +72,17 @@ def eval_router(
     json_out: Annotated[bool, typer.Option("--json", help='print {"n","accuracy","precision","recall","f1"}')] = False,
 ) -> None:
     """Score the router on FILE.csv: accuracy, precision, recall, F1 and the confusion matrix."""
-    from sotrag.app.router import RouterArtifactError, TrainedRouter
-    from sotrag.app.router_train import LabelFileError, evaluate, read_labels
+    from sotrag.app.routing.classifier import RouterArtifactError, TrainedRouter
+    from sotrag.app.routing.training import LabelFileError, evaluate, read_labels
 
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise _fail("--threshold must be in [0, 1]")
+        raise fail("--threshold must be in [0, 1]")
     try:
         data = read_labels(labels_csv)
         router = TrainedRouter(artifact=artifact, threshold=threshold)
         m = evaluate(router, data)
     except (LabelFileError, RouterArtifactError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if json_out:
         sys.stdout.write(json.dumps(m.as_dict()) + "\n")
         return

@@ -20,10 +20,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from sotrag.app.api_models import AnswerResponse
 from sotrag.app.events import AnswerDone, AnswerResult, RequestedMode
 from sotrag.app.ordered import OrderedText
-from sotrag.app.service import AnswerFailed, AnswerRun, Service
+from sotrag.app.serving.api_models import AnswerResponse
+from sotrag.app.serving.disconnect import run_unless_disconnected
+from sotrag.app.serving.service import AnswerFailed, AnswerRun, Service
 
 MODELS: dict[str, RequestedMode] = {"sotrag-sot": "sot", "sotrag-normal": "normal", "sotrag-auto": "auto"}
 CREATED = int(time.time())
@@ -228,8 +229,6 @@ def create_openai_router(service: Service) -> APIRouter:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        from sotrag.app.server import run_unless_disconnected
-
         result = await run_unless_disconnected(run, request)
         return ChatCompletion(
             id=completion_id,

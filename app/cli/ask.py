@@ -1,4 +1,4 @@
-"""The ``sotrag`` command line.
+"""``sotrag ask``: one answer in the terminal.
 
 ``sotrag ask "question"`` streams the skeleton, then every point as it fills in, then a stats table;
 ``--json`` prints one JSON object (the ``AnswerResult`` contract) when the answer is done. Errors are one
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -20,8 +18,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from sotrag.app.cli.common import ModeChoice, PresetChoice, fail, quiet_vllm
 from sotrag.app.config import Settings
-from sotrag.app.engine import EngineError
+from sotrag.app.engines.base import EngineError
 from sotrag.app.events import (
     AnswerDelta,
     AnswerDone,
@@ -40,47 +39,7 @@ from sotrag.app.events import (
 from sotrag.app.pipeline import InvalidQuestion, check_question
 from sotrag.retrieval.errors import RetrievalError
 
-app = typer.Typer(
-    name="sotrag",
-    help="Answer questions over your documents, fast, with Skeleton-of-Thought parallel decoding on vLLM.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-err_console = Console(stderr=True)
 
-
-@app.callback()
-def _root() -> None:
-    """Keep ``sotrag`` a command group, so every command keeps its name (``sotrag ask ...``)."""
-
-
-class ModeChoice(str, Enum):
-    sot = "sot"
-    normal = "normal"
-    auto = "auto"
-
-
-class PresetChoice(str, Enum):
-    cpu = "cpu"
-    gpu = "gpu"
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    """Print one line to stderr; return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def quiet_vllm(verbose: bool) -> None:
-    """stdout is for the answer (and ``--json``): vLLM's logs go to stderr, and only warnings unless asked."""
-    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-    if not verbose:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        os.environ.setdefault("TQDM_DISABLE", "1")
-
-
-@app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question")],
     mode: Annotated[ModeChoice, typer.Option(help="sot, normal, or auto (router decides)")] = ModeChoice.sot,
@@ -165,7 +124,7 @@ def precheck_question(settings: Settings, question: str) -> None:
     and the model's context length are enough."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from sotrag.app.model_source import resolve_model
+    from sotrag.app.engines.model_source import resolve_model
 
     cfg = settings.engine
     if cfg.load_format == "dummy":
@@ -239,23 +198,6 @@ def stats_table(result: AnswerResult) -> Table:
     return table
 
 
-def _register_commands() -> None:
-    """Each area keeps its commands in its own module; they join the one ``sotrag`` group here."""
-    from sotrag.app.router_cli import register as register_router
-    from sotrag.app.serve_cli import register as register_serve
-    from sotrag.retrieval.cli import register as register_retrieval
-
-    register_retrieval(app)
-    register_serve(app)
-    register_router(app)
-
-
-_register_commands()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add ``ask`` to sotrag's command line."""
+    app.command()(ask)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sotrag.app.engine import EngineError
+from sotrag.app.engines.base import EngineError
 
 _HINT = "pass --model PATH (or set SOTRAG_ENGINE__MODEL) to a local model folder"
 

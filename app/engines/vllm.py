@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sotrag.app.config import EngineConfig
-from sotrag.app.engine import ChatMessage, EngineError, EngineLoad, GenerationDelta, GenerationRequest
-from sotrag.app.model_source import resolve_model
+from sotrag.app.engines.base import ChatMessage, EngineError, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines.model_source import resolve_model
 
 
 class _SchedulerSnapshot:

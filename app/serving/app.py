@@ -25,7 +25,10 @@ from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sotrag import __version__
-from sotrag.app.api_models import (
+from sotrag.app.config import Settings
+from sotrag.app.events import AnswerDone, Event
+from sotrag.app.pipeline import InvalidQuestion, QuestionTooLong, SoTPipeline
+from sotrag.app.serving.api_models import (
     AnswerRequest,
     AnswerResponse,
     DeleteResponse,
@@ -36,11 +39,9 @@ from sotrag.app.api_models import (
     Readiness,
     UploadResponse,
 )
-from sotrag.app.config import Settings
-from sotrag.app.events import AnswerDone, AnswerResult, Event
-from sotrag.app.metrics import HTTPMetricsMiddleware, Metrics
-from sotrag.app.pipeline import InvalidQuestion, QuestionTooLong, SoTPipeline
-from sotrag.app.service import (
+from sotrag.app.serving.disconnect import ClientDisconnected, run_unless_disconnected
+from sotrag.app.serving.metrics import HTTPMetricsMiddleware, Metrics
+from sotrag.app.serving.service import (
     DEFAULT_MAX_UPLOAD_BYTES,
     AnswerFailed,
     AnswerRun,
@@ -119,7 +120,7 @@ def create_app(
     app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics, api_prefixes=API_PREFIXES)
     _add_routes(app, service)
 
-    from sotrag.app.openai_api import create_openai_router
+    from sotrag.app.serving.openai_api import create_openai_router
 
     app.include_router(create_openai_router(service))
     _document_events_in_openapi(app)
@@ -127,7 +128,7 @@ def create_app(
     if ui:
         import gradio as gr
 
-        from sotrag.app.ui import THEME_CSS, build_ui, theme
+        from sotrag.app.serving.ui import THEME_CSS, build_ui, theme
 
         blocks = build_ui(service)
         app = gr.mount_gradio_app(
@@ -248,25 +249,6 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         return DeleteResponse(removed=await service.remove_document(doc_id))
 
 
-async def run_unless_disconnected(run: AnswerRun, request: Request, poll_s: float = 0.25) -> AnswerResult:
-    """Run a non-streamed answer, cancelling it (and its engine requests) if the client leaves meanwhile."""
-    task = asyncio.ensure_future(run.run())
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=poll_s)
-            if done:
-                return task.result()
-            if await request.is_disconnected():
-                raise ClientDisconnected("the client left before the answer was done")
-    finally:
-        if not task.done():
-            task.cancel()  # the answer's own cleanup aborts its engine requests
-
-
-class ClientDisconnected(RuntimeError):
-    """Nobody is left to read the response; answered with 499 for the logs and metrics."""
-
-
 async def _stage(upload: UploadFile, limit: int) -> Path:
     """Copy an upload to a temporary file, enforcing the size limit while reading (no size header needed)."""
     fd, name = tempfile.mkstemp(prefix="sotrag-upload-")
@@ -308,7 +290,7 @@ def _is_openai(request: Request) -> bool:
 
 def error_response(request: Request, status: int, detail: str, *, param: str | None = None) -> JSONResponse:
     if _is_openai(request):
-        from sotrag.app.openai_api import openai_error
+        from sotrag.app.serving.openai_api import openai_error
 
         return openai_error(status, detail, param=param)
     return JSONResponse({"detail": detail}, status_code=status)

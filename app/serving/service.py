@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sotrag.app.api_models import AnswerResponse, DocumentOut, FileOutcome, IndexStatus, UploadResponse
 from sotrag.app.config import Settings
-from sotrag.app.engine import Engine
+from sotrag.app.engines.base import Engine
 from sotrag.app.events import AnswerDone, AnswerResult, Event, RequestedMode
-from sotrag.app.metrics import Metrics
 from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.serving.api_models import AnswerResponse, DocumentOut, FileOutcome, IndexStatus, UploadResponse
+from sotrag.app.serving.metrics import Metrics
 
 log = logging.getLogger("sotrag.server")
 

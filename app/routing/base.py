@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from sotrag.app.engine import EngineLoad
+from sotrag.app.engines.base import EngineLoad
 
 
 @dataclass(frozen=True)
@@ -18,3 +18,13 @@ class RouteDecision:
 
 class Router(Protocol):
     def route(self, question: str, load: EngineLoad | None) -> RouteDecision: ...
+
+
+class QuestionClassifier(Protocol):
+    """Anything that says how likely a question's answer is a list of independent points."""
+
+    name: str
+    threshold: float
+
+    def probability(self, question: str) -> float: ...
+

@@ -42,7 +42,7 @@ from sotrag.app.events import (
     stats_rows,
 )
 from sotrag.app.pipeline import InvalidQuestion
-from sotrag.app.service import (
+from sotrag.app.serving.service import (
     AnswerFailed,
     DocumentRejected,
     DocumentTooLarge,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sotrag.app.router import DEFAULT_ARTIFACT, QuestionEncoder, RouterModel, TrainedRouter
+from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, QuestionEncoder, RouterModel, TrainedRouter
 from sotrag.retrieval.embedder import DEFAULT_EMBEDDING_MODEL
 
 # Chosen by 5-fold CV on LIMA (out-of-fold AUC and log-loss), see docs/router.md.

@@ -31,7 +31,7 @@ def demo_sources() -> list[Path]:
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to sotrag's command line."""
-    from sotrag.app.cli import PresetChoice, fail, quiet_vllm
+    from sotrag.app.cli.common import PresetChoice, fail, quiet_vllm
 
     @app.command()
     def serve(
@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
         )
         settings = settings.model_copy(update={"engine": engine_cfg})
 
-        from sotrag.app.engine import EngineError
-        from sotrag.app.model_source import resolve_model
+        from sotrag.app.engines.base import EngineError
+        from sotrag.app.engines.model_source import resolve_model
 
         if engine_cfg.load_format != "dummy":
             try:  # one clear line now, instead of a failed engine after the server started
@@ -85,7 +85,7 @@ async def _serve(
 ) -> int:
     import uvicorn
 
-    from sotrag.app.server import create_app
+    from sotrag.app.serving.app import create_app
 
     app = create_app(settings, index_dir=index_dir, demo_sources=sources, max_upload_bytes=max_upload)
     service = app.state.service

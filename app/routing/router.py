@@ -1,0 +1,35 @@
+"""``SoTRouter``: the ``Router`` of ``mode="auto"``, question type first, then engine load.
+
+It gives a reason string such as ``"router: list-like, p=0.91; load: 3/256 running"``.
+"""
+
+from __future__ import annotations
+
+from sotrag.app.engines.base import EngineLoad
+from sotrag.app.routing.base import QuestionClassifier, RouteDecision
+from sotrag.app.routing.load_policy import LoadPolicy
+
+
+class SoTRouter:
+    """The ``Router`` for ``mode="auto"``: question type first, then engine load."""
+
+    def __init__(self, classifier: QuestionClassifier, policy: LoadPolicy | None = None) -> None:
+        self.classifier = classifier
+        self.policy = policy or LoadPolicy()
+
+    def route(self, question: str, load: EngineLoad | None) -> RouteDecision:
+        p = self.classifier.probability(question)
+        return self.decide(p, load)
+
+    def decide(self, p: float, load: EngineLoad | None) -> RouteDecision:
+        name = self.classifier.name
+        suits = p >= self.classifier.threshold
+        kind = "list-like" if suits else "not list-like"
+        verdict = self.policy.check(load)
+        reason = f"{name}: {kind}, p={p:.2f}; {verdict.text}"
+        if not suits:
+            return RouteDecision("normal", reason, probability=p)
+        if not verdict.ok:
+            return RouteDecision("normal", reason + " -> normal", probability=p)
+        return RouteDecision("sot", reason, probability=p, max_points=verdict.max_points)
+
