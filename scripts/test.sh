@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 venv=${SOTRAG_VENV:-.venv}
 "$venv/bin/ruff" check .
+"$venv/bin/lint-imports"
 # mypy resolves `sotrag.*` through a folder whose `sotrag` entry is this checkout (the package maps to ".").
 mkdir -p .typecheck && ln -sfn "$PWD" .typecheck/sotrag
 MYPYPATH=.typecheck "$venv/bin/mypy" -p sotrag.app -p sotrag.prompts -p sotrag.retrieval -p sotrag.kernels
