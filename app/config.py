@@ -15,20 +15,33 @@ CPU_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 
 
+DistributedBackend = Literal["mp", "ray", "uni", "external_launcher"]
+
+
 class EngineConfig(BaseModel):
-    """How to start vLLM. ``preset`` picks the default model and memory settings for a CPU or a GPU."""
+    """How to start vLLM. ``preset`` picks the default model and memory settings for a CPU or a GPU.
+
+    Every number is range-checked here, so a bad value (``SOTRAG_ENGINE__TENSOR_PARALLEL_SIZE=0``, ``--max-num-seqs
+    -1``) is one clear line before the engine takes half a minute to start, not a stack trace from inside vLLM.
+    """
 
     preset: Literal["cpu", "gpu"] = "cpu"
     model: str | None = Field(default=None, description="hub id or local path; default depends on preset")
     tokenizer: str | None = None
     dtype: str = "auto"
-    max_model_len: int | None = 4096
-    gpu_memory_utilization: float = 0.85
-    tensor_parallel_size: int = 1
-    max_num_seqs: int = 64
+    max_model_len: int | None = Field(default=4096, ge=1, description="context length; None: the model's")
+    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0, description="share of GPU memory vLLM may use")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per model copy, within one node")
+    pipeline_parallel_size: int = Field(default=1, ge=1, description="pipeline stages (across nodes with Ray)")
+    data_parallel_size: int = Field(default=1, ge=1, description="model copies in this engine, requests spread")
+    distributed_executor_backend: DistributedBackend | None = Field(
+        default=None, description="mp (one node), ray (several nodes); None: vLLM chooses"
+    )
+    max_num_seqs: int = Field(default=64, ge=1, description="most requests decoded in one batch")
     enable_prefix_caching: bool = True
     kv_cache_gib: float | None = Field(
         default=None,
+        gt=0.0,
         description="KV-cache size in GiB; None: 4 GiB with the cpu preset, gpu_memory_utilization with gpu",
     )
     speculative_config: dict[str, Any] | None = Field(
@@ -37,6 +50,14 @@ class EngineConfig(BaseModel):
     load_format: str = "auto"
     enforce_eager: bool = False
     extra: dict[str, Any] = Field(default_factory=dict, description="any other AsyncEngineArgs field")
+
+    @model_validator(mode="after")
+    def _extra_does_not_shadow(self) -> EngineConfig:
+        # ``extra`` wins over the named fields when the engine args are built, which would bypass their checks.
+        shadowed = sorted(set(self.extra) & set(type(self).model_fields))
+        if shadowed:
+            raise ValueError(f"set {', '.join(shadowed)} as engine option(s) of their own, not inside engine.extra")
+        return self
 
     @property
     def resolved_kv_cache_bytes(self) -> int | None:

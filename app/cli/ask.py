@@ -18,7 +18,18 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from sotrag.app.cli.common import ModeChoice, PresetChoice, fail, quiet_vllm
+from sotrag.app.cli.common import (
+    BackendOption,
+    DataParallelOption,
+    ModeChoice,
+    PipelineParallelOption,
+    PresetChoice,
+    TensorParallelOption,
+    fail,
+    load_settings,
+    quiet_vllm,
+    with_options,
+)
 from sotrag.app.config import Settings
 from sotrag.app.engines.base import EngineError
 from sotrag.app.events import (
@@ -51,6 +62,10 @@ def ask(
     max_points: Annotated[int | None, typer.Option(help="most points in the skeleton")] = None,
     temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
     seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
+    tensor_parallel_size: TensorParallelOption = None,
+    pipeline_parallel_size: PipelineParallelOption = None,
+    data_parallel_size: DataParallelOption = None,
+    distributed_executor_backend: BackendOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object when done")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
 ) -> None:
@@ -58,9 +73,15 @@ def ask(
     if not question.strip():
         raise fail("the question is empty", 2)
     quiet_vllm(verbose)
-    settings = Settings()
-    engine_cfg = settings.engine.model_copy(
-        update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}
+    settings = load_settings()
+    engine_cfg = with_options(
+        settings.engine,
+        model=model,
+        preset=preset and preset.value,
+        tensor_parallel_size=tensor_parallel_size,
+        pipeline_parallel_size=pipeline_parallel_size,
+        data_parallel_size=data_parallel_size,
+        distributed_executor_backend=distributed_executor_backend,
     )
     sot_cfg = settings.sot.model_copy(update={"eager": eager or settings.sot.eager})
     if max_points is not None:
@@ -69,9 +90,7 @@ def ask(
         sot_cfg = sot_cfg.model_copy(
             update={"max_points": max_points, "min_points": min(sot_cfg.min_points, max_points)}
         )
-    sampling = settings.sampling.model_copy(
-        update={k: v for k, v in {"temperature": temperature, "seed": seed}.items() if v is not None}
-    )
+    sampling = with_options(settings.sampling, temperature=temperature, seed=seed)
     settings = settings.model_copy(
         update={
             "engine": engine_cfg,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 from enum import Enum
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+
+from sotrag.app.config import Settings
 
 err_console = Console(stderr=True)
 
@@ -34,3 +38,52 @@ def quiet_vllm(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _problem(err: Any) -> str:
+    """What pydantic found wrong, and the value given (when there was one)."""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return msg if err["type"] in ("missing", "value_error") else f"{msg}, got {err.get('input')!r}"
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment and ``.env``; a bad value is one line naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = ["SOTRAG_" + "__".join(str(x) for x in e["loc"]).upper() + f": {_problem(e)}" for e in exc.errors()]
+        raise fail("invalid setting " + "; ".join(problems), 2) from None
+
+
+def with_options(config: M, /, **options: Any) -> M:
+    """``config`` with the command-line options that were given (None: not given), validated like the settings
+    themselves (``model_copy(update=...)`` would skip validation), so ``--tensor-parallel-size 0`` is one line
+    naming the option."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if not given:
+        return config
+    try:
+        return type(config).model_validate({**config.model_dump(), **given})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else ""
+            where = f"--{name.replace('_', '-')}" if name in given else f"setting {name or type(config).__name__}"
+            problems.append(f"{where}: {_problem(err)}")
+        raise fail("; ".join(problems), 2) from None
+
+
+# The in-process engine's parallelism, shared by ``ask`` and ``serve`` (None: the setting's value).
+TensorParallelOption = Annotated[
+    int | None, typer.Option(help="GPUs per model copy, within one node (vLLM tensor parallelism)")
+]
+PipelineParallelOption = Annotated[
+    int | None, typer.Option(help="pipeline stages, e.g. across nodes with --distributed-executor-backend ray")
+]
+DataParallelOption = Annotated[int | None, typer.Option(help="model copies in this engine; answers are spread")]
+BackendOption = Annotated[
+    str | None, typer.Option(help="mp (one node), ray (several nodes), uni or external_launcher; default: vLLM's")
+]

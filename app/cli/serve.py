@@ -31,7 +31,17 @@ def demo_sources() -> list[Path]:
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to sotrag's command line."""
-    from sotrag.app.cli.common import PresetChoice, fail, quiet_vllm
+    from sotrag.app.cli.common import (
+        BackendOption,
+        DataParallelOption,
+        PipelineParallelOption,
+        PresetChoice,
+        TensorParallelOption,
+        fail,
+        load_settings,
+        quiet_vllm,
+        with_options,
+    )
 
     @app.command()
     def serve(
@@ -44,15 +54,25 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
         preset: Annotated[PresetChoice | None, typer.Option(help="cpu or gpu defaults")] = None,
         max_upload_mb: Annotated[float, typer.Option(help="largest document upload, in MiB")] = 20.0,
+        tensor_parallel_size: TensorParallelOption = None,
+        pipeline_parallel_size: PipelineParallelOption = None,
+        data_parallel_size: DataParallelOption = None,
+        distributed_executor_backend: BackendOption = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
     ) -> None:
         """Serve the web UI (at /), the REST API (/v1/answer, /docs) and the OpenAI endpoint (/v1/chat/completions)."""
         quiet_vllm(verbose)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("sotrag").setLevel(logging.DEBUG if verbose else logging.INFO)
-        settings = Settings()
-        engine_cfg = settings.engine.model_copy(
-            update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}
+        settings = load_settings()
+        engine_cfg = with_options(
+            settings.engine,
+            model=model,
+            preset=preset and preset.value,
+            tensor_parallel_size=tensor_parallel_size,
+            pipeline_parallel_size=pipeline_parallel_size,
+            data_parallel_size=data_parallel_size,
+            distributed_executor_backend=distributed_executor_backend,
         )
         settings = settings.model_copy(update={"engine": engine_cfg})
 

@@ -45,6 +45,29 @@ def _stat_logger_factory(snapshot: _SchedulerSnapshot) -> Any:
     return SchedulerStatsTap
 
 
+def engine_kwargs(config: EngineConfig, model_path: str) -> dict[str, Any]:
+    """The ``AsyncEngineArgs`` fields for ``config``: the named options, then ``engine.extra`` as given."""
+    return {
+        "model": model_path,
+        "tokenizer": config.tokenizer,
+        "dtype": config.dtype,
+        "max_model_len": config.max_model_len,
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "pipeline_parallel_size": config.pipeline_parallel_size,
+        "data_parallel_size": config.data_parallel_size,
+        "distributed_executor_backend": config.distributed_executor_backend,
+        "max_num_seqs": config.max_num_seqs,
+        "enable_prefix_caching": config.enable_prefix_caching,
+        "speculative_config": config.speculative_config,
+        "load_format": config.load_format,
+        "enforce_eager": config.enforce_eager,
+        "kv_cache_memory_bytes": config.resolved_kv_cache_bytes,
+        "disable_log_stats": False,  # our scheduler-stats tap needs stats
+        **config.extra,
+    }
+
+
 class VLLMEngine:
     """The production engine. Use ``await VLLMEngine.create(config)``."""
 
@@ -70,23 +93,7 @@ class VLLMEngine:
             raise EngineError(
                 f"vLLM is not installed ({exc}); install sotrag[cpu] or sotrag[gpu] (see README)"
             ) from None
-        engine_kwargs: dict[str, Any] = {
-            "model": model_path,
-            "tokenizer": config.tokenizer,
-            "dtype": config.dtype,
-            "max_model_len": config.max_model_len,
-            "gpu_memory_utilization": config.gpu_memory_utilization,
-            "tensor_parallel_size": config.tensor_parallel_size,
-            "max_num_seqs": config.max_num_seqs,
-            "enable_prefix_caching": config.enable_prefix_caching,
-            "speculative_config": config.speculative_config,
-            "load_format": config.load_format,
-            "enforce_eager": config.enforce_eager,
-            "kv_cache_memory_bytes": config.resolved_kv_cache_bytes,
-            "disable_log_stats": False,  # our scheduler-stats tap needs stats
-            **config.extra,
-        }
-        args = AsyncEngineArgs(**engine_kwargs)
+        args = AsyncEngineArgs(**engine_kwargs(config, model_path))
         snapshot = _SchedulerSnapshot()
         try:
             llm = AsyncLLM.from_engine_args(args, stat_loggers=[_stat_logger_factory(snapshot)])
