@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from sotrag.app.cli.common import ModeChoice, PresetChoice, fail, quiet_vllm
+from sotrag.app.cli.common import ModeChoice, PresetChoice, engine_settings, fail, quiet_vllm
 from sotrag.app.config import Settings
 from sotrag.app.engines.base import EngineError
 from sotrag.app.events import (
@@ -53,15 +53,17 @@ def ask(
     seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object when done")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
+    engine_url: Annotated[
+        list[str] | None,
+        typer.Option("--engine-url", help="a running vLLM OpenAI server (…/v1) instead of starting one; repeatable"),
+    ] = None,
 ) -> None:
     """Answer QUESTION, streaming the skeleton and the points as they are written."""
     if not question.strip():
         raise fail("the question is empty", 2)
     quiet_vllm(verbose)
     settings = Settings()
-    engine_cfg = settings.engine.model_copy(
-        update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}
-    )
+    engine_cfg = engine_settings(settings, model, preset and preset.value, engine_url)
     sot_cfg = settings.sot.model_copy(update={"eager": eager or settings.sot.eager})
     if max_points is not None:
         if max_points < 1:
@@ -127,7 +129,7 @@ def precheck_question(settings: Settings, question: str) -> None:
     from sotrag.app.engines.model_source import resolve_model
 
     cfg = settings.engine
-    if cfg.load_format == "dummy":
+    if cfg.load_format == "dummy" or cfg.remote:  # remote: the server's tokenizer checks it (pipeline.validate)
         return
     model_path = resolve_model(cfg.resolved_model)
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or model_path)

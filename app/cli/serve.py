@@ -31,7 +31,7 @@ def demo_sources() -> list[Path]:
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to sotrag's command line."""
-    from sotrag.app.cli.common import PresetChoice, fail, quiet_vllm
+    from sotrag.app.cli.common import PresetChoice, engine_settings, fail, quiet_vllm
 
     @app.command()
     def serve(
@@ -45,21 +45,23 @@ def register(app: typer.Typer) -> None:
         preset: Annotated[PresetChoice | None, typer.Option(help="cpu or gpu defaults")] = None,
         max_upload_mb: Annotated[float, typer.Option(help="largest document upload, in MiB")] = 20.0,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
+        engine_url: Annotated[
+            list[str] | None,
+            typer.Option("--engine-url", help="a running vLLM OpenAI server (…/v1) to answer with; repeatable"),
+        ] = None,
     ) -> None:
         """Serve the web UI (at /), the REST API (/v1/answer, /docs) and the OpenAI endpoint (/v1/chat/completions)."""
         quiet_vllm(verbose)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("sotrag").setLevel(logging.DEBUG if verbose else logging.INFO)
         settings = Settings()
-        engine_cfg = settings.engine.model_copy(
-            update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}
-        )
+        engine_cfg = engine_settings(settings, model, preset and preset.value, engine_url)
         settings = settings.model_copy(update={"engine": engine_cfg})
 
         from sotrag.app.engines.base import EngineError
         from sotrag.app.engines.model_source import resolve_model
 
-        if engine_cfg.load_format != "dummy":
+        if engine_cfg.load_format != "dummy" and not engine_cfg.remote:
             try:  # one clear line now, instead of a failed engine after the server started
                 resolve_model(engine_cfg.resolved_model)
             except EngineError as exc:
