@@ -81,7 +81,9 @@ class RemoteEngine:
             if not engine._pool.healthy():
                 servers = engine._pool.servers
                 if len(servers) == 1:
-                    raise EngineError(servers[0].reason)
+                    s = servers[0]
+                    known = s.url in s.reason  # the probe's own errors name the server
+                    raise EngineError(s.reason if known else f"cannot reach the vLLM server {s.url}: {s.reason}")
                 raise EngineError(f"no vLLM server is usable: {engine._pool.down_summary()}")
         except BaseException:
             await engine.aclose()

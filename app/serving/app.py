@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sotrag import __version__
 from sotrag.app.config import Settings
+from sotrag.app.engines.base import EngineError
 from sotrag.app.events import AnswerDone, Event
 from sotrag.app.pipeline import InvalidQuestion, QuestionTooLong, SoTPipeline
 from sotrag.app.serving.api_models import (
@@ -342,6 +343,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         DocumentTooLarge: 413,
         DocumentRejected: 422,
         AnswerFailed: 500,
+        EngineError: 503,  # e.g. no remote vLLM server reachable when the question is checked
         ClientDisconnected: 499,
     }
     for exc_type, status in simple.items():
