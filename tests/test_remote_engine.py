@@ -179,7 +179,7 @@ def sotrag_server(
     work = tmp_path_factory.mktemp("serve-remote")
     with run_server(tiny_model_dir, work, index_dir=None, extra_args=tuple(urls)) as server:
         yield server
-    assert "Traceback" not in server.log(), server.log()[-3000:]
+    assert "unexpected error" not in server.log(), server.log()[-3000:]  # no 500 without a clear detail
 
 
 def test_langchain_chat_openai_over_sotrag(sotrag_server: ServerProcess, servers: list[VLLMServer]) -> None:

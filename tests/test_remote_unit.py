@@ -70,3 +70,22 @@ async def test_affinity_and_least_loaded() -> None:
         a.up = False
         with pytest.raises(EngineError, match="no vLLM server is up"):
             pool.pick("answer-4")
+
+
+async def test_a_failing_server_is_taken_out_and_put_back() -> None:
+    healthy = {"ok": False}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200 if healthy["ok"] else 500)
+        if request.url.path == "/metrics":
+            return httpx.Response(200, text=METRICS)
+        return httpx.Response(404)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        pool = ServerPool(["http://127.0.0.1:8001/v1"], client)
+        await pool.poll_once()
+        assert not pool.servers[0].up and "500" in pool.servers[0].reason
+        healthy["ok"] = True
+        await pool.poll_once()
+        assert pool.servers[0].up and pool.load(16).running == 5 and pool.load(16).kv_cache_usage == 0.5
