@@ -20,6 +20,7 @@ generated ids; ``supports_token_ids`` says so. Without prompt-token details, ``c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections import OrderedDict
@@ -105,9 +106,8 @@ class RemoteEngine:
             self._model = str(next(iter(entries)))
         if self._model not in entries:
             raise EngineError(f"the vLLM server {server.url} has no model {self._model!r}; it serves: {names}")
-        length = int(entries[self._model].get("max_model_len") or 0)
-        if self._config.max_model_len:
-            length = min(length, self._config.max_model_len) if length else self._config.max_model_len
+        # The server's context length is the truth (engine.max_model_len is for an in-process engine).
+        length = int(entries[self._model].get("max_model_len") or self._config.max_model_len or 0)
         self._max_model_len = min(self._max_model_len, length) if self._max_model_len else length
 
         tokenized = await self._post_json(
@@ -273,7 +273,7 @@ class RemoteEngine:
         prompt_tokens = len(request.prompt_token_ids or self._prompt_ids.get(request.prompt) or ())
         cached = 0
         completion_seen = 0
-        held: dict[str, Any] | None = None  # the finishing chunk waits for the usage chunk after it
+        held: GenerationDelta | None = None  # the finishing chunk waits for the usage chunk after it
         scanner = _StopScanner(request.sampling.stop[SERVER_STOPS:])
         async for line in resp.aiter_lines():
             if not line.startswith("data:"):
@@ -304,37 +304,26 @@ class RemoteEngine:
                 finish = choice.get("finish_reason")
                 if finish is not None or stopped:
                     text += "" if stopped else scanner.flush()
-                delta = {
-                    "text": text,
-                    "new_tokens": new,
-                    "token_ids": tuple(ids or ()),
-                    "finish_reason": "stop" if stopped else finish,
-                }
-                if stopped:  # a stop string the server was not given: end here (closing the stream aborts it)
-                    yield GenerationDelta(prompt_tokens=prompt_tokens, cached_prompt_tokens=cached, **delta)
-                    return
-                if delta["finish_reason"] is not None:
-                    held = delta
-                    continue
-                yield GenerationDelta(
-                    text=delta["text"],
+                delta = GenerationDelta(
+                    text=text,
                     new_tokens=new,
                     prompt_tokens=prompt_tokens,
                     cached_prompt_tokens=cached,
-                    token_ids=delta["token_ids"],
+                    finish_reason="stop" if stopped else finish,
+                    token_ids=tuple(ids or ()),
                 )
+                if stopped:  # a stop string the server was not given: end here (closing the stream aborts it)
+                    yield delta
+                    return
+                if delta.finished:
+                    held = delta
+                    continue
+                yield delta
         if held is None:
             if request.request_id in self._aborted:
                 return
             raise EngineError(f"the stream from the vLLM server {server.url} ended before the request finished")
-        yield GenerationDelta(
-            text=held["text"],
-            new_tokens=held["new_tokens"],
-            prompt_tokens=prompt_tokens,
-            cached_prompt_tokens=cached,
-            finish_reason=held["finish_reason"],
-            token_ids=held["token_ids"],
-        )
+        yield dataclasses.replace(held, prompt_tokens=prompt_tokens, cached_prompt_tokens=cached)
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         s = request.sampling
