@@ -42,6 +42,8 @@ def test_parse_metrics_sums_engines() -> None:
     ],
 )
 def test_stop_scanner(pieces: list[str], out: str, hit: bool) -> None:
+    inactive = _StopScanner(["\n4."])
+    assert inactive.feed("a\n4.b", active=False) == ("a\n4.b", False)  # before min_tokens nothing stops
     scanner = _StopScanner(["\n4.", "\n5."])
     text, stopped = "", False
     for piece in pieces:
