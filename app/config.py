@@ -50,6 +50,22 @@ class EngineConfig(BaseModel):
     load_format: str = "auto"
     enforce_eager: bool = False
     extra: dict[str, Any] = Field(default_factory=dict, description="any other AsyncEngineArgs field")
+    # Remote engine: a non-empty ``urls`` drives running vLLM OpenAI servers instead of starting one in-process.
+    urls: list[str] = Field(
+        default_factory=list,
+        description='base URLs of vLLM OpenAI servers, e.g. ["http://127.0.0.1:8001/v1"]; non-empty: remote engine',
+    )
+    api_key: str | None = Field(default=None, description="bearer token for the servers (remote engine)")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="remote engine: connecting to a server")
+    read_timeout_s: float = Field(default=60.0, gt=0, description="remote engine: longest wait for the next chunk")
+    connect_retries: int = Field(default=2, ge=0, description="remote engine: retries on connection errors only")
+    poll_interval_s: float = Field(
+        default=0.5, ge=0.2, description="remote engine: how often each server's /health and /metrics are read"
+    )
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.urls)
 
     @model_validator(mode="after")
     def _extra_does_not_shadow(self) -> EngineConfig:

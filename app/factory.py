@@ -14,6 +14,11 @@ from sotrag.retrieval.types import Retriever
 
 
 async def create_engine(settings: Settings) -> Engine:
+    """Remote vLLM servers when ``engine.urls`` is set, else an in-process vLLM."""
+    if settings.engine.remote:
+        from sotrag.app.engines.remote import RemoteEngine
+
+        return await RemoteEngine.create(settings.engine)
     from sotrag.app.engines.vllm import VLLMEngine
 
     return await VLLMEngine.create(settings.engine)

@@ -14,6 +14,7 @@ every engine request of the answer that has not finished.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -387,7 +388,10 @@ class _Answer:
     # -- engine requests ---------------------------------------------------------------------------
 
     async def _generate(self, request: GenerationRequest, trace: RequestTrace) -> AsyncIterator[GenerationDelta]:
-        """Run one engine request, recording its trace."""
+        """Run one engine request, recording its trace. Every request carries the answer's affinity key, so an
+        engine over several servers keeps one answer on one server (and its prefix cache)."""
+        if request.affinity is None:
+            request = dataclasses.replace(request, affinity=self.answer_id)
         self._in_flight.add(request.request_id)
         try:
             async for delta in self.engine.generate(request):

@@ -25,6 +25,7 @@ from sotrag.app.cli.common import (
     PipelineParallelOption,
     PresetChoice,
     TensorParallelOption,
+    engine_settings,
     fail,
     load_settings,
     quiet_vllm,
@@ -68,14 +69,19 @@ def ask(
     distributed_executor_backend: BackendOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object when done")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
+    engine_url: Annotated[
+        list[str] | None,
+        typer.Option("--engine-url", help="a running vLLM OpenAI server (…/v1) instead of starting one; repeatable"),
+    ] = None,
 ) -> None:
     """Answer QUESTION, streaming the skeleton and the points as they are written."""
     if not question.strip():
         raise fail("the question is empty", 2)
     quiet_vllm(verbose)
     settings = load_settings()
-    engine_cfg = with_options(
-        settings.engine,
+    engine_cfg = engine_settings(
+        settings,
+        urls=engine_url,
         model=model,
         preset=preset and preset.value,
         tensor_parallel_size=tensor_parallel_size,
@@ -146,7 +152,7 @@ def precheck_question(settings: Settings, question: str) -> None:
     from sotrag.app.engines.model_source import resolve_model
 
     cfg = settings.engine
-    if cfg.load_format == "dummy":
+    if cfg.load_format == "dummy" or cfg.remote:  # remote: the server's tokenizer checks it (pipeline.validate)
         return
     model_path = resolve_model(cfg.resolved_model)
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or model_path)

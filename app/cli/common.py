@@ -10,7 +10,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from sotrag.app.config import Settings
+from sotrag.app.config import EngineConfig, Settings
 
 err_console = Console(stderr=True)
 
@@ -87,3 +87,18 @@ DataParallelOption = Annotated[int | None, typer.Option(help="model copies in th
 BackendOption = Annotated[
     str | None, typer.Option(help="mp (one node), ray (several nodes), uni or external_launcher; default: vLLM's")
 ]
+
+
+def engine_settings(settings: Settings, *, urls: list[str] | None = None, **options: Any) -> EngineConfig:
+    """The engine settings with the command line's options applied (``with_options``) and ``--engine-url``.
+    With engine URLs, ``--model`` names the served model (default: the server's only one); each URL is checked."""
+    from sotrag.app.engines.base import EngineError
+    from sotrag.app.engines.remote_pool import split_url
+
+    cfg = with_options(settings.engine, urls=list(urls) if urls else None, **options)
+    for url in cfg.urls:
+        try:
+            split_url(url)
+        except EngineError as exc:
+            raise fail(str(exc), 2) from None
+    return cfg

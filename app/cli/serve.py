@@ -37,10 +37,10 @@ def register(app: typer.Typer) -> None:
         PipelineParallelOption,
         PresetChoice,
         TensorParallelOption,
+        engine_settings,
         fail,
         load_settings,
         quiet_vllm,
-        with_options,
     )
 
     @app.command()
@@ -59,14 +59,19 @@ def register(app: typer.Typer) -> None:
         data_parallel_size: DataParallelOption = None,
         distributed_executor_backend: BackendOption = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
+        engine_url: Annotated[
+            list[str] | None,
+            typer.Option("--engine-url", help="a running vLLM OpenAI server (…/v1) to answer with; repeatable"),
+        ] = None,
     ) -> None:
         """Serve the web UI (at /), the REST API (/v1/answer, /docs) and the OpenAI endpoint (/v1/chat/completions)."""
         quiet_vllm(verbose)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("sotrag").setLevel(logging.DEBUG if verbose else logging.INFO)
         settings = load_settings()
-        engine_cfg = with_options(
-            settings.engine,
+        engine_cfg = engine_settings(
+            settings,
+            urls=engine_url,
             model=model,
             preset=preset and preset.value,
             tensor_parallel_size=tensor_parallel_size,
@@ -79,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from sotrag.app.engines.base import EngineError
         from sotrag.app.engines.model_source import resolve_model
 
-        if engine_cfg.load_format != "dummy":
+        if engine_cfg.load_format != "dummy" and not engine_cfg.remote:
             try:  # one clear line now, instead of a failed engine after the server started
                 resolve_model(engine_cfg.resolved_model)
             except EngineError as exc:

@@ -35,6 +35,10 @@ class GenerationRequest:
     request_id: str
     prompt: str  # already chat-templated text
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    prompt_token_ids: tuple[int, ...] | None = None
+    # Which answer the request belongs to: an engine over several servers sends all requests with one key to
+    # one server, so they share its prefix cache. None: no affinity.
+    affinity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class GenerationDelta:
     prompt_tokens: int
     cached_prompt_tokens: int
     finish_reason: str | None = None
+    token_ids: tuple[int, ...] = ()
 
     @property
     def finished(self) -> bool:

@@ -98,6 +98,15 @@ class IndexStatus(BaseModel):
     embedding_model: str
 
 
+class ServerHealth(BaseModel):
+    url: str
+    up: bool
+    reason: str | None = None
+    running: int = 0
+    waiting: int = 0
+    kv_cache_usage: float = 0.0
+
+
 class Readiness(BaseModel):
     ready: bool
     engine: Literal["starting", "ready", "failed"]
@@ -108,4 +117,7 @@ class Readiness(BaseModel):
     answers_in_flight: int
     engine_unfinished_requests: int | None = Field(
         None, description="requests vLLM still holds; 0 when no answer is running (a left client aborts its own)"
+    )
+    servers: list[ServerHealth] | None = Field(
+        None, description="remote engine: each vLLM server, up or down (with why); null for an in-process engine"
     )

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sotrag import __version__
 from sotrag.app.config import Settings
+from sotrag.app.engines.base import EngineError
 from sotrag.app.events import AnswerDone, Event
 from sotrag.app.pipeline import InvalidQuestion, QuestionTooLong, SoTPipeline
 from sotrag.app.serving.api_models import (
@@ -37,6 +38,7 @@ from sotrag.app.serving.api_models import (
     ErrorResponse,
     Health,
     Readiness,
+    ServerHealth,
     UploadResponse,
 )
 from sotrag.app.serving.disconnect import ClientDisconnected, run_unless_disconnected
@@ -154,15 +156,18 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     )
     async def readyz() -> JSONResponse:
         engine = service.engine
+        servers = service.engine_servers()
+        servers_up = servers is None or any(s["up"] for s in servers)
         body = Readiness(
-            ready=service.state == "ready",
+            ready=service.state == "ready" and servers_up,
             engine=service.state,
-            detail=service.error,
+            detail=service.error or (None if servers_up else "no vLLM server is up"),
             model=engine.model_name if engine else None,
             max_model_len=engine.max_model_len if engine else None,
             index=await asyncio.to_thread(service.index_status) if service.state == "ready" else None,
             answers_in_flight=service.answers_in_flight,
             engine_unfinished_requests=service.unfinished_engine_requests(),
+            servers=[ServerHealth(**s) for s in servers] if servers is not None else None,
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 
@@ -338,6 +343,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         DocumentTooLarge: 413,
         DocumentRejected: 422,
         AnswerFailed: 500,
+        EngineError: 503,  # e.g. no remote vLLM server reachable when the question is checked
         ClientDisconnected: 499,
     }
     for exc_type, status in simple.items():

@@ -165,6 +165,11 @@ class Service:
         count = getattr(engine, "num_unfinished_requests", None)
         return int(count()) if callable(count) else None
 
+    def engine_servers(self) -> list[dict[str, Any]] | None:
+        """A remote engine's servers (up or down, with why); None for an engine without servers."""
+        health = getattr(self.engine, "health", None)
+        return list(health()) if callable(health) else None
+
     def index_status(self) -> IndexStatus | None:
         if self.index is None:
             return None

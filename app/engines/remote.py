@@ -1,0 +1,447 @@
+"""The remote engine: the ``Engine`` interface over one or more running vLLM OpenAI servers (``vllm serve``).
+
+Why the completions API and not chat completions: SoT's point requests continue an open assistant turn and
+may continue from token ids (``GenerationRequest.prompt_token_ids``); ``/v1/completions`` takes a token-id
+prompt and, with ``return_token_ids``, streams the generated ids back. The chat template stays the server's:
+``render_chat`` asks the server's ``/tokenize`` (messages -> ids) and ``/detokenize`` (ids -> text), and the
+ids are kept so the request is sent as exactly those ids, never re-tokenized.
+
+Streams: each request is one streamed HTTP response; closing it (the pipeline closes the generator on cancel)
+closes the connection, and vLLM aborts a request whose client is gone. Token counts come from the streamed
+``usage`` (``continuous_usage_stats``), cached prompt tokens from ``usage.prompt_tokens_details`` where the
+server reports them (``--enable-prompt-tokens-details``). Only connection errors are retried (with backoff):
+a request that reached a server is never sent twice.
+
+Without ``/tokenize`` the engine refuses to start (it cannot know the chat template). Without
+``return_token_ids`` (older servers) deltas carry no token ids and token-id prompts cannot be continued from
+generated ids; ``supports_token_ids`` says so. Without prompt-token details, ``cached_prompt_tokens`` is 0.
+
+``render_chat`` and ``count_tokens`` are synchronous in the ``Engine`` interface, so here they are blocking
+HTTP calls (cached per text): two round trips per new prompt (``benchmarks/remote_engine.py``: median 3.8 ms
+render, 2.1 ms count on loopback). An async variant needs the pipeline to await them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from sotrag.app.config import EngineConfig
+from sotrag.app.engines.base import ChatMessage, EngineError, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines.remote_pool import Server, ServerPool, describe_http_error
+
+log = logging.getLogger("sotrag.engine.remote")
+
+BACKOFF_S = 0.25  # first retry after this, then doubling
+SERVER_STOPS = 4  # vLLM's server takes at most VLLM_MAX_STOP_STRINGS (4 by default) stop strings
+_CACHE_MAX = 2048
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def get_fresh(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > _CACHE_MAX:
+            self.popitem(last=False)
+
+
+class RemoteEngine:
+    """The engine over vLLM OpenAI servers. Use ``await RemoteEngine.create(config)`` inside the event loop."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._config = config
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+        # render_chat / count_tokens are synchronous in the Engine interface: a small blocking client.
+        self._sync = httpx.Client(headers=headers, timeout=httpx.Timeout(30.0, connect=config.connect_timeout_s))
+        self._pool = ServerPool(config.urls, self._client, poll_interval_s=config.poll_interval_s, probe=self._probe)
+        self._model: str | None = config.model
+        self._max_model_len = 0
+        self._open: dict[str, httpx.Response] = {}
+        self._aborted: set[str] = set()
+        self._rendered = _LRU()  # (messages, continue) -> prompt text
+        self._prompt_ids = _LRU()  # prompt text -> its token ids, as the server's template made them
+        self._counts = _LRU()  # text -> token count
+
+    @classmethod
+    async def create(cls, config: EngineConfig) -> RemoteEngine:
+        engine = cls(config)
+        try:
+            await engine._pool.start()
+            if not engine._pool.healthy():
+                servers = engine._pool.servers
+                if len(servers) == 1:
+                    s = servers[0]
+                    known = s.url in s.reason  # the probe's own errors name the server
+                    raise EngineError(s.reason if known else f"cannot reach the vLLM server {s.url}: {s.reason}")
+                raise EngineError(f"no vLLM server is usable: {engine._pool.down_summary()}")
+        except BaseException:
+            await engine.aclose()
+            raise
+        return engine
+
+    # -- checking a server ------------------------------------------------------------------------------
+
+    async def _probe(self, server: Server) -> None:
+        """Models, context length and features of a server that just came up; ``EngineError`` if unusable."""
+        models = await self._get_json(server, f"{server.api_base}/models")
+        entries = {m.get("id"): m for m in models.get("data", []) if isinstance(m, dict)}
+        names = ", ".join(sorted(str(n) for n in entries)) or "none"
+        if self._model is None:
+            if len(entries) != 1:
+                raise EngineError(
+                    f"the vLLM server {server.url} serves several models ({names}): name one with --model"
+                )
+            self._model = str(next(iter(entries)))
+        if self._model not in entries:
+            raise EngineError(f"the vLLM server {server.url} has no model {self._model!r}; it serves: {names}")
+        # The server's context length is the truth (engine.max_model_len is for an in-process engine).
+        length = int(entries[self._model].get("max_model_len") or self._config.max_model_len or 0)
+        self._max_model_len = min(self._max_model_len, length) if self._max_model_len else length
+
+        tokenized = await self._post_json(
+            server, f"{server.root}/tokenize", {"model": self._model, "prompt": "1", "add_special_tokens": False},
+            missing=f"the vLLM server {server.url} has no /tokenize route, which sotrag needs to use the "
+            "server's chat template (is it a vLLM server?)",
+        )
+        await self._post_json(
+            server, f"{server.root}/detokenize", {"model": self._model, "tokens": tokenized["tokens"]},
+            missing=f"the vLLM server {server.url} has no /detokenize route, which sotrag needs",
+        )
+        features = {}
+        probe = {"model": self._model, "prompt": tokenized["tokens"], "max_tokens": 4, "temperature": 0.0}
+        out = await self._post_json(
+            server, f"{server.api_base}/completions",
+            {**probe, "return_token_ids": True, "structured_outputs": {"regex": "1"}},
+        )
+        choice = out["choices"][0]
+        features["token_ids"] = isinstance(choice.get("token_ids"), list)
+        features["prompt_tokens_details"] = bool((out.get("usage") or {}).get("prompt_tokens_details"))
+        features["structured_outputs"] = choice.get("text") == "1"
+        if not features["structured_outputs"]:  # vLLM before structured_outputs took guided_regex
+            old = await self._post_json(server, f"{server.api_base}/completions", {**probe, "guided_regex": "1"})
+            features["guided_regex"] = old["choices"][0].get("text") == "1"
+        server.features = features
+        if not features["token_ids"]:
+            log.warning("vLLM server %s does not return token ids: token-id continuation is off", server.url)
+        if not features["prompt_tokens_details"]:
+            log.warning(
+                "vLLM server %s reports no cached prompt tokens (start it with --enable-prompt-tokens-details)",
+                server.url,
+            )
+
+    async def _get_json(self, server: Server, url: str) -> dict[str, Any]:
+        resp = await self._client.get(url, timeout=httpx.Timeout(10.0, connect=self._config.connect_timeout_s))
+        if resp.status_code != 200:
+            raise EngineError(_status_error(server, resp))
+        return dict(resp.json())
+
+    async def _post_json(
+        self, server: Server, url: str, body: dict[str, Any], *, missing: str | None = None
+    ) -> dict[str, Any]:
+        timeout = httpx.Timeout(60.0, connect=self._config.connect_timeout_s)
+        resp = await self._client.post(url, json=body, timeout=timeout)
+        if resp.status_code == 404 and missing:
+            raise EngineError(missing)
+        if resp.status_code != 200:
+            raise EngineError(_status_error(server, resp))
+        return dict(resp.json())
+
+    # -- Engine interface -------------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self._model or ""
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def supports_token_ids(self) -> bool:
+        """Every healthy server returns generated token ids (``return_token_ids``)."""
+        up = self._pool.healthy()
+        return bool(up) and all(s.features.get("token_ids") for s in up)
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
+        key = (tuple((m.role, m.content) for m in messages), continue_final_message)
+        cached = self._rendered.get_fresh(key)
+        if cached is not None:
+            return str(cached)
+        body = {
+            "model": self._model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "add_generation_prompt": not continue_final_message,
+            "continue_final_message": continue_final_message,
+            "add_special_tokens": False,
+        }
+        try:
+            ids = list(self._call_sync("/tokenize", body)["tokens"])
+        except EngineError:  # e.g. a template without a system role: fold it into the first user turn
+            if messages and messages[0].role == "system" and len(messages) > 1:
+                merged = ChatMessage(messages[1].role, f"{messages[0].content}\n\n{messages[1].content}")
+                text = self.render_chat([merged, *messages[2:]], continue_final_message=continue_final_message)
+                self._rendered.put(key, text)
+                return text
+            raise
+        text = str(self._call_sync("/detokenize", {"model": self._model, "tokens": ids})["prompt"])
+        self._rendered.put(key, text)
+        self._prompt_ids.put(text, tuple(ids))
+        return text
+
+    def count_tokens(self, text: str) -> int:
+        cached = self._counts.get_fresh(text)
+        if cached is not None:
+            return int(cached)
+        out = self._call_sync("/tokenize", {"model": self._model, "prompt": text, "add_special_tokens": False})
+        count = int(out.get("count", len(out.get("tokens", []))))
+        self._counts.put(text, count)
+        return count
+
+    def _call_sync(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to a healthy server's ``route`` (any server: they share model and template)."""
+        errors = []
+        for server in sorted(self._pool.healthy(), key=Server.score) or self._pool.servers:
+            try:
+                resp = self._sync.post(f"{server.root}{route}", json=body)
+            except httpx.HTTPError as exc:
+                errors.append(f"{server.url} ({describe_http_error(exc)})")
+                self._pool.mark_down(server, describe_http_error(exc))
+                self._pool.recheck_soon()
+                continue
+            if resp.status_code != 200:
+                raise EngineError(_status_error(server, resp))
+            return dict(resp.json())
+        raise EngineError(f"no vLLM server could {route.strip('/')}: {'; '.join(errors)}")
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        body = self._body(request)
+        retries = self._config.connect_retries
+        server = self._pool.pick(request.affinity)
+        attempt = 0
+        while True:
+            try:
+                async with self._client.stream("POST", f"{server.api_base}/completions", json=body) as resp:
+                    if resp.status_code != 200:
+                        await resp.aread()
+                        raise EngineError(_status_error(server, resp))
+                    self._open[request.request_id] = resp
+                    async for delta in self._read(server, request, resp):
+                        yield delta
+                    return
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing reached the server: retry
+                reason = describe_http_error(exc)
+                attempt += 1
+                if attempt > retries:
+                    self._pool.mark_down(server, reason)
+                    self._pool.recheck_soon()
+                    if self._pool.healthy():  # another server can take it (and the rest of the answer)
+                        server, attempt = self._pool.pick(request.affinity), 0
+                        retries = 0
+                        continue
+                    raise EngineError(f"cannot reach the vLLM server {server.url}: {reason}") from None
+                await asyncio.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            except httpx.TimeoutException:
+                raise EngineError(
+                    f"the vLLM server {server.url} sent nothing for {self._config.read_timeout_s:g} s"
+                ) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                self._pool.recheck_soon()
+                raise EngineError(
+                    f"the stream from the vLLM server {server.url} was cut mid-answer ({describe_http_error(exc)})"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise EngineError(f"the vLLM server {server.url} failed: {describe_http_error(exc)}") from None
+            finally:
+                self._open.pop(request.request_id, None)
+                self._aborted.discard(request.request_id)
+
+    async def _read(
+        self, server: Server, request: GenerationRequest, resp: httpx.Response
+    ) -> AsyncIterator[GenerationDelta]:
+        prompt_tokens = len(request.prompt_token_ids or self._prompt_ids.get(request.prompt) or ())
+        cached = 0
+        completion_seen = 0
+        held: GenerationDelta | None = None  # the finishing chunk waits for the usage chunk after it
+        scanner = _StopScanner(request.sampling.stop[SERVER_STOPS:])
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[len("data:") :].strip()
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:
+                error = chunk["error"]
+                message = error.get("message", error) if isinstance(error, dict) else error
+                raise EngineError(f"the vLLM server {server.url} failed the request: {message}")
+            usage = chunk.get("usage") or {}
+            if usage:
+                prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
+                details = usage.get("prompt_tokens_details") or {}
+                cached = int(details.get("cached_tokens") or cached)
+            for choice in chunk.get("choices") or ():
+                ids = choice.get("token_ids")
+                if ids is not None:
+                    new = len(ids)
+                elif usage.get("completion_tokens") is not None:
+                    new = int(usage["completion_tokens"]) - completion_seen
+                else:
+                    new = 1 if choice.get("text") else 0
+                completion_seen += new
+                # Like vLLM, stop strings apply only once min_tokens are generated.
+                text, stopped = scanner.feed(choice.get("text") or "", completion_seen >= request.sampling.min_tokens)
+                finish = choice.get("finish_reason")
+                if finish is not None or stopped:
+                    text += "" if stopped else scanner.flush()
+                delta = GenerationDelta(
+                    text=text,
+                    new_tokens=new,
+                    prompt_tokens=prompt_tokens,
+                    cached_prompt_tokens=cached,
+                    finish_reason="stop" if stopped else finish,
+                    token_ids=tuple(ids or ()),
+                )
+                if stopped:  # a stop string the server was not given: end here (closing the stream aborts it)
+                    yield delta
+                    return
+                if delta.finished:
+                    held = delta
+                    continue
+                yield delta
+        if held is None:
+            if request.request_id in self._aborted:
+                return
+            raise EngineError(f"the stream from the vLLM server {server.url} ended before the request finished")
+        yield dataclasses.replace(held, prompt_tokens=prompt_tokens, cached_prompt_tokens=cached)
+
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        s = request.sampling
+        ids = request.prompt_token_ids or self._prompt_ids.get_fresh(request.prompt)
+        body: dict[str, Any] = {
+            "model": self._model,
+            "prompt": list(ids) if ids else request.prompt,
+            "max_tokens": s.max_tokens,
+            "min_tokens": s.min_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            "add_special_tokens": False,  # the chat template holds them already
+            "request_id": request.request_id,
+        }
+        if s.top_k > 0:
+            body["top_k"] = s.top_k
+        if s.seed is not None:
+            body["seed"] = s.seed
+        if s.stop:
+            body["stop"] = list(s.stop[:SERVER_STOPS])  # the rest: _StopScanner, here
+        if s.ignore_eos:
+            body["ignore_eos"] = True
+        if s.allowed_token_ids:
+            body["allowed_token_ids"] = list(s.allowed_token_ids)
+        up = self._pool.healthy()
+        if up and all(srv.features.get("token_ids") for srv in up):
+            body["return_token_ids"] = True
+        if s.regex:
+            if all(srv.features.get("structured_outputs") for srv in up):
+                body["structured_outputs"] = {"regex": s.regex}
+            elif all(srv.features.get("guided_regex") for srv in up):
+                body["guided_regex"] = s.regex
+            else:
+                raise EngineError(
+                    "the vLLM server does not honour a regex (structured_outputs or guided_regex), which the "
+                    "guided skeleton needs; upgrade it or set SOTRAG_SOT__GUIDED_SKELETON=false"
+                )
+        return body
+
+    async def abort(self, request_id: str) -> None:
+        """Close the request's stream: vLLM aborts a request whose client went away."""
+        resp = self._open.pop(request_id, None)
+        if resp is not None:
+            self._aborted.add(request_id)
+            await resp.aclose()
+
+    def num_unfinished_requests(self) -> int:
+        """Requests this process holds open on the servers."""
+        return len(self._open)
+
+    def load(self) -> EngineLoad:
+        return self._pool.load(self._config.max_num_seqs)
+
+    def server_for(self, affinity: str) -> str | None:
+        """The URL an answer's requests go to (None before its first request)."""
+        server = self._pool.server_of(affinity)
+        return server.url if server else None
+
+    def health(self) -> list[dict[str, object]]:
+        """Each server: up or down (with why) and its last load; for ``/readyz``."""
+        return [s.status() for s in self._pool.servers]
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+        for resp in list(self._open.values()):
+            await resp.aclose()
+        self._open.clear()
+        await self._client.aclose()
+        self._sync.close()
+
+
+class _StopScanner:
+    """Stop strings applied here, on the streamed text, exactly as vLLM applies them: the text before the first
+    match is kept, and text that could still begin a stop string is held back until it cannot."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.buf = ""
+
+    def feed(self, text: str, active: bool = True) -> tuple[str, bool]:
+        """The text safe to emit now, and whether a stop string was hit (the text is cut before it).
+        Not ``active`` (fewer than min_tokens so far): nothing stops, nothing is held back."""
+        if not self.stops or not active:
+            return self.flush() + text, False
+        self.buf += text
+        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.buf = self.buf[: min(hits)], ""
+            return out, True
+        keep = max(
+            (k for s in self.stops for k in range(min(len(s) - 1, len(self.buf)), 0, -1) if self.buf.endswith(s[:k])),
+            default=0,
+        )
+        out, self.buf = self.buf[: len(self.buf) - keep], self.buf[len(self.buf) - keep :]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.buf = self.buf, ""
+        return out
+
+
+def _status_error(server: Server, resp: httpx.Response) -> str:
+    """One line for an HTTP error answer from a server, with its own message when it sent one."""
+    message = ""
+    try:
+        body = resp.json()
+        error = body.get("error", body) if isinstance(body, dict) else body
+        message = str(error.get("message") if isinstance(error, dict) else error or "")
+    except (ValueError, AttributeError):
+        message = resp.text[:200] if resp.is_closed or resp.is_stream_consumed else ""
+    if resp.status_code in (401, 403):
+        return f"the vLLM server {server.url} refused the request ({resp.status_code}): check SOTRAG_ENGINE__API_KEY"
+    line = " ".join(message.split())[:300] or resp.reason_phrase  # one line, however the server wrapped it
+    return f"the vLLM server {server.url} answered {resp.status_code}: {line}"

@@ -1,0 +1,263 @@
+"""The vLLM servers behind the remote engine: their health, their load, and which one an answer goes to.
+
+Why a pool and not a load balancer in front: Skeleton-of-Thought sends one skeleton and then N point requests
+that share one long prompt prefix. They must all reach the SAME server, or every point pays its prefix again
+(the prefix cache is per server). So the pool pins each answer (its affinity key) to one server, and only a
+new answer picks a server: the least loaded healthy one, read from each server's own Prometheus ``/metrics``.
+
+A background task polls every server's ``/health`` and ``/metrics`` every ``poll_interval_s``; a server that
+fails is taken out at once (also when a request cannot connect to it) and put back when it is healthy again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from sotrag.app.engines.base import EngineError, EngineLoad
+
+log = logging.getLogger("sotrag.engine.remote")
+
+AFFINITY_TTL_S = 600.0  # an answer longer than this would lose its server (none is)
+AFFINITY_MAX = 4096
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``(api_base, root)`` of a server URL: ``http://h:p/v1`` -> (``http://h:p/v1``, ``http://h:p``).
+    A URL without ``/v1`` gets it. Raises ``EngineError`` for anything that is not an http(s) URL."""
+    text = (url or "").strip().rstrip("/")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise EngineError(f"bad engine URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EngineError(f"bad engine URL {url!r}: use http(s)://HOST[:PORT]/v1")
+    del port
+    if parts.query or parts.fragment:
+        raise EngineError(f"bad engine URL {url!r}: no query or fragment, please")
+    if text.endswith("/v1"):
+        return text, text[: -len("/v1")]
+    return text + "/v1", text
+
+
+def parse_metrics(text: str) -> tuple[int, int, float]:
+    """``(running, waiting, kv_cache_usage)`` summed over a server's engines (data parallel has several)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    running = waiting = 0.0
+    kv: list[float] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "vllm:num_requests_running":
+                running += sample.value
+            elif sample.name == "vllm:num_requests_waiting":
+                waiting += sample.value
+            elif sample.name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"):
+                kv.append(sample.value)
+    return int(running), int(waiting), (max(kv) if kv else 0.0)
+
+
+@dataclass
+class Server:
+    """One vLLM OpenAI server, as the pool sees it."""
+
+    url: str  # as configured
+    api_base: str  # .../v1
+    root: str  # where /health, /metrics, /tokenize live
+    up: bool = False
+    reason: str = "not checked yet"
+    running: int = 0
+    waiting: int = 0
+    kv_cache_usage: float = 0.0
+    polled_at: float = 0.0
+    started_since_poll: int = 0  # requests this process sent after the last /metrics read
+    last_picked: float = 0.0
+    probed: bool = False  # models and features checked
+    features: dict[str, bool] = field(default_factory=dict)
+
+    def score(self) -> tuple[float, float, float]:
+        return (self.running + self.waiting + self.started_since_poll, self.kv_cache_usage, self.last_picked)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "url": self.url,
+            "up": self.up,
+            "reason": None if self.up else self.reason,
+            "running": self.running,
+            "waiting": self.waiting,
+            "kv_cache_usage": round(self.kv_cache_usage, 4),
+        }
+
+
+class ServerPool:
+    """Health, load and per-answer affinity over several servers. Start with ``start()`` in the event loop."""
+
+    def __init__(
+        self,
+        urls: Iterable[str],
+        client: httpx.AsyncClient,
+        *,
+        poll_interval_s: float = 0.5,
+        probe: Callable[[Server], Awaitable[None]] | None = None,
+    ) -> None:
+        self.servers: list[Server] = []
+        seen: set[str] = set()
+        for url in urls:
+            api_base, root = split_url(url)
+            if api_base in seen:
+                continue
+            seen.add(api_base)
+            self.servers.append(Server(url=url, api_base=api_base, root=root))
+        if not self.servers:
+            raise EngineError("no engine URL given")
+        self.client = client
+        self.poll_interval_s = poll_interval_s
+        self._probe = probe  # async callable(server): models + features, run when a server first comes up
+        self._affinity: OrderedDict[str, tuple[Server, float]] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- polling ----------------------------------------------------------------------------------------
+
+    async def poll_once(self) -> None:
+        await asyncio.gather(*(self._poll(s) for s in self.servers))
+
+    async def _poll(self, server: Server) -> None:
+        timeout = httpx.Timeout(2.0, connect=2.0)
+        try:
+            health = await self.client.get(f"{server.root}/health", timeout=timeout)
+            if health.status_code != 200:
+                raise _Down(f"/health answered {health.status_code}")
+            if not server.probed and self._probe is not None:
+                await self._probe(server)
+                server.probed = True
+            metrics = await self.client.get(f"{server.root}/metrics", timeout=timeout)
+            if metrics.status_code == 200:
+                server.running, server.waiting, server.kv_cache_usage = parse_metrics(metrics.text)
+            server.polled_at = time.monotonic()
+            server.started_since_poll = 0
+            if not server.up:
+                log.info("vLLM server %s is up", server.url)
+            server.up, server.reason = True, ""
+        except EngineError as exc:  # the probe found it unusable (wrong model, missing feature)
+            self.mark_down(server, str(exc))
+        except _Down as exc:
+            self.mark_down(server, str(exc))
+        except httpx.HTTPError as exc:
+            self.mark_down(server, describe_http_error(exc))
+
+    def mark_down(self, server: Server, reason: str) -> None:
+        if server.up:
+            log.warning("vLLM server %s is down: %s", server.url, reason)
+        server.up, server.reason = False, reason
+
+    async def start(self) -> None:
+        await self.poll_once()
+        self._task = asyncio.create_task(self._loop(), name="sotrag-remote-poll")
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            self._wake.clear()
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # pragma: no cover - keep polling whatever happens
+                log.exception("polling the vLLM servers failed")
+
+    def recheck_soon(self) -> None:
+        """A request saw trouble: poll now rather than at the next interval."""
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- choosing a server ------------------------------------------------------------------------------
+
+    def healthy(self) -> list[Server]:
+        return [s for s in self.servers if s.up]
+
+    def least_loaded(self) -> Server:
+        up = self.healthy()
+        if not up:
+            raise EngineError(f"no vLLM server is up: {self.down_summary()}")
+        return min(up, key=Server.score)
+
+    def pick(self, affinity: str | None) -> Server:
+        """The server for a request of answer ``affinity``: the answer's server while it is up, else (a new
+        answer, or its server went down) the least loaded healthy one, which the answer then keeps."""
+        now = time.monotonic()
+        while self._affinity:  # drop expired keys, oldest first
+            _, (_, used) = next(iter(self._affinity.items()))
+            if now - used < AFFINITY_TTL_S and len(self._affinity) <= AFFINITY_MAX:
+                break
+            self._affinity.popitem(last=False)
+        if affinity is not None and affinity in self._affinity:
+            server, _ = self._affinity[affinity]
+            if server.up:
+                self._affinity[affinity] = (server, now)
+                self._affinity.move_to_end(affinity)
+                server.started_since_poll += 1
+                return server
+        server = self.least_loaded()
+        server.last_picked = now
+        server.started_since_poll += 1  # seen as load by the next pick, before the next /metrics read
+        if affinity is not None:
+            self._affinity[affinity] = (server, now)
+            self._affinity.move_to_end(affinity)
+        return server
+
+    def server_of(self, affinity: str) -> Server | None:
+        entry = self._affinity.get(affinity)
+        return entry[0] if entry else None
+
+    def load(self, max_num_seqs: int) -> EngineLoad:
+        """The load of the server a new answer would get now (what auto mode's load policy should judge)."""
+        up = self.healthy()
+        if not up:
+            return EngineLoad(running=0, waiting=0, max_num_seqs=max_num_seqs, kv_cache_usage=0.0)
+        s = min(up, key=Server.score)
+        return EngineLoad(
+            running=s.running + s.started_since_poll,
+            waiting=s.waiting,
+            max_num_seqs=max_num_seqs,
+            kv_cache_usage=s.kv_cache_usage,
+        )
+
+    def down_summary(self) -> str:
+        return "; ".join(f"{s.url} ({s.reason})" for s in self.servers if not s.up) or "none"
+
+
+class _Down(Exception):
+    pass
+
+
+def describe_http_error(exc: httpx.HTTPError) -> str:
+    """One line for a transport error, without the stack of wrapped exceptions."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "no answer in time (read timeout)"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc) or type(exc).__name__
+        if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
+            return f"TLS error: {text}"
+        return f"cannot connect: {text}"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return f"connection broken: {exc or type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"

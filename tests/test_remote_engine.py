@@ -1,0 +1,243 @@
+"""The remote engine against two REAL vLLM OpenAI servers (tiny random-weight model, loopback ports).
+
+The two servers are started once for this module. What is checked comes from the servers themselves (their
+own ``/metrics``: finished and aborted requests, running requests), not from sotrag's bookkeeping: every
+request of one answer lands on one server, different answers spread over both, closing a stream aborts on
+the server, and a server killed mid-answer ends that answer with an error while the next one goes to the
+other server. The kill test is the last in the module: it leaves one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
+from sotrag.app.engines.remote import RemoteEngine
+from sotrag.app.events import AnswerDone, PointDelta, SkeletonDelta
+from sotrag.app.pipeline import SoTPipeline
+from tests.serving import ServerProcess, free_port, run_server
+from tests.test_server import sse_events
+from tests.vllm_servers import VLLMServer, run_vllm_servers
+
+pytestmark = pytest.mark.engine
+
+QUESTION = "What are tips to sleep better?"
+SUCCESS = "vllm:request_success_total"
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[VLLMServer]]:
+    with run_vllm_servers(tiny_model_dir, tmp_path_factory.mktemp("vllm-servers")) as started:
+        yield started
+
+
+def _settings(servers: list[VLLMServer], model_dir: Path) -> Settings:
+    return Settings(
+        engine=EngineConfig(
+            urls=[s.url for s in servers], model=str(model_dir), max_num_seqs=16, poll_interval_s=0.3,
+            read_timeout_s=120,
+        ),
+        sampling=SamplingConfig(temperature=1.0, seed=3, skeleton_max_tokens=512, point_max_tokens=16),
+        sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
+    )
+
+
+@pytest.fixture(scope="module")
+async def remote(servers: list[VLLMServer], tiny_model_dir: Path) -> AsyncIterator[RemoteEngine]:
+    engine = await RemoteEngine.create(_settings(servers, tiny_model_dir).engine)
+    yield engine
+    await engine.aclose()
+
+
+def _finished(servers: list[VLLMServer]) -> list[float]:
+    """Requests each server finished on its own (a stop or the length limit; aborts not counted)."""
+    return [s.metric(SUCCESS, finished_reason="stop") + s.metric(SUCCESS, finished_reason="length") for s in servers]
+
+
+async def _settled(servers: list[VLLMServer], before: list[float], total: int) -> list[int]:
+    """Per-server finished requests since ``before``, once ``total`` of them are counted (bounded wait)."""
+    deltas: list[int] = []
+    for _ in range(50):
+        deltas = [int(a - b) for a, b in zip(await asyncio.to_thread(_finished, servers), before, strict=True)]
+        if sum(deltas) >= total:
+            break
+        await asyncio.sleep(0.2)
+    return deltas
+
+
+async def test_one_answer_one_server_and_answers_spread(
+    remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path
+) -> None:
+    pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
+    assert remote.model_name == str(tiny_model_dir) and remote.max_model_len == 2048
+    assert remote.supports_token_ids and all(s["up"] for s in remote.health())
+
+    # A SoT answer, streamed: skeleton and points arrive as deltas; all 1 + N requests on ONE server.
+    before = await asyncio.to_thread(_finished, servers)
+    events = [e async for e in pipeline.stream(QUESTION, mode="sot")]
+    result = events[-1].result  # type: ignore[union-attr]
+    assert isinstance(events[-1], AnswerDone) and result.mode == "sot" and len(result.points) == 3
+    assert any(isinstance(e, SkeletonDelta) for e in events)
+    assert {e.index for e in events if isinstance(e, PointDelta)} == {1, 2, 3}
+    deltas = await _settled(servers, before, 1 + len(result.points))
+    assert sorted(deltas) == [0, 1 + len(result.points)], deltas
+    assert result.stats.tokens > 0 and result.stats.prompt_tokens.points > 0
+    # The points reused the skeleton's prefix on that server (vLLM's --enable-prompt-tokens-details).
+    assert result.stats.cached_prompt_tokens.points > 0
+
+    # Two answers at once, not streamed (a normal one and a SoT one): one on each server.
+    before = await asyncio.to_thread(_finished, servers)
+    normal, sot = await asyncio.gather(
+        pipeline.run(QUESTION, mode="normal"), pipeline.run("How do I install the server?", mode="sot")
+    )
+    assert normal.mode == "normal" and normal.answer and normal.stats.tokens > 0
+    assert sot.mode == "sot" and len(sot.points) == 3
+    deltas = await _settled(servers, before, 1 + 1 + len(sot.points))
+    assert sorted(deltas) == sorted([1, 1 + len(sot.points)]), deltas
+
+
+async def test_closing_the_stream_aborts_on_the_server(
+    remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path
+) -> None:
+    pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
+    long_points = pipeline.settings.sampling.model_copy(update={"point_max_tokens": 1500, "point_min_tokens": 1500})
+    finished_before = await asyncio.to_thread(_finished, servers)
+    stream = pipeline.stream(QUESTION, mode="sot", sampling=long_points)
+    async for event in stream:
+        if isinstance(event, PointDelta):
+            break
+    running = [await asyncio.to_thread(s.metric, "vllm:num_requests_running") for s in servers]
+    assert sum(running) >= 1, running  # the points are decoding on a server
+    await stream.aclose()  # the client goes away
+
+    busy: list[float] = []
+    for _ in range(75):  # bounded: 15 s, far less than 3 x 1500 tokens would take
+        busy = [
+            await asyncio.to_thread(s.metric, name)
+            for s in servers
+            for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
+        ]
+        if not any(busy):
+            break
+        await asyncio.sleep(0.2)
+    assert not any(busy), busy
+    # Only the skeleton finished: the three points (1500 tokens each) were aborted, never finished.
+    finished = [a - b for a, b in zip(await asyncio.to_thread(_finished, servers), finished_before, strict=True)]
+    assert sum(finished) == 1, finished
+    assert remote.num_unfinished_requests() == 0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SOTRAG_SOT__MAX_POINTS": "3", "SOTRAG_SAMPLING__POINT_MAX_TOKENS": "8"}
+    return subprocess.run(
+        [sys.executable, "-m", "sotrag.app.cli", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_cli_over_remote_servers_and_its_errors(servers: list[VLLMServer], tiny_model_dir: Path) -> None:
+    a = servers[0]
+    ok = _cli("ask", QUESTION, "--engine-url", a.url, "--model", str(tiny_model_dir), "--json")
+    assert ok.returncode == 0, ok.stderr
+    result = json.loads(ok.stdout)
+    assert result["mode"] == "sot" and result["model"] == str(tiny_model_dir) and result["points"]
+
+    wrong = _cli("ask", QUESTION, "--engine-url", a.url, "--model", "no-such-model")
+    _one_line_error(wrong, "no-such-model", f"it serves: {tiny_model_dir}")
+    nobody = f"http://127.0.0.1:{free_port()}/v1"
+    _one_line_error(_cli("ask", QUESTION, "--engine-url", nobody), nobody, "cannot connect")
+    _one_line_error(_cli("ask", QUESTION, "--engine-url", a.url.replace("http://", "https://")), "TLS")
+    bad = _cli("ask", QUESTION, "--engine-url", "127.0.0.1:8000")
+    assert bad.returncode == 2 and "bad engine URL" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def sotrag_server(
+    servers: list[VLLMServer], tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    urls = [arg for s in servers for arg in ("--engine-url", s.url)]
+    work = tmp_path_factory.mktemp("serve-remote")
+    with run_server(tiny_model_dir, work, index_dir=None, extra_args=tuple(urls)) as server:
+        yield server
+    assert "unexpected error" not in server.log(), server.log()[-3000:]  # no 500 without a clear detail
+
+
+def test_langchain_chat_openai_over_sotrag(sotrag_server: ServerProcess, servers: list[VLLMServer]) -> None:
+    from langchain_openai import ChatOpenAI
+
+    ready = httpx.get(f"{sotrag_server.url}/readyz", timeout=10).json()
+    assert ready["ready"] and [s["url"] for s in ready["servers"]] == [s.url for s in servers]
+    assert all(s["up"] for s in ready["servers"])
+
+    llm = ChatOpenAI(
+        base_url=f"{sotrag_server.url}/v1", api_key="unused", model="sotrag-sot", timeout=180, max_retries=0
+    )
+    message = llm.invoke(QUESTION)
+    assert isinstance(message.content, str) and message.content.startswith("1. ")
+    chunks = list(llm.with_config(model="sotrag-normal").stream("How do I install the server?"))
+    assert len(chunks) > 1 and "".join(str(c.content) for c in chunks).strip()
+
+
+def _busy_server(servers: list[VLLMServer]) -> VLLMServer | None:
+    for server in servers:
+        if server.metric("vllm:num_requests_running") > 0:
+            return server
+    return None
+
+
+def test_a_server_killed_mid_answer(sotrag_server: ServerProcess, servers: list[VLLMServer]) -> None:
+    """Last in the module: kills one server."""
+    body = {"question": QUESTION, "mode": "sot", "stream": True, "max_tokens": 1500}
+    events: list[tuple[str, dict[str, Any]]] = []
+    victim: VLLMServer | None = None
+    with httpx.Client(base_url=sotrag_server.url, timeout=120) as client:
+        with client.stream("POST", "/v1/answer", json=body) as response:
+            assert response.status_code == 200
+            for name, data in sse_events(response):
+                events.append((name, data))
+                if name == "point_delta" and victim is None:
+                    victim = _busy_server(servers)
+                    assert victim is not None
+                    victim.kill()
+        assert events[-1][0] == "error", events[-3:]
+        detail = events[-1][1]["detail"]
+        assert victim.url in detail and "\n" not in detail, detail
+        assert not any(name == "answer_done" for name, _ in events)
+
+        survivor = next(s for s in servers if s is not victim)
+        down: dict[str, Any] = {}
+        for _ in range(50):  # the health check takes the dead server out within a poll or two
+            ready = client.get("/readyz").json()
+            down = {s["url"]: s for s in ready["servers"] if not s["up"]}
+            if down:
+                break
+            time.sleep(0.2)
+        assert list(down) == [victim.url] and down[victim.url]["reason"], down
+        assert ready["ready"]  # one server is enough
+
+        before = _finished([survivor])[0]
+        r = client.post("/v1/answer", json={"question": QUESTION, "mode": "normal", "max_tokens": 8})
+        assert r.status_code == 200, r.text
+        assert r.json()["answer"]
+        time.sleep(0.5)
+        assert _finished([survivor])[0] == before + 1
