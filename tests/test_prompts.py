@@ -47,7 +47,8 @@ def test_point_prompt_extends_skeleton_prompt_and_skeleton(tokenizer) -> None:  
     # block hashes match), and the ids stand for exactly the template's text
     skeleton = chat_ids.encode_chat(tokenizer, skeleton_msgs)
     assert skeleton.text == skeleton_prompt
-    for i, (title, prompt) in enumerate(zip(["Write a dependency", "Declare it in the path"], prompts), start=1):
+    titles = ["Write a dependency", "Declare it in the path"]
+    for i, (title, prompt) in enumerate(zip(titles, prompts, strict=True), start=1):
         msgs = build.point_messages(skeleton_msgs, skeleton_text, i, title)
         point = chat_ids.encode_chat(tokenizer, msgs, continue_final_message=True)
         assert point.text == prompt
