@@ -35,6 +35,10 @@ class PointResult(BaseModel):
     end_s: float | None = None
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
+    uncached_prompt_tokens: int = Field(0, description="prompt tokens vLLM computed: not served by the prefix cache")
+    skeleton_prefix_tokens: int = Field(
+        0, description="prompt tokens continued from the skeleton request's own ids (its prompt and output)"
+    )
     finish_reason: str | None = None
 
 
@@ -59,6 +63,9 @@ class AnswerStats(BaseModel):
     cached_prompt_tokens: StageTokens = Field(default_factory=StageTokens)
     cached_share: float = Field(0.0, description="prompt tokens served from the prefix cache / all prompt tokens")
     passages_dropped: int = Field(0, description="retrieved passages that did not fit the context budget")
+    point_uncached_prompt_tokens: list[int] = Field(
+        default_factory=list, description="per point, in skeleton order: prompt tokens not served by the prefix cache"
+    )
 
 
 class AnswerResult(BaseModel):
@@ -96,6 +103,11 @@ def stats_rows(result: AnswerResult) -> list[tuple[str, str]]:
         ("tokens/s", f"{s.tokens_per_s:.1f}"),
         ("points", str(s.num_points)),
         ("prefix-cache share", f"{s.cached_share:.0%} of {prompt} prompt tokens"),
+        *(
+            [("uncached per point", ", ".join(str(n) for n in s.point_uncached_prompt_tokens))]
+            if s.point_uncached_prompt_tokens
+            else []
+        ),
         ("model", result.model),
     ]
 

@@ -5,7 +5,10 @@
 
 Every request of one answer shares one prompt prefix (see ``sotrag.prompts.build``), so vLLM's prefix cache
 serves the system text, passages, question and skeleton to every point; continuous batching decodes the
-points together, which is why N points cost about as much wall time as the longest one.
+points together, which is why N points cost about as much wall time as the longest one. Prompts go to the
+engine as token ids (``Engine.encode_chat``: only the chat template makes special tokens), and a point's ids
+are the skeleton request's own prompt ids, then the ids it generated, then the point's suffix: the prefix
+cache matches token ids, and re-encoding the skeleton's text would give other ids than the model wrote.
 
 Cancellation: closing the event stream (client gone, task cancelled) cancels the point tasks and aborts
 every engine request of the answer that has not finished.
@@ -17,12 +20,19 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engines.base import ChatMessage, Engine, GenerationDelta, GenerationRequest, SamplingOptions
+from sotrag.app.engines.base import (
+    ChatMessage,
+    ChatPrompt,
+    Engine,
+    GenerationDelta,
+    GenerationRequest,
+    SamplingOptions,
+)
 from sotrag.app.events import (
     AnswerDelta,
     AnswerDone,
@@ -76,6 +86,16 @@ class RequestTrace:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     finish_reason: str | None = None
+    prompt_token_ids: tuple[int, ...] = ()
+    token_ids: list[int] = field(default_factory=list)  # generated, without special tokens
+
+
+@dataclass(frozen=True)
+class _SkeletonIds:
+    """The skeleton request's prompt ids and the ids it had generated when a point started."""
+
+    prompt_ids: tuple[int, ...]
+    output_ids: tuple[int, ...]
 
 
 @dataclass
@@ -83,6 +103,7 @@ class _Point:
     index: int
     title: str
     trace: RequestTrace
+    skeleton_prefix_tokens: int = 0  # prompt tokens continued from the skeleton request's own ids
 
 
 class _TaskEnd:
@@ -216,7 +237,7 @@ class _Answer:
         budget = int(self.engine.max_model_len * self.p.settings.context_share)
         used = 0
         for passage in found:
-            cost = self.engine.count_tokens(passage.text) + 16  # label and numbering
+            cost = self.engine.count_tokens(prompts.format_passage(len(self.passages) + 1, passage)) + 2
             if used + cost > budget:
                 self.passages_dropped += 1
                 continue
@@ -254,11 +275,7 @@ class _Answer:
             max_words=sot.max_words,
         )
         regex = skeleton_regex(min_points, max_points, sot.min_words, sot.max_words) if sot.guided_skeleton else None
-        request = GenerationRequest(
-            request_id=self._request_id("skeleton"),
-            prompt=self.engine.render_chat(skeleton_messages),
-            sampling=self._options(s.skeleton_max_tokens, regex=regex),
-        )
+        request = self._chat_request("skeleton", skeleton_messages, self._options(s.skeleton_max_tokens, regex=regex))
         parser = SkeletonParser(max_points=max_points)
         self.skeleton = RequestTrace(start_s=self.now())
 
@@ -305,15 +322,19 @@ class _Answer:
     def _start_point(self, title: str, skeleton_text: str, skeleton_messages: list[ChatMessage]) -> PointStarted:
         point = _Point(len(self.points) + 1, title, RequestTrace(start_s=self.now()))
         self.points.append(point)
-        self._tasks.append(asyncio.create_task(self._expand(point, skeleton_text, skeleton_messages)))
+        skeleton = self.skeleton or RequestTrace(start_s=0.0)
+        ids = _SkeletonIds(skeleton.prompt_token_ids, tuple(skeleton.token_ids))  # as far as written now
+        self._tasks.append(asyncio.create_task(self._expand(point, skeleton_text, skeleton_messages, ids)))
         self._tasks_left += 1
         return PointStarted(index=point.index, title=title)
 
-    async def _expand(self, point: _Point, skeleton_text: str, skeleton_messages: list[ChatMessage]) -> None:
+    async def _expand(
+        self, point: _Point, skeleton_text: str, skeleton_messages: list[ChatMessage], skeleton_ids: _SkeletonIds
+    ) -> None:
         error: BaseException | None = None
         try:
             extra = await self._point_passages(point) if self._per_point_retrieval else []
-            request = self._point_request(point, skeleton_text, skeleton_messages, extra)
+            request = self._point_request(point, skeleton_text, skeleton_messages, extra, skeleton_ids)
             async for delta in self._generate(request, point.trace):
                 if delta.text:
                     self._queue.put_nowait(PointDelta(index=point.index, text=delta.text))
@@ -331,7 +352,11 @@ class _Answer:
         skeleton_text: str,
         skeleton_messages: list[ChatMessage],
         extra: list[tuple[int, Passage]],
+        skeleton_ids: _SkeletonIds,
     ) -> GenerationRequest:
+        """Point ``index``'s request. Its token ids continue the skeleton request's own ids (prompt, then
+        output) with the point's suffix, so vLLM's prefix cache serves the whole skeleton to it; where that
+        cannot be exact (see ``continue_skeleton``) the whole point prompt is encoded afresh."""
         messages = prompts.point_messages(
             skeleton_messages,
             skeleton_text,
@@ -341,13 +366,13 @@ class _Answer:
             extra_passages=extra,
         )
         stops = ("\n\n", *(f"\n{j}." for j in range(1, self.sot.max_points + 2)))
-        return GenerationRequest(
-            request_id=self._request_id(f"point{point.index}"),
-            prompt=self.engine.render_chat(messages, continue_final_message=True),
-            sampling=self._options(
-                self.sampling.point_max_tokens, min_tokens=self.sampling.point_min_tokens, stop=stops
-            ),
-        )
+        options = self._options(self.sampling.point_max_tokens, min_tokens=self.sampling.point_min_tokens, stop=stops)
+        whole = self.engine.encode_chat(messages, continue_final_message=True)
+        continued = continue_skeleton(whole, len(skeleton_messages) - len(messages), skeleton_text, skeleton_ids)
+        prompt, ids = continued or (whole.text, whole.token_ids)
+        if continued is not None:
+            point.skeleton_prefix_tokens = len(skeleton_ids.prompt_ids) + len(skeleton_ids.output_ids)
+        return GenerationRequest(self._request_id(f"point{point.index}"), prompt, options, prompt_token_ids=ids)
 
     @property
     def _per_point_retrieval(self) -> bool:
@@ -375,11 +400,8 @@ class _Answer:
     async def _normal(self) -> AsyncIterator[Event]:
         s = self.sampling
         messages = prompts.normal_messages(self.question, self.passages, self.history)
-        request = GenerationRequest(
-            request_id=self._request_id("normal"),
-            prompt=self.engine.render_chat(messages),
-            sampling=self._options(s.normal_max_tokens, min_tokens=s.normal_min_tokens),
-        )
+        options = self._options(s.normal_max_tokens, min_tokens=s.normal_min_tokens)
+        request = self._chat_request("normal", messages, options)
         self.normal = RequestTrace(start_s=self.now())
         async for delta in self._generate(request, self.normal):
             if delta.text:
@@ -393,12 +415,14 @@ class _Answer:
         if request.affinity is None:
             request = dataclasses.replace(request, affinity=self.answer_id)
         self._in_flight.add(request.request_id)
+        trace.prompt_token_ids = request.prompt_token_ids or ()
         try:
             async for delta in self.engine.generate(request):
                 now = self.now()
                 if trace.first_token_s is None and delta.new_tokens:
                     trace.first_token_s = now
                 trace.text += delta.text
+                trace.token_ids += delta.token_ids
                 trace.tokens += delta.new_tokens
                 trace.prompt_tokens = delta.prompt_tokens
                 trace.cached_prompt_tokens = delta.cached_prompt_tokens
@@ -410,6 +434,11 @@ class _Answer:
             self._in_flight.discard(request.request_id)
         if trace.end_s is None:
             trace.end_s = self.now()
+
+    def _chat_request(self, stage: str, messages: Sequence[ChatMessage], options: SamplingOptions) -> GenerationRequest:
+        """A request whose token ids the engine built from ``messages`` (no special token from their text)."""
+        prompt: ChatPrompt = self.engine.encode_chat(messages)
+        return GenerationRequest(self._request_id(stage), prompt.text, options, prompt_token_ids=prompt.token_ids)
 
     def _options(
         self, max_tokens: int, *, min_tokens: int = 0, stop: tuple[str, ...] = (), regex: str | None = None
@@ -458,6 +487,8 @@ class _Answer:
                 end_s=p.trace.end_s,
                 prompt_tokens=p.trace.prompt_tokens,
                 cached_prompt_tokens=p.trace.cached_prompt_tokens,
+                uncached_prompt_tokens=p.trace.prompt_tokens - p.trace.cached_prompt_tokens,
+                skeleton_prefix_tokens=p.skeleton_prefix_tokens,
                 finish_reason=p.trace.finish_reason,
             )
             for p in self.points
@@ -521,5 +552,23 @@ class _Answer:
             prompt_tokens=prompt,
             cached_prompt_tokens=cached,
             cached_share=all_cached / all_prompt if all_prompt else 0.0,
+            point_uncached_prompt_tokens=[p.uncached_prompt_tokens for p in points],
             passages_dropped=self.passages_dropped,
         )
+
+
+def continue_skeleton(
+    whole: ChatPrompt, index: int, skeleton_text: str, skeleton: _SkeletonIds
+) -> tuple[str, tuple[int, ...]] | None:
+    """A point prompt as the skeleton request's own ids, then the ids it generated, then the point's suffix
+    (the end of the assistant turn, the point instruction, the open "i. title"), taken from ``whole`` (the
+    point prompt encoded whole, message ``index`` being the skeleton's assistant turn). Returns the prompt
+    text (for logs) and ids, or None where that would not be exact: no ids from the engine, or a template
+    that renders the skeleton request's prompt differently inside the longer conversation."""
+    if not skeleton.prompt_ids or not skeleton.output_ids or len(whole.token_spans) < -index:
+        return None
+    tokens, chars = whole.token_spans[index], whole.text_spans[index]
+    if tokens is None or chars is None or whole.token_ids[: tokens[0]] != skeleton.prompt_ids:
+        return None
+    text = whole.text[: chars[0]] + skeleton_text + whole.text[chars[1] :]
+    return text, skeleton.prompt_ids + skeleton.output_ids + whole.token_ids[tokens[1] :]

@@ -12,10 +12,16 @@ and a point request goes on with exactly the skeleton request's prompt, then the
 (as the assistant's turn), and only then the point-specific instruction and the point's open prefill. So
 each point request is the skeleton request plus its output plus ~30 tokens of its own: every block before
 that is served from the cache. The stage-specific text always comes last.
+
+Data, not instructions: passages are quoted in ``<passage>`` blocks, and every text that comes from a user
+or a document (passage text and label, question, history) goes through ``as_data``, so none of it can close
+a passage block or forge one. (Special tokens are the engine's side: it encodes message content as plain
+text, see ``sotrag.app.engines.chat_ids``.)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sotrag.prompts import templates as t
@@ -25,8 +31,27 @@ from sotrag.retrieval.types import Passage
 Turn = tuple[str, str]  # (user question, final assembled answer)
 
 
+# A "<" that starts a passage tag ("<passage", "</passage", any case, any spacing).
+_PASSAGE_TAG = re.compile(r"<(?=\s*/?\s*passage)", re.IGNORECASE)
+
+
+def as_data(text: str) -> str:
+    """User or document text, safe to quote in a prompt: a passage tag in it is neutralised ("<" becomes
+    "&lt;"), so it cannot close the passage block it sits in nor open a forged one."""
+    return _PASSAGE_TAG.sub("&lt;", text)
+
+
+def _attribute(value: str) -> str:
+    """A label as a quoted tag attribute: on one line, without quotes or angle brackets that could end it."""
+    return " ".join(value.split()).replace('"', "&quot;").replace("<", "&lt;")
+
+
+def format_passage(n: int, passage: Passage) -> str:
+    return t.PASSAGE.format(n=n, label=_attribute(passage.label), text=as_data(passage.text.strip()))
+
+
 def format_passages(numbered: Sequence[tuple[int, Passage]]) -> str:
-    return "\n\n".join(t.PASSAGE.format(n=n, label=p.label, text=p.text.strip()) for n, p in numbered)
+    return "\n\n".join(format_passage(n, p) for n, p in numbered)
 
 
 def system_message(passages: Sequence[Passage] = ()) -> ChatMessage:
@@ -39,19 +64,19 @@ def shared_prefix(question: str, passages: Sequence[Passage] = (), history: Sequ
     """System text, earlier turns: identical across every request of one question."""
     messages = [system_message(passages)]
     for user, assistant in history:
-        messages += [ChatMessage("user", user), ChatMessage("assistant", assistant)]
+        messages += [ChatMessage("user", as_data(user)), ChatMessage("assistant", as_data(assistant))]
     return messages
 
 
 def normal_messages(question: str, passages: Sequence[Passage] = (), history: Sequence[Turn] = ()) -> list[ChatMessage]:
-    return [*shared_prefix(question, passages, history), ChatMessage("user", question)]
+    return [*shared_prefix(question, passages, history), ChatMessage("user", as_data(question))]
 
 
 def skeleton_user_text(question: str, *, min_points: int, max_points: int, min_words: int, max_words: int) -> str:
     instruction = t.SKELETON_INSTRUCTION.format(
         min_points=min_points, max_points=max_points, min_words=min_words, max_words=max_words
     )
-    return f"{question}\n\n{instruction}"
+    return f"{as_data(question)}\n\n{instruction}"
 
 
 def skeleton_messages(

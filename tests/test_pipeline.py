@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engines.base import ChatMessage, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import ChatMessage, ChatPrompt, GenerationDelta, GenerationRequest
 from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.events import (
     AnswerDelta,
@@ -56,6 +56,9 @@ class RecordingEngine:
 
     def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
         return self.inner.render_chat(messages, continue_final_message=continue_final_message)
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        return self.inner.encode_chat(messages, continue_final_message=continue_final_message)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -201,7 +204,9 @@ async def test_grounded_history_and_passages_are_in_every_prompt(engine: VLLMEng
     for request in recorder.requests:
         prompt = request.prompt
         assert (
-            prompt.index("[1] (sleep/room.md > Room)") < prompt.index("Seven to nine hours.") < prompt.index(QUESTION)
+            prompt.index('<passage n="1" source="sleep/room.md > Room">')
+            < prompt.index("Seven to nine hours.")
+            < prompt.index(QUESTION)
         )
     # the skeleton request's whole prompt is the start of every point prompt
     skeleton_prompt = recorder.requests[0].prompt
@@ -247,6 +252,6 @@ async def test_per_point_retrieval_appends_after_the_shared_prefix(engine: VLLME
     for prompt in point_prompts:
         assert prompt.startswith(skeleton_prompt)
         tail = prompt[len(skeleton_prompt) :]
-        assert "[2] (light.md)" in tail and "[3] (sport.md)" in tail
+        assert '<passage n="2" source="light.md">' in tail and '<passage n="3" source="sport.md">' in tail
     shared_tokens = result.stats.prompt_tokens.skeleton // TEST_BLOCK_SIZE * TEST_BLOCK_SIZE
     assert all(p.cached_prompt_tokens >= shared_tokens for p in result.points)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sotrag.app.engines import chat_ids
 from sotrag.prompts import build
 from sotrag.retrieval.types import Passage
 
@@ -42,16 +43,25 @@ def test_point_prompt_extends_skeleton_prompt_and_skeleton(tokenizer) -> None:  
     for i, prompt in enumerate(prompts, start=1):
         assert prompt.startswith(skeleton_prompt + skeleton_text.rstrip())
         assert prompt.endswith(f"{i}. {['Write a dependency', 'Declare it in the path'][i - 1]}")
-    # token level: the shared part tokenizes identically, so vLLM's block hashes match
-    ids = [tokenizer.encode(p, add_special_tokens=False) for p in (skeleton_prompt, *prompts)]
-    n = len(ids[0])
-    assert all(other[:n] == ids[0] for other in ids[1:])
+    # token level, as the engine encodes them: the skeleton prompt's ids start every point prompt's ids (vLLM's
+    # block hashes match), and the ids stand for exactly the template's text
+    skeleton = chat_ids.encode_chat(tokenizer, skeleton_msgs)
+    assert skeleton.text == skeleton_prompt
+    titles = ["Write a dependency", "Declare it in the path"]
+    for i, (title, prompt) in enumerate(zip(titles, prompts, strict=True), start=1):
+        msgs = build.point_messages(skeleton_msgs, skeleton_text, i, title)
+        point = chat_ids.encode_chat(tokenizer, msgs, continue_final_message=True)
+        assert point.text == prompt
+        assert point.token_ids[: len(skeleton.token_ids)] == skeleton.token_ids
+        assert tokenizer.decode(point.token_ids) == prompt
 
 
 def test_grounded_system_text_numbers_passages_and_history_precedes_question() -> None:
     msgs = build.normal_messages("How do I share logic?", PASSAGES, HISTORY)
     assert [m.role for m in msgs] == ["system", "user", "assistant", "user"]
-    assert "[1] (tutorial/deps.md > Dependencies)\nUse Depends for shared logic." in msgs[0].content
+    assert '<passage n="1" source="tutorial/deps.md > Dependencies">\nUse Depends for shared logic.\n</passage>' in (
+        msgs[0].content
+    )
     assert msgs[-1].content == "How do I share logic?"
 
 

@@ -2,8 +2,9 @@
 
 Nothing can be downloaded here, so the tests make their own model: a 2-layer Llama (head_dim 64, which the
 CPU attention backend needs), a byte-level BPE tokenizer trained on a few paragraphs with ``tokenizers``,
-and a ChatML chat template. Its text is gibberish, but a regex-guided skeleton still comes out as a
-well-formed numbered list, so every stage of Skeleton-of-Thought runs for real.
+and a ChatML chat template whose markers (``<|im_start|>``, ``<|im_end|>``) are special tokens. Its text is
+gibberish, but a regex-guided skeleton still comes out as a well-formed numbered list, so every stage of
+Skeleton-of-Thought runs for real.
 
 Usage: ``python tests/tiny_model.py OUT_DIR`` or ``build_tiny_model(path)``.
 """
@@ -58,6 +59,9 @@ def build_tokenizer(vocab_size: int = 1024, extra_text: str = ""):  # -> PreTrai
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
+        # The role marker is a declared special token too, as in real chat models: prompt-injection tests
+        # need text holding "<|im_start|>" to be able to become this id (and check that it never does).
+        additional_special_tokens=["<|im_start|>"],
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast

@@ -3,6 +3,12 @@
 The pipeline needs exactly four things from an LLM engine: turn chat messages into a prompt, stream one
 request's token deltas, abort a request, and say how busy it is. Keeping the interface this small is what
 lets the pipeline run on vLLM (``VLLMEngine``) in production and on a scripted engine in unit tests.
+
+Prompts travel as token ids (``encode_chat`` -> ``GenerationRequest.prompt_token_ids``) for two reasons:
+only the chat template may produce special tokens (text from documents, questions and history never does,
+see ``sotrag.app.engines.chat_ids``), and a point request can continue from the skeleton request's own ids
+(its prompt ids, then the ids it generated, ``GenerationDelta.token_ids``), which is what vLLM's prefix
+cache matches on.
 """
 
 from __future__ import annotations
@@ -31,9 +37,35 @@ class SamplingOptions:
 
 
 @dataclass(frozen=True)
+class ChatPrompt:
+    """A chat prompt as the engine will submit it (``Engine.encode_chat``).
+
+    ``token_ids`` are the chat template's own pieces encoded with special tokens, and each message's content
+    encoded as plain text, so that no special token can come from content. ``text`` is the same prompt as
+    text (logs, length checks). ``token_spans``/``text_spans`` give, per rendered message, where its content
+    lies in ``token_ids``/``text`` (``[start, end)``), or ``None`` where the template did not render that
+    content exactly once. A template without a system role gets the system text merged into the next
+    message, so there is then one span fewer than messages: index spans from the end when that matters.
+    """
+
+    text: str
+    token_ids: tuple[int, ...]
+    token_spans: tuple[tuple[int, int] | None, ...] = ()
+    text_spans: tuple[tuple[int, int] | None, ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
+    """One engine request.
+
+    ``prompt_token_ids``, when set, are submitted exactly as they are (build them with ``encode_chat``, or
+    continue them from an earlier request's prompt and generated ids); ``prompt`` then only serves logs and
+    length checks. Without ids the engine encodes ``prompt`` as plain text: special-token markers written in
+    it stay text, they never become special tokens.
+    """
+
     request_id: str
-    prompt: str  # already chat-templated text
+    prompt: str
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     prompt_token_ids: tuple[int, ...] | None = None
     # Which answer the request belongs to: an engine over several servers sends all requests with one key to
@@ -46,7 +78,10 @@ class GenerationDelta:
     """One streamed step of a request: the new text and how many new tokens it holds.
 
     ``prompt_tokens`` and ``cached_prompt_tokens`` are filled on every delta (vLLM reports them on every
-    output); ``finish_reason`` is set on the last one only.
+    output); ``finish_reason`` is set on the last one only. ``token_ids`` are the delta's new token ids
+    without special tokens (as ``text`` is without them: an EOS that ends the request is left out), so a
+    later prompt can continue from exactly the tokens the model wrote. An engine that cannot report ids
+    leaves it empty; the pipeline then re-encodes the text (correct, but no prefix-cache hit on it).
     """
 
     text: str
@@ -86,7 +121,15 @@ class Engine(Protocol):
         message stays open so the model continues it."""
         ...
 
-    def count_tokens(self, text: str) -> int: ...
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        """The prompt of ``render_chat`` as token ids in which only the template makes special tokens: message
+        content is encoded as plain text (``sotrag.app.engines.chat_ids.encode_chat`` does it for any
+        Hugging Face tokenizer). Every request the pipeline sends is built with it."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` encoded as plain text (as message content is)."""
+        ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         """Stream deltas of one request. Closing the iterator early must abort the request."""

@@ -34,7 +34,14 @@ from typing import Any
 import httpx
 
 from sotrag.app.config import EngineConfig
-from sotrag.app.engines.base import ChatMessage, EngineError, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import (
+    ChatMessage,
+    ChatPrompt,
+    EngineError,
+    EngineLoad,
+    GenerationDelta,
+    GenerationRequest,
+)
 from sotrag.app.engines.remote_pool import Server, ServerPool, describe_http_error
 
 log = logging.getLogger("sotrag.engine.remote")
@@ -203,6 +210,11 @@ class RemoteEngine:
         self._rendered.put(key, text)
         self._prompt_ids.put(text, tuple(ids))
         return text
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        """The server's own rendering as ids (no content spans, so points re-encode the skeleton)."""
+        text = self.render_chat(messages, continue_final_message=continue_final_message)
+        return ChatPrompt(text=text, token_ids=tuple(self._prompt_ids.get(text) or ()))
 
     def count_tokens(self, text: str) -> int:
         cached = self._counts.get_fresh(text)

@@ -4,6 +4,9 @@ Why ``AsyncLLM`` and not the offline ``LLM.generate``: SoT's whole point is many
 flight at once, each streamed as it decodes, and cancellable. ``AsyncLLM`` gives continuous batching across
 concurrent ``generate`` calls, per-request ``abort``, and ``num_cached_tokens`` to show the prefix cache at
 work. Create the engine inside the event loop that will use it: AsyncLLM binds to that loop.
+
+Every prompt reaches vLLM as token ids (``TokensPrompt``): built by ``chat_ids.encode_chat`` so that only the
+chat template makes special tokens, or given by the caller (a point continuing the skeleton's own ids).
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sotrag.app.config import EngineConfig
-from sotrag.app.engines.base import ChatMessage, EngineError, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines import chat_ids
+from sotrag.app.engines.base import (
+    ChatMessage,
+    ChatPrompt,
+    EngineError,
+    EngineLoad,
+    GenerationDelta,
+    GenerationRequest,
+)
 from sotrag.app.engines.model_source import resolve_model
 
 
@@ -80,6 +91,7 @@ class VLLMEngine:
         self._snapshot = snapshot
         self._model = model
         self._max_model_len = int(llm.model_config.max_model_len)
+        self._special_ids = chat_ids.special_token_ids(tokenizer)
 
     @classmethod
     async def create(cls, config: EngineConfig | None = None) -> VLLMEngine:
@@ -119,31 +131,25 @@ class VLLMEngine:
         return self._tokenizer
 
     def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
-        as_dicts = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            text = self._tokenizer.apply_chat_template(
-                as_dicts,
-                tokenize=False,
-                add_generation_prompt=not continue_final_message,
-                continue_final_message=continue_final_message,
-            )
-        except Exception as exc:  # e.g. a template without a system role
-            if messages and messages[0].role == "system" and len(messages) > 1:
-                merged = [ChatMessage(messages[1].role, f"{messages[0].content}\n\n{messages[1].content}")]
-                return self.render_chat([*merged, *messages[2:]], continue_final_message=continue_final_message)
-            raise EngineError(f"the model's chat template failed: {exc}") from exc
-        return str(text)
+        return chat_ids.render_chat(self._tokenizer, messages, continue_final_message=continue_final_message)
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        return chat_ids.encode_chat(self._tokenizer, messages, continue_final_message=continue_final_message)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
+        return len(chat_ids.encode_plain(self._tokenizer, text))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        # Tokenize once here: the chat template already holds its special tokens, so none are added.
-        prompt_ids = self._tokenizer.encode(request.prompt, add_special_tokens=False)
+        # Ids built by encode_chat (or continued from an earlier request's) go in exactly as they are; bare
+        # text is plain text: a special-token marker written in it never becomes a special token.
+        if request.prompt_token_ids is not None:
+            prompt_ids = list(request.prompt_token_ids)
+        else:
+            prompt_ids = chat_ids.encode_plain(self._tokenizer, request.prompt)
         room = self._max_model_len - len(prompt_ids)
         if room < 1:
             raise EngineError(
@@ -175,6 +181,7 @@ class VLLMEngine:
                     prompt_tokens=len(prompt_ids),
                     cached_prompt_tokens=int(out.num_cached_tokens or 0),
                     finish_reason=completion.finish_reason,
+                    token_ids=tuple(t for t in completion.token_ids if t not in self._special_ids),
                 )
         finally:
             if not finished:  # closed early (client gone, task cancelled): free the sequence now

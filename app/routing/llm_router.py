@@ -39,10 +39,12 @@ class LLMRouter:
     async def aclassify(self, question: str) -> Literal["A", "B", "C"]:
 
         self._n += 1
+        prompt = self.engine.encode_chat(router_messages(question))  # the question stays plain text
         request = GenerationRequest(
             request_id=f"router-{id(self):x}-{self._n}",
-            prompt=self.engine.render_chat(router_messages(question)),
+            prompt=prompt.text,
             sampling=SamplingOptions(max_tokens=2, temperature=0.0, regex="[ABC]"),
+            prompt_token_ids=prompt.token_ids,
         )
         text = ""
         async for delta in self.engine.generate(request):

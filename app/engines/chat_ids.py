@@ -1,0 +1,110 @@
+"""Chat prompts as token ids in which only the chat template can make special tokens.
+
+Why: encoding the rendered template text with special-token parsing on turns any role marker written in a
+document, a question or a history turn (``<|im_start|>system``) into a real role token, which is prompt
+injection. So the template is rendered with a unique sentinel in place of each message's content, the
+template's own pieces are encoded with special tokens, and each content is encoded as plain text
+(``split_special_tokens=True``): a marker in it stays the characters it is. Works with any Hugging Face
+tokenizer (vLLM's in-process one, or a local copy beside a remote server).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sotrag.app.engines.base import ChatPrompt, EngineError
+from sotrag.prompts.messages import ChatMessage
+
+
+def encode_plain(tokenizer: Any, text: str) -> list[int]:
+    """``text`` as plain text: no special tokens added, and none parsed out of it."""
+    return list(tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+
+
+def encode_template(tokenizer: Any, text: str) -> list[int]:
+    """A piece of the chat template itself: its special-token markers become special tokens."""
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def special_token_ids(tokenizer: Any) -> frozenset[int]:
+    """Every id that is a special token: the named ones and every added token flagged special (a chat
+    template's role markers often are only the latter)."""
+    ids = set(getattr(tokenizer, "all_special_ids", ()) or ())
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids.update(i for i, token in added.items() if getattr(token, "special", False))
+    return frozenset(int(i) for i in ids)
+
+
+def render_chat(tokenizer: Any, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
+    """The chat template applied as text (for logs; requests use ``encode_chat``)."""
+    pairs = [(m.role, m.content) for m in messages]
+    while True:
+        try:
+            return _apply(tokenizer, pairs, continue_final_message)
+        except Exception as exc:
+            pairs = _merge_system(pairs, exc)
+
+
+def encode_chat(
+    tokenizer: Any, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
+) -> ChatPrompt:
+    """``messages`` through the chat template, as a ``ChatPrompt`` whose content is plain text."""
+    pairs = [(m.role, m.content) for m in messages]
+    nonce = secrets.token_hex(8)
+    while True:
+        try:
+            with_sentinels = [(role, f"<<sotrag-{nonce}-{i}>>") for i, (role, _) in enumerate(pairs)]
+            rendered = _apply(tokenizer, with_sentinels, continue_final_message)
+            break
+        except Exception as exc:
+            pairs = _merge_system(pairs, exc)
+
+    token_ids: list[int] = []
+    text = ""
+    seen = [0] * len(pairs)
+    token_spans: list[tuple[int, int] | None] = [None] * len(pairs)
+    text_spans: list[tuple[int, int] | None] = [None] * len(pairs)
+    pos = 0
+    for match in re.finditer(re.escape(f"<<sotrag-{nonce}-") + r"(\d+)>>", rendered):
+        piece = rendered[pos : match.start()]
+        token_ids += encode_template(tokenizer, piece)
+        text += piece
+        i = int(match.group(1))
+        content = pairs[i][1]
+        start_tok, start_chr = len(token_ids), len(text)
+        token_ids += encode_plain(tokenizer, content)
+        text += content
+        seen[i] += 1
+        token_spans[i], text_spans[i] = (start_tok, len(token_ids)), (start_chr, len(text))
+        pos = match.end()
+    token_ids += encode_template(tokenizer, rendered[pos:])
+    text += rendered[pos:]
+    once = [n == 1 for n in seen]
+    return ChatPrompt(
+        text=text,
+        token_ids=tuple(token_ids),
+        token_spans=tuple(span if ok else None for span, ok in zip(token_spans, once, strict=True)),
+        text_spans=tuple(span if ok else None for span, ok in zip(text_spans, once, strict=True)),
+    )
+
+
+def _apply(tokenizer: Any, pairs: list[tuple[str, str]], continue_final_message: bool) -> str:
+    return str(
+        tokenizer.apply_chat_template(
+            [{"role": r, "content": c} for r, c in pairs],
+            tokenize=False,
+            add_generation_prompt=not continue_final_message,
+            continue_final_message=continue_final_message,
+        )
+    )
+
+
+def _merge_system(pairs: list[tuple[str, str]], exc: Exception) -> list[tuple[str, str]]:
+    """A template that failed (e.g. one without a system role) gets the system text merged into the next
+    message; anything else is the engine's error."""
+    if len(pairs) > 1 and pairs[0][0] == "system":
+        return [(pairs[1][0], f"{pairs[0][1]}\n\n{pairs[1][1]}"), *pairs[2:]]
+    raise EngineError(f"the model's chat template failed: {exc}") from exc
