@@ -1,19 +1,36 @@
-"""Routing latency of SoT-R on this CPU: p50 / p90 / p99 per question, one question at a time.
+"""Routing latency of SoT-R on this CPU, idle and busy: p50 / p99 of ``route()`` per question.
 
-Compares, in one run: the whole ``route()`` (MiniLM forward + head + load policy) with 1 and with 2 torch
-threads, the logistic head alone, and the load policy alone. Writes a JSON record and prints a table.
+A server routes while it serves, so the benchmark makes the cores busy itself and times ``route()`` under
+each load it creates, next to the machine as it is:
 
-    python benchmarks/router_latency.py /work/shared/data/sot/vicuna80_questions.csv --repeats 5
+- ``as-is``: no load from this benchmark (on a shared machine that is NOT idle: see the load averages);
+- ``busy-spin``: one pure-Python busy loop per core (CPU-bound, like a tokenizer or Python server work);
+- ``busy-gemm``: one 1-thread torch GEMM loop per core (2048x2048 fp32: compute AND cache/memory traffic,
+  like an embedding batch or a vLLM CPU worker).
+
+Variants: the shipped router (``onnx-int8`` encoder, 1 and 2 intra-op threads), the torch fp32 reference
+encoder (1 and 2 torch threads; same head, latency only) and the tokenizer alone (the floor: anything that
+runs this long under the same scheduling). Two arrival patterns: ``closed`` (questions back to back, the
+router never sleeps) and ``paced`` (a pause between questions, as a server waits for requests: a thread
+that wakes up is scheduled sooner than a CPU hog). Every row records the 1-minute load average at its end
+and the CPU time the call itself used (``cpu_ms``: compute; ``wall - cpu`` is waiting for a core).
+
+    python benchmarks/router_latency.py /work/shared/data/sot/vicuna80_questions.csv --repeats 2
+
+Writes ``benchmarks/results/router_latency.json``. The target (p99 < 10 ms busy, 1 thread) lives here only.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
+import multiprocessing as mp
 import os
 import platform
-import statistics
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
+TARGET_P99_MS = 10.0
 
 
 def read_questions(path: Path) -> list[str]:
@@ -41,30 +59,70 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def timed(fn: Callable[[str], object], questions: list[str], repeats: int) -> dict[str, float]:
+def _spin() -> None:  # a CPU-bound loop: one core's worth of Python work
+    x = 0
+    while True:
+        x += 1
+
+
+def _gemm() -> None:  # one torch thread of GEMMs: compute plus cache and memory traffic
+    import torch
+
+    torch.set_num_threads(1)
+    a = torch.randn(2048, 2048)
+    while True:
+        a @ a
+
+
+LOADS: dict[str, Callable[[], None] | None] = {"as-is": None, "busy-spin": _spin, "busy-gemm": _gemm}
+
+
+def timed(fn: Callable[[str], object], questions: list[str], repeats: int, pause_s: float) -> dict[str, float]:
     for q in questions[:5]:  # warm-up
         fn(q)
-    samples = []
+    wall, cpu = [], []
     for _ in range(repeats):
         for q in questions:
-            t = time.perf_counter()
+            if pause_s:
+                time.sleep(pause_s)
+            c, t = time.thread_time(), time.perf_counter()
             fn(q)
-            samples.append((time.perf_counter() - t) * 1000)
-    a = np.array(samples)
+            wall.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.thread_time() - c) * 1000)
+    a, b = np.array(wall), np.array(cpu)
     return {
         "n": len(a),
-        "p50_ms": float(np.percentile(a, 50)),
-        "p90_ms": float(np.percentile(a, 90)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-        "mean_ms": float(statistics.fmean(a)),
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+        "max_ms": round(float(a.max()), 3),
+        "cpu_p50_ms": round(float(np.percentile(b, 50)), 3),
+        "cpu_p99_ms": round(float(np.percentile(b, 99)), 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
+def report(row: dict) -> None:
+    print(
+        f"{row['load']:9} {row['arrivals']:6} {row['variant']:52} p50 {row['p50_ms']:7.2f}  p99 {row['p99_ms']:7.2f}  "
+        f"cpu p50 {row['cpu_p50_ms']:6.2f}  load avg {row['load_average_1m']:5.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("questions", type=Path, help="CSV with a 'request' column (; or , separated)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pause-ms", type=float, default=20.0, help="pause before each question when paced")
+    parser.add_argument("--loads", default=",".join(LOADS), help=f"comma list of {', '.join(LOADS)}")
+    parser.add_argument(
+        "--torch-threads", default="1", help="torch threads of the reference rows, comma list ('' for none); "
+        "2 is 4-40x slower than 1 on this busy 2-core machine (oversubscription) and takes minutes per row"
+    )
+    parser.add_argument(
+        "--nice", type=int, default=0, help="also time the shipped 1-thread route() with this thread at this nice "
+        "value (e.g. -10; needs CAP_SYS_NICE): a deployment option, not the default"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "router_latency.json")
     args = parser.parse_args()
 
@@ -76,49 +134,85 @@ def main() -> None:
     from sotrag.app.routing.router import SoTRouter
 
     questions = read_questions(args.questions)
-    trained = TrainedRouter()
-    router = SoTRouter(trained, LoadPolicy())
     load = EngineLoad(running=3, waiting=0, max_num_seqs=256, kv_cache_usage=0.1)
-    features = trained.encoder.encode(questions)
-    row_of = {q: features[i : i + 1] for i, q in enumerate(questions)}
+    shipped = TrainedRouter()
+    variants: dict[str, tuple[Callable[[str], object], int | None]] = {}
+    for threads in (1, 2):
+        r = SoTRouter(TrainedRouter(shipped.model, threads=threads), LoadPolicy())
+        variants[f"route() {shipped.model.encoder}, {threads} thread(s)"] = (lambda q, r=r: r.route(q, load), None)
+    fp32 = SoTRouter(TrainedRouter(dataclasses.replace(shipped.model, encoder="onnx-fp32")), LoadPolicy())
+    variants["route() onnx-fp32 (same head: latency only), 1 thread"] = (lambda q: fp32.route(q, load), None)
+    ref = SoTRouter(TrainedRouter(dataclasses.replace(shipped.model, encoder="torch-fp32")), LoadPolicy())
+    for threads in (int(t) for t in args.torch_threads.split(",") if t.strip()):  # same head: latency only
+        variants[f"route() torch-fp32 reference, {threads} torch thread(s)"] = (lambda q: ref.route(q, load), threads)
+    tok = shipped.encoder._tokenizer  # type: ignore[attr-defined]
+    variants["tokenizer only (floor)"] = (lambda q: tok(q, truncation=True, max_length=256, return_tensors="np"), None)
+    for fn, _ in variants.values():
+        fn(questions[0])  # build / load every encoder before any timing
 
-    rows: dict[str, dict[str, float]] = {}
+    rows = []
     default_threads = torch.get_num_threads()
-    for threads in sorted({1, 2, default_threads}):
-        torch.set_num_threads(threads)
-        rows[f"route(), {threads} torch thread(s)"] = timed(lambda q: router.route(q, load), questions, args.repeats)
+    for load_name in args.loads.split(","):
+        target = LOADS[load_name]
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=target, daemon=True) for _ in range(os.cpu_count() or 2)] if target else []
+        for p in procs:
+            p.start()
+        if procs:
+            time.sleep(3)  # let the load processes start working
+        try:
+            for pacing, pause in (("closed", 0.0), ("paced", args.pause_ms / 1000)):
+                for name, (fn, torch_threads) in variants.items():
+                    torch.set_num_threads(torch_threads or 1)
+                    row = {"load": load_name, "arrivals": pacing, "variant": name}
+                    row |= timed(fn, questions, args.repeats, pause)
+                    rows.append(row)
+                    report(row)
+                if args.nice:
+                    name, (fn, _) = next(iter(variants.items()))
+                    tid = threading.get_native_id()
+                    os.setpriority(os.PRIO_PROCESS, tid, args.nice)
+                    try:
+                        row = {"load": load_name, "arrivals": pacing, "variant": f"{name}, nice {args.nice}"}
+                        row |= timed(fn, questions, args.repeats, pause)
+                    finally:
+                        os.setpriority(os.PRIO_PROCESS, tid, 0)
+                    rows.append(row)
+                    report(row)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.join(timeout=10)
     torch.set_num_threads(default_threads)
-    rows["logistic head only"] = timed(lambda q: trained.model.probabilities(row_of[q]), questions, args.repeats)
-    rows["load policy only"] = timed(lambda q: router.decide(0.9, load), questions, args.repeats)
 
-    tokens = [len(trained.encoder._tokenizer(q, truncation=True, max_length=256)["input_ids"]) for q in questions]
+    tokens = [len(tok(q, truncation=True, max_length=256)["input_ids"]) for q in questions]
     record = {
         "benchmark": "router_latency",
+        "command": "python benchmarks/router_latency.py " + " ".join(sys.argv[1:]),
         "questions": str(args.questions),
         "n_questions": len(questions),
         "question_tokens": {"median": float(np.median(tokens)), "max": int(max(tokens))},
+        "target": f"p99 < {TARGET_P99_MS} ms, busy, 1 thread",
         "machine": {
             "cpu": cpu_name(),
             "cores": os.cpu_count(),
-            "load_average_at_start": os.getloadavg(),
+            "note": "shared by several developers: 'as-is' is not idle, see each row's load average",
             "python": platform.python_version(),
             "torch": torch.__version__,
+            "onnxruntime": __import__("onnxruntime").__version__,
         },
-        "embedding_model": trained.model.embedding_model,
-        "layers": list(trained.model.layers),
+        "router": {
+            "embedding_model": shipped.model.embedding_model,
+            "encoder": shipped.model.encoder,
+            "layers": list(shipped.model.layers),
+        },
+        "pause_ms_when_paced": args.pause_ms,
         "rows": rows,
-        "load_average_at_end": os.getloadavg(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
-
-    print(f"SoT-R routing latency, {len(questions)} questions x {args.repeats} ({args.questions.name})")
-    print(f"machine: {record['machine']['cpu']}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}")
-    print(f"model: {trained.model.embedding_model}, layers {list(trained.model.layers)}")
-    print(f"{'what':34} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for name, r in rows.items():
-        print(f"{name:34} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f} {r['max_ms']:8.2f}")
-    print(f"wrote {args.out}")
+    print(f"machine: {record['machine']['cpu']}, {os.cpu_count()} cores; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, RouterArtifactError, RouterModel, TrainedRouter
+from sotrag.app.routing.classifier import (
+    DEFAULT_ARTIFACT,
+    OnnxQuestionEncoder,
+    QuestionEncoder,
+    RouterArtifactError,
+    RouterModel,
+    TrainedRouter,
+    build_onnx_encoder,
+)
 from sotrag.app.routing.training import LabelFileError, metrics, read_labels, train
 
 TINY = Path(__file__).parent / "data" / "router_tiny.csv"
@@ -40,6 +48,7 @@ def test_shipped_artifact_loads_without_training_data(shipped: TrainedRouter) ->
     model = shipped.model
     assert DEFAULT_ARTIFACT.suffix == ".npz" and DEFAULT_ARTIFACT.is_file()
     assert model.embedding_model == "all-MiniLM-L6-v2"
+    assert model.encoder == "onnx-int8"  # trained on the features it is served with
     assert model.info["trained_on"]["file"] == "lima_router_labels.csv"
     assert model.info["trained_on"]["n"] == 1030 and model.info["trained_on"]["positives"] == 371
     assert 0.0 < shipped.threshold < 1.0
@@ -150,3 +159,87 @@ def test_train_router_cli_writes_an_artifact(tmp_path: Path) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["n"] == 24 and Path(report["artifact"]) == out
     assert RouterModel.load(out).threshold == report["threshold"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The fast encoder (ONNX Runtime) against the torch fp32 reference
+# --------------------------------------------------------------------------------------------------------
+
+QUESTIONS = [
+    "What are some tips to sleep better?",
+    "Solve for x: 3x + 5 = 20.",
+    "Write a Python function that reverses a linked list.",
+    "How can I improve my time management skills? Give me a plan for a busy week with kids and a job.",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(shipped: TrainedRouter) -> QuestionEncoder:
+    m = shipped.model
+    return QuestionEncoder(m.embedding_model, m.layers, m.max_length)
+
+
+def test_onnx_fp32_graph_equals_the_torch_reference(shipped: TrainedRouter, reference: QuestionEncoder) -> None:
+    # Same layers cut, same pooling, same normalization: the exported graph IS the reference computation.
+    m = shipped.model
+    fp32 = OnnxQuestionEncoder(m.embedding_model, m.layers, m.max_length, quantize=False)
+    np.testing.assert_allclose(fp32.encode(QUESTIONS), reference.encode(QUESTIONS), atol=1e-4)
+
+
+def test_int8_features_and_probabilities_stay_close_to_the_reference(
+    shipped: TrainedRouter, reference: QuestionEncoder
+) -> None:
+    fast, ref = shipped.encoder.encode(QUESTIONS), reference.encode(QUESTIONS)
+    n_layers = len(shipped.model.layers)
+    per_layer_cos = (fast * ref).reshape(len(QUESTIONS), n_layers, -1).sum(-1)  # each block is unit-norm
+    assert per_layer_cos.min() > 0.97
+    p_fast, p_ref = shipped.model.probabilities(fast), shipped.model.probabilities(ref)
+    assert np.abs(p_fast - p_ref).max() < 0.15
+    data = read_labels(TINY)  # clear cases: int8 and fp32 features give the same decisions
+    assert shipped.predict(data.questions).tolist() == (
+        shipped.model.probabilities(reference.encode(data.questions)) >= shipped.threshold
+    ).astype(int).tolist()
+
+
+def test_int8_features_are_deterministic_and_per_question(shipped: TrainedRouter) -> None:
+    m = shipped.model
+    other = OnnxQuestionEncoder(m.embedding_model, m.layers, m.max_length, threads=2)  # reloaded from cache
+    together = shipped.encoder.encode(QUESTIONS)
+    assert np.array_equal(together, other.encode(QUESTIONS))
+    alone = np.concatenate([shipped.encoder.encode([q]) for q in QUESTIONS])
+    assert np.array_equal(together, alone)  # a question's features do not depend on its neighbours
+
+
+def test_onnx_graph_is_cached_not_rebuilt(shipped: TrainedRouter) -> None:
+    m = shipped.model
+    first = build_onnx_encoder(m.embedding_model, m.layers)
+    stamp = first.stat().st_mtime_ns
+    assert build_onnx_encoder(m.embedding_model, m.layers) == first and first.stat().st_mtime_ns == stamp
+    assert first == shipped.encoder.path  # type: ignore[attr-defined]
+
+
+def test_artifact_records_its_encoder_and_old_artifacts_still_load(shipped: TrainedRouter, tmp_path: Path) -> None:
+    import dataclasses
+
+    ref_model = dataclasses.replace(shipped.model, encoder="torch-fp32")
+    loaded = RouterModel.load(ref_model.save(tmp_path / "ref.npz"))
+    assert loaded.encoder == "torch-fp32" and isinstance(TrainedRouter(loaded).encoder, QuestionEncoder)
+
+    # A sotrag-router/1 artifact (before the encoder field) is a torch-fp32 one.
+    with np.load(DEFAULT_ARTIFACT, allow_pickle=False) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    header = json.loads(str(arrays["header"]))
+    header["format"] = "sotrag-router/1"
+    del header["encoder"]
+    np.savez(tmp_path / "v1.npz", **(arrays | {"header": np.array(json.dumps(header))}))
+    assert RouterModel.load(tmp_path / "v1.npz").encoder == "torch-fp32"
+
+    header["format"], header["encoder"] = "sotrag-router/2", "tflite"
+    np.savez(tmp_path / "bad.npz", **(arrays | {"header": np.array(json.dumps(header))}))
+    with pytest.raises(RouterArtifactError, match="unknown encoder"):
+        RouterModel.load(tmp_path / "bad.npz")
+
+
+def test_train_router_cli_rejects_an_unknown_encoder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli(), ["train-router", str(TINY), "--out", str(tmp_path / "r.npz"), "--encoder", "x"])
+    assert result.exit_code == 2 and "--encoder" in result.output and not (tmp_path / "r.npz").exists()

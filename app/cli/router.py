@@ -26,19 +26,24 @@ def train_router(
     threshold: Annotated[
         float | None, typer.Option(help="fix the decision threshold instead of choosing it by CV")
     ] = None,
+    encoder: Annotated[
+        str, typer.Option(help="feature encoder: onnx-int8 (default, fast), onnx-fp32 or torch-fp32 (reference)")
+    ] = "onnx-int8",
     json_out: Annotated[bool, typer.Option("--json", help="print the training report as JSON")] = False,
 ) -> None:
     """Train the SoT-R router on LABELS_CSV (deterministic; CV on that file only) and write the artifact."""
-    from sotrag.app.routing.classifier import DEFAULT_ARTIFACT
+    from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, ENCODERS
     from sotrag.app.routing.training import LabelFileError, read_labels, train
 
+    if encoder not in ENCODERS:
+        raise fail(f"--encoder must be one of {', '.join(ENCODERS)}")
     if beta <= 0:
         raise fail("--beta must be > 0")
     if not 0.0 <= min_precision <= 1.0 or (threshold is not None and not 0.0 <= threshold <= 1.0):
         raise fail("--min-precision and --threshold must be in [0, 1]")
     try:
         data = read_labels(labels_csv)
-        report = train(data, beta=beta, min_precision=min_precision, threshold=threshold)
+        report = train(data, encoder=encoder, beta=beta, min_precision=min_precision, threshold=threshold)
     except LabelFileError as exc:
         raise fail(str(exc)) from None
     path = report.model.save(out or DEFAULT_ARTIFACT)
@@ -48,6 +53,7 @@ def train_router(
         "n": cv.n,
         "C": report.c,
         "threshold": report.model.threshold,
+        "encoder": report.model.encoder,
         "cv_auc": round(report.cv_auc, 4),
         "cv": cv.as_dict(),
     }

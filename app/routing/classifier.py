@@ -6,20 +6,31 @@ logistic-regression head trained on the LIMA router labels gives P(suits SoT). O
 explicit threshold goes to SoT: a list-unfriendly question forced into points costs answer quality, a missed
 one only costs speed.
 
+Routing sits on every ``mode="auto"`` request of a server that is busy serving, so the features come from a
+small ONNX Runtime graph (``OnnxQuestionEncoder``): MiniLM cut after the last layer the router reads, the
+pooling inside the graph, int8 dynamic quantization, ONE intra-op thread that never spins. It is built once
+from the pip-packaged MiniLM weights at first use and cached on disk (``router_cache_dir()``). The torch
+``QuestionEncoder`` stays as the fp32 reference (tests compare against it; ``encoder="torch-fp32"``
+artifacts use it).
+
 The trained head ships as ``app/routing/assets/router.npz`` (plain arrays plus a JSON header, loaded with
-``allow_pickle=False``); ``sotrag train-router`` rebuilds it deterministically (``routing.training``).
+``allow_pickle=False``); ``sotrag train-router`` rebuilds it deterministically (``routing.training``), from
+the same encoder that serves it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import threading
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -27,8 +38,12 @@ from sotrag.app.engines.base import EngineLoad
 from sotrag.app.routing.base import RouteDecision
 from sotrag.app.routing.router import SoTRouter
 
-ARTIFACT_FORMAT = "sotrag-router/1"
+ARTIFACT_FORMAT = "sotrag-router/2"
+READABLE_FORMATS = ("sotrag-router/1", ARTIFACT_FORMAT)  # /1: no "encoder" key, always torch-fp32
 DEFAULT_ARTIFACT = Path(__file__).parent / "assets" / "router.npz"
+ENCODERS = ("onnx-int8", "onnx-fp32", "torch-fp32")
+DEFAULT_ENCODER = "onnx-int8"
+ONNX_GRAPH_VERSION = 1  # bump when the exported graph changes: it is part of the cache key
 
 
 class RouterArtifactError(ValueError):
@@ -56,6 +71,7 @@ class RouterModel:
     coef: np.ndarray
     intercept: float
     threshold: float
+    encoder: str = "torch-fp32"  # which encoder made the features the head was fit on (one of ENCODERS)
     info: dict[str, Any] = field(default_factory=dict)  # training data hash, CV metrics, hyperparameters
 
     @property
@@ -72,6 +88,7 @@ class RouterModel:
         header = {
             "format": ARTIFACT_FORMAT,
             "embedding_model": self.embedding_model,
+            "encoder": self.encoder,
             "layers": list(self.layers),
             "max_length": self.max_length,
             "intercept": float(self.intercept),
@@ -111,8 +128,11 @@ class RouterModel:
                 mean, scale, coef = (np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
         except (OSError, ValueError, KeyError) as exc:
             raise RouterArtifactError(f"cannot read router artifact {path}: {exc}") from None
-        if header.get("format") != ARTIFACT_FORMAT:
+        if header.get("format") not in READABLE_FORMATS:
             raise RouterArtifactError(f"{path} is not a {ARTIFACT_FORMAT} artifact (format={header.get('format')!r})")
+        encoder = str(header.get("encoder", "torch-fp32"))
+        if encoder not in ENCODERS:
+            raise RouterArtifactError(f"{path}: unknown encoder {encoder!r} (expected one of {', '.join(ENCODERS)})")
         if not (mean.shape == scale.shape == coef.shape and coef.ndim == 1):
             raise RouterArtifactError(f"{path}: inconsistent array shapes")
         return cls(
@@ -124,6 +144,7 @@ class RouterModel:
             coef=coef,
             intercept=float(header["intercept"]),
             threshold=float(header["threshold"]),
+            encoder=encoder,
             info=header.get("info", {}),
         )
 
@@ -176,6 +197,190 @@ class QuestionEncoder:
         return np.concatenate(out) if out else np.zeros((0, self.dim))
 
 
+class Encoder(Protocol):
+    """What the router needs from an encoder: question texts -> feature rows (float64)."""
+
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def router_cache_dir() -> Path:
+    """Where built router encoders are cached: ``$SOTRAG_CACHE_DIR/router``, else ``~/.cache/sotrag/router``."""
+    root = os.environ.get("SOTRAG_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sotrag"
+    )
+    return Path(root) / "router"
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "none"
+
+
+def _onnx_cache_key(model_name: str, layers: Sequence[int], quantize: bool) -> str:
+    """Everything the built graph depends on: the weights (by name, size, mtime), layers, the exporter and
+    quantizer versions. A change of any of them builds a new file instead of reusing a stale one."""
+    from sotrag.retrieval.embedder import resolve_embedding_model
+
+    resolved = Path(resolve_embedding_model(model_name))
+    weights = []
+    if resolved.is_dir():
+        for f in sorted(resolved.iterdir()):
+            if f.suffix in (".safetensors", ".bin", ".json"):
+                st = f.stat()
+                weights.append([f.name, st.st_size, st.st_mtime_ns])
+    spec = {
+        "graph": ONNX_GRAPH_VERSION,
+        "model": str(resolved),
+        "weights": weights,
+        "layers": list(layers),
+        "quantize": "int8-dynamic" if quantize else "fp32",
+        "torch": _version("torch"),
+        "onnxruntime": _version("onnxruntime"),
+        "onnx": _version("onnx"),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_onnx_encoder(
+    model_name: str, layers: Sequence[int], *, quantize: bool = True, cache_dir: Path | None = None
+) -> Path:
+    """The router's ONNX graph for ``model_name``/``layers``, exported once and cached (returns its path).
+
+    The graph is MiniLM cut after ``max(layers)`` (later layers would be computed for nothing) with the
+    router's pooling inside: input ids + attention mask -> concatenated L2-normalized mean-pooled hidden
+    states of ``layers``. With ``quantize``, MatMul and embedding weights become int8 (onnxruntime
+    ``quantize_dynamic``; activations are quantized per call, so feed ONE question at a time: padding
+    would change the activation scale).
+    """
+    cache_dir = cache_dir or router_cache_dir()
+    kind = "int8" if quantize else "fp32"
+    path = cache_dir / f"minilm-router-{kind}-{_onnx_cache_key(model_name, layers, quantize)}.onnx"
+    if path.is_file():
+        return path
+    import copy
+
+    import torch
+
+    from sotrag.retrieval.embedder import load_sentence_transformer
+
+    st = load_sentence_transformer(model_name)
+    bert: Any = copy.deepcopy(cast(Any, st[0].auto_model)).eval()
+    keep = max(layers)
+    if min(layers) < 0 or keep > len(bert.encoder.layer):
+        raise RouterArtifactError(f"layers {tuple(layers)} do not exist in {model_name}")
+    bert.encoder.layer = bert.encoder.layer[:keep]
+    bert.config.num_hidden_layers = keep
+    chosen = tuple(layers)
+
+    class PooledLayers(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.bert(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=torch.zeros_like(input_ids),
+                output_hidden_states=True,
+            ).hidden_states
+            mask = attention_mask.unsqueeze(-1).to(hidden[0].dtype)
+            pooled = [torch.nn.functional.normalize((hidden[i] * mask).sum(1) / mask.sum(1), dim=-1) for i in chosen]
+            return torch.cat(pooled, dim=-1)
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fp32 = tmp.with_suffix(".fp32.tmp")
+    sample = st.tokenizer(["What are some tips to sleep better?"], return_tensors="pt")
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(
+                PooledLayers().eval(),
+                (sample["input_ids"], sample["attention_mask"]),
+                str(fp32 if quantize else tmp),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["features"],
+                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=QUANT_PER_CHANNEL)
+        tmp.replace(path)  # atomic: a concurrent builder writes the same bytes under its own tmp name
+    finally:
+        for leftover in (tmp, fp32):
+            leftover.unlink(missing_ok=True)
+    return path
+
+
+QUANT_PER_CHANNEL = True  # per output channel int8 weights: closer to fp32 than per tensor (LIMA CV, docs)
+
+
+class OnnxQuestionEncoder:
+    """The router's fast encoder: the cached ONNX graph of ``build_onnx_encoder`` on ONNX Runtime.
+
+    One question per call (the int8 graph quantizes activations per call), ``threads`` intra-op threads
+    (default 1: routing is one short sequence, and more threads only fight the server's own work for the
+    cores), no spin-waiting. The session is its own thread pool: ``torch.set_num_threads`` is untouched.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        layers: Sequence[int],
+        max_length: int,
+        *,
+        quantize: bool = True,
+        threads: int = 1,
+        cache_dir: Path | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        from sotrag.retrieval.embedder import resolve_embedding_model
+
+        self.model_name = model_name
+        self.layers = tuple(layers)
+        self.max_length = max_length
+        self.path = build_onnx_encoder(model_name, self.layers, quantize=quantize, cache_dir=cache_dir)
+        self._tokenizer: Any = AutoTokenizer.from_pretrained(resolve_embedding_model(model_name))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self._session: Any = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.dim = int(self._session.get_outputs()[0].shape[-1] or 0) or self.encode(["dim"]).shape[1]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            batch = self._tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="np")
+            feed = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            rows.append(self._session.run(None, feed)[0][0])
+        return np.stack(rows).astype(np.float64) if rows else np.zeros((0, self.dim))
+
+
+def make_encoder(kind: str, model_name: str, layers: Sequence[int], max_length: int, *, threads: int = 1) -> Encoder:
+    """The encoder named by an artifact's ``encoder`` field."""
+    if kind == "torch-fp32":
+        return QuestionEncoder(model_name, layers, max_length)
+    if kind in ("onnx-int8", "onnx-fp32"):
+        return OnnxQuestionEncoder(model_name, layers, max_length, quantize=kind == "onnx-int8", threads=threads)
+    raise RouterArtifactError(f"unknown router encoder {kind!r} (expected one of {', '.join(ENCODERS)})")
+
+
 # --------------------------------------------------------------------------------------------------------
 # Classifiers: P(suits SoT) for a question
 # --------------------------------------------------------------------------------------------------------
@@ -191,19 +396,22 @@ class TrainedRouter:
         *,
         artifact: str | Path | None = None,
         threshold: float | None = None,
+        threads: int = 1,
     ) -> None:
         self.model = model or RouterModel.load(artifact or DEFAULT_ARTIFACT)
+        self.threads = threads  # intra-op threads of an ONNX encoder
         self.threshold = self.model.threshold if threshold is None else float(threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"router threshold must be in [0, 1], got {self.threshold}")
-        self._encoder: QuestionEncoder | None = None
+        self._encoder: Encoder | None = None
         self._lock = threading.Lock()
 
     @property
-    def encoder(self) -> QuestionEncoder:
+    def encoder(self) -> Encoder:
         with self._lock:  # route() runs in worker threads: load the embedder once
             if self._encoder is None:
-                enc = QuestionEncoder(self.model.embedding_model, self.model.layers, self.model.max_length)
+                m = self.model
+                enc = make_encoder(m.encoder, m.embedding_model, m.layers, m.max_length, threads=self.threads)
                 if enc.dim != self.model.n_features:
                     raise RouterArtifactError(
                         f"router artifact expects {self.model.n_features} features from "

@@ -3,7 +3,8 @@
 Protocol (the SoT paper's): train and tune on the LIMA router labels ONLY; Vicuna-80 and WizardLM labels are
 test sets, read by ``evaluate`` and never by ``train``.
 
-Training is deterministic: features come from the frozen MiniLM in a fixed order and batch size, the
+Training is deterministic: features come from the frozen MiniLM in a fixed order (through the same encoder
+that serves the artifact, by default the int8 ONNX graph, one question at a time), the
 regularization strength and the decision threshold are chosen by stratified 5-fold cross-validation with a
 fixed seed, and the head is fit by L-BFGS. The same CSV gives the same artifact, byte for byte.
 """
@@ -18,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, QuestionEncoder, RouterModel, TrainedRouter
+from sotrag.app.routing.classifier import (
+    DEFAULT_ARTIFACT,
+    DEFAULT_ENCODER,
+    RouterModel,
+    TrainedRouter,
+    make_encoder,
+)
 from sotrag.retrieval.embedder import DEFAULT_EMBEDDING_MODEL
 
 # Chosen by 5-fold CV on LIMA (out-of-fold AUC and log-loss), see docs/router.md.
@@ -169,6 +176,7 @@ def train(
     data: LabelledQuestions,
     *,
     embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    encoder: str = DEFAULT_ENCODER,
     layers: Sequence[int] = DEFAULT_LAYERS,
     max_length: int = DEFAULT_MAX_LENGTH,
     c_grid: Sequence[float] = C_GRID,
@@ -182,7 +190,7 @@ def train(
     y = data.labels
     if len(np.unique(y)) < 2 or np.bincount(y).min() < 2:
         raise LabelFileError(f"{data.path}: need at least 2 questions of each label to train")
-    x = QuestionEncoder(embedding_model, layers, max_length).encode(data.questions)
+    x = make_encoder(encoder, embedding_model, layers, max_length).encode(data.questions)
     losses: dict[float, float] = {}
     oofs: dict[float, np.ndarray] = {}
     for c in c_grid:
@@ -205,7 +213,9 @@ def train(
             **{k: round(v, 4) if isinstance(v, float) else v for k, v in cv.as_dict().items()},
         },
     }
-    model = RouterModel(embedding_model, tuple(layers), max_length, mean, scale, coef, intercept, t, info)
+    model = RouterModel(
+        embedding_model, tuple(layers), max_length, mean, scale, coef, intercept, t, encoder=encoder, info=info
+    )
     return TrainReport(model, best_c, cv, auc, losses)
 
 
