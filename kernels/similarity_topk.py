@@ -26,8 +26,11 @@ import torch
 import triton
 import triton.language as tl
 
+from sotrag.kernels.reference import MAX_K, check_inputs, quantize_int8, similarity_topk_reference
+
+__all__ = ["MAX_K", "TileConfig", "default_config", "quantize_int8", "similarity_topk", "similarity_topk_reference"]
+
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"  # read by triton at import, as here
-MAX_K = 128
 
 
 @triton.jit
@@ -151,39 +154,6 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _check(queries: torch.Tensor, corpus: torch.Tensor, k: int, scales: torch.Tensor | None) -> None:
-    if not isinstance(queries, torch.Tensor) or not isinstance(corpus, torch.Tensor):
-        raise ValueError("queries and corpus must be torch tensors")
-    if queries.dim() != 2 or corpus.dim() != 2:
-        got = f"{tuple(queries.shape)} and {tuple(corpus.shape)}"
-        raise ValueError(f"queries must be [nq, d] and corpus [N, d]; got {got}")
-    if queries.shape[1] != corpus.shape[1]:
-        raise ValueError(f"queries have d={queries.shape[1]} but the corpus has d={corpus.shape[1]}")
-    if queries.shape[0] < 1 or corpus.shape[0] < 1 or corpus.shape[1] < 1:
-        raise ValueError("queries and corpus must not be empty")
-    if corpus.shape[0] >= 2**31:
-        raise ValueError("the corpus must have fewer than 2**31 rows")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(MAX_K, corpus.shape[0]):
-        raise ValueError(f"k must be an int in [1, min({MAX_K}, N={corpus.shape[0]})]; got {k!r}")
-    if queries.device != corpus.device:
-        raise ValueError(f"queries are on {queries.device} but the corpus is on {corpus.device}")
-    if scales is None:
-        if corpus.dtype not in (torch.float16, torch.bfloat16):
-            raise ValueError(f"corpus must be float16 or bfloat16 (or int8 with scales); got {corpus.dtype}")
-    else:
-        if corpus.dtype != torch.int8:
-            raise ValueError(f"scales are for an int8 corpus; got a {corpus.dtype} corpus")
-        if scales.dtype != torch.float32 or scales.shape != (corpus.shape[0],):
-            got = f"{scales.dtype} {tuple(scales.shape)}"
-            raise ValueError(f"scales must be float32 of shape ({corpus.shape[0]},); got {got}")
-        if scales.device != corpus.device:
-            raise ValueError("scales must be on the corpus's device")
-    if not queries.is_floating_point():
-        raise ValueError(f"queries must be floating point; got {queries.dtype}")
-    if corpus.stride(1) != 1:
-        raise ValueError("corpus rows must be contiguous (corpus.stride(1) == 1)")
-
-
 def similarity_topk(
     queries: torch.Tensor,
     corpus: torch.Tensor,
@@ -198,7 +168,7 @@ def similarity_topk(
     Rows sorted by score, ties by lower index. CUDA tensors run the compiled kernel, CPU tensors the
     Triton interpreter.
     """
-    _check(queries, corpus, k, scales)
+    check_inputs(queries, corpus, k, scales)
     nq, d = queries.shape
     n = corpus.shape[0]
     int8 = scales is not None
@@ -251,29 +221,3 @@ def _merge(cand: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.
         if final:
             return scores, idx
         cand = out
-
-
-def quantize_int8(corpus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: ``row ~= scale * int8_row`` with ``scale = max|row| / 127`` (fp32)."""
-    if corpus.dim() != 2 or not corpus.is_floating_point():
-        raise ValueError(f"corpus must be a 2-D float tensor; got {corpus.dtype} {tuple(corpus.shape)}")
-    x = corpus.float()
-    amax = x.abs().amax(dim=1)
-    scales = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
-    q = torch.round(x / scales[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q, scales.contiguous()
-
-
-def similarity_topk_reference(
-    queries: torch.Tensor, corpus: torch.Tensor, k: int, scales: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain PyTorch: all scores in fp32, then a stable sort (ties keep the lower index first)."""
-    _check(queries, corpus, k, scales)
-    qdtype = torch.float16 if scales is not None else corpus.dtype
-    q = queries.to(qdtype).float()
-    x = corpus.float()
-    scores = q @ x.T
-    if scales is not None:
-        scores = scores * scales[None, :]
-    vals, idx = torch.sort(scores, dim=1, descending=True, stable=True)
-    return vals[:, :k].contiguous(), idx[:, :k].contiguous()

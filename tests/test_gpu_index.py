@@ -1,0 +1,222 @@
+"""The torch vector backend (``sotrag.retrieval.gpu_index``): same answers as exact FAISS, in step with the
+store through adds, updates and deletes, batched search. On CPU it runs its PyTorch path (``device="cpu"``);
+with a GPU the same tests also run on ``cuda`` with the fused kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from sotrag.retrieval import vectors
+from sotrag.retrieval.gpu_index import TorchVectorIndex, vllm_memory_utilization, workspace_bytes
+from sotrag.retrieval.index import DocumentIndex, VectorSearch
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def _rng() -> tuple[int, np.random.Generator]:
+    seed = random.SystemRandom().randrange(2**31)
+    return seed, np.random.default_rng(seed)
+
+
+def _fp16_exact(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """Random vectors that fp16 holds exactly, so fp16 storage loses nothing against FAISS's fp32."""
+    return rng.standard_normal((n, d)).astype(np.float16).astype(np.float32)
+
+
+def _faiss(d: int) -> faiss.IndexIDMap:
+    return faiss.IndexIDMap(faiss.IndexFlatIP(d))
+
+
+def _same_results(ours: TorchVectorIndex, ref: faiss.Index, q: np.ndarray, k: int, seed: int, sel=None) -> None:
+    s1, i1 = ours.search(q, k, sel)
+    params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(sel)) if sel is not None else None
+    s2, i2 = ref.search(q, min(k, ours.ntotal if sel is None else len(sel)), params=params)
+    assert i1.shape == i2.shape, f"seed={seed}"
+    np.testing.assert_array_equal(i1, i2, err_msg=f"seed={seed}")
+    np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4, err_msg=f"seed={seed}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_matches_exact_faiss_through_adds_and_removals(device: str) -> None:
+    seed, rng = _rng()
+    d = 48
+    ours, ref = TorchVectorIndex(d, device), _faiss(d)
+    next_id = 0
+    for step in range(6):
+        n_add = int(rng.integers(1, 1500))
+        vecs = _fp16_exact(rng, n_add, d)
+        ids = np.arange(next_id, next_id + n_add, dtype=np.int64) * 3 + 7  # sparse, like store vector_ids
+        next_id += n_add
+        ours.add_with_ids(vecs, ids)
+        ref.add_with_ids(vecs, ids)
+        if step % 2:
+            live = faiss.vector_to_array(ref.id_map)
+            gone = rng.choice(live, size=len(live) // 3, replace=False)
+            assert ours.remove_ids(gone) == ref.remove_ids(gone) == len(gone)
+        assert ours.ntotal == ref.ntotal
+        q = _fp16_exact(rng, 5, d)
+        for k in (1, 10, 128):
+            _same_results(ours, ref, q, k, seed)
+    live = faiss.vector_to_array(ref.id_map)
+    sel = rng.choice(live, size=40, replace=False)
+    _same_results(ours, ref, _fp16_exact(rng, 3, d), 10, seed, sel)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_int8_storage_scores_the_dequantized_rows(device: str) -> None:
+    from sotrag.kernels.reference import quantize_int8
+
+    seed, rng = _rng()
+    d = 32
+    vecs = rng.standard_normal((700, d)).astype(np.float32)
+    ids = np.arange(700, dtype=np.int64)
+    ours = TorchVectorIndex(d, device, "int8")
+    ours.add_with_ids(vecs, ids)
+    xi, sc = quantize_int8(torch.from_numpy(vecs))
+    ref = _faiss(d)
+    ref.add_with_ids((xi.double() * sc.double()[:, None]).float().numpy(), ids)
+    _same_results(ours, ref, _fp16_exact(rng, 4, d), 10, seed)
+    assert ours.nbytes() >= 700 * (d + 4 + 8)
+
+
+def test_bad_input_is_refused() -> None:
+    ix = TorchVectorIndex(8, "cpu")
+    with pytest.raises(ValueError, match="storage"):
+        TorchVectorIndex(8, "cpu", "fp8")
+    with pytest.raises(ValueError, match="ids"):
+        ix.add_with_ids(np.ones((2, 8), np.float32), np.array([1, 1]))
+    ix.add_with_ids(np.ones((2, 8), np.float32), np.array([1, 2]))
+    with pytest.raises(ValueError, match="new and distinct"):
+        ix.add_with_ids(np.ones((1, 8), np.float32), np.array([2]))
+    with pytest.raises(ValueError, match=r"\[nq, 8\]"):
+        ix.search(np.ones((1, 4), np.float32), 3)
+    with pytest.raises(ValueError, match="k must be"):
+        ix.search(np.ones((1, 8), np.float32), 0)
+    assert ix.search(np.ones((2, 8), np.float32), 5)[1].shape == (2, 2)  # k past ntotal: what there is
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            TorchVectorIndex(8, "cuda")
+
+
+def test_memory_accounting_for_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
+    ix = TorchVectorIndex(384, "cpu")
+    ix.add_with_ids(np.ones((1000, 384), np.float32), np.arange(1000))
+    assert ix.reserved_bytes() >= 2 * 1000 * (2 * 384 + 12)
+    assert workspace_bytes(10**6, 64, 10) == 64 * 7813 * 10 * 8 * 2
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * 2**30, 140 * 2**30))
+    assert vllm_memory_utilization(0.9, 14 * 2**30) == pytest.approx(0.88)  # 0.1 for the index, 0.02 margin
+    assert vllm_memory_utilization(0.5, 14 * 2**30) == 0.5
+    with pytest.raises(ValueError, match="too little is left"):
+        vllm_memory_utilization(0.9, 135 * 2**30)
+
+
+# -- through DocumentIndex: the mirror follows ingest, update and removal -----------------------------------
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("gpu-docs")
+    topics = {
+        "bread.md": "# Bread\n\nSourdough needs a starter, flour, water and salt. Bake at 250 C with steam.",
+        "tea.md": "# Tea\n\nGreen tea brews at 80 C for two minutes; black tea at 95 C for four.",
+        "bikes.md": "# Bikes\n\nA chain needs oil every few hundred kilometres; check tyre pressure weekly.",
+        "python.md": "# Python\n\nA virtual environment keeps packages apart: python -m venv .venv.",
+        "sleep.md": "# Sleep\n\nKeep a regular bedtime, a dark cool room, and no screens the hour before.",
+    }
+    for name, text in topics.items():
+        _write(d, name, text)
+    return d
+
+
+def _dense_ids(idx: DocumentIndex, queries: list[str], k: int = 4) -> list[list[str]]:
+    return [[p.chunk_id for p in found] for found in idx.search_many(queries, k, mode="dense")]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_document_index_mirror_stays_in_step(tmp_path: Path, docs: Path, device: str) -> None:
+    faiss_dir, torch_dir = tmp_path / "faiss", tmp_path / "torch"
+    plain = DocumentIndex.open(faiss_dir, create=True)
+    gpu = DocumentIndex.open(torch_dir, create=True, vector_search=VectorSearch("torch", device))
+    queries = ["how hot to bake bread", "brewing green tea", "bike chain oil", "sleep better at night"]
+    for idx in (plain, gpu):
+        idx.ingest([docs])
+    assert gpu.stats()["vector_backend"] == "torch" and gpu.stats()["vector_device_bytes"] > 0
+    assert _dense_ids(gpu, queries) == _dense_ids(plain, queries)
+    mirror_before = gpu._mirror
+
+    # update one file, add one, remove one: the same change through both indexes
+    _write(docs, "tea.md", "# Tea\n\nOolong tea brews at 90 C; pu-erh at 100 C, rinsed first.")
+    _write(docs, "knots.md", "# Knots\n\nA bowline makes a fixed loop that will not slip under load.")
+    for idx in (plain, gpu):
+        idx.ingest([docs])
+        idx.remove("bikes.md")
+    assert gpu._mirror is mirror_before, "the mirror is updated in place, not rebuilt"
+    assert gpu._mirror.ntotal == gpu._store.count_chunks()
+    queries += ["oolong temperature", "a loop that does not slip"]
+    assert _dense_ids(gpu, queries) == _dense_ids(plain, queries)
+    assert all("bikes" not in p.source for found in gpu.search_many(queries, 10, mode="dense") for p in found)
+
+    # a second instance writing to the same folder: the first one's mirror is stale and gets rebuilt
+    other = DocumentIndex.open(torch_dir)
+    _write(docs, "sleep.md", "# Sleep\n\nNaps shorter than twenty minutes avoid grogginess.")
+    other.ingest([docs])
+    plain.ingest([docs])
+    assert _dense_ids(gpu, ["short naps"]) == _dense_ids(plain, ["short naps"])
+    assert gpu._mirror is not mirror_before
+    for idx in (plain, gpu, other):
+        idx.close()
+
+
+def test_search_many_equals_search_and_aretrieve_batches(tmp_path: Path, docs: Path) -> None:
+    idx = DocumentIndex.open(tmp_path / "ix", create=True, vector_search=VectorSearch("torch", "cpu"))
+    idx.ingest([docs])
+    queries = ["sourdough starter", "tea temperature", "venv packages"]
+    for mode in ("dense", "hybrid", "lexical"):
+        many = idx.search_many(queries, 3, mode=mode)
+        assert [[p.chunk_id for p in r] for r in many] == [
+            [p.chunk_id for p in idx.search(q, 3, mode=mode)] for q in queries
+        ]
+    calls: list[int] = []
+    real = idx.search_many
+
+    def counting(qs, *a, **kw):
+        calls.append(len(qs))
+        return real(qs, *a, **kw)
+
+    idx.search_many = counting  # type: ignore[method-assign]
+
+    async def points() -> list[list[str]]:
+        found = await asyncio.gather(*(idx.aretrieve(q, 3) for q in queries))
+        return [[p.chunk_id for p in r] for r in found]
+
+    got = asyncio.run(points())
+    assert calls == [3], "the concurrent retrievals ran as one batched search"
+    assert got == [[p.chunk_id for p in r] for r in real(queries, 3)]
+    idx.close()
+
+
+def test_vector_search_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        VectorSearch("annoy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="storage"):
+        VectorSearch("torch", "cpu", "fp8")  # type: ignore[arg-type]
+    assert VectorSearch().backend == "faiss"
+
+
+def test_faiss_search_many_is_the_batched_search() -> None:
+    seed, rng = _rng()
+    ix = vectors.build("flat", 16, np.arange(300), rng.standard_normal((300, 16)).astype(np.float32))
+    q = rng.standard_normal((4, 16)).astype(np.float32)
+    assert vectors.search_many(ix, q, 5) == [vectors.search(ix, q[i], 5) for i in range(4)], f"seed={seed}"
