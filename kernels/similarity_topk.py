@@ -59,11 +59,12 @@ def _topk_tile_kernel(
     qs = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
     row_ok = rows < N
     q_ok = qs < nq
+    x_off = rows.to(tl.int64)[:, None] * stride_x  # N * d passes 2**31 on large corpora
     acc = tl.zeros([BLOCK_N, BLOCK_Q], dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
         ds = d0 + tl.arange(0, BLOCK_D)
         d_ok = ds < D
-        x = tl.load(X + rows[:, None] * stride_x + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0)
+        x = tl.load(X + x_off + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0)
         q = tl.load(Q + qs[None, :] * stride_q + ds[:, None], mask=q_ok[None, :] & d_ok[:, None], other=0)
         if HAS_SCALE:
             x = x.to(q.dtype)  # int8 values are exact in fp16/bf16

@@ -125,6 +125,23 @@ def test_scores_are_inner_products_of_scaled_rows() -> None:
     torch.testing.assert_close(scores.double(), expect, rtol=1e-4, atol=1e-4, msg=f"seed={seed}")
 
 
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs a GPU: 2.3e9 elements")
+@pytest.mark.parametrize("kind", ["fp16", "int8"])
+def test_offsets_past_int32(kind: str) -> None:
+    """N * d above 2**31 elements: row offsets must not wrap around."""
+    seed = random.SystemRandom().randrange(2**31)
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    n, d = 3_000_000, 768
+    q = torch.randn(2, d, device=DEVICE, generator=gen).half()
+    x = torch.randn(n, d, device=DEVICE, generator=gen, dtype=torch.float16)
+    x[n - 5] = q[0] * 4  # the best row for query 0 sits past element 2**31
+    scales = None
+    if kind == "int8":
+        x, scales = st.quantize_int8(x)
+    _check_against_reference(q, x, scales, 10, seed)
+    assert int(st.similarity_topk(q, x, 1, scales)[1][0, 0]) == n - 5
+
+
 def test_quantize_int8_round_trip() -> None:
     seed, gen = _seeded()
     x = torch.randn(50, 33, generator=gen)
