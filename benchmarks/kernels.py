@@ -30,13 +30,14 @@ from typing import Any
 
 import torch
 
+from sotrag.kernels.reference import rerank
 from sotrag.kernels.similarity_topk import TileConfig, default_config, quantize_int8, similarity_topk
 
 CUDA = torch.cuda.is_available()
 DEV = "cuda" if CUDA else "cpu"
 # Alternatives to the default tile config, swept at every shape: (block_n, block_d, num_warps, num_stages).
-SWEEP_FEW = [(128, 64, 4, 3), (256, 64, 8, 3), (128, 128, 4, 3), (64, 64, 4, 4), (128, 64, 4, 5)]
-SWEEP_MANY = [(128, 64, 8, 2), (128, 64, 4, 3), (64, 64, 4, 3), (256, 64, 8, 2), (128, 32, 4, 4)]
+SWEEP_FEW = [(256, 64, 8, 3), (128, 128, 4, 3)]
+SWEEP_MANY = [(128, 64, 8, 2), (128, 128, 4, 3)]
 
 
 def parse_size(s: str) -> int:
@@ -161,7 +162,7 @@ def gpu_shape(n: int, d: int, nqs: list[int], k: int, runs: int, sweep: bool, se
     torch.backends.cuda.matmul.allow_tf32 = False
     truth = exact_topk(qpool, x32, k)
     truth16 = exact_topk(qpool.half().float(), xh, k)  # exact fp32 scoring of the same fp16 rows
-    del x32
+    x32_rerank = x32  # the full-precision rows an int8 search re-ranks its over-fetched candidates with
     bytes16, bytes8 = n * d * 2, n * (d + 4)
     rows: list[dict[str, Any]] = []
     for nq in nqs:
@@ -175,32 +176,50 @@ def gpu_shape(n: int, d: int, nqs: list[int], k: int, runs: int, sweep: bool, se
         ti = torch_topk()[1]  # type: ignore[index]
         out["torch_recall"] = recall(ti, truth[:nq])
 
-        for kind, corpus, sc, nbytes, alts in (
-            ("fp16", xh, None, bytes16, SWEEP_FEW if nq <= 16 else SWEEP_MANY),
-            ("int8", xi, scales, bytes8, SWEEP_FEW if nq <= 16 else SWEEP_MANY),
-        ):
+        prefilter_default = nq > 16 and n >= 2**18
+        variants: list[tuple[str, torch.Tensor, torch.Tensor | None, int, dict[str, Any]]] = [
+            ("fp16", xh, None, bytes16, {}),
+            (
+                "fp16_prefilter_" + ("off" if prefilter_default else "on"),
+                xh,
+                None,
+                bytes16,
+                {"prefilter": not prefilter_default},
+            ),
+            ("int8", xi, scales, bytes8, {}),
+            ("int8q", xi, scales, bytes8, {"int8_queries": True}),
+            ("int8q_rerank", xi, scales, bytes8, {"int8_queries": True, "rerank": 4, "prefilter": True}),
+        ]
+        for kind, corpus, sc, nbytes, opts in variants:
             cfg = default_config(nq, d, k, sc is not None)
+            over = int(opts.get("rerank", 0))
+            kw = {key: v for key, v in opts.items() if key != "rerank"}
 
             def run(
                 c: TileConfig | None = None,
                 corpus: torch.Tensor = corpus,
                 sc: torch.Tensor | None = sc,
                 q: torch.Tensor = q,
+                kw: dict[str, Any] = kw,
+                over: int = over,
             ) -> Any:
-                return similarity_topk(q, corpus, k, sc, config=c)
+                if not over:
+                    return similarity_topk(q, corpus, k, sc, config=c, **kw)
+                _, cand = similarity_topk(q, corpus, over * k, sc, config=c, **kw)
+                return rerank(q, x32_rerank, cand, k)  # exact fp32 scores of the over-fetched rows
 
             ms, _ = time_ms(run, runs)
             _, idx = run()
             out[f"{kind}_ms"] = ms
             out[f"{kind}_gbps"] = nbytes / ms / 1e6
-            out[f"{kind}_config"] = cfg.__dict__
+            out[f"{kind}_config"] = {**cfg.__dict__, **opts}
             out[f"{kind}_recall"] = recall(idx, truth[:nq])
             if kind == "fp16":
                 out["fp16_equal_to_fp32_scoring_of_fp16_rows"] = recall(idx, truth16[:nq])
-            if sweep:
+            if sweep and kind in ("fp16", "int8q"):
                 best = (ms, cfg.__dict__)
                 tried = []
-                for bn, bd, nw, ns in alts:
+                for bn, bd, nw, ns in SWEEP_FEW if nq <= 16 else SWEEP_MANY:
                     c = TileConfig(block_n=bn, block_d=bd, num_warps=nw, num_stages=ns)
                     if c == cfg:
                         continue
@@ -216,11 +235,15 @@ def gpu_shape(n: int, d: int, nqs: list[int], k: int, runs: int, sweep: bool, se
                 out[f"{kind}_best_ms"], out[f"{kind}_best_config"] = best
         out["fp16_speedup_vs_torch"] = out["torch_ms"] / out["fp16_ms"]
         out["int8_speedup_vs_fp16"] = out["fp16_ms"] / out["int8_ms"]
+        out["int8q_speedup_vs_fp16"] = out["fp16_ms"] / out["int8q_ms"]
+        out["int8q_rerank_speedup_vs_fp16"] = out["fp16_ms"] / out["int8q_rerank_ms"]
         rows.append(out)
         print(
             f"N={n:>9} d={d} nq={nq:>2}  torch {out['torch_ms']:.3f} ms  fp16 {out['fp16_ms']:.3f} ms "
             f"({out['fp16_gbps']:.0f} GB/s)  int8 {out['int8_ms']:.3f} ms ({out['int8_gbps']:.0f} GB/s)  "
-            f"recall fp16 {out['fp16_recall']:.4f} int8 {out['int8_recall']:.4f}",
+            f"int8q {out['int8q_ms']:.3f} ms, +rerank {out['int8q_rerank_ms']:.3f} ms  "
+            f"recall fp16 {out['fp16_recall']:.4f} int8 {out['int8_recall']:.4f} int8q {out['int8q_recall']:.4f} "
+            f"int8q+rerank {out['int8q_rerank_recall']:.4f}",
             flush=True,
         )
     return rows
@@ -339,16 +362,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_tables(result: dict[str, Any]) -> None:
     c = result["ceilings"]
-    floor_bw = max(c["copy_gbps"], c["read_gbps"])
-    print(f"\ncopy {c['copy_gbps']:.0f} GB/s (read+write), read {c['read_gbps']:.0f} GB/s; % of {floor_bw:.0f}")
-    print("| N | d | nq | torch ms | fp16 ms (GB/s, %) | fp16/torch | int8 ms (GB/s) | int8/fp16 | recall fp16/int8 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    bw = max(c["copy_gbps"], c["read_gbps"])
+    print(f"\ncopy {c['copy_gbps']:.0f} GB/s (read+write), read {c['read_gbps']:.0f} GB/s; % of {bw:.0f}")
+    print("| N | d | nq | torch ms | fp16 ms (GB/s, %) | fp16/torch | int8 ms | int8q ms | int8q+rr ms | recall |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in result["gpu"]:
         print(
             f"| {r['N']} | {r['d']} | {r['nq']} | {r['torch_ms']:.3f} | {r['fp16_ms']:.3f} ({r['fp16_gbps']:.0f}, "
-            f"{100 * r['fp16_gbps'] / floor_bw:.0f}%) | {r['fp16_speedup_vs_torch']:.2f}x | {r['int8_ms']:.3f} "
-            f"({r['int8_gbps']:.0f}) | {r['int8_speedup_vs_fp16']:.2f}x | "
-            f"{r['fp16_recall']:.4f}/{r['int8_recall']:.4f} |"
+            f"{100 * r['fp16_gbps'] / bw:.0f}%) | {r['fp16_speedup_vs_torch']:.2f}x | {r['int8_ms']:.3f} | "
+            f"{r['int8q_ms']:.3f} | {r['int8q_rerank_ms']:.3f} | "
+            f"{r['fp16_recall']:.4f}/{r['int8q_rerank_recall']:.4f} |"
         )
 
 

@@ -54,15 +54,40 @@ def quantize_int8(corpus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def similarity_topk_reference(
-    queries: torch.Tensor, corpus: torch.Tensor, k: int, scales: torch.Tensor | None = None
+    queries: torch.Tensor,
+    corpus: torch.Tensor,
+    k: int,
+    scales: torch.Tensor | None = None,
+    *,
+    int8_queries: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain PyTorch: all scores in fp32, then a stable sort (ties keep the lower index first)."""
+    """Plain PyTorch: all scores in fp32, then a stable sort (ties keep the lower index first).
+
+    Same arithmetic as the kernel: queries cast to the corpus's float type (fp16 for int8 rows), or with
+    ``int8_queries`` quantized per query, integer dot products, then times the query and row scales."""
     check_inputs(queries, corpus, k, scales)
-    qdtype = torch.float16 if scales is not None else corpus.dtype
-    q = queries.to(qdtype).float()
-    x = corpus.float()
-    scores = q @ x.T
+    if int8_queries:
+        if scales is None:
+            raise ValueError("int8_queries needs an int8 corpus with scales")
+        qi, q_scales = quantize_int8(queries)
+        scores = (qi.float() @ corpus.float().T) * q_scales[:, None]
+    else:
+        q = queries.to(torch.float16 if scales is not None else corpus.dtype).float()
+        scores = q @ corpus.float().T
     if scales is not None:
         scores = scores * scales[None, :]
     vals, idx = torch.sort(scores, dim=1, descending=True, stable=True)
     return vals[:, :k].contiguous(), idx[:, :k].contiguous()
+
+
+def rerank(
+    queries: torch.Tensor, rows: torch.Tensor, candidates: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact fp32 scores of each query's candidate rows (indices into ``rows``), best ``k`` of them:
+    the second step after an approximate (int8) search over-fetched candidates."""
+    if candidates.dim() != 2 or candidates.shape[0] != queries.shape[0] or not 1 <= k <= candidates.shape[1]:
+        raise ValueError(f"candidates must be [nq, >= k]; got {tuple(candidates.shape)} for k={k}")
+    picked = rows[candidates].float()  # [nq, c, d]
+    scores = torch.einsum("qcd,qd->qc", picked, queries.float())
+    vals, pos = torch.topk(scores, k, dim=1)
+    return vals, candidates.gather(1, pos)

@@ -35,9 +35,11 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"  # read by triton a
 
 @triton.jit
 def _topk_tile_kernel(
-    Q,  # [nq, D] queries, fp16/bf16
+    Q,  # [nq, D] queries, fp16/bf16 (int8 when QDOT)
     X,  # [N, D] corpus rows, fp16/bf16, or int8 when HAS_SCALE
     S,  # [N] fp32 row scales (int8 corpus only; any pointer otherwise)
+    QS,  # [nq] fp32 query scales (QDOT only)
+    T,  # [nq] int64 key floors (USE_T only): keys below can not be in the top k
     Out,  # [nq, n_tiles * K_SEL] int64 candidate keys
     nq,
     N,
@@ -50,7 +52,10 @@ def _topk_tile_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     K_SEL: tl.constexpr,
+    K_PAD: tl.constexpr,  # next power of two >= K_SEL
     UPCAST: tl.constexpr,  # interpreter only: its bf16 dot is wrong (Triton 3.9), so dot in fp32 there
+    QDOT: tl.constexpr,  # int8 rows x int8 queries on the int8 tensor cores, int32 sums
+    USE_T: tl.constexpr,
 ):
     """One tile of BLOCK_N rows x one block of BLOCK_Q queries -> the tile's K_SEL best keys per query."""
     pid_n = tl.program_id(0)
@@ -60,18 +65,20 @@ def _topk_tile_kernel(
     row_ok = rows < N
     q_ok = qs < nq
     x_off = rows.to(tl.int64)[:, None] * stride_x  # N * d passes 2**31 on large corpora
-    acc = tl.zeros([BLOCK_N, BLOCK_Q], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_N, BLOCK_Q], dtype=tl.int32 if QDOT else tl.float32)
     for d0 in range(0, D, BLOCK_D):
         ds = d0 + tl.arange(0, BLOCK_D)
         d_ok = ds < D
         x = tl.load(X + x_off + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0)
         q = tl.load(Q + qs[None, :] * stride_q + ds[:, None], mask=q_ok[None, :] & d_ok[:, None], other=0)
-        if HAS_SCALE:
+        if HAS_SCALE and not QDOT:
             x = x.to(q.dtype)  # int8 values are exact in fp16/bf16
         if UPCAST:  # noqa: SIM108 (a constexpr branch: only one side is compiled)
             acc = tl.dot(x.to(tl.float32), q.to(tl.float32), acc)
         else:
             acc = tl.dot(x, q, acc)
+    if QDOT:
+        acc = acc.to(tl.float32) * tl.load(QS + qs, mask=q_ok, other=0.0)[None, :]
     if HAS_SCALE:
         acc = acc * tl.load(S + rows, mask=row_ok, other=0.0)[:, None]
     acc = acc + 0.0  # -0.0 -> +0.0, so equal scores give equal keys
@@ -80,14 +87,24 @@ def _topk_tile_kernel(
     orderable = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # signed-int order == float order
     keys = (orderable.to(tl.int64) << 32) + (0x7FFFFFFF - rows).to(tl.int64)[:, None]
     out = Out + qs.to(tl.int64) * out_stride + pid_n * K_SEL
+    gone = -9223372036854775807 - 1
+    if USE_T:
+        keys = tl.where(keys >= tl.load(T + qs, mask=q_ok, other=gone)[None, :], keys, gone)
     if K_SEL == BLOCK_N:  # k covers the whole tile: every row is a candidate
         tl.store(out[None, :] + tl.arange(0, BLOCK_N)[:, None], keys, mask=q_ok[None, :])
     else:
-        gone = tl.full([BLOCK_N, BLOCK_Q], -9223372036854775807 - 1, tl.int64)
-        for i in range(K_SEL):
-            best = tl.max(keys, axis=0)
+        # Take the best key of each query column K_SEL times; stop early once no column has any left
+        # (with key floors, most tiles hold nothing that can still make the top k), then pad with `gone`.
+        best = tl.max(keys, axis=0)
+        i = 0
+        while (i < K_SEL) & (tl.max(best, axis=0) > gone):
             tl.store(out + i, best, mask=q_ok)
             keys = tl.where(keys == best[None, :], gone, keys)
+            best = tl.max(keys, axis=0)
+            i += 1
+        slots = tl.arange(0, K_PAD)
+        pad = (slots[:, None] >= i) & (slots[:, None] < K_SEL) & q_ok[None, :]
+        tl.store(out[None, :] + slots[:, None], tl.full([K_PAD, BLOCK_Q], gone, tl.int64), mask=pad)
 
 
 @triton.jit
@@ -133,17 +150,11 @@ class TileConfig:
 
 
 def default_config(nq: int, d: int, k: int, int8: bool) -> TileConfig:
-    """Tiles of 128 rows for small k (at most 1/12 of the scores survive as candidates); larger tiles for
-    larger k, so at most a quarter do. Few queries: 4 warps and deep pipelining (memory-bound); many
-    queries: 8 warps for the bigger score tile. Measured alternatives: benchmarks/kernels.py."""
+    """Tiles of 128 rows for small k (at most 1/12 of the scores survive as candidates), larger tiles for
+    larger k so that at most a quarter do; 4 warps and 3 pipeline stages. On the H200 this was the fastest
+    of the swept configs at almost every shape, for 1 to 64 queries (benchmarks/kernels.py, docs/BENCHMARKS.md)."""
     block_n = min(512, max(128, _next_pow2(4 * k)))
-    many = nq > 16
-    return TileConfig(
-        block_n=block_n,
-        block_d=64,
-        num_warps=8 if many or block_n > 128 else 4,
-        num_stages=2 if many else (4 if int8 else 3),
-    )
+    return TileConfig(block_n=block_n, block_d=64, num_warps=8 if block_n > 128 else 4, num_stages=3)
 
 
 def _empty(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -161,32 +172,76 @@ def similarity_topk(
     k: int,
     scales: torch.Tensor | None = None,
     config: TileConfig | None = None,
+    *,
+    int8_queries: bool = False,
+    prefilter: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` inner products of each query against the corpus: ``(scores [nq,k] fp32, indices [nq,k] int64)``.
 
     ``corpus`` is fp16/bf16 ``[N, d]``, or int8 ``[N, d]`` with ``scales`` (fp32 ``[N]``, row i scores
-    ``scales[i] * (q . corpus[i])``). Queries are cast to the corpus's float type (fp16 for int8).
+    ``scales[i] * (q . corpus[i])``). Queries are cast to the corpus's float type (fp16 for int8), or with
+    ``int8_queries`` quantized per query to int8 so the dot runs on the int8 tensor cores (approximate).
     Rows sorted by score, ties by lower index. CUDA tensors run the compiled kernel, CPU tensors the
     Triton interpreter.
+
+    ``prefilter`` (default: on for more than 16 queries over at least 2**18 rows) first finds the exact
+    top-k of a leading slice of the corpus; its k-th key per query is a floor that no key below can beat,
+    so the main pass drops those early and most tiles end their selection after one step. Exact either way.
     """
     check_inputs(queries, corpus, k, scales)
+    if int8_queries and scales is None:
+        raise ValueError("int8_queries needs an int8 corpus with scales")
     nq, d = queries.shape
     n = corpus.shape[0]
     int8 = scales is not None
-    qdtype = torch.float16 if int8 else corpus.dtype
-    q = queries.to(qdtype).contiguous()
+    if corpus.device.type != "cuda" and not INTERPRETED:
+        raise ValueError("CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported")
+    if int8_queries:
+        q, q_scales = quantize_int8(queries)
+    else:
+        q, q_scales = queries.to(torch.float16 if int8 else corpus.dtype).contiguous(), None
     cfg = config or default_config(nq, d, k, int8)
+    if prefilter is None:
+        prefilter = nq > 16 and n >= 2**18
+    floors = None
+    if prefilter:
+        n_sample = min(n, max(cfg.block_n * 4, -(-(n // 32) // cfg.block_n) * cfg.block_n))
+        if n_sample < n and k <= n_sample:
+            s_scores, s_idx = _search(q, q_scales, corpus[:n_sample], k, scales[:n_sample] if int8 else None, cfg, None)
+            floors = _keys(s_scores[:, -1], s_idx[:, -1]).contiguous()
+    return _search(q, q_scales, corpus, k, scales, cfg, floors)
+
+
+def _keys(scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The kernel's int64 key of (score, index): orderable(score) << 32 | (2**31 - 1 - index)."""
+    bits = scores.contiguous().view(torch.int32)
+    orderable = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return (orderable.to(torch.int64) << 32) + (0x7FFFFFFF - idx)
+
+
+def _search(
+    q: torch.Tensor,
+    q_scales: torch.Tensor | None,
+    corpus: torch.Tensor,
+    k: int,
+    scales: torch.Tensor | None,
+    cfg: TileConfig,
+    floors: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    nq, d = q.shape
+    n = corpus.shape[0]
+    int8 = scales is not None
     block_q = min(64, max(16, _next_pow2(nq)))
     k_sel = min(k, cfg.block_n)
     n_tiles = (n + cfg.block_n - 1) // cfg.block_n
     cand = _empty((nq, n_tiles * k_sel), torch.int64, corpus.device)
     grid = (n_tiles, (nq + block_q - 1) // block_q)
-    if corpus.device.type != "cuda" and not INTERPRETED:
-        raise ValueError("CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported")
     _topk_tile_kernel[grid](
         q,
         corpus,
         scales if int8 else q,
+        q_scales if q_scales is not None else q,
+        floors if floors is not None else cand,
         cand,
         nq,
         n,
@@ -199,7 +254,10 @@ def similarity_topk(
         BLOCK_N=cfg.block_n,
         BLOCK_D=cfg.block_d,
         K_SEL=k_sel,
+        K_PAD=max(2, _next_pow2(k_sel)),
         UPCAST=INTERPRETED and q.dtype == torch.bfloat16,
+        QDOT=q_scales is not None,
+        USE_T=floors is not None,
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )

@@ -32,12 +32,18 @@ def _faiss(d: int) -> faiss.IndexIDMap:
 
 
 def _same_results(ours: TorchVectorIndex, ref: faiss.Index, q: np.ndarray, k: int, seed: int, sel=None) -> None:
+    """Equal to exact FAISS: rank by rank the same scores (fp32 sums in another order: 1e-4), and the same
+    ids except where two scores are that close (a tie the two summation orders may break either way)."""
     s1, i1 = ours.search(q, k, sel)
     params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(sel)) if sel is not None else None
     s2, i2 = ref.search(q, min(k, ours.ntotal if sel is None else len(sel)), params=params)
     assert i1.shape == i2.shape, f"seed={seed}"
-    np.testing.assert_array_equal(i1, i2, err_msg=f"seed={seed}")
     np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4, err_msg=f"seed={seed}")
+    for row in range(len(q)):
+        for pos in np.flatnonzero(i1[row] != i2[row]):
+            near = np.abs(s2[row] - s1[row, pos]) <= 1e-4 * max(1.0, abs(float(s1[row, pos])))
+            swapped = i1[row, pos] in set(i2[row][near].tolist())  # FAISS has it at a rank of near-equal score
+            assert swapped or near[-1], f"seed={seed}: id {i1[row, pos]} at rank {pos} is no near-tie of FAISS's"
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -55,9 +55,11 @@ def _data(nq: int, n: int, d: int, kind: str, gen: torch.Generator) -> Inputs:
     return q.to(dtype).to(DEVICE), x.to(dtype).to(DEVICE), None
 
 
-def _check_against_reference(q, x, scales, k: int, seed: int, config: st.TileConfig | None = None) -> None:
-    scores, idx = st.similarity_topk(q, x, k, scales, config=config)
-    ref_scores, ref_idx = st.similarity_topk_reference(q, x, k, scales)
+def _check_against_reference(
+    q, x, scales, k: int, seed: int, config: st.TileConfig | None = None, **options: bool
+) -> None:
+    scores, idx = st.similarity_topk(q, x, k, scales, config=config, **options)
+    ref_scores, ref_idx = st.similarity_topk_reference(q, x, k, scales, int8_queries=options.get("int8_queries", False))
     msg = f"seed={seed} nq={q.shape[0]} N={x.shape[0]} d={x.shape[1]} k={k} {x.dtype}"
     assert scores.shape == idx.shape == (q.shape[0], k), msg
     assert idx.dtype == torch.int64 and scores.dtype == torch.float32, msg
@@ -83,6 +85,26 @@ def test_matches_reference(kind: str, nq: int, n: int, d: int, k: int) -> None:
     seed, gen = _seeded()
     q, x, scales = _data(nq, n, d, kind, gen)
     _check_against_reference(q, x, scales, k, seed)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["fp16", "int8", "int8-queries"])
+def test_prefilter_floors_change_nothing(kind: str) -> None:
+    """The key floors from a leading slice only drop keys that can not make the top k: same result."""
+    seed, gen = _seeded()
+    q, x, scales = _data(20, 3000, 32, kind.split("-")[0], gen)
+    extra = {"int8_queries": True} if kind == "int8-queries" else {}
+    _check_against_reference(q, x, scales, 10, seed, prefilter=True, **extra)
+    _check_against_reference(q, x, scales, 10, seed, prefilter=False, **extra)
+
+
+@needs_kernel
+@pytest.mark.parametrize(("nq", "n", "d", "k"), [(1, 300, 64, 10), (8, 700, 48, 128), (3, 77, 32, 77)])
+def test_int8_queries_on_the_int8_dot(nq: int, n: int, d: int, k: int) -> None:
+    """int8 x int8 -> int32 sums, times both scales: the same numbers as the reference's integer matmul."""
+    seed, gen = _seeded()
+    q, x, scales = _data(nq, n, d, "int8", gen)
+    _check_against_reference(q, x, scales, k, seed, int8_queries=True)
 
 
 @needs_kernel
@@ -164,16 +186,20 @@ def test_quantize_int8_round_trip() -> None:
         ((2, 8), (200, 8), torch.float16, 129, None, "k must be"),
         ((2, 8), (10, 8), torch.float16, 3, "fp32", "int8 corpus"),
         ((2, 8), (10, 8), torch.int8, 3, "wrong", "scales must be float32"),
+        ((2, 8), (10, 8), torch.float16, 3, "queries-int8", "int8_queries needs"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(q_shape, x_shape, x_dtype, k, scales, match) -> None:
     q = torch.randn(*q_shape).half()
     x = torch.randn(*x_shape).to(x_dtype) if x_dtype != torch.int8 else torch.ones(*x_shape, dtype=torch.int8)
-    s = None if scales is None else torch.ones(x_shape[0]) if scales == "fp32" else torch.ones(3, dtype=torch.float16)
+    s = None if scales in (None, "queries-int8") else torch.ones(x_shape[0]) if scales == "fp32" else torch.ones(3)
+    if scales == "wrong":
+        s = torch.ones(3, dtype=torch.float16)
+    opts = {"int8_queries": scales == "queries-int8"}
     with pytest.raises(ValueError, match=match):
-        st.similarity_topk(q, x, k, s)
+        st.similarity_topk(q, x, k, s, **opts)
     with pytest.raises(ValueError, match=match):
-        st.similarity_topk_reference(q, x, k, s)
+        st.similarity_topk_reference(q, x, k, s, **opts)
 
 
 @pytest.mark.skipif(RUNNABLE, reason="only a CPU process without the interpreter refuses")
