@@ -176,16 +176,9 @@ def gpu_shape(n: int, d: int, nqs: list[int], k: int, runs: int, sweep: bool, se
         ti = torch_topk()[1]  # type: ignore[index]
         out["torch_recall"] = recall(ti, truth[:nq])
 
-        prefilter_default = nq > 16 and n >= 2**18
         variants: list[tuple[str, torch.Tensor, torch.Tensor | None, int, dict[str, Any]]] = [
             ("fp16", xh, None, bytes16, {}),
-            (
-                "fp16_prefilter_" + ("off" if prefilter_default else "on"),
-                xh,
-                None,
-                bytes16,
-                {"prefilter": not prefilter_default},
-            ),
+            ("fp16_prefilter", xh, None, bytes16, {"prefilter": True}),
             ("int8", xi, scales, bytes8, {}),
             ("int8q", xi, scales, bytes8, {"int8_queries": True}),
             ("int8q_rerank", xi, scales, bytes8, {"int8_queries": True, "rerank": 4, "prefilter": True}),

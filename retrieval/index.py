@@ -344,6 +344,12 @@ class DocumentIndex:
                 self._mirror, self._mirror_gen = mirror, gen
             return self._mirror
 
+    def device_reserved_bytes(self) -> int:
+        """GPU memory to keep for the torch backend's device copy (0 for FAISS): see gpu_index.reserved_bytes."""
+        if self.vector_search.backend != "torch":
+            return 0
+        return int(self._current_mirror().reserved_bytes())
+
     def _sync_mirror(self, store: Store, removed: Sequence[int], added: Sequence[int], new_vecs: np.ndarray) -> None:
         """After a committed write: apply the same removals and additions to the device copy, if it was in step
         with the generation before the write (otherwise it is rebuilt at the next search)."""

@@ -107,3 +107,36 @@ def test_vector_search_config_is_validated() -> None:
     with pytest.raises(ValueError, match="storage"):
         VectorSearch("torch", "cpu", "fp8")  # type: ignore[arg-type]
     assert VectorSearch().backend == "faiss"
+
+
+def test_settings_pick_the_backend_and_lower_vllm_memory(tmp_path: Path, docs: Path, monkeypatch) -> None:
+    """SOTRAG_VECTOR_SEARCH__BACKEND=torch opens the torch backend; on CUDA vLLM gets the index's share less."""
+    from sotrag.app.config import Settings
+    from sotrag.app.factory import open_index, share_gpu_with_index
+
+    monkeypatch.setenv("SOTRAG_VECTOR_SEARCH__BACKEND", "torch")
+    monkeypatch.setenv("SOTRAG_VECTOR_SEARCH__DEVICE", "cpu")
+    settings = Settings()
+    assert settings.vector_search.backend == "torch" and Settings.model_fields["vector_search"].default_factory
+    idx = open_index(str(tmp_path / "ix"), settings, create=True)
+    assert isinstance(idx, DocumentIndex) and idx.vector_search == VectorSearch("torch", "cpu")
+    idx.ingest([docs])
+    assert idx.device_reserved_bytes() > 0
+    assert share_gpu_with_index(settings, idx) is settings  # a CPU copy takes nothing from the GPU
+
+    on_gpu = {
+        "vector_search": settings.vector_search.model_copy(update={"device": "cuda"}),
+        "engine": settings.engine.model_copy(update={"gpu_memory_utilization": 0.99}),
+    }
+    cuda = settings.model_copy(update=on_gpu)
+    total = 2**20  # a tiny "GPU", so that this tiny index's share shows
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (total, total))
+    lowered = share_gpu_with_index(cuda, idx)
+    share = idx.device_reserved_bytes() / total + 0.02
+    assert 0.02 < share < 0.9
+    assert lowered.engine.gpu_memory_utilization == pytest.approx(1 - share)
+    assert lowered.engine.gpu_memory_utilization < cuda.engine.gpu_memory_utilization
+    assert Settings(_env_file=None).vector_search.backend == "torch"  # from the environment
+    monkeypatch.delenv("SOTRAG_VECTOR_SEARCH__BACKEND")
+    assert Settings(_env_file=None).vector_search.backend == "faiss"  # the default
+    idx.close()
