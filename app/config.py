@@ -140,6 +140,15 @@ class RouterConfig(BaseModel):
     min_free_seqs: int = Field(default=2, ge=1, description="free batch slots SoT needs")
 
 
+class VectorSearchConfig(BaseModel):
+    """Where dense search runs: ``faiss`` on the CPU (the default), or ``torch``: the embeddings on ``device``
+    searched by the fused top-k kernel; vLLM's gpu_memory_utilization is then lowered by the index's share."""
+
+    backend: Literal["faiss", "torch"] = "faiss"
+    device: str = "cuda"
+    storage: Literal["fp16", "int8"] = "fp16"
+
+
 class Settings(BaseSettings):
     """Everything sotrag reads from its environment."""
 
@@ -150,6 +159,7 @@ class Settings(BaseSettings):
     sot: SoTConfig = Field(default_factory=SoTConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     index_dir: str | None = Field(default=None, description="document index folder; None answers ungrounded")
+    vector_search: VectorSearchConfig = Field(default_factory=VectorSearchConfig)
     top_k: int = Field(default=5, ge=0, le=50)
     per_point_retrieval: bool = Field(
         default=False, description="after the skeleton, retrieve again for each point (question + point title)"

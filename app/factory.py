@@ -24,11 +24,23 @@ async def create_engine(settings: Settings) -> Engine:
     return await VLLMEngine.create(settings.engine)
 
 
-def open_index(index_dir: str) -> Retriever:
+def open_index(index_dir: str, settings: Settings | None = None, create: bool = False) -> Retriever:
     """Open an existing document index (``sotrag ingest`` makes one); errors are user-facing."""
-    from sotrag.retrieval.index import DocumentIndex
+    from sotrag.retrieval.index import DocumentIndex, VectorSearch
 
-    return DocumentIndex.open(index_dir)
+    vs = (settings or Settings()).vector_search
+    return DocumentIndex.open(index_dir, create=create, vector_search=VectorSearch(vs.backend, vs.device, vs.storage))
+
+
+def share_gpu_with_index(settings: Settings, retriever: Retriever | None) -> Settings:
+    """An index on the GPU keeps memory vLLM must not take: lower gpu_memory_utilization by its share."""
+    reserved = getattr(retriever, "device_reserved_bytes", lambda: 0)()
+    if not reserved or not settings.vector_search.device.startswith("cuda"):
+        return settings
+    from sotrag.retrieval.gpu_index import vllm_memory_utilization
+
+    util = vllm_memory_utilization(settings.engine.gpu_memory_utilization, reserved, settings.vector_search.device)
+    return settings.model_copy(update={"engine": settings.engine.model_copy(update={"gpu_memory_utilization": util})})
 
 
 async def create_pipeline(
@@ -38,6 +50,7 @@ async def create_pipeline(
     from sotrag.app.routing.factory import router_from_config
 
     if retriever is None and settings.index_dir:
-        retriever = await asyncio.to_thread(open_index, settings.index_dir)  # fail before the slow engine start
+        retriever = await asyncio.to_thread(open_index, settings.index_dir, settings)  # fail before the engine
+    settings = share_gpu_with_index(settings, retriever)
     engine = engine or await create_engine(settings)
     return SoTPipeline(engine, settings, retriever=retriever, router=router_from_config(settings.router, engine))

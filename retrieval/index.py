@@ -84,6 +84,28 @@ class SearchConfig:
     mmr_lambda: float = 0.5
 
 
+VectorBackend = Literal["faiss", "torch"]
+VECTOR_BACKENDS: tuple[str, ...] = ("faiss", "torch")
+
+
+@dataclass(frozen=True)
+class VectorSearch:
+    """Where dense search runs. ``faiss`` (the default): the FAISS index, on the CPU. ``torch``: a copy of the
+    embeddings on ``device`` (``cuda``; ``cpu`` runs the same bookkeeping with PyTorch), searched exactly with
+    the fused top-k kernel and kept in step with the store (:mod:`sotrag.retrieval.gpu_index`). FAISS files
+    are written either way: they stay the on-disk index that other processes and restarts read."""
+
+    backend: VectorBackend = "faiss"
+    device: str = "cuda"
+    storage: Literal["fp16", "int8"] = "fp16"
+
+    def __post_init__(self) -> None:
+        if self.backend not in VECTOR_BACKENDS:
+            raise ValueError(f"unknown vector backend {self.backend!r} (use faiss or torch)")
+        if self.storage not in ("fp16", "int8"):
+            raise ValueError(f"unknown vector storage {self.storage!r} (use fp16 or int8)")
+
+
 @dataclass
 class FileResult:
     source: str
@@ -150,6 +172,7 @@ class DocumentIndex:
         search_config: SearchConfig,
         chunking: ChunkingConfig,
         max_file_bytes: int,
+        vector_search: VectorSearch | None = None,
     ) -> None:
         self.directory = directory
         self._store = store
@@ -166,6 +189,11 @@ class DocumentIndex:
         self._vectors: vectors.FaissIndex | None = None
         self._vectors_gen = -1
         self._read_lock = threading.RLock()
+        self.vector_search = vector_search or VectorSearch()
+        self._mirror: Any = None  # gpu_index.TorchVectorIndex when vector_search.backend == "torch"
+        self._mirror_gen = -1
+        self._pending: dict[asyncio.AbstractEventLoop, dict[tuple[int, Any], list[tuple[str, asyncio.Future]]]] = {}
+        self._flushes: set[asyncio.Task] = set()
 
     # -- opening ------------------------------------------------------------------------------------------
 
@@ -181,8 +209,11 @@ class DocumentIndex:
         chunking: ChunkingConfig | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         auto_threshold: int | None = None,
+        vector_search: VectorSearch | None = None,
     ) -> DocumentIndex:
         """Open the index in ``directory``; ``create=True`` makes a new one there if there is none.
+
+        ``vector_search`` picks where dense search runs (default: FAISS on the CPU; see :class:`VectorSearch`).
 
         ``embedding_model`` defaults to the model the index was built with (all-MiniLM-L6-v2 for a new
         one); naming a different model for an existing index raises :class:`EmbeddingModelMismatchError`.
@@ -240,7 +271,10 @@ class DocumentIndex:
             search_config or SearchConfig(),
             chunking or ChunkingConfig(),
             max_file_bytes,
+            vector_search,
         )
+        if index.vector_search.backend == "torch":
+            index._current_mirror()  # take the device memory now, before vLLM sizes itself
         if index_type is not None and index_type != index.index_type:
             vectors.resolve_kind(index_type, 0)
             with _writer_lock(d), store.transaction() as conn:
@@ -296,6 +330,40 @@ class DocumentIndex:
                 self._vectors, self._vectors_gen = self._load_vectors(self._store)
             return self._vectors
 
+    def _current_mirror(self) -> Any:
+        """The device copy of the store's embeddings at its current generation (rebuilt when stale)."""
+        with self._read_lock:
+            gen = self._store.generation()
+            if self._mirror is None or self._mirror_gen != gen or self._mirror.ntotal != self._store.count_chunks():
+                from sotrag.retrieval.gpu_index import TorchVectorIndex
+
+                vs = self.vector_search
+                mirror = TorchVectorIndex(self.dim, vs.device, vs.storage)
+                ids, vecs = self._store.all_embeddings()
+                mirror.add_with_ids(vecs, ids)
+                self._mirror, self._mirror_gen = mirror, gen
+            return self._mirror
+
+    def device_reserved_bytes(self) -> int:
+        """GPU memory to keep for the torch backend's device copy (0 for FAISS): see gpu_index.reserved_bytes."""
+        if self.vector_search.backend != "torch":
+            return 0
+        return int(self._current_mirror().reserved_bytes())
+
+    def _sync_mirror(self, store: Store, removed: Sequence[int], added: Sequence[int], new_vecs: np.ndarray) -> None:
+        """After a committed write: apply the same removals and additions to the device copy, if it was in step
+        with the generation before the write (otherwise it is rebuilt at the next search)."""
+        with self._read_lock:
+            if self._mirror is None:
+                return
+            gen = store.generation()
+            if self._mirror_gen != gen - 1:
+                self._mirror_gen = -1
+                return
+            self._mirror.remove_ids(np.asarray(removed, dtype=np.int64))
+            self._mirror.add_with_ids(new_vecs, np.asarray(added, dtype=np.int64))
+            self._mirror_gen = gen if self._mirror.ntotal == store.count_chunks() else -1
+
     def _persist_vectors(self, index: vectors.FaissIndex, gen: int) -> None:
         """Called with the writer lock held: write this generation's file, drop older ones and stray temps."""
         vectors.write_atomic(index, self._vector_file(gen), before_rename=lambda: _crash_point("faiss_written"))
@@ -315,6 +383,7 @@ class DocumentIndex:
         added: Sequence[int],
         new_vecs: np.ndarray,
     ) -> vectors.FaissIndex:
+        self._sync_mirror(store, removed, added, new_vecs)
         total = store.count_chunks()
         want = vectors.resolve_kind(self.index_type, total, self.auto_threshold)
         if vectors.supports_incremental(base) and want == "flat":
@@ -533,6 +602,13 @@ class DocumentIndex:
                 "index_type": self.index_type,
                 "faiss_index": vectors.kind_of(index),
                 "generation": self._vectors_gen,
+                "vector_backend": self.vector_search.backend,
+                **(
+                    {"vector_device": self.vector_search.device, "vector_storage": self.vector_search.storage,
+                     "vector_device_bytes": self._current_mirror().nbytes()}
+                    if self.vector_search.backend == "torch"
+                    else {}
+                ),
             }
 
     def search(
@@ -549,13 +625,28 @@ class DocumentIndex:
         filtered search returns matching chunks whenever any exist. Scores: cosine (dense), BM25 (lexical),
         RRF (hybrid). ``use_mmr`` re-ranks the fused candidates for diversity.
         """
-        if not isinstance(query, str) or not query.strip():
-            raise RetrievalError("the query is empty")
+        return self.search_many([query], k, filters, mode, use_mmr)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 5,
+        filters: dict[str, str] | None = None,
+        mode: str | None = None,
+        use_mmr: bool = False,
+    ) -> list[list[Passage]]:
+        """:meth:`search` for several queries at once, as per-point retrieval needs: one embedding call and
+        one vector search (one kernel launch with ``vector_search.backend="torch"``) for all of them."""
+        queries = list(queries)
+        for query in queries:
+            _check_query(query)
         if k < 1:
             raise RetrievalError("k must be at least 1")
         mode = mode or self.search_config.mode
         if mode not in SEARCH_MODES:
             raise RetrievalError(f"unknown search mode {mode!r} (use dense, lexical or hybrid)")
+        if not queries:
+            return []
         cfg = self.search_config
         fetch = max(cfg.fetch_k, k)
         with self._read_lock:
@@ -566,34 +657,39 @@ class DocumentIndex:
             except ValueError as exc:
                 raise RetrievalError(str(exc)) from exc
             if allowed is not None and not allowed:
-                return []
-            qvec = self.embedder.embed_query(query) if mode != "lexical" or use_mmr else None
-            dense: list[tuple[int, float]] = []
-            lexical: list[tuple[int, float]] = []
+                return [[] for _ in queries]
+            qvecs = self.embedder.embed_queries(queries) if mode != "lexical" or use_mmr else None
+            dense_all: list[list[tuple[int, float]]] = [[] for _ in queries]
             if mode in ("dense", "hybrid"):
-                assert qvec is not None
-                dense = self._dense(qvec, fetch, allowed)
-            if mode in ("lexical", "hybrid"):
-                lexical = self._store.lexical_search(query, fetch, filters)
-            if mode == "dense":
-                ranked = dense
-            elif mode == "lexical":
-                ranked = lexical
-            else:
-                ranked = reciprocal_rank_fusion(
-                    [[i for i, _ in dense], [i for i, _ in lexical]],
-                    [cfg.dense_weight, cfg.lexical_weight],
-                    cfg.rrf_k,
-                )
-            if use_mmr and ranked:
-                assert qvec is not None
-                cand = [i for i, _ in ranked[:fetch]]
-                embs = self._store.embeddings_for(cand)
-                matrix = np.vstack([embs[i] for i in cand])
-                picked = mmr(qvec, matrix, k, cfg.mmr_lambda)
-                ranked = [ranked[j] for j in picked]
-            ranked = ranked[:k]
-            rows = self._store.chunks([i for i, _ in ranked])
+                assert qvecs is not None
+                dense_all = self._dense_many(qvecs, fetch, allowed)
+            found: list[tuple[list[tuple[int, float]], dict[int, Any]]] = []
+            for j, query in enumerate(queries):
+                dense = dense_all[j]
+                lexical = self._store.lexical_search(query, fetch, filters) if mode in ("lexical", "hybrid") else []
+                if mode == "dense":
+                    ranked = dense
+                elif mode == "lexical":
+                    ranked = lexical
+                else:
+                    ranked = reciprocal_rank_fusion(
+                        [[i for i, _ in dense], [i for i, _ in lexical]],
+                        [cfg.dense_weight, cfg.lexical_weight],
+                        cfg.rrf_k,
+                    )
+                if use_mmr and ranked:
+                    assert qvecs is not None
+                    cand = [i for i, _ in ranked[:fetch]]
+                    embs = self._store.embeddings_for(cand)
+                    matrix = np.vstack([embs[i] for i in cand])
+                    picked = mmr(qvecs[j], matrix, k, cfg.mmr_lambda)
+                    ranked = [ranked[p] for p in picked]
+                ranked = ranked[:k]
+                found.append((ranked, self._store.chunks([i for i, _ in ranked])))
+        return [self._passages(ranked, rows, mode) for ranked, rows in found]
+
+    @staticmethod
+    def _passages(ranked: list[tuple[int, float]], rows: dict[int, Any], mode: str) -> list[Passage]:
         out = []
         for vid, score in ranked:
             r = rows.get(vid)
@@ -603,31 +699,80 @@ class DocumentIndex:
             out.append(Passage(r.text, r.source, r.heading, round(score, 6), r.chunk_id, meta))
         return out
 
-    def _dense(self, qvec: np.ndarray, fetch: int, allowed: list[int] | None) -> list[tuple[int, float]]:
+    def _dense_many(
+        self, qvecs: np.ndarray, fetch: int, allowed: list[int] | None
+    ) -> list[list[tuple[int, float]]]:
+        sel = np.asarray(allowed, dtype=np.int64) if allowed is not None else None
+        if self.vector_search.backend == "torch":
+            return vectors.search_many(self._current_mirror(), qvecs, fetch, sel)
         if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
             embs = self._store.embeddings_for(allowed)
             ids = np.fromiter(embs.keys(), dtype=np.int64, count=len(embs))
-            scores = np.vstack(list(embs.values())) @ qvec
-            top = np.argsort(-scores)[:fetch]
-            return [(int(ids[i]), float(scores[i])) for i in top]
-        index = self._current_vectors()
-        sel = np.asarray(allowed, dtype=np.int64) if allowed is not None else None
-        return vectors.search(index, qvec, fetch, sel)
+            scores = np.vstack(list(embs.values())) @ qvecs.T  # [n_allowed, nq]
+            out = []
+            for j in range(qvecs.shape[0]):
+                top = np.argsort(-scores[:, j])[:fetch]
+                out.append([(int(ids[i]), float(scores[i, j])) for i in top])
+            return out
+        return vectors.search_many(self._current_vectors(), qvecs, fetch, sel)
 
     async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
         """The pipeline's Retriever protocol: the blocking search runs in a worker thread.
 
+        Calls made together on one event loop (the per-point retrievals of an answer all start at once) are
+        gathered into one :meth:`search_many`: one embedding call and one vector search for all points.
         An empty index gives no passages (the answer is then simply not grounded) instead of an error.
         """
+        _check_query(query)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Passage]] = loop.create_future()
+        key = (k, tuple(sorted(filters.items())) if filters else None)
+        waiting = self._pending.setdefault(loop, {})
+        if key not in waiting:
+            waiting[key] = []
+            loop.call_soon(self._flush, loop, key, filters)  # after the tasks already scheduled have asked
+        waiting[key].append((query, fut))
+        return await fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, key: tuple[int, Any], filters: dict[str, str] | None) -> None:
+        waiting = self._pending.get(loop, {})
+        batch = waiting.pop(key, [])
+        if not waiting:
+            self._pending.pop(loop, None)
+        task = loop.create_task(self._run_batch(batch, key[0], filters))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _run_batch(self, batch: list[tuple[str, asyncio.Future]], k: int, filters: dict[str, str] | None) -> None:
         try:
-            return await asyncio.to_thread(self.search, query, k, filters)
+            results = await self.aretrieve_many([q for q, _ in batch], k, filters)
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), passages in zip(batch, results, strict=True):
+            if not fut.done():  # a cancelled answer's point no longer waits
+                fut.set_result(passages)
+
+    async def aretrieve_many(
+        self, queries: Sequence[str], k: int, filters: dict[str, str] | None = None
+    ) -> list[list[Passage]]:
+        """:meth:`search_many` in a worker thread; an empty index gives no passages for any query."""
+        try:
+            return await asyncio.to_thread(self.search_many, queries, k, filters)
         except EmptyIndexError:
-            return []
+            return [[] for _ in queries]
 
     def as_langchain_retriever(self, k: int = 5, mode: str | None = None, filters: dict[str, str] | None = None) -> Any:
         from sotrag.retrieval.langchain_adapter import SotragRetriever
 
         return SotragRetriever(index=self, k=k, mode=mode, filters=filters)
+
+
+def _check_query(query: object) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise RetrievalError("the query is empty")
 
 
 @contextlib.contextmanager

@@ -126,18 +126,33 @@ def search(
     index: FaissIndex, query: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
 ) -> list[tuple[int, float]]:
     """Top-``k`` (vector_id, cosine) for one normalized query, restricted to ``allowed_ids`` inside FAISS."""
-    if index.ntotal == 0 or k <= 0:
-        return []
-    q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-    params = None
-    if allowed_ids is not None:
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-        kind = kind_of(index)
-        if kind == "hnsw":
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
-        elif kind == "ivf":
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
-        else:
-            params = faiss.SearchParameters(sel=selector)
-    scores, ids = index.search(q, min(k, index.ntotal), params=params)
-    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    return search_many(index, query.reshape(1, -1), k, allowed_ids)[0]
+
+
+def search_many(
+    index: FaissIndex, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+) -> list[list[tuple[int, float]]]:
+    """:func:`search` for a batch of queries ``[nq, d]`` in one FAISS call (or one GPU kernel call for a
+    :class:`~sotrag.retrieval.gpu_index.TorchVectorIndex`, which has the same ``search`` signature)."""
+    nq = len(queries)
+    if index.ntotal == 0 or k <= 0 or nq == 0:
+        return [[] for _ in range(nq)]
+    q = np.ascontiguousarray(queries, dtype=np.float32).reshape(nq, -1)
+    if not isinstance(index, faiss.Index):  # TorchVectorIndex: exact, filters inside its own search
+        scores, ids = index.search(q, min(k, index.ntotal), allowed_ids)
+    else:
+        params = None
+        if allowed_ids is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+            kind = kind_of(index)
+            if kind == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+            elif kind == "ivf":
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        scores, ids = index.search(q, min(k, index.ntotal), params=params)
+    return [
+        [(int(i), float(s)) for i, s in zip(ids_row, scores_row, strict=True) if i >= 0]
+        for ids_row, scores_row in zip(ids, scores, strict=True)
+    ]

@@ -124,10 +124,10 @@ class Service:
             self._ready.set()
 
     def _open_index(self) -> Any:
-        from sotrag.retrieval.index import DocumentIndex
+        from sotrag.app.factory import open_index
 
         assert self.index_dir is not None
-        index = DocumentIndex.open(self.index_dir, create=True)
+        index: Any = open_index(str(self.index_dir), self.settings, create=True)
         sources = [p for p in self.demo_sources if p.exists()]
         if sources:
             summary = index.ingest(sources)
