@@ -29,8 +29,19 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def quiet_vllm(verbose: bool) -> None:
-    """stdout is for the answer (and ``--json``): vLLM's logs go to stderr, and only warnings unless asked."""
+    """stdout is for the answer (and ``--json``): vLLM's logs go to stderr, and without ``-v`` only its errors;
+    Python warnings (torch, transformers, pypdf, vLLM) are hidden too, here and in vLLM's worker processes."""
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-    if not verbose:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    if verbose:
+        return
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # inherited by the engine-core process
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("vllm", "torch", "transformers", "sentence_transformers", "pypdf", "faiss", "langchain"):
+        logging.getLogger(name).setLevel(logging.ERROR)
