@@ -289,7 +289,7 @@ class Service:
             try:
                 real = uploads.resolve()
                 found = [
-                    FoundFile(path=real / name, source=f"{UPLOADS_FOLDER}/{name}", root=real, read_from=tmp)
+                    FoundFile(path=real / name, source=f"{UPLOADS_FOLDER}/{name}", root=real.parent, read_from=tmp)
                     for name, tmp in staged
                 ]
                 try:
