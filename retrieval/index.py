@@ -280,8 +280,12 @@ class DocumentIndex:
             except sqlite3.OperationalError:
                 if os.access(d, os.W_OK) and not _read_only_mount(d):
                     raise
-                store = Store(db, immutable=True)  # a read-only folder: searchable, and writes fail clearly
-                meta = store.meta()
+                try:  # a folder this process cannot write: searchable, and writes fail clearly
+                    store = Store(db, readonly=True)
+                    meta = store.meta()
+                except sqlite3.OperationalError:  # no WAL index file to share, and none can be made
+                    store = Store(db, immutable=True)
+                    meta = store.meta()
         except sqlite3.DatabaseError as exc:
             raise storage_error(exc, d) from exc
         except Exception as exc:
