@@ -19,7 +19,7 @@ from rich.segment import Segment, Segments
 from rich.table import Table
 from rich.text import Text
 
-from sotrag.app.cli.common import ModeChoice, PresetChoice, fail, quiet_vllm
+from sotrag.app.cli.common import ModeChoice, PresetChoice, fail, quiet_engine_extra, quiet_vllm
 from sotrag.app.config import Settings
 from sotrag.app.engines.base import EngineError
 from sotrag.app.events import (
@@ -64,6 +64,7 @@ def ask(
     engine_cfg = settings.engine.model_copy(
         update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}
     )
+    engine_cfg = engine_cfg.model_copy(update={"extra": quiet_engine_extra(engine_cfg.extra, verbose)})
     sot_cfg = settings.sot.model_copy(update={"eager": eager or settings.sot.eager})
     if max_points is not None:
         if max_points < 1:

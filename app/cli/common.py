@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from enum import Enum
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -39,9 +40,16 @@ def quiet_vllm(verbose: bool) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # inherited by the engine-core process
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ warnings (NUMA binding, ...)
     import logging
     import warnings
 
     warnings.filterwarnings("ignore")
     for name in ("vllm", "torch", "transformers", "sentence_transformers", "pypdf", "faiss", "langchain"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_engine_extra(extra: dict[str, Any], verbose: bool) -> dict[str, Any]:
+    """vLLM's engine options for a quiet terminal: no weight-loading progress bar unless ``-v`` (vLLM passes
+    its own ``disable=`` to tqdm, so TQDM_DISABLE cannot hide it). The user's own ``extra`` wins."""
+    return dict(extra) if verbose else {"use_tqdm_on_load": False, **extra}

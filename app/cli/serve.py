@@ -31,7 +31,7 @@ def demo_sources() -> list[Path]:
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to sotrag's command line."""
-    from sotrag.app.cli.common import PresetChoice, fail, quiet_vllm
+    from sotrag.app.cli.common import PresetChoice, fail, quiet_engine_extra, quiet_vllm
 
     @app.command()
     def serve(
@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
         engine_cfg = settings.engine.model_copy(
             update={k: v for k, v in {"model": model, "preset": preset and preset.value}.items() if v is not None}
         )
+        engine_cfg = engine_cfg.model_copy(update={"extra": quiet_engine_extra(engine_cfg.extra, verbose)})
         settings = settings.model_copy(update={"engine": engine_cfg})
 
         from sotrag.app.engines.base import EngineError
