@@ -1,7 +1,9 @@
 """CLI commands of the retrieval side: ``ingest``, ``remove``, ``documents``, ``search``, ``eval-retrieval``.
 
-``register(app)`` adds them to sotrag's typer app. Errors a user can fix print one line and exit 1 (no
-traceback). ``--json`` output is a stable contract for scripts:
+``register(app)`` adds them to sotrag's typer app. Every expected failure (a missing, locked, damaged or
+unwritable index, bad input) prints one ``error:`` line and exits 1; an unexpected one prints one line too,
+and its traceback only with ``-v``. ``ingest`` exits 1 when any file failed (after its summary). Library
+warnings (torch, transformers, pypdf) are hidden unless ``-v``. ``--json`` output is a stable contract:
 
 * ``search --json``: ``[{"source", "heading", "score", "text", "chunk_id"}, ...]``
 * ``eval-retrieval --json``: ``{"dense": {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"},
@@ -25,6 +27,7 @@ DEFAULT_INDEX_DIR = ".sotrag/index"
 IndexOpt = Annotated[
     Path, typer.Option("--index", "-i", envvar="SOTRAG_INDEX_DIR", help="index folder", show_default=True)
 ]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="show library warnings and tracebacks")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -32,17 +35,39 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for any failure: the message of an error a user can act on, else its type and first line."""
+    import sqlite3
+
+    from sotrag.retrieval.errors import RetrievalError
+
+    if isinstance(exc, RetrievalError):
+        return str(exc)
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"the index store cannot be read ({exc}); remove the index folder and ingest again"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    text = str(exc).strip().splitlines()
+    if isinstance(exc, ValueError) and text:
+        return text[0]
+    first = f": {text[0]}" if text else ""
+    return f"unexpected {type(exc).__name__}{first} (run again with -v for the details)"
+
+
 @contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can act on into one line on stderr and exit code 1."""
+def _user_errors(verbose: bool = False) -> Iterator[None]:
+    """Every failure becomes one line on stderr and exit code 1; ``verbose`` keeps the traceback of an
+    unexpected one (the errors a user can act on stay one line)."""
     from sotrag.retrieval.errors import RetrievalError
 
     try:
         yield
-    except RetrievalError as exc:
-        raise _fail(str(exc)) from None
-    except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if verbose and not isinstance(exc, RetrievalError):
+            raise
+        raise _fail(describe_error(exc)) from None
 
 
 def _parse_filters(items: list[str] | None) -> dict[str, str] | None:
@@ -57,14 +82,17 @@ def _parse_filters(items: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(verbose: bool = False) -> None:
+    """Library warnings and progress bars (torch, transformers, sentence-transformers, pypdf) only with -v."""
+    if verbose:
+        return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import logging
     import warnings
 
     warnings.filterwarnings("ignore")
-    for name in ("sentence_transformers", "transformers", "faiss"):
+    for name in ("sentence_transformers", "transformers", "faiss", "pypdf", "torch", "langchain", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
@@ -87,16 +115,19 @@ def ingest(
     precision: Annotated[str, typer.Option(help="embedding precision: auto, fp32 or bf16")] = "auto",
     max_file_mb: Annotated[float, typer.Option(min=0.001, help="skip files larger than this")] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Add files to the index; unchanged files are skipped, changed files replace their old chunks."""
-    _quiet_libraries()
+    """Add files to the index; unchanged files are skipped, changed files replace their old chunks.
+
+    Exits 1 when any file failed (the others are indexed; the summary lists why each failed)."""
+    _quiet_libraries(verbose)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sotrag.retrieval.index import DocumentIndex
 
     console = Console(stderr=True)
-    with _user_errors():
+    with _user_errors(verbose):
         for p in paths:
             if not p.exists():
                 raise _fail(f"path does not exist: {p}")
@@ -126,31 +157,36 @@ def ingest(
 
             summary = idx.ingest([str(p) for p in paths], include or (), exclude or (), prune, progress)
         idx.close()
+    c = summary.counts
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
-        return
-    c = summary.counts
-    for f in summary.files:
-        if f.status in ("skipped", "failed", "removed"):
-            typer.echo(f"  {f.status:8} {f.source}: {f.reason}")
-    typer.echo(
-        f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged, {c['skipped']} skipped, "
-        f"{c['failed']} failed, {c['removed']} removed; {summary.chunks_written} chunks written "
-        f"({summary.chunks_embedded} embedded in {summary.embed_seconds:.1f}s, "
-        f"{summary.chunks_cached} from cache); "
-        f"{summary.total_seconds:.1f}s; index {index} ({summary.index_type})"
-    )
+    else:
+        for f in summary.files:
+            if f.status in ("skipped", "removed"):
+                typer.echo(f"  {f.status:8} {f.source}: {f.reason}")
+        typer.echo(
+            f"{c['added']} added, {c['updated']} updated, {c['unchanged']} unchanged, {c['skipped']} skipped, "
+            f"{c['failed']} failed, {c['removed']} removed; {summary.chunks_written} chunks written "
+            f"({summary.chunks_embedded} embedded in {summary.embed_seconds:.1f}s, "
+            f"{summary.chunks_cached} from cache); "
+            f"{summary.total_seconds:.1f}s; index {index} ({summary.index_type})"
+        )
+    if c["failed"]:
+        for f in summary.by_status("failed"):
+            typer.echo(f"  failed   {f.source}: {f.reason}", err=True)
+        raise _fail(f"{c['failed']} of {len(summary.files)} files failed (the others are indexed)")
 
 
 def remove(
     source: Annotated[str, typer.Argument(help="source path as listed by `documents`, a glob, or a doc id")],
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
+    verbose: VerboseOpt = False,
 ) -> None:
     """Remove a document (all its chunks) from the index."""
-    _quiet_libraries()
+    _quiet_libraries(verbose)
     from sotrag.retrieval.index import DocumentIndex
 
-    with _user_errors():
+    with _user_errors(verbose):
         idx = DocumentIndex.open(index)
         removed = idx.remove(source)
         idx.close()
@@ -161,11 +197,13 @@ def remove(
 def documents(
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """List the documents in the index."""
+    _quiet_libraries(verbose)
     from sotrag.retrieval.index import DocumentIndex
 
-    with _user_errors():
+    with _user_errors(verbose):
         idx = DocumentIndex.open(index)
         docs = idx.list_documents()
         idx.close()
@@ -187,13 +225,14 @@ def search(
     use_mmr: Annotated[bool, typer.Option("--mmr", help="diversify results (maximal marginal relevance)")] = False,
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
     as_json: Annotated[bool, typer.Option("--json", help="print [{source, heading, score, text, chunk_id}]")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Search the index; prints chunks with score, source and heading path."""
-    _quiet_libraries()
+    _quiet_libraries(verbose)
     from sotrag.retrieval.index import DocumentIndex
 
     filters = _parse_filters(filter_)
-    with _user_errors():
+    with _user_errors(verbose):
         idx = DocumentIndex.open(index)
         passages = idx.search(query, k=k, filters=filters, mode=mode, use_mmr=use_mmr)
         idx.close()
@@ -226,13 +265,14 @@ def eval_retrieval(
     as_json: Annotated[
         bool, typer.Option("--json", help='print {"dense": {...}, "lexical": {...}, "hybrid": {...}}')
     ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Document-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a question set."""
-    _quiet_libraries()
+    _quiet_libraries(verbose)
     from sotrag.retrieval.evaluation import evaluate, load_questions
     from sotrag.retrieval.index import DocumentIndex
 
-    with _user_errors():
+    with _user_errors(verbose):
         questions = load_questions(file)
         idx = DocumentIndex.open(index)
         wanted = [m.strip() for m in modes.split(",") if m.strip()]
@@ -263,11 +303,27 @@ def register(app: typer.Typer) -> None:
         app.command(name)(fn)
 
 
+def run_app(app: typer.Typer, prog_name: str = "sotrag") -> None:
+    """Run a typer app so that NO failure shows a traceback unless ``-v``/``--verbose`` is on the command
+    line: whatever a command did not turn into a one-line error itself is turned into one here."""
+    verbose = any(a in ("-v", "--verbose") for a in sys.argv[1:])
+    try:
+        app(prog_name=prog_name)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if verbose:
+            raise
+        typer.echo(f"error: {describe_error(exc)}", err=True)
+        sys.exit(1)
+
+
 def main() -> None:
     """Standalone entry (``python -m sotrag.retrieval.cli``) with just the retrieval commands."""
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
     register(app)
-    app(prog_name="sotrag")
+    run_app(app)
 
 
 if __name__ == "__main__":

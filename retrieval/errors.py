@@ -37,3 +37,12 @@ class DocumentNotFoundError(RetrievalError):
 
 class LoadError(RetrievalError):
     """One file could not be loaded (its ingest fails with this reason; the others proceed)."""
+
+
+class IndexWriteError(RetrievalError):
+    """The index folder cannot be written (disk full, read-only, permission denied). Nothing half-written:
+    the index holds what was committed before the failure. ``reason`` is the short cause, without paths."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -6,21 +6,25 @@ On disk (one folder)::
     vectors-<gen>.faiss   the FAISS index for store generation <gen> (written atomically)
     LOCK                  flock'ed by the one writer
 
-Crash safety: an ingest or a removal is a single SQLite transaction that also bumps ``generation``; only after
-it commits is ``vectors-<gen>.faiss`` written (temp file, fsync, rename, fsync folder). A reader loads the
-FAISS file of the store's current generation, and if it is missing (a writer died between the two steps) or
-does not match the store, rebuilds it from the embeddings in the store. So a process killed at any point
-leaves either the previous or the new consistent index, never a mix. Writers take an exclusive ``flock``;
-a second writer gets :class:`IndexLockedError` at once.
+Crash safety: an ingest commits in batches of whole files (a removal in one step); each batch is one SQLite
+transaction that also bumps ``generation``, and only after it commits is ``vectors-<gen>.faiss`` written
+(temp file, fsync, rename, fsync folder). A reader loads the FAISS file of the store's current generation,
+and if it is missing (a writer died between the two steps) or does not match the store, rebuilds it from the
+embeddings in the store. So a process killed at any point leaves a consistent index holding every committed
+batch, never half a file; a re-run finds the committed files unchanged and embeds only the rest. Writers take
+an exclusive ``flock``; a second writer gets :class:`IndexLockedError` at once. A write that fails (disk full,
+read-only folder) raises :class:`IndexWriteError` and leaves the index as its last commit left it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,11 +51,19 @@ from sotrag.retrieval.errors import (
     IndexCorruptError,
     IndexLockedError,
     IndexNotFoundError,
+    IndexWriteError,
     LoadError,
     RetrievalError,
 )
 from sotrag.retrieval.fusion import mmr, reciprocal_rank_fusion
-from sotrag.retrieval.loaders import DEFAULT_MAX_FILE_BYTES, content_hash, discover, file_kind, load_file
+from sotrag.retrieval.loaders import (
+    DEFAULT_MAX_FILE_BYTES,
+    FoundFile,
+    content_hash,
+    discover,
+    file_kind,
+    load_file,
+)
 from sotrag.retrieval.store import DocumentRow, Store
 from sotrag.retrieval.types import Passage
 
@@ -60,15 +72,25 @@ SEARCH_MODES: tuple[str, ...] = ("dense", "lexical", "hybrid")
 STORE_FILE = "store.sqlite"
 LOCK_FILE = "LOCK"
 EXACT_FILTER_LIMIT = 50_000  # a filter matching fewer chunks than this is searched exactly in numpy
+DEFAULT_BATCH_CHUNKS = 256  # an ingest commits at least this many chunks at a time (whole files)
+BATCH_SHARE = 0.05  # ... and at least this share of the index, so re-writing the FAISS file stays a small cost
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, advance, total)
 ChunkRecord = tuple[str, int, str, str, str, dict[str, Any]]  # chunk_id, position, heading, text, hash, meta
-_Pending = tuple[DocumentRow, list[ChunkRecord], list[str], Literal["added", "updated"]]
+# the new document row, its chunks, their embed texts, the status, and the rows of the same file it replaces
+_Pending = tuple[DocumentRow, list[ChunkRecord], list[str], Literal["added", "updated"], list[DocumentRow]]
+_crash_counts: dict[str, int] = {}
 
 
 def _crash_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: SOTRAG_CRASH_AT=<name> kills the process right here."""
-    if os.environ.get("SOTRAG_CRASH_AT") == name:
+    """Fault injection for the crash-safety tests: SOTRAG_CRASH_AT=<name>[:N] kills the process right here
+    (at the N-th time this point is reached; the first by default)."""
+    want = os.environ.get("SOTRAG_CRASH_AT", "")
+    point, _, nth = want.partition(":")
+    if point != name:
+        return
+    _crash_counts[name] = _crash_counts.get(name, 0) + 1
+    if _crash_counts[name] >= int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -173,6 +195,7 @@ class DocumentIndex:
         chunking: ChunkingConfig,
         max_file_bytes: int,
         vector_search: VectorSearch | None = None,
+        batch_chunks: int = DEFAULT_BATCH_CHUNKS,
     ) -> None:
         self.directory = directory
         self._store = store
@@ -185,6 +208,7 @@ class DocumentIndex:
         self.search_config = search_config
         self.chunking = chunking
         self.max_file_bytes = max_file_bytes
+        self.batch_chunks = max(1, batch_chunks)
         self._embedder: Embedder | None = None
         self._vectors: vectors.FaissIndex | None = None
         self._vectors_gen = -1
@@ -210,6 +234,7 @@ class DocumentIndex:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         auto_threshold: int | None = None,
         vector_search: VectorSearch | None = None,
+        batch_chunks: int = DEFAULT_BATCH_CHUNKS,
     ) -> DocumentIndex:
         """Open the index in ``directory``; ``create=True`` makes a new one there if there is none.
 
@@ -217,8 +242,39 @@ class DocumentIndex:
 
         ``embedding_model`` defaults to the model the index was built with (all-MiniLM-L6-v2 for a new
         one); naming a different model for an existing index raises :class:`EmbeddingModelMismatchError`.
+        ``batch_chunks``: an ingest commits at least this many chunks at a time (whole files).
         """
         d = Path(directory).expanduser()
+        with _storage_errors(d):
+            return cls._open(
+                d,
+                create,
+                embedding_model,
+                index_type,
+                precision,
+                search_config,
+                chunking,
+                max_file_bytes,
+                auto_threshold,
+                batch_chunks,
+                vector_search,
+            )
+
+    @classmethod
+    def _open(
+        cls,
+        d: Path,
+        create: bool,
+        embedding_model: str | None,
+        index_type: str | None,
+        precision: str,
+        search_config: SearchConfig | None,
+        chunking: ChunkingConfig | None,
+        max_file_bytes: int,
+        auto_threshold: int | None,
+        batch_chunks: int,
+        vector_search: VectorSearch | None,
+    ) -> DocumentIndex:
         db = d / STORE_FILE
         if not db.exists():
             if not create:
@@ -251,8 +307,20 @@ class DocumentIndex:
                     os.replace(tmp, db)
                     vectors.fsync_dir(d)
         try:
-            store = Store(db)
-            meta = store.meta()
+            try:
+                store = Store(db)
+                meta = store.meta()
+            except sqlite3.OperationalError:
+                if os.access(d, os.W_OK) and not _read_only_mount(d):
+                    raise
+                try:  # a folder this process cannot write: searchable, and writes fail clearly
+                    store = Store(db, readonly=True)
+                    meta = store.meta()
+                except sqlite3.OperationalError:  # no WAL index file to share, and none can be made
+                    store = Store(db, immutable=True)
+                    meta = store.meta()
+        except sqlite3.DatabaseError as exc:
+            raise storage_error(exc, d) from exc
         except Exception as exc:
             raise IndexCorruptError(f"cannot read the index store {db}: {exc}") from exc
         if "embedding_model" not in meta or "dim" not in meta:
@@ -272,6 +340,7 @@ class DocumentIndex:
             chunking or ChunkingConfig(),
             max_file_bytes,
             vector_search,
+            batch_chunks,
         )
         if index.vector_search.backend == "torch":
             index._current_mirror()  # take the device memory now, before vLLM sizes itself
@@ -364,8 +433,11 @@ class DocumentIndex:
             self._mirror.add_with_ids(new_vecs, np.asarray(added, dtype=np.int64))
             self._mirror_gen = gen if self._mirror.ntotal == store.count_chunks() else -1
 
-    def _persist_vectors(self, index: vectors.FaissIndex, gen: int) -> None:
-        """Called with the writer lock held: write this generation's file, drop older ones and stray temps."""
+    def _persist_vectors(self, index: vectors.FaissIndex, gen: int, share: bool = True) -> None:
+        """Called with the writer lock held: write this generation's file, drop older ones and stray temps.
+
+        ``share=False`` (a batch of an ingest that goes on): the writer keeps updating ``index`` in place, so
+        this object's readers reload the file instead of searching an index that is being changed."""
         vectors.write_atomic(index, self._vector_file(gen), before_rename=lambda: _crash_point("faiss_written"))
         current = self._vector_file(gen).name
         for old in [*self.directory.glob("vectors-*.faiss"), *self.directory.glob(".vectors-*.tmp-*")]:
@@ -373,7 +445,10 @@ class DocumentIndex:
                 with contextlib.suppress(FileNotFoundError):
                     old.unlink()
         with self._read_lock:
-            self._vectors, self._vectors_gen = index, gen
+            if share:
+                self._vectors, self._vectors_gen = index, gen
+            elif self._vectors is index:
+                self._vectors, self._vectors_gen = None, -1
 
     def _apply_vector_changes(
         self,
@@ -407,51 +482,105 @@ class DocumentIndex:
         progress: ProgressCallback | None = None,
     ) -> IngestSummary:
         """Add new files, replace changed ones, leave unchanged ones alone; ``prune`` removes files that are
-        gone from the ingested folders. One transaction: all of it lands or none of it does."""
+        gone from the ingested folders. Commits in batches of whole files (see the module doc): a killed or
+        failed ingest keeps its committed batches, and running it again resumes where it stopped."""
         t0 = time.perf_counter()
         summary = IngestSummary()
-        with _writer_lock(self.directory):
+        with _storage_errors(self.directory), _writer_lock(self.directory):
             found = list(discover(paths, include, exclude))
-            store = Store(self.directory / STORE_FILE)
-            try:
-                self._ingest_locked(store, paths, found, prune, progress, summary)
-            finally:
-                store.close()
+            roots = None
+            if prune:
+                roots = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()}
+            self._ingest_found(found, roots, progress, summary)
         summary.total_seconds = round(time.perf_counter() - t0, 3)
         return summary
+
+    def add_files(self, files: Sequence[FoundFile], progress: ProgressCallback | None = None) -> IngestSummary:
+        """Ingest files described exactly (identity ``path``, ``source``, bytes from ``read_from``): uploads."""
+        t0 = time.perf_counter()
+        summary = IngestSummary()
+        with _storage_errors(self.directory), _writer_lock(self.directory):
+            self._ingest_found(files, None, progress, summary)
+        summary.total_seconds = round(time.perf_counter() - t0, 3)
+        return summary
+
+    def _ingest_found(
+        self,
+        found: Sequence[FoundFile],
+        prune_roots: set[str] | None,
+        progress: ProgressCallback | None,
+        summary: IngestSummary,
+    ) -> None:
+        store = Store(self.directory / STORE_FILE)
+        try:
+            store.ensure_indexes()
+            self._ingest_locked(store, found, prune_roots, progress, summary)
+        finally:
+            store.close()
 
     def _ingest_locked(
         self,
         store: Store,
-        paths: Sequence[str | Path],
-        found: Sequence[Any],
-        prune: bool,
+        found: Sequence[FoundFile],
+        prune_roots: set[str] | None,
         progress: ProgressCallback | None,
         summary: IngestSummary,
     ) -> None:
         base, _ = self._load_vectors(store)
-        pending: list[_Pending] = []
-        seen_sources: dict[str, str] = {}
+        committed = False
+        seen: dict[str, str] = {}  # identity path -> source, in this ingest
+        taken: set[str] = set()  # sources given to new documents of this ingest
+        batch: list[_Pending] = []
+        batch_size = 0
         if progress:
             progress("read", 0, len(found))
         for f in found:
-            result = self._prepare_file(store, f, seen_sources)
+            result = self._prepare_file(store, f, seen, taken)
             if isinstance(result, FileResult):
                 summary.files.append(result)
             else:
-                pending.append(result)
+                batch.append(result)
+                batch_size += len(result[1])
+                if batch_size >= max(self.batch_chunks, int(BATCH_SHARE * store.count_chunks())):
+                    base = self._commit_batch(store, base, batch, [], summary, progress)
+                    committed = True
+                    batch, batch_size = [], 0
             if progress:
                 progress("read", 1, len(found))
 
-        # Embed only what the store does not have yet (content-hash cache), each distinct text once.
-        hashes = [h for _, chunks, _, _ in pending for (_, _, _, _, h, _) in chunks]
+        to_prune: list[DocumentRow] = []
+        if prune_roots is not None:
+            present = {str(f.path) for f in found}
+            to_prune = [d for d in store.documents() if d.root in prune_roots and d.path not in present]
+        if batch or to_prune:
+            base = self._commit_batch(store, base, batch, to_prune, summary, progress)
+            committed = True
+        summary.index_type = vectors.kind_of(base)
+        if committed:
+            with self._read_lock:
+                self._vectors, self._vectors_gen = base, store.generation()
+        elif base.ntotal != store.count_chunks() or not self._vector_file(store.generation()).exists():
+            self._persist_vectors(base, store.generation())
+
+    def _commit_batch(
+        self,
+        store: Store,
+        base: vectors.FaissIndex,
+        batch: Sequence[_Pending],
+        to_prune: Sequence[DocumentRow],
+        summary: IngestSummary,
+        progress: ProgressCallback | None,
+    ) -> vectors.FaissIndex:
+        """Embed what the store does not have yet (content-hash cache, each distinct text once), then write
+        the batch in one transaction and its FAISS file; returns the updated vector index."""
+        hashes = [h for _, chunks, _, _, _ in batch for (_, _, _, _, h, _) in chunks]
         cache = store.cached_embeddings(hashes)
         todo: dict[str, str] = {}
-        for _, chunks, texts, _ in pending:
+        for _, chunks, texts, _, _ in batch:
             for (_, _, _, _, h, _), t in zip(chunks, texts, strict=True):
                 if h not in cache:
                     todo.setdefault(h, t)
-        summary.chunks_cached = len(hashes) - sum(1 for h in hashes if h in todo)
+        summary.chunks_cached += len(hashes) - sum(1 for h in hashes if h in todo)
         if todo:
             if progress:
                 progress("embed", 0, len(todo))
@@ -459,75 +588,70 @@ class DocumentIndex:
             vecs = self.embedder.embed(
                 list(todo.values()), (lambda n: progress("embed", n, len(todo))) if progress else None
             )
-            summary.embed_seconds = round(time.perf_counter() - t_embed, 3)
+            summary.embed_seconds = round(summary.embed_seconds + time.perf_counter() - t_embed, 3)
             cache.update(zip(todo.keys(), vecs, strict=True))
-        summary.chunks_embedded = len(todo)
+        summary.chunks_embedded += len(todo)
         _crash_point("after_embed")
-
-        to_prune: list[DocumentRow] = []
-        if prune:
-            roots = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()}
-            present = {f.source for f in found}
-            to_prune = [d for d in store.documents() if d.root in roots and d.source not in present]
-
-        if not pending and not to_prune:
-            summary.index_type = vectors.kind_of(base)
-            if base.ntotal != store.count_chunks() or not self._vector_file(store.generation()).exists():
-                self._persist_vectors(base, store.generation())
-            return
 
         removed: list[int] = []
         added: list[int] = []
         added_vecs: list[np.ndarray] = []
+        results: list[FileResult] = []
         with store.transaction() as conn:
-            for doc, chunks, _, status in pending:
-                old = store.document_by_source(doc.source)
-                if old is not None:
+            for doc, chunks, _, status, replaces in batch:
+                for old in replaces:
                     removed.extend(store.delete_document(conn, old.doc_id))
                 embs = np.vstack([cache[h] for (_, _, _, _, h, _) in chunks])
                 added.extend(store.insert_document(conn, doc, chunks, embs))
                 added_vecs.append(embs)
-                summary.chunks_written += len(chunks)
-                summary.files.append(FileResult(doc.source, status, chunks=len(chunks)))
+                results.append(FileResult(doc.source, status, chunks=len(chunks)))
                 _crash_point("mid_write")
             for d in to_prune:
                 removed.extend(store.delete_document(conn, d.doc_id))
-                summary.files.append(FileResult(d.source, "removed", "no longer in the ingested folder", d.n_chunks))
+                results.append(FileResult(d.source, "removed", "no longer in the ingested folder", d.n_chunks))
             gen = store.generation() + 1
             store.set_meta(conn, "generation", str(gen))
             _crash_point("before_commit")
         _crash_point("after_commit")
+        summary.files.extend(results)
+        summary.chunks_written += sum(len(chunks) for _, chunks, _, _, _ in batch)
         new_vecs = np.vstack(added_vecs) if added_vecs else np.zeros((0, self.dim), np.float32)
         index = self._apply_vector_changes(store, base, removed, added, new_vecs)
-        summary.index_type = vectors.kind_of(index)
-        self._persist_vectors(index, gen)
+        self._persist_vectors(index, gen, share=False)
+        _crash_point("batch_committed")
+        return index
 
-    def _prepare_file(self, store: Store, f: Any, seen_sources: dict[str, str]) -> FileResult | _Pending:
-        source: str = f.source
-        kind = file_kind(f.path)
+    def _prepare_file(self, store: Store, f: FoundFile, seen: dict[str, str], taken: set[str]) -> FileResult | _Pending:
+        source = f.source
+        if f.skip_reason:
+            return FileResult(source, "skipped", f.skip_reason)
+        kind = file_kind(Path(source))
         if kind is None:
-            return FileResult(source, "skipped", f"unsupported file type {f.path.suffix or '(no extension)'}")
-        if source in seen_sources:
-            return FileResult(source, "skipped", f"same relative path as {seen_sources[source]} in this ingest")
-        seen_sources[source] = str(f.path)
+            return FileResult(source, "skipped", f"unsupported file type {Path(source).suffix or '(no extension)'}")
+        identity = str(f.path)
+        if identity in seen:
+            return FileResult(source, "skipped", f"the same file as {seen[identity]} in this ingest")
+        seen[identity] = source
+        read_from = f.read_from or f.path
         try:
-            size = f.path.stat().st_size
+            size = read_from.stat().st_size
             if size > self.max_file_bytes:
                 return FileResult(
                     source, "skipped", f"file is {size} bytes, above the {self.max_file_bytes}-byte limit"
                 )
-            data = f.path.read_bytes()
+            data = read_from.read_bytes()
         except OSError as exc:
             return FileResult(source, "failed", f"cannot read: {exc.strerror or exc}")
         if not data.strip():
             return FileResult(source, "skipped", "empty file")
         digest = content_hash(data)
-        old = store.document_by_source(source)
-        if old is not None and old.content_hash == digest:
-            return FileResult(source, "unchanged", chunks=old.n_chunks)
+        olds = store.documents_by_path(identity)
+        old = olds[0] if olds else None
+        if old is not None and old.content_hash == digest and len(olds) == 1:
+            return FileResult(old.source, "unchanged", chunks=old.n_chunks)
         try:
-            docs = load_file(f.path, data)
-            title = document_title(docs, kind, f.path.stem)
+            docs = load_file(read_from, data, kind)
+            title = document_title(docs, kind, Path(source).stem)
             chunks = split_documents(docs, kind, title, self.chunking)
         except LoadError as exc:
             return FileResult(source, "failed", str(exc))
@@ -535,7 +659,11 @@ class DocumentIndex:
             return FileResult(source, "failed", f"{type(exc).__name__}: {exc}")
         if not chunks:
             return FileResult(source, "skipped", "no text could be extracted")
-        doc_id = make_doc_id(source)
+        if old is not None:  # the same file again: it keeps its id and the name users know it by
+            doc_id, source = old.doc_id, old.source
+        else:
+            doc_id, source = make_doc_id(identity), self._unique_source(store, f, taken)
+            taken.add(source)
         rows = []
         texts = []
         for c in chunks:
@@ -551,15 +679,26 @@ class DocumentIndex:
                 )
             )
             texts.append(embed_text)
-        doc = DocumentRow(
-            doc_id, source, str(f.path), str(f.root), kind, title, digest, len(data), len(rows), time.time()
-        )
+        doc = DocumentRow(doc_id, source, identity, str(f.root), kind, title, digest, len(data), len(rows), time.time())
         status: Literal["added", "updated"] = "updated" if old is not None else "added"
-        return doc, rows, texts, status
+        return doc, rows, texts, status, olds
+
+    @staticmethod
+    def _unique_source(store: Store, f: FoundFile, taken: set[str]) -> str:
+        """``f.source``, or, when another file already has that name, the shortest longer path that is free
+        (``b/README.md`` beside ``README.md``), else the absolute path: two files never share a source."""
+        location = (f.root / f.source).parts
+        depth = len(Path(f.source).parts)
+        candidates = [f.source] + ["/".join(location[-n:]) for n in range(depth + 1, len(location))]
+        candidates.append((f.root / f.source).as_posix())
+        for candidate in candidates:
+            if candidate not in taken and store.document_by_source(candidate) is None:
+                return candidate
+        return f"{candidates[-1]}#{make_doc_id(str(f.path))}"
 
     def remove(self, source: str) -> list[DocumentInfo]:
-        """Remove a document by source path, glob over sources, or doc id; returns what was removed."""
-        with _writer_lock(self.directory):
+        """Remove a document by source path, glob over sources, doc id or file path; returns what was removed."""
+        with _storage_errors(self.directory), _writer_lock(self.directory):
             store = Store(self.directory / STORE_FILE)
             try:
                 docs = store.documents()
@@ -568,7 +707,7 @@ class DocumentIndex:
 
                     victims = [d for d in docs if fnmatch.fnmatchcase(d.source, source)]
                 else:
-                    victims = [d for d in docs if source in (d.source, d.doc_id)]
+                    victims = [d for d in docs if source in (d.source, d.doc_id, d.path)]
                 if not victims:
                     raise DocumentNotFoundError(f"no document {source!r} in the index at {self.directory}")
                 base, _ = self._load_vectors(store)
@@ -587,11 +726,11 @@ class DocumentIndex:
     # -- reading ------------------------------------------------------------------------------------------
 
     def list_documents(self) -> list[DocumentInfo]:
-        with self._read_lock:
+        with self._read_lock, _storage_errors(self.directory):
             return [DocumentInfo.from_row(r) for r in self._store.documents()]
 
     def stats(self) -> dict[str, Any]:
-        with self._read_lock:
+        with self._read_lock, _storage_errors(self.directory):
             index = self._current_vectors()
             return {
                 "directory": str(self.directory),
@@ -649,7 +788,7 @@ class DocumentIndex:
             return []
         cfg = self.search_config
         fetch = max(cfg.fetch_k, k)
-        with self._read_lock:
+        with self._read_lock, _storage_errors(self.directory):
             if self._store.count_chunks() == 0:
                 raise EmptyIndexError(f"the index at {self.directory} is empty; ingest documents first")
             try:
@@ -796,3 +935,67 @@ def _writer_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _read_only_mount(directory: Path) -> bool:
+    return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def storage_error(exc: BaseException, directory: Path) -> RetrievalError:
+    """The one-line, typed error for a failure of the index's own files (SQLite, FAISS, the folder)."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        text = str(exc).lower()
+        if "full" in text:
+            return _write_error(directory, "no space left on device")
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return _write_error(directory, "the folder or its files are not writable")
+        if "malformed" in text or "not a database" in text or "no such table" in text or "corrupt" in text:
+            return IndexCorruptError(
+                f"the index store in {directory} is damaged ({exc}); remove the folder and ingest again"
+            )
+        if "disk i/o error" in text:  # SQLite could not grow its WAL or shared-memory file: often a full disk
+            return _write_error(directory, "no space left on device" if _nearly_full(directory) else "disk I/O error")
+        if "locked" in text or "busy" in text:
+            return IndexLockedError(f"the index store in {directory} is busy ({exc}); try again")
+        return IndexCorruptError(f"cannot use the index store in {directory}: {exc}")
+    if isinstance(exc, OSError):
+        if exc.errno in _NO_SPACE:
+            return _write_error(directory, "no space left on device")
+        if exc.errno in _NOT_WRITABLE:
+            return _write_error(directory, "the folder or its files are not writable")
+        where = f" ({Path(exc.filename).name})" if exc.filename else ""
+        return _write_error(directory, f"{exc.strerror or exc}{where}")
+    return RetrievalError(f"index {directory}: {type(exc).__name__}: {exc}")
+
+
+def _write_error(directory: Path, reason: str) -> IndexWriteError:
+    return IndexWriteError(
+        f"cannot write the index in {directory}: {reason}. The index is intact (it holds everything committed "
+        "before this); fix that and run the command again",
+        reason,
+    )
+
+
+@contextlib.contextmanager
+def _storage_errors(directory: Path) -> Iterator[None]:
+    """Translate failures of the index's own files into typed one-line errors (:func:`storage_error`).
+
+    Input files are read (and their errors reported per file) inside, but never raise out of it."""
+    try:
+        yield
+    except RetrievalError:
+        raise
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise storage_error(exc, directory) from exc

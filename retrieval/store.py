@@ -2,12 +2,15 @@
 
 SQLite is the source of truth. Embeddings are stored here as float32 blobs, so the FAISS index can always
 be rebuilt from the store (that is how a reader recovers if a writer died between committing the store
-and renaming the new FAISS file into place). Every ingest is one transaction: killed half-way, SQLite's
-journal rolls it back. WAL mode lets readers search while a writer works.
+and renaming the new FAISS file into place). An ingest commits in batches of whole files, each one
+transaction: killed half-way, SQLite's journal rolls back the open batch and keeps the committed ones. WAL
+mode lets readers search while a writer works. A document's identity is its file's real ``path``; its
+``source`` (the relative path users see) is unique too, disambiguated when two files would share one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, position);
+CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(text_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, heading, text, tokenize = 'porter unicode61'
@@ -171,12 +175,15 @@ def source_filter_sql(pattern: str) -> tuple[str, list[str]]:
 
 
 class Store:
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    def __init__(self, path: Path, readonly: bool = False, immutable: bool = False) -> None:
+        """``immutable``: the file cannot change (a read-only mount), so SQLite reads it without WAL files."""
         self.path = path
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        if immutable:
+            uri = f"file:{path}?mode=ro&immutable=1"
         self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
         self.conn.execute("PRAGMA foreign_keys = ON")
-        if not readonly:
+        if not readonly and not immutable:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
 
@@ -201,9 +208,18 @@ class Store:
 
         def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
             if exc_type is None:
-                self.conn.execute("COMMIT")
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:  # a failed COMMIT (disk full) may leave the transaction open
+                    self._rollback()
+                    raise
             else:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
+
+        def _rollback(self) -> None:
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may already have rolled back itself
+                    self.conn.execute("ROLLBACK")
 
     def transaction(self) -> Store._Tx:
         return Store._Tx(self.conn)
@@ -225,6 +241,16 @@ class Store:
     def document_by_source(self, source: str) -> DocumentRow | None:
         row = self.conn.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
         return DocumentRow(*row) if row else None
+
+    def documents_by_path(self, path: str) -> list[DocumentRow]:
+        """Documents of one file (its identity); more than one only in indexes from before identity by path."""
+        rows = self.conn.execute("SELECT * FROM documents WHERE path = ? ORDER BY ingested_at", (path,))
+        return [DocumentRow(*r) for r in rows]
+
+    def ensure_indexes(self) -> None:
+        """Indexes added after the first schema (idempotent; indexes made before them gain them here)."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'documents_path'").fetchone() is None:
+            self.conn.execute("CREATE INDEX IF NOT EXISTS documents_path ON documents(path)")
 
     def document(self, doc_id: str) -> DocumentRow | None:
         row = self.conn.execute("SELECT * FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()

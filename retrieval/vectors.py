@@ -9,6 +9,7 @@ so inner product is cosine similarity. Files are written with FAISS's own format
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 from collections.abc import Callable
@@ -87,15 +88,17 @@ def supports_incremental(index: FaissIndex) -> bool:
 
 
 def write_atomic(index: FaissIndex, path: Path, before_rename: Callable[[], None] | None = None) -> None:
-    """Write to a temp file in the same folder, fsync it, rename over ``path``, fsync the folder."""
+    """Write to a temp file in the same folder, fsync it, rename over ``path``, fsync the folder.
+
+    The index is serialized in memory (FAISS's own format) and written by Python, so a failed write, flush or
+    close (disk full) raises ``OSError``; FAISS's file writer only prints a failed close."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        faiss.write_index(index, str(tmp))
-        fd = os.open(tmp, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            data = faiss.serialize_index(index)
+        except RuntimeError as exc:
+            raise _as_os_error(exc, tmp) from exc
+        _write_file(tmp, memoryview(data))
         if before_rename is not None:
             before_rename()
         os.replace(tmp, path)
@@ -103,6 +106,23 @@ def write_atomic(index: FaissIndex, path: Path, before_rename: Callable[[], None
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     fsync_dir(path.parent)
+
+
+def _write_file(path: Path, data: memoryview) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _as_os_error(exc: RuntimeError, path: Path) -> OSError:
+    """The ``OSError`` behind a FAISS I/O failure (disk full, permission denied, ...), so callers see errno."""
+    message = str(exc)
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EIO):
+        if os.strerror(code) in message:
+            return OSError(code, os.strerror(code), str(path))
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    return OSError(errno.EIO, f"cannot write the vector file ({first[-200:]})", str(path))
 
 
 def fsync_dir(folder: Path) -> None:

@@ -163,3 +163,161 @@ def test_second_writer_process_gets_index_is_locked(tmp_path: Path) -> None:
         holder.kill()
         holder.wait(timeout=30)
     assert idx.ingest([DOCS / "garden"]).counts["added"] == 2
+
+
+# -- batches: a killed ingest keeps what it committed, and a re-run resumes ------------------------------------
+
+BATCH_SCRIPT = """
+import sys
+from sotrag.retrieval.index import DocumentIndex
+idx = DocumentIndex.open(sys.argv[1], batch_chunks=int(sys.argv[2]))
+if sys.argv[3] == "hash":
+    from tests.hash_embedder import HashEmbedder
+    idx._embedder = HashEmbedder()
+def progress(stage, advance, total):
+    print(stage, advance, total, flush=True)
+print("ready", flush=True)
+summary = idx.ingest(sys.argv[5:], prune=sys.argv[4] == "prune", progress=progress)
+print("done", summary.counts, summary.chunks_embedded, flush=True)
+"""
+
+
+def _write_logs(folder: Path, n: int, version: int = 0, sections: int = 3) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        body = "\n\n".join(
+            f"## Watch {j}\n\n"
+            + " ".join(
+                f"Log {version}.{i}.{j}.{k}: the keeper trimmed wick {i * 7 + j + k} and noted wind from bearing "
+                f"{(i * 37 + j * 11 + k + version) % 360} degrees."
+                for k in range(5)
+            )
+            for j in range(sections)
+        )
+        (folder / f"log-{i:03d}.md").write_text(f"# Lighthouse log {i}\n\n{body}\n")
+
+
+def _chunk_counts(index_dir: Path) -> dict[str, int]:
+    idx = DocumentIndex.open(index_dir)
+    try:
+        return {d.source: d.chunks for d in idx.list_documents()}
+    finally:
+        idx.close()
+
+
+def test_rerun_after_a_kill_embeds_only_what_was_not_committed(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    _write_logs(logs, 12)
+    index_dir = tmp_path / "index"
+    DocumentIndex.open(index_dir, create=True).close()
+    proc = subprocess.run(
+        [sys.executable, "-c", BATCH_SCRIPT, str(index_dir), "6", "minilm", "-", str(logs)],
+        env=_env(SOTRAG_CRASH_AT="batch_committed:2"),  # killed right after its second batch committed
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    committed = _chunk_counts(index_dir)
+    assert 0 < len(committed) < 12 and sum(committed.values()) >= 12  # two batches of >= 6 chunks, whole files
+    idx = DocumentIndex.open(index_dir, batch_chunks=6)
+    assert idx._current_vectors().ntotal == sum(committed.values())
+    summary = idx.ingest([logs])
+    total = sum(d.chunks for d in idx.list_documents())
+    assert summary.counts["unchanged"] == len(committed) and summary.counts["added"] == 12 - len(committed)
+    assert summary.chunks_embedded == total - sum(committed.values())  # nothing committed is embedded again
+    assert summary.chunks_cached == 0
+
+
+def _check_index(index_dir: Path, versions: dict[str, set[str]]) -> int:
+    """Consistent and searchable after any stop: FAISS, FTS and the chunks agree, no document is half-written,
+    and every document is a version of its file that was really written. Returns the number of documents."""
+    import faiss
+
+    from tests.hash_embedder import HashEmbedder
+
+    idx = DocumentIndex.open(index_dir)
+    try:
+        idx._embedder = HashEmbedder()  # type: ignore[assignment]
+        conn = idx._store.conn
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        store_ids = {r[0] for r in conn.execute("SELECT vector_id FROM chunks")}
+        fts_ids = {r[0] for r in conn.execute("SELECT rowid FROM chunks_fts")}
+        vec = idx._current_vectors()
+        assert set(faiss.vector_to_array(vec.id_map).tolist()) == store_ids == fts_ids
+        rows = conn.execute(
+            "SELECT d.source, d.content_hash, d.n_chunks, COUNT(c.vector_id) FROM documents d"
+            " LEFT JOIN chunks c USING (doc_id) GROUP BY d.doc_id"
+        ).fetchall()
+        for source, digest, n, m in rows:
+            assert n == m, source
+            assert digest in versions[source], source
+        if rows:
+            assert idx.search("keeper trimmed wick", k=3, mode="lexical")
+            assert idx.search("wind bearing degrees", k=3, mode="hybrid")
+        return len(rows)
+    finally:
+        idx.close()
+
+
+def test_ingest_killed_at_random_moments_many_times(tmp_path: Path) -> None:
+    """At least 20 SIGKILLs at random moments (any stage: reading, embedding, writing a batch, writing FAISS)
+    of ingests that add, change and prune files; after every one the index is consistent and searchable,
+    and a final run converges to exactly the folder's files. Bounded: at most 40 runs or 240 s."""
+    import hashlib
+
+    logs = tmp_path / "logs"
+    index_dir = tmp_path / "index"
+    DocumentIndex.open(index_dir, create=True).close()
+    versions: dict[str, set[str]] = {}
+    rng = random.Random(int(os.environ.get("SOTRAG_KILL_SEED", "11")))
+
+    def remember() -> None:
+        for f in logs.glob("*.md"):
+            versions.setdefault(f.name, set()).add(hashlib.sha256(f.read_bytes()).hexdigest())
+
+    _write_logs(logs, 16)
+    remember()
+    kills = runs = 0
+    t0 = time.monotonic()
+    while kills < 20 and runs < 40 and time.monotonic() - t0 < 240:
+        runs += 1
+        for i in rng.sample(range(16), 5):  # change some files, drop one, bring one back: updates and prunes
+            _write_logs(logs, 1, version=runs * 100 + i, sections=rng.randint(1, 4))
+            (logs / "log-000.md").rename(logs / f"log-{i:03d}.md")
+        (logs / f"log-{rng.randrange(16):03d}.md").unlink(missing_ok=True)
+        remember()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", BATCH_SCRIPT, str(index_dir), "6", "hash", "prune", str(logs)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+        lines_before_kill = rng.randrange(0, 24)
+        for _ in range(lines_before_kill):
+            if not proc.stdout.readline():
+                break
+        time.sleep(rng.uniform(0, 0.05))
+        proc.kill()
+        proc.wait(timeout=30)
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+        else:
+            assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        _check_index(index_dir, versions)
+    elapsed = time.monotonic() - t0
+    print(f"kill loop: {kills} kills in {runs} runs, {elapsed:.1f} s")
+    assert kills >= 20, f"only {kills} of {runs} runs were killed mid-ingest in {elapsed:.0f} s"
+    final = subprocess.run(
+        [sys.executable, "-c", BATCH_SCRIPT, str(index_dir), "6", "hash", "prune", str(logs)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert final.returncode == 0, final.stderr[-2000:]
+    current = {f.name: {hashlib.sha256(f.read_bytes()).hexdigest()} for f in logs.glob("*.md")}
+    assert _check_index(index_dir, current) == len(current)

@@ -130,24 +130,24 @@ def test_upload_list_and_delete_documents(client: httpx.Client, roses: dict[str,
     assert [f["status"] for f in uploaded["files"]] == ["added", "added"]
     assert all(f["chunks"] > 0 for f in uploaded["files"])
     by_source = {d["source"]: d for d in uploaded["documents"]}
-    assert set(by_source) == {"bread.md", "notes.txt"}
+    assert set(by_source) == {"uploads/bread.md", "uploads/notes.txt"}  # uploads have their own namespace
 
     listed = client.get("/v1/documents").json()
     sources = {d["source"] for d in listed["documents"]}
-    assert {"roses.md", "bread.md", "notes.txt"} <= sources
+    assert {"uploads/roses.md", "uploads/bread.md", "uploads/notes.txt"} <= sources
     assert listed["chunks"] >= sum(d["chunks"] for d in listed["documents"] if d["source"] in sources)
 
-    doc_id = by_source["notes.txt"]["doc_id"]
+    doc_id = by_source["uploads/notes.txt"]["doc_id"]
     r = client.delete(f"/v1/documents/{doc_id}")
     assert r.status_code == 200
-    assert [d["source"] for d in r.json()["removed"]] == ["notes.txt"]
-    assert "notes.txt" not in {d["source"] for d in client.get("/v1/documents").json()["documents"]}
+    assert [d["source"] for d in r.json()["removed"]] == ["uploads/notes.txt"]
+    assert "uploads/notes.txt" not in {d["source"] for d in client.get("/v1/documents").json()["documents"]}
     assert_clean_error(client.delete(f"/v1/documents/{doc_id}"), 404)
 
     # Uploading the same file again leaves it unchanged (content hash), not duplicated.
     again = client.post("/v1/documents", files={"files": ("bread.md", (DOCS / "kitchen" / "bread.md").read_bytes())})
     assert again.json()["files"][0]["status"] == "unchanged"
-    assert [d["source"] for d in client.get("/v1/documents").json()["documents"]].count("bread.md") == 1
+    assert [d["source"] for d in client.get("/v1/documents").json()["documents"]].count("uploads/bread.md") == 1
 
 
 # -- answers ---------------------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_sse_stream_shows_skeleton_then_parallel_points(client: httpx.Client, ro
     assert [p["text"] for p in result["points"]] == [texts[i] for i in range(1, len(titles) + 1)]
     assert result["grounded"] is True and result["grounding_note"] is None
     assert {s["source"] for s in result["sources"]} == {s["source"] for s in events[0][1]["sources"]}
-    assert "roses.md" in {s["source"] for s in result["sources"]}
+    assert "uploads/roses.md" in {s["source"] for s in result["sources"]}
     stats = result["stats"]
     assert stats["num_points"] == len(titles)
     assert stats["tokens"] == stats["skeleton_tokens"] + POINT_MAX_TOKENS * len(titles)

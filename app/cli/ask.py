@@ -1,8 +1,8 @@
 """``sotrag ask``: one answer in the terminal.
 
-``sotrag ask "question"`` streams the skeleton, then every point as it fills in, then a stats table;
-``--json`` prints one JSON object (the ``AnswerResult`` contract) when the answer is done. Errors are one
-line on stderr and a non-zero exit: 2 for bad input, 1 when the engine cannot run.
+``sotrag ask "question"`` streams the skeleton, then every point as it fills in, then the sources and a stats
+table; ``--json`` prints one JSON object (the ``AnswerResult`` contract) when the answer is done. Errors are
+one line on stderr and a non-zero exit: 2 for bad input, 1 when the engine cannot run.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.segment import Segment, Segments
 from rich.table import Table
 from rich.text import Text
 
@@ -28,6 +29,7 @@ from sotrag.app.cli.common import (
     engine_settings,
     fail,
     load_settings,
+    quiet_engine_extra,
     quiet_vllm,
     with_options,
 )
@@ -45,6 +47,7 @@ from sotrag.app.events import (
     RequestedMode,
     RouteEvent,
     SkeletonDelta,
+    Source,
     SourcesEvent,
     stats_rows,
 )
@@ -89,6 +92,7 @@ def ask(
         data_parallel_size=data_parallel_size,
         distributed_executor_backend=distributed_executor_backend,
     )
+    engine_cfg = engine_cfg.model_copy(update={"extra": quiet_engine_extra(engine_cfg.extra, verbose)})
     sot_cfg = settings.sot.model_copy(update={"eager": eager or settings.sot.eager})
     if max_points is not None:
         if max_points < 1:
@@ -137,7 +141,7 @@ async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out:
                     result = event.result
         assert result is not None
         if view:
-            view.console.print()  # the live view can leave the cursor at the end of its last line
+            view.finish()
             view.console.print(stats_table(result))
         return result
     finally:
@@ -162,29 +166,46 @@ def precheck_question(settings: Settings, question: str) -> None:
 
 
 class AnswerView:
-    """What the terminal shows while an answer streams: skeleton first, then every point growing in place."""
+    """What the terminal shows while an answer streams: skeleton first, then every point growing in place.
 
-    def __init__(self, console: Console) -> None:
+    A live region can only redraw what is still on the screen, so an answer taller than the terminal would be
+    drawn again and again. Hence: finished parts are printed once, above the live region, in reading order
+    (point 1 as soon as it is done, point 2 once it and point 1 are, ...; in normal mode every finished line),
+    and the live region holds only what is still being written, cut to its last lines that fit the terminal.
+    """
+
+    def __init__(self, console: Console, auto_refresh: bool = True) -> None:
         self.console = console
+        self.auto_refresh = auto_refresh
         self.skeleton = ""
         self.titles: dict[int, str] = {}
         self.texts: dict[int, str] = {}
         self.done: set[int] = set()
         self.normal = ""
-        self.notes: list[str] = []
+        self.sources: list[Source] = []
+        self._printed_points: set[int] = set()
+        self._printed_normal = 0  # characters of the normal answer printed above the live region
         self._live: Live | None = None
 
     def live(self) -> Live:
-        self._live = Live(self.render(), console=self.console, refresh_per_second=12, transient=False)
+        self._live = Live(
+            self.render(),
+            console=self.console,
+            refresh_per_second=12,
+            auto_refresh=self.auto_refresh,
+            transient=True,  # what it shows at the end is printed for good by finish()
+            vertical_overflow="crop",  # never needed: render() already fits the terminal
+        )
         return self._live
 
     def update(self, event: Event) -> None:
         if isinstance(event, SourcesEvent):
-            self.notes.append(f"{len(event.sources)} passages retrieved")
+            self.sources = list(event.sources)
+            self._print(Text(f"{len(event.sources)} passages retrieved", style="dim"))
         elif isinstance(event, RouteEvent):
-            self.notes.append(f"route: {event.mode} ({event.reason})")
+            self._print(Text(f"route: {event.mode} ({event.reason})", style="dim"))
         elif isinstance(event, FallbackEvent):
-            self.notes.append(f"fallback to normal decoding: {event.reason}")
+            self._print(Text(f"fallback to normal decoding: {event.reason}", style="dim"))
             self.titles.clear()
         elif isinstance(event, SkeletonDelta):
             self.skeleton += event.text
@@ -195,25 +216,70 @@ class AnswerView:
             self.texts[event.index] = self.texts.get(event.index, "") + event.text
         elif isinstance(event, PointDone):
             self.done.add(event.index)
+            self._print_finished_points()
         elif isinstance(event, AnswerDelta):
             self.normal += event.text
+            end = self.normal.rfind("\n") + 1
+            if end > self._printed_normal:
+                self._print(Text(self.normal[self._printed_normal : end - 1]))
+                self._printed_normal = end
         if self._live is not None:
-            self._live.update(self.render())
+            self._live.update(self.render(), refresh=not self.auto_refresh)
 
-    def render(self) -> Group:
-        parts: list[Text] = [Text(note, style="dim") for note in self.notes]
-        if self.titles:
-            for index in sorted(self.titles):
-                mark = "✓ " if index in self.done else "… "
-                line = Text(mark, style="green" if index in self.done else "yellow")
-                line.append(f"{index}. {self.titles[index]}", style="bold")
-                line.append(self.texts.get(index, ""))
-                parts.append(line)
-        elif self.skeleton:
+    def _print(self, renderable: RenderableType) -> None:
+        """Print for good, above the live region (rich's Live keeps itself below what is printed)."""
+        (self._live.console if self._live is not None else self.console).print(renderable)
+
+    def _point(self, index: int) -> Text:
+        finished = index in self.done
+        line = Text("✓ " if finished else "… ", style="green" if finished else "yellow")
+        line.append(f"{index}. {self.titles[index]}", style="bold")
+        line.append(self.texts.get(index, ""))
+        return line
+
+    def _print_finished_points(self) -> None:
+        for index in sorted(self.titles):
+            if index in self._printed_points:
+                continue
+            if index not in self.done:
+                return  # reading order: a later point waits for this one
+            self._print(self._point(index))
+            self._printed_points.add(index)
+
+    def _pending(self) -> list[Text]:
+        parts = [self._point(i) for i in sorted(self.titles) if i not in self._printed_points]
+        if not self.titles and self.skeleton and not self.normal:
             parts.append(Text("skeleton\n", style="dim") + Text(self.skeleton, style="bold"))
-        if self.normal:
-            parts.append(Text(self.normal))
-        return Group(*parts)
+        if self.normal[self._printed_normal :]:
+            parts.append(Text(self.normal[self._printed_normal :]))
+        return parts
+
+    def render(self) -> RenderableType:
+        """What is still being written, cut to the last lines that fit the terminal."""
+        room = max(3, self.console.size.height - 2)
+        lines = self.console.render_lines(Group(*self._pending()), self.console.options, pad=False)
+        segments: list[Segment] = []
+        for line in lines[-room:]:
+            segments.extend(line)
+            segments.append(Segment.line())
+        return Segments(segments[:-1])
+
+    def finish(self) -> None:
+        """After the live region is gone: print what it still held (in full), then the sources."""
+        for part in self._pending():
+            self.console.print(part)
+        self._printed_points.update(self.titles)
+        self._printed_normal = len(self.normal)
+        if self.sources:
+            self.console.print(sources_table(self.sources))
+
+
+def sources_table(sources: list[Source]) -> Table:
+    table = Table(title="sources", show_header=False, title_justify="left", box=None, padding=(0, 1))
+    for s in sources:
+        where = f"{s.source} > {s.heading}" if s.heading else s.source
+        table.add_row(Text(f"[{s.n}]"), Text(where), Text(f"{s.score:.3f}"))
+    return table
 
 
 def stats_table(result: AnswerResult) -> Table:

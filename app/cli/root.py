@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from sotrag.app.cli import ask, router, serve
@@ -16,8 +18,23 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"sotrag {version('sotrag')}")
+        except PackageNotFoundError:  # a source tree without its metadata
+            typer.echo("sotrag (version unknown: not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
     """Keep ``sotrag`` a command group, so every command keeps its name (``sotrag ask ...``)."""
 
 
@@ -28,4 +45,5 @@ router.register(app)
 
 
 def main() -> None:
-    app()
+    """The ``sotrag`` script: no traceback for any failure unless ``-v`` (see ``run_app``)."""
+    retrieval_cli.run_app(app)

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         engine_settings,
         fail,
         load_settings,
+        quiet_engine_extra,
         quiet_vllm,
     )
 
@@ -79,6 +80,7 @@ def register(app: typer.Typer) -> None:
             data_parallel_size=data_parallel_size,
             distributed_executor_backend=distributed_executor_backend,
         )
+        engine_cfg = engine_cfg.model_copy(update={"extra": quiet_engine_extra(engine_cfg.extra, verbose)})
         settings = settings.model_copy(update={"engine": engine_cfg})
 
         from sotrag.app.engines.base import EngineError

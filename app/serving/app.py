@@ -47,11 +47,13 @@ from sotrag.app.serving.service import (
     DEFAULT_MAX_UPLOAD_BYTES,
     AnswerFailed,
     AnswerRun,
+    DocumentConflict,
     DocumentRejected,
     DocumentTooLarge,
     NoIndex,
     NotReady,
     Service,
+    StorageUnavailable,
     UnknownDocument,
     UnsupportedDocument,
 )
@@ -226,9 +228,11 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         summary="Upload files (markdown, text, HTML, PDF) into the index",
         responses={
             404: {"model": ErrorResponse, "description": "the server has no index"},
+            409: {"model": ErrorResponse, "description": "two files of the upload have the same name"},
             413: {"model": ErrorResponse, "description": "a file is over the upload size limit"},
             415: {"model": ErrorResponse, "description": "unsupported file type"},
             422: {"model": ErrorResponse, "description": "nothing could be indexed from the files"},
+            507: {"model": ErrorResponse, "description": "the index cannot be written (disk full, read-only)"},
         },
     )
     async def upload_documents(files: Annotated[list[UploadFile], File(description="one or more files")]) -> Any:
@@ -342,6 +346,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         UnsupportedDocument: 415,
         DocumentTooLarge: 413,
         DocumentRejected: 422,
+        DocumentConflict: 409,
+        StorageUnavailable: 507,
         AnswerFailed: 500,
         EngineError: 503,  # e.g. no remote vLLM server reachable when the question is checked
         ClientDisconnected: 499,

@@ -11,9 +11,12 @@ pipeline abort all of its engine requests undisturbed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +62,14 @@ class DocumentRejected(ValueError):
 
 class UnknownDocument(LookupError):
     pass
+
+
+class DocumentConflict(ValueError):
+    """Two files of one upload would be stored under the same name (409): nothing is written."""
+
+
+class StorageUnavailable(RuntimeError):
+    """The index cannot be written (disk full, read-only folder): nothing was changed (507)."""
 
 
 @dataclass
@@ -257,28 +268,61 @@ class Service:
         return name
 
     async def add_documents(self, files: Sequence[tuple[str, Path]]) -> UploadResponse:
-        """Ingest uploaded files (``(safe name, temporary path)``) into the index; one writer at a time."""
+        """Ingest uploaded files (``(safe name, temporary path)``) into the index; one writer at a time.
+
+        Uploads live in their own namespace: source ``uploads/NAME``, stored as ``<index>/uploads/NAME``, so
+        they never replace a document ingested from the user's folders. Re-uploading a name updates that
+        upload. A file is moved into place only after its ingest committed: a rejected file (empty, binary,
+        unreadable) changes neither the stored file nor the index, and a rejected upload changes nothing.
+        """
+        from sotrag.retrieval.errors import IndexWriteError
+        from sotrag.retrieval.loaders import FoundFile
+
         index = self.require_index()
         start = time.perf_counter()
+        names = [name for name, _ in files]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise DocumentConflict(f"two files of this upload would both be stored as {clash[0]!r}; rename one")
         uploads = Path(index.directory) / UPLOADS_FOLDER
         async with self._write_lock:
-            await asyncio.to_thread(uploads.mkdir, parents=True, exist_ok=True)
-            targets = []
-            for name, tmp in files:
-                target = uploads / name
-                await asyncio.to_thread(shutil.move, tmp, target)
-                targets.append(target)
-            summary = await asyncio.to_thread(index.ingest, targets)
+            try:
+                staged = await asyncio.to_thread(_stage_in_folder, uploads, files)
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise StorageUnavailable(f"the upload cannot be stored: {reason}; nothing was changed") from None
+            try:
+                real = uploads.resolve()
+                found = [
+                    FoundFile(path=real / name, source=f"{UPLOADS_FOLDER}/{name}", root=real.parent, read_from=tmp)
+                    for name, tmp in staged
+                ]
+                try:
+                    summary = await asyncio.to_thread(index.add_files, found)
+                except IndexWriteError as exc:
+                    reason = exc.reason
+                    raise StorageUnavailable(f"the index cannot be written: {reason}; nothing was changed") from None
+                by_source = {f.source: f for f in summary.files}
+                for f, (name, tmp) in zip(found, staged, strict=True):
+                    outcome = by_source.get(f.source)
+                    target = real / name
+                    keep = outcome is not None and (
+                        outcome.status in ("added", "updated")
+                        or (outcome.status == "unchanged" and not target.exists())
+                    )
+                    if keep:  # rename within the folder: atomic, and needs no space
+                        await asyncio.to_thread(os.replace, tmp, target)
+            finally:
+                for _, tmp in staged:
+                    tmp.unlink(missing_ok=True)
         outcomes = [
             FileOutcome(source=f.source, status=f.status, reason=f.reason, chunks=f.chunks) for f in summary.files
         ]
         bad = [o for o in outcomes if o.status in ("skipped", "failed")]
         if bad and len(bad) == len(outcomes):
-            for target in targets:
-                target.unlink(missing_ok=True)
             raise DocumentRejected("; ".join(f"{o.source}: {o.reason}" for o in bad))
-        names = {t.name for t in targets}
-        documents = [_document_out(d) for d in index.list_documents() if d.source in names]
+        sources = {o.source for o in outcomes if o.status not in ("skipped", "failed")}
+        documents = [_document_out(d) for d in index.list_documents() if d.source in sources]
         return UploadResponse(files=outcomes, documents=documents, seconds=round(time.perf_counter() - start, 3))
 
     async def remove_document(self, doc_id: str) -> list[DocumentOut]:
@@ -364,6 +408,34 @@ def _document_out(d: Any) -> DocumentOut:
         doc_id=d.doc_id, source=d.source, title=d.title, kind=d.kind, chunks=d.chunks, size=d.size,
         ingested_at=d.ingested_at,
     )
+
+
+STAGE_PREFIX = ".upload-"  # hidden: an ingest of the uploads folder never picks a half-stored upload up
+STALE_STAGE_SECONDS = 3600
+
+
+def _stage_in_folder(folder: Path, files: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Copy each upload next to its final place (a hidden temp file), so that putting it in place later is a
+    rename; also clears temp files a killed server left behind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in folder.glob(f"{STAGE_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > STALE_STAGE_SECONDS:
+                old.unlink()
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, src in files:
+            fd, tmp_name = tempfile.mkstemp(prefix=STAGE_PREFIX, suffix=".tmp", dir=folder)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            staged.append((name, tmp))
+            shutil.copyfile(src, tmp)
+    except BaseException:
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return staged
 
 
 def _safe_name(filename: str) -> str:
