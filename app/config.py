@@ -117,8 +117,8 @@ class LimitsConfig(BaseModel):
         default=300.0, gt=0, description="longest answer, from its start; then an error and every request aborted"
     )
     retry_after_s: int = Field(default=2, ge=1, description="the Retry-After sent with a 429")
-    max_question_chars: int = Field(default=20_000, ge=1)
-    max_history_chars: int = Field(default=100_000, ge=0, description="all earlier turns together")
+    max_question_chars: int = Field(default=100_000, ge=1, description="checked before tokenizing")
+    max_history_chars: int = Field(default=400_000, ge=0, description="all earlier turns together")
     max_tokens: int = Field(default=4096, ge=1, description="largest max_tokens a request may ask for")
     max_upload_mb: float = Field(default=20.0, gt=0, description="largest document upload, in MiB")
 

@@ -103,12 +103,27 @@ def register(app: typer.Typer) -> None:
         else:
             index_dir = str(demo_index_dir())
             sources = demo_sources()
+        _preload(settings, index_dir is not None)
         code = asyncio.run(_serve(settings, index_dir, sources, host, port))
         if code:
             raise typer.Exit(code)
 
 
 ENGINE_DIED_EXIT_CODE = 3
+
+
+def _preload(settings: Settings, with_index: bool) -> None:
+    """Import the heavy libraries before the server listens. Importing holds Python's lock (GIL) for long
+    stretches; done in the start thread it would stall the event loop, and with it /healthz, for seconds."""
+    import contextlib
+    import importlib
+
+    modules = ["vllm", "vllm.v1.engine.async_llm"] if settings.engine.load_format != "dummy" else []
+    if with_index:
+        modules += ["sentence_transformers", "sotrag.retrieval.index"]
+    for name in modules:
+        with contextlib.suppress(ImportError):  # reported, with its reason, when the engine or the index starts
+            importlib.import_module(name)
 
 
 async def _serve(settings: Settings, index_dir: str | None, sources: list[Path], host: str, port: int) -> int:
@@ -122,7 +137,8 @@ async def _serve(settings: Settings, index_dir: str | None, sources: list[Path],
     app = create_app(settings, index_dir=index_dir, demo_sources=sources)
     service = app.state.service
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10,
+        timeout_keep_alive=30,  # longer than clients' idle expiry (httpx, openai: 5 s): no request on a closing socket
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())

@@ -113,3 +113,16 @@ class Readiness(BaseModel):
     engine_unfinished_requests: int | None = Field(
         None, description="requests vLLM still holds; 0 when no answer is running (a left client aborts its own)"
     )
+
+
+def sse_event_schema(json_data: bool) -> dict[str, object]:
+    """OpenAPI 3.1 ``text/event-stream`` schema: it describes ONE event (``event``/``data``/``id`` fields)."""
+    data: dict[str, object] = {"type": "string"}
+    if json_data:
+        data["contentMediaType"] = "application/json"
+    return {
+        "type": "object",
+        "properties": {"event": {"type": "string"}, "data": data, "id": {"type": "string"},
+                       "retry": {"type": "integer"}},
+        "required": ["data"],
+    }

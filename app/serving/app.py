@@ -38,6 +38,7 @@ from sotrag.app.serving.api_models import (
     Health,
     Readiness,
     UploadResponse,
+    sse_event_schema,
 )
 from sotrag.app.serving.disconnect import ClientDisconnected, run_unless_disconnected
 from sotrag.app.serving.limits import Busy
@@ -116,7 +117,7 @@ def create_app(
         description="Question answering over your documents, fast, with Skeleton-of-Thought parallel decoding "
         "on vLLM. REST (streaming), an OpenAI-compatible chat endpoint, and a web UI at `/`.",
         lifespan=lifespan,
-        responses=COMMON_ERRORS,
+        responses={422: {"model": ErrorResponse, "description": "invalid request"}},
     )
     app.state.service = service
     _install_error_handlers(app)
@@ -167,11 +168,19 @@ def create_app(
     return app
 
 
-COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "the body could not be parsed (e.g. a broken multipart form)"},
+# What the middleware and request parsing can answer, documented on the routes where they can happen.
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "an API key is configured and none (or a wrong one) was sent"},
     403: {"model": ErrorResponse, "description": "a cross-site request, or a write that needs the admin key"},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    400: {"model": ErrorResponse, "description": "the body could not be parsed (e.g. a broken multipart form)"},
     422: {"model": ErrorResponse, "description": "invalid request"},
+}
+INDEX_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "the server has no index"},
+    503: {"model": ErrorResponse, "description": "the index is still loading"},
 }
 
 
@@ -207,7 +216,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 
-    @app.get("/metrics", tags=["status"], summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", tags=["status"], summary="Prometheus metrics", response_class=Response,
+             responses=AUTH_ERRORS)
     async def metrics() -> Response:
         service.refresh_metrics()
         data, content_type = service.metrics.render()
@@ -219,9 +229,10 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         summary="Answer a question (JSON, or Server-Sent Events with stream=true)",
         response_model=AnswerResponse,
         responses={
+            **BODY_ERRORS,
             200: {
                 "description": "the answer (JSON), or with stream=true an event stream. " + SSE_DESCRIPTION,
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": sse_event_schema(json_data=True)}},
             },
             413: {"model": ErrorResponse, "description": "the question or history is over a limit or the context"},
             422: {"model": ErrorResponse, "description": "empty question or invalid request"},
@@ -250,7 +261,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         result = await run_unless_disconnected(run, request)
         return service.response_for(result, body.top_k)
 
-    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index")
+    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index",
+             responses={**AUTH_ERRORS, **INDEX_ERRORS})
     async def list_documents() -> DocumentList:
         docs = await asyncio.to_thread(service.list_documents)
         status = await asyncio.to_thread(service.index_status)
@@ -263,6 +275,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         tags=["documents"],
         summary="Upload files (markdown, text, HTML, PDF) into the index",
         responses={
+            **BODY_ERRORS,
             404: {"model": ErrorResponse, "description": "the server has no index"},
             413: {"model": ErrorResponse, "description": "a file is over the upload size limit"},
             415: {"model": ErrorResponse, "description": "unsupported file type"},
@@ -289,7 +302,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         tags=["documents"],
         summary="Remove a document from the index",
         responses={
-            404: {"model": ErrorResponse, "description": "no such document"},
+            **AUTH_ERRORS,
+            404: {"model": ErrorResponse, "description": "no such document, or the server has no index"},
             423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
             503: {"model": ErrorResponse, "description": "the index is still loading"},
         },

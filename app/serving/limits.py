@@ -74,9 +74,8 @@ class AnswerLimiter:
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.config.max_concurrent_answers)
 
-    def admit(self, owner: object) -> Ticket:
-        """A ticket for a new answer, or ``Busy``. The ticket is also released when ``owner`` is collected, so an
-        answer whose response was never started (client gone before the body) cannot keep its place."""
+    def check(self) -> None:
+        """``Busy`` when every slot and queue place is taken (cheap: call it before any other work)."""
         c = self.config
         if self.running + self.queued >= c.max_concurrent_answers + c.max_queued_answers:
             raise Busy(
@@ -84,6 +83,11 @@ class AnswerLimiter:
                 f"try again in {c.retry_after_s} s",
                 c.retry_after_s,
             )
+
+    def admit(self, owner: object) -> Ticket:
+        """A ticket for a new answer, or ``Busy``. The ticket is also released when ``owner`` is collected, so an
+        answer whose response was never started (client gone before the body) cannot keep its place."""
+        self.check()
         self.queued += 1
         ticket = Ticket(self)
         weakref.finalize(owner, ticket.release)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sotrag.app.events import AnswerDone, AnswerResult, RequestedMode
 from sotrag.app.ordered import OrderedText
-from sotrag.app.serving.api_models import AnswerResponse
+from sotrag.app.serving.api_models import AnswerResponse, sse_event_schema
 from sotrag.app.serving.disconnect import run_unless_disconnected
 from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.service import AnswerFailed, AnswerRun, Service
@@ -214,7 +214,7 @@ def create_openai_router(service: Service) -> APIRouter:
         response_model=ChatCompletion,
         summary="OpenAI-compatible chat completion (stream=true: chat.completion.chunk events, then [DONE])",
         responses={
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+            200: {"content": {"text/event-stream": {"schema": sse_event_schema(json_data=False)}},
                   "description": "a chat.completion, or with stream=true ChatCompletionChunk events"},
             **error_responses,
         },

@@ -274,6 +274,8 @@ class Service:
         """Validate and admit now (raises ``InvalidQuestion``/``NotReady``/``Busy`` before anything streams), run on
         iteration. The limits apply to every surface alike: this is the one way in."""
         pipeline = self.require_pipeline()
+        assert self.limiter is not None
+        self.limiter.check()  # refuse an overload before spending anything on it (tokenizing, validating)
         limits = self.settings.limits
         check_lengths(question, history, limits)
         question = pipeline.validate(question)
@@ -300,7 +302,6 @@ class Service:
             "sampling": sampling.model_copy(update=updates) if updates else None,
         }
         run = AnswerRun(self, pipeline, question, kwargs, surface)
-        assert self.limiter is not None
         run.ticket = self.limiter.admit(run)  # Busy (429) when every slot and queue place is taken
         return run
 
