@@ -168,7 +168,8 @@ def test_schemathesis_finds_no_5xx_and_cannot_delete_without_the_admin_key(
         "--request-timeout", "60", "--suppress-health-check", "all", "--warnings", "off",
         "--report", "ndjson", "--report-ndjson-path", str(report),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "NO_COLOR": "1"})
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env={**os.environ, "NO_COLOR": "1"})
     out = done.stdout[-6000:] + done.stderr[-2000:]
     assert done.returncode == 0, out
     assert "Server error" not in out
