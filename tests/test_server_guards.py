@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -306,3 +309,18 @@ async def test_no_route_answers_500_to_malformed_input(engine: Any, index: Any) 
                         assert r.headers["content-type"].startswith("application/json"), (method, path, name)
                     assert str(r.status_code) in ops[method]["responses"], (method, path, name, r.text[:200])
         assert tried >= 9 * 8
+
+
+def test_serving_beyond_loopback_without_a_key_warns(tmp_path: Path) -> None:
+    """The warning comes before anything starts (here the model is missing, so it stops right after)."""
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "SOTRAG_API_KEY"}
+        return subprocess.run([sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"),
+                               *args], capture_output=True, text=True, timeout=120, env=env)
+
+    warned = serve("--host", "0.0.0.0")
+    assert warned.returncode == 1 and "without an API key" in warned.stderr, warned.stderr
+    quiet = serve("--host", "0.0.0.0", "--api-key", "k")
+    assert quiet.returncode == 1 and "without an API key" not in quiet.stderr, quiet.stderr
+    local = serve()
+    assert "without an API key" not in local.stderr
