@@ -324,3 +324,30 @@ def test_serving_beyond_loopback_without_a_key_warns(tmp_path: Path) -> None:
     assert quiet.returncode == 1 and "without an API key" not in quiet.stderr, quiet.stderr
     local = serve()
     assert "without an API key" not in local.stderr
+
+
+async def test_upload_names_cannot_escape_the_index_folder(engine: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "index"
+    async with app_client(engine, settings(api_key=None, admin_api_key=None), index=folder) as (c, _):
+        for name in ("../../escape1.md", "..\\..\\escape2.md", "/etc/escape3.md", "....//escape4.md"):
+            r = await c.post("/v1/documents", files={"files": (name, b"# Escape\n\nsome words to index here\n")})
+            assert r.status_code == 201, (name, r.text)
+            assert "/" not in r.json()["documents"][0]["source"]
+    inside = {p.resolve() for p in folder.rglob("escape*")}
+    assert len(inside) == 4 and all(folder.resolve() in p.parents for p in inside), inside
+    assert not list(tmp_path.glob("escape*")) and not list(tmp_path.parent.glob("escape*"))
+
+
+def test_no_pickle_anywhere() -> None:
+    """Nothing the project loads can run code on load: no pickle, numpy without pickles, torch weights only."""
+    root = Path(__file__).resolve().parent.parent
+    bad = []
+    for path in [*root.glob("app/**/*.py"), *root.glob("retrieval/**/*.py"), *root.glob("prompts/**/*.py"),
+                 *root.glob("kernels/**/*.py")]:
+        text = path.read_text()
+        for needle in ("import pickle", "cPickle", "joblib", "allow_pickle=True", "import dill"):
+            if needle in text:
+                bad.append(f"{path.relative_to(root)}: {needle}")
+        if "torch.load(" in text and "weights_only=True" not in text:
+            bad.append(f"{path.relative_to(root)}: torch.load without weights_only=True")
+    assert not bad, bad
