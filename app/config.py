@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CPU_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -149,6 +149,38 @@ class VectorSearchConfig(BaseModel):
     storage: Literal["fp16", "int8"] = "fp16"
 
 
+class LimitsConfig(BaseModel):
+    """Backpressure for the server, one limiter for REST, the OpenAI route and the UI alike.
+
+    Past ``max_concurrent_answers`` an answer waits in a queue of ``max_queued_answers``; past that it is refused
+    at once (429 with ``Retry-After``), so a burst costs the server nothing but the refusals.
+    """
+
+    max_concurrent_answers: int = Field(default=8, ge=1, description="answers generating at once")
+    max_queued_answers: int = Field(default=32, ge=0, description="answers waiting for a slot; more: 429")
+    queue_timeout_s: float = Field(default=60.0, gt=0, description="longest wait for a slot; then 429")
+    answer_timeout_s: float = Field(
+        default=300.0, gt=0, description="longest answer, from its start; then an error and every request aborted"
+    )
+    retry_after_s: int = Field(default=2, ge=1, description="the Retry-After sent with a 429")
+    max_question_chars: int = Field(default=100_000, ge=1, description="checked before tokenizing")
+    max_history_chars: int = Field(default=400_000, ge=0, description="all earlier turns together")
+    max_tokens: int = Field(default=4096, ge=1, description="largest max_tokens a request may ask for")
+    max_upload_mb: float = Field(default=20.0, gt=0, description="largest document upload, in MiB")
+
+
+class ServerConfig(BaseModel):
+    """How ``sotrag serve`` behaves towards browsers and when its engine dies."""
+
+    read_only: bool = Field(default=False, description="refuse document uploads and deletes (403)")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser; empty: CORS off"
+    )
+    engine_death_grace_s: float = Field(
+        default=5.0, ge=0, description="after the engine dies, report it for this long, then exit non-zero"
+    )
+
+
 class Settings(BaseSettings):
     """Everything sotrag reads from its environment."""
 
@@ -168,3 +200,11 @@ class Settings(BaseSettings):
     context_share: float = Field(
         default=0.5, gt=0.0, le=0.9, description="share of the model's context that retrieved passages may fill"
     )
+    api_key: SecretStr | None = Field(
+        default=None, description="bearer token for the REST/OpenAI routes and the UI login; None: no key"
+    )
+    admin_api_key: SecretStr | None = Field(
+        default=None, description="key the document write routes need (upload, delete); None: the api_key"
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)

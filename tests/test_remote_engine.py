@@ -81,7 +81,7 @@ async def test_one_answer_one_server_and_answers_spread(
 ) -> None:
     pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
     assert remote.model_name == str(tiny_model_dir) and remote.max_model_len == 2048
-    assert remote.supports_token_ids and all(s["up"] for s in remote.health())
+    assert remote.supports_token_ids and all(s["up"] for s in remote.servers())
 
     # A SoT answer, streamed: skeleton and points arrive as deltas; all 1 + N requests on ONE server.
     before = await asyncio.to_thread(_finished, servers)

@@ -89,7 +89,8 @@ def test_health_and_readiness(client: httpx.Client, tiny_model_dir: Path) -> Non
     assert r.status_code == 200
     ready = r.json()
     assert ready["ready"] is True and ready["engine"] == "ready"
-    assert ready["model"] == str(tiny_model_dir)
+    assert ready["model"] == tiny_model_dir.name  # the folder's name only: no server path to clients
+    assert str(tiny_model_dir.parent) not in r.text
     assert ready["max_model_len"] == MAX_MODEL_LEN
     assert ready["index"]["embedding_model"]
     assert ready["engine_unfinished_requests"] == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
 import sotrag
 from sotrag.app.config import Settings
@@ -54,11 +55,21 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
         preset: Annotated[PresetChoice | None, typer.Option(help="cpu or gpu defaults")] = None,
-        max_upload_mb: Annotated[float, typer.Option(help="largest document upload, in MiB")] = 20.0,
+        max_upload_mb: Annotated[
+            float | None, typer.Option(help="largest document upload, in MiB (SOTRAG_LIMITS__MAX_UPLOAD_MB, 20)")
+        ] = None,
         tensor_parallel_size: TensorParallelOption = None,
         pipeline_parallel_size: PipelineParallelOption = None,
         data_parallel_size: DataParallelOption = None,
         distributed_executor_backend: BackendOption = None,
+        api_key: Annotated[
+            str | None,
+            typer.Option(help="clients must send it as a bearer token; the UI asks for it (or SOTRAG_API_KEY)"),
+        ] = None,
+        admin_api_key: Annotated[
+            str | None, typer.Option(help="key that document uploads and deletes need (or SOTRAG_ADMIN_API_KEY)")
+        ] = None,
+        read_only: Annotated[bool, typer.Option("--read-only", help="refuse document uploads and deletes")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
         engine_url: Annotated[
             list[str] | None,
@@ -81,7 +92,24 @@ def register(app: typer.Typer) -> None:
             distributed_executor_backend=distributed_executor_backend,
         )
         engine_cfg = engine_cfg.model_copy(update={"extra": quiet_engine_extra(engine_cfg.extra, verbose)})
-        settings = settings.model_copy(update={"engine": engine_cfg})
+        updates: dict[str, object] = {"engine": engine_cfg}
+        if api_key is not None:
+            updates["api_key"] = SecretStr(api_key) if api_key else None
+        if admin_api_key is not None:
+            updates["admin_api_key"] = SecretStr(admin_api_key) if admin_api_key else None
+        if read_only:
+            updates["server"] = settings.server.model_copy(update={"read_only": True})
+        if max_upload_mb is not None:
+            if max_upload_mb <= 0:
+                raise fail(f"--max-upload-mb must be more than 0, not {max_upload_mb}", 2)
+            updates["limits"] = settings.limits.model_copy(update={"max_upload_mb": max_upload_mb})
+        settings = settings.model_copy(update=updates)
+        if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo(
+                f"warning: serving on {host} without an API key: anyone who can reach this address can ask, read "
+                "and change your documents. Set --api-key (or SOTRAG_API_KEY).",
+                err=True,
+            )
 
         from sotrag.app.engines.base import EngineError
         from sotrag.app.engines.model_source import resolve_model
@@ -102,21 +130,44 @@ def register(app: typer.Typer) -> None:
         else:
             index_dir = str(demo_index_dir())
             sources = demo_sources()
-        code = asyncio.run(_serve(settings, index_dir, sources, host, port, int(max_upload_mb * 2**20)))
+        _preload(settings, index_dir is not None)
+        code = asyncio.run(_serve(settings, index_dir, sources, host, port))
         if code:
             raise typer.Exit(code)
 
 
-async def _serve(
-    settings: Settings, index_dir: str | None, sources: list[Path], host: str, port: int, max_upload: int
-) -> int:
+ENGINE_DIED_EXIT_CODE = 3
+
+
+def _preload(settings: Settings, with_index: bool) -> None:
+    """Import the heavy libraries before the server listens. Importing holds Python's lock (GIL) for long
+    stretches; done in the start thread it would stall the event loop, and with it /healthz, for seconds."""
+    import contextlib
+    import importlib
+
+    modules = ["vllm", "vllm.v1.engine.async_llm"] if settings.engine.load_format != "dummy" else []
+    if with_index:
+        modules += ["sentence_transformers", "sotrag.retrieval.index"]
+    for name in modules:
+        with contextlib.suppress(ImportError):  # reported, with its reason, when the engine or the index starts
+            importlib.import_module(name)
+
+
+async def _serve(settings: Settings, index_dir: str | None, sources: list[Path], host: str, port: int) -> int:
+    """Serve until stopped. When the engine dies the server reports it (/readyz 503, new answers 503) for
+    ``server.engine_death_grace_s``, then exits with ``ENGINE_DIED_EXIT_CODE`` so its supervisor (systemd,
+    Kubernetes, docker --restart) starts a fresh process: a clean restart frees everything the dead engine held."""
     import uvicorn
 
     from sotrag.app.serving.app import create_app
 
-    app = create_app(settings, index_dir=index_dir, demo_sources=sources, max_upload_bytes=max_upload)
+    app = create_app(settings, index_dir=index_dir, demo_sources=sources)
     service = app.state.service
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10,
+        timeout_keep_alive=30,  # longer than clients' idle expiry (httpx, openai: 5 s): no request on a closing socket
+    )
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     log = logging.getLogger("sotrag.server")
     log.info("sotrag: http://%s:%d (web UI at /, API docs at /docs); starting the engine...", host, port)
@@ -130,6 +181,15 @@ async def _serve(
     if started.done():
         where = f"index {service.index_dir}" if service.index_dir else "no index (answers are ungrounded)"
         log.info("sotrag is ready at http://%s:%d with %s", host, port, where)
-    await serving
+    died = asyncio.create_task(service.engine_died.wait())
+    await asyncio.wait({serving, died}, return_when=asyncio.FIRST_COMPLETED)
     started.cancel()
+    if died.done() and not serving.done():
+        grace = settings.server.engine_death_grace_s
+        log.error("error: %s; exiting in %.0f s for the supervisor to restart sotrag", service.error, grace)
+        await asyncio.sleep(grace)
+        server.should_exit = True
+        await serving
+        return ENGINE_DIED_EXIT_CODE
+    died.cancel()
     return 0 if server.started else 1

@@ -13,6 +13,7 @@ cache matches on.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -106,6 +107,14 @@ class EngineLoad:
     kv_cache_usage: float  # 0..1
 
 
+@dataclass(frozen=True)
+class EngineHealth:
+    """Whether an engine can still serve; ``detail`` is a user-facing reason when it cannot."""
+
+    alive: bool
+    detail: str | None = None
+
+
 @runtime_checkable
 class Engine(Protocol):
     """What the SoT pipeline needs from an inference engine."""
@@ -140,6 +149,26 @@ class Engine(Protocol):
     def load(self) -> EngineLoad: ...
 
     async def aclose(self) -> None: ...
+
+
+async def engine_health(engine: Engine) -> EngineHealth:
+    """The engine's health from its optional ``health()`` (sync or async); an engine without one is alive.
+
+    ``health()`` is optional so that any engine (in-process vLLM, a remote server, a test fake) can say when it can
+    no longer serve, without every engine having to implement it.
+    """
+    check = getattr(engine, "health", None)
+    if not callable(check):
+        return EngineHealth(alive=True)
+    try:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception:  # a health check that breaks is itself a sign of a broken engine
+        return EngineHealth(alive=False, detail="the engine does not answer its health check")
+    if isinstance(result, EngineHealth):
+        return result
+    return EngineHealth(alive=bool(result), detail=None if result else "the engine reports it is not healthy")
 
 
 class EngineError(RuntimeError):

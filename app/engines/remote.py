@@ -401,8 +401,9 @@ class RemoteEngine:
         server = self._pool.server_of(affinity)
         return server.url if server else None
 
-    def health(self) -> list[dict[str, object]]:
-        """Each server: up or down (with why) and its last load; for ``/readyz``."""
+    def servers(self) -> list[dict[str, object]]:
+        """Each server: up or down (with why) and its last load; for ``/readyz``. (No ``health()``: servers that
+        are down come back, so the pool never reports itself dead and the process is not restarted for it.)"""
         return [s.status() for s in self._pool.servers]
 
     async def aclose(self) -> None:

@@ -11,6 +11,7 @@ chat template makes special tokens, or given by the caller (a point continuing t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from sotrag.app.engines.base import (
     ChatMessage,
     ChatPrompt,
     EngineError,
+    EngineHealth,
     EngineLoad,
     GenerationDelta,
     GenerationRequest,
@@ -96,6 +98,13 @@ class VLLMEngine:
     @classmethod
     async def create(cls, config: EngineConfig | None = None) -> VLLMEngine:
         config = config or EngineConfig()
+        # Importing vLLM and starting its engine-core process block for tens of seconds: do it in a thread, so
+        # the caller's event loop (a server answering /healthz) keeps running. AsyncLLM made outside the loop
+        # starts its output handler lazily, on first use, in the loop that uses it.
+        return await asyncio.to_thread(cls._create_blocking, config)
+
+    @classmethod
+    def _create_blocking(cls, config: EngineConfig) -> VLLMEngine:
         model = config.resolved_model
         model_path = model if config.load_format == "dummy" else resolve_model(model)
         try:
@@ -194,6 +203,15 @@ class VLLMEngine:
         """Requests vLLM still holds (running or waiting); 0 after every answer is done or cancelled."""
         # vLLM 0.24 (the GPU recipe) has no AsyncLLM.get_num_unfinished_requests; its output processor does.
         return int(self._llm.output_processor.get_num_unfinished_requests())
+
+    def health(self) -> EngineHealth:
+        """Dead when vLLM's engine-core process has stopped (its monitor thread marks it) or its output loop ended."""
+        llm = self._llm
+        if isinstance(llm, _Closed):
+            return EngineHealth(alive=False, detail="the engine is closed")
+        if bool(getattr(llm, "errored", False)):
+            return EngineHealth(alive=False, detail="the engine process stopped unexpectedly")
+        return EngineHealth(alive=True)
 
     def load(self) -> EngineLoad:
         snap = self._snapshot

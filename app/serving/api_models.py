@@ -11,24 +11,28 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sotrag.app.events import AnswerResult, RequestedMode
+from sotrag.app.serving.validation import UnicodeText
 
 
 class Turn(BaseModel):
     """An earlier turn of the conversation: only the question and the final answer are kept (as in the paper)."""
 
-    question: str
-    answer: str
+    question: UnicodeText
+    answer: UnicodeText
+
+
+FilterKey = Literal["source", "heading", "doc_id", "kind"]
 
 
 class AnswerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(description="the question; empty or whitespace-only is rejected (422)")
+    question: UnicodeText = Field(description="the question; empty or whitespace-only is rejected (422)")
     mode: RequestedMode = Field(
         "auto", description="sot, normal, or auto (the router decides; SoT when no router is configured)"
     )
     top_k: int | None = Field(default=None, ge=0, le=50, description="passages to retrieve; 0 answers ungrounded")
-    filters: dict[str, str] | None = Field(
+    filters: dict[FilterKey, UnicodeText] | None = Field(
         None, description="restrict retrieval: source (glob), heading (glob), doc_id, kind"
     )
     stream: bool = Field(default=False, description="true: Server-Sent Events of the pipeline's typed events")
@@ -92,7 +96,6 @@ class Health(BaseModel):
 
 
 class IndexStatus(BaseModel):
-    directory: str
     documents: int
     chunks: int
     embedding_model: str
@@ -115,9 +118,23 @@ class Readiness(BaseModel):
     max_model_len: int | None = None
     index: IndexStatus | None = Field(default=None, description="null: no index configured, answers are ungrounded")
     answers_in_flight: int
+    answers_queued: int = Field(0, description="answers waiting for a slot (past the queue limit: 429)")
     engine_unfinished_requests: int | None = Field(
         None, description="requests vLLM still holds; 0 when no answer is running (a left client aborts its own)"
     )
     servers: list[ServerHealth] | None = Field(
         None, description="remote engine: each vLLM server, up or down (with why); null for an in-process engine"
     )
+
+
+def sse_event_schema(json_data: bool) -> dict[str, object]:
+    """OpenAPI 3.1 ``text/event-stream`` schema: it describes ONE event (``event``/``data``/``id`` fields)."""
+    data: dict[str, object] = {"type": "string"}
+    if json_data:
+        data["contentMediaType"] = "application/json"
+    return {
+        "type": "object",
+        "properties": {"event": {"type": "string"}, "data": data, "id": {"type": "string"},
+                       "retry": {"type": "integer"}},
+        "required": ["data"],
+    }

@@ -40,11 +40,13 @@ from sotrag.app.serving.api_models import (
     Readiness,
     ServerHealth,
     UploadResponse,
+    sse_event_schema,
 )
 from sotrag.app.serving.disconnect import ClientDisconnected, run_unless_disconnected
+from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.metrics import HTTPMetricsMiddleware, Metrics
+from sotrag.app.serving.security import SecurityMiddleware
 from sotrag.app.serving.service import (
-    DEFAULT_MAX_UPLOAD_BYTES,
     AnswerFailed,
     AnswerRun,
     DocumentConflict,
@@ -57,6 +59,7 @@ from sotrag.app.serving.service import (
     UnknownDocument,
     UnsupportedDocument,
 )
+from sotrag.app.serving.validation import TextTooLong, public_message, public_model_name
 
 log = logging.getLogger("sotrag.server")
 
@@ -79,7 +82,7 @@ def create_app(
     *,
     index_dir: str | Path | None = None,
     demo_sources: Sequence[Path] = (),
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_upload_bytes: int | None = None,
     ui: bool = True,
 ) -> FastAPI:
     """Build the app. ``pipeline``/``index`` given: used as they are (tests); else started from ``settings``.
@@ -88,6 +91,8 @@ def create_app(
     into it at start (unchanged files are skipped, so only the first run embeds them).
     """
     settings = settings or Settings()
+    if max_upload_bytes is None:
+        max_upload_bytes = int(settings.limits.max_upload_mb * 2**20)
     directory = index_dir if index_dir is not None else settings.index_dir
     service = Service(
         settings=settings,
@@ -120,8 +125,6 @@ def create_app(
     )
     app.state.service = service
     _install_error_handlers(app)
-    app.add_middleware(_UploadSizeGuard, limit=max_upload_bytes)
-    app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics, api_prefixes=API_PREFIXES)
     _add_routes(app, service)
 
     from sotrag.app.serving.openai_api import create_openai_router
@@ -129,16 +132,60 @@ def create_app(
     app.include_router(create_openai_router(service))
     _document_events_in_openapi(app)
 
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
     if ui:
         import gradio as gr
 
+        from sotrag.app.serving.security import key_matches
         from sotrag.app.serving.ui import THEME_CSS, build_ui, theme
+
+        def login(username: str, password: str) -> bool:
+            return any(k is not None and key_matches(password, k) for k in (api_key, admin_key))
 
         blocks = build_ui(service)
         app = gr.mount_gradio_app(
-            app, blocks, path="/", theme=theme(), css=THEME_CSS, footer_links=["api"], show_error=True
+            app, blocks, path="/", theme=theme(), css=THEME_CSS, footer_links=["api"], show_error=True,
+            auth=login if api_key else None,
+            auth_message="This sotrag server needs its API key: any user name, the key as password.",
         )
+    # Outermost last: metrics see every response (401s included), then access control, then the size guard.
+    app.add_middleware(_UploadSizeGuard, limit=max_upload_bytes)
+    app.add_middleware(
+        SecurityMiddleware,
+        routes=app.router.routes,
+        api_prefixes=API_PREFIXES,
+        openai_prefixes=OPENAI_PREFIXES,
+        api_key=api_key,
+        admin_api_key=admin_key,
+        read_only=settings.server.read_only,
+        cors_origins=settings.server.cors_origins,
+    )
+    if settings.server.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.server.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+        )
+    app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics, api_prefixes=API_PREFIXES)
     return app
+
+
+# What the middleware and request parsing can answer, documented on the routes where they can happen.
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "an API key is configured and none (or a wrong one) was sent"},
+    403: {"model": ErrorResponse, "description": "a cross-site request, or a write that needs the admin key"},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    400: {"model": ErrorResponse, "description": "the body could not be parsed (e.g. a broken multipart form)"},
+    422: {"model": ErrorResponse, "description": "invalid request"},
+}
+INDEX_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "the server has no index"},
+    503: {"model": ErrorResponse, "description": "the index is still loading"},
+}
 
 
 # -- routes --------------------------------------------------------------------------------------------
@@ -157,23 +204,31 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         responses={503: {"model": Readiness, "description": "starting, or failed to start"}},
     )
     async def readyz() -> JSONResponse:
+        # Nothing here blocks or waits for a thread (the index counts are cached): a probe stays fast under load.
         engine = service.engine
         servers = service.engine_servers()
         servers_up = servers is None or any(s["up"] for s in servers)
+        limiter = service.limiter
         body = Readiness(
             ready=service.state == "ready" and servers_up,
             engine=service.state,
-            detail=service.error or (None if servers_up else "no vLLM server is up"),
-            model=engine.model_name if engine else None,
+            detail=(
+                "starting: the engine and the index are loading"
+                if service.state == "starting"
+                else service.error or (None if servers_up else "no vLLM server is up")
+            ),
+            model=public_model_name(engine.model_name) if engine else None,
             max_model_len=engine.max_model_len if engine else None,
-            index=await asyncio.to_thread(service.index_status) if service.state == "ready" else None,
+            index=service.cached_index_status if service.state == "ready" else None,
             answers_in_flight=service.answers_in_flight,
+            answers_queued=limiter.queued if limiter else 0,
             engine_unfinished_requests=service.unfinished_engine_requests(),
             servers=[ServerHealth(**s) for s in servers] if servers is not None else None,
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 
-    @app.get("/metrics", tags=["status"], summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", tags=["status"], summary="Prometheus metrics", response_class=Response,
+             responses=AUTH_ERRORS)
     async def metrics() -> Response:
         service.refresh_metrics()
         data, content_type = service.metrics.render()
@@ -185,13 +240,16 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         summary="Answer a question (JSON, or Server-Sent Events with stream=true)",
         response_model=AnswerResponse,
         responses={
+            **BODY_ERRORS,
             200: {
                 "description": "the answer (JSON), or with stream=true an event stream. " + SSE_DESCRIPTION,
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": sse_event_schema(json_data=True)}},
             },
-            413: {"model": ErrorResponse, "description": "the question does not fit the model's context"},
+            413: {"model": ErrorResponse, "description": "the question or history is over a limit or the context"},
             422: {"model": ErrorResponse, "description": "empty question or invalid request"},
-            503: {"model": ErrorResponse, "description": "the engine is not ready"},
+            429: {"model": ErrorResponse, "description": "every answer slot and queue place is taken (Retry-After)"},
+            503: {"model": ErrorResponse, "description": "the engine is not ready, or it stopped"},
+            504: {"model": ErrorResponse, "description": "the answer ran past the server's time limit"},
         },
     )
     async def answer(body: AnswerRequest, request: Request) -> Any:
@@ -201,7 +259,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             mode=body.mode,
             history=[(t.question, t.answer) for t in body.history],
             top_k=body.top_k,
-            filters=body.filters,
+            filters={str(k): v for k, v in body.filters.items()} if body.filters is not None else None,
             max_tokens=body.max_tokens,
             temperature=body.temperature,
         )
@@ -214,7 +272,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         result = await run_unless_disconnected(run, request)
         return service.response_for(result, body.top_k)
 
-    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index")
+    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index",
+             responses={**AUTH_ERRORS, **INDEX_ERRORS})
     async def list_documents() -> DocumentList:
         docs = await asyncio.to_thread(service.list_documents)
         status = await asyncio.to_thread(service.index_status)
@@ -227,12 +286,15 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         tags=["documents"],
         summary="Upload files (markdown, text, HTML, PDF) into the index",
         responses={
+            **BODY_ERRORS,
             404: {"model": ErrorResponse, "description": "the server has no index"},
             409: {"model": ErrorResponse, "description": "two files of the upload have the same name"},
             413: {"model": ErrorResponse, "description": "a file is over the upload size limit"},
             415: {"model": ErrorResponse, "description": "unsupported file type"},
             422: {"model": ErrorResponse, "description": "nothing could be indexed from the files"},
             507: {"model": ErrorResponse, "description": "the index cannot be written (disk full, read-only)"},
+            423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
+            503: {"model": ErrorResponse, "description": "the index is still loading"},
         },
     )
     async def upload_documents(files: Annotated[list[UploadFile], File(description="one or more files")]) -> Any:
@@ -252,7 +314,12 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         response_model=DeleteResponse,
         tags=["documents"],
         summary="Remove a document from the index",
-        responses={404: {"model": ErrorResponse, "description": "no such document"}},
+        responses={
+            **AUTH_ERRORS,
+            404: {"model": ErrorResponse, "description": "no such document, or the server has no index"},
+            423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
+            503: {"model": ErrorResponse, "description": "the index is still loading"},
+        },
     )
     async def delete_document(doc_id: str) -> DeleteResponse:
         return DeleteResponse(removed=await service.remove_document(doc_id))
@@ -286,7 +353,7 @@ async def _sse(run: AnswerRun, service: Service, top_k: int | None) -> AsyncIter
             else:
                 data = event.model_dump_json()
             yield f"event: {event.type}\ndata: {data}\n\n"
-    except AnswerFailed as exc:
+    except (AnswerFailed, Busy) as exc:
         yield f"event: error\ndata: {ErrorEvent(detail=str(exc)).model_dump_json()}\n\n"
 
 
@@ -339,6 +406,31 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_invalid(request: Request, exc: InvalidQuestion) -> JSONResponse:
         return error_response(request, 422, str(exc), param="messages" if _is_openai(request) else "question")
 
+    @app.exception_handler(TextTooLong)
+    async def on_text_too_long(request: Request, exc: TextTooLong) -> JSONResponse:
+        return error_response(request, 413, str(exc), param="messages" if _is_openai(request) else "question")
+
+    @app.exception_handler(Busy)
+    async def on_busy(request: Request, exc: Busy) -> JSONResponse:
+        response = error_response(request, 429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
+    @app.exception_handler(AnswerFailed)
+    async def on_failed(request: Request, exc: AnswerFailed) -> JSONResponse:
+        return error_response(request, exc.status, str(exc))
+
+    from sotrag.retrieval.errors import DocumentNotFoundError, IndexLockedError, RetrievalError
+
+    @app.exception_handler(RetrievalError)
+    async def on_retrieval(request: Request, exc: RetrievalError) -> JSONResponse:
+        if isinstance(exc, IndexLockedError):
+            return error_response(request, 423, "another process is writing to the index; try again in a moment")
+        if isinstance(exc, DocumentNotFoundError):
+            return error_response(request, 404, public_message(exc))
+        log.error("index error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(request, 503, "the document index cannot be used right now (the server log says why)")
+
     simple: dict[type[Exception], int] = {
         NotReady: 503,
         NoIndex: 404,
@@ -348,7 +440,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         DocumentRejected: 422,
         DocumentConflict: 409,
         StorageUnavailable: 507,
-        AnswerFailed: 500,
         EngineError: 503,  # e.g. no remote vLLM server reachable when the question is checked
         ClientDisconnected: 499,
     }
@@ -361,6 +452,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, ValueError):  # the class of client errors (bad text, bad values) found past the schema
+            log.warning("invalid request on %s %s: %s", request.method, request.url.path, exc)
+            return error_response(request, 422, f"invalid request: {public_message(exc)}")
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal server error (the server log has the details)")
 

@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sotrag.app.events import AnswerDone, AnswerResult, RequestedMode
 from sotrag.app.ordered import OrderedText
-from sotrag.app.serving.api_models import AnswerResponse
+from sotrag.app.serving.api_models import AnswerResponse, sse_event_schema
 from sotrag.app.serving.disconnect import run_unless_disconnected
+from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.service import AnswerFailed, AnswerRun, Service
+from sotrag.app.serving.validation import UnicodeText
 
 MODELS: dict[str, RequestedMode] = {"sotrag-sot": "sot", "sotrag-normal": "normal", "sotrag-auto": "auto"}
 CREATED = int(time.time())
@@ -43,7 +45,11 @@ class OpenAIError(BaseModel):
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
     404: "invalid_request_error",
+    405: "invalid_request_error",
+    429: "rate_limit_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     503: "service_unavailable",
@@ -59,13 +65,13 @@ def openai_error(status: int, message: str, *, param: str | None = None, code: s
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
-    text: str | None = None
+    text: UnicodeText | None = None
 
 
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: UnicodeText | list[ContentPart] | None = None
 
     @property
     def text(self) -> str:
@@ -175,19 +181,28 @@ def create_openai_router(service: Service) -> APIRouter:
     error_responses: dict[int | str, dict[str, Any]] = {
         status: {"model": OpenAIError, "description": desc}
         for status, desc in {
+            400: "the body could not be parsed",
+            401: "an API key is configured and none (or a wrong one) was sent",
+            403: "a cross-site request",
             404: "unknown model",
-            413: "the question does not fit the model's context",
+            413: "the question or history is over a limit or the model's context",
             422: "invalid request (empty question, malformed JSON, bad field)",
-            503: "the engine is not ready",
+            429: "every answer slot and queue place is taken (Retry-After)",
+            503: "the engine is not ready, or it stopped",
+            504: "the answer ran past the server's time limit",
         }.items()
     }
 
-    @router.get("/v1/models", response_model=ModelList, summary="The model names (one per decoding mode)")
+    status_errors: dict[int | str, dict[str, Any]] = {k: v for k, v in error_responses.items() if k in (401, 403)}
+
+    @router.get("/v1/models", response_model=ModelList, responses=status_errors,
+                summary="The model names (one per decoding mode)")
     async def list_models() -> ModelList:
         return ModelList(data=[ModelCard(id=name) for name in MODELS])
 
     @router.get(
-        "/v1/models/{model_id}", response_model=ModelCard, responses={404: error_responses[404]}, summary="One model"
+        "/v1/models/{model_id}", response_model=ModelCard, responses={404: error_responses[404], **status_errors},
+        summary="One model",
     )
     async def get_model(model_id: str) -> Any:
         if model_id not in MODELS:
@@ -199,7 +214,7 @@ def create_openai_router(service: Service) -> APIRouter:
         response_model=ChatCompletion,
         summary="OpenAI-compatible chat completion (stream=true: chat.completion.chunk events, then [DONE])",
         responses={
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+            200: {"content": {"text/event-stream": {"schema": sse_event_schema(json_data=False)}},
                   "description": "a chat.completion, or with stream=true ChatCompletionChunk events"},
             **error_responses,
         },
@@ -287,6 +302,6 @@ async def _chunks(
                         id=completion_id, created=created, model=model, choices=[], usage=usage_of(result)
                     )
                     yield f"data: {usage.model_dump_json(exclude_none=True)}\n\n"
-    except AnswerFailed as exc:
+    except (AnswerFailed, Busy) as exc:
         yield _error_line(str(exc))
     yield "data: [DONE]\n\n"

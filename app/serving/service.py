@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sotrag.app.config import Settings
-from sotrag.app.engines.base import Engine
+from sotrag.app.engines.base import Engine, EngineError, engine_health
 from sotrag.app.events import AnswerDone, AnswerResult, Event, RequestedMode
-from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.pipeline import InvalidQuestion, SoTPipeline
 from sotrag.app.serving.api_models import AnswerResponse, DocumentOut, FileOutcome, IndexStatus, UploadResponse
+from sotrag.app.serving.limits import AnswerLimiter, AnswerTimeout, Ticket
 from sotrag.app.serving.metrics import Metrics
+from sotrag.app.serving.validation import check_context, check_lengths, public_message, public_model_name
 
 log = logging.getLogger("sotrag.server")
 
@@ -45,7 +47,16 @@ class NoIndex(RuntimeError):
 
 
 class AnswerFailed(RuntimeError):
-    """The answer broke after it started (engine error); the message is user-facing."""
+    """The answer broke after it started; the message is user-facing. ``status``: what a non-streamed answer gets
+    (422 for bad input found late, 503 when the engine died, 504 past the time limit, else 500)."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+ENGINE_DIED = "the engine stopped unexpectedly; the server is restarting, try again in a moment"
+HEALTH_POLL_S = 0.5
 
 
 class UnsupportedDocument(ValueError):
@@ -104,18 +115,31 @@ class Service:
     state: Literal["starting", "ready", "failed"] = "starting"
     error: str | None = None
     answers_in_flight: int = 0
+    limiter: AnswerLimiter | None = None
+    engine_died: asyncio.Event = field(default_factory=asyncio.Event)  # set once: the engine cannot serve any more
     _owns_engine: bool = False
+    _index_status: IndexStatus | None = None
+    _watcher: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = AnswerLimiter(self.settings.limits)
+
     async def start(self) -> None:
-        """Open the index and start the engine; never raises (the failure is kept for /readyz and the UI)."""
+        """Open the index and start the engine; never raises (the failure is kept for /readyz and the UI).
+
+        Every blocking step runs in a worker thread (index, vLLM import and engine start), so the event loop
+        keeps answering ``/healthz`` and ``/readyz`` ("starting") for the whole start."""
         try:
             if self.index is None and self.index_dir is not None:
                 self.index = await asyncio.to_thread(self._open_index)
+            if self.index is not None:
+                await asyncio.to_thread(self.refresh_index_status)
             if self.pipeline is None:
                 from sotrag.app.factory import create_pipeline
 
@@ -125,6 +149,7 @@ class Service:
                 self.pipeline.retriever = self.index
             self.state = "ready"
             self.metrics.ready.set(1)
+            self._watcher = asyncio.create_task(self._watch_engine(), name="sotrag-engine-watch")
             log.info("sotrag is ready: model %s, index %s", self.pipeline.engine.model_name, self.index_dir)
         except Exception as exc:  # reported on /readyz and in the UI; the log has the details
             self.state = "failed"
@@ -148,7 +173,39 @@ class Service:
     async def wait_started(self) -> None:
         await self._ready.wait()
 
+    async def _watch_engine(self) -> None:
+        """Poll the engine's health (cheap: a flag vLLM's monitor thread sets when the engine process dies)."""
+        assert self.pipeline is not None
+        while self.state == "ready":
+            health = await engine_health(self.pipeline.engine)
+            if not health.alive:
+                self.mark_engine_dead(health.detail)
+                return
+            await asyncio.sleep(HEALTH_POLL_S)
+
+    def mark_engine_dead(self, detail: str | None = None) -> None:
+        """Not ready from now on: /readyz 503 with the reason, ``sotrag_ready`` 0, new answers 503. The server
+        (``sotrag serve``) then exits non-zero after a short grace, for its supervisor to restart it."""
+        if self.engine_died.is_set():
+            return
+        self.state = "failed"
+        self.error = ENGINE_DIED
+        self.metrics.ready.set(0)
+        self.engine_died.set()
+        log.error("the engine died (%s); reporting not ready", detail or "no detail")
+
+    async def check_engine(self) -> bool:
+        """True when the engine can still serve; marks it dead otherwise (called when an answer fails)."""
+        if self.pipeline is None or self.engine_died.is_set():
+            return not self.engine_died.is_set()
+        health = await engine_health(self.pipeline.engine)
+        if not health.alive:
+            self.mark_engine_dead(health.detail)
+        return health.alive
+
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -165,6 +222,8 @@ class Service:
         return self.pipeline.engine if self.pipeline is not None and self.state == "ready" else None
 
     def require_pipeline(self) -> SoTPipeline:
+        if self.engine_died.is_set():
+            raise NotReady(ENGINE_DIED)
         if self.state == "failed":
             raise NotReady(f"the engine failed to start: {self.error}")
         if self.pipeline is None or self.state != "ready":
@@ -178,19 +237,34 @@ class Service:
 
     def engine_servers(self) -> list[dict[str, Any]] | None:
         """A remote engine's servers (up or down, with why); None for an engine without servers."""
-        health = getattr(self.engine, "health", None)
-        return list(health()) if callable(health) else None
+        servers = getattr(self.engine, "servers", None)
+        return list(servers()) if callable(servers) else None
 
     def index_status(self) -> IndexStatus | None:
         if self.index is None:
             return None
         stats = self.index.stats()
         return IndexStatus(
-            directory=str(stats["directory"]),
             documents=int(stats["documents"]),
             chunks=int(stats["chunks"]),
             embedding_model=str(stats["embedding_model"]),
         )
+
+    def refresh_index_status(self) -> None:
+        """Recount the index (blocking: call in a thread) so /readyz can answer without touching it."""
+        self._index_status = self.index_status()
+
+    @property
+    def cached_index_status(self) -> IndexStatus | None:
+        return self._index_status
+
+    def may_write_documents(self) -> str | None:
+        """None when the UI may upload/delete; else why not (read-only, or writes need the admin key)."""
+        if self.settings.server.read_only:
+            return "this server is read-only: documents cannot be added or removed"
+        if self.settings.admin_api_key is not None:
+            return "adding or removing documents needs the admin key: use the REST API with it"
+        return None
 
     def refresh_metrics(self) -> None:
         engine = self.engine
@@ -213,9 +287,20 @@ class Service:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AnswerRun:
-        """Validate now (raises ``InvalidQuestion``/``NotReady`` before anything streams), run on iteration."""
+        """Validate and admit now (raises ``InvalidQuestion``/``NotReady``/``Busy`` before anything streams), run on
+        iteration. The limits apply to every surface alike: this is the one way in."""
         pipeline = self.require_pipeline()
+        assert self.limiter is not None
+        self.limiter.check()  # refuse an overload before spending anything on it (tokenizing, validating)
+        limits = self.settings.limits
+        check_lengths(question, history, limits)
         question = pipeline.validate(question)
+        if history:
+            engine = pipeline.engine
+            history_tokens = sum(engine.count_tokens(q) + engine.count_tokens(a) for q, a in history)
+            check_context(engine.count_tokens(question), history_tokens, engine.max_model_len)
+        if max_tokens is not None and max_tokens > limits.max_tokens:
+            raise InvalidQuestion(f"max_tokens is {max_tokens}, over this server's limit of {limits.max_tokens}")
         sampling = self.settings.sampling
         updates: dict[str, Any] = {}
         if max_tokens is not None:
@@ -232,12 +317,14 @@ class Service:
             "filters": filters,
             "sampling": sampling.model_copy(update=updates) if updates else None,
         }
-        return AnswerRun(self, pipeline, question, kwargs, surface)
+        run = AnswerRun(self, pipeline, question, kwargs, surface)
+        run.ticket = self.limiter.admit(run)  # Busy (429) when every slot and queue place is taken
+        return run
 
     def response_for(self, result: AnswerResult, top_k: int | None) -> AnswerResponse:
         k = self.settings.top_k if top_k is None else top_k
         return AnswerResponse(
-            **result.model_dump(),
+            **{**result.model_dump(), "model": public_model_name(result.model)},
             grounded=bool(result.sources),
             grounding_note=grounding_note(result, self.index is not None, k),
         )
@@ -315,6 +402,7 @@ class Service:
             finally:
                 for _, tmp in staged:
                     tmp.unlink(missing_ok=True)
+            await asyncio.to_thread(self.refresh_index_status)
         outcomes = [
             FileOutcome(source=f.source, status=f.status, reason=f.reason, chunks=f.chunks) for f in summary.files
         ]
@@ -332,6 +420,7 @@ class Service:
             if not match:
                 raise UnknownDocument(f"no document with id {doc_id!r}")
             removed = await asyncio.to_thread(index.remove, doc_id)
+            await asyncio.to_thread(self.refresh_index_status)
             uploads = (Path(index.directory) / UPLOADS_FOLDER).resolve()
             for d in removed:
                 path = Path(d.path).resolve()
@@ -352,9 +441,13 @@ class AnswerRun:
         self.kwargs = kwargs
         self.surface = surface
         self.result: AnswerResult | None = None
+        self.ticket: Ticket | None = None
 
     async def events(self) -> AsyncIterator[Event]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        timeout_s = self.service.settings.limits.answer_timeout_s
+
+        expired: list[bool] = []
 
         async def produce() -> None:
             try:
@@ -362,12 +455,29 @@ class AnswerRun:
                     queue.put_nowait(event)
                 queue.put_nowait(_END)
             except asyncio.CancelledError:
-                raise
+                if not expired:
+                    raise
+                # Past the time limit: the pipeline's cleanup has aborted every engine request by now.
+                queue.put_nowait(_Failed(AnswerTimeout(f"the answer took longer than the limit of {timeout_s:g} s")))
             except Exception as exc:
                 queue.put_nowait(_Failed(exc))
 
+        def expire() -> None:
+            if not task.done():
+                expired.append(True)
+                task.cancel()
+
+        ticket = self.ticket
+        try:
+            if ticket is not None:
+                await ticket.acquire_slot()
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            raise
         metrics = self.service.metrics
         task = asyncio.create_task(produce(), name=f"sotrag-answer-{self.surface}")
+        timer = asyncio.get_running_loop().call_later(timeout_s, expire)
         self.service._tasks.add(task)
         task.add_done_callback(self.service._tasks.discard)
         metrics.in_flight.inc()
@@ -381,19 +491,37 @@ class AnswerRun:
                     return
                 if isinstance(item, _Failed):
                     outcome = "error"
-                    log.error("an answer failed: %s", _one_line(item.error), exc_info=item.error)
-                    raise AnswerFailed(f"the answer failed: {_one_line(item.error)}")
+                    raise await self._failure(item.error)
                 if isinstance(item, AnswerDone):
                     self.result = item.result
                     metrics.observe_answer(item.result)
                 yield item
         finally:
+            timer.cancel()
             if not task.done():
                 task.cancel()  # once: the pipeline's own cleanup aborts every engine request of this answer
+            if ticket is not None:
+                ticket.release()
             metrics.in_flight.dec()
             self.service.answers_in_flight -= 1
             used = self.result.mode if self.result is not None else "none"
             metrics.answers.labels(self.surface, self.kwargs["mode"], used, outcome).inc()
+
+    async def _failure(self, error: BaseException) -> AnswerFailed:
+        """What the client is told: a reason that names no internals, and the status a non-streamed answer gets."""
+        if isinstance(error, AnswerTimeout):
+            log.warning("an answer was stopped: %s", error)
+            return AnswerFailed(str(error), 504)
+        if not await self.service.check_engine():
+            log.error("an answer failed because the engine died: %s", _one_line(error))
+            return AnswerFailed(f"the answer failed: {ENGINE_DIED}", 503)
+        if isinstance(error, (InvalidQuestion, ValueError)):  # bad input found late (e.g. in retrieval)
+            log.warning("an answer was refused: %s", _one_line(error))
+            return AnswerFailed(f"invalid request: {public_message(error)}", 422)
+        log.error("an answer failed: %s", _one_line(error), exc_info=error)
+        if isinstance(error, EngineError):  # user-facing by contract
+            return AnswerFailed(f"the answer failed: {public_message(error)}")
+        return AnswerFailed("the answer failed: an internal error (the server log has the details)")
 
     async def run(self) -> AnswerResult:
         async for _ in self.events():

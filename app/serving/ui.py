@@ -42,6 +42,7 @@ from sotrag.app.events import (
     stats_rows,
 )
 from sotrag.app.pipeline import InvalidQuestion
+from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.service import (
     AnswerFailed,
     DocumentRejected,
@@ -53,6 +54,8 @@ from sotrag.app.serving.service import (
     UnsupportedDocument,
     grounding_note,
 )
+from sotrag.app.serving.validation import public_model_name
+from sotrag.retrieval.errors import RetrievalError
 
 UPDATES_PER_SECOND = 12
 DONE_MARK = "✓"
@@ -396,7 +399,7 @@ def build_ui(service: Service) -> gr.Blocks:
                 run = service.answer(
                     text, surface="ui", mode=_mode(mode_value), history=[(q, a) for q, a in turns]
                 )
-            except (InvalidQuestion, NotReady) as exc:
+            except (InvalidQuestion, NotReady, Busy) as exc:
                 chat[-1] = {"role": "assistant", "content": f"⚠ {md_text(str(exc))}"}
                 yield text, chat, skip, skip, skip, skip, turns
                 return
@@ -412,7 +415,7 @@ def build_ui(service: Service) -> gr.Blocks:
                         chat[-1] = {"role": "assistant", "content": live.chat_markdown()}
                         sources_value = source_rows(live.sources) if isinstance(event, SourcesEvent) else skip
                         yield skip, chat, skip, timeline_svg(live.timeline_rows()), sources_value, skip, skip
-            except AnswerFailed as exc:
+            except (AnswerFailed, Busy) as exc:
                 chat[-1] = {"role": "assistant", "content": f"⚠ {md_text(str(exc))}"}
                 yield skip, chat, skip, skip, skip, skip, turns
                 return
@@ -436,7 +439,7 @@ def build_ui(service: Service) -> gr.Blocks:
                     if phase or now - last >= 1 / UPDATES_PER_SECOND:
                         last = now
                         yield skip, skip, skip, skip, skip, compare_html(result, other, other_mode), skip
-            except (InvalidQuestion, NotReady, AnswerFailed) as exc:
+            except (InvalidQuestion, NotReady, AnswerFailed, Busy) as exc:
                 yield skip, skip, skip, skip, skip, f"<div>⚠ {html.escape(str(exc))}</div>", skip
                 return
             yield skip, skip, skip, skip, skip, compare_html(result, other, other_mode), skip
@@ -462,8 +465,9 @@ def build_ui(service: Service) -> gr.Blocks:
             return rows, gr.Dropdown(choices=choices, value=None), message
 
         async def add_files(paths: list[str] | None) -> tuple[Any, Any, str, Any, str]:
-            if not paths:
-                rows, choice, message = await list_docs("⚠ choose one or more files first")
+            refused = service.may_write_documents()
+            if refused or not paths:
+                rows, choice, message = await list_docs(f"⚠ {refused or 'choose one or more files first'}")
                 return rows, choice, message, gr.skip(), _status_html(service)
             staged: list[tuple[str, Path]] = []
             try:
@@ -479,6 +483,8 @@ def build_ui(service: Service) -> gr.Blocks:
                 message = f"{DONE_MARK} {md_text(done)}"
             except (NoIndex, NotReady, UnsupportedDocument, DocumentTooLarge, DocumentRejected) as exc:
                 message = f"⚠ {md_text(str(exc))}"
+            except RetrievalError:
+                message = "⚠ the index cannot be written right now (another process may be writing to it)"
             finally:
                 for _, tmp_path in staged:
                     tmp_path.unlink(missing_ok=True)
@@ -486,14 +492,17 @@ def build_ui(service: Service) -> gr.Blocks:
             return rows, choice, message, None, _status_html(service)
 
         async def remove_doc(doc_id: str | None) -> tuple[Any, Any, str, str]:
-            if not doc_id:
-                rows, choice, message = await list_docs("⚠ choose a document to remove")
+            refused = service.may_write_documents()
+            if refused or not doc_id:
+                rows, choice, message = await list_docs(f"⚠ {refused or 'choose a document to remove'}")
                 return rows, choice, message, _status_html(service)
             try:
                 removed = await service.remove_document(doc_id)
                 message = f"removed {md_text(', '.join(d.source for d in removed))}"
             except (NoIndex, NotReady, UnknownDocument) as exc:
                 message = f"⚠ {md_text(str(exc))}"
+            except RetrievalError:
+                message = "⚠ the index cannot be written right now (another process may be writing to it)"
             rows, choice, message = await list_docs(message)
             return rows, choice, message, _status_html(service)
 
@@ -515,7 +524,7 @@ def _status_html(service: Service) -> str:
         text, state = "The engine is starting… (about a minute on a CPU)", "starting"
     else:
         engine = service.engine
-        model = engine.model_name if engine else "?"
+        model = public_model_name(engine.model_name) if engine else "?"
         try:
             idx = service.index_status()
         except Exception:  # a status line must never break the page

@@ -1,0 +1,86 @@
+"""Client-input checks shared by every surface, and user-facing text for errors that must name no internals.
+
+Everything a client sends as text goes through ``check_text`` (JSON allows ``"\\ud800"``, a lone surrogate, which
+no tokenizer can encode: that used to reach the engine and come back as a 500). ``public_message`` turns an
+exception into one line without server paths, so even an unexpected message cannot leak where files live.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from sotrag.app.config import LimitsConfig
+from sotrag.app.pipeline import MIN_ANSWER_TOKENS, InvalidQuestion
+
+
+class TextTooLong(InvalidQuestion):
+    """A question or history over the server's limits or the model's context (413)."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PATH = re.compile(r"(?<![\w.:/])(?:~|\.{1,2})?/(?:[^\s/'\"<>:]+/)+[^\s/'\"<>:,;)]*")
+
+
+def check_text(value: str, what: str = "text") -> str:
+    """``value`` unchanged, or ``InvalidQuestion`` when it is not valid Unicode (a lone surrogate)."""
+    m = _SURROGATE.search(value)
+    if m:
+        raise InvalidQuestion(f"{what} is not valid Unicode (a lone surrogate at character {m.start()})")
+    return value
+
+
+def _valid_unicode(value: str) -> str:
+    m = _SURROGATE.search(value)
+    if m:
+        raise ValueError(f"not valid Unicode (a lone surrogate at character {m.start()})")
+    return value
+
+
+# For request models: pydantic reports the field, and the request is refused (422) before any work.
+UnicodeText = Annotated[str, AfterValidator(_valid_unicode)]
+
+
+def check_lengths(question: str, history: Sequence[tuple[str, str]], limits: LimitsConfig) -> None:
+    """The server's own limits on question and history size, before anything is tokenized."""
+    check_text(question, "the question")
+    for i, (q, a) in enumerate(history):
+        check_text(q, f"history turn {i + 1}")
+        check_text(a, f"history turn {i + 1}")
+    if len(question) > limits.max_question_chars:
+        raise TextTooLong(
+            f"the question is {len(question)} characters, over the limit of {limits.max_question_chars}"
+        )
+    size = sum(len(q) + len(a) for q, a in history)
+    if size > limits.max_history_chars:
+        raise TextTooLong(f"the history is {size} characters, over the limit of {limits.max_history_chars}")
+
+
+def check_context(
+    question_tokens: int, history_tokens: int, max_model_len: int
+) -> None:
+    """The question and the history together must leave room for an answer in the model's context."""
+    total = question_tokens + history_tokens
+    if history_tokens and total + MIN_ANSWER_TOKENS > max_model_len:
+        raise TextTooLong(
+            f"the question and its history are {total} tokens, too long for the model's context of "
+            f"{max_model_len} tokens; send fewer or shorter earlier turns"
+        )
+
+
+def public_message(exc: BaseException) -> str:
+    """One line of ``exc``'s message with filesystem paths replaced, for clients."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return _PATH.sub("<path>", text)[:500]
+
+
+def public_model_name(model: str) -> str:
+    """A hub id as it is; a local model folder by its last component only (clients need no server paths)."""
+    if model.startswith(("/", "~", ".")) or Path(model).expanduser().exists():
+        return Path(model).name or "model"
+    return model
