@@ -406,6 +406,11 @@ class TrainedRouter:
         self._encoder: Encoder | None = None
         self._lock = threading.Lock()
 
+    def warm_up(self) -> None:
+        """Load the encoder now (its first use in a process builds or loads the ONNX graph: seconds of CPU), so
+        the first ``mode="auto"`` answer does not pay for it. A server calls this while it starts."""
+        _ = self.encoder
+
     @property
     def encoder(self) -> Encoder:
         with self._lock:  # route() runs in worker threads: load the embedder once

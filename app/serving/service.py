@@ -145,6 +145,11 @@ class Service:
 
                 self.pipeline = await create_pipeline(self.settings, retriever=self.index)
                 self._owns_engine = True
+                # The trained router's encoder loads in seconds once built, but its first build takes ~20 s of
+                # CPU: do it before "ready", not in the first auto answer.
+                warm_up = getattr(getattr(self.pipeline.router, "classifier", None), "warm_up", None)
+                if callable(warm_up):
+                    await asyncio.to_thread(warm_up)
             elif self.index is not None and self.pipeline.retriever is None:
                 self.pipeline.retriever = self.index
             self.state = "ready"
