@@ -59,6 +59,10 @@ class AnswerStats(BaseModel):
     cached_prompt_tokens: StageTokens = Field(default_factory=StageTokens)
     cached_share: float = Field(0.0, description="prompt tokens served from the prefix cache / all prompt tokens")
     passages_dropped: int = Field(0, description="retrieved passages that did not fit the context budget")
+    skeleton_mode: str | None = Field(
+        None, description="how the skeleton that was used came about: unguided, guided, or guided retry"
+    )
+    skeleton_attempts: int = Field(0, description="skeleton requests sent (2 after a guided retry)")
 
 
 class AnswerResult(BaseModel):
@@ -69,7 +73,11 @@ class AnswerResult(BaseModel):
     skeleton: str = ""
     points: list[PointResult] = Field(default_factory=list)
     fallback_reason: str | None = None
+    skeleton_retry_reason: str | None = Field(None, description="why the skeleton was asked again, guided")
     route_reason: str | None = None
+    route_cause: str | None = Field(
+        None, description="auto mode: what decided the route (question, load, fits: SoT allowed, default)"
+    )
     sources: list[Source] = Field(default_factory=list)
     stats: AnswerStats
     model: str
@@ -84,6 +92,8 @@ def stats_rows(result: AnswerResult) -> list[tuple[str, str]]:
     """An answer's stats as (label, value) rows: the one wording the CLI table and the web UI share."""
     s = result.stats
     why = result.fallback_reason or result.route_reason or f"requested {result.requested_mode}"
+    if result.skeleton_retry_reason and not result.fallback_reason:
+        why = f"{why}; {result.skeleton_retry_reason}" if result.route_reason else result.skeleton_retry_reason
     prompt = s.prompt_tokens.skeleton + s.prompt_tokens.points + s.prompt_tokens.normal
     return [
         ("mode", f"{result.mode} ({why})"),
@@ -145,6 +155,13 @@ class FallbackEvent(BaseModel):
     reason: str
 
 
+class SkeletonRetry(BaseModel):
+    """The unguided skeleton gave too few points: it is discarded and asked again, regex-guided."""
+
+    type: Literal["skeleton_retry"] = "skeleton_retry"
+    reason: str
+
+
 class AnswerDelta(BaseModel):
     """Normal decoding streams plain text."""
 
@@ -166,6 +183,7 @@ Event = Annotated[
     | PointDelta
     | PointDone
     | FallbackEvent
+    | SkeletonRetry
     | AnswerDelta
     | AnswerDone,
     Field(discriminator="type"),

@@ -33,6 +33,7 @@ from sotrag.app.events import (
     RequestedMode,
     RouteEvent,
     SkeletonDelta,
+    SkeletonRetry,
     SourcesEvent,
     stats_rows,
 )
@@ -161,6 +162,11 @@ class AnswerView:
         elif isinstance(event, FallbackEvent):
             self.notes.append(f"fallback to normal decoding: {event.reason}")
             self.titles.clear()
+        elif isinstance(event, SkeletonRetry):
+            self.notes.append(event.reason)
+            self.skeleton = ""
+            self.titles.clear()
+            self.texts.clear()
         elif isinstance(event, SkeletonDelta):
             self.skeleton += event.text
         elif isinstance(event, PointStarted):
