@@ -139,10 +139,10 @@ class RouterConfig(BaseModel):
     min_free_seqs: int = Field(default=2, ge=1, description="free batch slots SoT needs")
     max_waiting: int = Field(default=1, ge=1, description="queued engine requests at which SoT is refused")
     max_itl_ratio: float = Field(
-        default=1.5, ge=1.0, description="recent inter-token latency over the idle one at which SoT is refused"
+        default=2.5, ge=1.0, description="recent inter-token latency over the idle one at which SoT is refused"
     )
     resume_itl_ratio: float = Field(
-        default=1.2, ge=1.0, description="hysteresis: after a refusal, SoT again only under this ITL ratio"
+        default=1.8, ge=1.0, description="hysteresis: after a refusal, SoT again only under this ITL ratio"
     )
 
 

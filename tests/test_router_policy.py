@@ -116,6 +116,6 @@ def test_router_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SOTRAG_ROUTER__MAX_ITL_RATIO", "1.8")
     router = router_from_config(Settings().router)
     assert router.classifier.threshold == 0.8 and router.policy.max_busy_fraction == 0.5
-    assert router.policy.max_itl_ratio == 1.8 and router.policy.resume_itl_ratio == 1.2
+    assert router.policy.max_itl_ratio == 1.8 and router.policy.resume_itl_ratio == 1.8
     with pytest.raises(ValueError, match="needs the engine"):
         router_from_config(Settings(router={"kind": "llm"}).router)  # type: ignore[arg-type]

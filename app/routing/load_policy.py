@@ -43,8 +43,8 @@ class LoadPolicy:
     max_kv_cache_usage: float = 0.90
     min_free_seqs: int = 2
     max_waiting: int = 1
-    max_itl_ratio: float = 1.5
-    resume_itl_ratio: float = 1.2
+    max_itl_ratio: float = 2.5
+    resume_itl_ratio: float = 1.8
     resume_kv_margin: float = 0.10
     _refusing: bool = field(default=False, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
