@@ -156,7 +156,7 @@ async def test_tiny_model_gibberish_gets_a_guided_retry(engine: object) -> None:
     assert result.stats.skeleton_mode == "guided retry" and result.stats.skeleton_attempts == 2
     assert result.skeleton_retry_reason is not None and "unguided skeleton had" in result.skeleton_retry_reason
     assert result.mode == "sot" and len(result.points) >= 2
-    assert result.stats.tokens > result.stats.skeleton_tokens + sum(p.tokens for p in result.points) - 1
+    assert result.stats.tokens > result.stats.skeleton_tokens + sum(p.tokens for p in result.points)  # + discarded
     assert engine.num_unfinished_requests() == 0  # type: ignore[attr-defined]
 
 
