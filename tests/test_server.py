@@ -166,7 +166,8 @@ def test_sse_stream_shows_skeleton_then_parallel_points(client: httpx.Client, ro
     # The skeleton streams first and completes before any point starts.
     skeleton_done = kinds.index("skeleton_done")
     assert kinds.index("skeleton_delta") < skeleton_done < kinds.index("point_started")
-    assert set(kinds[1:skeleton_done]) == {"skeleton_delta"}
+    # (the tiny model's unguided skeleton is gibberish: the default path asks again, guided, and says so)
+    assert set(kinds[1:skeleton_done]) <= {"skeleton_delta", "skeleton_retry"}
     titles = events[skeleton_done][1]["points"]
     assert 3 <= len(titles) <= 4
 
