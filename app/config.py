@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CPU_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+# The gpu preset's engine limits, sized for SoT (about 8 sequences per answer) by the H200 sweep in
+# docs/BENCHMARKS.md ("Engine limits"). vLLM's generic ones are 128 sequences and 2048 tokens a step.
+GPU_MAX_NUM_SEQS = 256
+GPU_MAX_BATCHED = 8192
 
 
 DistributedBackend = Literal["mp", "ray", "uni", "external_launcher"]
@@ -37,7 +41,11 @@ class EngineConfig(BaseModel):
     distributed_executor_backend: DistributedBackend | None = Field(
         default=None, description="mp (one node), ray (several nodes); None: vLLM chooses"
     )
-    max_num_seqs: int = Field(default=64, ge=1, description="most requests decoded in one batch")
+    max_num_seqs: int | None = Field(default=None, ge=1, description="None: the preset's (cpu 64, gpu 256)")
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=256, description="tokens per engine step; None: the preset's (cpu vLLM's, gpu GPU_MAX_BATCHED)"
+    )
+    enable_chunked_prefill: bool | None = Field(default=None, description="None: the preset's (vLLM's default: on)")
     enable_prefix_caching: bool = True
     kv_cache_gib: float | None = Field(
         default=None,
@@ -83,6 +91,18 @@ class EngineConfig(BaseModel):
         return None if gib is None else int(gib * 2**30)
 
     @property
+    def resolved_max_num_seqs(self) -> int:
+        if self.max_num_seqs is not None:
+            return self.max_num_seqs
+        return GPU_MAX_NUM_SEQS if self.preset == "gpu" else 64
+
+    @property
+    def resolved_max_num_batched_tokens(self) -> int | None:
+        if self.max_num_batched_tokens is not None:
+            return self.max_num_batched_tokens
+        return GPU_MAX_BATCHED if self.preset == "gpu" else None
+
+    @property
     def resolved_model(self) -> str:
         if self.model:
             return self.model
@@ -107,7 +127,23 @@ class SamplingConfig(BaseModel):
 class SoTConfig(BaseModel):
     """The Skeleton-of-Thought knobs."""
 
-    guided_skeleton: bool = Field(default=True, description="regex-constrain the skeleton to a numbered list")
+    guided_skeleton: bool = Field(
+        default=False,
+        description="regex-constrain the skeleton from the start (for weak models). Off by default: a guided "
+        "request makes vLLM fill a grammar mask on its engine-core thread and defer sampling for the whole "
+        "batch, so it slows every request in flight; the unguided skeleton is plain decoding",
+    )
+    skeleton_fallback: Literal["guided", "normal"] = Field(
+        default="guided",
+        description="when the unguided skeleton has fewer than fallback_min_points points: ask again with the "
+        "regex guide (guided), or answer with normal decoding (normal)",
+    )
+    guided_regex: Literal["line", "word"] = Field(
+        default="line",
+        description="the guide's shape: line (k. then up to guided_line_chars of any text, cheap masks) or word "
+        "(min_words..max_words bounded words, the old default, dearer masks)",
+    )
+    guided_line_chars: int = Field(default=80, ge=8, le=400)
     min_points: int = Field(default=3, ge=1, le=20)
     max_points: int = Field(default=10, ge=1, le=20)
     min_words: int = Field(default=3, ge=1)
@@ -138,6 +174,13 @@ class RouterConfig(BaseModel):
     max_busy_fraction: float = Field(default=0.75, gt=0.0, le=1.0, description="(running+waiting)/max_num_seqs limit")
     max_kv_cache_usage: float = Field(default=0.90, gt=0.0, le=1.0)
     min_free_seqs: int = Field(default=2, ge=1, description="free batch slots SoT needs")
+    max_waiting: int = Field(default=1, ge=1, description="queued engine requests at which SoT is refused")
+    max_itl_ratio: float = Field(
+        default=2.5, ge=1.0, description="recent inter-token latency over the idle one at which SoT is refused"
+    )
+    resume_itl_ratio: float = Field(
+        default=1.8, ge=1.0, description="hysteresis: after a refusal, SoT again only under this ITL ratio"
+    )
 
 
 class VectorSearchConfig(BaseModel):

@@ -66,6 +66,10 @@ class AnswerStats(BaseModel):
     point_uncached_prompt_tokens: list[int] = Field(
         default_factory=list, description="per point, in skeleton order: prompt tokens not served by the prefix cache"
     )
+    skeleton_mode: str | None = Field(
+        None, description="how the skeleton that was used came about: unguided, guided, or guided retry"
+    )
+    skeleton_attempts: int = Field(0, description="skeleton requests sent (2 after a guided retry)")
 
 
 class AnswerResult(BaseModel):
@@ -76,7 +80,11 @@ class AnswerResult(BaseModel):
     skeleton: str = ""
     points: list[PointResult] = Field(default_factory=list)
     fallback_reason: str | None = None
+    skeleton_retry_reason: str | None = Field(None, description="why the skeleton was asked again, guided")
     route_reason: str | None = None
+    route_cause: str | None = Field(
+        None, description="auto mode: what decided the route (question, load, fits: SoT allowed, default)"
+    )
     sources: list[Source] = Field(default_factory=list)
     stats: AnswerStats
     model: str
@@ -91,6 +99,8 @@ def stats_rows(result: AnswerResult) -> list[tuple[str, str]]:
     """An answer's stats as (label, value) rows: the one wording the CLI table and the web UI share."""
     s = result.stats
     why = result.fallback_reason or result.route_reason or f"requested {result.requested_mode}"
+    if result.skeleton_retry_reason and not result.fallback_reason:
+        why = f"{why}; {result.skeleton_retry_reason}" if result.route_reason else result.skeleton_retry_reason
     prompt = s.prompt_tokens.skeleton + s.prompt_tokens.points + s.prompt_tokens.normal
     return [
         ("mode", f"{result.mode} ({why})"),
@@ -157,6 +167,13 @@ class FallbackEvent(BaseModel):
     reason: str
 
 
+class SkeletonRetry(BaseModel):
+    """The unguided skeleton gave too few points: it is discarded and asked again, regex-guided."""
+
+    type: Literal["skeleton_retry"] = "skeleton_retry"
+    reason: str
+
+
 class AnswerDelta(BaseModel):
     """Normal decoding streams plain text."""
 
@@ -178,6 +195,7 @@ Event = Annotated[
     | PointDelta
     | PointDone
     | FallbackEvent
+    | SkeletonRetry
     | AnswerDelta
     | AnswerDone,
     Field(discriminator="type"),

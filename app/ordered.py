@@ -3,7 +3,16 @@ streaming, OpenAI-compatible chunks) rather than parallel point events."""
 
 from __future__ import annotations
 
-from sotrag.app.events import AnswerDelta, AnswerDone, Event, FallbackEvent, PointDelta, PointDone, PointStarted
+from sotrag.app.events import (
+    AnswerDelta,
+    AnswerDone,
+    Event,
+    FallbackEvent,
+    PointDelta,
+    PointDone,
+    PointStarted,
+    SkeletonRetry,
+)
 
 
 class OrderedText:
@@ -27,8 +36,8 @@ class OrderedText:
         """Return the text this event makes ready to show (possibly empty)."""
         if isinstance(event, AnswerDelta):
             return event.text
-        if isinstance(event, FallbackEvent):
-            self.reset()  # the SoT attempt is discarded; normal text follows
+        if isinstance(event, (FallbackEvent, SkeletonRetry)):
+            self.reset()  # the SoT attempt is discarded; normal text or a new skeleton follows
             return ""
         if isinstance(event, PointStarted):
             self.titles[event.index] = event.title

@@ -49,12 +49,13 @@ from sotrag.app.events import (
     RouteEvent,
     SkeletonDelta,
     SkeletonDone,
+    SkeletonRetry,
     Source,
     SourcesEvent,
     StageTokens,
 )
 from sotrag.app.routing.base import RouteDecision, Router
-from sotrag.app.skeleton import SkeletonParser, skeleton_regex
+from sotrag.app.skeleton import SkeletonParser, skeleton_line_regex, skeleton_regex
 from sotrag.prompts import PROMPT_VERSION
 from sotrag.prompts import build as prompts
 from sotrag.retrieval.types import Passage, Retriever
@@ -198,10 +199,15 @@ class _Answer:
         self.passages_dropped = 0
         self.retrieval_s = 0.0
         self.route_reason: str | None = None
+        self.route_cause: str | None = None
         self.skeleton: RequestTrace | None = None
         self.normal: RequestTrace | None = None
         self.points: list[_Point] = []
         self.fallback_reason: str | None = None
+        self.skeleton_retry_reason: str | None = None
+        self.skeleton_mode: str | None = None
+        self.skeleton_attempts = 0
+        self.skeleton_tokens_discarded = 0  # tokens of a skeleton that was asked again
         self._queue: asyncio.Queue[Event | _TaskEnd] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._tasks_left = 0
@@ -258,12 +264,13 @@ class _Answer:
         else:
             decision = await asyncio.to_thread(self.p.router.route, self.question, self.engine.load())
         self.route_reason = decision.reason
+        self.route_cause = decision.cause
         if decision.max_points is not None:
             max_points = max(self.sot.min_points, min(max_points, decision.max_points))
         return decision.mode, max_points
 
     async def _skeleton_of_thought(self, max_points: int) -> AsyncIterator[Event]:
-        sot, s = self.sot, self.sampling
+        sot = self.sot
         min_points = min(sot.min_points, max_points)
         skeleton_messages = prompts.skeleton_messages(
             self.question,
@@ -274,25 +281,39 @@ class _Answer:
             min_words=sot.min_words,
             max_words=sot.max_words,
         )
-        regex = skeleton_regex(min_points, max_points, sot.min_words, sot.max_words) if sot.guided_skeleton else None
-        request = self._chat_request("skeleton", skeleton_messages, self._options(s.skeleton_max_tokens, regex=regex))
-        parser = SkeletonParser(max_points=max_points)
-        self.skeleton = RequestTrace(start_s=self.now())
+        # Unguided by default (plain decoding, nothing on the engine core's thread); the regex guide is the
+        # retry when that gives too few points, or the first try with ``guided_skeleton``.
+        attempts: list[tuple[str, str | None]] = []
+        if sot.guided_skeleton:
+            attempts.append(("guided", self._skeleton_regex(min_points, max_points)))
+        else:
+            attempts.append(("unguided", None))
+            if sot.skeleton_fallback == "guided":
+                attempts.append(("guided retry", self._skeleton_regex(min_points, max_points)))
 
-        # Stage 1: the skeleton, streamed. In eager mode a point starts as soon as its line is complete.
-        async for delta in self._generate(request, self.skeleton):
-            if delta.text:
-                yield SkeletonDelta(text=delta.text)
-            for title in parser.feed(delta.text):
-                if sot.eager:
-                    yield self._start_point(title, parser.text, skeleton_messages)
-            async for event in self._drain(wait=False):  # eager points already streaming
+        titles: list[str] = []
+        parser = SkeletonParser(max_points=max_points)
+        for n, (kind, regex) in enumerate(attempts):
+            if n:
+                self.skeleton_retry_reason = (
+                    f"the unguided skeleton had {len(titles)} usable point(s), fewer than "
+                    f"{sot.fallback_min_points}: asked again, guided"
+                )
+                await self.cancel()  # eager points of the discarded skeleton
+                self.points = []
+                yield SkeletonRetry(reason=self.skeleton_retry_reason)
+            self.skeleton_mode = kind
+            parser = SkeletonParser(max_points=max_points)
+            async for event in self._skeleton_attempt(kind, regex, parser, min_points, skeleton_messages):
                 yield event
-        titles = parser.finish(truncated=self.skeleton.finish_reason == "length")
+            titles = parser.points
+            if len(titles) >= sot.fallback_min_points:
+                break
 
         if len(titles) < sot.fallback_min_points:
+            tried = " and ".join(f"the {kind} skeleton" for kind, _ in attempts)
             self.fallback_reason = (
-                f"the skeleton had {len(titles)} usable point(s), fewer than {sot.fallback_min_points}"
+                f"{tried} had {len(titles)} usable point(s), fewer than {sot.fallback_min_points}: normal decoding"
             )
             await self.cancel()
             yield FallbackEvent(reason=self.fallback_reason)
@@ -307,6 +328,59 @@ class _Answer:
             yield self._start_point(title, parser.text, skeleton_messages)
         async for event in self._drain(wait=True):
             yield event
+
+    def _skeleton_regex(self, min_points: int, max_points: int) -> str:
+        sot = self.sot
+        if sot.guided_regex == "word":
+            return skeleton_regex(min_points, max_points, sot.min_words, sot.max_words)
+        return skeleton_line_regex(min_points, max_points, sot.guided_line_chars)
+
+    async def _skeleton_attempt(
+        self,
+        kind: str,
+        regex: str | None,
+        parser: SkeletonParser,
+        min_points: int,
+        skeleton_messages: list[ChatMessage],
+    ) -> AsyncIterator[Event]:
+        """One skeleton request, streamed into ``parser``. It ends early (the request is aborted) once
+        ``max_points`` lines are complete, or at a blank line after ``min_points``: the rest would be
+        decoded for nothing. In eager mode a point starts as soon as its line is complete."""
+        sot, s = self.sot, self.sampling
+        max_tokens = s.skeleton_max_tokens
+        stops: tuple[str, ...] = ()
+        if regex is None:  # bounded: about 2 tokens a word plus the numbering, per point
+            max_tokens = min(max_tokens, parser.max_points * (2 * sot.max_words + 4))
+            stops = (f"\n{parser.max_points + 1}.",)
+        request = self._chat_request(
+            "skeleton" if kind != "guided retry" else "skeleton-guided",
+            skeleton_messages,
+            self._options(max_tokens, regex=regex, stop=stops),
+        )
+        trace = RequestTrace(start_s=self.now())
+        if self.skeleton is not None:
+            self.skeleton_tokens_discarded += self.skeleton.tokens
+        self.skeleton = trace
+        self.skeleton_attempts += 1
+        stream = self._generate(request, trace)
+        try:
+            async for delta in stream:
+                if delta.text:
+                    yield SkeletonDelta(text=delta.text)
+                for title in parser.feed(delta.text):
+                    if sot.eager:
+                        yield self._start_point(title, parser.text, skeleton_messages)
+                async for event in self._drain(wait=False):  # eager points already streaming
+                    yield event
+                if not delta.finished and (
+                    len(parser.points) >= parser.max_points or (parser.blank_line and len(parser.points) >= min_points)
+                ):
+                    trace.finish_reason = "enough points"
+                    trace.end_s = self.now()
+                    break
+        finally:
+            await stream.aclose()  # aborts the request if it was still running
+        parser.finish(truncated=trace.finish_reason in ("length", "enough points"))
 
     async def _drain(self, *, wait: bool) -> AsyncIterator[Event]:
         """Yield what the point tasks queued: until all have ended (``wait``), or until the queue is empty."""
@@ -409,15 +483,18 @@ class _Answer:
 
     # -- engine requests ---------------------------------------------------------------------------
 
-    async def _generate(self, request: GenerationRequest, trace: RequestTrace) -> AsyncIterator[GenerationDelta]:
+    async def _generate(
+        self, request: GenerationRequest, trace: RequestTrace
+    ) -> AsyncGenerator[GenerationDelta, None]:
         """Run one engine request, recording its trace. Every request carries the answer's affinity key, so an
         engine over several servers keeps one answer on one server (and its prefix cache)."""
         if request.affinity is None:
             request = dataclasses.replace(request, affinity=self.answer_id)
         self._in_flight.add(request.request_id)
         trace.prompt_token_ids = request.prompt_token_ids or ()
+        deltas = self.engine.generate(request)
         try:
-            async for delta in self.engine.generate(request):
+            async for delta in deltas:
                 now = self.now()
                 if trace.first_token_s is None and delta.new_tokens:
                     trace.first_token_s = now
@@ -431,6 +508,9 @@ class _Answer:
                     trace.end_s = now
                 yield delta
         finally:
+            close = getattr(deltas, "aclose", None)
+            if close is not None:
+                await close()  # closed early: the engine aborts the request (the Engine contract)
             self._in_flight.discard(request.request_id)
         if trace.end_s is None:
             trace.end_s = self.now()
@@ -507,7 +587,9 @@ class _Answer:
             skeleton=self.skeleton.text if self.skeleton else "",
             points=points,
             fallback_reason=self.fallback_reason,
+            skeleton_retry_reason=self.skeleton_retry_reason,
             route_reason=self.route_reason,
+            route_cause=self.route_cause,
             sources=self.sources,
             stats=self._stats(points, total_s),
             model=self.engine.model_name,
@@ -518,7 +600,7 @@ class _Answer:
         traces = [t for t in (self.skeleton, self.normal) if t is not None] + [p.trace for p in self.points]
         firsts = [t.first_token_s for t in traces if t.first_token_s is not None]
         ttft = min(firsts) if firsts else None
-        tokens = sum(t.tokens for t in traces)
+        tokens = sum(t.tokens for t in traces) + self.skeleton_tokens_discarded
         skeleton_s = None
         if self.skeleton is not None and self.skeleton.end_s is not None:
             skeleton_s = self.skeleton.end_s - self.skeleton.start_s
@@ -554,6 +636,8 @@ class _Answer:
             cached_share=all_cached / all_prompt if all_prompt else 0.0,
             point_uncached_prompt_tokens=[p.uncached_prompt_tokens for p in points],
             passages_dropped=self.passages_dropped,
+            skeleton_mode=self.skeleton_mode,
+            skeleton_attempts=self.skeleton_attempts,
         )
 
 

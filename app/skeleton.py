@@ -31,6 +31,22 @@ def skeleton_regex(min_points: int, max_points: int, min_words: int = 3, max_wor
     return "".join(line(k) for k in range(1, min_points + 1)) + tail
 
 
+def skeleton_line_regex(min_points: int, max_points: int, max_chars: int = 80) -> str:
+    """A cheaper guide, "1. <any text>\\n2. ..." with each line's text ``1..max_chars`` characters (no newline).
+
+    xgrammar fills a line-level mask far faster than the word-bounded one (one character class per line
+    instead of word/space alternations: about 0.04-0.11 ms a token against 0.73 on the GPU host's CPU, for
+    real skeleton text), so it is the shape used for the guided retry."""
+
+    def line(k: int) -> str:
+        return rf"{k}\. [^\n]{{1,{max_chars}}}\n"
+
+    tail = ""
+    for k in range(max_points, min_points, -1):
+        tail = f"({line(k)}{tail})?"
+    return "".join(line(k) for k in range(1, min_points + 1)) + tail
+
+
 def clean_title(raw: str) -> str:
     """Strip markdown emphasis and trailing punctuation; cut overlong titles at a word boundary."""
     title = raw.strip(" \t*_:")
@@ -66,6 +82,7 @@ class SkeletonParser:
     _titles: list[str] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
     _bullets: list[str] = field(default_factory=list)
+    blank_line: bool = False  # a blank line came after a numbered point: the list has probably ended
 
     @property
     def text(self) -> str:
@@ -83,6 +100,8 @@ class SkeletonParser:
         new: list[str] = []
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
+            if not line.strip() and self._titles:
+                self.blank_line = True
             title = self._take(line)
             if title is not None:
                 new.append(title)

@@ -41,6 +41,9 @@ SAMPLING = SamplingConfig(
 
 
 def sot(n: int, **kw: object) -> SoTConfig:
+    """Guided from the start: these tests are about expansion, and the tiny model's unguided skeleton is
+    gibberish (the unguided path and its retry: tests/test_skeleton_path.py)."""
+    kw.setdefault("guided_skeleton", True)
     return SoTConfig(min_points=n, max_points=n, min_words=2, max_words=4, **kw)  # type: ignore[arg-type]
 
 

@@ -73,7 +73,8 @@ async def test_auto_falls_back_to_normal_on_a_saturated_engine(engine: VLLMEngin
     busy = SimulatedLoad(engine, running=30, waiting=4)
     route, result = await answer(busy, router, LIST_QUESTION)
     assert route.mode == "normal" and result.mode == "normal" and result.skeleton == ""
-    assert "router: list-like" in route.reason and "saturated" in route.reason
+    assert "router: list-like" in route.reason and "4 waiting >= 1" in route.reason
+    assert result.route_cause == "load"
 
 
 async def test_auto_caps_points_by_free_batch_room(engine: VLLMEngine, router: SoTRouter) -> None:
@@ -133,3 +134,44 @@ async def test_real_saturation_from_vllm_stats_routes_to_normal(engine: VLLMEngi
             task.cancel()
         await asyncio.gather(*hogs, return_exceptions=True)
     assert engine.num_unfinished_requests() == 0
+
+
+async def test_policy_reads_the_real_queue_and_itl_from_vllm(engine: VLLMEngine) -> None:
+    """No simulation: more long requests than batch slots. vLLM's own stats (through the stat-logger tap) show
+    the queue, the inter-token latency and the tokens per step; the policy refuses SoT on the queue alone
+    (slot limits off), then, once the engine is idle again, lets SoT back in (hysteresis released)."""
+    import asyncio
+
+    from sotrag.app.engines.base import GenerationRequest, SamplingOptions
+
+    policy = LoadPolicy(max_busy_fraction=1.0, min_free_seqs=1, max_waiting=1, max_itl_ratio=100.0)
+    slots = engine.load().max_num_seqs
+    long = SamplingOptions(max_tokens=2000, min_tokens=2000, ignore_eos=True)
+
+    async def hog(i: int) -> None:
+        async for _ in engine.generate(GenerationRequest(f"queue-{i}", "<|im_start|>user\nhi<|im_end|>\n", long)):
+            pass
+
+    hogs = [asyncio.create_task(hog(i)) for i in range(slots + 4)]
+    try:
+        for _ in range(400):
+            await asyncio.sleep(0.05)
+            seen = engine.load()
+            if seen.waiting >= 1 and seen.running == slots and seen.itl_s is not None:
+                break
+        assert seen.waiting >= 1 and seen.running == slots
+        assert seen.itl_s is not None and seen.itl_s > 0 and seen.tokens_per_step and seen.tokens_per_step >= 1
+        verdict = policy.check(seen)
+        assert not verdict.ok and f"{seen.waiting} waiting >= 1" in verdict.text and policy.refusing
+    finally:
+        for task in hogs:
+            task.cancel()
+        await asyncio.gather(*hogs, return_exceptions=True)
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        idle = engine.load()
+        if idle.running == 0 and idle.waiting == 0:
+            break
+    assert idle.itl_ratio == 1.0
+    verdict = policy.check(idle)
+    assert verdict.ok and not policy.refusing

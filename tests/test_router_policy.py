@@ -22,14 +22,25 @@ class FixedClassifier:
         return self.p
 
 
-def load(running: int, waiting: int = 0, max_num_seqs: int = 256, kv: float = 0.1) -> EngineLoad:
-    return EngineLoad(running=running, waiting=waiting, max_num_seqs=max_num_seqs, kv_cache_usage=kv)
+def load(
+    running: int, waiting: int = 0, max_num_seqs: int = 256, kv: float = 0.1, itl: float | None = None
+) -> EngineLoad:
+    """A snapshot; ``itl`` is the recent ITL in units of the idle one (idle ITL 5 ms)."""
+    return EngineLoad(
+        running=running,
+        waiting=waiting,
+        max_num_seqs=max_num_seqs,
+        kv_cache_usage=kv,
+        itl_s=None if itl is None else 0.005 * itl,
+        idle_itl_s=None if itl is None else 0.005,
+    )
 
 
 def test_idle_engine_list_question_takes_sot_with_point_cap() -> None:
     d = SoTRouter(FixedClassifier(0.91)).route("q", load(3))
     assert d.mode == "sot"
-    assert d.reason == "router: list-like, p=0.91; load: 3/256 running"
+    assert d.reason == "router: list-like, p=0.91; load: 3/256 running, kv 10%"
+    assert d.cause == "fits"
     assert d.probability == pytest.approx(0.91)
     assert d.max_points == 253  # free batch room
 
@@ -37,7 +48,7 @@ def test_idle_engine_list_question_takes_sot_with_point_cap() -> None:
 def test_not_list_like_goes_normal_whatever_the_load() -> None:
     d = SoTRouter(FixedClassifier(0.2)).route("q", load(0))
     assert d.mode == "normal" and d.reason.startswith("router: not list-like, p=0.20")
-    assert d.max_points is None
+    assert d.max_points is None and d.cause == "question"
 
 
 def test_saturated_batch_falls_back_to_normal() -> None:
@@ -59,6 +70,30 @@ def test_point_cap_follows_free_batch_room() -> None:
     assert d.mode == "normal" and "1 free slots" in d.reason
 
 
+def test_queued_requests_refuse_sot_long_before_the_slots_fill() -> None:
+    """The GPU case: p50 was 10x idle with 27 of 64 slots in use; the queue and the ITL see it."""
+    policy = LoadPolicy(max_busy_fraction=0.75, max_waiting=1)
+    d = SoTRouter(FixedClassifier(0.9), policy).route("q", load(27, 3, max_num_seqs=64))
+    assert d.mode == "normal" and d.cause == "load" and "3 waiting >= 1" in d.reason
+
+
+def test_slow_steps_refuse_sot_then_hysteresis_holds_until_calm() -> None:
+    policy = LoadPolicy(max_itl_ratio=1.5, resume_itl_ratio=1.2)
+    router = SoTRouter(FixedClassifier(0.9), policy)
+    assert router.route("q", load(20, itl=1.3)).mode == "sot"  # under the refuse threshold
+    d = router.route("q", load(40, itl=1.6))
+    assert d.mode == "normal" and "itl x1.60 >= x1.50" in d.reason and policy.refusing
+    d = router.route("q", load(30, itl=1.3))  # would be fine from calm, but not yet under the resume level
+    assert d.mode == "normal" and "still busy" in d.reason
+    assert router.route("q", load(10, itl=1.1)).mode == "sot" and not policy.refusing
+    assert router.route("q", load(0, itl=3.0)).mode == "sot"  # nothing runs: a stale ITL means nothing
+
+
+def test_itl_ratio_is_unknown_without_a_baseline() -> None:
+    assert load(5).itl_ratio is None and load(0).itl_ratio == 1.0
+    assert load(5, itl=2.0).itl_ratio == pytest.approx(2.0)
+
+
 def test_unknown_load_routes_by_question_only() -> None:
     d = SoTRouter(FixedClassifier(0.9)).route("q", None)
     assert d.mode == "sot" and d.max_points is None and "load: unknown" in d.reason
@@ -78,7 +113,9 @@ def test_router_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setenv("SOTRAG_ROUTER__THRESHOLD", "0.8")
     monkeypatch.setenv("SOTRAG_ROUTER__MAX_BUSY_FRACTION", "0.5")
+    monkeypatch.setenv("SOTRAG_ROUTER__MAX_ITL_RATIO", "1.8")
     router = router_from_config(Settings().router)
     assert router.classifier.threshold == 0.8 and router.policy.max_busy_fraction == 0.5
+    assert router.policy.max_itl_ratio == 1.8 and router.policy.resume_itl_ratio == 1.8
     with pytest.raises(ValueError, match="needs the engine"):
         router_from_config(Settings(router={"kind": "llm"}).router)  # type: ignore[arg-type]

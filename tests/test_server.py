@@ -167,7 +167,8 @@ def test_sse_stream_shows_skeleton_then_parallel_points(client: httpx.Client, ro
     # The skeleton streams first and completes before any point starts.
     skeleton_done = kinds.index("skeleton_done")
     assert kinds.index("skeleton_delta") < skeleton_done < kinds.index("point_started")
-    assert set(kinds[1:skeleton_done]) == {"skeleton_delta"}
+    # (the tiny model's unguided skeleton is gibberish: the default path asks again, guided, and says so)
+    assert set(kinds[1:skeleton_done]) <= {"skeleton_delta", "skeleton_retry"}
     titles = events[skeleton_done][1]["points"]
     assert 3 <= len(titles) <= 4
 
@@ -193,7 +194,10 @@ def test_sse_stream_shows_skeleton_then_parallel_points(client: httpx.Client, ro
 
     result = events[-1][1]["result"]
     assert result["mode"] == "sot" and result["fallback_reason"] is None
-    assert result["skeleton"] == "".join(d["text"] for e, d in events if e == "skeleton_delta")
+    retried = "skeleton_retry" in kinds  # then the skeleton is what streamed after the retry
+    after = kinds.index("skeleton_retry") + 1 if retried else 0
+    assert result["skeleton"] == "".join(d["text"] for e, d in events[after:] if e == "skeleton_delta")
+    assert (result["skeleton_retry_reason"] is not None) == retried
     assert [p["title"] for p in result["points"]] == titles
     assert [p["text"] for p in result["points"]] == [texts[i] for i in range(1, len(titles) + 1)]
     assert result["grounded"] is True and result["grounding_note"] is None
@@ -201,7 +205,8 @@ def test_sse_stream_shows_skeleton_then_parallel_points(client: httpx.Client, ro
     assert "uploads/roses.md" in {s["source"] for s in result["sources"]}
     stats = result["stats"]
     assert stats["num_points"] == len(titles)
-    assert stats["tokens"] == stats["skeleton_tokens"] + POINT_MAX_TOKENS * len(titles)
+    used = stats["skeleton_tokens"] + POINT_MAX_TOKENS * len(titles)
+    assert stats["tokens"] > used if retried else stats["tokens"] == used  # a discarded skeleton counts too
     assert 0 < stats["skeleton_s"] < stats["total_s"] and 0 < stats["expansion_s"] < stats["total_s"]
     assert stats["cached_prompt_tokens"]["points"] > 0  # the points share the cached prefix
 

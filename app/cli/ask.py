@@ -47,6 +47,7 @@ from sotrag.app.events import (
     RequestedMode,
     RouteEvent,
     SkeletonDelta,
+    SkeletonRetry,
     Source,
     SourcesEvent,
     stats_rows,
@@ -207,6 +208,13 @@ class AnswerView:
         elif isinstance(event, FallbackEvent):
             self._print(Text(f"fallback to normal decoding: {event.reason}", style="dim"))
             self.titles.clear()
+        elif isinstance(event, SkeletonRetry):
+            self._print(Text(f"skeleton retry: {event.reason}", style="dim"))
+            self.skeleton = ""
+            self.titles.clear()
+            self.texts.clear()
+            self.done.clear()
+            self._printed_points.clear()
         elif isinstance(event, SkeletonDelta):
             self.skeleton += event.text
         elif isinstance(event, PointStarted):

@@ -99,12 +99,31 @@ class GenerationDelta:
 
 @dataclass(frozen=True)
 class EngineLoad:
-    """A snapshot of how busy the engine is, for load-aware routing."""
+    """A snapshot of how busy the engine is, for load-aware routing.
+
+    Every field is one vLLM also exports on ``/metrics`` (so a remote engine can fill it): ``running`` and
+    ``waiting`` (``vllm:num_requests_running`` / ``_waiting``), ``kv_cache_usage``
+    (``vllm:kv_cache_usage_perc``), ``itl_s`` (``vllm:inter_token_latency_seconds``, recent), and
+    ``tokens_per_step`` (``vllm:iteration_tokens_total``). ``idle_itl_s`` is the engine's own ITL when
+    lightly loaded, the baseline ``itl_s`` is compared with. Unknown values stay None.
+    """
 
     running: int
     waiting: int
     max_num_seqs: int
     kv_cache_usage: float  # 0..1
+    itl_s: float | None = None  # recent inter-token latency (median over the last engine steps)
+    idle_itl_s: float | None = None  # the lowest such median seen: the ITL of a lightly loaded engine
+    tokens_per_step: float | None = None  # recent tokens (prompt + generated) per engine step
+
+    @property
+    def itl_ratio(self) -> float | None:
+        """Recent ITL over the idle ITL (1.0 = no slowdown); 1.0 when nothing runs, None when unknown."""
+        if self.running == 0 and self.waiting == 0:
+            return 1.0
+        if self.itl_s is None or not self.idle_itl_s:
+            return None
+        return self.itl_s / self.idle_itl_s
 
 
 @dataclass(frozen=True)

@@ -394,7 +394,7 @@ class RemoteEngine:
         return len(self._open)
 
     def load(self) -> EngineLoad:
-        return self._pool.load(self._config.max_num_seqs)
+        return self._pool.load(self._config.resolved_max_num_seqs)
 
     def server_for(self, affinity: str) -> str | None:
         """The URL an answer's requests go to (None before its first request)."""

@@ -12,6 +12,8 @@ chat template makes special tokens, or given by the caller (a point continuing t
 from __future__ import annotations
 
 import asyncio
+import statistics
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -30,11 +32,34 @@ from sotrag.app.engines.model_source import resolve_model
 
 
 class _SchedulerSnapshot:
-    """Filled by vLLM's stat-logger hook with its own scheduler stats after every engine step."""
+    """Filled by vLLM's stat-logger hook with its own scheduler and iteration stats after every engine step.
 
-    running = 0
-    waiting = 0
-    kv_cache_usage = 0.0
+    ITL: each step's median inter-token latency goes into a window of the last ``WINDOW`` steps; ``itl_s``
+    is the window's median (one long prefill step does not move it; many do, and that is real load), and
+    ``idle_itl_s`` the lowest full-window median seen."""
+
+    WINDOW = 32
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.waiting = 0
+        self.kv_cache_usage = 0.0
+        self._itl: deque[float] = deque(maxlen=self.WINDOW)
+        self._step_tokens: deque[int] = deque(maxlen=self.WINDOW)
+        self.itl_s: float | None = None
+        self.idle_itl_s: float | None = None
+        self.tokens_per_step: float | None = None
+
+    def record_iteration(self, itls: list[float], tokens: int) -> None:
+        if tokens:
+            self._step_tokens.append(tokens)
+            self.tokens_per_step = sum(self._step_tokens) / len(self._step_tokens)
+        if not itls:
+            return
+        self._itl.append(statistics.median(itls))
+        self.itl_s = statistics.median(self._itl)
+        if len(self._itl) == self.WINDOW and (self.idle_itl_s is None or self.itl_s < self.idle_itl_s):
+            self.idle_itl_s = self.itl_s
 
 
 def _stat_logger_factory(snapshot: _SchedulerSnapshot) -> Any:
@@ -51,6 +76,9 @@ def _stat_logger_factory(snapshot: _SchedulerSnapshot) -> Any:
                 snapshot.running = scheduler_stats.num_running_reqs
                 snapshot.waiting = scheduler_stats.num_waiting_reqs
                 snapshot.kv_cache_usage = scheduler_stats.kv_cache_usage
+            if iteration_stats is not None:  # same attribute names in vLLM 0.24 and 0.32
+                tokens = int(iteration_stats.num_generation_tokens) + int(iteration_stats.num_prompt_tokens)
+                snapshot.record_iteration(list(iteration_stats.inter_token_latencies_iter), tokens)
 
         def log_engine_initialized(self) -> None:
             pass
@@ -70,12 +98,14 @@ def engine_kwargs(config: EngineConfig, model_path: str) -> dict[str, Any]:
         "pipeline_parallel_size": config.pipeline_parallel_size,
         "data_parallel_size": config.data_parallel_size,
         "distributed_executor_backend": config.distributed_executor_backend,
-        "max_num_seqs": config.max_num_seqs,
+        "max_num_seqs": config.resolved_max_num_seqs,
         "enable_prefix_caching": config.enable_prefix_caching,
         "speculative_config": config.speculative_config,
         "load_format": config.load_format,
         "enforce_eager": config.enforce_eager,
         "kv_cache_memory_bytes": config.resolved_kv_cache_bytes,
+        **({"max_num_batched_tokens": b} if (b := config.resolved_max_num_batched_tokens) else {}),
+        **({} if config.enable_chunked_prefill is None else {"enable_chunked_prefill": config.enable_chunked_prefill}),
         "disable_log_stats": False,  # our scheduler-stats tap needs stats
         **config.extra,
     }
@@ -218,8 +248,11 @@ class VLLMEngine:
         return EngineLoad(
             running=snap.running,
             waiting=snap.waiting,
-            max_num_seqs=self._config.max_num_seqs,
+            max_num_seqs=self._config.resolved_max_num_seqs,
             kv_cache_usage=snap.kv_cache_usage,
+            itl_s=snap.itl_s,
+            idle_itl_s=snap.idle_itl_s,
+            tokens_per_step=snap.tokens_per_step,
         )
 
     async def aclose(self) -> None:

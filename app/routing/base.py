@@ -14,6 +14,7 @@ class RouteDecision:
     reason: str  # shown to users, e.g. "router: list-like, p=0.91; load: 3/256 running"
     probability: float | None = None  # the router's P(suits SoT), when it has one
     max_points: int | None = None  # a cap on points from free batch room, when load-aware
+    cause: Literal["question", "load", "fits", "default"] = "default"  # what decided: for metrics labels
 
 
 class Router(Protocol):

@@ -36,11 +36,19 @@ def make_router(
     return SoTRouter(classifier, policy)
 
 
-def router_from_config(config: RouterConfig, engine: Engine | None = None) -> SoTRouter:
-    """The router ``Settings.router`` describes (``SOTRAG_ROUTER__KIND``, ``SOTRAG_ROUTER__THRESHOLD``, ...)."""
-    policy = LoadPolicy(
+def policy_from_config(config: RouterConfig) -> LoadPolicy:
+    """The load policy ``Settings.router`` describes (``SOTRAG_ROUTER__MAX_ITL_RATIO``, ...)."""
+    return LoadPolicy(
         max_busy_fraction=config.max_busy_fraction,
         max_kv_cache_usage=config.max_kv_cache_usage,
         min_free_seqs=config.min_free_seqs,
+        max_waiting=config.max_waiting,
+        max_itl_ratio=config.max_itl_ratio,
+        resume_itl_ratio=config.resume_itl_ratio,
     )
+
+
+def router_from_config(config: RouterConfig, engine: Engine | None = None) -> SoTRouter:
+    """The router ``Settings.router`` describes (``SOTRAG_ROUTER__KIND``, ``SOTRAG_ROUTER__THRESHOLD``, ...)."""
+    policy = policy_from_config(config)
     return make_router(config.kind, engine=engine, threshold=config.threshold, artifact=config.artifact, policy=policy)

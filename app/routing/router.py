@@ -28,8 +28,8 @@ class SoTRouter:
         verdict = self.policy.check(load)
         reason = f"{name}: {kind}, p={p:.2f}; {verdict.text}"
         if not suits:
-            return RouteDecision("normal", reason, probability=p)
+            return RouteDecision("normal", reason, probability=p, cause="question")
         if not verdict.ok:
-            return RouteDecision("normal", reason + " -> normal", probability=p)
-        return RouteDecision("sot", reason, probability=p, max_points=verdict.max_points)
+            return RouteDecision("normal", reason + " -> normal", probability=p, cause="load")
+        return RouteDecision("sot", reason, probability=p, max_points=verdict.max_points, cause="fits")
 

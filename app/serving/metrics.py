@@ -60,6 +60,16 @@ class Metrics:
         self.points = Histogram(
             "sotrag_points", "points per SoT answer", buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20), registry=r
         )
+        self.routes = Counter(
+            "sotrag_route_decisions",
+            "auto-mode answers by the mode the router chose and what decided it (question: the classifier, "
+            "load: the load policy refused SoT, fits: SoT allowed, default: no router)",
+            ["mode", "cause"],
+            registry=r,
+        )
+        self.skeleton_retries = Counter(
+            "sotrag_skeleton_retries", "SoT answers whose unguided skeleton was asked again, guided", registry=r
+        )
         self.fallbacks = Counter("sotrag_fallbacks", "SoT answers that fell back to normal decoding", registry=r)
         self.in_flight = Gauge("sotrag_answers_in_flight", "answers being generated now", registry=r)
         self.engine_unfinished = Gauge(
@@ -68,6 +78,10 @@ class Metrics:
         self.engine_running = Gauge("sotrag_engine_running_requests", "engine requests running", registry=r)
         self.engine_waiting = Gauge("sotrag_engine_waiting_requests", "engine requests waiting", registry=r)
         self.engine_kv_usage = Gauge("sotrag_engine_kv_cache_usage", "share of the KV cache in use", registry=r)
+        self.engine_itl_ratio = Gauge(
+            "sotrag_engine_itl_ratio", "recent inter-token latency over the idle one (load policy signal)", registry=r
+        )
+        self.load_refusing = Gauge("sotrag_load_policy_refusing", "1 while the load policy refuses SoT", registry=r)
         self.ready = Gauge("sotrag_ready", "1 when the engine and the index are loaded", registry=r)
 
     def observe_answer(self, result: AnswerResult) -> None:
@@ -93,6 +107,11 @@ class Metrics:
             self.points.observe(s.num_points)
         if result.fallback_reason:
             self.fallbacks.inc()
+        if result.skeleton_retry_reason:
+            self.skeleton_retries.inc()
+        if result.requested_mode == "auto":
+            routed = "normal" if result.route_cause in ("question", "load") else "sot"
+            self.routes.labels(routed, result.route_cause or "default").inc()
 
     def refresh_engine(self, unfinished: Callable[[], int | None] | None, load: Callable[[], Any] | None) -> None:
         """Read the engine's gauges now (called on every scrape, so they are never stale)."""
@@ -104,6 +123,9 @@ class Metrics:
             self.engine_running.set(snap.running)
             self.engine_waiting.set(snap.waiting)
             self.engine_kv_usage.set(snap.kv_cache_usage)
+            ratio = getattr(snap, "itl_ratio", None)
+            if ratio is not None:
+                self.engine_itl_ratio.set(ratio)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

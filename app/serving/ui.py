@@ -38,6 +38,7 @@ from sotrag.app.events import (
     RouteEvent,
     SkeletonDelta,
     SkeletonDone,
+    SkeletonRetry,
     SourcesEvent,
     stats_rows,
 )
@@ -148,6 +149,14 @@ class LiveAnswer:
         if isinstance(event, SkeletonDone):
             self.skeleton_end = now
             self.skeleton_titles = list(event.points)
+            return True
+        if isinstance(event, SkeletonRetry):
+            self.notes.append(event.reason)
+            self.skeleton = ""
+            self.titles.clear()
+            self.texts.clear()
+            self.done.clear()
+            self.times.clear()
             return True
         if isinstance(event, FallbackEvent):
             self.notes.append(f"fell back to normal decoding: {event.reason}")

@@ -11,6 +11,8 @@ fi
 mkdir -p /tmp/pp && ln -sfn "$PWD/$B/src/sotrag" /tmp/pp/sotrag
 export PYTHONPATH=/tmp/pp:${PYTHONPATH:-}
 [ -f "$OUT/gpu.txt" ] || nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > "$OUT/gpu.txt"
+# the host CPU beside the GPU: SoT's speed-up depends on it (vLLM's engine core runs its scheduler there)
+[ -f "$OUT/gpu.txt" ] && { lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket|CPU max MHz)' ; nproc; } >> "$OUT/gpu.txt"
 model() {  # model() SHAPE -> /tmp/mSHAPE with config, tokenizer, chat template
   [ -f /tmp/m$1/tokenizer.json ] || python3 $B/gpu/make_model_dir.py /tmp/m$1 --shape $1 >> "$OUT/log.txt" 2>&1
 }
@@ -47,6 +49,15 @@ for part in "$@"; do
     load-auto) model 7b; run ${T_PIPE:-400} python3 $B/gpu/pipeline_bench.py --model /tmp/m7b --label 7b-auto \
                 --parts table4 --load-modes "" --router $B/data/vicuna80_router_p.json --rates 1,2,4,8,16 --arrivals 32 \
                 --questions $B/data/vicuna80_questions.csv --out "$OUT/pipeline_7b_auto.json" ;;
+    # issue 13 (sot-speed): headline (+eager), table4 normal/sot/sot-eager/auto at true Poisson rates, engine sweep
+    speed) model 7b; run ${T_SPEED:-520} python3 $B/gpu/pipeline_bench.py --model /tmp/m7b --label ${LABEL:-7b-speed} \
+                --parts ${SPEED_PARTS:-headline,table4,sweep} --questions $B/data/vicuna80_questions.csv \
+                --router $B/data/vicuna80_router_p.json --rates ${RATES:-1,2,4,8,16} --arrivals ${ARRIVALS:-24} \
+                --load-modes ${MODES:-normal,sot,sot-eager} --out "$OUT/speed_${LABEL:-7b-speed}.json" ${SPEED_ARGS:-} ;;
+    speed1.5b) model 1.5b; run ${T_SPEED15:-200} python3 $B/gpu/pipeline_bench.py --model /tmp/m1.5b \
+                --label 1.5b-speed --parts table4 --questions $B/data/vicuna80_questions.csv \
+                --router $B/data/vicuna80_router_p.json --rates ${RATES15:-1,4,16} --arrivals ${ARRIVALS:-24} \
+                --load-modes normal,sot --out "$OUT/speed_1.5b.json" ${SPEED_ARGS:-} ;;
     *) echo "unknown part $part" ;;
   esac
 done

@@ -1,24 +1,45 @@
 """SoT vs normal decoding through sotrag's own pipeline (``SoTPipeline`` on a ``VLLMEngine``), on a GPU.
 
-Everything between the question and the answer is sotrag's code: the chat template, the regex-guided
-skeleton, the incremental skeleton parser, the concurrent point requests, assembly, stats. The model has
-random weights (``load_format="dummy"``), so the answer's shape is fixed by configuration, not by the
-model: ``SoTConfig(min_points=max_points=N)`` makes the skeleton regex demand exactly N points, and
-``point_min_tokens == point_max_tokens`` (``normal_*`` likewise, normal length = the sum of the points)
-fix every length. Sampling is at temperature 1 (greedy decoding of a random model repeats one skeleton line,
-which the parser rightly drops as a duplicate) and restricted (``allowed_token_ids``, see ``Vocabulary``) to
-whole words and numbering tokens: a random model otherwise spells every skeleton "word" out of many short
-tokens (up to the regex's 24 characters), which no real model does. A skeleton line then costs ~10 tokens
-(the random model always writes the 8 words the regex allows; a real model's line is ~6-10 tokens).
+Everything between the question and the answer is sotrag's code with its default SoT path: the chat template,
+the UNGUIDED skeleton (plain decoding, bounded, ended by the parser once N points are complete), the
+incremental skeleton parser, the concurrent point requests, assembly, stats. The model has random weights
+(``load_format="dummy"``, logits near zero, so sampling is near uniform over the allowed set), so the answer's
+shape comes from configuration, through the same mechanism a user has (``SamplingConfig.allowed_token_ids``):
+
+- Sampling set (``Vocabulary.allowed_for(N)``, the same for every request of both modes and of the
+  engine-direct reference; 36 ids for N = 7): the numbering tokens "\\n2. ".."\\nN. " that
+  ``make_model_dir.py`` puts in the vocabulary (none above N: the skeleton's stop string is "\\n(N+1).")
+  and 5 space-led whole words per numbering token. No end-of-turn and no bare newline. So the skeleton
+  text is "w w w\\n7. w w w w\\n3. w w ..." and every numbered line ends on its own after a random number
+  of words: p(numbering token) = 1/6, about 5 words (6 tokens) a line, as the SoT paper's skeletons
+  (3-5 words, 6-8 tokens). The parser takes the lines in written order (the digits are random; it renumbers), and the
+  pipeline stops the skeleton when N points are complete (its normal behaviour). The text before the
+  first numbering token is a preamble, not a point (about 4 tokens, a real model's "Skeleton:").
+- Lengths: ``point_min_tokens == point_max_tokens`` and ``normal_min_tokens == normal_max_tokens`` (normal
+  length = the sum of the points); min_tokens keeps vLLM from checking stop strings before it.
+- What differs from a user's run: only settings (the sampling set, fixed lengths, temperature 1, and
+  ``skeleton_fallback="normal"``, since a guided retry cannot write "1. " from that set; a fallback is
+  counted in the results). No benchmark hook touches the pipeline or the engine. (The old benchmark passed a
+  37,483-id set, which cost ~50 ms per request and hit SoT's 8 requests per answer 8 times; and it
+  guided the skeleton by regex, which its random model wrote to the regex's bounds.)
 
 Context: a fixed-passage retriever hands the pipeline ``k`` passages of random words totalling the asked
 number of tokens, fresh for every answer (so neither mode finds the question's prefix already cached);
 the pipeline puts them in the shared system prompt as it does with real retrieval. Retrieval time is not
 part of these numbers.
 
-Parts (``--parts``): headline (7 x 80 x 1500, SoT vs normal vs the same shapes driven directly through the
-engine), table1 (points x tokens/point x context), table2 (Vicuna-80 questions, 7 points), table4 (Poisson
-arrivals), nocache (the headline on a second engine with prefix caching off; run last).
+Arrivals (table4): N answers at a Poisson rate, the gaps drawn from one seeded generator per (seed, rate)
+(the same arrivals, questions and contexts for every mode of a rate), rescaled so their mean is exactly
+1/rate, and submitted at those absolute times (a late wake-up of the event loop does not push back the
+later arrivals); ``offered_rate`` records the measured rate of the submissions. When the process's event
+loop is saturated (it runs the pipeline AND vLLM's output handling), submissions still come late: the
+offered rate says so.
+
+Parts (``--parts``): headline (7 x 80 x 1500, SoT and eager SoT vs normal vs the same shapes driven directly
+through the engine), table1 (points x tokens/point x context), table2 (Vicuna-80 questions, 7 points), table4
+(Poisson arrivals, modes from ``--load-modes``: normal, sot, sot-eager, plus auto with ``--router``),
+sweep (engine limits: for each of ``--sweep``'s max_num_seqs:max_num_batched_tokens, a fresh engine, 2
+headline reps and table4 at ``--sweep-rates``), nocache (the headline with prefix caching off; run last).
 """
 
 from __future__ import annotations
@@ -26,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import itertools
 import json
 import math
 import random
@@ -60,24 +82,31 @@ class FixedRetriever:
 
 
 class Vocabulary:
-    """Token ids the benchmark lets the random model sample, and random-word text to build contexts from.
+    """Token ids the benchmark lets the random model sample (see the module docstring), and random-word
+    text to build contexts from."""
 
-    Allowed: space-led whole words (" word"), ONE word without a space (a line's first word may need one),
-    the numbering tokens "k. " and "\\nk. " that ``make_model_dir.py`` puts in the vocabulary, a bare newline,
-    and end-of-turn. So a skeleton line is about "k. " + 8 words + newline, ~10 tokens, and no state of the
-    skeleton regex is left without an allowed token. (Allowing digits or other word pieces lets the random
-    model glue pieces onto a line's last word up to the regex's 24 characters: ~13-15 tokens a line.)
-    """
+    N_WORDS = 60
+    WORDS_PER_NUMBERING = 5
 
     def __init__(self, tokenizer: Any, seed: int = 0) -> None:
         vocab: dict[str, int] = tokenizer.get_vocab()
         self.words = sorted(i for t, i in vocab.items() if WORD.match(tokenizer.convert_tokens_to_string([t])))
-        first = sorted(i for t, i in vocab.items() if re.fullmatch(r"[a-z]{5,8}", t))[:1]
-        numbering = [vocab[t] for t in ([f"{k}.Ġ" for k in range(1, 11)] + [f"Ċ{k}.Ġ" for k in range(2, 11)] + ["Ċ"])
-                     if t in vocab]
-        self.allowed = sorted({*self.words, *first, *numbering, tokenizer.eos_token_id})
+        rng = random.Random(seed)
+        self.skeleton_words = sorted(rng.sample(self.words, min(self.N_WORDS, len(self.words))))
+        self.vocab = vocab
+        self.allowed = self.allowed_for(7)
         self.tokenizer = tokenizer
         self.rng = random.Random(seed)
+
+    def allowed_for(self, points: int) -> list[int]:
+        """The sampling set of an answer of ``points`` points: the numbering tokens "\\n2. ".."\\nN. " (none
+        above N: the pipeline's skeleton stop string is "\\n(N+1)."), and WORDS_PER_NUMBERING words per
+        numbering token, so a line ends after about that many words whatever N is."""
+        numbering = [self.vocab[t] for t in [f"Ċ{k}.Ġ" for k in range(2, max(2, points) + 1)] if t in self.vocab]
+        if not numbering:  # a tokenizer without numbering tokens (the tiny CPU model): the guided retry's chars
+            numbering = [self.vocab[t] for t in ("Ċ", "Ġ", ".", *"123456789") if t in self.vocab]
+        words = self.skeleton_words[: self.WORDS_PER_NUMBERING * len(numbering)]
+        return sorted({*words, *numbering})
 
     def text(self, n_tokens: int) -> str:
         return self.tokenizer.decode([self.rng.choice(self.words) for _ in range(n_tokens)])
@@ -96,9 +125,10 @@ def settings_for(points: int, tpp: int, vocab: Vocabulary, *, top_k: int = 5, ea
             temperature=es.TEMPERATURE, skeleton_max_tokens=512,
             point_max_tokens=tpp, point_min_tokens=tpp,
             normal_max_tokens=points * tpp, normal_min_tokens=points * tpp,
-            allowed_token_ids=vocab.allowed,
+            allowed_token_ids=vocab.allowed_for(points),
         ),
-        sot=SoTConfig(min_points=points, max_points=points, fallback_min_points=2, eager=eager),
+        sot=SoTConfig(min_points=points, max_points=points, fallback_min_points=2, eager=eager,
+                      skeleton_fallback="normal"),
         top_k=top_k, context_share=0.9,
     )
 
@@ -106,7 +136,8 @@ def settings_for(points: int, tpp: int, vocab: Vocabulary, *, top_k: int = 5, ea
 async def answer(engine: Any, vocab: Vocabulary, question: str, mode: str, points: int, tpp: int,
                  context_tokens: int, **kw: Any) -> dict:
     """One answer through the pipeline; returns its stats and when each kind of event first arrived."""
-    settings = settings_for(points, tpp, vocab, eager=EAGER, **kw)
+    eager = kw.pop("eager", EAGER)
+    settings = settings_for(points, tpp, vocab, eager=eager, **kw)
     passages = vocab.passages(context_tokens)
     pipe = SoTPipeline(engine, settings, retriever=FixedRetriever(passages) if passages else None)
     firsts: dict[str, float] = {}
@@ -134,7 +165,11 @@ async def answer(engine: Any, vocab: Vocabulary, question: str, mode: str, point
         "point_prompt_tokens": [p.prompt_tokens for p in result.points],
         "prompt_tokens": st.prompt_tokens.model_dump(), "cached_prompt_tokens": st.cached_prompt_tokens.model_dump(),
         "fallback_reason": result.fallback_reason, "route_reason": result.route_reason,
-        "skeleton": result.skeleton[:400],
+        "skeleton": result.skeleton[:400], "skeleton_mode": result.stats.skeleton_mode,
+        "skeleton_retry_reason": result.skeleton_retry_reason,
+        "skeleton_lines_tokens": (st.skeleton_tokens / st.num_points) if st.num_points else None,
+        "skeleton_words_per_point": (statistics.fmean(len(p.title.split()) for p in result.points)
+                                     if result.points else None),
     }
 
 
@@ -150,10 +185,11 @@ async def pair(engine: Any, vocab: Vocabulary, question: str, points: int, tpp: 
     return {"normal": n, "sot": s, "speedup": n["wall_s"] / s["wall_s"], "shape_ok": shape_ok(n) and shape_ok(s)}
 
 
-async def direct_same_shape(llm: Any, p: es.Prompts, n: dict, s: dict) -> dict:
+async def direct_same_shape(llm: Any, p: es.Prompts, n: dict, s: dict) -> dict | None:
     """The pipeline runs' exact lengths, driven straight through the same AsyncLLM on token ids."""
     if s["mode"] != "sot" or not s["point_prompt_tokens"]:
-        raise RuntimeError(f"the SoT run fell back ({s['fallback_reason']}); skeleton: {s['skeleton']!r}")
+        print(f"SoT fell back ({s['fallback_reason']}); skeleton: {s['skeleton']!r}", flush=True)
+        return None
     dn = await es.normal_exact(llm, p, n["prompt_tokens"]["normal"], n["tokens"])
     ds = await es.sot_exact(llm, p, s["prompt_tokens"]["skeleton"], s["skeleton_tokens"], s["point_prompt_tokens"],
                             s["tokens_per_point"])
@@ -176,44 +212,81 @@ def _interp(steps: dict[int, float], b: int) -> float:
     return steps[lo] + (steps[hi] - steps[lo]) * (b - lo) / (hi - lo)
 
 
+def arrival_gaps(rate: float, arrivals: int, seed: int) -> list[float]:
+    """Poisson gaps for ``arrivals`` answers at ``rate``/s, from a generator seeded by (seed, rate), rescaled so
+    their mean is exactly 1/rate (the shape of a Poisson process, the rate it says)."""
+    rng = random.Random(f"{seed}-{rate}")
+    gaps = [rng.expovariate(rate) for _ in range(arrivals - 1)]
+    scale = (len(gaps) / rate) / sum(gaps) if gaps else 1.0
+    return [g * scale for g in gaps]
+
+
+def load_snapshot(engine: Any) -> dict:
+    ld = engine.load()
+    return {"running": ld.running, "waiting": ld.waiting, "kv": round(ld.kv_cache_usage, 4),
+            "itl_ms": None if ld.itl_s is None else round(ld.itl_s * 1e3, 3),
+            "idle_itl_ms": None if ld.idle_itl_s is None else round(ld.idle_itl_s * 1e3, 3),
+            "itl_ratio": None if ld.itl_ratio is None else round(ld.itl_ratio, 3),
+            "tokens_per_step": None if ld.tokens_per_step is None else round(ld.tokens_per_step, 1)}
+
+
 async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: str, rate: float, arrivals: int,
                     points: int, tpp: int, ctx: int, seed: int, router: Any = None) -> dict:
-    """Poisson arrivals at ``rate`` per second, ``arrivals`` answers; latency and output tokens/s."""
-    rng = random.Random(seed)
-    settings = settings_for(points, tpp, vocab, eager=EAGER)
+    """Poisson arrivals at ``rate`` per second, ``arrivals`` answers; latency and output tokens/s.
+    ``mode``: normal, sot, sot-eager (SoT with eager expansion) or auto (``router``)."""
+    eager = mode == "sot-eager"
+    pipe_mode = "sot" if eager else mode
+    settings = settings_for(points, tpp, vocab, eager=eager)
+    gaps = arrival_gaps(rate, arrivals, seed)
+    ctx_vocab = Vocabulary(vocab.tokenizer, seed=int(seed + 1000 * rate))  # the same passages for every mode
     tasks = []
 
     async def one(q: str, passages: list[Passage]) -> dict:
         pipe = SoTPipeline(engine, settings, retriever=FixedRetriever(passages) if passages else None, router=router)
+        snap = load_snapshot(engine)
         t0 = time.perf_counter()
         first = None
         result = None
-        async for ev in pipe.stream(q, mode=mode):  # type: ignore[arg-type]
+        async for ev in pipe.stream(q, mode=pipe_mode):  # type: ignore[arg-type]
             if first is None and isinstance(ev, (SkeletonDelta, PointDelta, AnswerDelta)):
                 first = time.perf_counter() - t0
             if isinstance(ev, AnswerDone):
                 result = ev.result
         assert result is not None
         return {"start": t0, "latency_s": time.perf_counter() - t0, "first_visible_s": first,
-                "tokens": result.stats.tokens, "mode": result.mode, "route_reason": result.route_reason}
+                "tokens": result.stats.tokens, "mode": result.mode, "route_reason": result.route_reason,
+                "route_cause": result.route_cause, "load": snap, "skeleton_tokens": result.stats.skeleton_tokens,
+                "skeleton_mode": result.stats.skeleton_mode, "fallback": result.fallback_reason}
 
+    contexts = [ctx_vocab.passages(ctx) for _ in range(arrivals)]  # built before the clock starts
+    due = list(itertools.accumulate([0.0, *gaps]))  # arrival times: a late wake-up does not shift the rest
     t_start = time.perf_counter()
+    submitted = []
     for i in range(arrivals):
-        passages = vocab.passages(ctx)
-        tasks.append(asyncio.create_task(one(questions[i % len(questions)], passages)))
-        await asyncio.sleep(rng.expovariate(rate))
+        await asyncio.sleep(max(0.0, t_start + due[i] - time.perf_counter()))
+        submitted.append(time.perf_counter())
+        tasks.append(asyncio.create_task(one(questions[i % len(questions)], contexts[i])))
     rows = await asyncio.gather(*tasks)
     t_end = time.perf_counter()
     lat = sorted(r["latency_s"] for r in rows)
+    ratios = [r["load"]["itl_ratio"] for r in rows if r["load"]["itl_ratio"] is not None]
     return {
         "mode": mode, "rate": rate, "arrivals": arrivals, "duration_s": t_end - t_start,
+        "offered_rate": (arrivals - 1) / (submitted[-1] - submitted[0]) if arrivals > 1 else None,
         "p50_s": statistics.median(lat), "p90_s": _pct(lat, 0.90), "p99_s": _pct(lat, 0.99),
         "mean_s": statistics.fmean(lat),
         "first_visible_p50_s": statistics.median(r["first_visible_s"] for r in rows if r["first_visible_s"]),
         "output_tokens_per_s": sum(r["tokens"] for r in rows) / (t_end - t_start),
         "sot_share": sum(r["mode"] == "sot" for r in rows) / len(rows),
+        "itl_ratio_p50": statistics.median(ratios) if ratios else None,
+        "itl_ratio_max": max(ratios) if ratios else None,
+        "waiting_max": max(r["load"]["waiting"] for r in rows),
+        "running_p50": statistics.median(r["load"]["running"] for r in rows),
+        "skeleton_tokens_p50": statistics.median(r["skeleton_tokens"] for r in rows),
+        "fallbacks": sum(bool(r["fallback"]) for r in rows),
         "latencies": [r["latency_s"] for r in rows],
         "route_reasons": [r["route_reason"] for r in rows],
+        "loads": [r["load"] for r in rows],
     }
 
 
@@ -221,7 +294,7 @@ async def load_test_direct(llm: Any, mode: str, rate: float, arrivals: int, seed
                            skel_tokens: int = 73, point_prompt: int = 2420, points: int = 7, tpp: int = 80) -> dict:
     """Table 4's arrivals driven straight through the AsyncLLM on token ids (no chat template, no regex
     guidance, no parser): what the engine alone sustains for the pipeline's request shapes."""
-    rng = random.Random(seed)
+    gaps = arrival_gaps(rate, arrivals, seed)
     p = es.Prompts(seed)
 
     async def one() -> dict:
@@ -234,10 +307,11 @@ async def load_test_direct(llm: Any, mode: str, rate: float, arrivals: int, seed
         return {"latency_s": time.perf_counter() - t0, "tokens": points * tpp, "first_visible_s": r["ttft_s"]}
 
     tasks = []
+    due = list(itertools.accumulate([0.0, *gaps]))
     t_start = time.perf_counter()
-    for _ in range(arrivals):
+    for i in range(arrivals):
+        await asyncio.sleep(max(0.0, t_start + due[i] - time.perf_counter()))
         tasks.append(asyncio.create_task(one()))
-        await asyncio.sleep(rng.expovariate(rate))
     rows = await asyncio.gather(*tasks)
     t_end = time.perf_counter()
     lat = sorted(r["latency_s"] for r in rows)
@@ -252,7 +326,8 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, math.ceil(q * len(xs)) - 1)]
 
 
-async def make_engine(a: argparse.Namespace, caching: bool):  # -> VLLMEngine
+async def make_engine(a: argparse.Namespace, caching: bool, max_num_seqs: int | None = None,
+                      batched: int | None = None):  # -> VLLMEngine
     from sotrag.app.engines.vllm import VLLMEngine
 
     extra: dict[str, Any] = {"seed": 0}
@@ -263,8 +338,10 @@ async def make_engine(a: argparse.Namespace, caching: bool):  # -> VLLMEngine
     if a.kv_cache_dtype:
         extra["kv_cache_dtype"] = a.kv_cache_dtype
     cfg = EngineConfig(preset="gpu", model=a.model, dtype="bfloat16", load_format="dummy",
-                       max_model_len=a.max_model_len, gpu_memory_utilization=a.gpu_mem, max_num_seqs=a.max_num_seqs,
-                       enable_prefix_caching=caching, extra=extra)
+                       max_model_len=a.max_model_len, gpu_memory_utilization=a.gpu_mem,
+                       max_num_seqs=max_num_seqs or a.max_num_seqs, max_num_batched_tokens=batched or a.max_batched,
+                       enable_prefix_caching=caching, extra=extra, kv_cache_gib=a.kv_cache_gib,
+                       enforce_eager=a.enforce_eager)
     return await VLLMEngine.create(cfg)
 
 
@@ -277,7 +354,25 @@ def gpu_info() -> dict:
         name = current_platform.get_device_name(0)
     except Exception as e:
         name = f"none ({type(e).__name__})"
-    return {"gpu": name, "vllm": vllm.__version__, "torch": torch.__version__}
+    return {"gpu": name, "vllm": vllm.__version__, "torch": torch.__version__, "host": host_info()}
+
+
+def host_info() -> dict:
+    """The host CPU beside the GPU: SoT's speed-up depends on it (the engine core's thread runs there)."""
+    import os
+    import platform
+    import subprocess
+
+    model = platform.processor()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = fields.get("Model name", model).strip()
+        mhz = fields.get("CPU max MHz", "").strip()
+    except Exception:
+        mhz = ""
+    return {"cpu_model": model, "cpu_max_mhz": mhz, "cores": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
 
 class PrecomputedClassifier:
@@ -293,17 +388,15 @@ class PrecomputedClassifier:
 
 
 def load_router(spec: str | None) -> Any:
-    """A JSON from ``router_probs.py``: the real ``SoTRouter`` + ``LoadPolicy`` (settings' defaults) over
+    """A JSON from ``router_probs.py``: the real ``SoTRouter`` + ``LoadPolicy`` (``Settings().router``, so
+    ``SOTRAG_ROUTER__*`` variables set its thresholds) over
     precomputed question probabilities; None: no router."""
     if not spec:
         return None
-    from sotrag.app.routing.load_policy import LoadPolicy
+    from sotrag.app.routing.factory import policy_from_config
     from sotrag.app.routing.router import SoTRouter
 
-    cfg = Settings().router
-    policy = LoadPolicy(max_busy_fraction=cfg.max_busy_fraction, max_kv_cache_usage=cfg.max_kv_cache_usage,
-                        min_free_seqs=cfg.min_free_seqs)
-    return SoTRouter(PrecomputedClassifier(spec), policy)
+    return SoTRouter(PrecomputedClassifier(spec), policy_from_config(Settings().router))
 
 
 async def main_async(a: argparse.Namespace) -> None:
@@ -319,86 +412,89 @@ async def main_async(a: argparse.Namespace) -> None:
             questions = [r["request"].strip() for r in csv.DictReader(f) if r["request"].strip()]
     parts = a.parts.split(",")
     t0 = time.perf_counter()
-    engine = await make_engine(a, caching=True)
-    res["engine_start_s"] = time.perf_counter() - t0
-    vocab = Vocabulary(engine.tokenizer)
-    v = len(engine.tokenizer)
-    es.TOKEN_RANGE = (min(300, v // 4), min(30000, v))  # ordinary ids (the tiny CPU test model has ~600)
-    res["allowed_token_ids"] = len(vocab.allowed)
-    print(f"[{a.label}] engine up in {res['engine_start_s']:.1f}s; {len(vocab.allowed)} allowed ids", flush=True)
-    llm = engine._llm  # the same AsyncLLM, for the engine-direct reference
-    es.ALLOWED_TOKEN_IDS = vocab.allowed  # the direct runs sample like the pipeline's
     steps: dict[int, float] = {}
-    try:
-        # warm-up (regex compilation paths, CUDA graphs at several batch sizes)
-        for n in (3, 7, 10):
-            await pair(engine, vocab, questions[0], n, 16, 200)
-        res["steps"] = await es.decode_steps(llm, [1, 2, 3, 4, 5, 7, 8, 10, 16, 32, 64], context_tokens=1500,
-                                             n_tokens=48)
-        steps = {r["batch"]: r["step_ms"] for r in res["steps"]}
-        print(f"[{a.label}] steps " + " ".join(f"B{b}={v:.2f}" for b, v in steps.items()), flush=True)
-        save()
-        if "headline" in parts:
-            runs = []
-            p = es.Prompts(11)
-            for i in range(a.reps):
-                pr = await pair(engine, vocab, questions[i % len(questions)], 7, 80, 1500)
-                pr["direct"] = await direct_same_shape(llm, p, pr["normal"], pr["sot"])
-                runs.append(pr)
-                d = pr["direct"]
-                print(f"[{a.label}] headline rep {i}: pipeline normal {pr['normal']['wall_s']*1e3:.0f} sot "
-                      f"{pr['sot']['wall_s']*1e3:.0f} (x{pr['speedup']:.2f}, skel {pr['sot']['skeleton_tokens']} tok"
-                      f" {pr['sot']['skeleton_s']*1e3:.0f}ms) | direct normal {d['normal']['total_s']*1e3:.0f} sot "
-                      f"{d['sot']['total_s']*1e3:.0f} | shape_ok={pr['shape_ok']}", flush=True)
-            res["headline"] = summarize_headline(runs, steps)
+    if set(parts) - {"sweep", "nocache"}:
+        engine = await make_engine(a, caching=True)
+        res["engine_start_s"] = time.perf_counter() - t0
+        vocab = Vocabulary(engine.tokenizer)
+        v = len(engine.tokenizer)
+        es.TOKEN_RANGE = (min(300, v // 4), min(30000, v))  # ordinary ids (the tiny CPU test model has ~600)
+        res["allowed_token_ids"] = len(vocab.allowed)
+        print(f"[{a.label}] engine up in {res['engine_start_s']:.1f}s; {len(vocab.allowed)} allowed ids", flush=True)
+        llm = engine._llm  # the same AsyncLLM, for the engine-direct reference
+        es.ALLOWED_TOKEN_IDS = vocab.allowed  # the direct runs sample like the pipeline's
+        try:
+            # warm-up (regex compilation paths, CUDA graphs at several batch sizes)
+            for n in (3, 7, 10):
+                await pair(engine, vocab, questions[0], n, 16, 200)
+            res["steps"] = await es.decode_steps(llm, [1, 2, 3, 4, 5, 7, 8, 10, 16, 32, 64], context_tokens=1500,
+                                                 n_tokens=48)
+            steps = {r["batch"]: r["step_ms"] for r in res["steps"]}
+            print(f"[{a.label}] steps " + " ".join(f"B{b}={v:.2f}" for b, v in steps.items()), flush=True)
             save()
-        if "table1" in parts:
-            res["table1"] = []
-            for ctx in (0, 1500, 4000):
-                for n in (3, 5, 7, 10):
-                    for tpp in (40, 80, 120):
-                        pr = await pair(engine, vocab, questions[len(res["table1"]) % len(questions)], n, tpp, ctx)
-                        pr["ideal_speedup"] = ideal(n, tpp, pr["sot"]["skeleton_tokens"], steps)
-                        res["table1"].append(pr)
-                        print(f"[{a.label}] t1 N={n:>2} L={tpp:>3} ctx={ctx:>4}: "
-                              f"normal {pr['normal']['wall_s']*1e3:6.0f} sot {pr['sot']['wall_s']*1e3:5.0f} "
-                              f"x{pr['speedup']:.2f} ideal x{pr['ideal_speedup']:.2f}"
-                              f" ok={pr['shape_ok']}", flush=True)
-                        save()
-        if "table2" in parts:
-            res["table2"] = []
-            for q in questions[: a.table2_questions]:
-                pr = await pair(engine, vocab, q, 7, a.table2_tpp, 0)
-                res["table2"].append(pr)
+            if "headline" in parts:
+                res["headline"] = await headline(a, engine, vocab, questions, llm, steps, a.reps, eager=not a.no_eager)
                 save()
-            sp = sorted(r["speedup"] for r in res["table2"])
-            print(f"[{a.label}] t2 {len(sp)} questions: mean x{statistics.fmean(sp):.2f} p10 x{_pct(sp, 0.1):.2f} "
-                  f"p90 x{_pct(sp, 0.9):.2f}", flush=True)
-        if "table4" in parts:
-            res["table4"] = []
-            router = load_router(a.router)
-            modes = [m for m in a.load_modes.split(",") if m] + (["auto"] if router is not None else [])
-            for rate in [float(r) for r in a.rates.split(",")]:
-                for mode in modes:
-                    r = await load_test(engine, vocab, questions, mode, rate, a.arrivals, 7, 80, 1500,
-                                        seed=int(rate * 100), router=router)
-                    res["table4"].append(r)
-                    print(f"[{a.label}] t4 rate={rate:>5} {mode:>6}: p50 {r['p50_s']:.2f}s p99 {r['p99_s']:.2f}s "
-                          f"first {r['first_visible_p50_s']:.2f}s {r['output_tokens_per_s']:.0f} tok/s "
-                          f"sot_share={r['sot_share']:.2f}", flush=True)
+            if "table1" in parts:
+                res["table1"] = []
+                for ctx in [int(c) for c in a.table1_contexts.split(",")]:
+                    for n in (3, 5, 7, 10):
+                        for tpp in (40, 80, 120):
+                            pr = await pair(engine, vocab, questions[len(res["table1"]) % len(questions)], n, tpp, ctx)
+                            pr["ideal_speedup"] = ideal(n, tpp, pr["sot"]["skeleton_tokens"], steps)
+                            res["table1"].append(pr)
+                            print(f"[{a.label}] t1 N={n:>2} L={tpp:>3} ctx={ctx:>4}: "
+                                  f"normal {pr['normal']['wall_s']*1e3:6.0f} sot {pr['sot']['wall_s']*1e3:5.0f} "
+                                  f"x{pr['speedup']:.2f} ideal x{pr['ideal_speedup']:.2f}"
+                                  f" ok={pr['shape_ok']}", flush=True)
+                            save()
+            if "table2" in parts:
+                res["table2"] = []
+                for q in questions[: a.table2_questions]:
+                    pr = await pair(engine, vocab, q, 7, a.table2_tpp, 0)
+                    res["table2"].append(pr)
                     save()
-        if "table4direct" in parts:
-            res["table4direct"] = []
-            for rate in [float(r) for r in a.rates.split(",")]:
-                for mode in a.load_modes.split(","):
-                    r = await load_test_direct(llm, mode, rate, a.arrivals, seed=int(rate * 100))
-                    res["table4direct"].append(r)
-                    print(f"[{a.label}] t4direct rate={rate:>5} {mode:>6}: p50 {r['p50_s']:.2f}s p99 {r['p99_s']:.2f}s "
-                          f"{r['output_tokens_per_s']:.0f} tok/s", flush=True)
-                    save()
-    finally:
-        save()
-        await engine.aclose()
+                sp = sorted(r["speedup"] for r in res["table2"])
+                print(f"[{a.label}] t2 {len(sp)} questions: mean x{statistics.fmean(sp):.2f} p10 x{_pct(sp, 0.1):.2f} "
+                      f"p90 x{_pct(sp, 0.9):.2f}", flush=True)
+            if "table4" in parts:
+                res["table4"] = []
+                await table4(a, engine, vocab, questions, a.rates, a.load_modes, a.label, res["table4"], save)
+            if "table4direct" in parts:
+                res["table4direct"] = []
+                for rate in [float(r) for r in a.rates.split(",")]:
+                    for mode in a.load_modes.split(","):
+                        r = await load_test_direct(llm, mode, rate, a.arrivals, seed=a.seed)
+                        res["table4direct"].append(r)
+                        print(f"[{a.label}] t4direct rate={rate:>5} {mode:>6}: p50 {r['p50_s']:.2f}s "
+                              f"p99 {r['p99_s']:.2f}s {r['output_tokens_per_s']:.0f} tok/s", flush=True)
+                        save()
+        finally:
+            save()
+            await engine.aclose()
+    if "sweep" in parts:
+        res["sweep"] = []
+        for spec in a.sweep.split(","):
+            seqs, batched = (int(x) for x in spec.split(":"))
+            t1 = time.perf_counter()
+            engine = await make_engine(a, caching=True, max_num_seqs=seqs, batched=batched)
+            row: dict[str, Any] = {"max_num_seqs": seqs, "max_num_batched_tokens": batched,
+                                   "engine_start_s": time.perf_counter() - t1}
+            try:
+                vocab = Vocabulary(engine.tokenizer)
+                v = len(engine.tokenizer)
+                es.TOKEN_RANGE = (min(300, v // 4), min(30000, v))
+                es.ALLOWED_TOKEN_IDS = vocab.allowed
+                for n in (3, 7):
+                    await pair(engine, vocab, questions[0], n, 16, 200)
+                row["headline"] = await headline(a, engine, vocab, questions, engine._llm, steps, 2, eager=False)
+                row["table4"] = []
+                await table4(a, engine, vocab, questions, a.sweep_rates, "normal,sot",
+                             f"{a.label} sweep {seqs}:{batched}", row["table4"], save)
+            finally:
+                res["sweep"].append(row)
+                save()
+                await engine.aclose()
     if "nocache" in parts:
         t1 = time.perf_counter()
         engine = await make_engine(a, caching=False)
@@ -420,6 +516,55 @@ async def main_async(a: argparse.Namespace) -> None:
     save()
 
 
+async def headline(a: argparse.Namespace, engine: Any, vocab: Vocabulary, questions: list[str], llm: Any,
+                   steps: dict[int, float], reps: int, *, eager: bool) -> dict:
+    """7 points x 80 tokens, 1500 context: normal vs SoT (and eager SoT) through the pipeline, and the same
+    shapes driven straight through the engine, all on one engine, interleaved per rep."""
+    runs = []
+    p = es.Prompts(11)
+    for i in range(reps):
+        q = questions[i % len(questions)]
+        pr = await pair(engine, vocab, q, 7, 80, 1500)
+        pr["direct"] = await direct_same_shape(llm, p, pr["normal"], pr["sot"])
+        if eager:
+            pr["sot_eager"] = await answer(engine, vocab, q, "sot", 7, 80, 1500, eager=True)
+            pr["eager_speedup"] = pr["normal"]["wall_s"] / pr["sot_eager"]["wall_s"]
+        runs.append(pr)
+        d = pr["direct"] or {"normal": {"total_s": math.nan}, "sot": {"total_s": math.nan}}
+        eag = f" eager {pr['sot_eager']['wall_s']*1e3:.0f}" if eager else ""
+        print(f"[{a.label}] headline rep {i}: pipeline normal {pr['normal']['wall_s']*1e3:.0f} sot "
+              f"{pr['sot']['wall_s']*1e3:.0f} (x{pr['speedup']:.2f}, skel {pr['sot']['skeleton_tokens']} tok "
+              f"{pr['sot']['skeleton_s']*1e3:.0f}ms {pr['sot']['skeleton_mode']}){eag} | direct normal "
+              f"{d['normal']['total_s']*1e3:.0f} sot {d['sot']['total_s']*1e3:.0f} | shape_ok={pr['shape_ok']}",
+              flush=True)
+    h = summarize_headline(runs, steps)
+    if eager:
+        h["sot_eager_s"] = statistics.median(r["sot_eager"]["wall_s"] for r in runs)
+        h["eager_speedup"] = h["normal_s"] / h["sot_eager_s"]
+    return h
+
+
+async def table4(a: argparse.Namespace, engine: Any, vocab: Vocabulary, questions: list[str], rates: str,
+                 modes: str, label: str, rows: list[dict], save: Any) -> None:
+    """Poisson load: every mode at each rate, on the same arrivals; modes interleaved within a rate.
+    ``sot-eager`` runs only at ``--eager-rates``. Rows go into ``rows`` (saved after each)."""
+    mode_list = [m for m in modes.split(",") if m] + (["auto"] if a.router else [])
+    eager_rates = {float(r) for r in a.eager_rates.split(",") if r}
+    for rate in [float(r) for r in rates.split(",")]:
+        for mode in mode_list:
+            if mode == "sot-eager" and rate not in eager_rates:
+                continue
+            r = await load_test(engine, vocab, questions, mode, rate, a.arrivals, 7, 80, 1500, seed=a.seed,
+                                router=load_router(a.router) if mode == "auto" else None)  # fresh state
+            rows.append(r)
+            save()
+            print(f"[{label}] t4 rate={rate:>5} (offered {r['offered_rate']:.2f}) {mode:>9}: p50 {r['p50_s']:.2f}s "
+                  f"p99 {r['p99_s']:.2f}s first {r['first_visible_p50_s']:.2f}s {r['output_tokens_per_s']:.0f} tok/s"
+                  f" sot_share={r['sot_share']:.2f} itl x{r['itl_ratio_p50'] or 0:.2f}/x{r['itl_ratio_max'] or 0:.2f}"
+                  f" waiting<={r['waiting_max']} run~{r['running_p50']:.0f} skel~{r['skeleton_tokens_p50']:.0f}"
+                  f" fb={r['fallbacks']}", flush=True)
+
+
 def summarize_headline(runs: list[dict], steps: dict[int, float]) -> dict:
     med = statistics.median
     s = {
@@ -435,7 +580,8 @@ def summarize_headline(runs: list[dict], steps: dict[int, float]) -> dict:
     }
     s["speedup"] = s["normal_s"] / s["sot_s"]
     s["ideal_speedup"] = ideal(7, 80, int(s["skeleton_tokens"]), steps)
-    if all("direct" in r for r in runs):
+    s["fallbacks"] = sum(r["sot"]["mode"] != "sot" for r in runs)
+    if all(r.get("direct") for r in runs):
         s["direct_normal_s"] = med(r["direct"]["normal"]["total_s"] for r in runs)
         s["direct_sot_s"] = med(r["direct"]["sot"]["total_s"] for r in runs)
         s["direct_speedup"] = s["direct_normal_s"] / s["direct_sot_s"]
@@ -460,7 +606,16 @@ def main() -> None:
     ap.add_argument("--eager", action="store_true", help="SoTConfig.eager for every SoT answer")
     ap.add_argument("--router", default=None, help="router_probs.py JSON: adds mode=auto to table4")
     ap.add_argument("--max-model-len", type=int, default=8192)
-    ap.add_argument("--max-num-seqs", type=int, default=64)
+    ap.add_argument("--max-num-seqs", type=int, default=None, help="None: the gpu preset's")
+    ap.add_argument("--max-batched", type=int, default=None, help="max_num_batched_tokens; None: the gpu preset's")
+    ap.add_argument("--kv-cache-gib", type=float, default=None, help="CPU smoke runs: a small KV cache")
+    ap.add_argument("--enforce-eager", action="store_true", help="CPU smoke runs: no compilation")
+    ap.add_argument("--seed", type=int, default=0, help="arrivals: one generator per (seed, rate)")
+    ap.add_argument("--eager-rates", default="1,16", help="table4 rates at which the sot-eager mode runs")
+    ap.add_argument("--sweep", default="64:2048,256:2048,256:8192", help="max_num_seqs:max_num_batched_tokens,...")
+    ap.add_argument("--sweep-rates", default="16")
+    ap.add_argument("--table1-contexts", default="0,1500,4000")
+    ap.add_argument("--no-eager", action="store_true", help="headline without the eager SoT run")
     ap.add_argument("--gpu-mem", type=float, default=0.85)
     ap.add_argument("--attention-backend", default="FLASH_ATTN")
     ap.add_argument("--quantization", default=None)

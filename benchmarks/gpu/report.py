@@ -16,6 +16,87 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- gpu-tables:start -->", "<!-- gpu-tables:end -->"
+SPEED_START, SPEED_END = "<!-- gpu-speed:start -->", "<!-- gpu-speed:end -->"
+SHAPE_7B = "Qwen2.5-7B-Instruct (config.json shape, dummy weights)"
+SUPERSEDED = ("superseded by issue 13: guided skeleton, a 37,483-id sampling set costing ~50 ms per request, "
+              "Poisson rates seeded with int(rate*100)")
+# issue 13 runs: one file per machine start, named gpu_speed_7b_<machine>.json
+SPEED_MACHINES = ("a", "b")
+
+
+def host_text(r: dict) -> str:
+    h = r.get("host") or {}
+    return f"{h.get('cpu_model', '?')}, {h.get('cores', '?')} cores"
+
+
+def speed_runs(d: Path) -> list[tuple[str, dict]]:
+    return [(m.upper(), r) for m in SPEED_MACHINES if (r := load(d, f"speed_7b_{m}"))]
+
+
+def load_rows(d: Path) -> list[dict]:
+    """Table 4 of issue 13 as gpu_load.json rows (modes sot, normal, auto; eager rows stay in the doc)."""
+    rows = []
+    for machine, r in speed_runs(d):
+        for t in r.get("table4", []):
+            if t["mode"] not in ("sot", "normal", "auto"):
+                continue
+            rows.append({"gpu": r["gpu"], "model_shape": SHAPE_7B, "machine": machine, "host_cpu": host_text(r),
+                         "rate": t["rate"], "offered_rate": round(t["offered_rate"], 3), "mode": t["mode"],
+                         "answers": t["arrivals"], "p50_s": round(t["p50_s"], 3), "p99_s": round(t["p99_s"], 3),
+                         "output_tok_s": round(t["output_tokens_per_s"], 1)})
+    return rows
+
+
+def speed_single_user_rows(d: Path) -> list[dict]:
+    rows = []
+    for machine, r in speed_runs(d):
+        h = r.get("headline")
+        if not h:
+            continue
+        rows.append({"gpu": r["gpu"], "model_shape": SHAPE_7B, "points": 7, "tokens_per_point": 80,
+                     "context_tokens": 1500, "prefix_caching": True, "normal_s": round(h["normal_s"], 4),
+                     "sot_s": round(h["sot_s"], 4), "speedup": round(h["speedup"], 3),
+                     "ideal_speedup": round(h["ideal_speedup"], 3) if h.get("ideal_speedup") else None,
+                     "skeleton_tokens": h["skeleton_tokens"], "vllm": r["vllm"],
+                     "source": f"pipeline, headline (median of {h['reps']}), machine {machine} ({host_text(r)}), "
+                               "issue 13: unguided skeleton"})
+    return rows
+
+
+def speed_tables(d: Path) -> str:
+    runs = speed_runs(d)
+    if not runs:
+        return ""
+    parts = []
+    rows = []
+    for machine, r in runs:
+        h = r["headline"]
+        words = statistics.median(x["sot"]["skeleton_words_per_point"] for x in h["runs"])
+        eager = (f"{ms(h['sot_eager_s'])} ({h['eager_speedup']:.2f}x)" if h.get("sot_eager_s") else "not run")
+        rows.append([machine, host_text(r), ms(h["normal_s"]), ms(h["sot_s"]), f"**{h['speedup']:.2f}x**", eager,
+                     ms(h["direct_normal_s"]), ms(h["direct_sot_s"]), f"{h['direct_speedup']:.2f}x",
+                     f"{100 * h['sot_overhead']:+.1f}% / {100 * h['normal_overhead']:+.1f}%",
+                     f"{h['skeleton_tokens']:.0f} ({words:.1f})", f"{h['ideal_speedup']:.2f}x",
+                     " / ".join(str(x["sot"]["skeleton_tokens"]) for x in h["runs"])])
+    parts.append("### Headline (issue 13): 7 points x 80 tokens, 1500 context, medians of 5, modes interleaved\n\n"
+                 + table(["machine", "host CPU", "normal ms", "SoT ms", "speed-up", "eager SoT ms",
+                          "engine-direct normal ms", "engine-direct SoT ms", "engine-direct speed-up",
+                          "pipeline overhead SoT / normal", "skeleton tokens (words a point), median",
+                          "ideal bound", "skeleton tokens of each rep"], rows))
+    rows = []
+    for machine, r in runs:
+        for t in r.get("table4", []):
+            rows.append([machine, f"{t['rate']:g}", f"{t['offered_rate']:.2f}", t["mode"], t["arrivals"],
+                         f"{t['p50_s']:.2f}", f"{t['p99_s']:.2f}", f"{t['first_visible_p50_s']:.2f}",
+                         f"{t['output_tokens_per_s']:.0f}", f"{t['sot_share']:.2f}",
+                         f"{t['itl_ratio_p50']:.2f} / {t['itl_ratio_max']:.2f}", t["waiting_max"],
+                         f"{t['running_p50']:.0f}"])
+    parts.append("### Table 4 (issue 13): Poisson arrivals, 7 x 80 tokens, 1500 context; each machine's rows from "
+                 "one engine start, modes run back to back on the same arrivals\n\n"
+                 + table(["machine", "rate asked /s", "offered /s (measured)", "mode", "answers", "p50 s", "p99 s",
+                          "first visible p50 s", "output tokens/s", "share by SoT",
+                          "ITL ratio at arrival p50 / max", "waiting max", "running p50"], rows))
+    return "\n\n".join(parts)
 
 
 def load(d: Path, name: str) -> dict[str, Any] | None:
@@ -46,7 +127,8 @@ def single_user_rows(a: dict, b: dict | None, model_shape: str) -> list[dict]:
                      "tokens_per_point": s["tokens_per_point"], "context_tokens": s["context_tokens"],
                      "prefix_caching": True, "normal_s": round(n["wall_s"], 4), "sot_s": round(s["wall_s"], 4),
                      "speedup": round(r["speedup"], 3), "ideal_speedup": round(r["ideal_speedup"], 3),
-                     "skeleton_tokens": s["skeleton_tokens"], "vllm": a["vllm"], "source": "pipeline, table1"})
+                     "skeleton_tokens": s["skeleton_tokens"], "vllm": a["vllm"],
+                     "source": f"pipeline, table1 [{SUPERSEDED}]"})
     for key, src, caching in (("headline", a, True), ("nocache", b, False)):
         h = (src or {}).get(key)
         if h and src:
@@ -55,7 +137,7 @@ def single_user_rows(a: dict, b: dict | None, model_shape: str) -> list[dict]:
                          "sot_s": round(h["sot_s"], 4), "speedup": round(h["speedup"], 3),
                          "ideal_speedup": round(h["ideal_speedup"], 3) if h.get("ideal_speedup") else None,
                          "skeleton_tokens": h["skeleton_tokens"], "vllm": src["vllm"],
-                         "source": f"pipeline, {key} (median of {h['reps']})"})
+                         "source": f"pipeline, {key} (median of {h['reps']}) [{SUPERSEDED}]"})
     return rows
 
 
@@ -64,6 +146,8 @@ def md_tables(d: Path) -> tuple[str, dict]:
     a, b, eg = (load(d, n) for n in ("pipeline_7b_a", "pipeline_7b_b", "pipeline_7b_eager"))
     parts: list[str] = []
     facts: dict[str, Any] = {}
+    parts.append(f"**Superseded** (issue 6, 2026-11-21; {SUPERSEDED}). Kept for the record; the issue-13 "
+                 "tables above replace the headline and table 4; table 1 was not re-run.")
     if a:
         parts.append(f"Machine: **{a['gpu']}**, vLLM **{a['vllm']}**, torch {a['torch']}; model: Qwen2.5-7B-Instruct "
                      f"shape, bf16, dummy weights; prefix caching on unless said; max_num_seqs 64.")
@@ -221,33 +305,40 @@ def plots(d: Path, out: Path) -> list[str]:
         fig.tight_layout()
         fig.savefig(out / "gpu_speedup_vs_points.png", dpi=110)
         made.append("gpu_speedup_vs_points.png")
-    b, eg = load(d, "pipeline_7b_b"), load(d, "pipeline_7b_eager")
-    dl, au = load(d, "pipeline_7b_direct_load"), load(d, "pipeline_7b_auto")
-    rows = [*((b or {}).get("table4", [])), *({**r, "mode": "sot, eager"} for r in (eg or {}).get("table4", [])),
-            *((dl or {}).get("table4direct", [])), *((au or {}).get("table4", []))]
-    if rows:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        for mode, color in (("normal", "C0"), ("sot", "C1"), ("sot, eager", "C2"), ("sot (engine direct)", "C3"),
-                            ("normal (engine direct)", "C7"), ("auto", "C4")):
-            rs = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["rate"])
-            if not rs:
-                continue
-            xs = [r["rate"] for r in rs]
-            ax1.plot(xs, [r["p50_s"] for r in rs], "o-", color=color, label=f"{mode} p50")
-            ax1.plot(xs, [r["p99_s"] for r in rs], "x--", color=color, alpha=0.6, label=f"{mode} p99")
-            ax2.plot(xs, [r["output_tokens_per_s"] for r in rs], "o-", color=color, label=mode)
+    runs = speed_runs(d)
+    if runs:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+        colors = {"normal": "C0", "sot": "C1", "sot-eager": "C2", "auto": "C4"}
+        for (machine, r), marker in zip(runs, ("o", "s"), strict=False):
+            for mode, color in colors.items():
+                rs = sorted((t for t in r.get("table4", []) if t["mode"] == mode), key=lambda t: t["rate"])
+                if not rs:
+                    continue
+                xs = [t["offered_rate"] for t in rs]
+                ax1.plot(xs, [t["p50_s"] for t in rs], marker + "-", color=color, label=f"{mode} p50 ({machine})")
+                ax2.plot(xs, [t["output_tokens_per_s"] for t in rs], marker + "-", color=color,
+                         label=f"{mode} ({machine})")
         for ax in (ax1, ax2):
             ax.set_xscale("log", base=2)
-            ax.set_xlabel("arrival rate (answers/s, Poisson)")
+            ax.set_xlabel("offered arrival rate (answers/s, measured; Poisson)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        ax1.set_ylabel("latency (s)")
+            ax.legend(fontsize=7)
+        ax1.set_ylabel("p50 latency (s)")
         ax2.set_ylabel("output tokens/s")
-        fig.suptitle("latency vs load, 7 points x 80 tokens, 1500 context, 7B shape, H200")
+        fig.suptitle("issue 13: latency vs load, 7 points x 80 tokens, 1500 context, 7B shape, H200 "
+                     "(machines A and B)")
         fig.tight_layout()
         fig.savefig(out / "gpu_latency_vs_load.png", dpi=110)
         made.append("gpu_latency_vs_load.png")
     return made
+
+
+def replace_block(text: str, start: str, end: str, body: str) -> str:
+    if start not in text:
+        return text
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{body}\n{end}{tail}"
 
 
 def main() -> None:
@@ -258,14 +349,16 @@ def main() -> None:
     d = Path(a.results)
     pa, pb = load(d, "pipeline_7b_a"), load(d, "pipeline_7b_b")
     if pa:
-        rows = single_user_rows(pa, pb, "Qwen2.5-7B-Instruct (config.json shape, dummy weights)")
+        rows = speed_single_user_rows(d) + single_user_rows(pa, pb, SHAPE_7B)
         (d / "gpu_single_user.json").write_text(json.dumps(rows, indent=1))
+    if speed_runs(d):
+        (d / "gpu_load.json").write_text(json.dumps(load_rows(d), indent=1))
     md, facts = md_tables(d)
     doc = Path(a.doc)
     text = doc.read_text() if doc.exists() else f"{START}\n{END}\n"
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    doc.write_text(f"{head}{START}\n{md}\n{END}{tail}")
+    text = replace_block(text, SPEED_START, SPEED_END, speed_tables(d))
+    text = replace_block(text, START, END, md)
+    doc.write_text(text)
     print(md)
     print("plots:", plots(d, d), "facts:", facts)
 

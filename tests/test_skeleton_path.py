@@ -1,0 +1,169 @@
+"""The default skeleton path: unguided (plain decoding, bounded), ended by the parser, with a guided retry or
+normal decoding when it yields too few points.
+
+Two kinds of tests. A scripted engine (no model) plays back a chosen skeleton text, so the branch logic
+(no regex on the first try, the early stop and its abort, the retry's reason) is checked exactly. The real
+tiny vLLM engine then runs both fallback branches for real: its random weights write gibberish, which has
+no numbered lines, so the unguided skeleton yields no points there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.engines.base import ChatMessage, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.events import AnswerDone, AnswerResult, FallbackEvent, SkeletonDone, SkeletonRetry
+from sotrag.app.ordered import OrderedText
+from sotrag.app.pipeline import SoTPipeline
+
+QUESTION = "What are good ways to sleep better at night?"
+
+
+class ScriptedEngine:
+    """Plays back ``skeletons`` (one text per skeleton request, one token per character chunk) and a fixed
+    point text; records every request and abort. A unit-test double, never a default."""
+
+    model_name = "scripted"
+    max_model_len = 4096
+
+    def __init__(self, skeletons: list[str], chunk: int = 4) -> None:
+        self.skeletons = list(skeletons)
+        self.chunk = chunk
+        self.requests: list[GenerationRequest] = []
+        self.aborted: list[str] = []
+        self.streamed: dict[str, str] = {}
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
+        return "\n".join(f"{m.role}: {m.content}" for m in messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.requests.append(request)
+        skeleton = "skeleton" in request.request_id
+        text = self.skeletons.pop(0) if skeleton else " expanded point text."
+        pieces = [text[i : i + self.chunk] for i in range(0, len(text), self.chunk)]
+        sent = ""
+        finished = False
+        try:
+            for n, piece in enumerate(pieces):
+                await asyncio.sleep(0)
+                sent += piece
+                last = n == len(pieces) - 1
+                finished = last
+                yield GenerationDelta(piece, 1, 10, 0, "stop" if last else None)
+        finally:
+            self.streamed[request.request_id] = sent
+            if not finished:
+                self.aborted.append(request.request_id)
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(0, 0, 64, 0.0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def settings(**sot: object) -> Settings:
+    base = {"min_points": 2, "max_points": 3, "min_words": 2, "max_words": 4}
+    return Settings(sot=SoTConfig(**{**base, **sot}))  # type: ignore[arg-type]
+
+
+async def run(engine: object, s: Settings) -> tuple[list, AnswerResult]:
+    events = [e async for e in SoTPipeline(engine, s).stream(QUESTION)]  # type: ignore[arg-type]
+    assert isinstance(events[-1], AnswerDone)
+    return events, events[-1].result
+
+
+async def test_unguided_skeleton_is_plain_decoding_and_stops_at_max_points() -> None:
+    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n3. No late caffeine\n4. Never read this\n5. x"])
+    events, result = await run(engine, settings())
+    skeleton = engine.requests[0]
+    assert skeleton.sampling.regex is None  # nothing for the engine core to mask
+    assert skeleton.sampling.stop == ("\n4.",)
+    assert skeleton.sampling.max_tokens == 3 * (2 * 4 + 4)  # bounded by points x words, under the 200 default
+    assert result.mode == "sot" and result.skeleton_retry_reason is None and result.fallback_reason is None
+    assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room", "No late caffeine"]
+    assert result.stats.skeleton_mode == "unguided" and result.stats.skeleton_attempts == 1
+    # the parser ended the skeleton once 3 lines were complete: the request was aborted, the rest never read
+    assert skeleton.request_id in engine.aborted
+    assert "Never read this" not in engine.streamed[skeleton.request_id]
+    assert not any(isinstance(e, SkeletonRetry) for e in events)
+    assert len(engine.requests) == 1 + 3
+
+
+async def test_blank_line_after_min_points_ends_the_skeleton() -> None:
+    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n\nSome chatter that follows\n3. late"])
+    _, result = await run(engine, settings())
+    assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room"]
+    assert engine.requests[0].request_id in engine.aborted
+
+
+async def test_too_few_unguided_points_retry_guided_with_the_reason() -> None:
+    engine = ScriptedEngine(["Sure! Sleep is important.", "1. Keep a schedule\n2. Dark cool room\n"])
+    events, result = await run(engine, settings())
+    first, retry = engine.requests[0], engine.requests[1]
+    assert first.sampling.regex is None
+    assert retry.sampling.regex is not None and retry.sampling.regex.startswith(r"1\. [^\n]{1,80}\n")
+    assert retry.sampling.stop == ()
+    kinds = [type(e) for e in events]
+    assert kinds.index(SkeletonRetry) < kinds.index(SkeletonDone)
+    reason = next(e.reason for e in events if isinstance(e, SkeletonRetry))
+    assert reason == "the unguided skeleton had 0 usable point(s), fewer than 2: asked again, guided"
+    assert result.skeleton_retry_reason == reason and result.fallback_reason is None
+    assert result.mode == "sot" and len(result.points) == 2
+    assert result.stats.skeleton_mode == "guided retry" and result.stats.skeleton_attempts == 2
+    assert result.skeleton.startswith("1. Keep")  # the discarded text is not the answer's skeleton
+    # readers in order (OpenAI API, LangChain) drop the discarded skeleton's state
+    ordered = OrderedText()
+    text = "".join(ordered.feed(e) for e in events)
+    assert text.startswith("1. Keep a schedule")
+
+
+async def test_fallback_normal_skips_the_retry() -> None:
+    engine = ScriptedEngine(["no list here"])
+    events, result = await run(engine, settings(skeleton_fallback="normal"))
+    assert result.mode == "normal" and result.skeleton_retry_reason is None
+    assert result.fallback_reason == "the unguided skeleton had 0 usable point(s), fewer than 2: normal decoding"
+    assert any(isinstance(e, FallbackEvent) for e in events)
+    assert len(engine.requests) == 2 and engine.requests[1].request_id.endswith("-normal")
+
+
+async def test_guided_from_the_start_keeps_the_word_regex_as_an_option() -> None:
+    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n"])
+    _, result = await run(engine, settings(guided_skeleton=True, guided_regex="word"))
+    regex = engine.requests[0].sampling.regex
+    assert regex is not None and "{1,24}" in regex  # the word-bounded shape
+    assert result.stats.skeleton_mode == "guided" and result.mode == "sot"
+
+
+# -- the real tiny engine ----------------------------------------------------------------------------------
+
+SAMPLING = SamplingConfig(temperature=1.0, seed=1234, point_max_tokens=8, normal_max_tokens=16)
+
+
+@pytest.mark.engine
+async def test_tiny_model_gibberish_gets_a_guided_retry(engine: object) -> None:
+    _, result = await run(engine, Settings(sampling=SAMPLING, sot=SoTConfig(min_points=2, max_points=3)))
+    assert result.stats.skeleton_mode == "guided retry" and result.stats.skeleton_attempts == 2
+    assert result.skeleton_retry_reason is not None and "unguided skeleton had" in result.skeleton_retry_reason
+    assert result.mode == "sot" and len(result.points) >= 2
+    assert result.stats.tokens > result.stats.skeleton_tokens + sum(p.tokens for p in result.points)  # + discarded
+    assert engine.num_unfinished_requests() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.engine
+async def test_tiny_model_gibberish_falls_back_to_normal_when_asked(engine: object) -> None:
+    sot = SoTConfig(min_points=2, max_points=3, skeleton_fallback="normal")
+    _, result = await run(engine, Settings(sampling=SAMPLING, sot=sot))
+    assert result.mode == "normal" and result.answer
+    assert result.fallback_reason is not None and result.fallback_reason.startswith("the unguided skeleton had")
+    assert result.stats.skeleton_attempts == 1
