@@ -29,7 +29,6 @@ from sotrag.app.cli.common import (
     engine_settings,
     fail,
     load_settings,
-    quiet_engine_extra,
     quiet_vllm,
     with_options,
 )
@@ -86,6 +85,7 @@ def ask(
     engine_cfg = engine_settings(
         settings,
         urls=engine_url,
+        verbose=verbose,
         model=model,
         preset=preset and preset.value,
         tensor_parallel_size=tensor_parallel_size,
@@ -93,7 +93,6 @@ def ask(
         data_parallel_size=data_parallel_size,
         distributed_executor_backend=distributed_executor_backend,
     )
-    engine_cfg = engine_cfg.model_copy(update={"extra": quiet_engine_extra(engine_cfg.extra, verbose)})
     sot_cfg = settings.sot.model_copy(update={"eager": eager or settings.sot.eager})
     if max_points is not None:
         if max_points < 1:

@@ -107,9 +107,12 @@ BackendOption = Annotated[
 ]
 
 
-def engine_settings(settings: Settings, *, urls: list[str] | None = None, **options: Any) -> EngineConfig:
-    """The engine settings with the command line's options applied (``with_options``) and ``--engine-url``.
-    With engine URLs, ``--model`` names the served model (default: the server's only one); each URL is checked."""
+def engine_settings(
+    settings: Settings, *, urls: list[str] | None = None, verbose: bool = False, **options: Any
+) -> EngineConfig:
+    """The engine settings with the command line's options applied (``with_options``), ``--engine-url`` and, without
+    ``-v``, a quiet engine (``quiet_engine_extra``). With engine URLs, ``--model`` names the served model (default:
+    the server's only one); each URL is checked."""
     from sotrag.app.engines.base import EngineError
     from sotrag.app.engines.remote_pool import split_url
 
@@ -119,4 +122,4 @@ def engine_settings(settings: Settings, *, urls: list[str] | None = None, **opti
             split_url(url)
         except EngineError as exc:
             raise fail(str(exc), 2) from None
-    return cfg
+    return cfg.model_copy(update={"extra": quiet_engine_extra(cfg.extra, verbose)})

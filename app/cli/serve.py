@@ -41,8 +41,7 @@ def register(app: typer.Typer) -> None:
         engine_settings,
         fail,
         load_settings,
-        quiet_engine_extra,
-        quiet_vllm,
+            quiet_vllm,
     )
 
     @app.command()
@@ -84,6 +83,7 @@ def register(app: typer.Typer) -> None:
         engine_cfg = engine_settings(
             settings,
             urls=engine_url,
+            verbose=verbose,
             model=model,
             preset=preset and preset.value,
             tensor_parallel_size=tensor_parallel_size,
@@ -91,7 +91,6 @@ def register(app: typer.Typer) -> None:
             data_parallel_size=data_parallel_size,
             distributed_executor_backend=distributed_executor_backend,
         )
-        engine_cfg = engine_cfg.model_copy(update={"extra": quiet_engine_extra(engine_cfg.extra, verbose)})
         updates: dict[str, object] = {"engine": engine_cfg}
         if api_key is not None:
             updates["api_key"] = SecretStr(api_key) if api_key else None
