@@ -115,7 +115,8 @@ class VLLMTap:
             yield out
 
     def stage(self, name: str) -> list[str]:
-        return [rid for rid in self.submitted if rid.rsplit("-", 1)[-1].startswith(name)]
+        """Request ids of one stage, in submission order ("skeleton" also finds a guided retry's "skeleton-guided")."""
+        return [rid for rid in self.submitted if rid.split("-", 2)[-1].startswith(name)]
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ async def test_points_continue_from_the_skeleton_requests_own_ids(engine: VLLMEn
     result = await pipeline.run("What are good ways to sleep better at night?")
     assert result.mode == "sot" and len(result.points) == 4
 
-    (skeleton_id,) = tap.stage("skeleton")
+    skeleton_id = tap.stage("skeleton")[-1]  # the skeleton the points used: after a guided retry, the retry
     special = chat_ids.special_token_ids(engine.tokenizer)
     prompt_ids = tap.submitted[skeleton_id]
     output_ids = [t for t in tap.generated[skeleton_id] if t not in special]
@@ -168,7 +169,7 @@ async def test_points_continue_from_the_skeleton_requests_own_ids(engine: VLLMEn
 async def test_eager_points_continue_from_the_ids_written_so_far(engine: VLLMEngine, tap: VLLMTap) -> None:
     pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=sot(3, eager=True)))
     result = await pipeline.run("What are good ways to sleep better at night?")
-    (skeleton_id,) = tap.stage("skeleton")
+    skeleton_id = tap.stage("skeleton")[-1]  # the skeleton the points used: after a guided retry, the retry
     special = chat_ids.special_token_ids(engine.tokenizer)
     written = tap.submitted[skeleton_id] + [t for t in tap.generated[skeleton_id] if t not in special]
     for point, rid in zip(result.points, sorted(tap.stage("point")), strict=True):
@@ -198,7 +199,7 @@ async def test_no_special_token_from_documents_questions_or_history_reaches_vllm
     }
     seen = set()
     for rid, ids in tap.submitted.items():
-        kind = next(k for k in expected if rid.rsplit("-", 1)[-1].startswith(k) or rid.startswith(k))
+        kind = next(k for k in expected if rid.split("-", 2)[-1].startswith(k) or rid.startswith(k))
         seen.add(kind)
         assert (ids.count(start), ids.count(end), ids.count(eot)) == (*expected[kind], 0), rid
         assert tap.reported[rid] == ids
