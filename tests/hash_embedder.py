@@ -27,5 +27,8 @@ class HashEmbedder:
                 progress(4)
         return out
 
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self.embed(queries)
+
     def embed_query(self, query: str) -> np.ndarray:
         return self._one(query)

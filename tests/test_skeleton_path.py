@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engines.base import ChatMessage, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import ChatMessage, ChatPrompt, EngineLoad, GenerationDelta, GenerationRequest
 from sotrag.app.events import AnswerDone, AnswerResult, FallbackEvent, SkeletonDone, SkeletonRetry
 from sotrag.app.ordered import OrderedText
 from sotrag.app.pipeline import SoTPipeline
@@ -39,6 +39,9 @@ class ScriptedEngine:
 
     def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
         return "\n".join(f"{m.role}: {m.content}" for m in messages)
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        return ChatPrompt(text=self.render_chat(messages, continue_final_message=continue_final_message), token_ids=())
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
