@@ -267,8 +267,11 @@ def test_server_tokenizer_learns_the_special_tokens_and_keeps_content_plain(toke
     # What the server alone would have made of the same text: role tokens from the content.
     assert chat_ids.encode_template(tokenizer, prompt.text).count(start) > len(messages) + 1
 
-    # A server that shares its tokenizer config: the added tokens are taken from it, no walking needed.
+    # A server that shares its tokenizer config (vLLM's /tokenizer_info, built here as vLLM builds it): the
+    # special tokens are taken from it, no template and no walking needed.
+    from vllm.entrypoints.serve.tokenize.serving import TokenizerInfo
+
     informed = ServerTokenizer(fake_vllm_server(tokenizer), lambda: "tiny")
-    added = {str(i): tokenizer.convert_ids_to_tokens(i) for i in (start, end, eot)}
-    assert informed.learn({"added_tokens_decoder": added}, list) == markers
+    assert informed.learn(TokenizerInfo(tokenizer, None).to_dict(), list) == markers
+    assert informed.special_ids == {start, end, eot}
     assert not informed.special_ids & set(informed.plain_ids(INJECTED))

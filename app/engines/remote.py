@@ -131,7 +131,7 @@ class RemoteEngine:
                 log.info("remote engine: prompt ids from the local tokenizer %s (it matches the server's)", name)
                 return
             log.info("remote engine: prompt ids through the server's /tokenize: no usable local tokenizer (%s)", why)
-        markers = await asyncio.to_thread(self._server_tok.learn, self._tokenizer_info(), self._probe_templates)
+        markers = await asyncio.to_thread(lambda: self._server_tok.learn(self._tokenizer_info(), self._probe_templates))
         log.info("remote engine: special-token strings kept out of content: %s", ", ".join(markers) or "none")
 
     def _local_mismatch(self, local: Any) -> str | None:
@@ -614,7 +614,9 @@ class ServerTokenizer:
             if isinstance(content, str) and content:
                 self._add(int(key), content)
         named = [info.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token")]
-        for token in [*named, *(info.get("additional_special_tokens") or [])]:
+        extra = [info.get("additional_special_tokens"), info.get("extra_special_tokens")]  # names by version
+        listed = [t for group in extra for t in (group.values() if isinstance(group, dict) else group or [])]
+        for token in [*named, *listed]:
             content = token.get("content") if isinstance(token, dict) else token
             if isinstance(content, str) and content:
                 ids = self.tokenize(content)
