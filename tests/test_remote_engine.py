@@ -149,6 +149,7 @@ class HTTPTap:
         self.sent: dict[str, list[int]] = {}
         self.reported: dict[str, list[int]] = {}
         self.generated: dict[str, list[int]] = {}
+        self.finish: dict[str, str] = {}
 
     @contextlib.asynccontextmanager
     async def stream(self, method: str, url: str, *, json: dict[str, Any], **kw: Any) -> AsyncIterator[Any]:
@@ -164,6 +165,8 @@ class HTTPTap:
                         if choice.get("prompt_token_ids") is not None:
                             self.reported.setdefault(rid, list(choice["prompt_token_ids"]))
                         self.generated.setdefault(rid, []).extend(choice.get("token_ids") or [])
+                        if choice.get("finish_reason"):
+                            self.finish[rid] = choice["finish_reason"]
                     yield line
 
             resp.aiter_lines = tapped
