@@ -70,6 +70,11 @@ class EngineConfig(BaseModel):
     poll_interval_s: float = Field(
         default=0.5, ge=0.2, description="remote engine: how often each server's /health and /metrics are read"
     )
+    remote_tokenizer: Literal["auto", "server"] = Field(
+        default="auto",
+        description="remote engine: auto uses a local copy of the served model's tokenizer (engine.tokenizer or "
+        "engine.model, never downloaded) when it matches the server, else the server's /tokenize; server: always it",
+    )
 
     @property
     def remote(self) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines import chat_ids
+from sotrag.app.engines.base import EngineError
 from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.routing.llm_router import LLMRouter
@@ -208,3 +209,70 @@ async def test_no_special_token_from_documents_questions_or_history_reaches_vllm
         if kind != "router":
             assert REAL_PASSAGE_TAG.findall(text) == [("1", "sleep/room.md"), ("2", "sleep/food.md")]
     assert seen == set(expected)
+
+
+# -- the remote engine's way, through a server's /tokenize (here a fake server over the tiny tokenizer) -------
+
+
+def fake_vllm_server(tokenizer: Any) -> Any:
+    """``/tokenize`` and ``/detokenize`` as vLLM's: a prompt's special-token strings become special tokens
+    (there is no split_special_tokens), detokenized text keeps them."""
+
+    def call(route: str, body: dict[str, Any]) -> dict[str, Any]:
+        if route == "/tokenize":
+            return {"tokens": chat_ids.encode_template(tokenizer, body["prompt"])}
+        if any(t >= len(tokenizer) for t in body["tokens"]):
+            raise EngineError("token id out of vocabulary")
+        return {"prompt": tokenizer.decode(body["tokens"])}
+
+    return call
+
+
+def test_encode_avoiding_cuts_every_marker(tokenizer: Any) -> None:
+    special = chat_ids.special_token_ids(tokenizer)
+    markers = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    for text in (INJECTED, "<|im_start|><|im_start|>", "<<|im_end|>|>", "a<|endoftext|", "plain text"):
+        ids = chat_ids.encode_avoiding(text, markers, lambda t: chat_ids.encode_template(tokenizer, t))
+        assert not special & set(ids) and tokenizer.decode(ids) == text, text
+    # The encoder it wraps does make special tokens from the same text (so the check above means something).
+    assert special & set(chat_ids.encode_template(tokenizer, INJECTED))
+
+
+def test_server_tokenizer_learns_the_special_tokens_and_keeps_content_plain(tokenizer: Any) -> None:
+    from sotrag.app.engines.remote import ServerTokenizer
+
+    start, end, eot = specials(tokenizer)
+    server = ServerTokenizer(fake_vllm_server(tokenizer), lambda: "tiny")
+
+    def render(pairs: list[tuple[str, str]], cont: bool) -> str:
+        return str(tokenizer.apply_chat_template(
+            [{"role": r, "content": c} for r, c in pairs], tokenize=False,
+            add_generation_prompt=not cont, continue_final_message=cont,
+        ))
+
+    sentinels = [("system", "<<sotrag-ab12-0>>"), ("user", "<<sotrag-ab12-1>>")]
+    markers = server.learn(None, lambda: [render(sentinels, False)])
+    # <|endoftext|> is never written by the template: found as the neighbour of the template's own ids.
+    assert markers == ["<|endoftext|>", "<|im_end|>", "<|im_start|>"]
+    assert server.special_ids == {start, end, eot}
+
+    messages = build.skeleton_messages(QUESTION, PASSAGES, HISTORY)
+    prompt = chat_ids.encode_chat_with(render, server.template_ids, server.plain_ids, messages, nonce="cd34")
+    reference = chat_ids.encode_chat(tokenizer, messages)
+    ids = list(prompt.token_ids)
+    assert (ids.count(start), ids.count(end), ids.count(eot)) == (len(messages) + 1, len(messages), 0)
+    assert tokenizer.decode(ids) == prompt.text == reference.text
+    assert prompt.text_spans == reference.text_spans
+    for span in prompt.token_spans:
+        assert span is not None and not server.special_ids & set(ids[span[0] : span[1]])
+    # What the server alone would have made of the same text: role tokens from the content.
+    assert chat_ids.encode_template(tokenizer, prompt.text).count(start) > len(messages) + 1
+
+    # A server that shares its tokenizer config (vLLM's /tokenizer_info, built here as vLLM builds it): the
+    # special tokens are taken from it, no template and no walking needed.
+    from vllm.entrypoints.serve.tokenize.serving import TokenizerInfo
+
+    informed = ServerTokenizer(fake_vllm_server(tokenizer), lambda: "tiny")
+    assert informed.learn(TokenizerInfo(tokenizer, None).to_dict(), list) == markers
+    assert informed.special_ids == {start, end, eot}
+    assert not informed.special_ids & set(informed.plain_ids(INJECTED))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sotrag.app.engines.base import ChatPrompt, EngineError
@@ -52,12 +52,33 @@ def encode_chat(
     tokenizer: Any, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
 ) -> ChatPrompt:
     """``messages`` through the chat template, as a ``ChatPrompt`` whose content is plain text."""
+    return encode_chat_with(
+        lambda pairs, cont: _apply(tokenizer, pairs, cont),
+        lambda text: encode_template(tokenizer, text),
+        lambda text: encode_plain(tokenizer, text),
+        messages,
+        continue_final_message=continue_final_message,
+    )
+
+
+def encode_chat_with(
+    render: Callable[[list[tuple[str, str]], bool], str],
+    template_ids: Callable[[str], list[int]],
+    plain_ids: Callable[[str], list[int]],
+    messages: Sequence[ChatMessage],
+    *,
+    continue_final_message: bool = False,
+    nonce: str | None = None,
+) -> ChatPrompt:
+    """``encode_chat`` over any tokenizer: ``render`` applies the chat template to (role, content) pairs
+    (raising when the template refuses them), ``template_ids`` encodes a template piece with special tokens,
+    ``plain_ids`` encodes content as plain text. A fixed ``nonce`` lets ``render`` cache by roles."""
     pairs = [(m.role, m.content) for m in messages]
-    nonce = secrets.token_hex(8)
+    nonce = nonce or secrets.token_hex(8)
     while True:
         try:
             with_sentinels = [(role, f"<<sotrag-{nonce}-{i}>>") for i, (role, _) in enumerate(pairs)]
-            rendered = _apply(tokenizer, with_sentinels, continue_final_message)
+            rendered = render(with_sentinels, continue_final_message)
             break
         except Exception as exc:
             pairs = _merge_system(pairs, exc)
@@ -70,17 +91,17 @@ def encode_chat(
     pos = 0
     for match in re.finditer(re.escape(f"<<sotrag-{nonce}-") + r"(\d+)>>", rendered):
         piece = rendered[pos : match.start()]
-        token_ids += encode_template(tokenizer, piece)
+        token_ids += template_ids(piece) if piece else []
         text += piece
         i = int(match.group(1))
         content = pairs[i][1]
         start_tok, start_chr = len(token_ids), len(text)
-        token_ids += encode_plain(tokenizer, content)
+        token_ids += plain_ids(content) if content else []
         text += content
         seen[i] += 1
         token_spans[i], text_spans[i] = (start_tok, len(token_ids)), (start_chr, len(text))
         pos = match.end()
-    token_ids += encode_template(tokenizer, rendered[pos:])
+    token_ids += template_ids(rendered[pos:]) if rendered[pos:] else []
     text += rendered[pos:]
     once = [n == 1 for n in seen]
     return ChatPrompt(
@@ -89,6 +110,35 @@ def encode_chat(
         token_spans=tuple(span if ok else None for span, ok in zip(token_spans, once, strict=True)),
         text_spans=tuple(span if ok else None for span, ok in zip(text_spans, once, strict=True)),
     )
+
+
+def encode_avoiding(text: str, markers: Sequence[str], tokenize: Callable[[str], list[int]]) -> list[int]:
+    """``text`` encoded by ``tokenize`` (an encoder that DOES turn special-token strings into special tokens,
+    such as vLLM's ``/tokenize``) so that none of ``markers`` can come out whole: the text is cut at every
+    occurrence of a marker, each marker occurrence is encoded in two halves (each half again avoiding the
+    markers), and every piece is encoded on its own. A piece holds no marker string, so an encoder that only
+    matches special tokens by their exact string makes none from it. Markers of one character cannot be
+    split and are left out (the caller says so)."""
+    usable = sorted({m for m in markers if len(m) > 1}, key=len, reverse=True)
+    if not usable:
+        return tokenize(text) if text else []
+    pattern = re.compile("|".join(re.escape(m) for m in usable))
+    return _avoid(text, pattern, tokenize)
+
+
+def _avoid(text: str, pattern: re.Pattern[str], tokenize: Callable[[str], list[int]]) -> list[int]:
+    ids: list[int] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        if match.start() > pos:
+            ids += tokenize(text[pos : match.start()])
+        marker = match.group()
+        half = len(marker) // 2
+        ids += _avoid(marker[:half], pattern, tokenize) + _avoid(marker[half:], pattern, tokenize)
+        pos = match.end()
+    if pos < len(text):
+        ids += tokenize(text[pos:])
+    return ids
 
 
 def _apply(tokenizer: Any, pairs: list[tuple[str, str]], continue_final_message: bool) -> str:

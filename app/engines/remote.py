@@ -2,9 +2,16 @@
 
 Why the completions API and not chat completions: SoT's point requests continue an open assistant turn and
 may continue from token ids (``GenerationRequest.prompt_token_ids``); ``/v1/completions`` takes a token-id
-prompt and, with ``return_token_ids``, streams the generated ids back. The chat template stays the server's:
-``render_chat`` asks the server's ``/tokenize`` (messages -> ids) and ``/detokenize`` (ids -> text), and the
-ids are kept so the request is sent as exactly those ids, never re-tokenized.
+prompt and, with ``return_token_ids``, streams the generated ids back.
+
+Prompt ids (``encode_chat``) carry the in-process engine's guarantees: only the chat template makes special
+tokens (a role marker in a document, a question or a history turn stays text), and each message's content
+has its span, so points continue from the skeleton request's own ids (prefix cache). With a local copy of
+the served model's tokenizer (``engine.tokenizer`` or ``engine.model``, loaded offline, and checked at start
+to encode a probe chat exactly as the server) ``chat_ids.encode_chat`` builds them. Otherwise the server
+does: its template rendered around sentinels (``/tokenize`` with messages, then ``/detokenize``), the
+template's pieces encoded by ``/tokenize``, each content by ``ServerTokenizer.plain_ids`` (see its doc for
+how complete that is). Bare-text prompts are encoded as plain text too.
 
 Streams: each request is one streamed HTTP response; closing it (the pipeline closes the generator on cancel)
 closes the connection, and vLLM aborts a request whose client is gone. Token counts come from the streamed
@@ -16,24 +23,29 @@ Without ``/tokenize`` the engine refuses to start (it cannot know the chat templ
 ``return_token_ids`` (older servers) deltas carry no token ids and token-id prompts cannot be continued from
 generated ids; ``supports_token_ids`` says so. Without prompt-token details, ``cached_prompt_tokens`` is 0.
 
-``render_chat`` and ``count_tokens`` are synchronous in the ``Engine`` interface, so here they are blocking
-HTTP calls (cached per text): two round trips per new prompt (``benchmarks/remote_engine.py``: median 3.8 ms
-render, 2.1 ms count on loopback). An async variant needs the pipeline to await them.
+``encode_chat``, ``render_chat`` and ``count_tokens`` are synchronous in the ``Engine`` interface; through
+the server they are blocking HTTP calls, cached (template per role sequence, pieces and contents per text):
+a new prompt costs one ``/tokenize`` per new content, more where it holds special-token strings. An async
+variant needs the pipeline to await them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
+import re
+import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
 
 from sotrag.app.config import EngineConfig
+from sotrag.app.engines import chat_ids
 from sotrag.app.engines.base import (
     ChatMessage,
     ChatPrompt,
@@ -81,9 +93,12 @@ class RemoteEngine:
         self._max_model_len = 0
         self._open: dict[str, httpx.Response] = {}
         self._aborted: set[str] = set()
-        self._rendered = _LRU()  # (messages, continue) -> prompt text
-        self._prompt_ids = _LRU()  # prompt text -> its token ids, as the server's template made them
+        self._rendered = _LRU()  # (role/sentinel pairs, continue) -> the server's template as text
         self._counts = _LRU()  # text -> token count
+        self._nonce = secrets.token_hex(8)  # sentinels for content while the server renders the template
+        self._local: Any = None  # a local Hugging Face tokenizer that matches the servers', if there is one
+        self._local_special: frozenset[int] = frozenset()
+        self._server_tok = ServerTokenizer(self._call_sync, lambda: self._model)
 
     @classmethod
     async def create(cls, config: EngineConfig) -> RemoteEngine:
@@ -97,10 +112,78 @@ class RemoteEngine:
                     known = s.url in s.reason  # the probe's own errors name the server
                     raise EngineError(s.reason if known else f"cannot reach the vLLM server {s.url}: {s.reason}")
                 raise EngineError(f"no vLLM server is usable: {engine._pool.down_summary()}")
+            await engine._choose_tokenizer()
         except BaseException:
             await engine.aclose()
             raise
         return engine
+
+    async def _choose_tokenizer(self) -> None:
+        """A local tokenizer of the served model, if one loads offline and encodes as the server does; else
+        the server's ``/tokenize`` (then its special tokens are learnt now)."""
+        if self._config.remote_tokenizer == "auto":
+            name = self._config.tokenizer or self._model or ""
+            local, why = await asyncio.to_thread(_load_local_tokenizer, name)
+            if local is not None:
+                why = await asyncio.to_thread(self._local_mismatch, local)
+            if why is None:
+                self._local, self._local_special = local, chat_ids.special_token_ids(local)
+                log.info("remote engine: prompt ids from the local tokenizer %s (it matches the server's)", name)
+                return
+            log.info("remote engine: prompt ids through the server's /tokenize: no usable local tokenizer (%s)", why)
+        markers = await asyncio.to_thread(lambda: self._server_tok.learn(self._tokenizer_info(), self._probe_templates))
+        log.info("remote engine: special-token strings kept out of content: %s", ", ".join(markers) or "none")
+
+    def _local_mismatch(self, local: Any) -> str | None:
+        """Why ``local`` does not encode as the server does (None: it does), checked on a probe chat that has
+        special tokens, plain text and non-ASCII text in it."""
+        messages = [
+            ChatMessage("user", "Probe: Hé, 1 2  3\n\tdone. 日本"), ChatMessage("assistant", "ok"),
+            ChatMessage("user", "next?"),
+        ]
+        try:
+            text = chat_ids.render_chat(local, messages)
+            mine = chat_ids.encode_template(local, text)
+        except Exception as exc:  # a tokenizer without a chat template, or one the template rejects
+            return f"its chat template failed: {type(exc).__name__}"
+        body = {
+            "model": self._model, "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "add_generation_prompt": True, "add_special_tokens": False,
+        }
+        try:
+            theirs = list(self._call_sync("/tokenize", body)["tokens"])
+        except EngineError as exc:
+            return f"the server could not render the probe chat: {exc}"
+        if mine != theirs:
+            return "its chat template or vocabulary differs from the server's"
+        plain = "Plain text, 42 ünïcode"
+        if chat_ids.encode_plain(local, plain) != self._server_tok.tokenize(plain):
+            return "it encodes text differently from the server"
+        return None
+
+    def _tokenizer_info(self) -> dict[str, Any] | None:
+        """The server's tokenizer config (``--enable-tokenizer-info-endpoint``), if it shares it."""
+        for server in self._pool.healthy():
+            try:
+                resp = self._sync.get(f"{server.root}/tokenizer_info")
+            except httpx.HTTPError:
+                continue
+            if resp.status_code == 200:
+                return dict(resp.json())
+        return None
+
+    def _probe_templates(self) -> list[str]:
+        """The server's chat template around sentinel contents, for the roles and modes sotrag sends."""
+        roles = [
+            [("system", "s"), ("user", "u")],
+            [("system", "s"), ("user", "u"), ("assistant", "a"), ("user", "v")],
+            [("system", "s"), ("user", "u"), ("assistant", "a")],
+        ]
+        rendered = []
+        for pairs, cont in ((roles[0], False), (roles[1], False), (roles[2], True)):
+            with contextlib.suppress(EngineError):  # e.g. a template without a system role
+                rendered.append(self._render_pairs([(r, f"<<sotrag-{self._nonce}-{c}>>") for r, c in pairs], cont))
+        return rendered
 
     # -- checking a server ------------------------------------------------------------------------------
 
@@ -180,50 +263,62 @@ class RemoteEngine:
         return self._max_model_len
 
     @property
+    def tokenizer_source(self) -> str:
+        """Where prompt ids are made: ``local`` (a local tokenizer that matches the servers') or ``server``."""
+        return "local" if self._local is not None else "server"
+
+    @property
     def supports_token_ids(self) -> bool:
         """Every healthy server returns generated token ids (``return_token_ids``)."""
         up = self._pool.healthy()
         return bool(up) and all(s.features.get("token_ids") for s in up)
 
     def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
-        key = (tuple((m.role, m.content) for m in messages), continue_final_message)
+        """The chat template applied as text (for logs; requests use ``encode_chat``)."""
+        return self.encode_chat(messages, continue_final_message=continue_final_message).text
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        """Ids in which only the chat template makes special tokens, with content spans (see the module doc):
+        by the local tokenizer when one matches the server, else through the server (``ServerTokenizer``)."""
+        if self._local is not None:
+            return chat_ids.encode_chat(self._local, messages, continue_final_message=continue_final_message)
+        return chat_ids.encode_chat_with(
+            self._render_pairs, self._server_tok.template_ids, self._server_tok.plain_ids, messages,
+            continue_final_message=continue_final_message, nonce=self._nonce,
+        )
+
+    def _render_pairs(self, pairs: list[tuple[str, str]], continue_final_message: bool) -> str:
+        """The server's chat template applied to (role, content) pairs, as text (cached: the contents here are
+        sentinels, so the roles are the key)."""
+        key = (tuple(pairs), continue_final_message)
         cached = self._rendered.get_fresh(key)
         if cached is not None:
             return str(cached)
         body = {
             "model": self._model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [{"role": r, "content": c} for r, c in pairs],
             "add_generation_prompt": not continue_final_message,
             "continue_final_message": continue_final_message,
             "add_special_tokens": False,
         }
-        try:
-            ids = list(self._call_sync("/tokenize", body)["tokens"])
-        except EngineError:  # e.g. a template without a system role: fold it into the first user turn
-            if messages and messages[0].role == "system" and len(messages) > 1:
-                merged = ChatMessage(messages[1].role, f"{messages[0].content}\n\n{messages[1].content}")
-                text = self.render_chat([merged, *messages[2:]], continue_final_message=continue_final_message)
-                self._rendered.put(key, text)
-                return text
-            raise
+        ids = list(self._call_sync("/tokenize", body)["tokens"])
         text = str(self._call_sync("/detokenize", {"model": self._model, "tokens": ids})["prompt"])
         self._rendered.put(key, text)
-        self._prompt_ids.put(text, tuple(ids))
         return text
 
-    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
-        """The server's own rendering as ids (no content spans, so points re-encode the skeleton)."""
-        text = self.render_chat(messages, continue_final_message=continue_final_message)
-        return ChatPrompt(text=text, token_ids=tuple(self._prompt_ids.get(text) or ()))
-
     def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as plain text, as message content is encoded."""
         cached = self._counts.get_fresh(text)
         if cached is not None:
             return int(cached)
-        out = self._call_sync("/tokenize", {"model": self._model, "prompt": text, "add_special_tokens": False})
-        count = int(out.get("count", len(out.get("tokens", []))))
+        count = len(self._plain(text))
         self._counts.put(text, count)
         return count
+
+    def _plain(self, text: str) -> list[int]:
+        if self._local is not None:
+            return chat_ids.encode_plain(self._local, text)
+        return self._server_tok.plain_ids(text)
 
     def _call_sync(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to a healthy server's ``route`` (any server: they share model and template)."""
@@ -242,6 +337,9 @@ class RemoteEngine:
         raise EngineError(f"no vLLM server could {route.strip('/')}: {'; '.join(errors)}")
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        if request.prompt_token_ids is None:  # bare text is plain text: no special token comes out of it
+            ids = await asyncio.to_thread(self._plain, request.prompt)
+            request = dataclasses.replace(request, prompt_token_ids=tuple(ids))
         body = self._body(request)
         retries = self._config.connect_retries
         server = self._pool.pick(request.affinity)
@@ -286,7 +384,7 @@ class RemoteEngine:
     async def _read(
         self, server: Server, request: GenerationRequest, resp: httpx.Response
     ) -> AsyncIterator[GenerationDelta]:
-        prompt_tokens = len(request.prompt_token_ids or self._prompt_ids.get(request.prompt) or ())
+        prompt_tokens = len(request.prompt_token_ids or ())
         cached = 0
         completion_seen = 0
         held: GenerationDelta | None = None  # the finishing chunk waits for the usage chunk after it
@@ -311,6 +409,7 @@ class RemoteEngine:
                 ids = choice.get("token_ids")
                 if ids is not None:
                     new = len(ids)
+                    ids = self._without_specials(ids, choice)
                 elif usage.get("completion_tokens") is not None:
                     new = int(usage["completion_tokens"]) - completion_seen
                 else:
@@ -342,12 +441,21 @@ class RemoteEngine:
             raise EngineError(f"the stream from the vLLM server {server.url} ended before the request finished")
         yield dataclasses.replace(held, prompt_tokens=prompt_tokens, cached_prompt_tokens=cached)
 
+    def _without_specials(self, ids: list[int], choice: dict[str, Any]) -> list[int]:
+        """A delta's generated ids as its text is: without special tokens (the EOS that ended it included), so a
+        later prompt continues from the tokens the model wrote and no role marker comes in with them."""
+        special = self._local_special if self._local is not None else self._server_tok.special_ids
+        kept = [t for t in ids if t not in special]
+        eos_stop = choice.get("finish_reason") == "stop" and not isinstance(choice.get("stop_reason"), str)
+        if eos_stop and kept and ids and kept[-1] == ids[-1]:  # ended by an EOS (or stop id) not known as special
+            kept.pop()
+        return kept
+
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         s = request.sampling
-        ids = request.prompt_token_ids or self._prompt_ids.get_fresh(request.prompt)
         body: dict[str, Any] = {
             "model": self._model,
-            "prompt": list(ids) if ids else request.prompt,
+            "prompt": list(request.prompt_token_ids or ()),
             "max_tokens": s.max_tokens,
             "min_tokens": s.min_tokens,
             "temperature": s.temperature,
@@ -413,6 +521,145 @@ class RemoteEngine:
         self._open.clear()
         await self._client.aclose()
         self._sync.close()
+
+
+def _load_local_tokenizer(name: str) -> tuple[Any, str | None]:
+    """A Hugging Face tokenizer for ``name`` from a local folder or the local hub cache (never downloaded),
+    or None and why not."""
+    if not name:
+        return None, "no model or tokenizer named"
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name, local_files_only=True), None
+    except Exception as exc:
+        return None, f"{name} is not a local tokenizer ({type(exc).__name__})"
+
+
+class ServerTokenizer:
+    """Prompt pieces encoded through a vLLM server's ``/tokenize``, content kept free of special tokens.
+
+    ``/tokenize`` always turns special-token strings into special tokens (it has no ``split_special_tokens``),
+    so content is encoded by ``chat_ids.encode_avoiding``: cut at every known special-token string, each
+    occurrence encoded in two halves. The special-token strings are learnt from the server:
+
+    - every added token of ``/tokenizer_info`` when the server shares it (``--enable-tokenizer-info-endpoint``):
+      then the list is complete;
+    - every id the chat template writes (its pieces between contents, checked again for each new piece), and
+      the ids next to a special one while they are special too (special tokens sit in one run of ids: Qwen's
+      ``<|endoftext|>`` beside the ``<|im_start|>`` the template writes).
+
+    An id counts as special when its text, written four times in different surroundings, comes back as
+    that id four times: text that is split out before the vocabulary is applied. A plain vocabulary token
+    can pass this too; its string is then only split needlessly in content (still plain text).
+
+    The gap without ``/tokenizer_info``: a special token that the template never writes and that lies
+    outside the run of ids around the template's own is not known, so content holding its string gets it
+    as a special token; so does a one-character special token, which cannot be split. As a last check no
+    known special id may come out of content (``EngineError`` otherwise).
+    """
+
+    NEIGHBOURS = 512  # at most this many ids walked each way from a known special id
+
+    def __init__(self, call: Callable[[str, dict[str, Any]], dict[str, Any]], model: Callable[[], str | None]):
+        self._call = call
+        self._model = model
+        self.markers: set[str] = set()
+        self.special_ids: set[int] = set()
+        self._classified: dict[int, bool] = {}
+        self._tokens = _LRU()  # text -> ids, special strings parsed
+        self._plain = _LRU()  # text -> plain ids
+
+    def tokenize(self, text: str) -> list[int]:
+        """``text`` as the server encodes a prompt: special-token strings become special tokens."""
+        cached = self._tokens.get_fresh(text)
+        if cached is None:
+            body = {"model": self._model(), "prompt": text, "add_special_tokens": False}
+            cached = tuple(self._call("/tokenize", body)["tokens"])
+            self._tokens.put(text, cached)
+        return list(cached)
+
+    def template_ids(self, piece: str) -> list[int]:
+        """A piece of the chat template (trusted): encoded with special tokens, which are learnt from it."""
+        ids = self.tokenize(piece)
+        for token in ids:
+            self._learn_id(token)
+        return ids
+
+    def plain_ids(self, text: str) -> list[int]:
+        """``text`` as plain text: no known special token can come out of it."""
+        cached = self._plain.get_fresh(text)
+        if cached is not None:
+            return list(cached)
+        ids = chat_ids.encode_avoiding(text, sorted(self.markers), self.tokenize)
+        leaked = self.special_ids.intersection(ids)
+        if leaked:
+            raise EngineError(f"content would encode to special token ids {sorted(leaked)} on the vLLM server")
+        self._plain.put(text, tuple(ids))
+        return ids
+
+    def learn(self, info: dict[str, Any] | None, templates: Callable[[], list[str]]) -> list[str]:
+        """Learn the special-token strings (see the class doc); returns them, sorted."""
+        if info:
+            self._learn_info(info)
+        for rendered in templates():
+            for piece in re.split(r"<<sotrag-[0-9a-f]+-\w+>>", rendered):
+                if piece:
+                    self.template_ids(piece)
+        return sorted(self.markers)
+
+    def _learn_info(self, info: dict[str, Any]) -> None:
+        added = info.get("added_tokens_decoder") or {}
+        for key, token in added.items() if isinstance(added, dict) else ():
+            content = token.get("content") if isinstance(token, dict) else token
+            if isinstance(content, str) and content:
+                self._add(int(key), content)
+        named = [info.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token")]
+        extra = [info.get("additional_special_tokens"), info.get("extra_special_tokens")]  # names by version
+        listed = [t for group in extra for t in (group.values() if isinstance(group, dict) else group or [])]
+        for token in [*named, *listed]:
+            content = token.get("content") if isinstance(token, dict) else token
+            if isinstance(content, str) and content:
+                ids = self.tokenize(content)
+                if len(ids) == 1:
+                    self._add(ids[0], content)
+
+    def _add(self, token: int, text: str) -> None:
+        self._classified[token] = True
+        if len(text) > 1:
+            self.markers.add(text)
+            self.special_ids.add(token)
+        elif token not in self.special_ids:
+            log.warning("special token %r has one character: content holding it cannot be kept plain", text)
+
+    def _learn_id(self, token: int) -> None:
+        if token in self._classified:
+            return
+        if not self._is_special(token):
+            return
+        for step in (1, -1):  # the run of special ids around it
+            other = token + step
+            for _ in range(self.NEIGHBOURS):
+                if other < 0 or other in self._classified or not self._is_special(other):
+                    break
+                other += step
+
+    def _is_special(self, token: int) -> bool:
+        known = self._classified.get(token)
+        if known is not None:
+            return known
+        special = False
+        try:
+            text = str(self._call("/detokenize", {"model": self._model(), "tokens": [token]})["prompt"])
+        except EngineError:  # past the vocabulary
+            text = ""
+        if len(text) > 1:  # one character is its own token in any context: no test, and no way to split it
+            probe = f"a{text}a\n{text}\n {text} 0{text}0"
+            special = self.tokenize(probe).count(token) == 4
+        self._classified[token] = special
+        if special:
+            self._add(token, text)
+        return special
 
 
 class _StopScanner:
