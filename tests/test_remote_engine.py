@@ -81,21 +81,35 @@ async def _settled(servers: list[VLLMServer], before: list[float], total: int) -
 
 
 async def test_one_answer_one_server_and_answers_spread(
-    remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path
+    remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
     assert remote.model_name == str(tiny_model_dir) and remote.max_model_len == 2048
     assert remote.supports_token_ids and all(s["up"] for s in remote.servers())
 
     # A SoT answer, streamed: skeleton and points arrive as deltas; all 1 + N requests on ONE server.
+    picks: list[tuple[str | None, str]] = []
+    pick = remote._pool.pick
+
+    def recording_pick(affinity: str | None) -> Any:
+        server = pick(affinity)
+        picks.append((affinity, server.url))
+        return server
+
+    monkeypatch.setattr(remote._pool, "pick", recording_pick)
     before = await asyncio.to_thread(_finished, servers)
     events = [e async for e in pipeline.stream(QUESTION, mode="sot")]
     result = events[-1].result  # type: ignore[union-attr]
     assert isinstance(events[-1], AnswerDone) and result.mode == "sot" and len(result.points) == 3
     assert any(isinstance(e, SkeletonDelta) for e in events)
     assert {e.index for e in events if isinstance(e, PointDelta)} == {1, 2, 3}
-    deltas = await _settled(servers, before, 1 + len(result.points))
-    assert sorted(deltas) == [0, 1 + len(result.points)], deltas
+    # Every request of the answer was sent to one server (the pool's own choice, recorded), and that server
+    # finished the points (the skeleton may end early: the pipeline aborts it once its points are complete).
+    monkeypatch.undo()
+    assert len(picks) >= 1 + len(result.points) and len({key for key, _ in picks}) == 1, picks  # one answer's key
+    assert len({url for _, url in picks}) == 1, picks  # ... and one server for all of it
+    deltas = await _settled(servers, before, len(result.points))
+    assert max(deltas) >= len(result.points), deltas
     assert result.stats.tokens > 0 and result.stats.prompt_tokens.points > 0
     # The points reused the skeleton's prefix on that server (vLLM's --enable-prompt-tokens-details).
     assert result.stats.cached_prompt_tokens.points > 0
@@ -107,15 +121,15 @@ async def test_one_answer_one_server_and_answers_spread(
     )
     assert normal.mode == "normal" and normal.answer and normal.stats.tokens > 0
     assert sot.mode == "sot" and len(sot.points) == 3
-    deltas = await _settled(servers, before, 1 + 1 + len(sot.points))
-    assert sorted(deltas) == sorted([1, 1 + len(sot.points)]), deltas
+    deltas = await _settled(servers, before, 1 + len(sot.points))
+    assert all(d >= 1 for d in deltas) and sum(deltas) >= 1 + len(sot.points), deltas  # one answer on each server
 
 
 async def test_closing_the_stream_aborts_on_the_server(
     remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path
 ) -> None:
     pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
-    long_points = pipeline.settings.sampling.model_copy(update={"point_max_tokens": 1500, "point_min_tokens": 1500})
+    long_points = pipeline.settings.sampling.model_copy(update={"point_max_tokens": 1200, "point_min_tokens": 1200})
     finished_before = await asyncio.to_thread(_finished, servers)
     stream = pipeline.stream(QUESTION, mode="sot", sampling=long_points)
     async for event in stream:  # until every point has been sent (the random model's text may be all specials)
@@ -131,7 +145,7 @@ async def test_closing_the_stream_aborts_on_the_server(
     await stream.aclose()  # the client goes away
 
     busy: list[float] = []
-    for _ in range(75):  # bounded: 15 s, far less than 3 x 1500 tokens would take
+    for _ in range(75):  # bounded: 15 s, far less than 3 x 1200 tokens would take
         busy = [
             await asyncio.to_thread(s.metric, name)
             for s in servers
@@ -141,9 +155,9 @@ async def test_closing_the_stream_aborts_on_the_server(
             break
         await asyncio.sleep(0.2)
     assert not any(busy), busy
-    # Only the skeleton finished: the three points (1500 tokens each) were aborted, never finished.
+    # At most the skeleton finished (the pipeline may end it early itself): the three long points were aborted.
     finished = [a - b for a, b in zip(await asyncio.to_thread(_finished, servers), finished_before, strict=True)]
-    assert sum(finished) == 1, finished
+    assert sum(finished) <= 1, finished
     assert remote.num_unfinished_requests() == 0
 
 
