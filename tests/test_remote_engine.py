@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import json as jsonlib
 import os
@@ -44,13 +45,27 @@ def servers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         yield started
 
 
+@functools.cache
+def _plain_token_ids(model_dir: Path) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
+    return [i for i in range(len(tok)) if i not in special]
+
+
 def _settings(servers: list[VLLMServer], model_dir: Path) -> Settings:
     return Settings(
         engine=EngineConfig(
             urls=[s.url for s in servers], model=str(model_dir), max_num_seqs=16, poll_interval_s=0.3,
             read_timeout_s=120,
         ),
-        sampling=SamplingConfig(temperature=1.0, seed=3, skeleton_max_tokens=512, point_max_tokens=16),
+        # No special token from the random model: its points would otherwise often be all specials, which show
+        # no text until they end, and the tests below act on the first point text.
+        sampling=SamplingConfig(
+            temperature=1.0, seed=3, skeleton_max_tokens=512, point_max_tokens=16,
+            allowed_token_ids=_plain_token_ids(model_dir),
+        ),
         # Guided from the start: one skeleton request an answer, so the per-server request counts are exact (the
         # random model's unguided skeleton would take a guided retry; that path is tested in-process).
         sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4, guided_skeleton=True),
