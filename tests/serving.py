@@ -74,6 +74,17 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (sotrag serve shuts down cleanly), then SIGKILL after a minute."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
 @contextlib.contextmanager
 def run_server(model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_args: tuple[str, ...] = ()
                ) -> Iterator[ServerProcess]:
@@ -90,13 +101,7 @@ def run_server(model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_
         _wait_ready(server)
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+        stop_server(process)
 
 
 def _wait_ready(server: ServerProcess) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving import free_port, server_env
+from tests.serving import free_port, server_env, stop_server
 
 pytestmark = pytest.mark.engine
 
@@ -74,13 +74,7 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         _watch_start(s)
         yield s
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+        stop_server(process)
 
 
 def _watch_start(s: Server) -> None:
