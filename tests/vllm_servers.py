@@ -58,6 +58,13 @@ class VLLMServer:
                     total += sample.value
         return total
 
+    def freeze(self) -> None:
+        """SIGSTOP the server and its engine processes: nothing more is generated or sent until ``thaw()``."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the server and its engine processes at once (a crash, not a shutdown)."""
         if self.process.poll() is None:

@@ -351,8 +351,12 @@ class RemoteEngine:
                         await resp.aread()
                         raise EngineError(_status_error(server, resp))
                     self._open[request.request_id] = resp
-                    async for delta in self._read(server, request, resp):
-                        yield delta
+                    server.open_requests += 1
+                    try:
+                        async for delta in self._read(server, request, resp):
+                            yield delta
+                    finally:
+                        server.open_requests -= 1
                     return
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing reached the server: retry
                 reason = describe_http_error(exc)

@@ -80,6 +80,7 @@ class Server:
     kv_cache_usage: float = 0.0
     polled_at: float = 0.0
     started_since_poll: int = 0  # requests this process sent after the last /metrics read
+    open_requests: int = 0  # streams this process has open on it now (live, unlike the polled counts)
     last_picked: float = 0.0
     probed: bool = False  # models and features checked
     features: dict[str, bool] = field(default_factory=dict)
@@ -95,6 +96,7 @@ class Server:
             "running": self.running,
             "waiting": self.waiting,
             "kv_cache_usage": round(self.kv_cache_usage, 4),
+            "open_requests": self.open_requests,
         }
 
 

@@ -105,9 +105,10 @@ class ServerHealth(BaseModel):
     url: str
     up: bool
     reason: str | None = None
-    running: int = 0
-    waiting: int = 0
+    running: int = Field(default=0, description="requests running on the server, from its last /metrics read")
+    waiting: int = Field(default=0, description="requests waiting on the server, from its last /metrics read")
     kv_cache_usage: float = 0.0
+    open_requests: int = Field(default=0, description="streams this sotrag process has open on the server now")
 
 
 class Readiness(BaseModel):
