@@ -197,7 +197,7 @@ def main() -> None:
         "machine": {
             "cpu": cpu_name(),
             "cores": os.cpu_count(),
-            "note": "shared by several developers: 'as-is' is not idle, see each row's load average",
+            "note": "'as-is' adds no load, but the machine may have other jobs: see each row's load average",
             "python": platform.python_version(),
             "torch": torch.__version__,
             "onnxruntime": __import__("onnxruntime").__version__,
