@@ -70,6 +70,13 @@ class EngineConfig(BaseModel):
     poll_interval_s: float = Field(
         default=0.5, ge=0.2, description="remote engine: how often each server's /health and /metrics are read"
     )
+    affinity_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+        description="remote engine: send each answer's affinity key in this HTTP header on all of its requests, "
+        "for a router with session affinity by header (production-stack --routing-logic session --session-key "
+        "NAME, llm-d's session-affinity scorer); None: no header",
+    )
     remote_tokenizer: Literal["auto", "server"] = Field(
         default="auto",
         description="remote engine: auto uses a local copy of the served model's tokenizer (engine.tokenizer or "

@@ -32,6 +32,8 @@ from sotrag.app.engines.base import (
     GenerationDelta,
     GenerationRequest,
     SamplingOptions,
+    count_tokens_async,
+    encode_chat_async,
 )
 from sotrag.app.events import (
     AnswerDelta,
@@ -149,7 +151,7 @@ class SoTPipeline:
         sot: SoTConfig | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Stream the events of one answer. Raises ``InvalidQuestion`` before any work for bad input."""
-        question = self.validate(question)
+        question = await self.avalidate(question)
         answer = _Answer(self, question, mode, history, sampling or self.settings.sampling, sot or self.settings.sot)
         try:
             async for event in answer.events(top_k if top_k is not None else self.settings.top_k, filters):
@@ -160,13 +162,26 @@ class SoTPipeline:
     def validate(self, question: str) -> str:
         return check_question(question, self.engine.count_tokens, self.engine.max_model_len)
 
+    async def avalidate(self, question: str) -> str:
+        """``validate`` for the event loop: the engine may count tokens through a server."""
+        question = _non_empty(question)
+        return _with_room(question, await count_tokens_async(self.engine, question), self.engine.max_model_len)
+
 
 def check_question(question: str, count_tokens: Callable[[str], int], max_model_len: int) -> str:
     """The question, stripped; ``InvalidQuestion`` if it is empty or leaves no room for an answer."""
+    question = _non_empty(question)
+    return _with_room(question, count_tokens(question), max_model_len)
+
+
+def _non_empty(question: str) -> str:
     question = (question or "").strip()
     if not question:
         raise InvalidQuestion("the question is empty")
-    tokens = count_tokens(question)
+    return question
+
+
+def _with_room(question: str, tokens: int, max_model_len: int) -> str:
     if tokens + MIN_ANSWER_TOKENS > max_model_len:
         raise QuestionTooLong(tokens, max_model_len)
     return question
@@ -243,7 +258,7 @@ class _Answer:
         budget = int(self.engine.max_model_len * self.p.settings.context_share)
         used = 0
         for passage in found:
-            cost = self.engine.count_tokens(prompts.format_passage(len(self.passages) + 1, passage)) + 2
+            cost = await count_tokens_async(self.engine, prompts.format_passage(len(self.passages) + 1, passage)) + 2
             if used + cost > budget:
                 self.passages_dropped += 1
                 continue
@@ -352,7 +367,7 @@ class _Answer:
         if regex is None:  # bounded: about 2 tokens a word plus the numbering, per point
             max_tokens = min(max_tokens, parser.max_points * (2 * sot.max_words + 4))
             stops = (f"\n{parser.max_points + 1}.",)
-        request = self._chat_request(
+        request = await self._chat_request(
             "skeleton" if kind != "guided retry" else "skeleton-guided",
             skeleton_messages,
             self._options(max_tokens, regex=regex, stop=stops),
@@ -408,7 +423,7 @@ class _Answer:
         error: BaseException | None = None
         try:
             extra = await self._point_passages(point) if self._per_point_retrieval else []
-            request = self._point_request(point, skeleton_text, skeleton_messages, extra, skeleton_ids)
+            request = await self._point_request(point, skeleton_text, skeleton_messages, extra, skeleton_ids)
             async for delta in self._generate(request, point.trace):
                 if delta.text:
                     self._queue.put_nowait(PointDelta(index=point.index, text=delta.text))
@@ -420,7 +435,7 @@ class _Answer:
         finally:
             self._queue.put_nowait(_TaskEnd(error))
 
-    def _point_request(
+    async def _point_request(
         self,
         point: _Point,
         skeleton_text: str,
@@ -441,7 +456,7 @@ class _Answer:
         )
         stops = ("\n\n", *(f"\n{j}." for j in range(1, self.sot.max_points + 2)))
         options = self._options(self.sampling.point_max_tokens, min_tokens=self.sampling.point_min_tokens, stop=stops)
-        whole = self.engine.encode_chat(messages, continue_final_message=True)
+        whole = await encode_chat_async(self.engine, messages, continue_final_message=True)
         continued = continue_skeleton(whole, len(skeleton_messages) - len(messages), skeleton_text, skeleton_ids)
         prompt, ids = continued or (whole.text, whole.token_ids)
         if continued is not None:
@@ -475,7 +490,7 @@ class _Answer:
         s = self.sampling
         messages = prompts.normal_messages(self.question, self.passages, self.history)
         options = self._options(s.normal_max_tokens, min_tokens=s.normal_min_tokens)
-        request = self._chat_request("normal", messages, options)
+        request = await self._chat_request("normal", messages, options)
         self.normal = RequestTrace(start_s=self.now())
         async for delta in self._generate(request, self.normal):
             if delta.text:
@@ -515,9 +530,11 @@ class _Answer:
         if trace.end_s is None:
             trace.end_s = self.now()
 
-    def _chat_request(self, stage: str, messages: Sequence[ChatMessage], options: SamplingOptions) -> GenerationRequest:
+    async def _chat_request(
+        self, stage: str, messages: Sequence[ChatMessage], options: SamplingOptions
+    ) -> GenerationRequest:
         """A request whose token ids the engine built from ``messages`` (no special token from their text)."""
-        prompt: ChatPrompt = self.engine.encode_chat(messages)
+        prompt: ChatPrompt = await encode_chat_async(self.engine, messages)
         return GenerationRequest(self._request_id(stage), prompt.text, options, prompt_token_ids=prompt.token_ids)
 
     def _options(

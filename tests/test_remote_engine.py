@@ -164,6 +164,35 @@ async def test_closing_the_stream_aborts_on_the_server(
     await _wait_all_up(remote)
 
 
+async def test_the_affinity_header_names_the_answer(
+    servers: list[VLLMServer], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``affinity_header`` (a router in between that pins sessions by header), every request of one answer
+    carries one value, and another answer another; a name that is no HTTP header name is refused."""
+    settings = _settings(servers, tiny_model_dir)
+    engine = await RemoteEngine.create(settings.engine.model_copy(update={"affinity_header": "x-session-id"}))
+    try:
+        sent: list[str | None] = []
+        stream = engine._client.stream
+
+        def recording(method: str, url: str, **kw: Any) -> Any:
+            sent.append((kw.get("headers") or {}).get("x-session-id"))
+            return stream(method, url, **kw)
+
+        monkeypatch.setattr(engine._client, "stream", recording)
+        pipeline = SoTPipeline(engine, settings)
+        first = await pipeline.run(QUESTION, mode="sot")
+        in_first = len(sent)
+        await pipeline.run(QUESTION, mode="normal")
+        assert in_first >= 1 + len(first.points) and len(sent) == in_first + 1, sent
+        assert None not in sent and len(set(sent[:in_first])) == 1 and sent[-1] != sent[0], sent
+    finally:
+        monkeypatch.undo()
+        await engine.aclose()
+    with pytest.raises(ValueError, match="affinity_header"):  # not an HTTP header name: refused at config
+        EngineConfig.model_validate({**settings.engine.model_dump(), "affinity_header": "bad header"})
+
+
 async def test_one_answer_one_server_and_answers_spread(
     remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,11 +306,18 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
         for engine in (remote, server_side):
             tap = HTTPTap(engine)
             monkeypatch.setattr(engine._client, "stream", tap.stream)
+            # Tokenizing through the server is blocking HTTP: it must happen off the event loop's thread.
+            sync_threads: list[int] = []
+            monkeypatch.setattr(engine._sync, "post", _recording(engine._sync.post, sync_threads))
             pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())  # type: ignore[arg-type]
             result = await pipeline.run(question, history=HISTORY, top_k=2)
             await pipeline.run(question, mode="normal", history=HISTORY, top_k=2)
             await LLMRouter(engine).aclassify(question)
             assert result.mode == "sot" and len(result.points) == 3, engine.tokenizer_source
+            if engine is server_side:
+                assert sync_threads and threading.get_ident() not in sync_threads
+            else:
+                assert not sync_threads  # the local tokenizer asks no server
 
             turns = 1 + 2 * len(HISTORY) + 1  # system, history, question
             expected = {  # (starts, ends) the chat template itself writes for each kind of request
@@ -313,6 +349,14 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
             monkeypatch.undo()
     finally:
         await server_side.aclose()
+
+
+def _recording(post: Any, threads: list[int]) -> Any:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return post(*args, **kwargs)
+
+    return recorded
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -78,7 +78,7 @@ async def test_ui_views_of_a_real_answer(app_client: tuple[httpx.AsyncClient, An
     _, service = app_client
     live = LiveAnswer()
     views: list[str] = []
-    async for event in service.answer(QUESTION, surface="test", mode="sot").events():
+    async for event in (await service.answer(QUESTION, surface="test", mode="sot")).events():
         live.feed(event)
         if isinstance(event, (SkeletonDelta, SkeletonDone, PointStarted, PointDelta, PointDone, AnswerDone)):
             views.append(live.chat_markdown())
@@ -96,7 +96,7 @@ async def test_ui_views_of_a_real_answer(app_client: tuple[httpx.AsyncClient, An
     assert f"data-points='{n}'" in stats and "data-grounded='false'" in stats
 
     normal = LiveAnswer()
-    async for event in service.answer(QUESTION, surface="test", mode="normal").events():
+    async for event in (await service.answer(QUESTION, surface="test", mode="normal")).events():
         normal.feed(event)
     assert normal.result is not None
     compare = compare_html(result, normal, "normal")

@@ -190,5 +190,30 @@ async def engine_health(engine: Engine) -> EngineHealth:
     return EngineHealth(alive=bool(result), detail=None if result else "the engine reports it is not healthy")
 
 
+async def encode_chat_async(
+    engine: Engine, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
+) -> ChatPrompt:
+    """``engine.encode_chat`` without blocking the event loop: through the engine's optional ``aencode_chat``.
+
+    Optional like ``health()``: an engine whose tokenizer is local (in-process vLLM, a remote engine with the
+    model's tokenizer on disk, a test fake) encodes in microseconds to a few ms of CPU and needs none; one that
+    tokenizes through a server (``RemoteEngine`` without a local tokenizer) makes HTTP round trips, which must
+    not stall every other answer on the loop.
+    """
+    encode = getattr(engine, "aencode_chat", None)
+    if callable(encode):
+        prompt: ChatPrompt = await encode(messages, continue_final_message=continue_final_message)
+        return prompt
+    return engine.encode_chat(messages, continue_final_message=continue_final_message)
+
+
+async def count_tokens_async(engine: Engine, text: str) -> int:
+    """``engine.count_tokens`` through the engine's optional ``acount_tokens`` (see ``encode_chat_async``)."""
+    count = getattr(engine, "acount_tokens", None)
+    if callable(count):
+        return int(await count(text))
+    return engine.count_tokens(text)
+
+
 class EngineError(RuntimeError):
     """An engine could not be created or could not serve a request; the message is user-facing."""

@@ -25,8 +25,10 @@ generated ids; ``supports_token_ids`` says so. Without prompt-token details, ``c
 
 ``encode_chat``, ``render_chat`` and ``count_tokens`` are synchronous in the ``Engine`` interface; through
 the server they are blocking HTTP calls, cached (template per role sequence, pieces and contents per text):
-a new prompt costs one ``/tokenize`` per new content, more where it holds special-token strings. An async
-variant needs the pipeline to await them.
+a new prompt costs one ``/tokenize`` per new content, more where it holds special-token strings. The serving
+path calls ``aencode_chat`` / ``acount_tokens`` instead (``engines.base.encode_chat_async``), which run those
+calls in a worker thread, one at a time (a lock guards the server tokenizer's caches), so no answer stalls
+the event loop for the others.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -86,7 +89,8 @@ class RemoteEngine:
         timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
-        # render_chat / count_tokens are synchronous in the Engine interface: a small blocking client.
+        # encode_chat / count_tokens are synchronous in the Engine interface: a small blocking client, used from
+        # worker threads on the serving path (aencode_chat / acount_tokens), so it never stalls the event loop.
         self._sync = httpx.Client(headers=headers, timeout=httpx.Timeout(30.0, connect=config.connect_timeout_s))
         self._pool = ServerPool(config.urls, self._client, poll_interval_s=config.poll_interval_s, probe=self._probe)
         self._model: str | None = config.model
@@ -99,6 +103,7 @@ class RemoteEngine:
         self._local: Any = None  # a local Hugging Face tokenizer that matches the servers', if there is one
         self._local_special: frozenset[int] = frozenset()
         self._server_tok = ServerTokenizer(self._call_sync, lambda: self._model)
+        self._server_tok_lock = threading.RLock()
 
     @classmethod
     async def create(cls, config: EngineConfig) -> RemoteEngine:
@@ -282,10 +287,27 @@ class RemoteEngine:
         by the local tokenizer when one matches the server, else through the server (``ServerTokenizer``)."""
         if self._local is not None:
             return chat_ids.encode_chat(self._local, messages, continue_final_message=continue_final_message)
-        return chat_ids.encode_chat_with(
-            self._render_pairs, self._server_tok.template_ids, self._server_tok.plain_ids, messages,
-            continue_final_message=continue_final_message, nonce=self._nonce,
-        )
+        with self._server_tok_lock:  # its caches are shared by the loop's worker threads
+            return chat_ids.encode_chat_with(
+                self._render_pairs, self._server_tok.template_ids, self._server_tok.plain_ids, messages,
+                continue_final_message=continue_final_message, nonce=self._nonce,
+            )
+
+    async def aencode_chat(
+        self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
+    ) -> ChatPrompt:
+        """``encode_chat`` for the event loop: through the server it makes blocking round trips (``/tokenize``),
+        so it runs in a worker thread then; the local tokenizer runs in place (CPU only, no I/O)."""
+        if self._local is not None:
+            return self.encode_chat(messages, continue_final_message=continue_final_message)
+        return await asyncio.to_thread(self.encode_chat, messages, continue_final_message=continue_final_message)
+
+    async def acount_tokens(self, text: str) -> int:
+        """``count_tokens`` for the event loop (a worker thread when it would ask the server)."""
+        cached = self._counts.get_fresh(text)
+        if cached is not None or self._local is not None:
+            return int(cached) if cached is not None else self.count_tokens(text)
+        return await asyncio.to_thread(self.count_tokens, text)
 
     def _render_pairs(self, pairs: list[tuple[str, str]], continue_final_message: bool) -> str:
         """The server's chat template applied to (role, content) pairs, as text (cached: the contents here are
@@ -318,7 +340,8 @@ class RemoteEngine:
     def _plain(self, text: str) -> list[int]:
         if self._local is not None:
             return chat_ids.encode_plain(self._local, text)
-        return self._server_tok.plain_ids(text)
+        with self._server_tok_lock:
+            return self._server_tok.plain_ids(text)
 
     def _call_sync(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to a healthy server's ``route`` (any server: they share model and template)."""
@@ -346,7 +369,9 @@ class RemoteEngine:
         attempt = 0
         while True:
             try:
-                async with self._client.stream("POST", f"{server.api_base}/completions", json=body) as resp:
+                async with self._client.stream(
+                    "POST", f"{server.api_base}/completions", json=body, headers=self._headers(request)
+                ) as resp:
                     if resp.status_code != 200:
                         await resp.aread()
                         raise EngineError(_status_error(server, resp))
@@ -454,6 +479,11 @@ class RemoteEngine:
         if eos_stop and kept and ids and kept[-1] == ids[-1]:  # ended by an EOS (or stop id) not known as special
             kept.pop()
         return kept
+
+    def _headers(self, request: GenerationRequest) -> dict[str, str] | None:
+        """The answer's affinity key as a header, for a router in between that pins sessions by header."""
+        name = self._config.affinity_header
+        return {name: request.affinity} if name and request.affinity else None
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         s = request.sampling

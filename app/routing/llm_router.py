@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Literal
 
-from sotrag.app.engines.base import GenerationRequest, SamplingOptions
+from sotrag.app.engines.base import GenerationRequest, SamplingOptions, encode_chat_async
 from sotrag.prompts.router import router_messages
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class LLMRouter:
     async def aclassify(self, question: str) -> Literal["A", "B", "C"]:
 
         self._n += 1
-        prompt = self.engine.encode_chat(router_messages(question))  # the question stays plain text
+        prompt = await encode_chat_async(self.engine, router_messages(question))  # the question stays plain text
         request = GenerationRequest(
             request_id=f"router-{id(self):x}-{self._n}",
             prompt=prompt.text,

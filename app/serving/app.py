@@ -253,7 +253,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         },
     )
     async def answer(body: AnswerRequest, request: Request) -> Any:
-        run = service.answer(
+        run = await service.answer(
             body.question,
             surface="rest",
             mode=body.mode,

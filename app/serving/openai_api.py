@@ -227,7 +227,7 @@ def create_openai_router(service: Service) -> APIRouter:
         if last.role != "user":
             return openai_error(422, "the last message must be the user's question", param="messages")
         history = _history(body.messages[:-1])
-        run = service.answer(
+        run = await service.answer(
             last.text,
             surface="openai",
             mode=mode,

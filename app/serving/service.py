@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sotrag.app.config import Settings
-from sotrag.app.engines.base import Engine, EngineError, engine_health
+from sotrag.app.engines.base import Engine, EngineError, count_tokens_async, engine_health
 from sotrag.app.events import AnswerDone, AnswerResult, Event, RequestedMode
 from sotrag.app.pipeline import InvalidQuestion, SoTPipeline
 from sotrag.app.serving.api_models import AnswerResponse, DocumentOut, FileOutcome, IndexStatus, UploadResponse
@@ -283,7 +283,7 @@ class Service:
 
     # -- answers ----------------------------------------------------------------------------------------
 
-    def answer(
+    async def answer(
         self,
         question: str,
         *,
@@ -302,11 +302,13 @@ class Service:
         self.limiter.check()  # refuse an overload before spending anything on it (tokenizing, validating)
         limits = self.settings.limits
         check_lengths(question, history, limits)
-        question = pipeline.validate(question)
+        question = await pipeline.avalidate(question)  # async: a remote engine may count through its server
         if history:
             engine = pipeline.engine
-            history_tokens = sum(engine.count_tokens(q) + engine.count_tokens(a) for q, a in history)
-            check_context(engine.count_tokens(question), history_tokens, engine.max_model_len)
+            history_tokens = 0
+            for q, a in history:
+                history_tokens += await count_tokens_async(engine, q) + await count_tokens_async(engine, a)
+            check_context(await count_tokens_async(engine, question), history_tokens, engine.max_model_len)
         if max_tokens is not None and max_tokens > limits.max_tokens:
             raise InvalidQuestion(f"max_tokens is {max_tokens}, over this server's limit of {limits.max_tokens}")
         sampling = self.settings.sampling

@@ -405,7 +405,7 @@ def build_ui(service: Service) -> gr.Blocks:
             chat.append({"role": "assistant", "content": "*thinking…*"})
             skip = gr.skip()
             try:
-                run = service.answer(
+                run = await service.answer(
                     text, surface="ui", mode=_mode(mode_value), history=[(q, a) for q, a in turns]
                 )
             except (InvalidQuestion, NotReady, Busy) as exc:
@@ -440,8 +440,8 @@ def build_ui(service: Service) -> gr.Blocks:
             other_mode: RequestedMode = "normal" if result.mode == "sot" else "sot"
             other = LiveAnswer()
             try:
-                other_run = service.answer(result.question, surface="ui", mode=other_mode,
-                                           history=[(q, a) for q, a in turns[:-1]])
+                other_run = await service.answer(result.question, surface="ui", mode=other_mode,
+                                                 history=[(q, a) for q, a in turns[:-1]])
                 async for event in other_run.events():
                     phase = other.feed(event)
                     now = time.perf_counter()
