@@ -1,0 +1,130 @@
+"""The SoT pipeline's own CPU cost per answer, apart from the engine's.
+
+    python benchmarks/pipeline_cpu.py [--answers 200] [--points 7] [--point-tokens 80] [--out FILE]
+
+The engine here is a zero-cost stand-in (``InstantEngine`` below, defined only in this script): it streams a
+fixed ``points``-line skeleton and ``point-tokens`` one-token deltas per point, with no model behind it. What is
+timed is everything else an answer costs in the process that runs sotrag: building each request, parsing the
+skeleton as it streams, fanning out the points, the event queue, assembling the answer and its stats. It tells
+how many answers per second ONE event loop can drive before the pipeline itself is the limit, and how much of
+the pipeline-vs-engine-direct overhead of docs/BENCHMARKS.md its Python can explain. It says nothing about
+vLLM's own per-request CPU (scheduling, detokenization), which comes on top in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.engines.base import ChatPrompt, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.pipeline import SoTPipeline
+from sotrag.prompts.messages import ChatMessage
+
+
+class InstantEngine:
+    """Streams canned text at no cost: a benchmark stand-in, never used outside this script."""
+
+    model_name = "instant"
+    max_model_len = 8192
+    supports_token_ids = True
+
+    def __init__(self, points: int, point_tokens: int) -> None:
+        self.skeleton = "".join(f"{i}. Point number {i} here\n" for i in range(1, points + 1))
+        self.point_tokens = point_tokens
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
+        return "\n".join(m.content for m in messages)
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        text = self.render_chat(messages)
+        return ChatPrompt(text=text, token_ids=tuple(range(len(text) // 4)))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        if "skeleton" in request.request_id:
+            pieces = [self.skeleton[i : i + 3] for i in range(0, len(self.skeleton), 3)]
+        else:
+            pieces = [" word"] * self.point_tokens
+        for n, piece in enumerate(pieces):
+            if n % 8 == 0:
+                await asyncio.sleep(0)  # let the other requests of the answer stream too
+            last = n == len(pieces) - 1
+            yield GenerationDelta(piece, 1, 100, 0, "length" if last else None, token_ids=(n,))
+
+    async def abort(self, request_id: str) -> None:
+        return None
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(running=0, waiting=0, max_num_seqs=256)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings(
+        sot=SoTConfig(min_points=args.points, max_points=args.points, min_words=3, max_words=5),
+        sampling=SamplingConfig(point_max_tokens=args.point_tokens),
+    )
+    pipeline = SoTPipeline(InstantEngine(args.points, args.point_tokens), settings)  # type: ignore[arg-type]
+    question = "What are tips to sleep better?"
+    first = await pipeline.run(question, mode="sot")
+    assert first.mode == "sot" and len(first.points) == args.points, first
+    rows: dict[str, Any] = {}
+    for mode in ("sot", "normal"):
+        per_answer: list[float] = []
+        for _ in range(args.answers):
+            start = time.process_time()
+            await pipeline.run(question, mode=mode)
+            per_answer.append((time.process_time() - start) * 1000)
+        rows[mode] = {
+            "cpu_ms_p50": round(statistics.median(per_answer), 3),
+            "cpu_ms_mean": round(statistics.fmean(per_answer), 3),
+            "answers_per_s_one_core": round(1000 / statistics.fmean(per_answer), 1),
+        }
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answers", type=int, default=200)
+    parser.add_argument("--points", type=int, default=7)
+    parser.add_argument("--point-tokens", type=int, default=80)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    rows = asyncio.run(measure(args))
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor()
+    result = {
+        "benchmark": "pipeline_cpu",
+        "command": f"python benchmarks/pipeline_cpu.py --answers {args.answers} --points {args.points} "
+        f"--point-tokens {args.point_tokens}",
+        "engine": "InstantEngine (zero-cost stand-in defined in the benchmark; normal mode streams one 80-token"
+        " answer the same way)",
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_1m": round(os.getloadavg()[0], 2)},
+        "shape": {"points": args.points, "point_tokens": args.point_tokens},
+        "rows": rows,
+    }
+    for mode, row in rows.items():
+        print(f"{mode:7s} CPU per answer p50 {row['cpu_ms_p50']:.2f} ms, mean {row['cpu_ms_mean']:.2f} ms"
+              f" -> {row['answers_per_s_one_core']} answers/s on one core")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
