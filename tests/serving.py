@@ -89,19 +89,30 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 def run_server(model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_args: tuple[str, ...] = ()
                ) -> Iterator[ServerProcess]:
     """``sotrag serve`` in ``workdir``; yields once ``/readyz`` says ready; stops it (SIGTERM, then SIGKILL)."""
+    server = spawn_server(model_dir, workdir, index_dir=index_dir, extra_args=extra_args)
+    process = server.process
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        stop_server(process)
+
+
+def spawn_server(
+    model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """Start ``sotrag serve`` on a free port in ``workdir`` (log in ``server-PORT.log``); returns at once."""
     port = free_port()
     args = [sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(model_dir), "--port", str(port)]
     args += ["--index", str(index_dir)] if index_dir is not None else ["--no-index"]
     args += list(extra_args)
     log_path = workdir / f"server-{port}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=workdir, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        _wait_ready(server)
-        yield server
-    finally:
-        stop_server(process)
+        process = subprocess.Popen(
+            args, cwd=workdir, env=env or server_env(), stdout=log, stderr=subprocess.STDOUT
+        )
+    return ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
 
 
 def _wait_ready(server: ServerProcess) -> None:

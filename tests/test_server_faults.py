@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving import free_port, server_env, stop_server
+from tests.serving import server_env, spawn_server, stop_server
 
 pytestmark = pytest.mark.engine
 
@@ -54,7 +54,6 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("faults")
-    port = free_port()
     env = server_env()
     env.update({
         "SOTRAG_API_KEY": KEY,
@@ -64,12 +63,9 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "SOTRAG_LIMITS__MAX_TOKENS": "32",  # schemathesis answers stay short
         "SOTRAG_SERVER__ENGINE_DEATH_GRACE_S": "4",
     })
-    args = [sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
-            "--index", str(work / "index")]
-    log_path = work / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    s = Server(f"http://127.0.0.1:{port}", process, log_path)
+    started = spawn_server(tiny_model_dir, work, index_dir=work / "index", env=env)
+    s = Server(started.url, started.process, started.log_path)
+    process = started.process
     try:
         _watch_start(s)
         yield s

@@ -304,9 +304,8 @@ class RemoteEngine:
 
     async def acount_tokens(self, text: str) -> int:
         """``count_tokens`` for the event loop (a worker thread when it would ask the server)."""
-        cached = self._counts.get_fresh(text)
-        if cached is not None or self._local is not None:
-            return int(cached) if cached is not None else self.count_tokens(text)
+        if self._local is not None:
+            return self.count_tokens(text)
         return await asyncio.to_thread(self.count_tokens, text)
 
     def _render_pairs(self, pairs: list[tuple[str, str]], continue_final_message: bool) -> str:
