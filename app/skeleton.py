@@ -7,6 +7,7 @@ is complete, and the same code reads a finished skeleton, so both paths agree on
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # One word of a guided skeleton line: no spaces, no newlines, bounded so a weak model cannot run one
@@ -25,10 +26,7 @@ def skeleton_regex(min_points: int, max_points: int, min_words: int = 3, max_wor
     def line(k: int) -> str:
         return rf"{k}\. {_WORD}( {_WORD}){{{min_words - 1},{max_words - 1}}}\n"
 
-    tail = ""
-    for k in range(max_points, min_points, -1):
-        tail = f"({line(k)}{tail})?"
-    return "".join(line(k) for k in range(1, min_points + 1)) + tail
+    return _numbered(line, min_points, max_points)
 
 
 def skeleton_line_regex(min_points: int, max_points: int, max_chars: int = 80) -> str:
@@ -41,6 +39,11 @@ def skeleton_line_regex(min_points: int, max_points: int, max_chars: int = 80) -
     def line(k: int) -> str:
         return rf"{k}\. [^\n]{{1,{max_chars}}}\n"
 
+    return _numbered(line, min_points, max_points)
+
+
+def _numbered(line: Callable[[int], str], min_points: int, max_points: int) -> str:
+    """Lines 1..min_points, then optional lines that nest, so numbering can only go up by one."""
     tail = ""
     for k in range(max_points, min_points, -1):
         tail = f"({line(k)}{tail})?"
