@@ -112,11 +112,12 @@ async def test_closing_the_stream_aborts_on_the_server(
 
     The tiny model can write a point faster than a busy machine reads it, so the servers are frozen (SIGSTOP)
     once the three point streams are open: if they are still open a second later, every point is unfinished on
-    its server, and the stream is closed while nothing can finish. A try where the points got through first
-    does not count (at most three tries)."""
+    its server, and the stream is closed while nothing can finish. Every point still unfinished then must end
+    aborted, not finished; a try where all the points got through first does not count (at most five tries)."""
     pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
     long_points = pipeline.settings.sampling.model_copy(update={"point_max_tokens": 1200, "point_min_tokens": 1200})
-    for _ in range(3):
+    unfinished = 0
+    for _ in range(5):
         await _wait_all_up(remote)
         finished_before = await asyncio.to_thread(_finished, servers)
         stream = pipeline.stream(QUESTION, mode="sot", sampling=long_points)
@@ -133,7 +134,7 @@ async def test_closing_the_stream_aborts_on_the_server(
             server.freeze()
         try:
             await asyncio.sleep(1.0)  # what the servers sent before the freeze is read meanwhile
-            unfinished = remote.num_unfinished_requests() >= 3
+            unfinished = remote.num_unfinished_requests()  # points still waiting on a frozen server
             if unfinished:
                 await stream.aclose()  # the client goes away while every point is unfinished on its server
         finally:
@@ -143,7 +144,7 @@ async def test_closing_the_stream_aborts_on_the_server(
             break
         await stream.aclose()
     else:
-        raise AssertionError("the points finished before the servers could be stopped, three times")
+        raise AssertionError("the points finished before the servers could be stopped, five times")
 
     busy: list[float] = []
     for _ in range(75):  # bounded: 15 s
@@ -159,7 +160,7 @@ async def test_closing_the_stream_aborts_on_the_server(
     # At most the skeleton finished (the pipeline may end it early itself): the three long points were aborted,
     # not run to their 1200 tokens (the servers count a request as finished only at a stop or the length limit).
     finished = [a - b for a, b in zip(await asyncio.to_thread(_finished, servers), finished_before, strict=True)]
-    assert sum(finished) <= 1, finished
+    assert sum(finished) <= 1 + (3 - unfinished), (finished, unfinished)
     assert remote.num_unfinished_requests() == 0
     await _wait_all_up(remote)
 
