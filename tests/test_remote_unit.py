@@ -91,3 +91,24 @@ async def test_a_failing_server_is_taken_out_and_put_back() -> None:
         healthy["ok"] = True
         await pool.poll_once()
         assert pool.servers[0].up and pool.load(16).running == 5 and pool.load(16).kv_cache_usage == 0.5
+
+
+async def test_a_poll_between_two_picks_still_spreads_them() -> None:
+    """The servers' /metrics do not show a request sotrag has picked them for but not sent yet (it may still be
+    tokenizing it): a poll that lands in between must not make both answers look alike and go to one server."""
+
+    def idle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="" if request.url.path == "/metrics" else "ok")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(idle)) as client:
+        pool = ServerPool(["http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"], client)
+        await pool.poll_once()
+        first = pool.pick("answer-1")
+        await pool.poll_once()  # both idle as far as /metrics know: the pick is forgotten there
+        second = pool.pick("answer-2")
+        assert second is not first
+        pool.release(first)
+        pool.release(second)
+        assert [s.in_flight for s in pool.servers] == [0, 0]
+        again = pool.pick("answer-3")
+        assert pool.pick("answer-3") is again and again.in_flight == 2  # an answer's requests all count

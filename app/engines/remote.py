@@ -365,49 +365,53 @@ class RemoteEngine:
         body = self._body(request)
         retries = self._config.connect_retries
         server = self._pool.pick(request.affinity)
-        attempt = 0
-        while True:
-            try:
-                async with self._client.stream(
-                    "POST", f"{server.api_base}/completions", json=body, headers=self._headers(request)
-                ) as resp:
-                    if resp.status_code != 200:
-                        await resp.aread()
-                        raise EngineError(_status_error(server, resp))
-                    self._open[request.request_id] = resp
-                    server.open_requests += 1
-                    try:
-                        async for delta in self._read(server, request, resp):
-                            yield delta
-                    finally:
-                        server.open_requests -= 1
-                    return
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing reached the server: retry
-                reason = describe_http_error(exc)
-                attempt += 1
-                if attempt > retries:
-                    self._pool.mark_down(server, reason)
+        try:  # the pick counts as load on the server until the request ends, whichever way
+            attempt = 0
+            while True:
+                try:
+                    async with self._client.stream(
+                        "POST", f"{server.api_base}/completions", json=body, headers=self._headers(request)
+                    ) as resp:
+                        if resp.status_code != 200:
+                            await resp.aread()
+                            raise EngineError(_status_error(server, resp))
+                        self._open[request.request_id] = resp
+                        server.open_requests += 1
+                        try:
+                            async for delta in self._read(server, request, resp):
+                                yield delta
+                        finally:
+                            server.open_requests -= 1
+                        return
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing reached the server: retry
+                    reason = describe_http_error(exc)
+                    attempt += 1
+                    if attempt > retries:
+                        self._pool.mark_down(server, reason)
+                        self._pool.recheck_soon()
+                        if self._pool.healthy():  # another server can take it (and the rest of the answer)
+                            self._pool.release(server)
+                            server, attempt = self._pool.pick(request.affinity), 0
+                            retries = 0
+                            continue
+                        raise EngineError(f"cannot reach the vLLM server {server.url}: {reason}") from None
+                    await asyncio.sleep(BACKOFF_S * 2 ** (attempt - 1))
+                except httpx.TimeoutException:
+                    raise EngineError(
+                        f"the vLLM server {server.url} sent nothing for {self._config.read_timeout_s:g} s"
+                    ) from None
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                     self._pool.recheck_soon()
-                    if self._pool.healthy():  # another server can take it (and the rest of the answer)
-                        server, attempt = self._pool.pick(request.affinity), 0
-                        retries = 0
-                        continue
-                    raise EngineError(f"cannot reach the vLLM server {server.url}: {reason}") from None
-                await asyncio.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            except httpx.TimeoutException:
-                raise EngineError(
-                    f"the vLLM server {server.url} sent nothing for {self._config.read_timeout_s:g} s"
-                ) from None
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                self._pool.recheck_soon()
-                raise EngineError(
-                    f"the stream from the vLLM server {server.url} was cut mid-answer ({describe_http_error(exc)})"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise EngineError(f"the vLLM server {server.url} failed: {describe_http_error(exc)}") from None
-            finally:
-                self._open.pop(request.request_id, None)
-                self._aborted.discard(request.request_id)
+                    raise EngineError(
+                        f"the stream from the vLLM server {server.url} was cut mid-answer ({describe_http_error(exc)})"
+                    ) from None
+                except httpx.HTTPError as exc:
+                    raise EngineError(f"the vLLM server {server.url} failed: {describe_http_error(exc)}") from None
+                finally:
+                    self._open.pop(request.request_id, None)
+                    self._aborted.discard(request.request_id)
+        finally:
+            self._pool.release(server)
 
     async def _read(
         self, server: Server, request: GenerationRequest, resp: httpx.Response

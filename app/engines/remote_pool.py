@@ -81,12 +81,17 @@ class Server:
     polled_at: float = 0.0
     started_since_poll: int = 0  # requests this process sent after the last /metrics read
     open_requests: int = 0  # streams this process has open on it now (live, unlike the polled counts)
+    in_flight: int = 0  # requests this process picked it for and that have not ended (sent or still to send)
     last_picked: float = 0.0
     probed: bool = False  # models and features checked
     features: dict[str, bool] = field(default_factory=dict)
 
     def score(self) -> tuple[float, float, float]:
-        return (self.running + self.waiting + self.started_since_poll, self.kv_cache_usage, self.last_picked)
+        """Least loaded first. The polled counts see every client's requests, but only as of the last poll; a
+        request this process picked the server for counts at once (``in_flight``), also when a poll falls
+        between the pick and the server's first sight of the request."""
+        polled = self.running + self.waiting + self.started_since_poll
+        return (max(polled, self.in_flight), self.kv_cache_usage, self.last_picked)
 
     def status(self) -> dict[str, object]:
         return {
@@ -215,14 +220,20 @@ class ServerPool:
                 self._affinity[affinity] = (server, now)
                 self._affinity.move_to_end(affinity)
                 server.started_since_poll += 1
+                server.in_flight += 1
                 return server
         server = self.least_loaded()
         server.last_picked = now
         server.started_since_poll += 1  # seen as load by the next pick, before the next /metrics read
+        server.in_flight += 1
         if affinity is not None:
             self._affinity[affinity] = (server, now)
             self._affinity.move_to_end(affinity)
         return server
+
+    def release(self, server: Server) -> None:
+        """A request ``pick`` chose ``server`` for has ended (finished, failed or aborted)."""
+        server.in_flight = max(0, server.in_flight - 1)
 
     def server_of(self, affinity: str) -> Server | None:
         entry = self._affinity.get(affinity)
