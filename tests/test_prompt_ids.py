@@ -81,6 +81,48 @@ def test_message_content_never_becomes_special_tokens(tokenizer: Any) -> None:
     assert not special & set(chat_ids.encode_plain(tokenizer, INJECTED))
 
 
+def test_the_content_cache_gives_the_ids_of_a_fresh_encode_and_skips_repeats(tokenizer: Any) -> None:
+    """An engine's ``PlainEncoder`` remembers long contents (an answer's system text and passages come back in
+    every point prompt): its ids equal a fresh encode, injected markers stay plain, and a repeat costs no
+    tokenizer call; short texts are not kept, and the oldest entry goes first."""
+    calls: list[str] = []
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def encode(self, text: str, **kw: Any) -> list[int]:
+            calls.append(text)
+            return list(self.inner.encode(text, **kw))
+
+    plain = chat_ids.PlainEncoder(Counting(tokenizer), min_chars=64, max_entries=16)
+    messages = build.skeleton_messages(QUESTION, PASSAGES, HISTORY)
+    fresh = chat_ids.encode_chat(tokenizer, messages)
+    first = chat_ids.encode_chat(tokenizer, messages, plain=plain)
+    n = len(calls)
+    long_contents = [m.content for m in messages if len(m.content) >= 64]
+    assert long_contents and n == len(messages)  # every content encoded once
+    point = build.point_messages(messages, "1. Dark room\n2. No caffeine", 1, "Dark room")
+    again = chat_ids.encode_chat(tokenizer, point, continue_final_message=True, plain=plain)
+    assert first.token_ids == fresh.token_ids and first.token_spans == fresh.token_spans
+    assert again.token_ids == chat_ids.encode_chat(tokenizer, point, continue_final_message=True).token_ids
+    repeated = [text for text in calls[n:] if text in long_contents]
+    assert repeated == [], "a long content was tokenized again"
+    assert not chat_ids.special_token_ids(tokenizer) & set(plain(INJECTED * 3))
+    before = len(calls)
+    plain("short")
+    plain("short")
+    assert len(calls) == before + 2  # under min_chars: never kept
+    small = chat_ids.PlainEncoder(Counting(tokenizer), min_chars=64, max_entries=2)
+    texts = [f"{i} " + "x" * 80 for i in range(3)]
+    for text in texts:
+        small(text)
+    before = len(calls)
+    small(texts[0])  # evicted (max_entries=2): encoded again
+    small(texts[0])  # kept now
+    assert calls[before:] == [texts[0]]
+
+
 def test_a_passage_cannot_close_its_block_or_forge_a_label() -> None:
     system = build.system_message(PASSAGES).content
     assert REAL_PASSAGE_TAG.findall(system) == [("1", "sleep/room.md"), ("2", "sleep/food.md")]

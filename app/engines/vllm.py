@@ -124,6 +124,7 @@ class VLLMEngine:
         self._model = model
         self._max_model_len = int(llm.model_config.max_model_len)
         self._special_ids = chat_ids.special_token_ids(tokenizer)
+        self._plain = chat_ids.PlainEncoder(tokenizer)  # an answer's requests share their long contents
 
     @classmethod
     async def create(cls, config: EngineConfig | None = None) -> VLLMEngine:
@@ -173,10 +174,12 @@ class VLLMEngine:
         return chat_ids.render_chat(self._tokenizer, messages, continue_final_message=continue_final_message)
 
     def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
-        return chat_ids.encode_chat(self._tokenizer, messages, continue_final_message=continue_final_message)
+        return chat_ids.encode_chat(
+            self._tokenizer, messages, continue_final_message=continue_final_message, plain=self._plain
+        )
 
     def count_tokens(self, text: str) -> int:
-        return len(chat_ids.encode_plain(self._tokenizer, text))
+        return len(self._plain(text))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm import SamplingParams
