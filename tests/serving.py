@@ -86,10 +86,12 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def run_server(model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_args: tuple[str, ...] = ()
-               ) -> Iterator[ServerProcess]:
+def run_server(
+    model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[ServerProcess]:
     """``sotrag serve`` in ``workdir``; yields once ``/readyz`` says ready; stops it (SIGTERM, then SIGKILL)."""
-    server = spawn_server(model_dir, workdir, index_dir=index_dir, extra_args=extra_args)
+    server = spawn_server(model_dir, workdir, index_dir=index_dir, extra_args=extra_args, env=env)
     process = server.process
     try:
         _wait_ready(server)

@@ -31,9 +31,9 @@ from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines.remote import RemoteEngine
 from sotrag.app.events import AnswerDone, PointDelta, PointStarted, SkeletonDelta
 from sotrag.app.pipeline import SoTPipeline
-from tests.serving import ServerProcess, free_port, run_server
+from tests.serving import ServerProcess, free_port, run_server, server_env
 from tests.test_server import sse_events
-from tests.vllm_servers import VLLMServer, run_vllm_servers
+from tests.vllm_servers import MAX_MODEL_LEN, VLLMServer, run_vllm_servers
 
 pytestmark = pytest.mark.engine
 
@@ -97,6 +97,28 @@ async def _settled(servers: list[VLLMServer], before: list[float], total: int) -
     return deltas
 
 
+LONG_POINT_TOKENS = 3000  # seconds of work for the tiny model: points that a freeze finds unfinished
+
+
+async def _until_drained(remote: RemoteEngine, quiet_s: float = 1.0, limit_s: float = 20.0) -> None:
+    """Wait until this process reads nothing more from its open streams (the servers are frozen): at least
+    ``quiet_s`` without a byte or a stream ending. On a starved machine the client can be seconds behind what a
+    server had already sent. Reads the engine's open responses (``httpx.Response.num_bytes_downloaded``)."""
+    def seen() -> tuple[int, int]:
+        open_now = list(remote._open.values())
+        return len(open_now), sum(r.num_bytes_downloaded for r in open_now)
+
+    start = last_change = time.monotonic()
+    last = seen()
+    while time.monotonic() - start < limit_s:
+        await asyncio.sleep(0.1)
+        now = seen()
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change >= quiet_s:
+            return
+
+
 async def _wait_all_up(remote: RemoteEngine) -> None:
     for _ in range(100):  # bounded: 20 s (a frozen server may have failed a health check)
         if all(s["up"] for s in remote.servers()):
@@ -111,11 +133,14 @@ async def test_closing_the_stream_aborts_on_the_server(
     """Closing the stream while the points are unfinished on the server ends them there as aborted.
 
     The tiny model can write a point faster than a busy machine reads it, so the servers are frozen (SIGSTOP)
-    once the three point streams are open: if they are still open a second later, every point is unfinished on
-    its server, and the stream is closed while nothing can finish. Every point still unfinished then must end
-    aborted, not finished; a try where all the points got through first does not count (at most five tries)."""
+    once the three point streams are open, and this process first reads what they sent before the freeze
+    (until nothing more arrives): a stream still open then is unfinished on its frozen server, and the stream
+    is closed while nothing can finish. Every point still unfinished then must end aborted, not finished; a try
+    where all the points got through first does not count (at most five tries)."""
     pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
-    long_points = pipeline.settings.sampling.model_copy(update={"point_max_tokens": 1200, "point_min_tokens": 1200})
+    long_points = pipeline.settings.sampling.model_copy(
+        update={"point_max_tokens": LONG_POINT_TOKENS, "point_min_tokens": LONG_POINT_TOKENS}
+    )
     unfinished = 0
     for _ in range(5):
         await _wait_all_up(remote)
@@ -133,7 +158,7 @@ async def test_closing_the_stream_aborts_on_the_server(
         for server in servers:
             server.freeze()
         try:
-            await asyncio.sleep(1.0)  # what the servers sent before the freeze is read meanwhile
+            await _until_drained(remote)  # what the servers sent before the freeze is read meanwhile
             unfinished = remote.num_unfinished_requests()  # points still waiting on a frozen server
             if unfinished:
                 await stream.aclose()  # the client goes away while every point is unfinished on its server
@@ -158,7 +183,8 @@ async def test_closing_the_stream_aborts_on_the_server(
         await asyncio.sleep(0.2)
     assert not any(busy), busy
     # At most the skeleton finished (the pipeline may end it early itself): the three long points were aborted,
-    # not run to their 1200 tokens (the servers count a request as finished only at a stop or the length limit).
+    # not run to their LONG_POINT_TOKENS tokens (the servers count a request as finished only at a stop or the
+    # length limit).
     finished = [a - b for a, b in zip(await asyncio.to_thread(_finished, servers), finished_before, strict=True)]
     assert sum(finished) <= 1 + (3 - unfinished), (finished, unfinished)
     assert remote.num_unfinished_requests() == 0
@@ -198,7 +224,7 @@ async def test_one_answer_one_server_and_answers_spread(
     remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
-    assert remote.model_name == str(tiny_model_dir) and remote.max_model_len == 2048
+    assert remote.model_name == str(tiny_model_dir) and remote.max_model_len == MAX_MODEL_LEN
     assert remote.supports_token_ids and all(s["up"] for s in remote.servers())
 
     # A SoT answer, streamed: skeleton and points arrive as deltas; all 1 + N requests on ONE server.
@@ -393,13 +419,19 @@ def test_cli_over_remote_servers_and_its_errors(servers: list[VLLMServer], tiny_
     assert bad.returncode == 2 and "bad engine URL" in bad.stderr and "Traceback" not in bad.stderr
 
 
+POINT_MIN_TOKENS = LONG_POINT_TOKENS  # the kill test's points: seconds of work each on the tiny model
+
+
 @pytest.fixture(scope="module")
 def sotrag_server(
     servers: list[VLLMServer], tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     urls = [arg for s in servers for arg in ("--engine-url", s.url)]
     work = tmp_path_factory.mktemp("serve-remote")
-    with run_server(tiny_model_dir, work, index_dir=None, extra_args=tuple(urls)) as server:
+    # Points of at least POINT_MIN_TOKENS tokens (or max_tokens, if less): the random model's points can end
+    # at once, faster than a test can stop their server (CI saw that three times in a row).
+    env = {**server_env(), "SOTRAG_SAMPLING__POINT_MIN_TOKENS": str(POINT_MIN_TOKENS)}
+    with run_server(tiny_model_dir, work, index_dir=None, extra_args=tuple(urls), env=env) as server:
         yield server
     assert "unexpected error" not in server.log(), server.log()[-3000:]  # no 500 without a clear detail
 
@@ -426,25 +458,45 @@ def _open_requests(client: httpx.Client) -> dict[str, int]:
     return {s["url"]: s["open_requests"] for s in client.get("/readyz").json()["servers"]}
 
 
-def _kill_mid_points(url: str, servers: list[VLLMServer], done: threading.Event) -> VLLMServer | None:
+def _drained_open(client: httpx.Client, url: str, quiet_s: float = 2.0, limit_s: float = 20.0) -> int:
+    """Streams sotrag still has open on the frozen server ``url`` once that count has held for ``quiet_s``:
+    sotrag (starved on a busy machine) first reads what the server sent before the freeze."""
+    start = last_change = time.monotonic()
+    last = _open_requests(client)[url]
+    while time.monotonic() - start < limit_s:
+        time.sleep(0.25)
+        now = _open_requests(client)[url]
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change >= quiet_s:
+            break
+    return last
+
+
+def _kill_mid_points(
+    url: str, servers: list[VLLMServer], points_sent: threading.Event, done: threading.Event
+) -> VLLMServer | None:
     """Kill the server that runs the points, while they are unfinished on it; None if they all got through.
 
-    Once sotrag has two or more streams open on one server (the skeleton is one), the points are there. That
-    server is frozen at once (SIGSTOP), so it sends nothing more; if sotrag still waits on a stream from it a
-    second later, that stream is unfinished, and the server is killed. If sotrag had already read everything
-    (a fast server, a slow client), the server is thawed and the try does not count."""
+    Once the answer's first ``point_started`` event is out (``points_sent``), the server that sotrag has streams
+    open on runs the points. It is frozen at once (SIGSTOP), so it sends nothing more; if sotrag still waits on
+    a stream from it once it has read what came before the freeze, that stream is unfinished, and the server is
+    killed. If sotrag had already
+    read everything (a fast server, a slow client), the server is thawed and the try does not count."""
     with httpx.Client(base_url=url, timeout=30) as client:
+        while not points_sent.wait(0.05):
+            if done.is_set():
+                return None
         while not done.is_set():
             open_on = _open_requests(client)
-            busy = [s for s in servers if open_on.get(s.url, 0) >= 2]
+            busy = [s for s in servers if open_on.get(s.url, 0) >= 1]
             if not busy:
                 time.sleep(0.05)
                 continue
             assert len(busy) == 1, open_on  # one answer, one server
             victim = busy[0]
             victim.freeze()
-            time.sleep(1.0)
-            if _open_requests(client)[victim.url] > 0:
+            if _drained_open(client, victim.url) > 0:
                 victim.kill()
                 return victim
             victim.thaw()
@@ -453,27 +505,32 @@ def _kill_mid_points(url: str, servers: list[VLLMServer], done: threading.Event)
 
 
 def test_a_server_killed_mid_answer(sotrag_server: ServerProcess, servers: list[VLLMServer]) -> None:
-    """Last in the module: kills one server."""
-    body = {"question": QUESTION, "mode": "sot", "stream": True, "max_tokens": 1500}
+    """Last in the module: kills one server.
+
+    A try counts once the server is killed with a point unfinished on it. The random model's skeleton can have
+    too few points, and the answer then falls back to normal decoding (no points): such a try does not count."""
+    body = {"question": QUESTION, "mode": "sot", "stream": True, "max_tokens": LONG_POINT_TOKENS}
     client = httpx.Client(base_url=sotrag_server.url, timeout=120)
     victim: VLLMServer | None = None
     events: list[tuple[str, dict[str, Any]]] = []
     with concurrent.futures.ThreadPoolExecutor(1) as pool, client:
-        for _ in range(3):  # a try counts once the server is killed with a point unfinished on it
-            events, done = [], threading.Event()
-            killer = pool.submit(_kill_mid_points, sotrag_server.url, servers, done)
+        for _ in range(5):
+            events, points_sent, done = [], threading.Event(), threading.Event()
+            killer = pool.submit(_kill_mid_points, sotrag_server.url, servers, points_sent, done)
             try:
                 with client.stream("POST", "/v1/answer", json=body) as response:
                     assert response.status_code == 200
                     for name, data in sse_events(response):
                         events.append((name, data))
+                        if name == "point_started":
+                            points_sent.set()
             finally:
                 done.set()
             victim = killer.result()
             if victim is not None:
                 break
             assert events[-1][0] == "answer_done", events[-3:]  # not killed: the answer is whole
-        assert victim is not None, "the points finished before the server could be stopped, three times"
+        assert victim is not None, "no try had a point unfinished on its server when it was stopped, five tries"
         assert events[-1][0] == "error", events[-3:]
         detail = events[-1][1]["detail"]
         assert victim.url in detail and "\n" not in detail, detail

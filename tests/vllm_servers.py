@@ -26,7 +26,7 @@ from tests.serving import free_port
 
 STARTUP_TIMEOUT_S = 420.0
 KV_CACHE_BYTES = 256 * 2**20
-MAX_MODEL_LEN = 2048
+MAX_MODEL_LEN = 4096  # room for points of thousands of tokens (the abort and kill tests)
 
 
 @dataclass
