@@ -1,6 +1,7 @@
 """The SoT pipeline's own CPU cost per answer, apart from the engine's.
 
     python benchmarks/pipeline_cpu.py [--answers 200] [--points 7] [--point-tokens 80] [--out FILE]
+        [--tokenizer MODEL_DIR --context-tokens 1500]
 
 The engine here is a zero-cost stand-in (``InstantEngine`` below, defined only in this script): it streams a
 fixed ``points``-line skeleton and ``point-tokens`` one-token deltas per point, with no model behind it. What is
@@ -9,6 +10,13 @@ skeleton as it streams, fanning out the points, the event queue, assembling the 
 how many answers per second ONE event loop can drive before the pipeline itself is the limit, and how much of
 the pipeline-vs-engine-direct overhead of docs/BENCHMARKS.md its Python can explain. It says nothing about
 vLLM's own per-request CPU (scheduling, detokenization), which comes on top in the same process.
+
+With ``--tokenizer`` (a model folder with a Hugging Face tokenizer and chat template, e.g. the GPU benchmark's
+``benchmarks/gpu/make_model_dir.py`` output) the stand-in builds every prompt's ids as ``VLLMEngine`` does
+(``chat_ids.encode_chat``, content encoded as plain text), and ``--context-tokens`` hands the pipeline that many
+tokens of passages, as retrieval would. The rows then include tokenization, once with the engine's content
+cache (``chat_ids.PlainEncoder``, what ``VLLMEngine`` uses) and once encoding every content afresh (what it did
+before): the only difference between the two rows is that one argument.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.engines import chat_ids
 from sotrag.app.engines.base import ChatPrompt, EngineLoad, GenerationDelta, GenerationRequest
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.prompts.messages import ChatMessage
+from sotrag.retrieval.types import Passage
 
 
 class InstantEngine:
@@ -37,18 +47,26 @@ class InstantEngine:
     max_model_len = 8192
     supports_token_ids = True
 
-    def __init__(self, points: int, point_tokens: int) -> None:
+    def __init__(self, points: int, point_tokens: int, tokenizer: Any = None, *, content_cache: bool = True) -> None:
         self.skeleton = "".join(f"{i}. Point number {i} here\n" for i in range(1, points + 1))
         self.point_tokens = point_tokens
+        self.tokenizer = tokenizer
+        self.plain = chat_ids.PlainEncoder(tokenizer) if tokenizer is not None and content_cache else None
 
     def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
         return "\n".join(m.content for m in messages)
 
     def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        if self.tokenizer is not None:  # as VLLMEngine.encode_chat
+            return chat_ids.encode_chat(
+                self.tokenizer, messages, continue_final_message=continue_final_message, plain=self.plain
+            )
         text = self.render_chat(messages)
         return ChatPrompt(text=text, token_ids=tuple(range(len(text) // 4)))
 
     def count_tokens(self, text: str) -> int:
+        if self.tokenizer is not None:
+            return len(self.plain(text) if self.plain else chat_ids.encode_plain(self.tokenizer, text))
         return len(text) // 4
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
@@ -72,28 +90,73 @@ class InstantEngine:
         return None
 
 
+class FixedRetriever:
+    """Hands every answer the same passages, each made unique to the answer (a counter in front), so that no
+    cache finds one answer's context from an earlier answer: different questions retrieve different text."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.calls = 0
+
+    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
+        self.calls += 1
+        return [
+            Passage(text=f"({self.calls}) {t}", source=f"doc{j}.md", heading="Section", score=1.0)
+            for j, t in enumerate(self.texts[:k])
+        ]
+
+
+def context_texts(tokenizer: Any, tokens: int, k: int = 5) -> list[str]:
+    """``k`` passages of about ``tokens`` tokens in all, of words the tokenizer knows (this file's own words)."""
+    words = [w for w in Path(__file__).read_text().split() if w.isalpha()]
+    texts = []
+    for j in range(k):
+        text, n = "", 0
+        i = j * 7
+        while n < tokens // k:
+            text += " " + words[i % len(words)]
+            i += 13
+            n = len(chat_ids.encode_plain(tokenizer, text))
+        texts.append(text.strip())
+    return texts
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(
         sot=SoTConfig(min_points=args.points, max_points=args.points, min_words=3, max_words=5),
         sampling=SamplingConfig(point_max_tokens=args.point_tokens),
     )
-    pipeline = SoTPipeline(InstantEngine(args.points, args.point_tokens), settings)  # type: ignore[arg-type]
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    texts = context_texts(tokenizer, args.context_tokens) if tokenizer is not None and args.context_tokens else []
+    variants = [("", True)] if tokenizer is None else [(" (content cache)", True), (" (no content cache)", False)]
     question = "What are tips to sleep better?"
-    first = await pipeline.run(question, mode="sot")
-    assert first.mode == "sot" and len(first.points) == args.points, first
     rows: dict[str, Any] = {}
-    for mode in ("sot", "normal"):
-        per_answer: list[float] = []
-        for _ in range(args.answers):
-            start = time.process_time()
-            await pipeline.run(question, mode=mode)
-            per_answer.append((time.process_time() - start) * 1000)
-        rows[mode] = {
-            "cpu_ms_p50": round(statistics.median(per_answer), 3),
-            "cpu_ms_mean": round(statistics.fmean(per_answer), 3),
-            "answers_per_s_one_core": round(1000 / statistics.fmean(per_answer), 1),
-        }
+    for suffix, cache in variants:
+        for mode in ("sot", "normal"):
+            engine = InstantEngine(args.points, args.point_tokens, tokenizer, content_cache=cache)
+            retriever = FixedRetriever(texts) if texts else None
+            pipeline = SoTPipeline(engine, settings, retriever=retriever)  # type: ignore[arg-type]
+            first = await pipeline.run(question, mode="sot")
+            assert first.mode == "sot" and len(first.points) == args.points, first
+            rows[mode + suffix] = await _rows(pipeline, question, mode, args.answers)
     return rows
+
+
+async def _rows(pipeline: SoTPipeline, question: str, mode: str, answers: int) -> dict[str, Any]:
+    per_answer: list[float] = []
+    for _ in range(answers):
+        start = time.process_time()
+        await pipeline.run(question, mode=mode)  # type: ignore[arg-type]
+        per_answer.append((time.process_time() - start) * 1000)
+    return {
+        "cpu_ms_p50": round(statistics.median(per_answer), 3),
+        "cpu_ms_mean": round(statistics.fmean(per_answer), 3),
+        "answers_per_s_one_core": round(1000 / statistics.fmean(per_answer), 1),
+    }
 
 
 def main() -> None:
@@ -101,6 +164,8 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=200)
     parser.add_argument("--points", type=int, default=7)
     parser.add_argument("--point-tokens", type=int, default=80)
+    parser.add_argument("--tokenizer", default=None, help="model folder: build prompt ids with its tokenizer")
+    parser.add_argument("--context-tokens", type=int, default=0, help="passages handed to every answer (tokens)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     rows = asyncio.run(measure(args))
@@ -110,16 +175,18 @@ def main() -> None:
     result = {
         "benchmark": "pipeline_cpu",
         "command": f"python benchmarks/pipeline_cpu.py --answers {args.answers} --points {args.points} "
-        f"--point-tokens {args.point_tokens}",
+        f"--point-tokens {args.point_tokens}"
+        + (f" --tokenizer {args.tokenizer} --context-tokens {args.context_tokens}" if args.tokenizer else ""),
         "engine": "InstantEngine (zero-cost stand-in defined in the benchmark; normal mode streams one 80-token"
         " answer the same way)",
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
                     "load_average_1m": round(os.getloadavg()[0], 2)},
-        "shape": {"points": args.points, "point_tokens": args.point_tokens},
+        "shape": {"points": args.points, "point_tokens": args.point_tokens,
+                  "tokenizer": args.tokenizer, "context_tokens": args.context_tokens},
         "rows": rows,
     }
     for mode, row in rows.items():
-        print(f"{mode:7s} CPU per answer p50 {row['cpu_ms_p50']:.2f} ms, mean {row['cpu_ms_mean']:.2f} ms"
+        print(f"{mode:26s} CPU per answer p50 {row['cpu_ms_p50']:.2f} ms, mean {row['cpu_ms_mean']:.2f} ms"
               f" -> {row['answers_per_s_one_core']} answers/s on one core")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -247,4 +247,5 @@ async def sot_exact(engine: Any, p: Prompts, skeleton_prompt_tokens: int, skelet
     return {"total_s": t_end - t0, "skeleton_s": sk.last - t0, "expansion_s": t_end - sk.last,
             "ttft_skeleton_s": sk.first - t0, "ttft_answer_s": min(r.first for r in pts) - t0,
             "point_step_ms": 1e3 * statistics.median(r.step_s for r in pts),
-            "point_cached_prompt_tokens": statistics.median(r.cached_prompt_tokens for r in pts)}
+            "point_cached_prompt_tokens": statistics.median(r.cached_prompt_tokens for r in pts),
+            "point_times_s": [[r.first - t0, r.last - t0] for r in pts]}

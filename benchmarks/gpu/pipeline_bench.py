@@ -38,8 +38,10 @@ offered rate says so.
 Parts (``--parts``): headline (7 x 80 x 1500, SoT and eager SoT vs normal vs the same shapes driven directly
 through the engine), table1 (points x tokens/point x context), table2 (Vicuna-80 questions, 7 points), table4
 (Poisson arrivals, modes from ``--load-modes``: normal, sot, sot-eager, plus auto with ``--router``),
-sweep (engine limits: for each of ``--sweep``'s max_num_seqs:max_num_batched_tokens, a fresh engine, 2
-headline reps and table4 at ``--sweep-rates``), nocache (the headline with prefix caching off; run last).
+headline-no-content-cache (the headline with VLLMEngine's content cache swapped for a fresh encode of every
+content: a benchmark-only A/B of that one change), sweep (engine limits: for each of ``--sweep``'s
+max_num_seqs:max_num_batched_tokens, a fresh engine, 2 headline reps and table4 at ``--sweep-rates``), nocache
+(the headline with prefix caching off; run last).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import itertools
 import json
 import math
@@ -163,6 +166,9 @@ async def answer(engine: Any, vocab: Vocabulary, question: str, mode: str, point
         "skeleton_tokens": st.skeleton_tokens, "num_points": st.num_points,
         "point_tokens": [p.tokens for p in result.points],
         "point_prompt_tokens": [p.prompt_tokens for p in result.points],
+        # when each point's task started, its first token and its end came (seconds from the answer's start,
+        # the pipeline's own clock): where the time between the skeleton and the points goes
+        "point_times_s": [[p.start_s, p.first_token_s, p.end_s] for p in result.points],
         "prompt_tokens": st.prompt_tokens.model_dump(), "cached_prompt_tokens": st.cached_prompt_tokens.model_dump(),
         "fallback_reason": result.fallback_reason, "route_reason": result.route_reason,
         "skeleton": result.skeleton[:400], "skeleton_mode": result.stats.skeleton_mode,
@@ -434,6 +440,19 @@ async def main_async(a: argparse.Namespace) -> None:
             save()
             if "headline" in parts:
                 res["headline"] = await headline(a, engine, vocab, questions, llm, steps, a.reps, eager=not a.no_eager)
+                save()
+            if "headline-no-content-cache" in parts:
+                # Benchmark-only A/B of one change: VLLMEngine's content cache (chat_ids.PlainEncoder) swapped
+                # for a plain encode of every content, as the engine did before; nothing else differs.
+                from sotrag.app.engines import chat_ids
+
+                cached_plain = engine._plain
+                engine._plain = functools.partial(chat_ids.encode_plain, engine._tokenizer)
+                try:
+                    res["headline_no_content_cache"] = await headline(a, engine, vocab, questions, llm, steps,
+                                                                      a.reps, eager=False)
+                finally:
+                    engine._plain = cached_plain
                 save()
             if "table1" in parts:
                 res["table1"] = []

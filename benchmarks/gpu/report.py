@@ -18,10 +18,19 @@ from typing import Any
 START, END = "<!-- gpu-tables:start -->", "<!-- gpu-tables:end -->"
 SPEED_START, SPEED_END = "<!-- gpu-speed:start -->", "<!-- gpu-speed:end -->"
 SHAPE_7B = "Qwen2.5-7B-Instruct (config.json shape, dummy weights)"
+SHAPE_15B = "Qwen2.5-1.5B-Instruct (config.json shape, dummy weights)"
 SUPERSEDED = ("superseded by issue 13: guided skeleton, a 37,483-id sampling set costing ~50 ms per request, "
               "Poisson rates seeded with int(rate*100)")
 # issue 13 runs: one file per machine start, named gpu_speed_7b_<machine>.json
-SPEED_MACHINES = ("a", "b")
+SPEED_MACHINES = ("a", "b", "c", "d", "e")
+# what the pipeline did differently on each machine start (the later runs add to the earlier ones)
+SPEED_CODE = {
+    "a": "points re-encode the skeleton text",
+    "b": "points re-encode the skeleton text",
+    "c": "points continue the skeleton's token ids",
+    "d": "token ids + content cache",
+    "e": "token ids + content cache",
+}
 
 
 def host_text(r: dict) -> str:
@@ -33,14 +42,24 @@ def speed_runs(d: Path) -> list[tuple[str, dict]]:
     return [(m.upper(), r) for m in SPEED_MACHINES if (r := load(d, f"speed_7b_{m}"))]
 
 
+def paired_overhead(h: dict, mode: str = "sot") -> float:
+    """Median over reps of pipeline / engine-direct - 1, each rep against the direct run of its own lengths
+    (the dummy model's skeleton length moves both by as much as 2x between reps)."""
+    key = "total_s"
+    return statistics.median(r[mode]["wall_s"] / r["direct"][mode][key] - 1 for r in h["runs"])
+
+
 def load_rows(d: Path) -> list[dict]:
     """Table 4 of issue 13 as gpu_load.json rows (modes sot, normal, auto; eager rows stay in the doc)."""
     rows = []
-    for machine, r in speed_runs(d):
+    runs = [(m, r, SHAPE_7B) for m, r in speed_runs(d)]
+    if (r15 := load(d, "speed_1.5b_d")) is not None:
+        runs.append(("D", r15, SHAPE_15B))
+    for machine, r, shape in runs:
         for t in r.get("table4", []):
             if t["mode"] not in ("sot", "normal", "auto"):
                 continue
-            rows.append({"gpu": r["gpu"], "model_shape": SHAPE_7B, "machine": machine, "host_cpu": host_text(r),
+            rows.append({"gpu": r["gpu"], "model_shape": shape, "machine": machine, "host_cpu": host_text(r),
                          "rate": t["rate"], "offered_rate": round(t["offered_rate"], 3), "mode": t["mode"],
                          "answers": t["arrivals"], "p50_s": round(t["p50_s"], 3), "p99_s": round(t["p99_s"], 3),
                          "output_tok_s": round(t["output_tokens_per_s"], 1)})
@@ -59,7 +78,7 @@ def speed_single_user_rows(d: Path) -> list[dict]:
                      "ideal_speedup": round(h["ideal_speedup"], 3) if h.get("ideal_speedup") else None,
                      "skeleton_tokens": h["skeleton_tokens"], "vllm": r["vllm"],
                      "source": f"pipeline, headline (median of {h['reps']}), machine {machine} ({host_text(r)}), "
-                               "issue 13: unguided skeleton"})
+                               f"issue 13: unguided skeleton, {SPEED_CODE[machine.lower()]}"})
     return rows
 
 
@@ -73,16 +92,61 @@ def speed_tables(d: Path) -> str:
         h = r["headline"]
         words = statistics.median(x["sot"]["skeleton_words_per_point"] for x in h["runs"])
         eager = (f"{ms(h['sot_eager_s'])} ({h['eager_speedup']:.2f}x)" if h.get("sot_eager_s") else "not run")
-        rows.append([machine, host_text(r), ms(h["normal_s"]), ms(h["sot_s"]), f"**{h['speedup']:.2f}x**", eager,
+        rows.append([machine, SPEED_CODE[machine.lower()], host_text(r), ms(h["normal_s"]), ms(h["sot_s"]),
+                     f"**{h['speedup']:.2f}x**", eager,
                      ms(h["direct_normal_s"]), ms(h["direct_sot_s"]), f"{h['direct_speedup']:.2f}x",
-                     f"{100 * h['sot_overhead']:+.1f}% / {100 * h['normal_overhead']:+.1f}%",
+                     f"{100 * paired_overhead(h):+.1f}% / {100 * paired_overhead(h, 'normal'):+.1f}%",
                      f"{h['skeleton_tokens']:.0f} ({words:.1f})", f"{h['ideal_speedup']:.2f}x",
                      " / ".join(str(x["sot"]["skeleton_tokens"]) for x in h["runs"])])
     parts.append("### Headline (issue 13): 7 points x 80 tokens, 1500 context, medians of 5, modes interleaved\n\n"
-                 + table(["machine", "host CPU", "normal ms", "SoT ms", "speed-up", "eager SoT ms",
+                 + table(["machine", "pipeline", "host CPU", "normal ms", "SoT ms", "speed-up", "eager SoT ms",
                           "engine-direct normal ms", "engine-direct SoT ms", "engine-direct speed-up",
-                          "pipeline overhead SoT / normal", "skeleton tokens (words a point), median",
+                          "pipeline overhead SoT / normal (paired median)", "skeleton tokens (words a point), median",
                           "ideal bound", "skeleton tokens of each rep"], rows))
+    rows = []
+    for machine, r in runs:
+        for key, label in (("headline", "content cache (the default)"),
+                           ("headline_no_content_cache", "no content cache (every content encoded afresh)")):
+            h = r.get(key)
+            if not h or not h.get("runs") or "headline_no_content_cache" not in r:
+                continue
+            rows.append([machine, label, ms(h["normal_s"]), ms(h["sot_s"]), f"{h['speedup']:.2f}x",
+                         ms(h["direct_sot_s"]), f"{100 * paired_overhead(h):+.1f}%",
+                         " / ".join(f"{100 * (x['sot']['wall_s'] / x['direct']['sot']['total_s'] - 1):+.0f}%"
+                                    for x in h["runs"]),
+                         " / ".join(str(x["sot"]["skeleton_tokens"]) for x in h["runs"])])
+    if rows:
+        parts.append("### The content cache, A/B in one engine start: 7 x 80 tokens, 1500 context, 5 reps each\n\n"
+                     + table(["machine", "VLLMEngine encodes contents with", "normal ms", "SoT ms", "speed-up",
+                              "engine-direct SoT ms", "SoT pipeline overhead (paired median)",
+                              "overhead of each rep", "skeleton tokens of each rep"], rows))
+    sweep = load(d, "speed_7b_d_sweep")
+    if sweep and sweep.get("sweep"):
+        rows = []
+        for row in sweep["sweep"]:
+            h = row["headline"]
+            t4 = {t["mode"]: t for t in row.get("table4", [])}
+            cells = [f"{row['max_num_seqs']} / {row['max_num_batched_tokens']}", ms(h["sot_s"]), ms(h["normal_s"]),
+                     f"{h['speedup']:.2f}x"]
+            for mode in ("normal", "sot", "auto"):
+                t = t4.get(mode)
+                cells.append(f"{t['p50_s']:.2f} s, {t['output_tokens_per_s']:.0f} tok/s, offered "
+                             f"{t['offered_rate']:.1f}/s, waiting max {t['waiting_max']}" if t else "not run")
+            rows.append(cells)
+        parts.append("### Engine limits sweep (machine D, a fresh engine per setting): headline 2 reps, then 24 "
+                     "Poisson arrivals at 16/s per mode\n\n"
+                     + table(["max_num_seqs / max_num_batched_tokens", "SoT ms", "normal ms", "speed-up",
+                              "normal at 16/s", "SoT at 16/s", "auto at 16/s"], rows))
+    r15 = load(d, "speed_1.5b_d")
+    if r15 and r15.get("table4"):
+        rows = [[f"{t['rate']:g}", f"{t['offered_rate']:.2f}", t["mode"], t["arrivals"], f"{t['p50_s']:.2f}",
+                 f"{t['p99_s']:.2f}", f"{t['output_tokens_per_s']:.0f}", f"{t['sot_share']:.2f}",
+                 f"{t['itl_ratio_p50']:.2f} / {t['itl_ratio_max']:.2f}", t["waiting_max"]] for t in r15["table4"]]
+        steps = " ".join(f"B{x['batch']}={x['step_ms']:.2f}" for x in r15.get("steps", []))
+        parts.append("### Table 4 on the 1.5B shape (machine D, its own engine start after the sweep; 24 Poisson "
+                     f"arrivals per row; decode step ms: {steps})\n\n"
+                     + table(["rate asked /s", "offered /s", "mode", "answers", "p50 s", "p99 s", "output tokens/s",
+                              "share by SoT", "ITL ratio p50 / max", "waiting max"], rows))
     rows = []
     for machine, r in runs:
         for t in r.get("table4", []):
@@ -309,7 +373,7 @@ def plots(d: Path, out: Path) -> list[str]:
     if runs:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
         colors = {"normal": "C0", "sot": "C1", "sot-eager": "C2", "auto": "C4"}
-        for (machine, r), marker in zip(runs, ("o", "s"), strict=False):
+        for (machine, r), marker in zip(runs, ("o", "s", "^", "v", "D"), strict=False):
             for mode, color in colors.items():
                 rs = sorted((t for t in r.get("table4", []) if t["mode"] == mode), key=lambda t: t["rate"])
                 if not rs:
@@ -326,7 +390,7 @@ def plots(d: Path, out: Path) -> list[str]:
         ax1.set_ylabel("p50 latency (s)")
         ax2.set_ylabel("output tokens/s")
         fig.suptitle("issue 13: latency vs load, 7 points x 80 tokens, 1500 context, 7B shape, H200 "
-                     "(machines A and B)")
+                     "(machines A-D)")
         fig.tight_layout()
         fig.savefig(out / "gpu_latency_vs_load.png", dpi=110)
         made.append("gpu_latency_vs_load.png")
