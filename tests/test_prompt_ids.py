@@ -121,6 +121,15 @@ def test_the_content_cache_gives_the_ids_of_a_fresh_encode_and_skips_repeats(tok
     small(texts[0])  # evicted (max_entries=2): encoded again
     small(texts[0])  # kept now
     assert calls[before:] == [texts[0]]
+    n_ids = len(small(texts[1]))
+    budget = chat_ids.PlainEncoder(Counting(tokenizer), min_chars=64, max_ids=2 * n_ids)
+    for text in texts:  # three texts of n_ids each: the id budget keeps the last two
+        budget(text)
+    before = len(calls)
+    budget(texts[2])
+    budget(texts[1])
+    budget(texts[0])
+    assert calls[before:] == [texts[0]]
 
 
 def test_a_passage_cannot_close_its_block_or_forge_a_label() -> None:

@@ -34,11 +34,15 @@ class PlainEncoder:
     Re-tokenizing ~1500 context tokens costs ~2-3 ms of CPU, eight times an answer, on the event loop, between
     the skeleton's end and the points reaching the engine. Encoding is deterministic, so a hit is exact."""
 
-    def __init__(self, tokenizer: Any, *, min_chars: int = 256, max_entries: int = 256) -> None:
+    def __init__(
+        self, tokenizer: Any, *, min_chars: int = 256, max_entries: int = 256, max_ids: int = 500_000
+    ) -> None:
         self.tokenizer = tokenizer
         self.min_chars = min_chars
         self.max_entries = max_entries
+        self.max_ids = max_ids  # bounds the memory too (~40 bytes an id with its text): long contexts are big
         self._ids: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._held = 0
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> tuple[int, ...]:
@@ -50,10 +54,15 @@ class PlainEncoder:
                 self._ids.move_to_end(text)
                 return hit
         ids = tuple(encode_plain(self.tokenizer, text))
+        if len(ids) > self.max_ids:
+            return ids
         with self._lock:
-            self._ids[text] = ids
-            while len(self._ids) > self.max_entries:
-                self._ids.popitem(last=False)
+            if text not in self._ids:
+                self._ids[text] = ids
+                self._held += len(ids)
+            while len(self._ids) > self.max_entries or self._held > self.max_ids:
+                _, dropped = self._ids.popitem(last=False)
+                self._held -= len(dropped)
         return ids
 
 
