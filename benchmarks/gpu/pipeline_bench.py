@@ -406,6 +406,7 @@ def load_router(spec: str | None) -> Any:
 
 
 async def main_async(a: argparse.Namespace) -> None:
+    Vocabulary.WORDS_PER_NUMBERING = a.words_per_numbering  # the skeleton's line length, for every request
     out = Path(a.out)
     res: dict[str, Any] = {"label": a.label, "args": vars(a), **gpu_info()}
 
@@ -630,6 +631,10 @@ def main() -> None:
     ap.add_argument("--kv-cache-gib", type=float, default=None, help="CPU smoke runs: a small KV cache")
     ap.add_argument("--enforce-eager", action="store_true", help="CPU smoke runs: no compilation")
     ap.add_argument("--seed", type=int, default=0, help="arrivals: one generator per (seed, rate)")
+    ap.add_argument("--words-per-numbering", type=int, default=Vocabulary.WORDS_PER_NUMBERING,
+                    help="words in the sampling set per numbering token: a skeleton line ends after about this "
+                         "many words (5, the runs recorded so far, gave 6-8 words a line from the dummy model; "
+                         "the SoT paper's skeletons have 3-5)")
     ap.add_argument("--eager-rates", default="1,16", help="table4 rates at which the sot-eager mode runs")
     ap.add_argument("--sweep", default="64:2048,256:2048,256:8192", help="max_num_seqs:max_num_batched_tokens,...")
     ap.add_argument("--sweep-rates", default="16")
