@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sotrag.app.engines.base import ChatPrompt, EngineError
+from sotrag.app.engines.lru import LRU
 from sotrag.prompts.messages import ChatMessage
 
 
@@ -27,42 +27,35 @@ def encode_plain(tokenizer: Any, text: str) -> list[int]:
 
 
 class PlainEncoder:
-    """``encode_plain`` that remembers the ids of long texts (least recently used out first; thread-safe).
+    """``encode_plain`` that remembers the ids of long texts (an ``LRU`` bounded in entries and held ids;
+    thread-safe).
 
     Why: one SoT answer encodes the same long contents again and again: the system text with the retrieved
-    passages and the question for the skeleton, then all of them plus the skeleton text for every point.
-    Re-tokenizing ~1500 context tokens costs ~2-3 ms of CPU, eight times an answer, on the event loop, between
-    the skeleton's end and the points reaching the engine. Encoding is deterministic, so a hit is exact."""
+    passages and the question for the skeleton, then all of them plus the skeleton text for every point. With
+    ~1500 context tokens that was ~1.7 ms of CPU per point on the event loop (``benchmarks/pipeline_cpu.py
+    --tokenizer``), between the skeleton's end and the points reaching the engine. Encoding is deterministic,
+    so a hit is exact. ``max_ids`` bounds the memory (~40 bytes an id with its text)."""
 
     def __init__(
         self, tokenizer: Any, *, min_chars: int = 256, max_entries: int = 256, max_ids: int = 500_000
     ) -> None:
         self.tokenizer = tokenizer
         self.min_chars = min_chars
-        self.max_entries = max_entries
-        self.max_ids = max_ids  # bounds the memory too (~40 bytes an id with its text): long contexts are big
-        self._ids: OrderedDict[str, tuple[int, ...]] = OrderedDict()
-        self._held = 0
+        self.max_ids = max_ids
+        self._ids = LRU(max_entries, max_weight=max_ids)
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> tuple[int, ...]:
         if len(text) < self.min_chars:
             return tuple(encode_plain(self.tokenizer, text))
         with self._lock:
-            hit = self._ids.get(text)
-            if hit is not None:
-                self._ids.move_to_end(text)
-                return hit
+            hit = self._ids.get_fresh(text)
+        if hit is not None:
+            return tuple(hit)
         ids = tuple(encode_plain(self.tokenizer, text))
-        if len(ids) > self.max_ids:
-            return ids
-        with self._lock:
-            if text not in self._ids:
-                self._ids[text] = ids
-                self._held += len(ids)
-            while len(self._ids) > self.max_entries or self._held > self.max_ids:
-                _, dropped = self._ids.popitem(last=False)
-                self._held -= len(dropped)
+        if len(ids) <= self.max_ids:  # one text over the whole budget is not kept
+            with self._lock:
+                self._ids.put(text, ids, weight=len(ids))
         return ids
 
 

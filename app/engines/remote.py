@@ -41,7 +41,6 @@ import logging
 import re
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -57,6 +56,7 @@ from sotrag.app.engines.base import (
     GenerationDelta,
     GenerationRequest,
 )
+from sotrag.app.engines.lru import LRU
 from sotrag.app.engines.remote_pool import Server, ServerPool, describe_http_error
 
 log = logging.getLogger("sotrag.engine.remote")
@@ -64,20 +64,6 @@ log = logging.getLogger("sotrag.engine.remote")
 BACKOFF_S = 0.25  # first retry after this, then doubling
 SERVER_STOPS = 4  # vLLM's server takes at most VLLM_MAX_STOP_STRINGS (4 by default) stop strings
 _CACHE_MAX = 2048
-
-
-class _LRU(OrderedDict[Any, Any]):
-    def get_fresh(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > _CACHE_MAX:
-            self.popitem(last=False)
 
 
 class RemoteEngine:
@@ -97,8 +83,8 @@ class RemoteEngine:
         self._max_model_len = 0
         self._open: dict[str, httpx.Response] = {}
         self._aborted: set[str] = set()
-        self._rendered = _LRU()  # (role/sentinel pairs, continue) -> the server's template as text
-        self._counts = _LRU()  # text -> token count
+        self._rendered = LRU(_CACHE_MAX)  # (role/sentinel pairs, continue) -> the server's template as text
+        self._counts = LRU(_CACHE_MAX)  # text -> token count
         self._nonce = secrets.token_hex(8)  # sentinels for content while the server renders the template
         self._local: Any = None  # a local Hugging Face tokenizer that matches the servers', if there is one
         self._local_plain: chat_ids.PlainEncoder | None = None  # its encoder of contents, shared by requests
@@ -608,8 +594,8 @@ class ServerTokenizer:
         self.markers: set[str] = set()
         self.special_ids: set[int] = set()
         self._classified: dict[int, bool] = {}
-        self._tokens = _LRU()  # text -> ids, special strings parsed
-        self._plain = _LRU()  # text -> plain ids
+        self._tokens = LRU(_CACHE_MAX)  # text -> ids, special strings parsed
+        self._plain = LRU(_CACHE_MAX)  # text -> plain ids
 
     def tokenize(self, text: str) -> list[int]:
         """``text`` as the server encodes a prompt: special-token strings become special tokens."""

@@ -45,8 +45,7 @@ def speed_runs(d: Path) -> list[tuple[str, dict]]:
 def paired_overhead(h: dict, mode: str = "sot") -> float:
     """Median over reps of pipeline / engine-direct - 1, each rep against the direct run of its own lengths
     (the dummy model's skeleton length moves both by as much as 2x between reps)."""
-    key = "total_s"
-    return statistics.median(r[mode]["wall_s"] / r["direct"][mode][key] - 1 for r in h["runs"])
+    return statistics.median(r[mode]["wall_s"] / r["direct"][mode]["total_s"] - 1 for r in h["runs"])
 
 
 def load_rows(d: Path) -> list[dict]:
