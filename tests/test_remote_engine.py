@@ -86,12 +86,13 @@ def _finished(servers: list[VLLMServer]) -> list[float]:
     return [s.metric(SUCCESS, finished_reason="stop") + s.metric(SUCCESS, finished_reason="length") for s in servers]
 
 
-async def _settled(servers: list[VLLMServer], before: list[float], total: int) -> list[int]:
-    """Per-server finished requests since ``before``, once ``total`` of them are counted (bounded wait)."""
+async def _settled(servers: list[VLLMServer], before: list[float], total: int, each: int = 0) -> list[int]:
+    """Per-server finished requests since ``before``, once ``total`` of them are counted, and at least ``each``
+    on every server (bounded wait: a server's counters can trail the end of its stream)."""
     deltas: list[int] = []
     for _ in range(50):
         deltas = [int(a - b) for a, b in zip(await asyncio.to_thread(_finished, servers), before, strict=True)]
-        if sum(deltas) >= total:
+        if sum(deltas) >= total and min(deltas) >= each:
             break
         await asyncio.sleep(0.2)
     return deltas
@@ -254,15 +255,24 @@ async def test_one_answer_one_server_and_answers_spread(
     # The points reused the skeleton's prefix on that server (vLLM's --enable-prompt-tokens-details).
     assert result.stats.cached_prompt_tokens.points > 0
 
-    # Two answers at once, not streamed (a normal one and a SoT one): one on each server.
+    # Two answers at once, not streamed (a normal one and a SoT one), right after the first answer ended (the
+    # servers' /metrics may still show it running): one answer on each server.
+    picks.clear()
+    monkeypatch.setattr(remote._pool, "pick", recording_pick)
     before = await asyncio.to_thread(_finished, servers)
     normal, sot = await asyncio.gather(
         pipeline.run(QUESTION, mode="normal"), pipeline.run("How do I install the server?", mode="sot")
     )
+    monkeypatch.undo()
     assert normal.mode == "normal" and normal.answer and normal.stats.tokens > 0
     assert sot.mode == "sot" and len(sot.points) == 3
-    deltas = await _settled(servers, before, 1 + len(sot.points))
-    assert all(d >= 1 for d in deltas) and sum(deltas) >= 1 + len(sot.points), deltas  # one answer on each server
+    by_answer: dict[str | None, set[str]] = {}
+    for key, url in picks:
+        by_answer.setdefault(key, set()).add(url)
+    assert len(by_answer) == 2 and all(len(urls) == 1 for urls in by_answer.values()), picks
+    assert len(set().union(*by_answer.values())) == 2, picks  # the pool's choice: one answer on each server
+    deltas = await _settled(servers, before, 1 + len(sot.points), each=1)
+    assert all(d >= 1 for d in deltas) and sum(deltas) >= 1 + len(sot.points), deltas  # ... and each served it
 
 
 class HTTPTap:

@@ -112,3 +112,32 @@ async def test_a_poll_between_two_picks_still_spreads_them() -> None:
         assert [s.in_flight for s in pool.servers] == [0, 0]
         again = pool.pick("answer-3")
         assert pool.pick("answer-3") is again and again.in_flight == 2  # an answer's requests all count
+
+
+async def test_an_answer_that_ended_since_the_last_poll_does_not_keep_its_server_busy() -> None:
+    """/metrics are up to a poll interval old. The server whose answer (4 requests) has just ended is idle now;
+    the other still runs another client's request. A new answer must go to the idle one, not wait for a poll."""
+    running = {8001: 0, 8002: 0}
+
+    def metrics(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/metrics":
+            return httpx.Response(200, text="ok")
+        value = running[request.url.port or 0]
+        return httpx.Response(200, text=f'vllm:num_requests_running{{model_name="m"}} {value}.0\n')
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(metrics)) as client:
+        pool = ServerPool(["http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"], client)
+        await pool.poll_once()
+        first = pool.pick("answer-1")
+        for _ in range(3):
+            assert pool.pick("answer-1") is first
+        other = next(s for s in pool.servers if s is not first)
+        running[8001 if first.url.endswith(":8001/v1") else 8002] = 4  # the poll sees the answer running ...
+        running[8001 if other.url.endswith(":8001/v1") else 8002] = 1  # ... and someone else's request
+        await pool.poll_once()
+        assert (first.requests(), other.requests()) == (4, 1)
+        for _ in range(4):  # ... which then ends, before the next poll
+            pool.release(first)
+        assert (first.requests(), other.requests()) == (0, 1)
+        assert pool.pick("answer-2") is first
+        assert pool.load(max_num_seqs=8).running == 1  # the next answer would join answer-2's server or the other

@@ -80,18 +80,25 @@ class Server:
     kv_cache_usage: float = 0.0
     polled_at: float = 0.0
     started_since_poll: int = 0  # requests this process sent after the last /metrics read
+    ended_since_poll: int = 0  # requests of this process that ended after the last /metrics read
     open_requests: int = 0  # streams this process has open on it now (live, unlike the polled counts)
     in_flight: int = 0  # requests this process picked it for and that have not ended (sent or still to send)
     last_picked: float = 0.0
     probed: bool = False  # models and features checked
     features: dict[str, bool] = field(default_factory=dict)
 
+    def requests(self) -> int:
+        """The requests on this server now, as well as this process can tell. The polled counts see every
+        client's requests, but only as of the last poll (up to ``poll_interval_s`` old), so this process's own
+        starts and ends since then are applied to them: an answer that has just ended does not keep its server
+        looking busy until the next poll. A request this process picked the server for counts at once
+        (``in_flight``), also when a poll falls between the pick and the server's first sight of it."""
+        polled = self.running + self.waiting + self.started_since_poll - self.ended_since_poll
+        return max(polled, self.in_flight, 0)
+
     def score(self) -> tuple[float, float, float]:
-        """Least loaded first. The polled counts see every client's requests, but only as of the last poll; a
-        request this process picked the server for counts at once (``in_flight``), also when a poll falls
-        between the pick and the server's first sight of the request."""
-        polled = self.running + self.waiting + self.started_since_poll
-        return (max(polled, self.in_flight), self.kv_cache_usage, self.last_picked)
+        """Least loaded first; then the emptier KV cache; then the one picked longest ago."""
+        return (self.requests(), self.kv_cache_usage, self.last_picked)
 
     def status(self) -> dict[str, object]:
         return {
@@ -151,7 +158,7 @@ class ServerPool:
             if metrics.status_code == 200:
                 server.running, server.waiting, server.kv_cache_usage = parse_metrics(metrics.text)
             server.polled_at = time.monotonic()
-            server.started_since_poll = 0
+            server.started_since_poll = server.ended_since_poll = 0
             if not server.up:
                 log.info("vLLM server %s is up", server.url)
             server.up, server.reason = True, ""
@@ -234,6 +241,7 @@ class ServerPool:
     def release(self, server: Server) -> None:
         """A request ``pick`` chose ``server`` for has ended (finished, failed or aborted)."""
         server.in_flight = max(0, server.in_flight - 1)
+        server.ended_since_poll += 1
 
     def server_of(self, affinity: str) -> Server | None:
         entry = self._affinity.get(affinity)
@@ -246,7 +254,7 @@ class ServerPool:
             return EngineLoad(running=0, waiting=0, max_num_seqs=max_num_seqs, kv_cache_usage=0.0)
         s = min(up, key=Server.score)
         return EngineLoad(
-            running=s.running + s.started_since_poll,
+            running=max(0, s.requests() - s.waiting),
             waiting=s.waiting,
             max_num_seqs=max_num_seqs,
             kv_cache_usage=s.kv_cache_usage,
