@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import unicodedata
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -174,10 +175,16 @@ def check_question(question: str, count_tokens: Callable[[str], int], max_model_
     return _with_room(question, count_tokens(question), max_model_len)
 
 
+def is_blank(text: str) -> bool:
+    """True when ``text`` has nothing to read: only whitespace, control and format characters (a NUL, a
+    zero-width space). Such a question would reach the model as an empty one."""
+    return not any(unicodedata.category(ch)[0] not in "CZ" for ch in text)
+
+
 def _non_empty(question: str) -> str:
     question = (question or "").strip()
-    if not question:
-        raise InvalidQuestion("the question is empty")
+    if is_blank(question):
+        raise InvalidQuestion("the question is empty" + (" (no visible characters)" if question else ""))
     return question
 
 

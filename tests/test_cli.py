@@ -47,6 +47,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, nee
 
 def test_empty_question() -> None:
     assert_one_line_error(run_cli("ask", "   "), 2, "the question is empty")
+    assert_one_line_error(run_cli("ask", "\u200b\u00a0"), 2, "the question is empty (no visible characters)")
 
 
 def test_missing_model_folder_fails_fast_with_a_hint() -> None:

@@ -219,6 +219,9 @@ async def test_client_errors_are_4xx_not_500(engine: Any, index: Any) -> None:
         def raw(path: str, text: str) -> Any:
             return c.post(path, content=text.encode(), headers={"content-type": "application/json"})
 
+        def raw_bytes(body: bytes) -> Any:
+            return c.post("/v1/answer", content=body, headers={"content-type": "application/json"})
+
         assert "Unicode" in clean_error(await raw("/v1/answer", '{"question": ' + SURROGATE + '}'), 422)
         history = '{"question": "hi", "history": [{"question": "q", "answer": ' + SURROGATE + '}]}'
         assert "Unicode" in clean_error(await raw("/v1/answer", history), 422)
@@ -238,6 +241,14 @@ async def test_client_errors_are_4xx_not_500(engine: Any, index: Any) -> None:
         assert "max_tokens" in clean_error(await c.post("/v1/answer", json={"question": "hi", "max_tokens": 30000}),
                                            422)
         assert "limit" in clean_error(await c.post("/v1/answer", json={"question": "x " * 50_001}), 413)
+        # A question with nothing to read (control or zero-width characters only) is an empty one, on both routes.
+        for blank in ("\u0000\u0001", "\u200b \u200b", "\ufeff"):
+            assert "empty" in clean_error(await c.post("/v1/answer", json={"question": blank}), 422)
+            body = {"model": "sotrag-normal", "messages": [{"role": "user", "content": blank}]}
+            assert "empty" in clean_error(await c.post("/v1/chat/completions", json=body), 422)
+        # A body that cannot be parsed says why.
+        assert "UTF-8" in clean_error(await raw_bytes(b'{"question": "\xff\xfe"}'), 400)
+        assert "nested too deeply" in clean_error(await raw_bytes(b"[" * 5000 + b"]" * 5000), 400)
         # The connection is still usable.
         assert (await c.post("/v1/answer", json={"question": "hi", "mode": "normal"})).status_code == 200
 

@@ -51,7 +51,7 @@ from sotrag.app.events import (
     SourcesEvent,
     stats_rows,
 )
-from sotrag.app.pipeline import InvalidQuestion, check_question
+from sotrag.app.pipeline import InvalidQuestion, check_question, is_blank
 from sotrag.retrieval.errors import RetrievalError
 
 
@@ -78,8 +78,8 @@ def ask(
     ] = None,
 ) -> None:
     """Answer QUESTION, streaming the skeleton and the points as they are written."""
-    if not question.strip():
-        raise fail("the question is empty", 2)
+    if is_blank(question):
+        raise fail("the question is empty" + (" (no visible characters)" if question.strip() else ""), 2)
     quiet_vllm(verbose)
     settings = load_settings()
     engine_cfg = engine_settings(

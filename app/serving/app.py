@@ -372,6 +372,18 @@ def error_response(request: Request, status: int, detail: str, *, param: str | N
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _http_detail(exc: StarletteHTTPException) -> str:
+    """The detail of an HTTP error; FastAPI's generic "error parsing the body" says what was wrong instead."""
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            return f"the request body is not valid UTF-8 (byte {cause.start})"
+        if isinstance(cause, RecursionError):
+            return "the request body is nested too deeply"
+        return "the request body cannot be parsed: send JSON, or multipart form data for uploads"
+    return str(exc.detail)
+
+
 def _validation_detail(exc: RequestValidationError) -> tuple[str, str | None]:
     parts = []
     param = None
@@ -396,7 +408,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(request, exc.status_code, str(exc.detail))
+        return error_response(request, exc.status_code, _http_detail(exc))
 
     @app.exception_handler(QuestionTooLong)
     async def on_too_long(request: Request, exc: QuestionTooLong) -> JSONResponse:
