@@ -303,12 +303,30 @@ def register(app: typer.Typer) -> None:
         app.command(name)(fn)
 
 
+try:  # newer typer carries its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
+
 def run_app(app: typer.Typer, prog_name: str = "sotrag") -> None:
     """Run a typer app so that NO failure shows a traceback unless ``-v``/``--verbose`` is on the command
     line: whatever a command did not turn into a one-line error itself is turned into one here."""
     verbose = any(a in ("-v", "--verbose") for a in sys.argv[1:])
     try:
-        app(prog_name=prog_name)
+        code = app(prog_name=prog_name, standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except NoArgsIsHelpError as exc:  # ``sotrag`` alone: the help, as click would show it
+        typer.echo(exc.format_message())
+        sys.exit(exc.exit_code)
+    except UsageError as exc:  # a bad option or argument: one line, not click's framed box
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         sys.exit(130)

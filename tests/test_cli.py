@@ -45,6 +45,24 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, nee
     assert "Traceback" not in proc.stderr
 
 
+def test_usage_errors_are_one_line_with_exit_2() -> None:
+    """A wrong option, value, command or a missing argument: one line naming it and the help to read, not a
+    framed multi-line box."""
+    cases = [
+        (("ask", "hi", "--mode", "fast"), "'--mode'", "sotrag ask --help"),
+        (("ask", "hi", "--no-such-flag"), "--no-such-flag", "sotrag ask --help"),
+        (("search",), "'query'", "sotrag search --help"),
+        (("no-such-command",), "no-such-command", "sotrag --help"),
+    ]
+    for args, needle, hint in cases:
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and proc.stdout == "", (args, proc.stdout, proc.stderr)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, proc.stderr)
+        assert needle in lines[0] and hint in lines[0], (args, lines[0])
+    assert run_cli("--version").returncode == 0
+
+
 def test_empty_question() -> None:
     assert_one_line_error(run_cli("ask", "   "), 2, "the question is empty")
     assert_one_line_error(run_cli("ask", "\u200b\u00a0"), 2, "the question is empty (no visible characters)")

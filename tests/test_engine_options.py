@@ -142,6 +142,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (["ask", "q", "--pipeline-parallel-size", "-1"], {}, "--pipeline-parallel-size: Input should be greater"),
         (["ask", "q", "--distributed-executor-backend", "slurm"], {}, "--distributed-executor-backend: Input"),
         (["serve", "--data-parallel-size", "0"], {}, "--data-parallel-size: Input should be greater than"),
+        (["ask", "q", "--top-k", "-3"], {}, "--top-k: Input should be greater than or equal to 0"),
         (["ask", "q"], {"SOTRAG_ENGINE__MAX_NUM_SEQS": "0"}, "SOTRAG_ENGINE__MAX_NUM_SEQS: Input should be"),
         (["serve"], {"SOTRAG_ENGINE__TENSOR_PARALLEL_SIZE": "two"}, "SOTRAG_ENGINE__TENSOR_PARALLEL_SIZE: Input"),
     ],

@@ -81,7 +81,7 @@ def ask(
     if is_blank(question):
         raise fail("the question is empty" + (" (no visible characters)" if question.strip() else ""), 2)
     quiet_vllm(verbose)
-    settings = load_settings()
+    settings = with_options(load_settings(), top_k=top_k)  # validated: --top-k -3 is one line, before any work
     engine_cfg = engine_settings(
         settings,
         urls=engine_url,
@@ -107,7 +107,6 @@ def ask(
             "sot": sot_cfg,
             "sampling": sampling,
             "index_dir": index or settings.index_dir,
-            "top_k": settings.top_k if top_k is None else top_k,
         }
     )
     try:
