@@ -10,6 +10,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -327,7 +328,7 @@ def test_serving_beyond_loopback_without_a_key_warns(tmp_path: Path) -> None:
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "SOTRAG_API_KEY"}
         return subprocess.run([sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"),
-                               *args], capture_output=True, text=True, timeout=120, env=env)
+                               "--port", "0", *args], capture_output=True, text=True, timeout=120, env=env)
 
     warned = serve("--host", "0.0.0.0")
     assert warned.returncode == 1 and "without an API key" in warned.stderr, warned.stderr
@@ -335,6 +336,26 @@ def test_serving_beyond_loopback_without_a_key_warns(tmp_path: Path) -> None:
     assert quiet.returncode == 1 and "without an API key" not in quiet.stderr, quiet.stderr
     local = serve()
     assert "without an API key" not in local.stderr
+
+
+def test_an_address_it_cannot_listen_on_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """A port in use or an unknown host: one line and exit 2, before the model or the engine is touched (the model
+    here does not exist, so getting past the check would fail differently). It used to be a traceback, after the
+    engine had started, with "ready" logged."""
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"),
+                               "--no-index", "--api-key", "k", *args], capture_output=True, text=True, timeout=120)
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        in_use = serve("--port", str(port))
+    unknown = serve("--host", "no-such-host.invalid", "--port", "0")
+    for proc, needle in ((in_use, "Address already in use"), (unknown, "unknown host")):
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("error: cannot listen on ") and needle in lines[0], lines
 
 
 async def test_upload_names_cannot_escape_the_index_folder(engine: Any, tmp_path: Path) -> None:

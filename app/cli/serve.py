@@ -103,6 +103,11 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"--max-upload-mb must be more than 0, not {max_upload_mb}", 2)
             updates["limits"] = settings.limits.model_copy(update={"max_upload_mb": max_upload_mb})
         settings = settings.model_copy(update=updates)
+        if port < 0 or port > 65535:
+            raise fail(f"--port must be between 0 and 65535, not {port}", 2)
+        problem = cannot_listen(host, port)
+        if problem:  # one line now, not a traceback after the engine has started
+            raise fail(f"cannot listen on {host}:{port}: {problem}", 2)
         if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
             typer.echo(
                 f"warning: serving on {host} without an API key: anyone who can reach this address can ask, read "
@@ -118,8 +123,6 @@ def register(app: typer.Typer) -> None:
                 resolve_model(engine_cfg.resolved_model)
             except EngineError as exc:
                 raise fail(str(exc), 1) from None
-        if port < 0 or port > 65535:
-            raise fail(f"--port must be between 0 and 65535, not {port}", 2)
 
         sources: list[Path] = []
         if no_index:
@@ -136,6 +139,25 @@ def register(app: typer.Typer) -> None:
 
 
 ENGINE_DIED_EXIT_CODE = 3
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (an unknown host, a port in use, no permission), or
+    None. Binds and closes a socket the way uvicorn will (SO_REUSEADDR); port 0 is always free."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"unknown host ({exc.args[-1] if exc.args else exc})"
+    for family, kind, proto, _, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def _preload(settings: Settings, with_index: bool) -> None:
@@ -156,6 +178,8 @@ async def _serve(settings: Settings, index_dir: str | None, sources: list[Path],
     """Serve until stopped. When the engine dies the server reports it (/readyz 503, new answers 503) for
     ``server.engine_death_grace_s``, then exits with ``ENGINE_DIED_EXIT_CODE`` so its supervisor (systemd,
     Kubernetes, docker --restart) starts a fresh process: a clean restart frees everything the dead engine held."""
+    import contextlib
+
     import uvicorn
 
     from sotrag.app.serving.app import create_app
@@ -167,11 +191,20 @@ async def _serve(settings: Settings, index_dir: str | None, sources: list[Path],
         timeout_keep_alive=30,  # longer than clients' idle expiry (httpx, openai: 5 s): no request on a closing socket
     )
     server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
+
+    async def serve() -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind (logged by it, one line)
+            await server.serve()
+
+    serving = asyncio.create_task(serve())
     log = logging.getLogger("sotrag.server")
     log.info("sotrag: http://%s:%d (web UI at /, API docs at /docs); starting the engine...", host, port)
     started = asyncio.create_task(service.wait_started())
     await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done() and not server.started:
+        log.error("error: cannot listen on %s:%d", host, port)
+        started.cancel()
+        return 1
     if started.done() and service.state == "failed":
         log.error("error: %s", service.error)
         server.should_exit = True
