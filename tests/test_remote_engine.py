@@ -29,7 +29,7 @@ import pytest
 
 from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines.remote import RemoteEngine
-from sotrag.app.events import AnswerDone, PointDelta, PointStarted, SkeletonDelta
+from sotrag.app.events import AnswerDone, PointDelta, SkeletonDelta
 from sotrag.app.pipeline import SoTPipeline
 from tests.serving import ServerProcess, free_port, run_server, server_env
 from tests.test_server import sse_events
@@ -98,7 +98,10 @@ async def _settled(servers: list[VLLMServer], before: list[float], total: int, e
     return deltas
 
 
-LONG_POINT_TOKENS = 3000  # seconds of work for the tiny model: points that a freeze finds unfinished
+# Seconds of work for the tiny model: points that a freeze finds unfinished. With 3000, a starved machine's
+# client could be a whole point behind its server (all three points finished while the test read the first
+# text of each).
+LONG_POINT_TOKENS = 12000
 
 
 async def _until_drained(remote: RemoteEngine, quiet_s: float = 1.0, limit_s: float = 20.0) -> None:
@@ -120,6 +123,21 @@ async def _until_drained(remote: RemoteEngine, quiet_s: float = 1.0, limit_s: fl
             return
 
 
+async def _until_idle(servers: list[VLLMServer]) -> list[float]:
+    """The servers' running and waiting counts, once all are 0 (bounded: 15 s)."""
+    busy: list[float] = []
+    for _ in range(75):
+        busy = [
+            await asyncio.to_thread(s.metric, name)
+            for s in servers
+            for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
+        ]
+        if not any(busy):
+            break
+        await asyncio.sleep(0.2)
+    return busy
+
+
 async def _wait_all_up(remote: RemoteEngine) -> None:
     for _ in range(100):  # bounded: 20 s (a frozen server may have failed a health check)
         if all(s["up"] for s in remote.servers()):
@@ -134,7 +152,7 @@ async def test_closing_the_stream_aborts_on_the_server(
     """Closing the stream while the points are unfinished on the server ends them there as aborted.
 
     The tiny model can write a point faster than a busy machine reads it, so the servers are frozen (SIGSTOP)
-    once the three point streams are open, and this process first reads what they sent before the freeze
+    once text of all three points has come, and this process first reads what they sent before the freeze
     (until nothing more arrives): a stream still open then is unfinished on its frozen server, and the stream
     is closed while nothing can finish. Every point still unfinished then must end aborted, not finished; a try
     where all the points got through first does not count (at most five tries)."""
@@ -145,17 +163,18 @@ async def test_closing_the_stream_aborts_on_the_server(
     unfinished = 0
     for _ in range(5):
         await _wait_all_up(remote)
+        await _until_idle(servers)  # an earlier try's aborted points must not count as this one's
         finished_before = await asyncio.to_thread(_finished, servers)
         stream = pipeline.stream(QUESTION, mode="sot", sampling=long_points)
-        async for event in stream:  # until every point has been sent (the random model's text may be all specials)
-            if isinstance(event, PointStarted) and event.index == 3:
-                break
-        # The engine's own open streams (a server answered each with 200), not the servers' /metrics: on a busy
-        # 2-core machine one /metrics read can take seconds, long enough for the points to end.
-        for _ in range(100):  # bounded: 10 s
-            if remote.num_unfinished_requests() >= 3:
-                break
-            await asyncio.sleep(0.02)
+        # Until text of every point has come (each point's server answered its stream and is writing it), then
+        # freeze the servers at once, from here. (Waiting instead for the engine to count three open streams
+        # timed out on a starved machine before the servers had answered: the freeze then found none open.)
+        with_text: set[int] = set()
+        async for event in stream:
+            if isinstance(event, PointDelta) and event.text:
+                with_text.add(event.index)
+                if len(with_text) == 3:
+                    break
         for server in servers:
             server.freeze()
         try:
@@ -172,16 +191,7 @@ async def test_closing_the_stream_aborts_on_the_server(
     else:
         raise AssertionError("the points finished before the servers could be stopped, five times")
 
-    busy: list[float] = []
-    for _ in range(75):  # bounded: 15 s
-        busy = [
-            await asyncio.to_thread(s.metric, name)
-            for s in servers
-            for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
-        ]
-        if not any(busy):
-            break
-        await asyncio.sleep(0.2)
+    busy = await _until_idle(servers)
     assert not any(busy), busy
     # At most the skeleton finished (the pipeline may end it early itself): the three long points were aborted,
     # not run to their LONG_POINT_TOKENS tokens (the servers count a request as finished only at a stop or the
@@ -440,7 +450,8 @@ def sotrag_server(
     work = tmp_path_factory.mktemp("serve-remote")
     # Points of at least POINT_MIN_TOKENS tokens (or max_tokens, if less): the random model's points can end
     # at once, faster than a test can stop their server (CI saw that three times in a row).
-    env = {**server_env(), "SOTRAG_SAMPLING__POINT_MIN_TOKENS": str(POINT_MIN_TOKENS)}
+    env = {**server_env(), "SOTRAG_SAMPLING__POINT_MIN_TOKENS": str(POINT_MIN_TOKENS),
+           "SOTRAG_LIMITS__MAX_TOKENS": str(LONG_POINT_TOKENS)}
     with run_server(tiny_model_dir, work, index_dir=None, extra_args=tuple(urls), env=env) as server:
         yield server
     assert "unexpected error" not in server.log(), server.log()[-3000:]  # no 500 without a clear detail
@@ -468,14 +479,14 @@ def _open_requests(client: httpx.Client) -> dict[str, int]:
     return {s["url"]: s["open_requests"] for s in client.get("/readyz").json()["servers"]}
 
 
-def _drained_open(client: httpx.Client, url: str, quiet_s: float = 2.0, limit_s: float = 20.0) -> int:
-    """Streams sotrag still has open on the frozen server ``url`` once that count has held for ``quiet_s``:
-    sotrag (starved on a busy machine) first reads what the server sent before the freeze."""
+def _drained_open(client: httpx.Client, quiet_s: float = 2.0, limit_s: float = 30.0) -> dict[str, int]:
+    """Streams sotrag still has open per server, once those counts have held for ``quiet_s`` (the servers are
+    frozen): sotrag, starved on a busy machine, first reads what the servers sent before the freeze."""
     start = last_change = time.monotonic()
-    last = _open_requests(client)[url]
+    last = _open_requests(client)
     while time.monotonic() - start < limit_s:
         time.sleep(0.25)
-        now = _open_requests(client)[url]
+        now = _open_requests(client)
         if now != last:
             last, last_change = now, time.monotonic()
         elif time.monotonic() - last_change >= quiet_s:
@@ -484,34 +495,33 @@ def _drained_open(client: httpx.Client, url: str, quiet_s: float = 2.0, limit_s:
 
 
 def _kill_mid_points(
-    url: str, servers: list[VLLMServer], points_sent: threading.Event, done: threading.Event
+    url: str, servers: list[VLLMServer], frozen: threading.Event, done: threading.Event
 ) -> VLLMServer | None:
-    """Kill the server that runs the points, while they are unfinished on it; None if they all got through.
+    """Kill the server that streams the points, while they are unfinished on it; None if they all got through.
 
-    Once the answer's first ``point_started`` event is out (``points_sent``), the server that sotrag has streams
-    open on runs the points. It is frozen at once (SIGSTOP), so it sends nothing more; if sotrag still waits on
-    a stream from it once it has read what came before the freeze, that stream is unfinished, and the server is
-    killed. If sotrag had already
-    read everything (a fast server, a slow client), the server is thawed and the try does not count."""
-    with httpx.Client(base_url=url, timeout=30) as client:
-        while not points_sent.wait(0.05):
+    The reader of the answer freezes EVERY server (SIGSTOP) as soon as the first point text arrives, and then
+    sets ``frozen``: a point's stream is then answered and unfinished, and nothing more is generated or sent
+    however slowly this starved machine lets the test look. (Asking sotrag first which server to freeze took
+    up to 7 s here, and a thread woken while the answer streams can wait as long: by then the points had
+    finished.) Once sotrag has read what came before the freeze, the server it still has a stream open on is
+    killed and the others are thawed; if there is none, all are thawed and the try does not count."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while not frozen.wait(0.02):
             if done.is_set():
                 return None
-        while not done.is_set():
-            open_on = _open_requests(client)
+        victim: VLLMServer | None = None
+        try:
+            open_on = _drained_open(client)
             busy = [s for s in servers if open_on.get(s.url, 0) >= 1]
-            if not busy:
-                time.sleep(0.05)
-                continue
-            assert len(busy) == 1, open_on  # one answer, one server
-            victim = busy[0]
-            victim.freeze()
-            if _drained_open(client, victim.url) > 0:
+            assert len(busy) <= 1, open_on  # one answer, one server
+            if busy:
+                victim = busy[0]
                 victim.kill()
-                return victim
-            victim.thaw()
-            return None
-    return None
+            return victim
+        finally:
+            for server in servers:
+                if server is not victim:
+                    server.thaw()
 
 
 def test_a_server_killed_mid_answer(sotrag_server: ServerProcess, servers: list[VLLMServer]) -> None:
@@ -525,15 +535,17 @@ def test_a_server_killed_mid_answer(sotrag_server: ServerProcess, servers: list[
     events: list[tuple[str, dict[str, Any]]] = []
     with concurrent.futures.ThreadPoolExecutor(1) as pool, client:
         for _ in range(5):
-            events, points_sent, done = [], threading.Event(), threading.Event()
-            killer = pool.submit(_kill_mid_points, sotrag_server.url, servers, points_sent, done)
+            events, frozen, done = [], threading.Event(), threading.Event()
+            killer = pool.submit(_kill_mid_points, sotrag_server.url, servers, frozen, done)
             try:
                 with client.stream("POST", "/v1/answer", json=body) as response:
                     assert response.status_code == 200
                     for name, data in sse_events(response):
                         events.append((name, data))
-                        if name == "point_started":
-                            points_sent.set()
+                        if name == "point_delta" and not frozen.is_set():  # a point's stream is answered
+                            for server in servers:
+                                server.freeze()
+                            frozen.set()
             finally:
                 done.set()
             victim = killer.result()
@@ -548,10 +560,11 @@ def test_a_server_killed_mid_answer(sotrag_server: ServerProcess, servers: list[
 
         survivor = next(s for s in servers if s is not victim)
         down: dict[str, Any] = {}
-        for _ in range(50):  # the health check takes the dead server out within a poll or two
+        for _ in range(100):  # the health check takes the dead server out within a poll or two (and puts the
+            # survivor back: frozen meanwhile, it may have missed enough health checks to be taken out too)
             ready = client.get("/readyz").json()
             down = {s["url"]: s for s in ready["servers"] if not s["up"]}
-            if down:
+            if list(down) == [victim.url]:
                 break
             time.sleep(0.2)
         assert list(down) == [victim.url] and down[victim.url]["reason"], down

@@ -141,3 +141,114 @@ async def test_an_answer_that_ended_since_the_last_poll_does_not_keep_its_server
         assert (first.requests(), other.requests()) == (0, 1)
         assert pool.pick("answer-2") is first
         assert pool.load(max_num_seqs=8).running == 1  # the next answer would join answer-2's server or the other
+
+
+async def test_a_health_check_that_times_out_is_slow_not_down_until_it_happens_three_times() -> None:
+    """A busy server (or a starved sotrag) can miss one 2 s health check while it streams fine: taking it out at
+    once failed every answer with "no vLLM server is up" (seen with both servers under a long SoT answer).
+    A refused connection is still taken as down at once."""
+    slow: set[int] = set()
+    refused: set[int] = set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        port = request.url.port or 0
+        if port in refused:
+            raise httpx.ConnectError("connection refused", request=request)
+        if port in slow:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, text="" if request.url.path == "/metrics" else "ok")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = ServerPool(["http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"], client)
+        await pool.poll_once()
+        assert [s.up for s in pool.servers] == [True, True]
+        slow.update({8001, 8002})
+        for _ in range(2):
+            await pool.poll_once()
+            assert [s.up for s in pool.servers] == [True, True]  # slow, still usable
+            pool.release(pool.pick(None))
+        slow.discard(8002)  # one answers again: its count starts over
+        await pool.poll_once()
+        assert [s.up for s in pool.servers] == [False, True]
+        assert "3 health checks in a row" in pool.servers[0].reason
+        slow.add(8002)
+        for _ in range(2):
+            await pool.poll_once()
+        assert pool.servers[1].up
+        refused.add(8002)
+        await pool.poll_once()
+        assert not pool.servers[1].up and "cannot connect" in pool.servers[1].reason
+        slow.clear()
+        refused.clear()
+        await pool.poll_once()
+        assert [s.up for s in pool.servers] == [True, True]
+
+
+async def test_a_connection_closed_before_any_response_is_retried_and_a_cut_stream_is_an_error() -> None:
+    """A request that goes out on a keep-alive connection the server is closing fails with "Server disconnected
+    without sending a response": nothing was generated, so it is retried (it used to end the answer as a stream
+    "cut mid-answer"). A stream cut after the server answered is still an error, not retried."""
+    import json
+
+    from sotrag.app.config import EngineConfig
+    from sotrag.app.engines.base import GenerationRequest
+    from sotrag.app.engines.remote import RemoteEngine
+
+    posts: list[str] = []
+    mode = {"cut": False}
+
+    def chunk(text: str, finish: str | None) -> str:
+        choice = {"index": 0, "text": text, "token_ids": [5], "finish_reason": finish}
+        return "data: " + json.dumps({"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+    class Cut(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield (chunk("a", None) + "\n\n").encode()
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/completions":
+            return httpx.Response(200, text="ok")
+        posts.append(request.url.path)
+        if mode["cut"]:
+            return httpx.Response(200, stream=Cut(), headers={"content-type": "text/event-stream"})
+        if len(posts) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        body = chunk("a", None) + "\n\n" + chunk("b", "length") + "\n\ndata: [DONE]\n\n"
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    engine = RemoteEngine(EngineConfig(urls=["http://127.0.0.1:8001/v1"], model="m"))
+    await engine._client.aclose()
+    engine._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    engine._pool.client = engine._client
+    engine._server_tok.special_ids = frozenset()  # type: ignore[misc]
+    try:
+        server = engine._pool.servers[0]
+        server.up = server.probed = True  # (the model probe is not what this test is about)
+        request = GenerationRequest(request_id="r1", prompt="x", prompt_token_ids=(1, 2, 3))
+        deltas = [d async for d in engine.generate(request)]
+        assert len(posts) == 2 and "".join(d.text for d in deltas) == "ab" and deltas[-1].finish_reason == "length"
+        assert engine._pool.servers[0].up and engine._pool.servers[0].in_flight == 0
+
+        mode["cut"] = True
+        with pytest.raises(EngineError, match="cut mid-answer"):
+            async for _ in engine.generate(GenerationRequest(request_id="r2", prompt="x", prompt_token_ids=(1,))):
+                pass
+        assert len(posts) == 3  # not retried: the server had answered
+    finally:
+        await engine.aclose()
+
+
+async def test_a_health_check_on_a_connection_the_server_just_closed_is_tried_again() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if calls.count("/health") == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, text="" if request.url.path == "/metrics" else "ok")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = ServerPool(["http://127.0.0.1:8001/v1"], client)
+        await pool.poll_once()
+        assert pool.servers[0].up and calls == ["/health", "/health", "/metrics"]

@@ -62,6 +62,12 @@ from sotrag.app.engines.remote_pool import Server, ServerPool, describe_http_err
 log = logging.getLogger("sotrag.engine.remote")
 
 BACKOFF_S = 0.25  # first retry after this, then doubling
+# Connection-level failures: before the server answered, nothing was generated, so they are retried; after,
+# the stream was cut mid-answer.
+_TRANSPORT_ERRORS = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError
+)
+KEEPALIVE_S = 2.0  # idle connections to a server are closed after this (under its own keep-alive)
 SERVER_STOPS = 4  # vLLM's server takes at most VLLM_MAX_STOP_STRINGS (4 by default) stop strings
 _CACHE_MAX = 2048
 
@@ -73,11 +79,17 @@ class RemoteEngine:
         self._config = config
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        # Idle connections are dropped before the server's keep-alive ends (vLLM's uvicorn: 5 s, as httpx's
+        # default): else a request can go out on a connection the server is closing at that moment, and fail
+        # with "Server disconnected without sending a response".
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S)
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
         # encode_chat / count_tokens are synchronous in the Engine interface: a small blocking client, used from
         # worker threads on the serving path (aencode_chat / acount_tokens), so it never stalls the event loop.
-        self._sync = httpx.Client(headers=headers, timeout=httpx.Timeout(30.0, connect=config.connect_timeout_s))
+        self._sync = httpx.Client(
+            headers=headers, timeout=httpx.Timeout(30.0, connect=config.connect_timeout_s),
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
+        )
         self._pool = ServerPool(config.urls, self._client, poll_interval_s=config.poll_interval_s, probe=self._probe)
         self._model: str | None = config.model
         self._max_model_len = 0
@@ -358,6 +370,7 @@ class RemoteEngine:
         try:  # the pick counts as load on the server until the request ends, whichever way
             attempt = 0
             while True:
+                answered = False  # the server sent a response (until then, nothing was generated: a retry is safe)
                 try:
                     async with self._client.stream(
                         "POST", f"{server.api_base}/completions", json=body, headers=self._headers(request)
@@ -365,6 +378,7 @@ class RemoteEngine:
                         if resp.status_code != 200:
                             await resp.aread()
                             raise EngineError(_status_error(server, resp))
+                        answered = True
                         self._open[request.request_id] = resp
                         server.open_requests += 1
                         try:
@@ -373,7 +387,15 @@ class RemoteEngine:
                         finally:
                             server.open_requests -= 1
                         return
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing reached the server: retry
+                except _TRANSPORT_ERRORS as exc:
+                    if answered:
+                        self._pool.recheck_soon()
+                        raise EngineError(
+                            f"the stream from the vLLM server {server.url} was cut mid-answer "
+                            f"({describe_http_error(exc)})"
+                        ) from None
+                    # Nothing reached the server, or it closed the connection before any response (a reused
+                    # keep-alive connection it was closing): retry, with backoff.
                     reason = describe_http_error(exc)
                     attempt += 1
                     if attempt > retries:
@@ -389,11 +411,6 @@ class RemoteEngine:
                 except httpx.TimeoutException:
                     raise EngineError(
                         f"the vLLM server {server.url} sent nothing for {self._config.read_timeout_s:g} s"
-                    ) from None
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                    self._pool.recheck_soon()
-                    raise EngineError(
-                        f"the stream from the vLLM server {server.url} was cut mid-answer ({describe_http_error(exc)})"
                     ) from None
                 except httpx.HTTPError as exc:
                     raise EngineError(f"the vLLM server {server.url} failed: {describe_http_error(exc)}") from None

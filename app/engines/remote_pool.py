@@ -6,7 +6,8 @@ that share one long prompt prefix. They must all reach the SAME server, or every
 new answer picks a server: the least loaded healthy one, read from each server's own Prometheus ``/metrics``.
 
 A background task polls every server's ``/health`` and ``/metrics`` every ``poll_interval_s``; a server that
-fails is taken out at once (also when a request cannot connect to it) and put back when it is healthy again.
+fails is taken out at once (also when a request cannot connect to it), one whose checks time out after
+``DOWN_AFTER_TIMEOUTS`` in a row, and either is put back when it is healthy again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ log = logging.getLogger("sotrag.engine.remote")
 
 AFFINITY_TTL_S = 600.0  # an answer longer than this would lose its server (none is)
 AFFINITY_MAX = 4096
+# A health check that times out is taken as "slow", not "down", until this many in a row (Kubernetes'
+# failureThreshold default): a busy server, or a starved sotrag, can miss one 2 s check while it streams fine,
+# and taking every server out on one miss failed answers with "no vLLM server is up". A refused connection or
+# an error status is taken as down at once.
+DOWN_AFTER_TIMEOUTS = 3
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -84,6 +90,7 @@ class Server:
     open_requests: int = 0  # streams this process has open on it now (live, unlike the polled counts)
     in_flight: int = 0  # requests this process picked it for and that have not ended (sent or still to send)
     last_picked: float = 0.0
+    timeouts: int = 0  # health checks in a row that got no answer in time
     probed: bool = False  # models and features checked
     features: dict[str, bool] = field(default_factory=dict)
 
@@ -145,20 +152,29 @@ class ServerPool:
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._poll(s) for s in self.servers))
 
-    async def _poll(self, server: Server) -> None:
+    async def _get(self, url: str) -> httpx.Response:
+        """GET for the health poll, once more on a fresh connection if the server closed the one reused (a
+        keep-alive connection it was closing as the request went out): that is not a server going down."""
         timeout = httpx.Timeout(2.0, connect=2.0)
         try:
-            health = await self.client.get(f"{server.root}/health", timeout=timeout)
+            return await self.client.get(url, timeout=timeout)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return await self.client.get(url, timeout=timeout)
+
+    async def _poll(self, server: Server) -> None:
+        try:
+            health = await self._get(f"{server.root}/health")
             if health.status_code != 200:
                 raise _Down(f"/health answered {health.status_code}")
             if not server.probed and self._probe is not None:
                 await self._probe(server)
                 server.probed = True
-            metrics = await self.client.get(f"{server.root}/metrics", timeout=timeout)
+            metrics = await self._get(f"{server.root}/metrics")
             if metrics.status_code == 200:
                 server.running, server.waiting, server.kv_cache_usage = parse_metrics(metrics.text)
             server.polled_at = time.monotonic()
             server.started_since_poll = server.ended_since_poll = 0
+            server.timeouts = 0
             if not server.up:
                 log.info("vLLM server %s is up", server.url)
             server.up, server.reason = True, ""
@@ -166,6 +182,12 @@ class ServerPool:
             self.mark_down(server, str(exc))
         except _Down as exc:
             self.mark_down(server, str(exc))
+        except httpx.TimeoutException as exc:
+            server.timeouts += 1
+            if server.timeouts >= DOWN_AFTER_TIMEOUTS or not server.up:
+                self.mark_down(server, f"{describe_http_error(exc)} ({server.timeouts} health checks in a row)")
+            else:
+                log.info("vLLM server %s: health check %d timed out; still counted up", server.url, server.timeouts)
         except httpx.HTTPError as exc:
             self.mark_down(server, describe_http_error(exc))
 
