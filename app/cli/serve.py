@@ -7,6 +7,7 @@ that changed. ``--no-index`` answers ungrounded.
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -105,9 +106,10 @@ def register(app: typer.Typer) -> None:
         settings = settings.model_copy(update=updates)
         if port < 0 or port > 65535:
             raise fail(f"--port must be between 0 and 65535, not {port}", 2)
-        problem = cannot_listen(host, port)
-        if problem:  # one line now, not a traceback after the engine has started
-            raise fail(f"cannot listen on {host}:{port}: {problem}", 2)
+        try:  # bound now, before anything starts: a port in use is one line, not a traceback after the engine
+            sockets = listen_sockets(host, port)
+        except OSError as exc:
+            raise fail(f"cannot listen on {host}:{port}: {_socket_problem(exc)}", 2) from None
         if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
             typer.echo(
                 f"warning: serving on {host} without an API key: anyone who can reach this address can ask, read "
@@ -133,7 +135,11 @@ def register(app: typer.Typer) -> None:
             index_dir = str(demo_index_dir())
             sources = demo_sources()
         _preload(settings, index_dir is not None)
-        code = asyncio.run(_serve(settings, index_dir, sources, host, port))
+        try:
+            code = asyncio.run(_serve(settings, index_dir, sources, host, port, sockets))
+        finally:
+            for sock in sockets:
+                sock.close()
         if code:
             raise typer.Exit(code)
 
@@ -141,23 +147,31 @@ def register(app: typer.Typer) -> None:
 ENGINE_DIED_EXIT_CODE = 3
 
 
-def cannot_listen(host: str, port: int) -> str | None:
-    """Why the server could not listen on ``host:port`` (an unknown host, a port in use, no permission), or
-    None. Binds and closes a socket the way uvicorn will (SO_REUSEADDR); port 0 is always free."""
-    import socket
-
+def listen_sockets(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address ``host`` resolves to, for uvicorn to serve on (``Server.serve(sockets)``),
+    bound as asyncio's ``create_server`` would: SO_REUSEADDR, IPv6 sockets IPv6-only. Raises ``OSError``
+    (``socket.gaierror`` for an unknown host)."""
+    sockets: list[socket.socket] = []
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        return f"unknown host ({exc.args[-1] if exc.args else exc})"
-    for family, kind, proto, _, address in infos:
-        try:
-            with socket.socket(family, kind, proto) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(address)
-        except OSError as exc:
-            return exc.strerror or str(exc)
-    return None
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _socket_problem(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror or exc})"
+    return exc.strerror or str(exc)
 
 
 def _preload(settings: Settings, with_index: bool) -> None:
@@ -174,12 +188,12 @@ def _preload(settings: Settings, with_index: bool) -> None:
             importlib.import_module(name)
 
 
-async def _serve(settings: Settings, index_dir: str | None, sources: list[Path], host: str, port: int) -> int:
+async def _serve(
+    settings: Settings, index_dir: str | None, sources: list[Path], host: str, port: int, sockets: list[socket.socket]
+) -> int:
     """Serve until stopped. When the engine dies the server reports it (/readyz 503, new answers 503) for
     ``server.engine_death_grace_s``, then exits with ``ENGINE_DIED_EXIT_CODE`` so its supervisor (systemd,
     Kubernetes, docker --restart) starts a fresh process: a clean restart frees everything the dead engine held."""
-    import contextlib
-
     import uvicorn
 
     from sotrag.app.serving.app import create_app
@@ -191,20 +205,11 @@ async def _serve(settings: Settings, index_dir: str | None, sources: list[Path],
         timeout_keep_alive=30,  # longer than clients' idle expiry (httpx, openai: 5 s): no request on a closing socket
     )
     server = uvicorn.Server(config)
-
-    async def serve() -> None:
-        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind (logged by it, one line)
-            await server.serve()
-
-    serving = asyncio.create_task(serve())
+    serving = asyncio.create_task(server.serve(sockets=sockets))
     log = logging.getLogger("sotrag.server")
     log.info("sotrag: http://%s:%d (web UI at /, API docs at /docs); starting the engine...", host, port)
     started = asyncio.create_task(service.wait_started())
     await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
-    if serving.done() and not server.started:
-        log.error("error: cannot listen on %s:%d", host, port)
-        started.cancel()
-        return 1
     if started.done() and service.state == "failed":
         log.error("error: %s", service.error)
         server.should_exit = True
