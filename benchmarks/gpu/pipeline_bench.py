@@ -28,7 +28,7 @@ number of tokens, fresh for every answer (so neither mode finds the question's p
 the pipeline puts them in the shared system prompt as it does with real retrieval. Retrieval time is not
 part of these numbers.
 
-Arrivals (table4): N answers at a Poisson rate, the gaps drawn from one seeded generator per (seed, rate)
+Arrivals (table4): N answers (``--arrivals``, or per rate ``--rate-arrivals``) at a Poisson rate, the gaps drawn from one seeded generator per (seed, rate)
 (the same arrivals, questions and contexts for every mode of a rate), rescaled so their mean is exactly
 1/rate, and submitted at those absolute times (a late wake-up of the event loop does not push back the
 later arrivals); ``offered_rate`` records the measured rate of the submissions. When the process's event
@@ -225,6 +225,16 @@ def arrival_gaps(rate: float, arrivals: int, seed: int) -> list[float]:
     gaps = [rng.expovariate(rate) for _ in range(arrivals - 1)]
     scale = (len(gaps) / rate) / sum(gaps) if gaps else 1.0
     return [g * scale for g in gaps]
+
+
+def rate_arrivals(spec: str) -> dict[float, int]:
+    """``"64:160,32:96"`` -> {64.0: 160, 32.0: 96}: answers per rate where ``--arrivals`` is too few to fill
+    the engine (a saturating rate needs more answers in flight than a burst of the default count)."""
+    out: dict[float, int] = {}
+    for item in (x for x in spec.split(",") if x):
+        rate, n = item.split(":")
+        out[float(rate)] = int(n)
+    return out
 
 
 def load_snapshot(engine: Any) -> dict:
@@ -570,11 +580,13 @@ async def table4(a: argparse.Namespace, engine: Any, vocab: Vocabulary, question
     ``sot-eager`` runs only at ``--eager-rates``. Rows go into ``rows`` (saved after each)."""
     mode_list = [m for m in modes.split(",") if m] + (["auto"] if a.router else [])
     eager_rates = {float(r) for r in a.eager_rates.split(",") if r}
+    arrivals_at = rate_arrivals(a.rate_arrivals)
     for rate in [float(r) for r in rates.split(",")]:
         for mode in mode_list:
             if mode == "sot-eager" and rate not in eager_rates:
                 continue
-            r = await load_test(engine, vocab, questions, mode, rate, a.arrivals, 7, 80, 1500, seed=a.seed,
+            r = await load_test(engine, vocab, questions, mode, rate, arrivals_at.get(rate, a.arrivals), 7, 80,
+                                1500, seed=a.seed,
                                 router=load_router(a.router) if mode == "auto" else None)  # fresh state
             rows.append(r)
             save()
@@ -622,6 +634,8 @@ def main() -> None:
     ap.add_argument("--table2-tpp", type=int, default=80)
     ap.add_argument("--rates", default="1,2,4,8,16")
     ap.add_argument("--arrivals", type=int, default=32)
+    ap.add_argument("--rate-arrivals", default="", help="RATE:N,...: N answers at that table4 rate instead of "
+                    "--arrivals (a saturating rate needs more answers than a burst of the default count)")
     ap.add_argument("--load-modes", default="normal,sot")
     ap.add_argument("--eager", action="store_true", help="SoTConfig.eager for every SoT answer")
     ap.add_argument("--router", default=None, help="router_probs.py JSON: adds mode=auto to table4")
