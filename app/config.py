@@ -193,6 +193,20 @@ class RouterConfig(BaseModel):
     resume_itl_ratio: float = Field(
         default=1.8, ge=1.0, description="hysteresis: after a refusal, SoT again only under this ITL ratio"
     )
+    max_loop_lag_ms: float = Field(
+        default=20.0, gt=0.0, description="this process's event-loop lag (median, last 0.5 s) at which SoT is refused"
+    )
+    resume_loop_lag_ms: float = Field(
+        default=5.0, gt=0.0, description="hysteresis: after a refusal, SoT again only under this loop lag"
+    )
+
+    @model_validator(mode="after")
+    def _resume_under_refuse(self) -> RouterConfig:
+        if self.resume_itl_ratio > self.max_itl_ratio:
+            raise ValueError("router.resume_itl_ratio must be <= router.max_itl_ratio")
+        if self.resume_loop_lag_ms > self.max_loop_lag_ms:
+            raise ValueError("router.resume_loop_lag_ms must be <= router.max_loop_lag_ms")
+        return self
 
 
 class VectorSearchConfig(BaseModel):

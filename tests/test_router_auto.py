@@ -16,6 +16,7 @@ from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.routing.classifier import TrainedRouter
 from sotrag.app.routing.llm_router import LLMRouter
 from sotrag.app.routing.load_policy import LoadPolicy
+from sotrag.app.routing.loop_lag import LoopLag
 from sotrag.app.routing.router import SoTRouter
 
 pytestmark = pytest.mark.engine
@@ -42,9 +43,19 @@ class SimulatedLoad:
         return getattr(self.inner, name)
 
 
+class NoLag(LoopLag):
+    """No loop-lag reading: these tests isolate the engine's stats (a starved CI host can lag its loop)."""
+
+    def watch(self) -> None:
+        pass
+
+    def lag_s(self) -> float | None:
+        return None
+
+
 @pytest.fixture(scope="module")
 def router() -> SoTRouter:
-    return SoTRouter(TrainedRouter(), LoadPolicy(max_busy_fraction=0.75, min_free_seqs=2))
+    return SoTRouter(TrainedRouter(), LoadPolicy(max_busy_fraction=0.75, min_free_seqs=2), loop_lag=NoLag())
 
 
 async def answer(engine: Any, router: SoTRouter, question: str) -> tuple[RouteEvent, Any]:
@@ -175,3 +186,39 @@ async def test_policy_reads_the_real_queue_and_itl_from_vllm(engine: VLLMEngine)
     assert idle.itl_ratio == 1.0
     verdict = policy.check(idle)
     assert verdict.ok and not policy.refusing
+
+
+async def test_a_lagging_event_loop_routes_to_normal_then_sot_comes_back(engine: VLLMEngine) -> None:
+    """The real monitor on the real loop: while callbacks hold the loop (as a saturated output handler would),
+    auto answers normally with the loop lag as the reason; once the loop is calm again, SoT comes back."""
+    import asyncio
+    import time
+
+    lag = LoopLag(interval_s=0.01, window_s=0.5)
+    router = SoTRouter(TrainedRouter(), LoadPolicy(max_loop_lag_s=0.020, resume_loop_lag_s=0.005), loop_lag=lag)
+    lag.watch()
+    loop = asyncio.get_running_loop()
+    end = time.monotonic() + 3.0
+
+    def hog() -> None:
+        time.sleep(0.06)
+        if time.monotonic() < end:
+            loop.call_soon(hog)
+
+    try:
+        loop.call_soon(hog)
+        await asyncio.sleep(0.6)
+        route, result = await answer(engine, router, LIST_QUESTION)
+        assert route.mode == "normal" and result.mode == "normal" and result.route_cause == "load"
+        assert "list-like" in route.reason and "loop lag" in route.reason and " ms >= 20 ms" in route.reason
+        while time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        for _ in range(40):  # calm: the window has moved past the hog
+            await asyncio.sleep(0.1)
+            current = lag.lag_s()
+            if current is not None and current < 0.005:
+                break
+        route, result = await answer(engine, router, LIST_QUESTION)
+        assert route.mode == "sot" and result.mode == "sot", route.reason
+    finally:
+        lag.stop()

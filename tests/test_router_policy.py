@@ -6,6 +6,7 @@ import pytest
 
 from sotrag.app.engines.base import EngineLoad
 from sotrag.app.routing.load_policy import LoadPolicy
+from sotrag.app.routing.loop_lag import LoopLag
 from sotrag.app.routing.router import SoTRouter
 
 
@@ -119,3 +120,61 @@ def test_router_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) -> 
     assert router.policy.max_itl_ratio == 1.8 and router.policy.resume_itl_ratio == 1.8
     with pytest.raises(ValueError, match="needs the engine"):
         router_from_config(Settings(router={"kind": "llm"}).router)  # type: ignore[arg-type]
+
+
+class FixedLag(LoopLag):
+    """A loop-lag reading chosen by the test."""
+
+    def __init__(self, lag_s: float | None) -> None:
+        super().__init__()
+        self.value = lag_s
+
+    def watch(self) -> None:
+        pass
+
+    def lag_s(self) -> float | None:
+        return self.value
+
+
+def test_a_lagging_event_loop_refuses_sot_then_hysteresis_holds_until_calm() -> None:
+    """The engine's stats are calm, but this process's loop is late: SoT's extra streams would cost it most."""
+    policy = LoadPolicy(max_loop_lag_s=0.020, resume_loop_lag_s=0.005)
+    lag = FixedLag(0.002)
+    router = SoTRouter(FixedClassifier(0.9), policy, loop_lag=lag)
+    assert router.route("q", load(10, itl=1.1)).mode == "sot"
+    lag.value = 0.030
+    d = router.route("q", load(10, itl=1.1))
+    assert d.mode == "normal" and d.cause == "load" and "loop lag 30 ms >= 20 ms" in d.reason and policy.refusing
+    lag.value = 0.010  # under the refuse level, not yet under the resume level
+    d = router.route("q", load(10, itl=1.1))
+    assert d.mode == "normal" and "still busy" in d.reason and "loop lag 10 ms" in d.reason
+    lag.value = 0.001
+    assert router.route("q", load(10, itl=1.1)).mode == "sot" and not policy.refusing
+    lag.value = None  # not measured: the engine's stats alone decide
+    assert router.route("q", load(10, itl=1.1)).mode == "sot"
+    lag.value = 0.5  # even with no engine stats at all
+    d = router.route("q", None)
+    assert d.mode == "normal" and "loop lag 500 ms" in d.reason
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_loop_lag_s": 0.004}, {"resume_loop_lag_s": 0.0}, {"resume_itl_ratio": 3.0}]
+)
+def test_policy_rejects_resume_levels_above_the_refuse_levels(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        LoadPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_loop_lag_levels_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from sotrag.app.config import Settings
+    from sotrag.app.routing.factory import router_from_config
+
+    monkeypatch.setenv("SOTRAG_ROUTER__MAX_LOOP_LAG_MS", "40")
+    monkeypatch.setenv("SOTRAG_ROUTER__RESUME_LOOP_LAG_MS", "10")
+    policy = router_from_config(Settings().router).policy
+    assert policy.max_loop_lag_s == pytest.approx(0.040) and policy.resume_loop_lag_s == pytest.approx(0.010)
+    monkeypatch.setenv("SOTRAG_ROUTER__RESUME_LOOP_LAG_MS", "50")
+    with pytest.raises(ValidationError, match="resume_loop_lag_ms must be <="):
+        Settings()

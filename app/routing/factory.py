@@ -45,6 +45,8 @@ def policy_from_config(config: RouterConfig) -> LoadPolicy:
         max_waiting=config.max_waiting,
         max_itl_ratio=config.max_itl_ratio,
         resume_itl_ratio=config.resume_itl_ratio,
+        max_loop_lag_s=config.max_loop_lag_ms / 1e3,
+        resume_loop_lag_s=config.resume_loop_lag_ms / 1e3,
     )
 
 

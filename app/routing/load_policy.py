@@ -8,7 +8,10 @@ decoding is faster for everyone. A count of batch slots does not see that: on th
 
 - ``waiting``: requests queued because the batch or the KV cache is full (``vllm:num_requests_waiting``);
 - ``itl_ratio``: the recent inter-token latency over the engine's idle value (every step is slower);
-- KV-cache use, and the batch slots SoT's points need (as before).
+- KV-cache use, and the batch slots SoT's points need (as before);
+- ``loop_lag_s``: how late this process's event loop runs (``loop_lag.LoopLag``). The pipeline and, in
+  process, vLLM's output handling share that loop, and SoT costs it more per answer than normal decoding, so
+  the loop can saturate while the engine's own stats look calm.
 
 Hysteresis: once refused, SoT comes back only when every signal is under its (lower) resume threshold, so
 answers do not flap between modes at the edge. The thresholds are from the GPU load sweep (docs/BENCHMARKS.md).
@@ -34,9 +37,10 @@ class LoadPolicy:
     """When the engine is too busy for SoT, and how many points its free batch room allows.
 
     SoT is refused when ``waiting >= max_waiting``, the ITL ratio reaches ``max_itl_ratio``, KV-cache use
-    reaches ``max_kv_cache_usage``, ``(running + waiting) / max_num_seqs`` reaches ``max_busy_fraction``, or
-    fewer than ``min_free_seqs`` slots are free. After a refusal it is allowed again only when nothing waits,
-    the ITL ratio is under ``resume_itl_ratio`` and KV use is under ``max_kv_cache_usage - resume_kv_margin``.
+    reaches ``max_kv_cache_usage``, ``(running + waiting) / max_num_seqs`` reaches ``max_busy_fraction``,
+    fewer than ``min_free_seqs`` slots are free, or the event loop's lag reaches ``max_loop_lag_s``. After a
+    refusal it is allowed again only when nothing waits, the ITL ratio is under ``resume_itl_ratio``, KV use is
+    under ``max_kv_cache_usage - resume_kv_margin`` and the loop lag under ``resume_loop_lag_s``.
     """
 
     max_busy_fraction: float = 0.75
@@ -46,6 +50,8 @@ class LoadPolicy:
     max_itl_ratio: float = 2.5
     resume_itl_ratio: float = 1.8
     resume_kv_margin: float = 0.10
+    max_loop_lag_s: float = 0.020
+    resume_loop_lag_s: float = 0.005
     _refusing: bool = field(default=False, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
@@ -60,22 +66,33 @@ class LoadPolicy:
             raise ValueError("max_waiting must be >= 1")
         if not 1.0 <= self.resume_itl_ratio <= self.max_itl_ratio:
             raise ValueError("need 1 <= resume_itl_ratio <= max_itl_ratio")
+        if not 0.0 < self.resume_loop_lag_s <= self.max_loop_lag_s:
+            raise ValueError("need 0 < resume_loop_lag_s <= max_loop_lag_s")
 
     @property
     def refusing(self) -> bool:
         """True while SoT is refused (the hysteresis state)."""
         return self._refusing
 
-    def check(self, load: EngineLoad | None) -> LoadVerdict:
-        if load is None:
+    def check(self, load: EngineLoad | None, loop_lag_s: float | None = None) -> LoadVerdict:
+        """The verdict for one answer; ``loop_lag_s`` is this process's event-loop lag (None: not measured)."""
+        lag = loop_lag_s
+        lagging = lag is not None and lag >= self.max_loop_lag_s
+        if load is None and not lagging:
             return LoadVerdict(True, None, "load: unknown")
+        if load is None:
+            assert lag is not None
+            with self._lock:
+                self._refusing = True
+            return LoadVerdict(False, None, f"load: loop lag {lag * 1e3:.0f} ms >= {self.max_loop_lag_s * 1e3:.0f} ms")
         capacity = max(load.max_num_seqs, 1)
         busy = load.running + load.waiting
         free = capacity - busy
         ratio = load.itl_ratio
         queued = f", {load.waiting} waiting" if load.waiting else ""
         itl = f", itl x{ratio:.2f}" if ratio is not None else ""
-        state = f"{load.running}/{capacity} running{queued}, kv {load.kv_cache_usage:.0%}{itl}"
+        slow_loop = f", loop lag {lag * 1e3:.0f} ms" if lag is not None and lag >= self.resume_loop_lag_s else ""
+        state = f"{load.running}/{capacity} running{queued}, kv {load.kv_cache_usage:.0%}{itl}{slow_loop}"
 
         over: list[str] = []
         if load.waiting >= self.max_waiting:
@@ -88,6 +105,9 @@ class LoadPolicy:
             over.append(f"saturated, {busy}/{capacity} >= {self.max_busy_fraction:.0%}")
         if free < self.min_free_seqs:
             over.append(f"{free} free slots")
+        if lagging:
+            assert lag is not None
+            over.append(f"loop lag {lag * 1e3:.0f} ms >= {self.max_loop_lag_s * 1e3:.0f} ms")
         with self._lock:
             if over:
                 self._refusing = True
@@ -97,10 +117,14 @@ class LoadPolicy:
                     load.waiting == 0
                     and (ratio is None or ratio < self.resume_itl_ratio)
                     and load.kv_cache_usage < self.max_kv_cache_usage - self.resume_kv_margin
+                    and (lag is None or lag < self.resume_loop_lag_s)
                 )
                 if not calm:
                     return LoadVerdict(
-                        False, None, f"load: still busy, SoT resumes under itl x{self.resume_itl_ratio:.2f} ({state})"
+                        False,
+                        None,
+                        f"load: still busy, SoT resumes under itl x{self.resume_itl_ratio:.2f} and loop lag "
+                        f"{self.resume_loop_lag_s * 1e3:.0f} ms ({state})",
                     )
                 self._refusing = False
         return LoadVerdict(True, free, f"load: {state}")

@@ -28,7 +28,8 @@ number of tokens, fresh for every answer (so neither mode finds the question's p
 the pipeline puts them in the shared system prompt as it does with real retrieval. Retrieval time is not
 part of these numbers.
 
-Arrivals (table4): N answers (``--arrivals``, or per rate ``--rate-arrivals``) at a Poisson rate, the gaps drawn from one seeded generator per (seed, rate)
+Arrivals (table4): N answers (``--arrivals``, or per rate ``--rate-arrivals``) at a Poisson rate, the gaps drawn
+from one seeded generator per (seed, rate)
 (the same arrivals, questions and contexts for every mode of a rate), rescaled so their mean is exactly
 1/rate, and submitted at those absolute times (a late wake-up of the event loop does not push back the
 later arrivals); ``offered_rate`` records the measured rate of the submissions. When the process's event
@@ -67,6 +68,7 @@ import engine_shapes as es
 from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
 from sotrag.app.events import AnswerDelta, AnswerDone, PointDelta, SkeletonDelta
 from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.routing.loop_lag import LOOP_LAG  # the loop-lag monitor auto mode's router reads
 from sotrag.retrieval.types import Passage
 
 DEFAULT_QUESTION = "What are the most effective ways to make a web API respond faster?"
@@ -239,7 +241,9 @@ def rate_arrivals(spec: str) -> dict[float, int]:
 
 def load_snapshot(engine: Any) -> dict:
     ld = engine.load()
-    return {"running": ld.running, "waiting": ld.waiting, "kv": round(ld.kv_cache_usage, 4),
+    lag = LOOP_LAG.lag_s()
+    return {"loop_lag_ms": None if lag is None else round(lag * 1e3, 2),
+            "running": ld.running, "waiting": ld.waiting, "kv": round(ld.kv_cache_usage, 4),
             "itl_ms": None if ld.itl_s is None else round(ld.itl_s * 1e3, 3),
             "idle_itl_ms": None if ld.idle_itl_s is None else round(ld.idle_itl_s * 1e3, 3),
             "itl_ratio": None if ld.itl_ratio is None else round(ld.itl_ratio, 3),
@@ -275,6 +279,7 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
                 "skeleton_mode": result.stats.skeleton_mode, "fallback": result.fallback_reason}
 
     contexts = [ctx_vocab.passages(ctx) for _ in range(arrivals)]  # built before the clock starts
+    LOOP_LAG.watch()  # every mode records the loop's lag (auto's router also reads it)
     due = list(itertools.accumulate([0.0, *gaps]))  # arrival times: a late wake-up does not shift the rest
     t_start = time.perf_counter()
     submitted = []
@@ -297,6 +302,8 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
         "itl_ratio_p50": statistics.median(ratios) if ratios else None,
         "itl_ratio_max": max(ratios) if ratios else None,
         "waiting_max": max(r["load"]["waiting"] for r in rows),
+        "loop_lag_ms_p50": statistics.median(r["load"]["loop_lag_ms"] or 0.0 for r in rows),
+        "loop_lag_ms_max": max(r["load"]["loop_lag_ms"] or 0.0 for r in rows),
         "running_p50": statistics.median(r["load"]["running"] for r in rows),
         "skeleton_tokens_p50": statistics.median(r["skeleton_tokens"] for r in rows),
         "fallbacks": sum(bool(r["fallback"]) for r in rows),
@@ -594,7 +601,7 @@ async def table4(a: argparse.Namespace, engine: Any, vocab: Vocabulary, question
                   f"p99 {r['p99_s']:.2f}s first {r['first_visible_p50_s']:.2f}s {r['output_tokens_per_s']:.0f} tok/s"
                   f" sot_share={r['sot_share']:.2f} itl x{r['itl_ratio_p50'] or 0:.2f}/x{r['itl_ratio_max'] or 0:.2f}"
                   f" waiting<={r['waiting_max']} run~{r['running_p50']:.0f} skel~{r['skeleton_tokens_p50']:.0f}"
-                  f" fb={r['fallbacks']}", flush=True)
+                  f" fb={r['fallbacks']} lag~{r['loop_lag_ms_p50']:.1f}/{r['loop_lag_ms_max']:.0f}ms", flush=True)
 
 
 def summarize_headline(runs: list[dict], steps: dict[int, float]) -> dict:
