@@ -22,7 +22,11 @@ SHAPE_15B = "Qwen2.5-1.5B-Instruct (config.json shape, dummy weights)"
 SUPERSEDED = ("superseded by issue 13: guided skeleton, a 37,483-id sampling set costing ~50 ms per request, "
               "Poisson rates seeded with int(rate*100)")
 # issue 13 runs: one file per machine start, named gpu_speed_7b_<machine>.json
-SPEED_MACHINES = ("a", "b", "c", "d", "e")
+SPEED_MACHINES = ("a", "b", "c", "d", "e", "f", "g", "h")
+# the 1.5B shape's table 4, one file per machine start: gpu_speed_1.5b_<machine>.json
+SPEED_MACHINES_15B = ("d", "g", "h")
+# machine starts with today's pipeline: the only ones in the latency-vs-load plot
+PLOT_MACHINES = ("f", "g", "h")
 # what the pipeline did differently on each machine start (the later runs add to the earlier ones)
 SPEED_CODE = {
     "a": "points re-encode the skeleton text",
@@ -30,6 +34,9 @@ SPEED_CODE = {
     "c": "points continue the skeleton's token ids",
     "d": "token ids + content cache",
     "e": "token ids + content cache",
+    "f": "token ids + content cache; benchmark lines of ~3 words",
+    "g": "token ids + content cache; benchmark lines of ~3 words",
+    "h": "as G, plus the event-loop lag in the load policy",
 }
 
 
@@ -52,8 +59,7 @@ def load_rows(d: Path) -> list[dict]:
     """Table 4 of issue 13 as gpu_load.json rows (modes sot, normal, auto; eager rows stay in the doc)."""
     rows = []
     runs = [(m, r, SHAPE_7B) for m, r in speed_runs(d)]
-    if (r15 := load(d, "speed_1.5b_d")) is not None:
-        runs.append(("D", r15, SHAPE_15B))
+    runs += [(m.upper(), r15, SHAPE_15B) for m in SPEED_MACHINES_15B if (r15 := load(d, f"speed_1.5b_{m}"))]
     for machine, r, shape in runs:
         for t in r.get("table4", []):
             if t["mode"] not in ("sot", "normal", "auto"):
@@ -61,7 +67,8 @@ def load_rows(d: Path) -> list[dict]:
             rows.append({"gpu": r["gpu"], "model_shape": shape, "machine": machine, "host_cpu": host_text(r),
                          "rate": t["rate"], "offered_rate": round(t["offered_rate"], 3), "mode": t["mode"],
                          "answers": t["arrivals"], "p50_s": round(t["p50_s"], 3), "p99_s": round(t["p99_s"], 3),
-                         "output_tok_s": round(t["output_tokens_per_s"], 1)})
+                         "output_tok_s": round(t["output_tokens_per_s"], 1),
+                         "loop_lag_ms_p50": t.get("loop_lag_ms_p50")})
     return rows
 
 
@@ -88,7 +95,9 @@ def speed_tables(d: Path) -> str:
     parts = []
     rows = []
     for machine, r in runs:
-        h = r["headline"]
+        h = r.get("headline")
+        if not h:
+            continue
         words = statistics.median(x["sot"]["skeleton_words_per_point"] for x in h["runs"])
         eager = (f"{ms(h['sot_eager_s'])} ({h['eager_speedup']:.2f}x)" if h.get("sot_eager_s") else "not run")
         rows.append([machine, SPEED_CODE[machine.lower()], host_text(r), ms(h["normal_s"]), ms(h["sot_s"]),
@@ -136,16 +145,24 @@ def speed_tables(d: Path) -> str:
                      "Poisson arrivals at 16/s per mode\n\n"
                      + table(["max_num_seqs / max_num_batched_tokens", "SoT ms", "normal ms", "speed-up",
                               "normal at 16/s", "SoT at 16/s", "auto at 16/s"], rows))
-    r15 = load(d, "speed_1.5b_d")
-    if r15 and r15.get("table4"):
-        rows = [[f"{t['rate']:g}", f"{t['offered_rate']:.2f}", t["mode"], t["arrivals"], f"{t['p50_s']:.2f}",
-                 f"{t['p99_s']:.2f}", f"{t['output_tokens_per_s']:.0f}", f"{t['sot_share']:.2f}",
-                 f"{t['itl_ratio_p50']:.2f} / {t['itl_ratio_max']:.2f}", t["waiting_max"]] for t in r15["table4"]]
-        steps = " ".join(f"B{x['batch']}={x['step_ms']:.2f}" for x in r15.get("steps", []))
-        parts.append("### Table 4 on the 1.5B shape (machine D, its own engine start after the sweep; 24 Poisson "
-                     f"arrivals per row; decode step ms: {steps})\n\n"
-                     + table(["rate asked /s", "offered /s", "mode", "answers", "p50 s", "p99 s", "output tokens/s",
-                              "share by SoT", "ITL ratio p50 / max", "waiting max"], rows))
+    rows = []
+    steps15 = []
+    for m in SPEED_MACHINES_15B:
+        r15 = load(d, f"speed_1.5b_{m}")
+        if not r15 or not r15.get("table4"):
+            continue
+        rows += [[m.upper(), SPEED_CODE[m], f"{t['rate']:g}", f"{t['offered_rate']:.2f}", t["mode"], t["arrivals"],
+                  f"{t['p50_s']:.2f}", f"{t['p99_s']:.2f}", f"{t['output_tokens_per_s']:.0f}", f"{t['sot_share']:.2f}",
+                  f"{t['itl_ratio_p50']:.2f} / {t['itl_ratio_max']:.2f}", t["waiting_max"], lag_text(t)]
+                 for t in r15["table4"]]
+        steps15.append(f"{m.upper()}: " + " ".join(f"B{x['batch']}={x['step_ms']:.2f}" for x in r15.get("steps", [])))
+    if rows:
+        parts.append("### Table 4 on the 1.5B shape (each machine's rows from its own engine start; 24 Poisson "
+                     "arrivals per row, 96 at 32/s and 160 at 64/s; decode step ms by batch, "
+                     + "; ".join(steps15) + ")\n\n"
+                     + table(["machine", "pipeline", "rate asked /s", "offered /s", "mode", "answers", "p50 s", "p99 s",
+                              "output tokens/s", "share by SoT", "ITL ratio p50 / max", "waiting max",
+                              "loop lag p50 / max ms"], rows))
     rows = []
     for machine, r in runs:
         for t in r.get("table4", []):
@@ -153,13 +170,21 @@ def speed_tables(d: Path) -> str:
                          f"{t['p50_s']:.2f}", f"{t['p99_s']:.2f}", f"{t['first_visible_p50_s']:.2f}",
                          f"{t['output_tokens_per_s']:.0f}", f"{t['sot_share']:.2f}",
                          f"{t['itl_ratio_p50']:.2f} / {t['itl_ratio_max']:.2f}", t["waiting_max"],
-                         f"{t['running_p50']:.0f}"])
+                         f"{t['running_p50']:.0f}", lag_text(t)])
     parts.append("### Table 4 (issue 13): Poisson arrivals, 7 x 80 tokens, 1500 context; each machine's rows from "
                  "one engine start, modes run back to back on the same arrivals\n\n"
                  + table(["machine", "rate asked /s", "offered /s (measured)", "mode", "answers", "p50 s", "p99 s",
                           "first visible p50 s", "output tokens/s", "share by SoT",
-                          "ITL ratio at arrival p50 / max", "waiting max", "running p50"], rows))
+                          "ITL ratio at arrival p50 / max", "waiting max", "running p50",
+                          "loop lag at arrival p50 / max ms"], rows))
     return "\n\n".join(parts)
+
+
+def lag_text(t: dict) -> str:
+    """The benchmark process's event-loop lag at the answers' arrivals (recorded from machine H on)."""
+    if t.get("loop_lag_ms_p50") is None:
+        return "not recorded"
+    return f"{t['loop_lag_ms_p50']:.1f} / {t['loop_lag_ms_max']:.0f}"
 
 
 def load(d: Path, name: str) -> dict[str, Any] | None:
@@ -368,7 +393,7 @@ def plots(d: Path, out: Path) -> list[str]:
         fig.tight_layout()
         fig.savefig(out / "gpu_speedup_vs_points.png", dpi=110)
         made.append("gpu_speedup_vs_points.png")
-    runs = speed_runs(d)
+    runs = [(m, r) for m, r in speed_runs(d) if m.lower() in PLOT_MACHINES]
     if runs:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
         colors = {"normal": "C0", "sot": "C1", "sot-eager": "C2", "auto": "C4"}
@@ -389,7 +414,7 @@ def plots(d: Path, out: Path) -> list[str]:
         ax1.set_ylabel("p50 latency (s)")
         ax2.set_ylabel("output tokens/s")
         fig.suptitle("issue 13: latency vs load, 7 points x 80 tokens, 1500 context, 7B shape, H200 "
-                     "(machines A-D)")
+                     f"(machines {', '.join(m for m, _ in runs)})")
         fig.tight_layout()
         fig.savefig(out / "gpu_latency_vs_load.png", dpi=110)
         made.append("gpu_latency_vs_load.png")
