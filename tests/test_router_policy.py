@@ -178,3 +178,27 @@ def test_loop_lag_levels_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SOTRAG_ROUTER__RESUME_LOOP_LAG_MS", "50")
     with pytest.raises(ValidationError, match="resume_loop_lag_ms must be <="):
         Settings()
+
+
+def test_metrics_export_the_policy_state_and_the_loop_lag() -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sotrag.app.serving.metrics import Metrics
+
+    def value(metrics: Metrics, name: str) -> float:
+        text = metrics.render()[0].decode()
+        return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+    metrics = Metrics(CollectorRegistry())
+    policy = LoadPolicy()
+    lag = FixedLag(0.0375)
+    router = SoTRouter(FixedClassifier(0.9), policy, loop_lag=lag)
+    assert router.route("q", load(10)).mode == "normal"  # 37.5 ms of loop lag: refused
+    metrics.refresh_router(router)
+    assert value(metrics, "sotrag_event_loop_lag_seconds") == pytest.approx(0.0375)
+    assert value(metrics, "sotrag_load_policy_refusing") == 1
+    lag.value = None  # not measured (auto has not run): the last reading stays
+    metrics.refresh_router(router)
+    assert value(metrics, "sotrag_event_loop_lag_seconds") == pytest.approx(0.0375)
+    metrics.refresh_router(None)  # no router configured: nothing to read, nothing breaks

@@ -82,6 +82,12 @@ class Metrics:
             "sotrag_engine_itl_ratio", "recent inter-token latency over the idle one (load policy signal)", registry=r
         )
         self.load_refusing = Gauge("sotrag_load_policy_refusing", "1 while the load policy refuses SoT", registry=r)
+        self.loop_lag = Gauge(
+            "sotrag_event_loop_lag_seconds",
+            "how late this process's event loop wakes a timer, median over 0.5 s (load policy signal; set once "
+            "auto mode has run)",
+            registry=r,
+        )
         self.ready = Gauge("sotrag_ready", "1 when the engine and the index are loaded", registry=r)
 
     def observe_answer(self, result: AnswerResult) -> None:
@@ -126,6 +132,16 @@ class Metrics:
             ratio = getattr(snap, "itl_ratio", None)
             if ratio is not None:
                 self.engine_itl_ratio.set(ratio)
+
+    def refresh_router(self, router: Any) -> None:
+        """Read auto mode's load-policy state now: whether it refuses SoT, and the event loop's lag."""
+        policy = getattr(router, "policy", None)
+        if policy is not None and hasattr(policy, "refusing"):
+            self.load_refusing.set(1 if policy.refusing else 0)
+        loop_lag = getattr(router, "loop_lag", None)
+        lag = loop_lag.lag_s() if loop_lag is not None else None
+        if lag is not None:
+            self.loop_lag.set(lag)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -277,9 +277,7 @@ class Service:
             self.unfinished_engine_requests if engine is not None else None,
             engine.load if engine is not None else None,
         )
-        policy = getattr(getattr(self.pipeline, "router", None), "policy", None)
-        if policy is not None and hasattr(policy, "refusing"):
-            self.metrics.load_refusing.set(1 if policy.refusing else 0)
+        self.metrics.refresh_router(getattr(self.pipeline, "router", None))
 
     # -- answers ----------------------------------------------------------------------------------------
 
