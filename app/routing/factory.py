@@ -9,6 +9,7 @@ from sotrag.app.routing.base import QuestionClassifier
 from sotrag.app.routing.classifier import TrainedRouter
 from sotrag.app.routing.llm_router import LLMRouter
 from sotrag.app.routing.load_policy import LoadPolicy
+from sotrag.app.routing.loop_lag import LOOP_LAG
 from sotrag.app.routing.router import SoTRouter
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def make_router(
         classifier = LLMRouter(engine)
     else:
         raise ValueError(f"unknown router kind {kind!r} (trained or llm)")
-    return SoTRouter(classifier, policy)
+    return SoTRouter(classifier, policy, loop_lag=LOOP_LAG)
 
 
 def policy_from_config(config: RouterConfig) -> LoadPolicy:

@@ -77,14 +77,17 @@ class LoadPolicy:
     def check(self, load: EngineLoad | None, loop_lag_s: float | None = None) -> LoadVerdict:
         """The verdict for one answer; ``loop_lag_s`` is this process's event-loop lag (None: not measured)."""
         lag = loop_lag_s
-        lagging = lag is not None and lag >= self.max_loop_lag_s
-        if load is None and not lagging:
-            return LoadVerdict(True, None, "load: unknown")
+        lag_over = (
+            f"loop lag {lag * 1e3:.0f} ms >= {self.max_loop_lag_s * 1e3:.0f} ms"
+            if lag is not None and lag >= self.max_loop_lag_s
+            else None
+        )
         if load is None:
-            assert lag is not None
+            if lag_over is None:
+                return LoadVerdict(True, None, "load: unknown")
             with self._lock:
                 self._refusing = True
-            return LoadVerdict(False, None, f"load: loop lag {lag * 1e3:.0f} ms >= {self.max_loop_lag_s * 1e3:.0f} ms")
+            return LoadVerdict(False, None, f"load: {lag_over}")
         capacity = max(load.max_num_seqs, 1)
         busy = load.running + load.waiting
         free = capacity - busy
@@ -105,9 +108,8 @@ class LoadPolicy:
             over.append(f"saturated, {busy}/{capacity} >= {self.max_busy_fraction:.0%}")
         if free < self.min_free_seqs:
             over.append(f"{free} free slots")
-        if lagging:
-            assert lag is not None
-            over.append(f"loop lag {lag * 1e3:.0f} ms >= {self.max_loop_lag_s * 1e3:.0f} ms")
+        if lag_over is not None:
+            over.append(lag_over)
         with self._lock:
             if over:
                 self._refusing = True

@@ -8,22 +8,26 @@ from __future__ import annotations
 from sotrag.app.engines.base import EngineLoad
 from sotrag.app.routing.base import QuestionClassifier, RouteDecision
 from sotrag.app.routing.load_policy import LoadPolicy
-from sotrag.app.routing.loop_lag import LOOP_LAG, LoopLag
+from sotrag.app.routing.loop_lag import LoopLag
 
 
 class SoTRouter:
-    """The ``Router`` for ``mode="auto"``: question type first, then engine load."""
+    """The ``Router`` for ``mode="auto"``: question type first, then engine load.
+
+    ``loop_lag``: the event-loop lag monitor the policy also reads (``make_router`` passes the process's
+    ``LOOP_LAG``); None: the engine's stats alone decide."""
 
     def __init__(
         self, classifier: QuestionClassifier, policy: LoadPolicy | None = None, loop_lag: LoopLag | None = None
     ) -> None:
         self.classifier = classifier
         self.policy = policy or LoadPolicy()
-        self.loop_lag = loop_lag or LOOP_LAG  # the process's one monitor; the pipeline starts it
+        self.loop_lag = loop_lag
 
     def watch_loop(self) -> None:
         """Measure the running event loop's lag (called by the pipeline from inside the loop)."""
-        self.loop_lag.watch()
+        if self.loop_lag is not None:
+            self.loop_lag.watch()
 
     def route(self, question: str, load: EngineLoad | None) -> RouteDecision:
         p = self.classifier.probability(question)
@@ -33,7 +37,7 @@ class SoTRouter:
         name = self.classifier.name
         suits = p >= self.classifier.threshold
         kind = "list-like" if suits else "not list-like"
-        verdict = self.policy.check(load, self.loop_lag.lag_s())
+        verdict = self.policy.check(load, self.loop_lag.lag_s() if self.loop_lag is not None else None)
         reason = f"{name}: {kind}, p={p:.2f}; {verdict.text}"
         if not suits:
             return RouteDecision("normal", reason, probability=p, cause="question")

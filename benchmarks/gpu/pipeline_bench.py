@@ -422,7 +422,7 @@ def load_router(spec: str | None) -> Any:
     from sotrag.app.routing.factory import policy_from_config
     from sotrag.app.routing.router import SoTRouter
 
-    return SoTRouter(PrecomputedClassifier(spec), policy_from_config(Settings().router))
+    return SoTRouter(PrecomputedClassifier(spec), policy_from_config(Settings().router), loop_lag=LOOP_LAG)
 
 
 async def main_async(a: argparse.Namespace) -> None:
