@@ -38,7 +38,7 @@ offered rate says so.
 
 Parts (``--parts``): headline (7 x 80 x 1500, SoT and eager SoT vs normal vs the same shapes driven directly
 through the engine), table1 (points x tokens/point x context), table2 (Vicuna-80 questions, 7 points), table4
-(Poisson arrivals, modes from ``--load-modes``: normal, sot, sot-eager, plus auto with ``--router``),
+(Poisson arrivals, modes from ``--load-modes``: normal, sot, sot-eager, auto-nolag, plus auto with ``--router``),
 headline-no-content-cache (the headline with VLLMEngine's content cache swapped for a fresh encode of every
 content: a benchmark-only A/B of that one change), sweep (engine limits: for each of ``--sweep``'s
 max_num_seqs:max_num_batched_tokens, a fresh engine, 2 headline reps and table4 at ``--sweep-rates``), nocache
@@ -253,9 +253,10 @@ def load_snapshot(engine: Any) -> dict:
 async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: str, rate: float, arrivals: int,
                     points: int, tpp: int, ctx: int, seed: int, router: Any = None) -> dict:
     """Poisson arrivals at ``rate`` per second, ``arrivals`` answers; latency and output tokens/s.
-    ``mode``: normal, sot, sot-eager (SoT with eager expansion) or auto (``router``)."""
+    ``mode``: normal, sot, sot-eager (SoT with eager expansion), auto (``router``) or auto-nolag (the same
+    router without the loop-lag signal)."""
     eager = mode == "sot-eager"
-    pipe_mode = "sot" if eager else mode
+    pipe_mode = "sot" if eager else "auto" if mode == "auto-nolag" else mode
     settings = settings_for(points, tpp, vocab, eager=eager)
     gaps = arrival_gaps(rate, arrivals, seed)
     ctx_vocab = Vocabulary(vocab.tokenizer, seed=int(seed + 1000 * rate))  # the same passages for every mode
@@ -413,16 +414,19 @@ class PrecomputedClassifier:
         return self.probs[question]
 
 
-def load_router(spec: str | None) -> Any:
+def load_router(spec: str | None, loop_lag: bool = True) -> Any:
     """A JSON from ``router_probs.py``: the real ``SoTRouter`` + ``LoadPolicy`` (``Settings().router``, so
     ``SOTRAG_ROUTER__*`` variables set its thresholds) over
-    precomputed question probabilities; None: no router."""
+    precomputed question probabilities; None: no router. ``loop_lag=False`` (mode ``auto-nolag``): the router
+    a server gets without the loop-lag monitor (``SoTRouter(..., loop_lag=None)``: vLLM's stats alone), for an
+    A/B of that signal in one engine start."""
     if not spec:
         return None
     from sotrag.app.routing.factory import policy_from_config
     from sotrag.app.routing.router import SoTRouter
 
-    return SoTRouter(PrecomputedClassifier(spec), policy_from_config(Settings().router), loop_lag=LOOP_LAG)
+    monitor = LOOP_LAG if loop_lag else None
+    return SoTRouter(PrecomputedClassifier(spec), policy_from_config(Settings().router), loop_lag=monitor)
 
 
 async def main_async(a: argparse.Namespace) -> None:
@@ -589,6 +593,8 @@ async def table4(a: argparse.Namespace, engine: Any, vocab: Vocabulary, question
     """Poisson load: every mode at each rate, on the same arrivals; modes interleaved within a rate.
     ``sot-eager`` runs only at ``--eager-rates``. Rows go into ``rows`` (saved after each)."""
     mode_list = [m for m in modes.split(",") if m] + (["auto"] if a.router else [])
+    if "auto-nolag" in mode_list and not a.router:
+        raise SystemExit("--load-modes auto-nolag needs --router")
     eager_rates = {float(r) for r in a.eager_rates.split(",") if r}
     arrivals_at = rate_arrivals(a.rate_arrivals)
     for rate in [float(r) for r in rates.split(",")]:
@@ -597,7 +603,8 @@ async def table4(a: argparse.Namespace, engine: Any, vocab: Vocabulary, question
                 continue
             r = await load_test(engine, vocab, questions, mode, rate, arrivals_at.get(rate, a.arrivals), 7, 80,
                                 1500, seed=a.seed,
-                                router=load_router(a.router) if mode == "auto" else None)  # fresh state
+                                router=load_router(a.router, loop_lag=mode == "auto")
+                                if mode in ("auto", "auto-nolag") else None)  # fresh state
             rows.append(r)
             save()
             print(f"[{label}] t4 rate={rate:>5} (offered {r['offered_rate']:.2f}) {mode:>9}: p50 {r['p50_s']:.2f}s "
