@@ -24,7 +24,7 @@ SUPERSEDED = ("superseded by issue 13: guided skeleton, a 37,483-id sampling set
 # issue 13 runs: one file per machine start, named gpu_speed_7b_<machine>.json
 SPEED_MACHINES = ("a", "b", "c", "d", "e", "f", "g", "h")
 # the 1.5B shape's table 4, one file per machine start: gpu_speed_1.5b_<machine>.json
-SPEED_MACHINES_15B = ("d", "g", "h")
+SPEED_MACHINES_15B = ("d", "g", "h", "i", "i2")
 # machine starts with today's pipeline: the only ones in the latency-vs-load plot
 PLOT_MACHINES = ("f", "g", "h")
 # what the pipeline did differently on each machine start (the later runs add to the earlier ones)
@@ -37,6 +37,9 @@ SPEED_CODE = {
     "f": "token ids + content cache; benchmark lines of ~3 words",
     "g": "token ids + content cache; benchmark lines of ~3 words",
     "h": "as G, plus the event-loop lag in the load policy",
+    "i": "as H; each row's clock starts after the lag window (no context building in it); auto-nolag: the same "
+         "router without the loop-lag signal",
+    "i2": "machine I again, a second engine start on it, arrival seed 1",
 }
 
 
