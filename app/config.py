@@ -134,6 +134,14 @@ class SamplingConfig(BaseModel):
     normal_min_tokens: int = Field(default=0, ge=0)
     ignore_eos: bool = False
     allowed_token_ids: list[int] | None = None
+    stream_interval: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="tokens per streamed delta of each point and of a normal answer (vLLM's stream_interval, per "
+        "request): fewer deltas for this process's event loop, and for an OpenAI server fewer SSE chunks to parse. "
+        "The skeleton always streams every token (the pipeline acts on its lines as they end). 1: every token",
+    )
 
 
 class SoTConfig(BaseModel):

@@ -465,7 +465,10 @@ class _Answer:
             extra_passages=extra,
         )
         stops = ("\n\n", *(f"\n{j}." for j in range(1, self.sot.max_points + 2)))
-        options = self._options(self.sampling.point_max_tokens, min_tokens=self.sampling.point_min_tokens, stop=stops)
+        s = self.sampling
+        options = self._options(
+            s.point_max_tokens, min_tokens=s.point_min_tokens, stop=stops, stream_interval=s.stream_interval
+        )
         whole = await encode_chat_async(self.engine, messages, continue_final_message=True)
         continued = continue_skeleton(whole, len(skeleton_messages) - len(messages), skeleton_text, skeleton_ids)
         prompt, ids = continued or (whole.text, whole.token_ids)
@@ -499,7 +502,9 @@ class _Answer:
     async def _normal(self) -> AsyncIterator[Event]:
         s = self.sampling
         messages = prompts.normal_messages(self.question, self.passages, self.history)
-        options = self._options(s.normal_max_tokens, min_tokens=s.normal_min_tokens)
+        options = self._options(
+            s.normal_max_tokens, min_tokens=s.normal_min_tokens, stream_interval=s.stream_interval
+        )
         request = await self._chat_request("normal", messages, options)
         self.normal = RequestTrace(start_s=self.now())
         async for delta in self._generate(request, self.normal):
@@ -548,7 +553,13 @@ class _Answer:
         return GenerationRequest(self._request_id(stage), prompt.text, options, prompt_token_ids=prompt.token_ids)
 
     def _options(
-        self, max_tokens: int, *, min_tokens: int = 0, stop: tuple[str, ...] = (), regex: str | None = None
+        self,
+        max_tokens: int,
+        *,
+        min_tokens: int = 0,
+        stop: tuple[str, ...] = (),
+        regex: str | None = None,
+        stream_interval: int = 1,
     ) -> SamplingOptions:
         s = self.sampling
         return SamplingOptions(
@@ -562,6 +573,7 @@ class _Answer:
             regex=regex,
             ignore_eos=s.ignore_eos,
             allowed_token_ids=tuple(s.allowed_token_ids) if s.allowed_token_ids else None,
+            stream_interval=stream_interval,
         )
 
     def _request_id(self, stage: str) -> str:

@@ -258,3 +258,46 @@ async def test_per_point_retrieval_appends_after_the_shared_prefix(engine: VLLME
         assert '<passage n="2" source="light.md">' in tail and '<passage n="3" source="sport.md">' in tail
     shared_tokens = result.stats.prompt_tokens.skeleton // TEST_BLOCK_SIZE * TEST_BLOCK_SIZE
     assert all(p.cached_prompt_tokens >= shared_tokens for p in result.points)
+
+
+class DeltaRecordingEngine(RecordingEngine):
+    """The real engine, plus every delta's token count, per request."""
+
+    def __init__(self, inner: VLLMEngine) -> None:
+        super().__init__(inner)
+        self.deltas: dict[str, list[int]] = {}
+
+    async def _recorded(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        async for delta in self.inner.generate(request):
+            self.deltas.setdefault(request.request_id, []).append(delta.new_tokens)
+            yield delta
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.requests.append(request)
+        return self._recorded(request)
+
+
+async def test_stream_interval_coalesces_point_and_normal_deltas_not_the_skeleton(engine: VLLMEngine) -> None:
+    """``sampling.stream_interval`` = 4: vLLM sends each point's and a normal answer's tokens 4 to a delta
+    (fewer deltas for the event loop to handle), the skeleton still token by token (its lines are acted on as
+    they end); no token is lost."""
+    n, interval = 16, 4
+    sampling = SAMPLING.model_copy(update={"point_max_tokens": n, "point_min_tokens": n, "normal_max_tokens": n,
+                                           "normal_min_tokens": n, "stream_interval": interval})
+    recording = DeltaRecordingEngine(engine)
+    pipeline = SoTPipeline(recording, Settings(sampling=sampling, sot=sot(3)))  # type: ignore[arg-type]
+    _, result = await collect(pipeline)
+    _, normal = await collect(pipeline, mode="normal")
+    assert result.mode == "sot" and [p.tokens for p in result.points] == [n] * 3 and normal.stats.tokens == n
+    by_stage: dict[str, list[list[int]]] = {}
+    for rid, sizes in recording.deltas.items():
+        by_stage.setdefault(rid.rsplit("-", 1)[-1].rstrip("0123456789"), []).append([s for s in sizes if s])
+    assert sorted(by_stage) == ["normal", "point", "skeleton"], recording.deltas
+    assert all(max(sizes) == 1 for sizes in by_stage["skeleton"]), by_stage["skeleton"]
+    for sizes in by_stage["point"] + by_stage["normal"]:
+        # The first token comes at once, then deltas of `interval`, then the rest at the end.
+        assert sum(sizes) == n and max(sizes) == interval and len(sizes) <= 2 + n // interval, sizes
+    # Each request's options carry it: the points' and the normal answer's, not the skeleton's.
+    intervals = {r.request_id.rsplit("-", 1)[-1].rstrip("0123456789"): r.sampling.stream_interval
+                 for r in recording.requests}
+    assert intervals == {"skeleton": 1, "point": interval, "normal": interval}

@@ -329,11 +329,14 @@ class HTTPTap:
         self.reported: dict[str, list[int]] = {}
         self.generated: dict[str, list[int]] = {}
         self.finish: dict[str, str] = {}
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.chunks: dict[str, list[int]] = {}  # per request: the generated ids each SSE chunk carried
 
     @contextlib.asynccontextmanager
     async def stream(self, method: str, url: str, *, json: dict[str, Any], **kw: Any) -> AsyncIterator[Any]:
         rid = json["request_id"]
         self.sent[rid] = list(json["prompt"])
+        self.bodies[rid] = json
         async with self.inner(method, url, json=json, **kw) as resp:
             lines = resp.aiter_lines
 
@@ -344,6 +347,7 @@ class HTTPTap:
                         if choice.get("prompt_token_ids") is not None:
                             self.reported.setdefault(rid, list(choice["prompt_token_ids"]))
                         self.generated.setdefault(rid, []).extend(choice.get("token_ids") or [])
+                        self.chunks.setdefault(rid, []).append(len(choice.get("token_ids") or []))
                         if choice.get("finish_reason"):
                             self.finish[rid] = choice["finish_reason"]
                     yield line
@@ -353,6 +357,35 @@ class HTTPTap:
 
     def stage(self, name: str) -> list[str]:
         return sorted(rid for rid in self.sent if rid.split("-", 2)[-1].startswith(name))
+
+
+async def test_stream_interval_reaches_the_server_for_points_and_normal_answers_only(
+    remote: RemoteEngine, servers: list[VLLMServer], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sampling.stream_interval``: the points and a normal answer ask the server for N tokens a chunk (vLLM's
+    per-request ``stream_interval``), and the server sends them so (checked on the chunks it sent); the skeleton
+    still comes token by token. Every token is still there: the points have their full length."""
+    settings = _settings(servers, tiny_model_dir)
+    n, interval = 16, 4
+    settings = settings.model_copy(update={"sampling": settings.sampling.model_copy(
+        update={"stream_interval": interval, "point_max_tokens": n, "point_min_tokens": n,
+                "normal_max_tokens": n, "normal_min_tokens": n})})
+    tap = HTTPTap(remote)
+    monkeypatch.setattr(remote._client, "stream", tap.stream)
+    pipeline = SoTPipeline(remote, settings)
+    result = await pipeline.run(QUESTION, mode="sot")
+    normal = await pipeline.run(QUESTION, mode="normal")
+    monkeypatch.undo()
+    assert result.mode == "sot" and [p.tokens for p in result.points] == [n] * 3 and normal.stats.tokens == n
+    skeleton, points, answer = tap.stage("skeleton"), tap.stage("point"), tap.stage("normal")
+    assert len(skeleton) == 1 and len(points) == 3 and len(answer) == 1, tap.sent
+    assert "stream_interval" not in tap.bodies[skeleton[0]]
+    assert max(tap.chunks[skeleton[0]]) == 1, tap.chunks[skeleton[0]]  # token by token
+    for rid in points + answer:
+        assert tap.bodies[rid]["stream_interval"] == interval
+        sizes = [c for c in tap.chunks[rid] if c]
+        # The first token comes at once, then chunks of `interval`, then the rest at the end.
+        assert sum(sizes) == n and max(sizes) == interval and len(sizes) <= 2 + n // interval, (rid, sizes)
 
 
 async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(

@@ -35,6 +35,7 @@ class SamplingOptions:
     min_tokens: int = 0
     ignore_eos: bool = False
     allowed_token_ids: tuple[int, ...] | None = None
+    stream_interval: int = 1  # tokens per streamed delta (the first and the last come at once)
 
 
 @dataclass(frozen=True)

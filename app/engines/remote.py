@@ -519,6 +519,8 @@ class RemoteEngine:
             body["ignore_eos"] = True
         if s.allowed_token_ids:
             body["allowed_token_ids"] = list(s.allowed_token_ids)
+        if s.stream_interval > 1:  # fewer SSE chunks to read (vLLM >= 0.32; an older server ignores the field)
+            body["stream_interval"] = s.stream_interval
         up = self._pool.healthy()
         if up and all(srv.features.get("token_ids") for srv in up):
             body["return_token_ids"] = True

@@ -12,6 +12,8 @@ chat template makes special tokens, or given by the caller (a point continuing t
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import statistics
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -29,6 +31,8 @@ from sotrag.app.engines.base import (
     GenerationRequest,
 )
 from sotrag.app.engines.model_source import resolve_model
+
+log = logging.getLogger("sotrag.engine.vllm")
 
 
 class _SchedulerSnapshot:
@@ -109,6 +113,26 @@ def engine_kwargs(config: EngineConfig, model_path: str) -> dict[str, Any]:
         "disable_log_stats": False,  # our scheduler-stats tap needs stats
         **config.extra,
     }
+
+
+def _stream_interval(params_cls: Any, interval: int) -> dict[str, Any]:
+    """``SamplingParams(stream_interval=...)`` where this vLLM takes it per request (0.32 does; 0.24, the GPU
+    recipe, has only the engine argument of that name: ``engine.extra={"stream_interval": N}``, for every
+    request, skeleton included)."""
+    if interval <= 1:
+        return {}
+    if "stream_interval" not in getattr(params_cls, "__struct_fields__", ()):
+        _warn_no_stream_interval()
+        return {}
+    return {"stream_interval": interval}
+
+
+@functools.cache
+def _warn_no_stream_interval() -> None:
+    log.warning(
+        "this vLLM has no per-request stream_interval: sampling.stream_interval is ignored (set the engine "
+        "argument instead: SOTRAG_ENGINE__EXTRA='{\"stream_interval\": N}')"
+    )
 
 
 class VLLMEngine:
@@ -211,6 +235,7 @@ class VLLMEngine:
             allowed_token_ids=list(s.allowed_token_ids) if s.allowed_token_ids else None,
             structured_outputs=StructuredOutputsParams(regex=s.regex) if s.regex else None,
             output_kind=RequestOutputKind.DELTA,
+            **_stream_interval(SamplingParams, s.stream_interval),
         )
         finished = False
         try:
