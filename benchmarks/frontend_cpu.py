@@ -11,8 +11,8 @@ Which costs the loop less per answer is what this measures, on the same answers,
 ``sampling.stream_interval`` (N tokens a delta for points and normal answers) saves on each.
 
 Both engines run the tests' tiny random-weight model (built here) on real vLLM on this CPU: the in-process
-engine with the tests' settings (``tests/conftest.py``), the remote one against ``python -m
-vllm.entrypoints.openai.api_server`` started here with the same model. Answers go one after another (nothing
+engine with the tests' settings (``tests/conftest.py``), the remote one against the tests' vLLM OpenAI
+server (``tests/vllm_servers.py``), started here with the same model. Answers go one after another (nothing
 else runs in this process), each with fixed lengths: a guided skeleton of ``--points`` points, then
 ``--point-tokens`` tokens per point (min = max tokens), or ``points x point-tokens`` tokens for a normal answer.
 
@@ -26,39 +26,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from conftest import TEST_BLOCK_SIZE, tiny_engine_config  # the tests' engine settings: small KV cache, eager
-from tiny_model import build_tiny_model
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: its tests' helpers
 
 from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines.remote import RemoteEngine
 from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.pipeline import SoTPipeline
+from tests.conftest import tiny_engine_config  # the tests' engine settings: small KV cache, eager
+from tests.tiny_model import build_tiny_model, plain_token_ids
+from tests.vllm_servers import run_vllm_servers  # the tests' OpenAI server: same model, small KV cache, eager
 
 QUESTION = "What are tips to sleep better?"
-
-
-def plain_ids(model_dir: Path) -> list[int]:
-    """Every id but the special ones: a point then never ends early on an EOS, and its length is fixed."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
-    return [i for i in range(len(tok)) if i not in special]
 
 
 def settings_for(a: argparse.Namespace, engine: EngineConfig, allowed: list[int], interval: int = 1) -> Settings:
@@ -127,41 +114,6 @@ async def run_engine(
     return rows
 
 
-@contextlib.contextmanager
-def vllm_server(model_dir: Path, workdir: Path, port: int) -> Iterator[str]:
-    """A vLLM OpenAI server on loopback with the tests' engine settings; yields its /v1 URL."""
-    import httpx
-
-    cfg = tiny_engine_config(model_dir)
-    args = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--host", "127.0.0.1",
-        "--port", str(port), "--enforce-eager", "--max-model-len", str(cfg.max_model_len), "--max-num-seqs",
-        str(cfg.max_num_seqs), "--block-size", str(TEST_BLOCK_SIZE), "--seed", "0", "--dtype", "float32",
-        "--kv-cache-memory-bytes", str(int((cfg.kv_cache_gib or 0.5) * 2**30)), "--enable-prompt-tokens-details",
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
-    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
-    log = (workdir / "vllm-server.log").open("wb")
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 420
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"the vLLM server exited with {proc.returncode}; see {workdir / 'vllm-server.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).status_code == 200:
-                    break
-            time.sleep(1.0)
-        else:
-            raise SystemExit("the vLLM server did not come up in 420 s")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
-
-
 async def run_inprocess(a: argparse.Namespace, model_dir: Path, allowed: list[int]) -> list[dict[str, Any]]:
     cfg = tiny_engine_config(model_dir)
     engine = await VLLMEngine.create(cfg)
@@ -172,20 +124,12 @@ async def run_inprocess(a: argparse.Namespace, model_dir: Path, allowed: list[in
 
 
 async def run_remote(a: argparse.Namespace, model_dir: Path, url: str, allowed: list[int]) -> list[dict[str, Any]]:
-    cfg = EngineConfig(urls=[url], model=str(model_dir), max_num_seqs=tiny_engine_config(model_dir).max_num_seqs)
+    cfg = EngineConfig(urls=[url], model=str(model_dir), max_num_seqs=16)  # the test server's --max-num-seqs
     engine = await RemoteEngine.create(cfg)
     try:
         return await run_engine(a, "remote", engine, cfg, allowed)
     finally:
         await engine.aclose()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -202,11 +146,11 @@ def main() -> None:
     workdir = Path(a.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir = build_tiny_model(workdir / "tiny")
-    allowed = plain_ids(model_dir)
+    allowed = plain_token_ids(model_dir)  # no EOS, no role marker: every answer has its fixed length
     rows = asyncio.run(run_inprocess(a, model_dir, allowed))  # first, alone: no server on the cores
     if not a.no_remote:
-        with vllm_server(model_dir, workdir, free_port()) as url:
-            rows += asyncio.run(run_remote(a, model_dir, url, allowed))
+        with run_vllm_servers(model_dir, workdir, count=1) as (server,):
+            rows += asyncio.run(run_remote(a, model_dir, server.url, allowed))
     res = {
         "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                  "cpu_model": next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import json
 import json as jsonlib
 import os
@@ -33,6 +32,7 @@ from sotrag.app.events import AnswerDone, PointDelta, SkeletonDelta
 from sotrag.app.pipeline import SoTPipeline
 from tests.serving import ServerProcess, free_port, run_server, server_env
 from tests.test_server import sse_events
+from tests.tiny_model import plain_token_ids
 from tests.vllm_servers import MAX_MODEL_LEN, VLLMServer, run_vllm_servers
 
 pytestmark = pytest.mark.engine
@@ -47,15 +47,6 @@ def servers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         yield started
 
 
-@functools.cache
-def _plain_token_ids(model_dir: Path) -> list[int]:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
-    return [i for i in range(len(tok)) if i not in special]
-
-
 def _settings(servers: list[VLLMServer], model_dir: Path) -> Settings:
     return Settings(
         engine=EngineConfig(
@@ -66,7 +57,7 @@ def _settings(servers: list[VLLMServer], model_dir: Path) -> Settings:
         # no text until they end, and the tests below act on the first point text.
         sampling=SamplingConfig(
             temperature=1.0, seed=3, skeleton_max_tokens=512, point_max_tokens=16,
-            allowed_token_ids=_plain_token_ids(model_dir),
+            allowed_token_ids=plain_token_ids(model_dir),
         ),
         # Guided from the start: one skeleton request an answer, so the per-server request counts are exact (the
         # random model's unguided skeleton would take a guided retry; that path is tested in-process).

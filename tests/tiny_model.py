@@ -11,6 +11,7 @@ Usage: ``python tests/tiny_model.py OUT_DIR`` or ``build_tiny_model(path)``.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -96,6 +97,19 @@ def build_tiny_model(out_dir: str | Path, *, vocab_size: int = 1024, seed: int =
     gen = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     (out / "generation_config.json").write_text(json.dumps(gen))
     return out
+
+
+@functools.cache
+def plain_token_ids(model_dir: Path) -> list[int]:
+    """Every id of the model's tokenizer but the special ones: sampled only from these, the random model never
+    ends a request early on an EOS nor writes a role marker, so a request's length is what it asks for."""
+    from transformers import AutoTokenizer
+
+    from sotrag.app.engines.chat_ids import special_token_ids
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    special = special_token_ids(tok)
+    return [i for i in range(len(tok)) if i not in special]
 
 
 if __name__ == "__main__":

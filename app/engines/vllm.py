@@ -115,24 +115,24 @@ def engine_kwargs(config: EngineConfig, model_path: str) -> dict[str, Any]:
     }
 
 
-def _stream_interval(params_cls: Any, interval: int) -> dict[str, Any]:
-    """``SamplingParams(stream_interval=...)`` where this vLLM takes it per request (0.32 does; 0.24, the GPU
-    recipe, has only the engine argument of that name: ``engine.extra={"stream_interval": N}``, for every
-    request, skeleton included)."""
-    if interval <= 1:
-        return {}
-    if "stream_interval" not in getattr(params_cls, "__struct_fields__", ()):
-        _warn_no_stream_interval()
-        return {}
-    return {"stream_interval": interval}
+def _stream_interval(interval: int) -> dict[str, Any]:
+    """``SamplingParams`` keywords for ``interval`` tokens a delta (none for 1, or where vLLM lacks it)."""
+    return {"stream_interval": interval} if interval > 1 and _per_request_stream_interval() else {}
 
 
 @functools.cache
-def _warn_no_stream_interval() -> None:
+def _per_request_stream_interval() -> bool:
+    """Whether this vLLM takes ``SamplingParams(stream_interval=...)`` (0.32 does). 0.24, the GPU recipe, has
+    only the engine argument of that name, for every request, skeleton included: said once, when asked for."""
+    from vllm import SamplingParams
+
+    if "stream_interval" in getattr(SamplingParams, "__struct_fields__", ()):
+        return True
     log.warning(
         "this vLLM has no per-request stream_interval: sampling.stream_interval is ignored (set the engine "
         "argument instead: SOTRAG_ENGINE__EXTRA='{\"stream_interval\": N}')"
     )
+    return False
 
 
 class VLLMEngine:
@@ -235,7 +235,7 @@ class VLLMEngine:
             allowed_token_ids=list(s.allowed_token_ids) if s.allowed_token_ids else None,
             structured_outputs=StructuredOutputsParams(regex=s.regex) if s.regex else None,
             output_kind=RequestOutputKind.DELTA,
-            **_stream_interval(SamplingParams, s.stream_interval),
+            **_stream_interval(s.stream_interval),
         )
         finished = False
         try:
