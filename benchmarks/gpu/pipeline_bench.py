@@ -64,6 +64,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_shapes as es
+import request_tap
 
 from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
 from sotrag.app.events import AnswerDelta, AnswerDone, PointDelta, SkeletonDelta
@@ -74,6 +75,8 @@ from sotrag.retrieval.types import Passage
 DEFAULT_QUESTION = "What are the most effective ways to make a web API respond faster?"
 EAGER = False  # --eager: SoTConfig.eager, each point starts as soon as its skeleton line is complete
 WORD = re.compile(r"^ [A-Za-z]{2,12}$")  # one whole, space-led word: one token per skeleton word
+TAP: request_tap.RequestTap | None = None  # --trace: vLLM's per-request timestamps (a read-only pass-through)
+GC = request_tap.GCPauses()  # this process's garbage collections, for every row
 
 
 class FixedRetriever:
@@ -157,6 +160,7 @@ async def answer(engine: Any, vocab: Vocabulary, question: str, mode: str, point
     wall = time.perf_counter() - t0
     assert result is not None
     st = result.stats
+    traced = {"requests": TAP.between(t0, t0 + wall)} if TAP is not None else {}
     visible = [firsts[k] for k in (SkeletonDelta.__name__, PointDelta.__name__, AnswerDelta.__name__) if k in firsts]
     answer_first = [firsts[k] for k in (PointDelta.__name__, AnswerDelta.__name__) if k in firsts]
     return {
@@ -178,6 +182,7 @@ async def answer(engine: Any, vocab: Vocabulary, question: str, mode: str, point
         "skeleton_lines_tokens": (st.skeleton_tokens / st.num_points) if st.num_points else None,
         "skeleton_words_per_point": (statistics.fmean(len(p.title.split()) for p in result.points)
                                      if result.points else None),
+        "gc": GC.between(t0, t0 + wall), **traced,
     }
 
 
@@ -199,8 +204,11 @@ async def direct_same_shape(llm: Any, p: es.Prompts, n: dict, s: dict) -> dict |
         print(f"SoT fell back ({s['fallback_reason']}); skeleton: {s['skeleton']!r}", flush=True)
         return None
     dn = await es.normal_exact(llm, p, n["prompt_tokens"]["normal"], n["tokens"])
+    t0 = time.perf_counter()
     ds = await es.sot_exact(llm, p, s["prompt_tokens"]["skeleton"], s["skeleton_tokens"], s["point_prompt_tokens"],
                             s["tokens_per_point"])
+    if TAP is not None:
+        ds["requests"] = TAP.between(t0, time.perf_counter())
     return {"normal": dn, "sot": ds}
 
 
@@ -312,6 +320,7 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
         "skeleton_tokens_p50": statistics.median(r["skeleton_tokens"] for r in rows),
         "fallbacks": sum(bool(r["fallback"]) for r in rows),
         "latencies": [r["latency_s"] for r in rows],
+        "gc": GC.between(t_start, t_end),
         "route_reasons": [r["route_reason"] for r in rows],
         "loads": [r["load"] for r in rows],
     }
@@ -453,6 +462,9 @@ async def main_async(a: argparse.Namespace) -> None:
         res["allowed_token_ids"] = len(vocab.allowed)
         print(f"[{a.label}] engine up in {res['engine_start_s']:.1f}s; {len(vocab.allowed)} allowed ids", flush=True)
         llm = engine._llm  # the same AsyncLLM, for the engine-direct reference
+        if a.trace:
+            global TAP
+            TAP = request_tap.RequestTap(llm)
         es.ALLOWED_TOKEN_IDS = vocab.allowed  # the direct runs sample like the pipeline's
         try:
             # warm-up (regex compilation paths, CUDA graphs at several batch sizes)
@@ -574,6 +586,11 @@ async def headline(a: argparse.Namespace, engine: Any, vocab: Vocabulary, questi
             pr["sot_eager"] = await answer(engine, vocab, q, "sot", 7, 80, 1500, eager=True)
             pr["eager_speedup"] = pr["normal"]["wall_s"] / pr["sot_eager"]["wall_s"]
         runs.append(pr)
+        if TAP is not None and pr["direct"]:
+            pr["trace"] = {"pipeline": request_tap.split(pr["sot"]["requests"], lambda rid: "skeleton" in rid),
+                           "direct": request_tap.split(pr["direct"]["sot"]["requests"], _direct_skeleton(pr))}
+            print(f"[{a.label}] trace rep {i}: {_trace_line(pr['trace']['pipeline'])} || direct: "
+                  f"{_trace_line(pr['trace']['direct'])} || gc {pr['sot']['gc']}", flush=True)
         d = pr["direct"] or {"normal": {"total_s": math.nan}, "sot": {"total_s": math.nan}}
         eag = f" eager {pr['sot_eager']['wall_s']*1e3:.0f}" if eager else ""
         print(f"[{a.label}] headline rep {i}: pipeline normal {pr['normal']['wall_s']*1e3:.0f} sot "
@@ -612,6 +629,24 @@ async def table4(a: argparse.Namespace, engine: Any, vocab: Vocabulary, question
                   f" sot_share={r['sot_share']:.2f} itl x{r['itl_ratio_p50'] or 0:.2f}/x{r['itl_ratio_max'] or 0:.2f}"
                   f" waiting<={r['waiting_max']} run~{r['running_p50']:.0f} skel~{r['skeleton_tokens_p50']:.0f}"
                   f" fb={r['fallbacks']} lag~{r['loop_lag_ms_p50']:.1f}/{r['loop_lag_ms_max']:.0f}ms", flush=True)
+
+
+def _direct_skeleton(pr: dict) -> Any:
+    """The engine-direct answer's skeleton: its first request (``sot_exact`` sends it before the points)."""
+    requests = pr["direct"]["sot"]["requests"]
+    first = min(requests, key=lambda rid: requests[rid]["call"]) if requests else None
+    return lambda rid: rid == first
+
+
+def _trace_line(t: dict) -> str:
+    """ms from the answer's start: the skeleton's last output, then the points' stages (min/median/max)."""
+    sk = t["skeleton"] or {}
+    parts = [f"skel call {sk.get('call', math.nan):.0f} last {sk.get('last_recv', math.nan):.0f}"]
+    for stage in request_tap.STAGES[:-1]:
+        if f"points_{stage}_median" in t:
+            parts.append(f"{stage.removesuffix('_ts')} {t[f'points_{stage}_min']:.0f}/"
+                         f"{t[f'points_{stage}_median']:.0f}/{t[f'points_{stage}_max']:.0f}")
+    return " ".join(parts)
 
 
 def summarize_headline(runs: list[dict], steps: dict[int, float]) -> dict:
@@ -671,6 +706,8 @@ def main() -> None:
     ap.add_argument("--sweep-rates", default="16")
     ap.add_argument("--table1-contexts", default="0,1500,4000")
     ap.add_argument("--no-eager", action="store_true", help="headline without the eager SoT run")
+    ap.add_argument("--trace", action="store_true", help="headline: vLLM's per-request timestamps for the pipeline's "
+                    "and the engine-direct SoT answers (benchmark/gpu/request_tap.py, a read-only pass-through)")
     ap.add_argument("--gpu-mem", type=float, default=0.85)
     ap.add_argument("--attention-backend", default="FLASH_ATTN")
     ap.add_argument("--quantization", default=None)
