@@ -107,6 +107,7 @@ class _Point:
     index: int
     title: str
     trace: RequestTrace
+    skeleton_ids: _SkeletonIds
     skeleton_prefix_tokens: int = 0  # prompt tokens continued from the skeleton request's own ids
 
 
@@ -348,9 +349,19 @@ class _Answer:
             return
         yield SkeletonDone(points=titles)
 
-        # Stage 2: every remaining point at once; the engine batches them.
-        for title in titles[len(self.points) :]:
-            yield self._start_point(title, parser.text, skeleton_messages)
+        # Stage 2: every remaining point at once. All their requests are built first and then handed to the
+        # engine together: points that reach vLLM one by one are prefilled in separate steps (the first one
+        # alone), which put an extra prefill step between the skeleton and the answer (docs/BENCHMARKS.md,
+        # "the points' hand-over").
+        batch = [self._new_point(title) for title in titles[len(self.points) :]]
+        requests = await asyncio.gather(*(self._prepare(point, parser.text, skeleton_messages) for point in batch))
+        # every task is created before the first event goes out: a consumer that awaits on an event (a server
+        # writing to its socket) would otherwise let the first point reach the engine before the others exist
+        started = [
+            self._start_point(p, parser.text, skeleton_messages, r) for p, r in zip(batch, requests, strict=True)
+        ]
+        for event in started:
+            yield event
         async for event in self._drain(wait=True):
             yield event
 
@@ -394,7 +405,7 @@ class _Answer:
                     yield SkeletonDelta(text=delta.text)
                 for title in parser.feed(delta.text):
                     if sot.eager:
-                        yield self._start_point(title, parser.text, skeleton_messages)
+                        yield self._start_point(self._new_point(title), parser.text, skeleton_messages)
                 async for event in self._drain(wait=False):  # eager points already streaming
                     yield event
                 if not delta.finished and (
@@ -418,22 +429,44 @@ class _Answer:
             else:
                 yield item
 
-    def _start_point(self, title: str, skeleton_text: str, skeleton_messages: list[ChatMessage]) -> PointStarted:
-        point = _Point(len(self.points) + 1, title, RequestTrace(start_s=self.now()))
-        self.points.append(point)
+    def _new_point(self, title: str) -> _Point:
+        """The next point, with the skeleton request's ids as far as they are written now."""
         skeleton = self.skeleton or RequestTrace(start_s=0.0)
-        ids = _SkeletonIds(skeleton.prompt_token_ids, tuple(skeleton.token_ids))  # as far as written now
-        self._tasks.append(asyncio.create_task(self._expand(point, skeleton_text, skeleton_messages, ids)))
+        ids = _SkeletonIds(skeleton.prompt_token_ids, tuple(skeleton.token_ids))
+        point = _Point(len(self.points) + 1, title, RequestTrace(start_s=self.now()), ids)
+        self.points.append(point)
+        return point
+
+    def _start_point(
+        self,
+        point: _Point,
+        skeleton_text: str,
+        skeleton_messages: list[ChatMessage],
+        request: GenerationRequest | None = None,
+    ) -> PointStarted:
+        """Run ``point`` in its own task: its ``request`` as given, or built in the task (eager points)."""
+        self._tasks.append(asyncio.create_task(self._expand(point, skeleton_text, skeleton_messages, request)))
         self._tasks_left += 1
-        return PointStarted(index=point.index, title=title)
+        return PointStarted(index=point.index, title=point.title)
+
+    async def _prepare(
+        self, point: _Point, skeleton_text: str, skeleton_messages: list[ChatMessage]
+    ) -> GenerationRequest:
+        """``point``'s engine request: its own passages (per-point retrieval), then its prompt."""
+        extra = await self._point_passages(point) if self._per_point_retrieval else []
+        return await self._point_request(point, skeleton_text, skeleton_messages, extra, point.skeleton_ids)
 
     async def _expand(
-        self, point: _Point, skeleton_text: str, skeleton_messages: list[ChatMessage], skeleton_ids: _SkeletonIds
+        self,
+        point: _Point,
+        skeleton_text: str,
+        skeleton_messages: list[ChatMessage],
+        request: GenerationRequest | None,
     ) -> None:
         error: BaseException | None = None
         try:
-            extra = await self._point_passages(point) if self._per_point_retrieval else []
-            request = await self._point_request(point, skeleton_text, skeleton_messages, extra, skeleton_ids)
+            if request is None:
+                request = await self._prepare(point, skeleton_text, skeleton_messages)
             async for delta in self._generate(request, point.trace):
                 if delta.text:
                     self._queue.put_nowait(PointDelta(index=point.index, text=delta.text))
@@ -502,9 +535,7 @@ class _Answer:
     async def _normal(self) -> AsyncIterator[Event]:
         s = self.sampling
         messages = prompts.normal_messages(self.question, self.passages, self.history)
-        options = self._options(
-            s.normal_max_tokens, min_tokens=s.normal_min_tokens, stream_interval=s.stream_interval
-        )
+        options = self._options(s.normal_max_tokens, min_tokens=s.normal_min_tokens, stream_interval=s.stream_interval)
         request = await self._chat_request("normal", messages, options)
         self.normal = RequestTrace(start_s=self.now())
         async for delta in self._generate(request, self.normal):
@@ -513,9 +544,7 @@ class _Answer:
 
     # -- engine requests ---------------------------------------------------------------------------
 
-    async def _generate(
-        self, request: GenerationRequest, trace: RequestTrace
-    ) -> AsyncGenerator[GenerationDelta, None]:
+    async def _generate(self, request: GenerationRequest, trace: RequestTrace) -> AsyncGenerator[GenerationDelta, None]:
         """Run one engine request, recording its trace. Every request carries the answer's affinity key, so an
         engine over several servers keeps one answer on one server (and its prefix cache)."""
         if request.affinity is None:

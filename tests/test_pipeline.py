@@ -133,6 +133,49 @@ async def test_sot_expands_all_points_in_one_batch(engine: VLLMEngine) -> None:
     assert engine.num_unfinished_requests() == 0
 
 
+class OrderRecordingEngine(RecordingEngine):
+    """Records, in order, each point prompt being encoded and each request being sent, with the event loop's
+    iteration (``tick``) at the send."""
+
+    def __init__(self, inner: VLLMEngine) -> None:
+        super().__init__(inner)
+        self.log: list[tuple[str, str, int]] = []
+        self.tick = 0
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        if continue_final_message:  # a point prompt (it ends in the open "i. title")
+            self.log.append(("encode", "point", self.tick))
+        return super().encode_chat(messages, continue_final_message=continue_final_message)
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.log.append(("send", request.request_id, self.tick))
+        return super().generate(request)
+
+    async def count_loop_iterations(self) -> None:
+        while True:
+            self.tick += 1
+            await asyncio.sleep(0)
+
+
+async def test_points_reach_the_engine_together(engine: VLLMEngine) -> None:
+    """Every point request is built before the first is sent, and all are sent in one turn of the event loop.
+    On the GPU, points handed over one by one (each built, then sent) were prefilled in two engine steps, the
+    first point alone: one extra prefill step (~35 ms, 7B) between the skeleton and the answer."""
+    n = 4
+    recording = OrderRecordingEngine(engine)
+    ticker = asyncio.create_task(recording.count_loop_iterations())
+    try:
+        pipeline = SoTPipeline(recording, Settings(sampling=SAMPLING, sot=sot(n)))  # type: ignore[arg-type]
+        _, result = await collect(pipeline)
+    finally:
+        ticker.cancel()
+    assert result.mode == "sot" and len(result.points) == n
+    point_log = [entry for entry in recording.log if entry[1] == "point" or "-point" in entry[1]]
+    kinds = [kind for kind, _, _ in point_log]
+    assert kinds == ["encode"] * n + ["send"] * n, point_log
+    assert len({tick for kind, _, tick in point_log if kind == "send"}) == 1, point_log
+
+
 async def test_normal_mode_streams_plain_text(engine: VLLMEngine) -> None:
     pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING))
     events, result = await collect(pipeline, mode="normal")

@@ -20,6 +20,10 @@ from sotrag.app.engines.base import ChatPrompt, EngineError
 from sotrag.app.engines.lru import LRU
 from sotrag.prompts.messages import ChatMessage
 
+# A content's place in the rendered template: "<<sotrag-NONCE-INDEX>>". One pattern for every nonce: compiling a
+# pattern per call (a fresh nonce each time) cost ~0.5 ms of a point prompt's ~1.2 ms build.
+_SENTINEL = re.compile(r"<<sotrag-([0-9A-Za-z_-]+)-(\d+)>>")
+
 
 def encode_plain(tokenizer: Any, text: str) -> list[int]:
     """``text`` as plain text: no special tokens added, and none parsed out of it."""
@@ -36,9 +40,7 @@ class PlainEncoder:
     --tokenizer``), between the skeleton's end and the points reaching the engine. Encoding is deterministic,
     so a hit is exact. ``max_ids`` bounds the memory (~40 bytes an id with its text)."""
 
-    def __init__(
-        self, tokenizer: Any, *, min_chars: int = 256, max_entries: int = 256, max_ids: int = 500_000
-    ) -> None:
+    def __init__(self, tokenizer: Any, *, min_chars: int = 256, max_entries: int = 256, max_ids: int = 500_000) -> None:
         self.tokenizer = tokenizer
         self.min_chars = min_chars
         self.max_ids = max_ids
@@ -129,11 +131,13 @@ def encode_chat_with(
     token_spans: list[tuple[int, int] | None] = [None] * len(pairs)
     text_spans: list[tuple[int, int] | None] = [None] * len(pairs)
     pos = 0
-    for match in re.finditer(re.escape(f"<<sotrag-{nonce}-") + r"(\d+)>>", rendered):
+    for match in _SENTINEL.finditer(rendered):
+        if match.group(1) != nonce:  # not ours: template text (one pattern, compiled once, for every nonce)
+            continue
         piece = rendered[pos : match.start()]
         token_ids += template_ids(piece) if piece else []
         text += piece
-        i = int(match.group(1))
+        i = int(match.group(2))
         content = pairs[i][1]
         start_tok, start_chr = len(token_ids), len(text)
         token_ids += plain_ids(content) if content else []
