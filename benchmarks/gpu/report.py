@@ -22,9 +22,9 @@ SHAPE_15B = "Qwen2.5-1.5B-Instruct (config.json shape, dummy weights)"
 SUPERSEDED = ("superseded by issue 13: guided skeleton, a 37,483-id sampling set costing ~50 ms per request, "
               "Poisson rates seeded with int(rate*100)")
 # issue 13 runs: one file per machine start, named gpu_speed_7b_<machine>.json
-SPEED_MACHINES = ("a", "b", "c", "d", "e", "f", "g", "h")
+SPEED_MACHINES = ("a", "b", "c", "d", "e", "f", "g", "h", "j", "k", "l")
 # the 1.5B shape's table 4, one file per machine start: gpu_speed_1.5b_<machine>.json
-SPEED_MACHINES_15B = ("d", "g", "h", "i", "i2")
+SPEED_MACHINES_15B = ("d", "g", "h", "i", "i2", "k", "l")
 # machine starts with today's pipeline: the only ones in the latency-vs-load plot
 PLOT_MACHINES = ("f", "g", "h")
 # what the pipeline did differently on each machine start (the later runs add to the earlier ones)
@@ -40,6 +40,9 @@ SPEED_CODE = {
     "i": "as H; each row's clock starts after the lag window (no context building in it); auto-nolag: the same "
          "router without the loop-lag signal",
     "i2": "machine I again, a second engine start on it, arrival seed 1",
+    "j": "as I (before the points' hand-over fix); headline with vLLM's per-request timestamps (--trace)",
+    "k": "as I, plus the points' hand-over fix: every point request built first, all sent in one loop turn",
+    "l": "as K (a second machine start)",
 }
 
 
