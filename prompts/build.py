@@ -54,6 +54,11 @@ def format_passages(numbered: Sequence[tuple[int, Passage]]) -> str:
     return "\n\n".join(format_passage(n, p) for n, p in numbered)
 
 
+def grounded_instruction() -> str:
+    """The grounded system text without any passage: what the passages' share of it is counted against."""
+    return t.SYSTEM_GROUNDED.format(passages="")
+
+
 def system_message(passages: Sequence[Passage] = ()) -> ChatMessage:
     if not passages:
         return ChatMessage("system", t.SYSTEM)

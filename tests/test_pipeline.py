@@ -7,6 +7,7 @@ never wall-clock thresholds and never content beyond what the regex guarantees.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -259,6 +260,55 @@ async def test_grounded_history_and_passages_are_in_every_prompt(engine: VLLMEng
     assert all(r.prompt.startswith(skeleton_prompt) for r in recorder.requests[1:])
     shared = result.stats.prompt_tokens.skeleton // TEST_BLOCK_SIZE * TEST_BLOCK_SIZE
     assert all(p.cached_prompt_tokens >= shared for p in result.points)
+
+
+async def test_passages_are_tokenized_once_per_answer(engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The context budget is checked on the system text that every prompt carries, so when the passages fit,
+    that one tokenization is all they cost: the engine's content cache serves it to the skeleton and to every
+    point. (Counting each passage, then encoding the joined text, tokenized them twice.)"""
+    from sotrag.app.engines import chat_ids
+
+    marker = f"zq{uuid.uuid4().hex[:10]}"  # fresh text: the session engine's content cache has never seen it
+    passages = [
+        Passage(text=f"{marker} keep the bedroom cool and dark. " * 4, source="a.md", heading="A", score=0.9),
+        Passage(text=f"{marker} avoid caffeine after noon. " * 4, source="b.md", heading="B", score=0.8),
+    ]
+    encoded: list[str] = []
+    real = chat_ids.encode_plain
+
+    def counting(tokenizer: object, text: str) -> list[int]:
+        if marker in text:
+            encoded.append(text)
+        return real(tokenizer, text)
+
+    monkeypatch.setattr(chat_ids, "encode_plain", counting)
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=sot(3)), retriever=ListRetriever(passages))
+    _, result = await collect(pipeline, top_k=2)
+    assert result.mode == "sot" and len(result.points) == 3
+    assert result.stats.passages_dropped == 0 and len(result.sources) == 2
+    assert len(encoded) == 1, [text[:80] for text in encoded]
+
+
+async def test_passages_over_the_context_budget_are_dropped_in_order(engine: VLLMEngine) -> None:
+    """Passages that would take more than ``context_share`` of the model's context are left out: the first ones
+    that fit are kept, in order, and the answer says how many were dropped."""
+    recorder = RecordingEngine(engine)
+    budget = int(engine.max_model_len * 0.2)
+    words = "sleep needs a cool dark quiet room and a fixed time "
+    passages = [
+        Passage(text=words * 3, source="short1.md", heading="S", score=0.9),
+        Passage(text=words * (budget // 4), source="huge.md", heading="H", score=0.8),  # alone over the budget
+        Passage(text=words * 3, source="short2.md", heading="S", score=0.7),
+    ]
+    assert engine.count_tokens(passages[1].text) > budget
+    settings = Settings(sampling=SAMPLING, sot=sot(3), context_share=0.2)
+    pipeline = SoTPipeline(recorder, settings, retriever=ListRetriever(passages))  # type: ignore[arg-type]
+    _, result = await collect(pipeline, top_k=3)
+    assert [s.source for s in result.sources] == ["short1.md", "short2.md"]
+    assert [s.n for s in result.sources] == [1, 2]
+    assert result.stats.passages_dropped == 1
+    skeleton_prompt = recorder.requests[0].prompt
+    assert 'source="short2.md' in skeleton_prompt and "huge.md" not in skeleton_prompt
 
 
 async def test_question_longer_than_the_context_is_rejected_before_generation(engine: VLLMEngine) -> None:
