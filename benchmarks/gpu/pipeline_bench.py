@@ -365,6 +365,7 @@ def _pct(xs: list[float], q: float) -> float:
 async def make_engine(a: argparse.Namespace, caching: bool, max_num_seqs: int | None = None,
                       batched: int | None = None):  # -> VLLMEngine
     from sotrag.app.engines.vllm import VLLMEngine
+    from sotrag.app.serving.service import freeze_startup_heap
 
     extra: dict[str, Any] = {"seed": 0}
     if a.attention_backend:
@@ -378,7 +379,9 @@ async def make_engine(a: argparse.Namespace, caching: bool, max_num_seqs: int | 
                        max_num_seqs=max_num_seqs or a.max_num_seqs, max_num_batched_tokens=batched or a.max_batched,
                        enable_prefix_caching=caching, extra=extra, kv_cache_gib=a.kv_cache_gib,
                        enforce_eager=a.enforce_eager)
-    return await VLLMEngine.create(cfg)
+    engine = await VLLMEngine.create(cfg)
+    freeze_startup_heap()  # what `sotrag serve` does once started (serving.service)
+    return engine
 
 
 def gpu_info() -> dict:
