@@ -50,8 +50,11 @@ class InstantEngine:
     def __init__(self, points: int, point_tokens: int, tokenizer: Any = None, *, content_cache: bool = True) -> None:
         self.skeleton = "".join(f"{i}. Point number {i} here\n" for i in range(1, points + 1))
         self.point_tokens = point_tokens
+        self.calls: list[tuple[str, float]] = []  # (request id, when generate was called): the hand-over spans
+        self.skeleton_end = 0.0
         self.tokenizer = tokenizer
         self.plain = chat_ids.PlainEncoder(tokenizer) if tokenizer is not None and content_cache else None
+        self.template = chat_ids.TemplateEncoder(tokenizer) if tokenizer is not None and content_cache else None
 
     def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
         return "\n".join(m.content for m in messages)
@@ -59,7 +62,8 @@ class InstantEngine:
     def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
         if self.tokenizer is not None:  # as VLLMEngine.encode_chat
             return chat_ids.encode_chat(
-                self.tokenizer, messages, continue_final_message=continue_final_message, plain=self.plain
+                self.tokenizer, messages, continue_final_message=continue_final_message, plain=self.plain,
+                template=self.template,
             )
         text = self.render_chat(messages)
         return ChatPrompt(text=text, token_ids=tuple(range(len(text) // 4)))
@@ -70,6 +74,7 @@ class InstantEngine:
         return len(text) // 4
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self.calls.append((request.request_id, time.perf_counter()))
         if "skeleton" in request.request_id:
             pieces = [self.skeleton[i : i + 3] for i in range(0, len(self.skeleton), 3)]
         else:
@@ -78,6 +83,8 @@ class InstantEngine:
             if n % 8 == 0:
                 await asyncio.sleep(0)  # let the other requests of the answer stream too
             last = n == len(pieces) - 1
+            if last and "skeleton" in request.request_id:
+                self.skeleton_end = time.perf_counter()
             yield GenerationDelta(piece, 1, 100, 0, "length" if last else None, token_ids=(n,))
 
     async def abort(self, request_id: str) -> None:
@@ -147,16 +154,33 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _rows(pipeline: SoTPipeline, question: str, mode: str, answers: int) -> dict[str, Any]:
+    """CPU per answer, plus two wall-time spans of SoT answers: from the answer's start to its skeleton request,
+    and from the skeleton's last delta to the first point request (the hand-over)."""
+    engine = pipeline.engine
+    assert isinstance(engine, InstantEngine)
     per_answer: list[float] = []
+    before_skeleton: list[float] = []
+    hand_over: list[float] = []
     for _ in range(answers):
+        engine.calls.clear()
+        wall = time.perf_counter()
         start = time.process_time()
         await pipeline.run(question, mode=mode)  # type: ignore[arg-type]
         per_answer.append((time.process_time() - start) * 1000)
-    return {
+        first = engine.calls[0][1]
+        points = [t for rid, t in engine.calls if "point" in rid]
+        if mode == "sot" and points:
+            before_skeleton.append((first - wall) * 1000)
+            hand_over.append((min(points) - engine.skeleton_end) * 1000)
+    row: dict[str, Any] = {
         "cpu_ms_p50": round(statistics.median(per_answer), 3),
         "cpu_ms_mean": round(statistics.fmean(per_answer), 3),
         "answers_per_s_one_core": round(1000 / statistics.fmean(per_answer), 1),
     }
+    if hand_over:
+        row["start_to_skeleton_request_ms_p50"] = round(statistics.median(before_skeleton), 3)
+        row["skeleton_end_to_first_point_request_ms_p50"] = round(statistics.median(hand_over), 3)
+    return row
 
 
 def main() -> None:
@@ -187,7 +211,10 @@ def main() -> None:
     }
     for mode, row in rows.items():
         print(f"{mode:26s} CPU per answer p50 {row['cpu_ms_p50']:.2f} ms, mean {row['cpu_ms_mean']:.2f} ms"
-              f" -> {row['answers_per_s_one_core']} answers/s on one core")
+              f" -> {row['answers_per_s_one_core']} answers/s on one core"
+              + (f"; start -> skeleton request {row['start_to_skeleton_request_ms_p50']:.2f} ms, skeleton end -> "
+                 f"first point {row['skeleton_end_to_first_point_request_ms_p50']:.2f} ms (wall, p50)"
+                 if "skeleton_end_to_first_point_request_ms_p50" in row else ""))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")

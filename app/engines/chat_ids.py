@@ -31,39 +31,72 @@ def encode_plain(tokenizer: Any, text: str) -> list[int]:
 
 
 class PlainEncoder:
-    """``encode_plain`` that remembers the ids of long texts (an ``LRU`` bounded in entries and held ids;
-    thread-safe).
+    """``encode_plain`` that remembers what it encoded (thread-safe): long texts in an ``LRU`` bounded in entries
+    and held ids, short ones in their own ``LRU`` bounded in entries, so a flood of short texts never pushes out
+    the long contents.
 
-    Why: one SoT answer encodes the same long contents again and again: the system text with the retrieved
-    passages and the question for the skeleton, then all of them plus the skeleton text for every point. With
-    ~1500 context tokens that was ~1.7 ms of CPU per point on the event loop (``benchmarks/pipeline_cpu.py
-    --tokenizer``), between the skeleton's end and the points reaching the engine. Encoding is deterministic,
-    so a hit is exact. ``max_ids`` bounds the memory (~40 bytes an id with its text)."""
+    Why: one SoT answer encodes the same contents again and again: the system text with the retrieved passages,
+    the question and the skeleton text for the skeleton and then for every point. With ~1500 context tokens the
+    long ones were ~1.7 ms of CPU per point on the event loop (``benchmarks/pipeline_cpu.py --tokenizer``),
+    between the skeleton's end and the points reaching the engine; each short one still costs a tokenizer call
+    (~85 us with the benchmark's 152k-id tokenizer on the 2-core dev CPU). Encoding is deterministic, so a hit is
+    exact. ``max_ids`` bounds the long texts' memory (~40 bytes an id with its text); a short text is under
+    ``min_chars`` characters, so ``max_short`` entries hold at most that many characters and ids each."""
 
-    def __init__(self, tokenizer: Any, *, min_chars: int = 256, max_entries: int = 256, max_ids: int = 500_000) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        min_chars: int = 256,
+        max_entries: int = 256,
+        max_ids: int = 500_000,
+        max_short: int = 2048,
+    ) -> None:
         self.tokenizer = tokenizer
         self.min_chars = min_chars
         self.max_ids = max_ids
         self._ids = LRU(max_entries, max_weight=max_ids)
+        self._short = LRU(max_short)
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> tuple[int, ...]:
-        if len(text) < self.min_chars:
-            return tuple(encode_plain(self.tokenizer, text))
+        short = len(text) < self.min_chars
+        cache = self._short if short else self._ids
         with self._lock:
-            hit = self._ids.get_fresh(text)
+            hit = cache.get_fresh(text)
         if hit is not None:
             return tuple(hit)
         ids = tuple(encode_plain(self.tokenizer, text))
-        if len(ids) <= self.max_ids:  # one text over the whole budget is not kept
+        if short or len(ids) <= self.max_ids:  # one long text over the whole budget is not kept
             with self._lock:
-                self._ids.put(text, ids, weight=len(ids))
+                cache.put(text, ids, weight=1 if short else len(ids))
         return ids
 
 
 def encode_template(tokenizer: Any, text: str) -> list[int]:
     """A piece of the chat template itself: its special-token markers become special tokens."""
     return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+class TemplateEncoder:
+    """``encode_template`` that remembers its pieces (thread-safe, an entry-bounded ``LRU``). A chat template
+    has few distinct pieces ("<|im_end|>\n<|im_start|>user\n"), and every prompt encodes 3-6 of them: a
+    tokenizer call each (~75 us on the dev CPU), ~0.4 ms of a point prompt's build."""
+
+    def __init__(self, tokenizer: Any, *, max_entries: int = 512) -> None:
+        self.tokenizer = tokenizer
+        self._ids = LRU(max_entries)
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> tuple[int, ...]:
+        with self._lock:
+            hit = self._ids.get_fresh(text)
+        if hit is not None:
+            return tuple(hit)
+        ids = tuple(encode_template(self.tokenizer, text))
+        with self._lock:
+            self._ids.put(text, ids)
+        return ids
 
 
 def special_token_ids(tokenizer: Any) -> frozenset[int]:
@@ -91,12 +124,14 @@ def encode_chat(
     *,
     continue_final_message: bool = False,
     plain: Callable[[str], Sequence[int]] | None = None,
+    template: Callable[[str], Sequence[int]] | None = None,
 ) -> ChatPrompt:
     """``messages`` through the chat template, as a ``ChatPrompt`` whose content is plain text (encoded by
-    ``plain``, an engine's ``PlainEncoder``, where given)."""
+    ``plain``, an engine's ``PlainEncoder``, where given; the template's pieces by ``template``, its
+    ``TemplateEncoder``)."""
     return encode_chat_with(
         lambda pairs, cont: _apply(tokenizer, pairs, cont),
-        lambda text: encode_template(tokenizer, text),
+        template or (lambda text: encode_template(tokenizer, text)),
         plain or (lambda text: encode_plain(tokenizer, text)),
         messages,
         continue_final_message=continue_final_message,

@@ -100,6 +100,7 @@ class RemoteEngine:
         self._nonce = secrets.token_hex(8)  # sentinels for content while the server renders the template
         self._local: Any = None  # a local Hugging Face tokenizer that matches the servers', if there is one
         self._local_plain: chat_ids.PlainEncoder | None = None  # its encoder of contents, shared by requests
+        self._local_template: chat_ids.TemplateEncoder | None = None  # and of the chat template's pieces
         self._local_special: frozenset[int] = frozenset()
         self._server_tok = ServerTokenizer(self._call_sync, lambda: self._model)
         self._server_tok_lock = threading.RLock()
@@ -133,6 +134,7 @@ class RemoteEngine:
             if why is None:
                 self._local, self._local_special = local, chat_ids.special_token_ids(local)
                 self._local_plain = chat_ids.PlainEncoder(local)
+                self._local_template = chat_ids.TemplateEncoder(local)
                 log.info("remote engine: prompt ids from the local tokenizer %s (it matches the server's)", name)
                 return
             log.info("remote engine: prompt ids through the server's /tokenize: no usable local tokenizer (%s)", why)
@@ -287,7 +289,8 @@ class RemoteEngine:
         by the local tokenizer when one matches the server, else through the server (``ServerTokenizer``)."""
         if self._local is not None:
             return chat_ids.encode_chat(
-                self._local, messages, continue_final_message=continue_final_message, plain=self._local_plain
+                self._local, messages, continue_final_message=continue_final_message, plain=self._local_plain,
+                template=self._local_template,
             )
         with self._server_tok_lock:  # its caches are shared by the loop's worker threads
             return chat_ids.encode_chat_with(

@@ -148,7 +148,8 @@ class VLLMEngine:
         self._model = model
         self._max_model_len = int(llm.model_config.max_model_len)
         self._special_ids = chat_ids.special_token_ids(tokenizer)
-        self._plain = chat_ids.PlainEncoder(tokenizer)  # an answer's requests share their long contents
+        self._plain = chat_ids.PlainEncoder(tokenizer)  # an answer's requests share their contents
+        self._template = chat_ids.TemplateEncoder(tokenizer)
 
     @classmethod
     async def create(cls, config: EngineConfig | None = None) -> VLLMEngine:
@@ -199,7 +200,8 @@ class VLLMEngine:
 
     def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
         return chat_ids.encode_chat(
-            self._tokenizer, messages, continue_final_message=continue_final_message, plain=self._plain
+            self._tokenizer, messages, continue_final_message=continue_final_message, plain=self._plain,
+            template=self._template,
         )
 
     def count_tokens(self, text: str) -> int:
