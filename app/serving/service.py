@@ -594,7 +594,8 @@ def freeze_startup_heap() -> None:
 
     Why: once vLLM, torch, the tokenizer, the router and the index are loaded, the process tracks ~720k objects
     that live as long as it does. A full collection scans them all: 380-450 ms on the 2-core dev CPU with the
-    tiny model (more with a real index), a stall of the event loop that serves every answer. Frozen, a full
-    collection costs < 0.01 ms there (``benchmarks/gc_pause.py``). Collect first, so no garbage is frozen."""
+    tiny model, a stall of the event loop that serves every answer (on the GPU under load: 345-436 ms gen-2
+    pauses before, at most 48 ms after, docs/BENCHMARKS.md). Frozen, a full collection costs < 0.01 ms on the
+    dev CPU (``benchmarks/gc_pause.py``). Collect first, so no garbage is frozen."""
     gc.collect()
     gc.freeze()

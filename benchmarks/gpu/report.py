@@ -22,11 +22,11 @@ SHAPE_15B = "Qwen2.5-1.5B-Instruct (config.json shape, dummy weights)"
 SUPERSEDED = ("superseded by issue 13: guided skeleton, a 37,483-id sampling set costing ~50 ms per request, "
               "Poisson rates seeded with int(rate*100)")
 # issue 13 runs: one file per machine start, named gpu_speed_7b_<machine>.json
-SPEED_MACHINES = ("a", "b", "c", "d", "e", "f", "g", "h", "j", "k", "l")
+SPEED_MACHINES = ("a", "b", "c", "d", "e", "f", "g", "h", "j", "k", "l", "m", "n", "o")
 # the 1.5B shape's table 4, one file per machine start: gpu_speed_1.5b_<machine>.json
-SPEED_MACHINES_15B = ("d", "g", "h", "i", "i2", "k", "l")
+SPEED_MACHINES_15B = ("d", "g", "h", "i", "i2", "k", "l", "m", "n")
 # machine starts with today's pipeline: the only ones in the latency-vs-load plot
-PLOT_MACHINES = ("f", "g", "h")
+PLOT_MACHINES = ("m", "n")
 # what the pipeline did differently on each machine start (the later runs add to the earlier ones)
 SPEED_CODE = {
     "a": "points re-encode the skeleton text",
@@ -43,7 +43,13 @@ SPEED_CODE = {
     "j": "as I (before the points' hand-over fix); headline with vLLM's per-request timestamps (--trace)",
     "k": "as I, plus the points' hand-over fix: every point request built first, all sent in one loop turn",
     "l": "as K (a second machine start)",
+    "m": "as K, plus the passages tokenized once per answer and the startup heap frozen (gc.freeze)",
+    "n": "as M (a second machine start)",
+    "o": "as M (a third machine start); headline only, with vLLM's per-request timestamps (--trace)",
 }
+# engine-limit sweeps: (file, machine, what each setting ran)
+SWEEPS = (("speed_7b_d_sweep", "D", "headline 2 reps, then 24 Poisson arrivals at 16/s per mode"),
+          ("speed_7b_m_sweep", "M", "headline 2 reps, then 96 Poisson arrivals at 32/s per mode (a saturating rate)"))
 
 
 def host_text(r: dict) -> str:
@@ -134,12 +140,16 @@ def speed_tables(d: Path) -> str:
                      + table(["machine", "VLLMEngine encodes contents with", "normal ms", "SoT ms", "speed-up",
                               "engine-direct SoT ms", "SoT pipeline overhead (paired median)",
                               "overhead of each rep", "skeleton tokens of each rep"], rows))
-    sweep = load(d, "speed_7b_d_sweep")
-    if sweep and sweep.get("sweep"):
+    for name, machine, what in SWEEPS:
+        sweep = load(d, name)
+        if not sweep or not sweep.get("sweep"):
+            continue
         rows = []
+        rate = "?"
         for row in sweep["sweep"]:
             h = row["headline"]
             t4 = {t["mode"]: t for t in row.get("table4", [])}
+            rate = next((f"{t['rate']:g}/s" for t in t4.values()), rate)
             cells = [f"{row['max_num_seqs']} / {row['max_num_batched_tokens']}", ms(h["sot_s"]), ms(h["normal_s"]),
                      f"{h['speedup']:.2f}x"]
             for mode in ("normal", "sot", "auto"):
@@ -147,10 +157,9 @@ def speed_tables(d: Path) -> str:
                 cells.append(f"{t['p50_s']:.2f} s, {t['output_tokens_per_s']:.0f} tok/s, offered "
                              f"{t['offered_rate']:.1f}/s, waiting max {t['waiting_max']}" if t else "not run")
             rows.append(cells)
-        parts.append("### Engine limits sweep (machine D, a fresh engine per setting): headline 2 reps, then 24 "
-                     "Poisson arrivals at 16/s per mode\n\n"
+        parts.append(f"### Engine limits sweep (machine {machine}, a fresh engine per setting): {what}\n\n"
                      + table(["max_num_seqs / max_num_batched_tokens", "SoT ms", "normal ms", "speed-up",
-                              "normal at 16/s", "SoT at 16/s", "auto at 16/s"], rows))
+                              f"normal at {rate}", f"SoT at {rate}", f"auto at {rate}"], rows))
     rows = []
     steps15 = []
     for m in SPEED_MACHINES_15B:
