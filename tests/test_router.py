@@ -19,6 +19,7 @@ from sotrag.app.routing.classifier import (
     RouterModel,
     TrainedRouter,
     build_onnx_encoder,
+    question_ids,
 )
 from sotrag.app.routing.training import LabelFileError, metrics, read_labels, train
 
@@ -170,19 +171,23 @@ QUESTIONS = [
     "Solve for x: 3x + 5 = 20.",
     "Write a Python function that reverses a linked list.",
     "How can I improve my time management skills? Give me a plan for a busy week with kids and a job.",
+    # over the router's 48 tokens: encoded as its first and last tokens (question_ids)
+    "I run a small bakery with four staff, we open at six, the ovens are old and the rent went up twice this "
+    "year, and our suppliers keep changing their prices without warning, so planning a month ahead is hard and "
+    "my margins shrink every week. What are some ways to cut costs?",
 ]
 
 
 @pytest.fixture(scope="module")
 def reference(shipped: TrainedRouter) -> QuestionEncoder:
     m = shipped.model
-    return QuestionEncoder(m.embedding_model, m.layers, m.max_length)
+    return QuestionEncoder(m.embedding_model, m.layers, m.max_length, m.tail_tokens)
 
 
 def test_onnx_fp32_graph_equals_the_torch_reference(shipped: TrainedRouter, reference: QuestionEncoder) -> None:
     # Same layers cut, same pooling, same normalization: the exported graph IS the reference computation.
     m = shipped.model
-    fp32 = OnnxQuestionEncoder(m.embedding_model, m.layers, m.max_length, quantize=False)
+    fp32 = OnnxQuestionEncoder(m.embedding_model, m.layers, m.max_length, tail_tokens=m.tail_tokens, quantize=False)
     np.testing.assert_allclose(fp32.encode(QUESTIONS), reference.encode(QUESTIONS), atol=1e-4)
 
 
@@ -203,11 +208,31 @@ def test_int8_features_and_probabilities_stay_close_to_the_reference(
 
 def test_int8_features_are_deterministic_and_per_question(shipped: TrainedRouter) -> None:
     m = shipped.model
-    other = OnnxQuestionEncoder(m.embedding_model, m.layers, m.max_length, threads=2)  # reloaded from cache
+    other = OnnxQuestionEncoder(  # reloaded from cache
+        m.embedding_model, m.layers, m.max_length, tail_tokens=m.tail_tokens, threads=2
+    )
     together = shipped.encoder.encode(QUESTIONS)
     assert np.array_equal(together, other.encode(QUESTIONS))
     alone = np.concatenate([shipped.encoder.encode([q]) for q in QUESTIONS])
     assert np.array_equal(together, alone)  # a question's features do not depend on its neighbours
+
+
+def test_long_questions_keep_their_head_and_tail(shipped: TrainedRouter) -> None:
+    """The encoder's cost grows with the tokens, so a long question is cut to ``max_length`` ids: [CLS], its first
+    tokens, its last ``tail_tokens`` (where the ask often is), [SEP]. A short one is left whole."""
+    m = shipped.model
+    assert (m.max_length, m.tail_tokens) == (48, 22)
+    tok = shipped.encoder._tokenizer  # type: ignore[attr-defined]
+    long_q = QUESTIONS[-1]
+    content = tok(long_q, add_special_tokens=False)["input_ids"]
+    assert len(content) > m.max_length
+    ids = question_ids(tok, long_q, m.max_length, m.tail_tokens)
+    assert len(ids) == m.max_length
+    assert ids == [tok.cls_token_id, *content[:24], *content[-22:], tok.sep_token_id]
+    short = QUESTIONS[0]
+    assert question_ids(tok, short, m.max_length, m.tail_tokens) == tok(short)["input_ids"]
+    # without a tail (older artifacts): the same as the tokenizer's own truncation
+    assert question_ids(tok, long_q, 32) == tok(long_q, truncation=True, max_length=32)["input_ids"]
 
 
 def test_onnx_graph_is_cached_not_rebuilt(shipped: TrainedRouter) -> None:
@@ -231,8 +256,10 @@ def test_artifact_records_its_encoder_and_old_artifacts_still_load(shipped: Trai
     header = json.loads(str(arrays["header"]))
     header["format"] = "sotrag-router/1"
     del header["encoder"]
+    del header["tail_tokens"]  # artifacts from before the head + tail cut: the head only, as they were trained
     np.savez(tmp_path / "v1.npz", **(arrays | {"header": np.array(json.dumps(header))}))
-    assert RouterModel.load(tmp_path / "v1.npz").encoder == "torch-fp32"
+    old = RouterModel.load(tmp_path / "v1.npz")
+    assert old.encoder == "torch-fp32" and old.tail_tokens == 0
 
     header["format"], header["encoder"] = "sotrag-router/2", "tflite"
     np.savez(tmp_path / "bad.npz", **(arrays | {"header": np.array(json.dumps(header))}))

@@ -73,6 +73,7 @@ class RouterModel:
     threshold: float
     encoder: str = "torch-fp32"  # which encoder made the features the head was fit on (one of ENCODERS)
     info: dict[str, Any] = field(default_factory=dict)  # training data hash, CV metrics, hyperparameters
+    tail_tokens: int = 0  # of a question over max_length tokens, how many of its last ones are kept (question_ids)
 
     @property
     def n_features(self) -> int:
@@ -91,6 +92,7 @@ class RouterModel:
             "encoder": self.encoder,
             "layers": list(self.layers),
             "max_length": self.max_length,
+            "tail_tokens": self.tail_tokens,
             "intercept": float(self.intercept),
             "threshold": float(self.threshold),
             "info": self.info,
@@ -146,12 +148,29 @@ class RouterModel:
             threshold=float(header["threshold"]),
             encoder=encoder,
             info=header.get("info", {}),
+            tail_tokens=int(header.get("tail_tokens", 0)),  # absent in older artifacts: head-only truncation
         )
 
 
 # --------------------------------------------------------------------------------------------------------
 # Features: multi-layer mean pooling over the shared MiniLM
 # --------------------------------------------------------------------------------------------------------
+
+
+def question_ids(tokenizer: Any, text: str, max_length: int, tail_tokens: int = 0) -> list[int]:
+    """The encoder's input ids for one question: [CLS] content [SEP], at most ``max_length`` in all. A longer
+    question keeps its first and its last ``tail_tokens`` content tokens.
+
+    Why both ends: the encoder's cost grows with the tokens (a 256-token question took ~25 ms of CPU against
+    ~2 ms for a typical 21-token one), so the route's latency needs a small bound. Long questions often put
+    their context first and the ask ("... list three ways to ...") last, so keeping the head and the tail was
+    chosen on LIMA's cross-validation (docs/router.md), where it did as well as the whole question."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    room = max_length - 2
+    if len(ids) > room:
+        tail = min(tail_tokens, room)
+        ids = ids[: room - tail] + (ids[len(ids) - tail :] if tail else [])
+    return [int(tokenizer.cls_token_id), *ids, int(tokenizer.sep_token_id)]
 
 
 class QuestionEncoder:
@@ -161,13 +180,14 @@ class QuestionEncoder:
     retrieval; read-only here), and runs its underlying BERT once per batch with all hidden states.
     """
 
-    def __init__(self, model_name: str, layers: Sequence[int], max_length: int) -> None:
+    def __init__(self, model_name: str, layers: Sequence[int], max_length: int, tail_tokens: int = 0) -> None:
         from sotrag.retrieval.embedder import load_sentence_transformer
 
         st = load_sentence_transformer(model_name)
         self.model_name = model_name
         self.layers = tuple(layers)
         self.max_length = max_length
+        self.tail_tokens = tail_tokens
         self._tokenizer = st.tokenizer
         self._bert: Any = cast(Any, st[0].auto_model)  # the transformers BertModel inside sentence-transformers
         n_hidden = int(self._bert.config.num_hidden_layers)
@@ -181,13 +201,11 @@ class QuestionEncoder:
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = self._tokenizer(
-                    list(texts[start : start + batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
+                ids = [
+                    question_ids(self._tokenizer, text, self.max_length, self.tail_tokens)
+                    for text in texts[start : start + batch_size]
+                ]
+                batch = self._tokenizer.pad({"input_ids": ids}, return_tensors="pt")
                 hidden = self._bert(**batch, output_hidden_states=True).hidden_states
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
                 pooled = [
@@ -339,6 +357,7 @@ class OnnxQuestionEncoder:
         layers: Sequence[int],
         max_length: int,
         *,
+        tail_tokens: int = 0,
         quantize: bool = True,
         threads: int = 1,
         cache_dir: Path | None = None,
@@ -351,6 +370,7 @@ class OnnxQuestionEncoder:
         self.model_name = model_name
         self.layers = tuple(layers)
         self.max_length = max_length
+        self.tail_tokens = tail_tokens
         self.path = build_onnx_encoder(model_name, self.layers, quantize=quantize, cache_dir=cache_dir)
         self._tokenizer: Any = AutoTokenizer.from_pretrained(resolve_embedding_model(model_name))
         opts = ort.SessionOptions()
@@ -366,18 +386,22 @@ class OnnxQuestionEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         rows = []
         for text in texts:
-            batch = self._tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="np")
-            feed = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            ids = np.array([question_ids(self._tokenizer, text, self.max_length, self.tail_tokens)], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
             rows.append(self._session.run(None, feed)[0][0])
         return np.stack(rows).astype(np.float64) if rows else np.zeros((0, self.dim))
 
 
-def make_encoder(kind: str, model_name: str, layers: Sequence[int], max_length: int, *, threads: int = 1) -> Encoder:
+def make_encoder(
+    kind: str, model_name: str, layers: Sequence[int], max_length: int, *, tail_tokens: int = 0, threads: int = 1
+) -> Encoder:
     """The encoder named by an artifact's ``encoder`` field."""
     if kind == "torch-fp32":
-        return QuestionEncoder(model_name, layers, max_length)
+        return QuestionEncoder(model_name, layers, max_length, tail_tokens)
     if kind in ("onnx-int8", "onnx-fp32"):
-        return OnnxQuestionEncoder(model_name, layers, max_length, quantize=kind == "onnx-int8", threads=threads)
+        return OnnxQuestionEncoder(
+            model_name, layers, max_length, tail_tokens=tail_tokens, quantize=kind == "onnx-int8", threads=threads
+        )
     raise RouterArtifactError(f"unknown router encoder {kind!r} (expected one of {', '.join(ENCODERS)})")
 
 
@@ -416,7 +440,10 @@ class TrainedRouter:
         with self._lock:  # route() runs in worker threads: load the embedder once
             if self._encoder is None:
                 m = self.model
-                enc = make_encoder(m.encoder, m.embedding_model, m.layers, m.max_length, threads=self.threads)
+                enc = make_encoder(
+                    m.encoder, m.embedding_model, m.layers, m.max_length, tail_tokens=m.tail_tokens,
+                    threads=self.threads,
+                )
                 if enc.dim != self.model.n_features:
                     raise RouterArtifactError(
                         f"router artifact expects {self.model.n_features} features from "
