@@ -273,9 +273,9 @@ class _Answer:
         First one count of the whole system text, as every prompt of this answer will carry it: when all passages
         fit (the usual case) that is the only tokenization of the passages, and the engine's content cache hands its
         ids to the skeleton and point prompts. Counting each passage and then encoding the joined text tokenized
-        them twice (at 1500 context tokens, 22 + 20 ms of CPU on the 2-core dev machine; part of the ~19 ms
-        before the skeleton request on the GPU host). Only when they do not all fit is each passage counted, and
-        the first ones that fit kept."""
+        them twice: at 1500 context tokens that was 32.4 against 18-20 ms of CPU per SoT answer on the 2-core dev
+        machine (``benchmarks/pipeline_cpu.py --tokenizer``). Only when they do not all fit is each passage
+        counted, and the first ones that fit kept."""
         if not found:
             return []
         whole = await count_tokens_async(self.engine, prompts.system_message(found).content)

@@ -49,6 +49,18 @@ def tokenizer(tiny_model_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
+class CountingTokenizer:
+    """A tokenizer that records every text it is asked to encode, to count tokenizer calls."""
+
+    def __init__(self, inner: Any, calls: list[str]) -> None:
+        self.inner = inner
+        self.calls = calls
+
+    def encode(self, text: str, **kw: Any) -> list[int]:
+        self.calls.append(text)
+        return list(self.inner.encode(text, **kw))
+
+
 def specials(tokenizer: Any) -> tuple[int, int, int]:
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>")]
     return ids[0], ids[1], ids[2]
@@ -84,18 +96,10 @@ def test_message_content_never_becomes_special_tokens(tokenizer: Any) -> None:
 def test_the_content_cache_gives_the_ids_of_a_fresh_encode_and_skips_repeats(tokenizer: Any) -> None:
     """An engine's ``PlainEncoder`` remembers long contents (an answer's system text and passages come back in
     every point prompt): its ids equal a fresh encode, injected markers stay plain, and a repeat costs no
-    tokenizer call; short texts are not kept, and the oldest entry goes first."""
+    tokenizer call; short texts have their own bounded cache, and the oldest entry goes first."""
     calls: list[str] = []
 
-    class Counting:
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
-        def encode(self, text: str, **kw: Any) -> list[int]:
-            calls.append(text)
-            return list(self.inner.encode(text, **kw))
-
-    plain = chat_ids.PlainEncoder(Counting(tokenizer), min_chars=64, max_entries=16)
+    plain = chat_ids.PlainEncoder(CountingTokenizer(tokenizer, calls), min_chars=64, max_entries=16)
     messages = build.skeleton_messages(QUESTION, PASSAGES, HISTORY)
     fresh = chat_ids.encode_chat(tokenizer, messages)
     first = chat_ids.encode_chat(tokenizer, messages, plain=plain)
@@ -113,7 +117,7 @@ def test_the_content_cache_gives_the_ids_of_a_fresh_encode_and_skips_repeats(tok
     plain("short")
     plain("short")
     assert calls[before:] == ["short"]  # short texts are kept too, in their own LRU
-    flood = chat_ids.PlainEncoder(Counting(tokenizer), min_chars=64, max_entries=2, max_short=4)
+    flood = chat_ids.PlainEncoder(CountingTokenizer(tokenizer, calls), min_chars=64, max_entries=2, max_short=4)
     long_text = "L " + "x" * 80
     flood(long_text)
     for i in range(6):
@@ -123,7 +127,7 @@ def test_the_content_cache_gives_the_ids_of_a_fresh_encode_and_skips_repeats(tok
     flood("s0")  # but the short LRU is bounded (4): the oldest is gone
     flood("s5")
     assert calls[before:] == ["s0"]
-    small = chat_ids.PlainEncoder(Counting(tokenizer), min_chars=64, max_entries=2)
+    small = chat_ids.PlainEncoder(CountingTokenizer(tokenizer, calls), min_chars=64, max_entries=2)
     texts = [f"{i} " + "x" * 80 for i in range(3)]
     for text in texts:
         small(text)
@@ -132,7 +136,7 @@ def test_the_content_cache_gives_the_ids_of_a_fresh_encode_and_skips_repeats(tok
     small(texts[0])  # kept now
     assert calls[before:] == [texts[0]]
     n_ids = len(small(texts[1]))
-    budget = chat_ids.PlainEncoder(Counting(tokenizer), min_chars=64, max_ids=2 * n_ids)
+    budget = chat_ids.PlainEncoder(CountingTokenizer(tokenizer, calls), min_chars=64, max_ids=2 * n_ids)
     for text in texts:  # three texts of n_ids each: the id budget keeps the last two
         budget(text)
     before = len(calls)
@@ -146,18 +150,10 @@ def test_point_prompts_tokenize_only_what_is_new_in_each(tokenizer: Any) -> None
     """After the skeleton prompt, each point prompt asks the tokenizer only for its own new texts (its instruction
     and its "i. title" opening): the system text, the question, the skeleton and the template's pieces all come
     from the engine's caches. Each tokenizer call cost ~75-85 us with the GPU benchmark's tokenizer, and those
-    repeats were ~10 ms of the hand-over from a 7-point skeleton to its points on the dev CPU."""
+    repeats were most of the hand-over from a 7-point skeleton to its points (docs/BENCHMARKS.md)."""
     calls: list[str] = []
 
-    class Counting:
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
-        def encode(self, text: str, **kw: Any) -> list[int]:
-            calls.append(text)
-            return list(self.inner.encode(text, **kw))
-
-    counting = Counting(tokenizer)
+    counting = CountingTokenizer(tokenizer, calls)
     plain, template = chat_ids.PlainEncoder(counting), chat_ids.TemplateEncoder(counting)
     skeleton_request = build.skeleton_messages(QUESTION, PASSAGES, HISTORY)
     chat_ids.encode_chat(tokenizer, skeleton_request, plain=plain, template=template)

@@ -36,12 +36,11 @@ class PlainEncoder:
     the long contents.
 
     Why: one SoT answer encodes the same contents again and again: the system text with the retrieved passages,
-    the question and the skeleton text for the skeleton and then for every point. With ~1500 context tokens the
-    long ones were ~1.7 ms of CPU per point on the event loop (``benchmarks/pipeline_cpu.py --tokenizer``),
-    between the skeleton's end and the points reaching the engine; each short one still costs a tokenizer call
-    (~85 us with the benchmark's 152k-id tokenizer on the 2-core dev CPU). Encoding is deterministic, so a hit is
-    exact. ``max_ids`` bounds the long texts' memory (~40 bytes an id with its text); a short text is under
-    ``min_chars`` characters, so ``max_short`` entries hold at most that many characters and ids each."""
+    the question and the skeleton text for the skeleton and then for every point, each a tokenizer call on the
+    event loop between the skeleton's end and the points reaching the engine (``benchmarks/pipeline_cpu.py
+    --tokenizer``, docs/BENCHMARKS.md). Encoding is deterministic, so a hit is exact. ``max_ids`` bounds the long
+    texts' memory (~40 bytes an id with its text); a short text is under ``min_chars`` characters, so
+    ``max_short`` entries hold at most that many characters and ids each."""
 
     def __init__(
         self,
@@ -66,11 +65,14 @@ class PlainEncoder:
             hit = cache.get_fresh(text)
         if hit is not None:
             return tuple(hit)
-        ids = tuple(encode_plain(self.tokenizer, text))
+        ids = tuple(self._encode(text))
         if short or len(ids) <= self.max_ids:  # one long text over the whole budget is not kept
             with self._lock:
                 cache.put(text, ids, weight=1 if short else len(ids))
         return ids
+
+    def _encode(self, text: str) -> list[int]:
+        return encode_plain(self.tokenizer, text)
 
 
 def encode_template(tokenizer: Any, text: str) -> list[int]:
@@ -78,25 +80,12 @@ def encode_template(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
-class TemplateEncoder:
-    """``encode_template`` that remembers its pieces (thread-safe, an entry-bounded ``LRU``). A chat template
-    has few distinct pieces ("<|im_end|>\n<|im_start|>user\n"), and every prompt encodes 3-6 of them: a
-    tokenizer call each (~75 us on the dev CPU), ~0.4 ms of a point prompt's build."""
+class TemplateEncoder(PlainEncoder):
+    """``encode_template`` with ``PlainEncoder``'s caches: a chat template has few distinct pieces
+    ("<|im_end|>\n<|im_start|>user\n"), and every prompt encodes 3-6 of them, a tokenizer call each."""
 
-    def __init__(self, tokenizer: Any, *, max_entries: int = 512) -> None:
-        self.tokenizer = tokenizer
-        self._ids = LRU(max_entries)
-        self._lock = threading.Lock()
-
-    def __call__(self, text: str) -> tuple[int, ...]:
-        with self._lock:
-            hit = self._ids.get_fresh(text)
-        if hit is not None:
-            return tuple(hit)
-        ids = tuple(encode_template(self.tokenizer, text))
-        with self._lock:
-            self._ids.put(text, ids)
-        return ids
+    def _encode(self, text: str) -> list[int]:
+        return encode_template(self.tokenizer, text)
 
 
 def special_token_ids(tokenizer: Any) -> frozenset[int]:

@@ -161,10 +161,11 @@ def question_ids(tokenizer: Any, text: str, max_length: int, tail_tokens: int = 
     """The encoder's input ids for one question: [CLS] content [SEP], at most ``max_length`` in all. A longer
     question keeps its first and its last ``tail_tokens`` content tokens.
 
-    Why both ends: the encoder's cost grows with the tokens (a 256-token question took ~25 ms of CPU against
-    ~2 ms for a typical 21-token one), so the route's latency needs a small bound. Long questions often put
-    their context first and the ask ("... list three ways to ...") last, so keeping the head and the tail was
-    chosen on LIMA's cross-validation (docs/router.md), where it did as well as the whole question."""
+    Why a bound: the encoder's cost grows with the tokens. On WizardLM's questions (median 54 tokens) the
+    whole-question router's p99 was 42.6 ms on the dev CPU, 7.1 ms with this cut (``benchmarks/router_length.py``).
+    Why both ends: long questions often give their context first and the ask ("... list three ways to ...")
+    last. The cut was chosen on LIMA's cross-validation (docs/router.md), where it did as well as the whole
+    question."""
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     room = max_length - 2
     if len(ids) > room:

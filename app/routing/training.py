@@ -31,7 +31,7 @@ from sotrag.retrieval.embedder import DEFAULT_EMBEDDING_MODEL
 # Chosen by 5-fold CV on LIMA (out-of-fold AUC and log-loss), see docs/router.md.
 DEFAULT_LAYERS = (1, 2, 3, 4, 5, 6)
 # A question over 48 tokens keeps its first 24 and its last 22 content tokens: chosen on LIMA's out-of-fold
-# log-loss among whole (256), head 126, head 62, head 46, head 32 + tail 30 and head 24 + tail 22 (docs/router.md).
+# log-loss among 9 cuts, from the whole question (256) to head 16 + tail 14 (docs/router.md, "Long questions").
 DEFAULT_MAX_LENGTH = 48
 DEFAULT_TAIL_TOKENS = 22
 C_GRID = (0.0003, 0.001, 0.003, 0.01)
