@@ -24,6 +24,7 @@ from sotrag.app.config import Settings
 from sotrag.app.engines.base import Engine
 from sotrag.app.events import AnswerDone, AnswerResult, Event
 from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.request import AnswerRequest
 
 T = TypeVar("T")
 _END = object()
@@ -86,12 +87,13 @@ class SoTRAG:
 
     # -- answering ------------------------------------------------------------------------------------
 
-    def answer(self, question: str, **kwargs: Any) -> AnswerResult:
-        """Answer and block until done. Takes ``SoTPipeline.stream``'s keyword arguments (mode, history, ...)."""
+    def answer(self, question: str | AnswerRequest, **kwargs: Any) -> AnswerResult:
+        """Answer and block until done. Takes an ``AnswerRequest``, or a question and its fields as keywords
+        (``mode``, ``history``, ``passages_k``, ``filters``, ``sampling``, ``sot``)."""
         pipeline = self.start()
         return self._submit(pipeline.run(question, **kwargs)).result()
 
-    def stream(self, question: str, **kwargs: Any) -> Iterator[Event]:
+    def stream(self, question: str | AnswerRequest, **kwargs: Any) -> Iterator[Event]:
         """Yield the answer's events as they happen, from synchronous code."""
         pipeline = self.start()
         agen = pipeline.stream(question, **kwargs)
@@ -108,13 +110,13 @@ class SoTRAG:
         finally:
             self._submit(agen.aclose()).result()
 
-    async def aanswer(self, question: str, **kwargs: Any) -> AnswerResult:
+    async def aanswer(self, question: str | AnswerRequest, **kwargs: Any) -> AnswerResult:
         async for event in self.astream(question, **kwargs):
             if isinstance(event, AnswerDone):
                 return event.result
         raise RuntimeError("the answer stream ended without a result")  # pragma: no cover
 
-    async def astream(self, question: str, **kwargs: Any) -> AsyncIterator[Event]:
+    async def astream(self, question: str | AnswerRequest, **kwargs: Any) -> AsyncIterator[Event]:
         """Yield the answer's events inside the caller's event loop."""
         pipeline = await asyncio.to_thread(self.start)
         caller = asyncio.get_running_loop()

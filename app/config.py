@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sotrag.app.events import RequestedMode
 
 CPU_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -262,7 +264,9 @@ class ServerConfig(BaseModel):
 class Settings(BaseSettings):
     """Everything sotrag reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="SOTRAG_", env_nested_delimiter="__", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SOTRAG_", env_nested_delimiter="__", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -270,7 +274,20 @@ class Settings(BaseSettings):
     router: RouterConfig = Field(default_factory=RouterConfig)
     index_dir: str | None = Field(default=None, description="document index folder; None answers ungrounded")
     vector_search: VectorSearchConfig = Field(default_factory=VectorSearchConfig)
-    top_k: int = Field(default=5, ge=0, le=50)
+    default_mode: RequestedMode = Field(
+        default="auto",
+        description="the decoding mode when a request names none, on every surface (REST, OpenAI route, UI, CLI, "
+        "library): auto lets the router choose SoT where the question suits it and the engine has room, and normal "
+        "decoding otherwise; sot or normal force one",
+    )
+    passages_k: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        validation_alias=AliasChoices("SOTRAG_PASSAGES_K", "SOTRAG_TOP_K"),
+        description="passages retrieved per question (0: ungrounded). Not sampling's top_k (sampling.top_k). "
+        "SOTRAG_TOP_K is the old name of SOTRAG_PASSAGES_K, still read",
+    )
     per_point_retrieval: bool = Field(
         default=False, description="after the skeleton, retrieve again for each point (question + point title)"
     )
@@ -286,3 +303,18 @@ class Settings(BaseSettings):
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """``Settings(top_k=3)``: the old name of ``passages_k`` (the environment's is the field's alias)."""
+        if isinstance(data, dict) and "top_k" in data:
+            data = dict(data)
+            old = data.pop("top_k")
+            data.setdefault("passages_k", old)
+        return data
+
+    @property
+    def top_k(self) -> int:
+        """The old name of ``passages_k`` (read-only)."""
+        return self.passages_k

@@ -76,6 +76,7 @@ class AnswerResult(BaseModel):
     question: str
     mode: Mode = Field(description="the mode actually used")
     requested_mode: RequestedMode
+    passages_k: int | None = Field(None, description="passages asked of retrieval (the request's top_k, resolved)")
     answer: str
     skeleton: str = ""
     points: list[PointResult] = Field(default_factory=list)

@@ -3,63 +3,47 @@ streaming, OpenAI-compatible chunks) rather than parallel point events."""
 
 from __future__ import annotations
 
-from sotrag.app.events import (
-    AnswerDelta,
-    AnswerDone,
-    Event,
-    FallbackEvent,
-    PointDelta,
-    PointDone,
-    PointStarted,
-    SkeletonRetry,
-)
+from sotrag.app.events import AnswerDelta, AnswerDone, Event
+from sotrag.app.fold import AnswerSoFar
 
 
 class OrderedText:
     """Turn SoT's interleaved point events into text in skeleton order.
 
     Points decode in parallel, but a reader (or an OpenAI-style client) wants one text in order: the lowest
-    unfinished point streams through; later points buffer until everything before them is done.
+    unfinished point streams through; later points buffer until everything before them is done. The state is the
+    shared fold (``AnswerSoFar``); this class only remembers how much of each point it has handed out.
     """
 
     def __init__(self) -> None:
+        self.answer = AnswerSoFar()
         self.reset()
 
     def reset(self) -> None:
-        self.titles: dict[int, str] = {}
-        self.buffers: dict[int, str] = {}
-        self.done: set[int] = set()
         self.current = 1  # the point now streaming through
-        self.emitted_title: set[int] = set()
+        self.sent: dict[int, int] = {}  # characters of each point's text handed out; a key once its title went
 
     def feed(self, event: Event) -> str:
         """Return the text this event makes ready to show (possibly empty)."""
-        if isinstance(event, AnswerDelta):
-            return event.text
-        if isinstance(event, (FallbackEvent, SkeletonRetry)):
+        if self.answer.feed(event):
             self.reset()  # the SoT attempt is discarded; normal text or a new skeleton follows
             return ""
-        if isinstance(event, PointStarted):
-            self.titles[event.index] = event.title
-            self.buffers.setdefault(event.index, "")
-        elif isinstance(event, PointDelta):
-            self.buffers[event.index] = self.buffers.get(event.index, "") + event.text
-        elif isinstance(event, PointDone):
-            self.done.add(event.index)
-        elif isinstance(event, AnswerDone):
-            return self._flush(final=True)
-        return self._flush()
+        if isinstance(event, AnswerDelta):
+            return event.text
+        return self._flush(final=isinstance(event, AnswerDone))
 
     def _flush(self, final: bool = False) -> str:
         out = []
-        while self.current in self.titles:
+        titles, texts = self.answer.titles, self.answer.texts
+        while self.current in titles:
             i = self.current
-            if i not in self.emitted_title:
-                out.append(("\n" if i > 1 else "") + f"{i}. {self.titles[i]}")
-                self.emitted_title.add(i)
-            out.append(self.buffers[i])
-            self.buffers[i] = ""
-            if i in self.done or final:
+            if i not in self.sent:
+                out.append(("\n" if i > 1 else "") + f"{i}. {titles[i]}")
+                self.sent[i] = 0
+            text = texts.get(i, "")
+            out.append(text[self.sent[i] :])
+            self.sent[i] = len(text)
+            if i in self.answer.done or final:
                 self.current += 1
             else:
                 break

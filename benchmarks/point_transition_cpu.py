@@ -4,9 +4,10 @@
 
 Runs real SoT answers on the in-process vLLM engine (CPU) with the tests' tiny random-weight model, and
 timestamps, from inside this process: the skeleton request's last delta, each point task's start, its request
-being built (``_point_request``, which encodes the point prompt), and the point's ``engine.generate`` being
-entered. The wrapping is benchmark-only (method replacement on the engine object and on ``_Answer``); the
-pipeline code that runs is the code users run. It separates the pipeline's own share of the GPU headline's
+being built (``_Answer.point_request``, which encodes the point prompt), and the point's ``engine.generate`` being
+entered. The wrapping is benchmark-only (method replacement on the engine object, on ``_Answer.point_request`` and
+on ``PointGroup._expand``): it adds two timestamps per point and changes nothing else; the pipeline code that runs
+is the code users run. It separates the pipeline's own share of the GPU headline's
 ~50 ms gap between the skeleton's end and the first point token (docs/BENCHMARKS.md, machine F) from what
 happens inside vLLM after the request is added. The model's own steps are CPU steps and say nothing here.
 """
@@ -29,6 +30,7 @@ from conftest import tiny_engine_config  # the tests' engine settings: small KV 
 from tiny_model import build_tiny_model
 
 import sotrag.app.pipeline as pipeline_module
+import sotrag.app.points as points_module
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.retrieval.types import Passage
@@ -55,8 +57,8 @@ async def run(a: argparse.Namespace) -> dict:
             yield delta
 
     engine.generate = timed_generate  # type: ignore[method-assign]
-    answer_cls = pipeline_module._Answer
-    point_request, expand = answer_cls._point_request, answer_cls._expand
+    answer_cls, group_cls = pipeline_module._Answer, points_module.PointGroup
+    point_request, expand = answer_cls.point_request, group_cls._expand
 
     async def timed_point_request(self: Any, point: Any, *args: Any, **kw: Any) -> Any:
         log.append(("build", time.perf_counter(), str(point.index)))
@@ -68,7 +70,8 @@ async def run(a: argparse.Namespace) -> dict:
         log.append(("task", time.perf_counter(), str(point.index)))
         return await expand(self, point, *args, **kw)
 
-    answer_cls._point_request, answer_cls._expand = timed_point_request, timed_expand  # type: ignore[method-assign]
+    answer_cls.point_request = timed_point_request  # type: ignore[method-assign]
+    group_cls._expand = timed_expand  # type: ignore[method-assign]
     words = " ".join(f"word{i % 300}" for i in range(a.context_words // 3))
     passages = [Passage(text=words, source=f"doc{j}.md", chunk_id=f"c{j}", score=1.0) for j in range(3)]
     settings = Settings(

@@ -314,7 +314,7 @@ async def test_passages_over_the_context_budget_are_dropped_in_order(engine: VLL
 async def test_question_longer_than_the_context_is_rejected_before_generation(engine: VLLMEngine) -> None:
     pipeline = SoTPipeline(engine)
     with pytest.raises(QuestionTooLong, match="2048 tokens"):
-        pipeline.validate("sleep " * 3000)
+        await pipeline.validate("sleep " * 3000)
     with pytest.raises(ValueError, match="empty"):
         await collect(pipeline, question="   ")
 

@@ -23,6 +23,7 @@ from sotrag.app.events import (
     SkeletonDone,
 )
 from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.request import AnswerRequest
 from sotrag.app.serving.app import create_app
 from sotrag.app.serving.openai_api import ChatMessageIn, _history
 from sotrag.app.serving.ui import DONE_MARK, PENDING_MARK, LiveAnswer, compare_html, md_text, stats_html, timeline_svg
@@ -78,7 +79,7 @@ async def test_ui_views_of_a_real_answer(app_client: tuple[httpx.AsyncClient, An
     _, service = app_client
     live = LiveAnswer()
     views: list[str] = []
-    async for event in (await service.answer(QUESTION, surface="test", mode="sot")).events():
+    async for event in (await service.answer(AnswerRequest(question=QUESTION, mode="sot"), surface="test")).events():
         live.feed(event)
         if isinstance(event, (SkeletonDelta, SkeletonDone, PointStarted, PointDelta, PointDone, AnswerDone)):
             views.append(live.chat_markdown())
@@ -96,7 +97,7 @@ async def test_ui_views_of_a_real_answer(app_client: tuple[httpx.AsyncClient, An
     assert f"data-points='{n}'" in stats and "data-grounded='false'" in stats
 
     normal = LiveAnswer()
-    async for event in (await service.answer(QUESTION, surface="test", mode="normal")).events():
+    async for event in (await service.answer(AnswerRequest(question=QUESTION, mode="normal"), surface="test")).events():
         normal.feed(event)
     assert normal.result is not None
     compare = compare_html(result, normal, "normal")

@@ -13,6 +13,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.segment import Segment, Segments
@@ -29,35 +30,41 @@ from sotrag.app.cli.common import (
     engine_settings,
     fail,
     load_settings,
+    problem,
     quiet_vllm,
     with_options,
 )
-from sotrag.app.config import Settings
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines.base import EngineError
 from sotrag.app.events import (
     AnswerDelta,
     AnswerDone,
     AnswerResult,
     Event,
-    FallbackEvent,
-    PointDelta,
     PointDone,
-    PointStarted,
-    RequestedMode,
     RouteEvent,
-    SkeletonDelta,
     SkeletonRetry,
     Source,
     SourcesEvent,
     stats_rows,
 )
-from sotrag.app.pipeline import InvalidQuestion, check_question, is_blank
+from sotrag.app.fold import AnswerSoFar
+from sotrag.app.request import (
+    AnswerRequest,
+    InvalidQuestion,
+    ValidatedRequest,
+    non_empty,
+    validate_request,
+)
 from sotrag.retrieval.errors import RetrievalError
 
 
 def ask(
     question: Annotated[str, typer.Argument(help="the question")],
-    mode: Annotated[ModeChoice, typer.Option(help="sot, normal, or auto (router decides)")] = ModeChoice.sot,
+    mode: Annotated[
+        ModeChoice | None,
+        typer.Option(help="sot, normal, or auto (router decides); default: the default_mode setting (auto)"),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="hub id or local model folder")] = None,
     preset: Annotated[PresetChoice | None, typer.Option(help="cpu or gpu defaults")] = None,
     index: Annotated[str | None, typer.Option(help="document index folder (grounds the answer)")] = None,
@@ -78,10 +85,12 @@ def ask(
     ] = None,
 ) -> None:
     """Answer QUESTION, streaming the skeleton and the points as they are written."""
-    if is_blank(question):
-        raise fail("the question is empty" + (" (no visible characters)" if question.strip() else ""), 2)
+    try:
+        non_empty(question)  # before anything loads: an empty question is one line at once
+    except InvalidQuestion as exc:
+        raise fail(str(exc), 2) from None
     quiet_vllm(verbose)
-    settings = with_options(load_settings(), top_k=top_k)  # validated: --top-k -3 is one line, before any work
+    settings = load_settings()
     engine_cfg = engine_settings(
         settings,
         urls=engine_url,
@@ -101,16 +110,10 @@ def ask(
             update={"max_points": max_points, "min_points": min(sot_cfg.min_points, max_points)}
         )
     sampling = with_options(settings.sampling, temperature=temperature, seed=seed)
-    settings = settings.model_copy(
-        update={
-            "engine": engine_cfg,
-            "sot": sot_cfg,
-            "sampling": sampling,
-            "index_dir": index or settings.index_dir,
-        }
-    )
+    request = _request(question, mode, top_k, sampling, sot_cfg)  # --top-k -3 is one line, before any work
+    settings = settings.model_copy(update={"engine": engine_cfg, "index_dir": index or settings.index_dir})
     try:
-        result = asyncio.run(_ask(settings, question, mode.value, json_out))
+        result = asyncio.run(_ask(settings, request, json_out))
     except InvalidQuestion as exc:
         raise fail(str(exc), 2) from None
     except RetrievalError as exc:
@@ -123,17 +126,29 @@ def ask(
         sys.stdout.write(result.model_dump_json() + "\n")
 
 
-async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out: bool) -> AnswerResult:
+def _request(
+    question: str, mode: ModeChoice | None, top_k: int | None, sampling: SamplingConfig, sot: SoTConfig
+) -> AnswerRequest:
+    """The command line's answer request: its options over the settings'."""
+    try:
+        return AnswerRequest(
+            question=question, mode=mode.value if mode else None, passages_k=top_k, sampling=sampling, sot=sot
+        )
+    except ValidationError as exc:  # only --top-k can be out of range here: the rest came validated
+        raise fail("; ".join(f"--top-k: {problem(err)}" for err in exc.errors()), 2) from None
+
+
+async def _ask(settings: Settings, request: AnswerRequest, json_out: bool) -> AnswerResult:
     from sotrag.app.factory import create_pipeline
 
-    precheck_question(settings, question)
+    validated = await precheck_question(settings, request)
     pipeline = await create_pipeline(settings)
     try:
-        pipeline.validate(question)  # bad input fails before any generation
+        validated = validated or await pipeline.validate(request)  # bad input fails before any generation
         view = None if json_out else AnswerView(Console())
         result: AnswerResult | None = None
         with view.live() if view else contextlib.nullcontext():
-            async for event in pipeline.stream(question, mode=mode):
+            async for event in pipeline.stream(validated):
                 if view:
                     view.update(event)
                 if isinstance(event, AnswerDone):
@@ -147,21 +162,30 @@ async def _ask(settings: Settings, question: str, mode: RequestedMode, json_out:
         await pipeline.engine.aclose()
 
 
-def precheck_question(settings: Settings, question: str) -> None:
-    """Reject a question that cannot fit BEFORE the engine takes its half a minute to start: the tokenizer
-    and the model's context length are enough."""
+async def precheck_question(settings: Settings, request: AnswerRequest) -> ValidatedRequest | None:
+    """Check the request BEFORE the engine takes its half a minute to start: the model's tokenizer and context
+    length are enough. The check it returns is the answer's one validation (the pipeline runs it as it is);
+    None where only the engine can tell (a remote server, dummy weights)."""
     from transformers import AutoConfig, AutoTokenizer
 
     from sotrag.app.engines.model_source import resolve_model
 
     cfg = settings.engine
     if cfg.load_format == "dummy" or cfg.remote:  # remote: the server's tokenizer checks it (pipeline.validate)
-        return
+        return None
     model_path = resolve_model(cfg.resolved_model)
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or model_path)
     limit = cfg.max_model_len or int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 0))
-    if limit:
-        check_question(question, lambda text: len(tokenizer.encode(text, add_special_tokens=False)), limit)
+    if not limit:
+        return None
+
+    async def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    return await validate_request(request, settings, count, limit)
+
+
+_NOTE_PREFIX: dict[type, str] = {SkeletonRetry: "skeleton retry: "}
 
 
 class AnswerView:
@@ -176,12 +200,7 @@ class AnswerView:
     def __init__(self, console: Console, auto_refresh: bool = True) -> None:
         self.console = console
         self.auto_refresh = auto_refresh
-        self.skeleton = ""
-        self.titles: dict[int, str] = {}
-        self.texts: dict[int, str] = {}
-        self.done: set[int] = set()
-        self.normal = ""
-        self.sources: list[Source] = []
+        self.answer = AnswerSoFar()  # the shared fold: what the answer is so far
         self._printed_points: set[int] = set()
         self._printed_normal = 0  # characters of the normal answer printed above the live region
         self._live: Live | None = None
@@ -198,36 +217,20 @@ class AnswerView:
         return self._live
 
     def update(self, event: Event) -> None:
-        if isinstance(event, SourcesEvent):
-            self.sources = list(event.sources)
+        answer = self.answer
+        if answer.feed(event):  # a skeleton retry or a fallback: its reason, and the points start over
+            self._print(Text(_NOTE_PREFIX.get(type(event), "") + answer.notes[-1], style="dim"))
+            self._printed_points.clear()
+        elif isinstance(event, SourcesEvent):
             self._print(Text(f"{len(event.sources)} passages retrieved", style="dim"))
         elif isinstance(event, RouteEvent):
             self._print(Text(f"route: {event.mode} ({event.reason})", style="dim"))
-        elif isinstance(event, FallbackEvent):
-            self._print(Text(f"fallback to normal decoding: {event.reason}", style="dim"))
-            self.titles.clear()
-        elif isinstance(event, SkeletonRetry):
-            self._print(Text(f"skeleton retry: {event.reason}", style="dim"))
-            self.skeleton = ""
-            self.titles.clear()
-            self.texts.clear()
-            self.done.clear()
-            self._printed_points.clear()
-        elif isinstance(event, SkeletonDelta):
-            self.skeleton += event.text
-        elif isinstance(event, PointStarted):
-            self.titles[event.index] = event.title
-            self.texts.setdefault(event.index, "")
-        elif isinstance(event, PointDelta):
-            self.texts[event.index] = self.texts.get(event.index, "") + event.text
         elif isinstance(event, PointDone):
-            self.done.add(event.index)
             self._print_finished_points()
         elif isinstance(event, AnswerDelta):
-            self.normal += event.text
-            end = self.normal.rfind("\n") + 1
+            end = answer.normal.rfind("\n") + 1
             if end > self._printed_normal:
-                self._print(Text(self.normal[self._printed_normal : end - 1]))
+                self._print(Text(answer.normal[self._printed_normal : end - 1]))
                 self._printed_normal = end
         if self._live is not None:
             self._live.update(self.render(), refresh=not self.auto_refresh)
@@ -237,27 +240,28 @@ class AnswerView:
         (self._live.console if self._live is not None else self.console).print(renderable)
 
     def _point(self, index: int) -> Text:
-        finished = index in self.done
+        finished = index in self.answer.done
         line = Text("✓ " if finished else "… ", style="green" if finished else "yellow")
-        line.append(f"{index}. {self.titles[index]}", style="bold")
-        line.append(self.texts.get(index, ""))
+        line.append(f"{index}. {self.answer.titles[index]}", style="bold")
+        line.append(self.answer.texts.get(index, ""))
         return line
 
     def _print_finished_points(self) -> None:
-        for index in sorted(self.titles):
+        for index in sorted(self.answer.titles):
             if index in self._printed_points:
                 continue
-            if index not in self.done:
+            if index not in self.answer.done:
                 return  # reading order: a later point waits for this one
             self._print(self._point(index))
             self._printed_points.add(index)
 
     def _pending(self) -> list[Text]:
-        parts = [self._point(i) for i in sorted(self.titles) if i not in self._printed_points]
-        if not self.titles and self.skeleton and not self.normal:
-            parts.append(Text("skeleton\n", style="dim") + Text(self.skeleton, style="bold"))
-        if self.normal[self._printed_normal :]:
-            parts.append(Text(self.normal[self._printed_normal :]))
+        a = self.answer
+        parts = [self._point(i) for i in sorted(a.titles) if i not in self._printed_points]
+        if not a.titles and a.skeleton and not a.normal:
+            parts.append(Text("skeleton\n", style="dim") + Text(a.skeleton, style="bold"))
+        if a.normal[self._printed_normal :]:
+            parts.append(Text(a.normal[self._printed_normal :]))
         return parts
 
     def render(self) -> RenderableType:
@@ -274,10 +278,10 @@ class AnswerView:
         """After the live region is gone: print what it still held (in full), then the sources."""
         for part in self._pending():
             self.console.print(part)
-        self._printed_points.update(self.titles)
-        self._printed_normal = len(self.normal)
-        if self.sources:
-            self.console.print(sources_table(self.sources))
+        self._printed_points.update(self.answer.titles)
+        self._printed_normal = len(self.answer.normal)
+        if self.answer.sources:
+            self.console.print(sources_table(self.answer.sources))
 
 
 def sources_table(sources: list[Source]) -> Table:

@@ -61,7 +61,7 @@ def quiet_engine_extra(extra: dict[str, Any], verbose: bool) -> dict[str, Any]:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _problem(err: Any) -> str:
+def problem(err: Any) -> str:
     """What pydantic found wrong, and the value given (when there was one)."""
     msg = str(err["msg"]).removeprefix("Value error, ")
     return msg if err["type"] in ("missing", "value_error") else f"{msg}, got {err.get('input')!r}"
@@ -72,7 +72,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = ["SOTRAG_" + "__".join(str(x) for x in e["loc"]).upper() + f": {_problem(e)}" for e in exc.errors()]
+        problems = ["SOTRAG_" + "__".join(str(x) for x in e["loc"]).upper() + f": {problem(e)}" for e in exc.errors()]
         raise fail("invalid setting " + "; ".join(problems), 2) from None
 
 
@@ -90,7 +90,7 @@ def with_options(config: M, /, **options: Any) -> M:
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else ""
             where = f"--{name.replace('_', '-')}" if name in given else f"setting {name or type(config).__name__}"
-            problems.append(f"{where}: {_problem(err)}")
+            problems.append(f"{where}: {problem(err)}")
         raise fail("; ".join(problems), 2) from None
 
 

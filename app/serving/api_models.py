@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sotrag.app import request
+from sotrag.app.config import SamplingConfig
 from sotrag.app.events import AnswerResult, RequestedMode
 from sotrag.app.serving.validation import UnicodeText
 
@@ -25,11 +27,15 @@ FilterKey = Literal["source", "heading", "doc_id", "kind"]
 
 
 class AnswerRequest(BaseModel):
+    """The body of ``POST /v1/answer``; ``to_request`` makes the pipeline's ``sotrag.app.request.AnswerRequest``."""
+
     model_config = ConfigDict(extra="forbid")
 
     question: UnicodeText = Field(description="the question; empty or whitespace-only is rejected (422)")
-    mode: RequestedMode = Field(
-        "auto", description="sot, normal, or auto (the router decides; SoT when no router is configured)"
+    mode: RequestedMode | None = Field(
+        None,
+        description="sot, normal, or auto (the router decides; SoT when no router is configured); "
+        "none: the server's default mode (SOTRAG_DEFAULT_MODE, auto unless set)",
     )
     top_k: int | None = Field(default=None, ge=0, le=50, description="passages to retrieve; 0 answers ungrounded")
     filters: dict[FilterKey, UnicodeText] | None = Field(
@@ -41,6 +47,17 @@ class AnswerRequest(BaseModel):
         None, ge=1, le=32768, description="most tokens per point (SoT) or for the whole answer (normal)"
     )
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    def to_request(self, sampling: SamplingConfig | None) -> request.AnswerRequest:
+        """The pipeline's request for this body, with the client's sampling already checked by the service."""
+        return request.AnswerRequest(
+            question=self.question,
+            mode=self.mode,
+            history=tuple((t.question, t.answer) for t in self.history),
+            passages_k=self.top_k,
+            filters={str(k): v for k, v in self.filters.items()} if self.filters is not None else None,
+            sampling=sampling,
+        )
 
 
 class AnswerResponse(AnswerResult):

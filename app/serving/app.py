@@ -253,24 +253,16 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         },
     )
     async def answer(body: AnswerRequest, request: Request) -> Any:
-        run = await service.answer(
-            body.question,
-            surface="rest",
-            mode=body.mode,
-            history=[(t.question, t.answer) for t in body.history],
-            top_k=body.top_k,
-            filters={str(k): v for k, v in body.filters.items()} if body.filters is not None else None,
-            max_tokens=body.max_tokens,
-            temperature=body.temperature,
-        )
+        answer_request = body.to_request(service.sampling_for(max_tokens=body.max_tokens, temperature=body.temperature))
+        run = await service.answer(answer_request, surface="rest")
         if body.stream:
             return StreamingResponse(
-                _sse(run, service, body.top_k),
+                _sse(run, service),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         result = await run_unless_disconnected(run, request)
-        return service.response_for(result, body.top_k)
+        return service.response_for(result)
 
     @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index",
              responses={**AUTH_ERRORS, **INDEX_ERRORS})
@@ -343,12 +335,12 @@ async def _stage(upload: UploadFile, limit: int) -> Path:
     return path
 
 
-async def _sse(run: AnswerRun, service: Service, top_k: int | None) -> AsyncIterator[str]:
+async def _sse(run: AnswerRun, service: Service) -> AsyncIterator[str]:
     """Format the answer's events as SSE. A client that leaves cancels this, and with it the answer."""
     try:
         async for event in run.events():
             if isinstance(event, AnswerDone):
-                result = service.response_for(event.result, top_k).model_dump(mode="json")
+                result = service.response_for(event.result).model_dump(mode="json")
                 data = json.dumps({"type": "answer_done", "result": result})
             else:
                 data = event.model_dump_json()

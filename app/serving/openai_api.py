@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sotrag.app.events import AnswerDone, AnswerResult, RequestedMode
 from sotrag.app.ordered import OrderedText
+from sotrag.app.request import AnswerRequest
 from sotrag.app.serving.api_models import AnswerResponse, sse_event_schema
 from sotrag.app.serving.disconnect import run_unless_disconnected
 from sotrag.app.serving.limits import Busy
@@ -227,14 +228,11 @@ def create_openai_router(service: Service) -> APIRouter:
         if last.role != "user":
             return openai_error(422, "the last message must be the user's question", param="messages")
         history = _history(body.messages[:-1])
-        run = await service.answer(
-            last.text,
-            surface="openai",
-            mode=mode,
-            history=history,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            temperature=body.temperature,
+        sampling = service.sampling_for(
+            max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature
         )
+        answer_request = AnswerRequest(question=last.text, mode=mode, history=tuple(history), sampling=sampling)
+        run = await service.answer(answer_request, surface="openai")
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if body.stream:
@@ -251,7 +249,7 @@ def create_openai_router(service: Service) -> APIRouter:
             model=body.model,
             choices=[Choice(message=ChatMessageOut(content=result.answer), finish_reason=finish_reason_of(result))],
             usage=usage_of(result),
-            sotrag=service.response_for(result, None),
+            sotrag=service.response_for(result),
         )
 
     return router
@@ -296,7 +294,7 @@ async def _chunks(
                 yield chunk(Delta(content=text))
             if isinstance(event, AnswerDone):
                 result = event.result
-                yield chunk(Delta(), finish_reason_of(result), sotrag=service.response_for(result, None))
+                yield chunk(Delta(), finish_reason_of(result), sotrag=service.response_for(result))
                 if include_usage:
                     usage = ChatCompletionChunk(
                         id=completion_id, created=created, model=model, choices=[], usage=usage_of(result)

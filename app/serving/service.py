@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sotrag.app.config import Settings
-from sotrag.app.engines.base import Engine, EngineError, count_tokens_async, engine_health
-from sotrag.app.events import AnswerDone, AnswerResult, Event, RequestedMode
-from sotrag.app.pipeline import InvalidQuestion, SoTPipeline
+from sotrag.app.config import SamplingConfig, Settings
+from sotrag.app.engines.base import Engine, EngineError, engine_health
+from sotrag.app.events import AnswerDone, AnswerResult, Event
+from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.request import AnswerRequest, InvalidQuestion, ValidatedRequest, sampling_with
 from sotrag.app.serving.api_models import AnswerResponse, DocumentOut, FileOutcome, IndexStatus, UploadResponse
 from sotrag.app.serving.limits import AnswerLimiter, AnswerTimeout, Ticket
 from sotrag.app.serving.metrics import Metrics
-from sotrag.app.serving.validation import check_context, check_lengths, public_message, public_model_name
+from sotrag.app.serving.validation import check_lengths, public_message, public_model_name
 
 log = logging.getLogger("sotrag.server")
 
@@ -283,56 +284,28 @@ class Service:
 
     # -- answers ----------------------------------------------------------------------------------------
 
-    async def answer(
-        self,
-        question: str,
-        *,
-        surface: str,
-        mode: RequestedMode = "auto",
-        history: Sequence[tuple[str, str]] = (),
-        top_k: int | None = None,
-        filters: dict[str, str] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AnswerRun:
+    def sampling_for(self, *, max_tokens: int | None = None, temperature: float | None = None) -> SamplingConfig | None:
+        """A client's sampling options over the server's: ``InvalidQuestion`` for a ``max_tokens`` over this
+        server's limit; None when the client set none."""
+        limit = self.settings.limits.max_tokens
+        if max_tokens is not None and max_tokens > limit:
+            raise InvalidQuestion(f"max_tokens is {max_tokens}, over this server's limit of {limit}")
+        return sampling_with(self.settings.sampling, max_tokens=max_tokens, temperature=temperature)
+
+    async def answer(self, request: AnswerRequest, *, surface: str) -> AnswerRun:
         """Validate and admit now (raises ``InvalidQuestion``/``NotReady``/``Busy`` before anything streams), run on
         iteration. The limits apply to every surface alike: this is the one way in."""
         pipeline = self.require_pipeline()
         assert self.limiter is not None
         self.limiter.check()  # refuse an overload before spending anything on it (tokenizing, validating)
-        limits = self.settings.limits
-        check_lengths(question, history, limits)
-        question = await pipeline.avalidate(question)  # async: a remote engine may count through its server
-        if history:
-            engine = pipeline.engine
-            history_tokens = 0
-            for q, a in history:
-                history_tokens += await count_tokens_async(engine, q) + await count_tokens_async(engine, a)
-            check_context(await count_tokens_async(engine, question), history_tokens, engine.max_model_len)
-        if max_tokens is not None and max_tokens > limits.max_tokens:
-            raise InvalidQuestion(f"max_tokens is {max_tokens}, over this server's limit of {limits.max_tokens}")
-        sampling = self.settings.sampling
-        updates: dict[str, Any] = {}
-        if max_tokens is not None:
-            updates["normal_max_tokens"] = max_tokens
-            updates["point_max_tokens"] = max_tokens
-            updates["point_min_tokens"] = min(sampling.point_min_tokens, max_tokens)
-            updates["normal_min_tokens"] = min(sampling.normal_min_tokens, max_tokens)
-        if temperature is not None:
-            updates["temperature"] = temperature
-        kwargs: dict[str, Any] = {
-            "mode": mode,
-            "history": tuple(history),
-            "top_k": top_k,
-            "filters": filters,
-            "sampling": sampling.model_copy(update=updates) if updates else None,
-        }
-        run = AnswerRun(self, pipeline, question, kwargs, surface)
+        check_lengths(request.question, request.history, self.settings.limits)
+        validated = await pipeline.validate(request)  # the one tokenization of the question (and history)
+        run = AnswerRun(self, pipeline, validated, surface)
         run.ticket = self.limiter.admit(run)  # Busy (429) when every slot and queue place is taken
         return run
 
-    def response_for(self, result: AnswerResult, top_k: int | None) -> AnswerResponse:
-        k = self.settings.top_k if top_k is None else top_k
+    def response_for(self, result: AnswerResult) -> AnswerResponse:
+        k = self.settings.passages_k if result.passages_k is None else result.passages_k
         return AnswerResponse(
             **{**result.model_dump(), "model": public_model_name(result.model)},
             grounded=bool(result.sources),
@@ -442,13 +415,10 @@ class Service:
 class AnswerRun:
     """One answer: iterate ``events()`` to run it; stopping early cancels it and aborts its engine requests."""
 
-    def __init__(
-        self, service: Service, pipeline: SoTPipeline, question: str, kwargs: dict[str, Any], surface: str
-    ) -> None:
+    def __init__(self, service: Service, pipeline: SoTPipeline, request: ValidatedRequest, surface: str) -> None:
         self.service = service
         self.pipeline = pipeline
-        self.question = question
-        self.kwargs = kwargs
+        self.request = request
         self.surface = surface
         self.result: AnswerResult | None = None
         self.ticket: Ticket | None = None
@@ -461,7 +431,7 @@ class AnswerRun:
 
         async def produce() -> None:
             try:
-                async for event in self.pipeline.stream(self.question, **self.kwargs):
+                async for event in self.pipeline.stream(self.request):
                     queue.put_nowait(event)
                 queue.put_nowait(_END)
             except asyncio.CancelledError:
@@ -515,7 +485,7 @@ class AnswerRun:
             metrics.in_flight.dec()
             self.service.answers_in_flight -= 1
             used = self.result.mode if self.result is not None else "none"
-            metrics.answers.labels(self.surface, self.kwargs["mode"], used, outcome).inc()
+            metrics.answers.labels(self.surface, self.request.request.mode, used, outcome).inc()
 
     async def _failure(self, error: BaseException) -> AnswerFailed:
         """What the client is told: a reason that names no internals, and the status a non-streamed answer gets."""

@@ -30,7 +30,6 @@ from sotrag.app.events import (
     AnswerDone,
     AnswerResult,
     Event,
-    FallbackEvent,
     PointDelta,
     PointDone,
     PointStarted,
@@ -38,11 +37,11 @@ from sotrag.app.events import (
     RouteEvent,
     SkeletonDelta,
     SkeletonDone,
-    SkeletonRetry,
     SourcesEvent,
     stats_rows,
 )
-from sotrag.app.pipeline import InvalidQuestion
+from sotrag.app.fold import AnswerSoFar
+from sotrag.app.request import AnswerRequest, InvalidQuestion
 from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.service import (
     AnswerFailed,
@@ -53,7 +52,6 @@ from sotrag.app.serving.service import (
     Service,
     UnknownDocument,
     UnsupportedDocument,
-    grounding_note,
 )
 from sotrag.app.serving.validation import public_model_name
 from sotrag.retrieval.errors import RetrievalError
@@ -111,23 +109,14 @@ def _seconds(value: float | None) -> str:
 
 
 @dataclass
-class LiveAnswer:
-    """What one answer looks like so far, built from the pipeline's events (with arrival times for the timeline)."""
+class LiveAnswer(AnswerSoFar):
+    """The answer so far (the shared fold of its events), with arrival times for the timeline."""
 
     t0: float = field(default_factory=time.perf_counter)
-    skeleton: str = ""
     skeleton_start: float | None = None
     skeleton_end: float | None = None
-    skeleton_titles: list[str] = field(default_factory=list)
-    titles: dict[int, str] = field(default_factory=dict)
-    texts: dict[int, str] = field(default_factory=dict)
-    done: set[int] = field(default_factory=set)
     times: dict[int, list[float | None]] = field(default_factory=dict)  # start, first token, end
-    normal: str = ""
     normal_times: list[float | None] = field(default_factory=lambda: [None, None, None])
-    notes: list[str] = field(default_factory=list)
-    sources: list[Any] = field(default_factory=list)
-    result: AnswerResult | None = None
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -135,64 +124,26 @@ class LiveAnswer:
     def feed(self, event: Event) -> bool:
         """Apply one event; True when it changes the phase (sent to the browser at once, not throttled)."""
         now = self.now()
-        if isinstance(event, SourcesEvent):
-            self.sources = event.sources
+        if super().feed(event):  # a skeleton retry or a fallback: the points' bars go too
+            self.times.clear()
             return True
-        if isinstance(event, RouteEvent):
-            self.notes.append(f"auto chose {event.mode}: {event.reason}")
-            return True
-        if isinstance(event, SkeletonDelta):
-            if self.skeleton_start is None:
-                self.skeleton_start = now
-            self.skeleton += event.text
-            return False
-        if isinstance(event, SkeletonDone):
+        if isinstance(event, SkeletonDelta) and self.skeleton_start is None:
+            self.skeleton_start = now
+        elif isinstance(event, SkeletonDone):
             self.skeleton_end = now
-            self.skeleton_titles = list(event.points)
-            return True
-        if isinstance(event, SkeletonRetry):
-            self.notes.append(event.reason)
-            self.skeleton = ""
-            self.titles.clear()
-            self.texts.clear()
-            self.done.clear()
-            self.times.clear()
-            return True
-        if isinstance(event, FallbackEvent):
-            self.notes.append(f"fell back to normal decoding: {event.reason}")
-            self.titles.clear()
-            self.skeleton_titles.clear()
-            self.texts.clear()
-            self.done.clear()
-            self.times.clear()
-            return True
-        if isinstance(event, PointStarted):
-            self.titles[event.index] = event.title
-            self.texts.setdefault(event.index, "")
+        elif isinstance(event, PointStarted):
             self.times[event.index] = [now, None, None]
-            return False
-        if isinstance(event, PointDelta):
-            self.texts[event.index] = self.texts.get(event.index, "") + event.text
+        elif isinstance(event, PointDelta):
             t = self.times.setdefault(event.index, [now, None, None])
             if t[1] is None:
                 t[1] = now
-            return False
-        if isinstance(event, PointDone):
-            self.done.add(event.index)
+        elif isinstance(event, PointDone):
             self.times.setdefault(event.index, [now, now, None])[2] = now
-            return False
-        if isinstance(event, AnswerDelta):
+        elif isinstance(event, AnswerDelta):
             if self.normal_times[0] is None:
                 self.normal_times = [self.skeleton_end or 0.0, now, None]
-            self.normal += event.text
             self.normal_times[2] = now
-            return False
-        if isinstance(event, AnswerDone):
-            self.result = event.result
-            return True
-        return False
-
-    # -- views --
+        return isinstance(event, (SourcesEvent, RouteEvent, SkeletonDone, AnswerDone))
 
     def chat_markdown(self) -> str:
         parts = [f"*{md_text(note)}*" for note in self.notes]
@@ -364,7 +315,7 @@ def build_ui(service: Service) -> gr.Blocks:
                     with gr.Row():
                         mode = gr.Radio(
                             [("auto", "auto"), ("Skeleton-of-Thought", "sot"), ("normal", "normal")],
-                            value="auto", label="Mode", elem_id="sot-mode",
+                            value=service.settings.default_mode, label="Mode", elem_id="sot-mode",
                         )
                         compare = gr.Checkbox(
                             label="Compare: also run the other mode and show the speed-up", elem_id="sot-compare-on"
@@ -405,9 +356,10 @@ def build_ui(service: Service) -> gr.Blocks:
             chat.append({"role": "assistant", "content": "*thinking…*"})
             skip = gr.skip()
             try:
-                run = await service.answer(
-                    text, surface="ui", mode=_mode(mode_value), history=[(q, a) for q, a in turns]
+                request = AnswerRequest(
+                    question=text, mode=_mode(mode_value), history=tuple((q, a) for q, a in turns)
                 )
+                run = await service.answer(request, surface="ui")
             except (InvalidQuestion, NotReady, Busy) as exc:
                 chat[-1] = {"role": "assistant", "content": f"⚠ {md_text(str(exc))}"}
                 yield text, chat, skip, skip, skip, skip, turns
@@ -430,7 +382,7 @@ def build_ui(service: Service) -> gr.Blocks:
                 return
             result = live.result
             assert result is not None
-            note = grounding_note(result, service.index is not None, service.settings.top_k)
+            note = service.response_for(result).grounding_note
             turns = [*turns, [result.question, result.answer]]
             chat[-1] = {"role": "assistant", "content": live.chat_markdown()}
             yield (skip, chat, stats_html(result, note), timeline_svg(live.timeline_rows(), result.stats.total_s),
@@ -440,8 +392,10 @@ def build_ui(service: Service) -> gr.Blocks:
             other_mode: RequestedMode = "normal" if result.mode == "sot" else "sot"
             other = LiveAnswer()
             try:
-                other_run = await service.answer(result.question, surface="ui", mode=other_mode,
-                                                 history=[(q, a) for q, a in turns[:-1]])
+                other_request = AnswerRequest(
+                    question=result.question, mode=other_mode, history=tuple((q, a) for q, a in turns[:-1])
+                )
+                other_run = await service.answer(other_request, surface="ui")
                 async for event in other_run.events():
                     phase = other.feed(event)
                     now = time.perf_counter()
@@ -522,8 +476,9 @@ def build_ui(service: Service) -> gr.Blocks:
     return demo
 
 
-def _mode(value: str | None) -> RequestedMode:
-    return value if value in ("sot", "normal", "auto") else "auto"  # type: ignore[return-value]
+def _mode(value: str | None) -> RequestedMode | None:
+    """The mode the user picked; None (the server's default mode) for anything else."""
+    return value if value in ("sot", "normal", "auto") else None  # type: ignore[return-value]
 
 
 def _status_html(service: Service) -> str:

@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 from sotrag.app.config import LimitsConfig
-from sotrag.app.pipeline import MIN_ANSWER_TOKENS, InvalidQuestion
+from sotrag.app.request import InvalidQuestion
 
 
 class TextTooLong(InvalidQuestion):
@@ -58,18 +58,6 @@ def check_lengths(question: str, history: Sequence[tuple[str, str]], limits: Lim
     size = sum(len(q) + len(a) for q, a in history)
     if size > limits.max_history_chars:
         raise TextTooLong(f"the history is {size} characters, over the limit of {limits.max_history_chars}")
-
-
-def check_context(
-    question_tokens: int, history_tokens: int, max_model_len: int
-) -> None:
-    """The question and the history together must leave room for an answer in the model's context."""
-    total = question_tokens + history_tokens
-    if history_tokens and total + MIN_ANSWER_TOKENS > max_model_len:
-        raise TextTooLong(
-            f"the question and its history are {total} tokens, too long for the model's context of "
-            f"{max_model_len} tokens; send fewer or shorter earlier turns"
-        )
 
 
 def public_message(exc: BaseException) -> str:

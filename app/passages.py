@@ -1,0 +1,99 @@
+"""The passages one answer is grounded in: retrieved once for the question, fitted to the context budget,
+numbered as the sources the model may cite; and, with per-point retrieval, more for each point.
+
+Why here and not in ``retrieval/``: the budget is counted in the engine's tokens, and the numbering is what the
+prompts (``sotrag.prompts.build``) and the answer's ``sources`` share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from sotrag.app.engines.base import Engine, count_tokens_async
+from sotrag.app.events import Source
+from sotrag.prompts import build as prompts
+from sotrag.retrieval.types import Passage, Retriever
+
+
+def source_of(n: int, passage: Passage) -> Source:
+    return Source(
+        n=n,
+        source=passage.source,
+        heading=passage.heading,
+        score=passage.score,
+        snippet=passage.text[:300],
+        chunk_id=passage.chunk_id,
+    )
+
+
+@dataclass
+class Grounding:
+    """The answer's passages and sources so far."""
+
+    passages: list[Passage] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    dropped: int = 0  # retrieved passages that did not fit the budget
+    seconds: float = 0.0
+    _extra_numbers: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    async def retrieve(
+        cls,
+        retriever: Retriever,
+        engine: Engine,
+        question: str,
+        k: int,
+        filters: dict[str, str] | None,
+        budget: int,
+    ) -> Grounding:
+        """The question's top ``k`` passages that fit ``budget`` tokens, numbered 1..n in rank order."""
+        start = perf_counter()
+        found = await retriever.aretrieve(question, k, filters)
+        seconds = perf_counter() - start
+        passages = await fit(engine, found, budget)
+        sources = [source_of(i, p) for i, p in enumerate(passages, start=1)]
+        return cls(passages, sources, len(found) - len(passages), seconds)
+
+    async def for_point(
+        self, retriever: Retriever, question: str, title: str, k: int
+    ) -> list[tuple[int, Passage]]:
+        """Up to ``k`` passages for one point (question + point title) not already given, numbered after the
+        shared ones. They go after the shared prompt prefix, so that prefix stays shared by every point."""
+        found = await retriever.aretrieve(f"{question} {title}", k + 3)
+        known = {p.chunk_id or p.text for p in self.passages}
+        fresh: list[tuple[int, Passage]] = []
+        for passage in found:
+            key = passage.chunk_id or passage.text
+            if key in known:
+                continue
+            if key not in self._extra_numbers:
+                self._extra_numbers[key] = len(self.sources) + 1
+                self.sources.append(source_of(self._extra_numbers[key], passage))
+            fresh.append((self._extra_numbers[key], passage))
+            if len(fresh) == k:
+                break
+        return fresh
+
+
+async def fit(engine: Engine, found: list[Passage], budget: int) -> list[Passage]:
+    """The passages, in order, whose tokens (plus 2 each for their separators) fit ``budget``.
+
+    First one count of the whole system text, as every prompt of the answer will carry it: when all passages fit
+    (the usual case) that is the only tokenization of the passages, and the engine's content cache hands its ids
+    to the skeleton and point prompts. Only when they do not all fit is each passage counted on its own, and the
+    first ones that fit kept (``benchmarks/pipeline_cpu.py --tokenizer`` measures the difference)."""
+    if not found:
+        return []
+    whole = await count_tokens_async(engine, prompts.system_message(found).content)
+    instruction = await count_tokens_async(engine, prompts.grounded_instruction())
+    if whole - instruction + 2 * len(found) <= budget:
+        return list(found)
+    kept: list[Passage] = []
+    used = 0
+    for passage in found:
+        cost = await count_tokens_async(engine, prompts.format_passage(len(kept) + 1, passage)) + 2
+        if used + cost <= budget:
+            used += cost
+            kept.append(passage)
+    return kept

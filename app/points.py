@@ -1,0 +1,98 @@
+"""The points of one answer, expanded in parallel: one task per point, their events merged into one queue.
+
+Why tasks and a queue: every point must reach the engine at once (continuous batching decodes them together),
+while the answer's consumer reads one ordered stream of events. Each point task puts its deltas on the queue as
+they come; ``drain`` hands them on. ``cancel`` stops every task, and their engine requests are aborted by the
+answer's ``EngineCalls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from sotrag.app.engine_calls import EngineCalls, RequestTrace
+from sotrag.app.engines.base import GenerationRequest
+from sotrag.app.events import Event, PointDelta, PointDone, PointStarted
+from sotrag.app.fork import SkeletonIds
+
+
+@dataclass
+class Point:
+    index: int
+    title: str
+    trace: RequestTrace
+    skeleton_ids: SkeletonIds
+    skeleton_prefix_tokens: int = 0  # prompt tokens continued from the skeleton request's own ids
+
+
+# Builds a point's engine request (and its skeleton-prefix token count) inside the point's task.
+Prepare = Callable[[Point], Awaitable[tuple[GenerationRequest, int]]]
+
+
+class _TaskEnd:
+    """Queue marker: one point task has ended (its error, if any, travels with it)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class PointGroup:
+    """The point tasks of one answer and the queue their events go through."""
+
+    def __init__(self, calls: EngineCalls) -> None:
+        self.calls = calls
+        self.points: list[Point] = []
+        self._queue: asyncio.Queue[Event | _TaskEnd] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._left = 0
+
+    def new(self, title: str, skeleton: RequestTrace | None) -> Point:
+        """The next point, forking from the skeleton request's ids as far as they are written now."""
+        point = Point(len(self.points) + 1, title, RequestTrace(start_s=self.calls.now()), SkeletonIds.of(skeleton))
+        self.points.append(point)
+        return point
+
+    def start(self, point: Point, request: GenerationRequest | Prepare) -> PointStarted:
+        """Run ``point`` in its own task: its ``request`` as given, or built in the task by a ``Prepare``."""
+        self._tasks.append(asyncio.create_task(self._expand(point, request)))
+        self._left += 1
+        return PointStarted(index=point.index, title=point.title)
+
+    async def _expand(self, point: Point, request: GenerationRequest | Prepare) -> None:
+        error: BaseException | None = None
+        try:
+            if not isinstance(request, GenerationRequest):
+                request, point.skeleton_prefix_tokens = await request(point)
+            async for delta in self.calls.generate(request, point.trace):
+                if delta.text:
+                    self._queue.put_nowait(PointDelta(index=point.index, text=delta.text))
+            self._queue.put_nowait(PointDone(index=point.index, text=point.trace.text, tokens=point.trace.tokens))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        finally:
+            self._queue.put_nowait(_TaskEnd(error))
+
+    async def drain(self, *, wait: bool) -> AsyncIterator[Event]:
+        """Yield what the point tasks queued: until all have ended (``wait``), or until the queue is empty. A
+        point's error is raised here, in the answer's own task."""
+        while self._left and (wait or not self._queue.empty()):
+            item = await self._queue.get()
+            if isinstance(item, _TaskEnd):
+                self._left -= 1
+                if item.error is not None:
+                    raise item.error
+            else:
+                yield item
+
+    async def cancel(self) -> None:
+        """Stop every point task (their engine requests are aborted by ``EngineCalls.abort_all``)."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._left = 0

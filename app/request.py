@@ -1,0 +1,154 @@
+"""One typed answer request, built once by each surface (REST, the OpenAI route, the UI, the CLI, ``SoTRAG``).
+
+Why one type: every surface used to pass the pipeline a different bag of keyword arguments, and defaults were
+resolved twice (once going down, once coming back up for the response). An ``AnswerRequest`` says what the
+client asked; ``resolve`` fills every default from ``Settings`` in one place; ``validate_request`` checks it
+against the model once (one tokenization of the question, one of the history) and returns a
+``ValidatedRequest`` that the pipeline runs without checking it again.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.events import RequestedMode
+
+# Room kept for the answer when checking that a question fits the model's context.
+MIN_ANSWER_TOKENS = 32
+MAX_PASSAGES_K = 50
+
+
+class InvalidQuestion(ValueError):
+    """The question cannot be answered as asked (empty, too long); the message is user-facing."""
+
+
+class QuestionTooLong(InvalidQuestion):
+    """The question (with its history) leaves no room for an answer in the model's context (413 over REST)."""
+
+    def __init__(self, tokens: int, limit: int, *, with_history: bool = False) -> None:
+        if with_history:
+            message = (
+                f"the question and its history are {tokens} tokens, too long for the model's context of {limit} "
+                "tokens; send fewer or shorter earlier turns"
+            )
+        else:
+            message = f"the question is {tokens} tokens, too long for the model's context of {limit} tokens"
+        super().__init__(message)
+        self.tokens = tokens
+        self.limit = limit
+
+
+class AnswerRequest(BaseModel):
+    """What a client asked. ``None`` means "the server's setting" (``Settings``), resolved by ``resolve``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question: str
+    mode: RequestedMode | None = Field(default=None, description="None: Settings.default_mode")
+    history: tuple[tuple[str, str], ...] = Field(default=(), description="earlier (question, answer) turns")
+    passages_k: int | None = Field(
+        default=None, ge=0, le=MAX_PASSAGES_K, description="passages to retrieve; None: Settings.passages_k"
+    )
+    filters: dict[str, str] | None = None
+    sampling: SamplingConfig | None = Field(default=None, description="None: Settings.sampling")
+    sot: SoTConfig | None = Field(default=None, description="None: Settings.sot")
+
+    def resolve(self, settings: Settings) -> ResolvedRequest:
+        """Every default filled from ``settings``: what the answer will actually use."""
+        return ResolvedRequest(
+            question=self.question,
+            mode=self.mode or settings.default_mode,
+            history=self.history,
+            passages_k=settings.passages_k if self.passages_k is None else self.passages_k,
+            filters=self.filters,
+            sampling=self.sampling or settings.sampling,
+            sot=self.sot or settings.sot,
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedRequest:
+    """An ``AnswerRequest`` with no default left open."""
+
+    question: str
+    mode: RequestedMode
+    history: tuple[tuple[str, str], ...]
+    passages_k: int
+    filters: dict[str, str] | None
+    sampling: SamplingConfig
+    sot: SoTConfig
+
+
+@dataclass(frozen=True)
+class ValidatedRequest:
+    """A resolved request whose question was checked against the model: only ``validate_request`` makes one."""
+
+    request: ResolvedRequest
+    question_tokens: int
+
+
+def sampling_with(
+    base: SamplingConfig, *, max_tokens: int | None = None, temperature: float | None = None
+) -> SamplingConfig | None:
+    """``base`` with a client's ``max_tokens`` (per point in SoT, for the whole answer in normal decoding) and
+    ``temperature``; None when the client set neither (the request then uses the server's sampling)."""
+    updates: dict[str, object] = {}
+    if max_tokens is not None:
+        updates["normal_max_tokens"] = max_tokens
+        updates["point_max_tokens"] = max_tokens
+        updates["point_min_tokens"] = min(base.point_min_tokens, max_tokens)
+        updates["normal_min_tokens"] = min(base.normal_min_tokens, max_tokens)
+    if temperature is not None:
+        updates["temperature"] = temperature
+    return base.model_copy(update=updates) if updates else None
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` has nothing to read: only whitespace, control and format characters (a NUL, a
+    zero-width space). Such a question would reach the model as an empty one."""
+    return not any(unicodedata.category(ch)[0] not in "CZ" for ch in text)
+
+
+def non_empty(question: str) -> str:
+    """The question stripped, or ``InvalidQuestion`` when nothing is left to read (checks no tokens)."""
+    question = (question or "").strip()
+    if is_blank(question):
+        raise InvalidQuestion("the question is empty" + (" (no visible characters)" if question else ""))
+    return question
+
+
+async def validate_request(
+    request: AnswerRequest | ResolvedRequest,
+    settings: Settings,
+    count_tokens: Callable[[str], Awaitable[int]],
+    max_model_len: int,
+) -> ValidatedRequest:
+    """The one check of a request against the model: a question with something to read, and room for an answer
+    after the question and its history. ``count_tokens`` counts plain text as the engine will encode it."""
+    resolved = request.resolve(settings) if isinstance(request, AnswerRequest) else request
+    question = non_empty(resolved.question)
+    tokens = await count_tokens(question)
+    if tokens + MIN_ANSWER_TOKENS > max_model_len:
+        raise QuestionTooLong(tokens, max_model_len)
+    if resolved.history:
+        total = tokens + await _history_tokens(resolved.history, count_tokens)
+        if total + MIN_ANSWER_TOKENS > max_model_len:
+            raise QuestionTooLong(total, max_model_len, with_history=True)
+    if question != resolved.question:
+        resolved = _replace_question(resolved, question)
+    return ValidatedRequest(resolved, tokens)
+
+
+async def _history_tokens(history: Sequence[tuple[str, str]], count_tokens: Callable[[str], Awaitable[int]]) -> int:
+    return sum([await count_tokens(q) + await count_tokens(a) for q, a in history])
+
+
+def _replace_question(resolved: ResolvedRequest, question: str) -> ResolvedRequest:
+    from dataclasses import replace
+
+    return replace(resolved, question=question)
