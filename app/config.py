@@ -15,8 +15,8 @@ from sotrag.app.events import RequestedMode
 
 CPU_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
-# The gpu preset's engine limits, sized for SoT (about 8 sequences per answer) by the H200 sweep in
-# docs/BENCHMARKS.md ("Engine limits": at 16/s on D, at a saturating 32/s on M). vLLM's generic ones are 128
+# The gpu preset's engine limits, sized for SoT (about 8 sequences per answer) by the GPU sweeps in
+# docs/BENCHMARKS.md ("Engine limits": at 16/s and at a saturating 32/s). vLLM's generic ones are 128
 # sequences and 2048 tokens a step.
 GPU_MAX_NUM_SEQS = 256
 GPU_MAX_BATCHED = 8192

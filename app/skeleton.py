@@ -33,8 +33,8 @@ def skeleton_line_regex(min_points: int, max_points: int, max_chars: int = 80) -
     """A cheaper guide, "1. <any text>\\n2. ..." with each line's text ``1..max_chars`` characters (no newline).
 
     xgrammar fills a line-level mask far faster than the word-bounded one (one character class per line
-    instead of word/space alternations: about 0.04-0.11 ms a token against 0.73 on the GPU host's CPU, for
-    real skeleton text), so it is the shape used for the guided retry."""
+    instead of word/space alternations; docs/archive/benchmarks-history.md, issue 6), so it is the shape used
+    for the guided retry."""
 
     def line(k: int) -> str:
         return rf"{k}\. [^\n]{{1,{max_chars}}}\n"

@@ -7,9 +7,9 @@ timestamps, from inside this process: the skeleton request's last delta, each po
 being built (``_Answer.point_request``, which encodes the point prompt), and the point's ``engine.generate`` being
 entered. The wrapping is benchmark-only (method replacement on the engine object, on ``_Answer.point_request`` and
 on ``PointGroup._expand``): it adds two timestamps per point and changes nothing else; the pipeline code that runs
-is the code users run. It separates the pipeline's own share of the GPU headline's
-~50 ms gap between the skeleton's end and the first point token (docs/BENCHMARKS.md, machine F) from what
-happens inside vLLM after the request is added. The model's own steps are CPU steps and say nothing here.
+is the code users run. It separates the pipeline's own share of the GPU headline's gap between the skeleton's end
+and the first point token (docs/archive/benchmarks-history.md, machine F) from what happens inside vLLM after the
+request is added. The model's own steps are CPU steps and say nothing here.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ router never sleeps) and ``paced`` (a pause between questions, as a server waits
 that wakes up is scheduled sooner than a CPU hog). Every row records the 1-minute load average at its end
 and the CPU time the call itself used (``cpu_ms``: compute; ``wall - cpu`` is waiting for a core).
 
-    python benchmarks/router_latency.py /work/shared/data/sot/vicuna80_questions.csv --repeats 2
+    python benchmarks/router_latency.py ../shared/data/sot/vicuna80_questions.csv --repeats 2
 
 Writes ``benchmarks/results/router_latency.json``. The target (p99 < 10 ms busy, 1 thread) lives here only.
 """

@@ -1,7 +1,7 @@
 """What the question's length costs ``route()``: the shipped router (long questions cut to their first 24 and last 22
 tokens) against a router that encodes the whole question (up to 256 tokens), on the same questions.
 
-    python benchmarks/router_length.py /work/shared/data/sot/wizardlm_questions.csv --whole-artifact OLD.npz
+    python benchmarks/router_length.py ../shared/data/sot/wizardlm_questions.csv --whole-artifact OLD.npz
 
 ``--whole-artifact`` is an artifact trained without the cut (the one shipped before, from git history:
 ``git show 06f8cb2:app/routing/assets/router.npz > OLD.npz``). Both run with 1 intra-op thread, taking turns

@@ -156,8 +156,8 @@ class TileConfig:
 
 def default_config(nq: int, d: int, k: int, int8: bool) -> TileConfig:
     """Tiles of 128 rows for small k (at most 1/12 of the scores survive as candidates), larger tiles for
-    larger k so that at most a quarter do; 4 warps and 3 pipeline stages. On the H200 this was the fastest
-    of the swept configs at almost every shape, for 1 to 64 queries (benchmarks/kernels.py, docs/BENCHMARKS.md)."""
+    larger k so that at most a quarter do; 4 warps and 3 pipeline stages: the fastest of the swept configs at
+    almost every shape, for 1 to 64 queries (benchmarks/kernels.py; docs/archive/benchmarks-history.md, issue 14)."""
     block_n = min(512, max(128, _next_pow2(4 * k)))
     return TileConfig(block_n=block_n, block_d=64, num_warps=8 if block_n > 128 else 4, num_stages=3)
 
@@ -191,7 +191,8 @@ def similarity_topk(
 
     ``prefilter`` first finds the exact top-k of a leading slice (1/32) of the corpus; its k-th key per query
     is a floor that no key below can beat, so the main pass drops those and most tiles end their selection
-    after one step. Exact either way (tested on the H200), but its speed is not measured yet: off by default.
+    after one step. Exact either way (tested on a GPU). Its extra pass pays off only when many queries share a
+    tile (timed at 1M rows: faster at 64 queries, slower at 1-8; docs/BENCHMARKS.md), so it is off by default.
     """
     check_inputs(queries, corpus, k, scales)
     if int8_queries and scales is None:

@@ -58,7 +58,7 @@ class Embedder:
     """Batched, normalized sentence embeddings with a chosen precision.
 
     ``precision="auto"`` (the default) runs the model under bfloat16 autocast when the CPU has native bf16
-    (about 2x faster than fp32 here, embeddings at cosine > 0.9999 to fp32; see docs/retrieval.md) and
+    (faster than fp32 at the same retrieval quality: docs/retrieval.md, benchmarks/results/retrieval-embed.json) and
     plain fp32 otherwise. Texts are sorted by length across the whole call so batches carry little padding,
     and results come back in the input order.
     """
@@ -132,6 +132,6 @@ class Embedder:
 
     def embed_query(self, query: str) -> np.ndarray:
         """One query, in ``query_precision`` (default: the documents' precision; fp32 and bf16 query vectors
-        give the same dev-set metrics, and bf16 is ~20% faster per query on an idle CPU)."""
+        give the same dev-set metrics, and bf16 is the faster one on an idle CPU: docs/retrieval.md)."""
         vec = self._encode([query], self.query_precision)
         return np.asarray(vec, dtype=np.float32)[0]

@@ -1,8 +1,9 @@
 """Start ``sotrag serve`` as a real subprocess on a free port, over the tiny random-weight model.
 
 The engine takes 30-60 s to start on a small CPU, so each test module starts ONE server and shares it.
-Sampling is configured through the environment exactly as a user would (``SOTRAG_...``): seeded sampling
-and regex-guided skeletons of 3-4 short points give a well-formed SoT answer even from random weights, and
+Sampling is configured through the environment exactly as a user would (``SOTRAG_...``): seeded sampling and
+skeletons of 3-4 short points (decoded unguided, as by default; when a random model's skeleton has too few points,
+the default regex-guided retry writes them) give a well-formed SoT answer even from random weights, and
 ``*_MIN_TOKENS`` far above every limit makes each point and normal answer run to its token limit (a random
 model would otherwise stop at an arbitrary EOS), so a request with a large ``max_tokens`` is long for sure.
 """

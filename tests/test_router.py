@@ -1,6 +1,6 @@
 """The trained SoT-R router: deterministic training, the shipped artifact, clear cases, the CLI.
 
-Runs without /work/shared: training uses a small labelled CSV written for these tests (tests/data)."""
+Runs without ../shared: training uses a small labelled CSV written for these tests (tests/data)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from sotrag.app.engines.lru import LRU
 from sotrag.prompts.messages import ChatMessage
 
 # A content's place in the rendered template: "<<sotrag-NONCE-INDEX>>". One pattern for every nonce: compiling a
-# pattern per call (a fresh nonce each time) cost ~0.5 ms of a point prompt's ~1.2 ms build.
+# pattern per call (a fresh nonce each time) was a large share of a point prompt's build, which delays the points
+# after the skeleton (docs/archive/benchmarks-history.md, "Where the SoT overhead went").
 _SENTINEL = re.compile(r"<<sotrag-([0-9A-Za-z_-]+)-(\d+)>>")
 
 

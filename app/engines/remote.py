@@ -534,8 +534,9 @@ class RemoteEngine:
                 body["guided_regex"] = s.regex
             else:
                 raise EngineError(
-                    "the vLLM server does not honour a regex (structured_outputs or guided_regex), which the "
-                    "guided skeleton needs; upgrade it or set SOTRAG_SOT__GUIDED_SKELETON=false"
+                    "the vLLM server does not honour a regex (structured_outputs or guided_regex), which a guided "
+                    "skeleton needs (the retry of a skeleton with too few points, or sot.guided_skeleton); upgrade "
+                    "it, or set SOTRAG_SOT__SKELETON_FALLBACK=normal with SOTRAG_SOT__GUIDED_SKELETON off (the default)"
                 )
         return body
 

@@ -161,8 +161,8 @@ def question_ids(tokenizer: Any, text: str, max_length: int, tail_tokens: int = 
     """The encoder's input ids for one question: [CLS] content [SEP], at most ``max_length`` in all. A longer
     question keeps its first and its last ``tail_tokens`` content tokens.
 
-    Why a bound: the encoder's cost grows with the tokens. On WizardLM's questions (median 54 tokens) the
-    whole-question router's p99 was 42.6 ms on the dev CPU, 7.1 ms with this cut (``benchmarks/router_length.py``).
+    Why a bound: the encoder's cost grows with the tokens, and long questions (WizardLM's) made the whole-question
+    router's p99 several times its target (``benchmarks/router_length.py``, ``benchmarks/results/router_length.json``).
     Why both ends: long questions often give their context first and the ask ("... list three ways to ...")
     last. The cut was chosen on LIMA's cross-validation (docs/router.md), where it did as well as the whole
     question."""

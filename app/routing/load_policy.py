@@ -3,8 +3,10 @@
 SoT turns one request into 1 + N concurrent ones. While the GPU has room in its decode batch that costs
 nothing (a decode step at batch 8 is about as long as at batch 1), but once the engine is really busy the extra
 sequences only queue, or make every step longer (each point re-reads the shared context's KV), and normal
-decoding is faster for everyone. A count of batch slots does not see that: on the GPU p50 latency was already
-10x its idle value while fewer than half the slots were in use. So the policy looks at what the load costs:
+decoding is faster for everyone. A count of batch slots does not see that: in the GPU load runs the median
+latency was already many times its idle value while fewer than half the slots were in use
+(docs/archive/benchmarks-history.md, "Why auto mode never fell back under load"). So the policy looks at what the
+load costs:
 
 - ``waiting``: requests queued because the batch or the KV cache is full (``vllm:num_requests_waiting``);
 - ``itl_ratio``: the recent inter-token latency over the engine's idle value (every step is slower);
@@ -14,7 +16,8 @@ decoding is faster for everyone. A count of batch slots does not see that: on th
   the loop can saturate while the engine's own stats look calm.
 
 Hysteresis: once refused, SoT comes back only when every signal is under its (lower) resume threshold, so
-answers do not flap between modes at the edge. The thresholds are from the GPU load sweep (docs/BENCHMARKS.md).
+answers do not flap between modes at the edge. The thresholds are from the GPU load sweep (docs/router.md;
+docs/archive/benchmarks-history.md, issue 13, 2026-12-01).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 The pipeline, and with the in-process engine also vLLM's output handling (detokenizing, one stream per point),
 run on one asyncio loop, on one core. SoT costs that loop more per answer than normal decoding does (about 8
-streams instead of 1), so under enough load the loop, not the GPU, is what saturates: on the H200 with the 1.5B
-shape at 32 answers/s, SoT answers were 13x (machine G) and 19x (machine H) their idle latency while vLLM reported
-an inter-token latency of only 1.7-1.8x its idle value and nothing waiting (docs/BENCHMARKS.md). Only the loop's
+streams instead of 1), so under enough load the loop, not the GPU, is what saturates: in the GPU load runs on a
+small model, SoT answers took many times their idle latency while vLLM reported a barely raised inter-token
+latency and nothing waiting (docs/BENCHMARKS.md; the runs in docs/archive/benchmarks-history.md). Only the loop's
 lag shows that cost.
 
 ``LoopLag.watch()`` (from inside the loop, idempotent) starts a task that sleeps ``interval_s`` and records how

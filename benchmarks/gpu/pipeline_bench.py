@@ -17,11 +17,28 @@ shape comes from configuration, through the same mechanism a user has (``Samplin
   first numbering token is a preamble, not a point (about 4 tokens, a real model's "Skeleton:").
 - Lengths: ``point_min_tokens == point_max_tokens`` and ``normal_min_tokens == normal_max_tokens`` (normal
   length = the sum of the points); min_tokens keeps vLLM from checking stop strings before it.
-- What differs from a user's run: only settings (the sampling set, fixed lengths, temperature 1, and
-  ``skeleton_fallback="normal"``, since a guided retry cannot write "1. " from that set; a fallback is
-  counted in the results). No benchmark hook touches the pipeline or the engine. (The old benchmark passed a
-  37,483-id set, which cost ~50 ms per request and hit SoT's 8 requests per answer 8 times; and it
-  guided the skeleton by regex, which its random model wrote to the regex's bounds.)
+- What differs from a user's run (docs/BENCHMARKS.md, "Benchmark-only settings and hooks", says the same):
+  - settings a user also has: the sampling set (``--words-per-numbering`` sets its words per numbering token,
+    so the skeleton's line length), fixed lengths, temperature 1, ``min_points = max_points``,
+    ``context_share=0.9``, and ``skeleton_fallback="normal"``, since a guided retry cannot write "1. " from
+    that set (a fallback is counted in the results);
+  - a stand-in retriever (below): no embedding or FAISS search in any number;
+  - ``--trace`` REBINDS the engine's ``AsyncLLM.generate`` to a pass-through (``request_tap.RequestTap``): one
+    more async-generator layer and a dict write per output, for the pipeline and engine-direct runs alike;
+  - part ``headline-no-content-cache`` SWAPS the engine's content cache (``VLLMEngine._plain``) for a fresh
+    encode of every content, for that part only;
+  - mode ``auto`` (``--router``) runs the real ``SoTRouter`` and ``LoadPolicy`` on the live engine's load, but
+    over question probabilities precomputed off the GPU machine (``router_probs.py``, ``PrecomputedClassifier``):
+    the router's own encoder time (``route()``'s CPU cost) is NOT in the auto rows, nor on their event loop;
+    ``auto-nolag`` also drops the loop-lag signal (``loop_lag=None``);
+  - ``--sweep``, ``--max-num-seqs``, ``--max-batched``: other engine limits; part ``nocache``: an engine
+    started without prefix caching;
+  - the load rows run the arrivals, the pipeline and vLLM's output handling on one event loop with no HTTP or
+    SSE, so a server's web cost is not in them; the startup heap is frozen once the engine is up, as
+    ``sotrag serve`` does;
+  - the engine-direct reference is no hook: it drives the same ``AsyncLLM`` with token ids beside the pipeline.
+  (The old benchmark passed a 37,483-id set, which cost ~50 ms per request and hit SoT's 8 requests per answer
+  8 times; and it guided the skeleton by regex, which its random model wrote to the regex's bounds.)
 
 Context: a fixed-passage retriever hands the pipeline ``k`` passages of random words totalling the asked
 number of tokens, fresh for every answer (so neither mode finds the question's prefix already cached);
@@ -682,7 +699,9 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--label", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--parts", default="headline,table1,table2,table4,nocache")
+    ap.add_argument("--parts", default="headline,table1,table2,table4,nocache",
+                    help="headline, table1, table2, table4, sweep, nocache (engine without prefix caching), "
+                    "headline-no-content-cache (swaps the engine's content cache for a fresh encode: an A/B)")
     ap.add_argument("--questions", default=None, help="CSV with a 'request' column (Vicuna-80)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--table2-questions", type=int, default=80)
@@ -693,7 +712,8 @@ def main() -> None:
                     "--arrivals (a saturating rate needs more answers than a burst of the default count)")
     ap.add_argument("--load-modes", default="normal,sot")
     ap.add_argument("--eager", action="store_true", help="SoTConfig.eager for every SoT answer")
-    ap.add_argument("--router", default=None, help="router_probs.py JSON: adds mode=auto to table4")
+    ap.add_argument("--router", default=None, help="router_probs.py JSON: adds mode=auto to table4 (the real router "
+                    "and load policy over precomputed question probabilities: route()'s encoder time is not in it)")
     ap.add_argument("--max-model-len", type=int, default=8192)
     ap.add_argument("--max-num-seqs", type=int, default=None, help="None: the gpu preset's")
     ap.add_argument("--max-batched", type=int, default=None, help="max_num_batched_tokens; None: the gpu preset's")
@@ -710,7 +730,8 @@ def main() -> None:
     ap.add_argument("--table1-contexts", default="0,1500,4000")
     ap.add_argument("--no-eager", action="store_true", help="headline without the eager SoT run")
     ap.add_argument("--trace", action="store_true", help="headline: vLLM's per-request timestamps for the pipeline's "
-                    "and the engine-direct SoT answers (benchmark/gpu/request_tap.py, a read-only pass-through)")
+                    "and the engine-direct SoT answers (benchmarks/gpu/request_tap.py rebinds AsyncLLM.generate to "
+                    "a pass-through that records them; outputs unchanged)")
     ap.add_argument("--gpu-mem", type=float, default=0.85)
     ap.add_argument("--attention-backend", default="FLASH_ATTN")
     ap.add_argument("--quantization", default=None)

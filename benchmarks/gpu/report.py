@@ -1,8 +1,9 @@
 """Turn the raw GPU results (benchmarks/results/gpu_*.json) into the issue's outputs: the table-1 rows as
-``gpu_single_user.json``, the PNG plots, and the markdown tables of docs/BENCHMARKS.md (written between the
-``<!-- gpu-tables:start -->`` / ``<!-- gpu-tables:end -->`` markers, so no number there is typed by hand).
+``gpu_single_user.json``, the PNG plots, and the markdown tables of every machine start in the benchmark log,
+docs/archive/benchmarks-history.md (written between its ``<!-- gpu-speed:... -->`` and ``<!-- gpu-tables:... -->``
+markers, so no number there is typed by hand; docs/BENCHMARKS.md, the current results, copies from them).
 
-Usage: python benchmarks/gpu/report.py [--results benchmarks/results] [--doc docs/BENCHMARKS.md]
+Usage: python benchmarks/gpu/report.py [--results benchmarks/results] [--doc docs/archive/benchmarks-history.md]
 (plots need matplotlib; without it the tables and JSON are still written)
 """
 
@@ -447,7 +448,7 @@ def replace_block(text: str, start: str, end: str, body: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="benchmarks/results")
-    ap.add_argument("--doc", default="docs/BENCHMARKS.md")
+    ap.add_argument("--doc", default="docs/archive/benchmarks-history.md")
     a = ap.parse_args()
     d = Path(a.results)
     pa, pb = load(d, "pipeline_7b_a"), load(d, "pipeline_7b_b")

@@ -1,4 +1,5 @@
-"""Where the time of one request goes, from vLLM's own per-request timestamps: a benchmark-only, read-only tap.
+"""Where the time of one request goes, from vLLM's own per-request timestamps: a benchmark-only tap that rebinds
+``AsyncLLM.generate`` and leaves its outputs unchanged.
 
 ``RequestTap(llm)`` replaces the AsyncLLM's ``generate`` with a pass-through that records, per request id: when
 it was called (this process), vLLM's engine-core timestamps from ``RequestOutput.metrics`` (``queued_ts``: the

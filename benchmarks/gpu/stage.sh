@@ -2,13 +2,13 @@
 # Copies what the GPU run needs into <checkout>/.device-stage/bench (git-ignored), beside the vLLM stage
 # (.device-stage/vd, from ../shared/device/build_stage.sh). The device tool sends the checkout it was started
 # in, so run this with that checkout's root as the argument; this worktree's package sources go along.
-#   PYTHON=.venv/bin/python PYTHONPATH=<folder holding a sotrag link> bash benchmarks/gpu/stage.sh /work/main [QUESTIONS_CSV]
+#   PYTHON=.venv/bin/python PYTHONPATH=<folder holding a sotrag link> bash benchmarks/gpu/stage.sh <checkout root> [QUESTIONS_CSV]
 # then run on the device with carry [".device-stage/vd", ".device-stage/bench"]:
 #   source .device-stage/vd/stage_on_device.sh && bash .device-stage/bench/gpu/device_run.sh PART...
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)          # this worktree's root (the sotrag package)
 DEST=${1:?checkout root}/.device-stage/bench
-QUESTIONS=${2:-/work/shared/data/sot/vicuna80_questions.csv}
+QUESTIONS=${2:-$1/../shared/data/sot/vicuna80_questions.csv}  # default: the shared data beside the checkout
 rm -rf "$DEST"; mkdir -p "$DEST/src/sotrag" "$DEST/whl" "$DEST/data"
 cp -r "$SRC/benchmarks/gpu" "$DEST/gpu"; cp "$SRC/benchmarks/hf_baseline.py" "$DEST/"
 rm -rf "$DEST/gpu/__pycache__"
