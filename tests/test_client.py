@@ -25,6 +25,7 @@ def client(tiny_model_dir: Path) -> Iterator[SoTRAG]:
             temperature=1.0, seed=7, point_max_tokens=16, normal_max_tokens=24, skeleton_max_tokens=512
         ),
         sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
+        default_mode="sot",  # these tests are about SoT; every call below that names no mode gets it
     )
     with SoTRAG(settings) as qa:
         yield qa

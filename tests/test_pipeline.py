@@ -94,6 +94,7 @@ class ListRetriever:
 
 
 async def collect(pipeline: SoTPipeline, question: str = QUESTION, **kw: object) -> tuple[list, AnswerResult]:
+    kw.setdefault("mode", "sot")  # the mode these tests are about (the default, auto, would ask a router)
     events = [event async for event in pipeline.stream(question, **kw)]  # type: ignore[arg-type]
     assert isinstance(events[-1], AnswerDone)
     return events, events[-1].result
@@ -217,7 +218,7 @@ async def test_cancelling_the_stream_aborts_every_request(engine: VLLMEngine, ho
                 if how == "aclose":
                     return
 
-    stream = pipeline.stream(QUESTION)
+    stream = pipeline.stream(QUESTION, mode="sot")
     task = asyncio.create_task(consume(stream))
     await asyncio.wait_for(seen_point.wait(), timeout=120)
     assert engine.num_unfinished_requests() >= 1

@@ -227,7 +227,7 @@ async def test_points_continue_from_the_skeleton_requests_own_ids(engine: VLLMEn
     single_chars = [i for i in range(len(tok)) if len(tok.decode([i])) == 1] + [tok.eos_token_id]
     sampling = SAMPLING.model_copy(update={"allowed_token_ids": single_chars})
     pipeline = SoTPipeline(engine, Settings(sampling=sampling, sot=sot(4)))
-    result = await pipeline.run("What are good ways to sleep better at night?")
+    result = await pipeline.run("What are good ways to sleep better at night?", mode="sot")
     assert result.mode == "sot" and len(result.points) == 4
 
     skeleton_id = tap.stage("skeleton")[-1]  # the skeleton the points used: after a guided retry, the retry
@@ -256,7 +256,7 @@ async def test_points_continue_from_the_skeleton_requests_own_ids(engine: VLLMEn
 @pytest.mark.engine
 async def test_eager_points_continue_from_the_ids_written_so_far(engine: VLLMEngine, tap: VLLMTap) -> None:
     pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING, sot=sot(3, eager=True)))
-    result = await pipeline.run("What are good ways to sleep better at night?")
+    result = await pipeline.run("What are good ways to sleep better at night?", mode="sot")
     skeleton_id = tap.stage("skeleton")[-1]  # the skeleton the points used: after a guided retry, the retry
     special = chat_ids.special_token_ids(engine.tokenizer)
     written = tap.submitted[skeleton_id] + [t for t in tap.generated[skeleton_id] if t not in special]
@@ -273,7 +273,7 @@ async def test_no_special_token_from_documents_questions_or_history_reaches_vllm
     start, end, eot = specials(engine.tokenizer)
     settings = Settings(sampling=SAMPLING, sot=sot(3))
     pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())  # type: ignore[arg-type]
-    sot_result = await pipeline.run(QUESTION, history=HISTORY, top_k=2)
+    sot_result = await pipeline.run(QUESTION, mode="sot", history=HISTORY, top_k=2)
     await pipeline.run(QUESTION, mode="normal", history=HISTORY, top_k=2)
     await LLMRouter(engine).aclassify(QUESTION)
     assert sot_result.mode == "sot"

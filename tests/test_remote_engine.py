@@ -415,7 +415,7 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
             sync_threads: list[int] = []
             monkeypatch.setattr(engine._sync, "post", _recording(engine._sync.post, sync_threads))
             pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())  # type: ignore[arg-type]
-            result = await pipeline.run(question, history=HISTORY, top_k=2)
+            result = await pipeline.run(question, mode="sot", history=HISTORY, top_k=2)
             await pipeline.run(question, mode="normal", history=HISTORY, top_k=2)
             await LLMRouter(engine).aclassify(question)
             assert result.mode == "sot" and len(result.points) == 3, engine.tokenizer_source

@@ -81,7 +81,7 @@ def settings(**sot: object) -> Settings:
 
 
 async def run(engine: object, s: Settings) -> tuple[list, AnswerResult]:
-    events = [e async for e in SoTPipeline(engine, s).stream(QUESTION)]  # type: ignore[arg-type]
+    events = [e async for e in SoTPipeline(engine, s).stream(QUESTION, mode="sot")]  # type: ignore[arg-type]
     assert isinstance(events[-1], AnswerDone)
     return events, events[-1].result
 

@@ -147,8 +147,8 @@ class Service:
 
                 self.pipeline = await create_pipeline(self.settings, retriever=self.index)
                 self._owns_engine = True
-                # The trained router's encoder loads in seconds once built, but its first build takes ~20 s of
-                # CPU: do it before "ready", not in the first auto answer.
+                # The trained router's encoder loads in seconds once built, but its first build (the int8 ONNX
+                # encoder, docs/router.md) is slow: do it before "ready", not in the first auto answer.
                 warm_up = getattr(getattr(self.pipeline.router, "classifier", None), "warm_up", None)
                 if callable(warm_up):
                     await asyncio.to_thread(warm_up)
@@ -562,10 +562,10 @@ def freeze_startup_heap() -> None:
     """Move everything alive now into the collector's permanent generation (``gc.freeze``), as vLLM's own
     OpenAI server does after its engine starts.
 
-    Why: once vLLM, torch, the tokenizer, the router and the index are loaded, the process tracks ~720k objects
-    that live as long as it does. A full collection scans them all: 380-450 ms on the 2-core dev CPU with the
-    tiny model, a stall of the event loop that serves every answer (on the GPU under load: 345-436 ms gen-2
-    pauses before, at most 48 ms after, docs/BENCHMARKS.md). Frozen, a full collection costs < 0.01 ms on the
-    dev CPU (``benchmarks/gc_pause.py``). Collect first, so no garbage is frozen."""
+    Why: once vLLM, torch, the tokenizer, the router and the index are loaded, the process tracks hundreds of
+    thousands of objects that live as long as it does. A full collection scans them all, a stall of the event loop
+    that serves every answer; under load on the GPU such pauses were long enough to miss a latency target, and
+    frozen they are negligible (``benchmarks/gc_pause.py``, ``benchmarks/results/gc_pause_tiny_cpu.json``;
+    docs/BENCHMARKS.md). Collect first, so no garbage is frozen."""
     gc.collect()
     gc.freeze()
