@@ -1,5 +1,5 @@
-"""What the REST API, the OpenAI-compatible route and the Gradio UI share: the engine, the index, the answers
-in flight and the document operations.
+"""What the REST API, the OpenAI-compatible route and the Gradio UI share: the engine, the index and the answers
+in flight (the document operations are ``documents.Documents``; the errors ``errors``).
 
 Why the answer runs in its own task: when a client disconnects, the web framework cancels the response with
 an anyio cancel scope, which cancels *every* await in it again and again, so cleanup code that awaits (the
@@ -11,14 +11,8 @@ pipeline abort all of its engine requests undisturbed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
-import os
-import re
-import shutil
-import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,60 +23,42 @@ from sotrag.app.engines.base import Engine, EngineError, engine_health
 from sotrag.app.events import AnswerDone, AnswerResult, Event
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.request import AnswerRequest, InvalidQuestion, ValidatedRequest, sampling_with
-from sotrag.app.serving.api_models import AnswerResponse, DocumentOut, FileOutcome, IndexStatus, UploadResponse
+from sotrag.app.serving.api_models import AnswerResponse, DocumentOut, IndexStatus, UploadResponse
+from sotrag.app.serving.documents import DEFAULT_MAX_UPLOAD_BYTES, Documents
+from sotrag.app.serving.errors import (
+    AnswerFailed,
+    DocumentConflict,
+    DocumentRejected,
+    DocumentTooLarge,
+    NoIndex,
+    NotReady,
+    StorageUnavailable,
+    UnknownDocument,
+    UnsupportedDocument,
+)
 from sotrag.app.serving.limits import AnswerLimiter, AnswerTimeout, Ticket
 from sotrag.app.serving.metrics import Metrics
 from sotrag.app.serving.validation import check_lengths, public_message, public_model_name
 
+__all__ = [  # the errors are imported from here by older code
+    "AnswerFailed",
+    "AnswerRun",
+    "DocumentConflict",
+    "DocumentRejected",
+    "DocumentTooLarge",
+    "NoIndex",
+    "NotReady",
+    "Service",
+    "StorageUnavailable",
+    "UnknownDocument",
+    "UnsupportedDocument",
+    "freeze_startup_heap",
+]
+
 log = logging.getLogger("sotrag.server")
-
-DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-UPLOADS_FOLDER = "uploads"
-
-
-class NotReady(RuntimeError):
-    """The engine (or index) is still starting, or failed to start; the message says which."""
-
-
-class NoIndex(RuntimeError):
-    """Documents were asked for but the server has no index."""
-
-
-class AnswerFailed(RuntimeError):
-    """The answer broke after it started; the message is user-facing. ``status``: what a non-streamed answer gets
-    (422 for bad input found late, 503 when the engine died, 504 past the time limit, else 500)."""
-
-    def __init__(self, message: str, status: int = 500) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 ENGINE_DIED = "the engine stopped unexpectedly; the server is restarting, try again in a moment"
 HEALTH_POLL_S = 0.5
-
-
-class UnsupportedDocument(ValueError):
-    pass
-
-
-class DocumentTooLarge(ValueError):
-    pass
-
-
-class DocumentRejected(ValueError):
-    """The file was read but nothing could be indexed from it (empty, unreadable PDF, ...)."""
-
-
-class UnknownDocument(LookupError):
-    pass
-
-
-class DocumentConflict(ValueError):
-    """Two files of one upload would be stored under the same name (409): nothing is written."""
-
-
-class StorageUnavailable(RuntimeError):
-    """The index cannot be written (disk full, read-only folder): nothing was changed (507)."""
 
 
 @dataclass
@@ -123,7 +99,6 @@ class Service:
     _index_status: IndexStatus | None = None
     _watcher: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -131,6 +106,7 @@ class Service:
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = AnswerLimiter(self.settings.limits)
+        self.documents = Documents(self.max_upload_bytes, self.refresh_index_status)
 
     async def start(self) -> None:
         """Open the index and start the engine; never raises (the failure is kept for /readyz and the UI).
@@ -249,14 +225,7 @@ class Service:
         return list(servers()) if callable(servers) else None
 
     def index_status(self) -> IndexStatus | None:
-        if self.index is None:
-            return None
-        stats = self.index.stats()
-        return IndexStatus(
-            documents=int(stats["documents"]),
-            chunks=int(stats["chunks"]),
-            embedding_model=str(stats["embedding_model"]),
-        )
+        return self.documents.status(self.index) if self.index is not None else None
 
     def refresh_index_status(self) -> None:
         """Recount the index (blocking: call in a thread) so /readyz can answer without touching it."""
@@ -322,94 +291,18 @@ class Service:
         return self.index
 
     def list_documents(self) -> list[DocumentOut]:
-        index = self.require_index()
-        return [_document_out(d) for d in index.list_documents()]
+        return self.documents.list_documents(self.require_index())
 
     def check_upload(self, filename: str | None, size: int | None = None) -> str:
         """The safe file name for an upload, or ``UnsupportedDocument``/``DocumentTooLarge``."""
-        from sotrag.retrieval.loaders import SUPPORTED_SUFFIXES, file_kind
-
-        name = _safe_name(filename or "")
-        if not name or file_kind(Path(name)) is None:
-            kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-            raise UnsupportedDocument(f"unsupported file type {Path(name).suffix or '(none)'!s}; supported: {kinds}")
-        if size is not None and size > self.max_upload_bytes:
-            raise DocumentTooLarge(f"the file is {size} bytes, over the upload limit of {self.max_upload_bytes} bytes")
-        return name
+        return self.documents.check_upload(filename, size)
 
     async def add_documents(self, files: Sequence[tuple[str, Path]]) -> UploadResponse:
-        """Ingest uploaded files (``(safe name, temporary path)``) into the index; one writer at a time.
-
-        Uploads live in their own namespace: source ``uploads/NAME``, stored as ``<index>/uploads/NAME``, so
-        they never replace a document ingested from the user's folders. Re-uploading a name updates that
-        upload. A file is moved into place only after its ingest committed: a rejected file (empty, binary,
-        unreadable) changes neither the stored file nor the index, and a rejected upload changes nothing.
-        """
-        from sotrag.retrieval.errors import IndexWriteError
-        from sotrag.retrieval.loaders import FoundFile
-
-        index = self.require_index()
-        start = time.perf_counter()
-        names = [name for name, _ in files]
-        clash = sorted({n for n in names if names.count(n) > 1})
-        if clash:
-            raise DocumentConflict(f"two files of this upload would both be stored as {clash[0]!r}; rename one")
-        uploads = Path(index.directory) / UPLOADS_FOLDER
-        async with self._write_lock:
-            try:
-                staged = await asyncio.to_thread(_stage_in_folder, uploads, files)
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise StorageUnavailable(f"the upload cannot be stored: {reason}; nothing was changed") from None
-            try:
-                real = uploads.resolve()
-                found = [
-                    FoundFile(path=real / name, source=f"{UPLOADS_FOLDER}/{name}", root=real.parent, read_from=tmp)
-                    for name, tmp in staged
-                ]
-                try:
-                    summary = await asyncio.to_thread(index.add_files, found)
-                except IndexWriteError as exc:
-                    reason = exc.reason
-                    raise StorageUnavailable(f"the index cannot be written: {reason}; nothing was changed") from None
-                by_source = {f.source: f for f in summary.files}
-                for f, (name, tmp) in zip(found, staged, strict=True):
-                    outcome = by_source.get(f.source)
-                    target = real / name
-                    keep = outcome is not None and (
-                        outcome.status in ("added", "updated")
-                        or (outcome.status == "unchanged" and not target.exists())
-                    )
-                    if keep:  # rename within the folder: atomic, and needs no space
-                        await asyncio.to_thread(os.replace, tmp, target)
-            finally:
-                for _, tmp in staged:
-                    tmp.unlink(missing_ok=True)
-            await asyncio.to_thread(self.refresh_index_status)
-        outcomes = [
-            FileOutcome(source=f.source, status=f.status, reason=f.reason, chunks=f.chunks) for f in summary.files
-        ]
-        bad = [o for o in outcomes if o.status in ("skipped", "failed")]
-        if bad and len(bad) == len(outcomes):
-            raise DocumentRejected("; ".join(f"{o.source}: {o.reason}" for o in bad))
-        sources = {o.source for o in outcomes if o.status not in ("skipped", "failed")}
-        documents = [_document_out(d) for d in index.list_documents() if d.source in sources]
-        return UploadResponse(files=outcomes, documents=documents, seconds=round(time.perf_counter() - start, 3))
+        """Ingest uploaded files (``(safe name, temporary path)``) into the index (``Documents.add``)."""
+        return await self.documents.add(self.require_index(), files)
 
     async def remove_document(self, doc_id: str) -> list[DocumentOut]:
-        index = self.require_index()
-        async with self._write_lock:
-            match = [d for d in index.list_documents() if d.doc_id == doc_id]
-            if not match:
-                raise UnknownDocument(f"no document with id {doc_id!r}")
-            removed = await asyncio.to_thread(index.remove, doc_id)
-            await asyncio.to_thread(self.refresh_index_status)
-            uploads = (Path(index.directory) / UPLOADS_FOLDER).resolve()
-            for d in removed:
-                path = Path(d.path).resolve()
-                if path.parent == uploads:  # only files this server stored; never the user's own folders
-                    path.unlink(missing_ok=True)
-        return [_document_out(d) for d in removed]
+        return await self.documents.remove(self.require_index(), doc_id)
 
 
 class AnswerRun:
@@ -509,48 +402,6 @@ class AnswerRun:
         if self.result is None:  # pragma: no cover - the pipeline always ends with AnswerDone
             raise AnswerFailed("the answer ended without a result")
         return self.result
-
-
-def _document_out(d: Any) -> DocumentOut:
-    return DocumentOut(
-        doc_id=d.doc_id, source=d.source, title=d.title, kind=d.kind, chunks=d.chunks, size=d.size,
-        ingested_at=d.ingested_at,
-    )
-
-
-STAGE_PREFIX = ".upload-"  # hidden: an ingest of the uploads folder never picks a half-stored upload up
-STALE_STAGE_SECONDS = 3600
-
-
-def _stage_in_folder(folder: Path, files: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
-    """Copy each upload next to its final place (a hidden temp file), so that putting it in place later is a
-    rename; also clears temp files a killed server left behind."""
-    folder.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in folder.glob(f"{STAGE_PREFIX}*"):
-        with contextlib.suppress(OSError):
-            if now - old.stat().st_mtime > STALE_STAGE_SECONDS:
-                old.unlink()
-    staged: list[tuple[str, Path]] = []
-    try:
-        for name, src in files:
-            fd, tmp_name = tempfile.mkstemp(prefix=STAGE_PREFIX, suffix=".tmp", dir=folder)
-            os.close(fd)
-            tmp = Path(tmp_name)
-            staged.append((name, tmp))
-            shutil.copyfile(src, tmp)
-    except BaseException:
-        for _, tmp in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    return staged
-
-
-def _safe_name(filename: str) -> str:
-    """The last path component, with anything but letters, digits, ``._-`` and spaces replaced."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    name = re.sub(r"[^\w.\- ]", "_", name).lstrip(".")
-    return name[:200]
 
 
 def _one_line(exc: BaseException) -> str:
