@@ -2,10 +2,10 @@
 
 ``Engine`` is what every engine must have: its model's name and context length, chat prompts (``render_chat``,
 ``encode_chat``, ``count_tokens``), one request's token stream (``generate``), ``abort``, its ``load`` and
-``aclose``. ``EngineBase`` adds the optional capabilities with defaults that fit a local, in-process engine
-(alive, tokenizing in place, no request count, no servers); an engine inherits it
-and overrides what it knows better. Keeping the interface this small is what lets the pipeline run on vLLM
-(``VLLMEngine``), on remote vLLM servers (``RemoteEngine``) and on a scripted engine in unit tests.
+``aclose``. ``EngineBase`` declares the optional capabilities, with the defaults of a local engine (alive,
+tokenizing in place, no request count, no servers); an engine inherits it and overrides what it knows better,
+so callers call them instead of probing for them. Keeping the interface this small is what lets the pipeline
+run on vLLM (``VLLMEngine``), on remote vLLM servers (``RemoteEngine``) and on a scripted engine in unit tests.
 
 Prompts travel as token ids (``encode_chat`` -> ``GenerationRequest.prompt_token_ids``) for two reasons:
 only the chat template may produce special tokens (text from documents, questions and history never does,
