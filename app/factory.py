@@ -34,8 +34,12 @@ def open_index(index_dir: str, settings: Settings | None = None, create: bool = 
 
 def share_gpu_with_index(settings: Settings, retriever: Retriever | None) -> Settings:
     """An index on the GPU keeps memory vLLM must not take: lower gpu_memory_utilization by its share."""
-    reserved = getattr(retriever, "device_reserved_bytes", lambda: 0)()
-    if not reserved or not settings.vector_search.device.startswith("cuda"):
+    if retriever is None or not settings.vector_search.device.startswith("cuda"):
+        return settings
+    from sotrag.retrieval.index import DocumentIndex
+
+    reserved = retriever.device_reserved_bytes() if isinstance(retriever, DocumentIndex) else 0
+    if not reserved:
         return settings
     from sotrag.retrieval.gpu_index import vllm_memory_utilization
 

@@ -170,9 +170,7 @@ class _Answer:
         if self.p.router is None:
             decision = RouteDecision("sot", "no router configured: auto uses SoT")
         else:
-            watch_loop = getattr(self.p.router, "watch_loop", None)  # SoTRouter's event-loop lag signal
-            if watch_loop is not None:
-                watch_loop()
+            self.p.router.watch_loop()  # SoTRouter's event-loop lag signal
             decision = await asyncio.to_thread(self.p.router.route, self.request.question, self.p.engine.load())
         self.record.route_reason = decision.reason
         self.record.route_cause = decision.cause

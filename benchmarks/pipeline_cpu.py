@@ -34,18 +34,17 @@ from typing import Any
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines import chat_ids
-from sotrag.app.engines.base import ChatPrompt, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import ChatPrompt, EngineBase, EngineLoad, GenerationDelta, GenerationRequest
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.prompts.messages import ChatMessage
 from sotrag.retrieval.types import Passage
 
 
-class InstantEngine:
+class InstantEngine(EngineBase):
     """Streams canned text at no cost: a benchmark stand-in, never used outside this script."""
 
     model_name = "instant"
     max_model_len = 8192
-    supports_token_ids = True
 
     def __init__(self, points: int, point_tokens: int, tokenizer: Any = None, *, content_cache: bool = True) -> None:
         self.skeleton = "".join(f"{i}. Point number {i} here\n" for i in range(1, points + 1))

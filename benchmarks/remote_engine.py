@@ -65,7 +65,7 @@ async def run(url: str, model: str | None, answers: int) -> dict[str, object]:
             "sot_total": _ms(results["sot"]),
             "normal_total": _ms(results["normal"]),
             "sot_cached_share_median": round(statistics.median(cached), 3),
-            "features": engine._pool.servers[0].features,
+            "features": engine.transport.pool.servers[0].features,
         }
     finally:
         await engine.aclose()

@@ -65,7 +65,7 @@ def system_message(passages: Sequence[Passage] = ()) -> ChatMessage:
     return ChatMessage("system", t.SYSTEM_GROUNDED.format(passages=format_passages(list(enumerate(passages, 1)))))
 
 
-def shared_prefix(question: str, passages: Sequence[Passage] = (), history: Sequence[Turn] = ()) -> list[ChatMessage]:
+def shared_prefix(passages: Sequence[Passage] = (), history: Sequence[Turn] = ()) -> list[ChatMessage]:
     """System text, earlier turns: identical across every request of one question."""
     messages = [system_message(passages)]
     for user, assistant in history:
@@ -74,7 +74,7 @@ def shared_prefix(question: str, passages: Sequence[Passage] = (), history: Sequ
 
 
 def normal_messages(question: str, passages: Sequence[Passage] = (), history: Sequence[Turn] = ()) -> list[ChatMessage]:
-    return [*shared_prefix(question, passages, history), ChatMessage("user", as_data(question))]
+    return [*shared_prefix(passages, history), ChatMessage("user", as_data(question))]
 
 
 def skeleton_user_text(question: str, *, min_points: int, max_points: int, min_words: int, max_words: int) -> str:
@@ -97,7 +97,7 @@ def skeleton_messages(
     user = skeleton_user_text(
         question, min_points=min_points, max_points=max_points, min_words=min_words, max_words=max_words
     )
-    return [*shared_prefix(question, passages, history), ChatMessage("user", user)]
+    return [*shared_prefix(passages, history), ChatMessage("user", user)]
 
 
 def point_messages(

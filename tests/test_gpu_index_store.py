@@ -48,7 +48,7 @@ def test_document_index_mirror_stays_in_step(tmp_path: Path, docs: Path, device:
         idx.ingest([docs])
     assert gpu.stats()["vector_backend"] == "torch" and gpu.stats()["vector_device_bytes"] > 0
     assert _dense_ids(gpu, queries) == _dense_ids(plain, queries)
-    mirror_before = gpu._mirror
+    mirror_before = gpu._vectors.mirror
 
     # update one file, add one, remove one: the same change through both indexes
     _write(docs, "tea.md", "# Tea\n\nOolong tea brews at 90 C; pu-erh at 100 C, rinsed first.")
@@ -56,8 +56,8 @@ def test_document_index_mirror_stays_in_step(tmp_path: Path, docs: Path, device:
     for idx in (plain, gpu):
         idx.ingest([docs])
         idx.remove("bikes.md")
-    assert gpu._mirror is mirror_before, "the mirror is updated in place, not rebuilt"
-    assert gpu._mirror.ntotal == gpu._store.count_chunks()
+    assert gpu._vectors.mirror is mirror_before, "the mirror is updated in place, not rebuilt"
+    assert gpu._vectors.mirror.ntotal == gpu._store.count_chunks()
     queries += ["oolong temperature", "a loop that does not slip"]
     assert _dense_ids(gpu, queries) == _dense_ids(plain, queries)
     assert all("bikes" not in p.source for found in gpu.search_many(queries, 10, mode="dense") for p in found)
@@ -68,7 +68,7 @@ def test_document_index_mirror_stays_in_step(tmp_path: Path, docs: Path, device:
     other.ingest([docs])
     plain.ingest([docs])
     assert _dense_ids(gpu, ["short naps"]) == _dense_ids(plain, ["short naps"])
-    assert gpu._mirror is not mirror_before
+    assert gpu._vectors.mirror is not mirror_before
     for idx in (plain, gpu, other):
         idx.close()
 

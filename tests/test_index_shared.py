@@ -1,7 +1,7 @@
 """Several sotrag replicas share one index folder: one process writes, another, already open, reads.
 
 The reader never reopens the index: each search checks the store's generation and loads the new FAISS
-generation when a writer has committed one (``DocumentIndex._current_vectors``), so what another process
+generation when a writer has committed one (``IndexVectors.current``), so what another process
 ingests or removes is searchable at once, dense and lexical alike.
 """
 

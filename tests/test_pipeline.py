@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engines.base import ChatMessage, ChatPrompt, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import ChatMessage, ChatPrompt, EngineBase, GenerationDelta, GenerationRequest
 from sotrag.app.engines.vllm import VLLMEngine
 from sotrag.app.events import (
     AnswerDelta,
@@ -48,7 +48,7 @@ def sot(n: int, **kw: object) -> SoTConfig:
     return SoTConfig(min_points=n, max_points=n, min_words=2, max_words=4, **kw)  # type: ignore[arg-type]
 
 
-class RecordingEngine:
+class RecordingEngine(EngineBase):
     """The real engine, plus a record of every request it was sent (to inspect prompts)."""
 
     def __init__(self, inner: VLLMEngine) -> None:

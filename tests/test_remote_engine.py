@@ -100,7 +100,7 @@ async def _until_drained(remote: RemoteEngine, quiet_s: float = 1.0, limit_s: fl
     ``quiet_s`` without a byte or a stream ending. On a starved machine the client can be seconds behind what a
     server had already sent. Reads the engine's open responses (``httpx.Response.num_bytes_downloaded``)."""
     def seen() -> tuple[int, int]:
-        open_now = list(remote._open.values())
+        open_now = list(remote.transport.open_streams.values())
         return len(open_now), sum(r.num_bytes_downloaded for r in open_now)
 
     start = last_change = time.monotonic()
@@ -205,7 +205,7 @@ async def test_closing_the_stream_aborts_on_the_server(
             server.freeze()
         try:
             await _until_drained(remote)  # what the servers sent before the freeze is read meanwhile
-            unfinished = list(remote._open)  # points still waiting on a frozen server (sotrag's request ids)
+            unfinished = list(remote.transport.open_streams)  # points still waiting on a frozen server (request ids)
             if unfinished:
                 await stream.aclose()  # the client goes away while every point is unfinished on its server
         finally:
@@ -236,13 +236,13 @@ async def test_the_affinity_header_names_the_answer(
     engine = await RemoteEngine.create(settings.engine.model_copy(update={"affinity_header": "x-session-id"}))
     try:
         sent: list[str | None] = []
-        stream = engine._client.stream
+        stream = engine.transport.client.stream
 
         def recording(method: str, url: str, **kw: Any) -> Any:
             sent.append((kw.get("headers") or {}).get("x-session-id"))
             return stream(method, url, **kw)
 
-        monkeypatch.setattr(engine._client, "stream", recording)
+        monkeypatch.setattr(engine.transport.client, "stream", recording)
         pipeline = SoTPipeline(engine, settings)
         first = await pipeline.run(QUESTION, mode="sot")
         in_first = len(sent)
@@ -261,18 +261,18 @@ async def test_one_answer_one_server_and_answers_spread(
 ) -> None:
     pipeline = SoTPipeline(remote, _settings(servers, tiny_model_dir))
     assert remote.model_name == str(tiny_model_dir) and remote.max_model_len == MAX_MODEL_LEN
-    assert remote.supports_token_ids and all(s["up"] for s in remote.servers())
+    assert all(s.up and s.features.get("token_ids") for s in remote.transport.pool.servers)
 
     # A SoT answer, streamed: skeleton and points arrive as deltas; all 1 + N requests on ONE server.
     picks: list[tuple[str | None, str]] = []
-    pick = remote._pool.pick
+    pick = remote.transport.pool.pick
 
     def recording_pick(affinity: str | None) -> Any:
         server = pick(affinity)
         picks.append((affinity, server.url))
         return server
 
-    monkeypatch.setattr(remote._pool, "pick", recording_pick)
+    monkeypatch.setattr(remote.transport.pool, "pick", recording_pick)
     before = await asyncio.to_thread(_finished, servers)
     events = [e async for e in pipeline.stream(QUESTION, mode="sot")]
     result = events[-1].result  # type: ignore[union-attr]
@@ -293,7 +293,7 @@ async def test_one_answer_one_server_and_answers_spread(
     # Two answers at once, not streamed (a normal one and a SoT one), right after the first answer ended (the
     # servers' /metrics may still show it running): one answer on each server.
     picks.clear()
-    monkeypatch.setattr(remote._pool, "pick", recording_pick)
+    monkeypatch.setattr(remote.transport.pool, "pick", recording_pick)
     before = await asyncio.to_thread(_finished, servers)
     normal, sot = await asyncio.gather(
         pipeline.run(QUESTION, mode="normal"), pipeline.run("How do I install the server?", mode="sot")
@@ -315,7 +315,7 @@ class HTTPTap:
     (``prompt_token_ids`` of its first chunk) and the ids it generated."""
 
     def __init__(self, engine: RemoteEngine) -> None:
-        self.inner = engine._client.stream
+        self.inner = engine.transport.client.stream
         self.sent: dict[str, list[int]] = {}
         self.reported: dict[str, list[int]] = {}
         self.generated: dict[str, list[int]] = {}
@@ -362,7 +362,7 @@ async def test_stream_interval_reaches_the_server_for_points_and_normal_answers_
         update={"stream_interval": interval, "point_max_tokens": n, "point_min_tokens": n,
                 "normal_max_tokens": n, "normal_min_tokens": n})})
     tap = HTTPTap(remote)
-    monkeypatch.setattr(remote._client, "stream", tap.stream)
+    monkeypatch.setattr(remote.transport.client, "stream", tap.stream)
     pipeline = SoTPipeline(remote, settings)
     result = await pipeline.run(QUESTION, mode="sot")
     normal = await pipeline.run(QUESTION, mode="normal")
@@ -410,10 +410,10 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
         assert (remote.tokenizer_source, server_side.tokenizer_source) == ("local", "server")
         for engine in (remote, server_side):
             tap = HTTPTap(engine)
-            monkeypatch.setattr(engine._client, "stream", tap.stream)
+            monkeypatch.setattr(engine.transport.client, "stream", tap.stream)
             # Tokenizing through the server is blocking HTTP: it must happen off the event loop's thread.
             sync_threads: list[int] = []
-            monkeypatch.setattr(engine._sync, "post", _recording(engine._sync.post, sync_threads))
+            monkeypatch.setattr(engine.transport.sync, "post", _recording(engine.transport.sync.post, sync_threads))
             pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())  # type: ignore[arg-type]
             result = await pipeline.run(question, mode="sot", history=HISTORY, top_k=2)
             await pipeline.run(question, mode="normal", history=HISTORY, top_k=2)

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from sotrag.app.engines.base import EngineError
-from sotrag.app.engines.remote import _StopScanner
 from sotrag.app.engines.remote_pool import ServerPool, parse_metrics, split_url
+from sotrag.app.engines.remote_stream import StopScanner
 
 METRICS = """# HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
@@ -42,9 +42,9 @@ def test_parse_metrics_sums_engines() -> None:
     ],
 )
 def test_stop_scanner(pieces: list[str], out: str, hit: bool) -> None:
-    inactive = _StopScanner(["\n4."])
+    inactive = StopScanner(["\n4."])
     assert inactive.feed("a\n4.b", active=False) == ("a\n4.b", False)  # before min_tokens nothing stops
-    scanner = _StopScanner(["\n4.", "\n5."])
+    scanner = StopScanner(["\n4.", "\n5."])
     text, stopped = "", False
     for piece in pieces:
         emitted, stopped = scanner.feed(piece)
@@ -218,17 +218,17 @@ async def test_a_connection_closed_before_any_response_is_retried_and_a_cut_stre
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
     engine = RemoteEngine(EngineConfig(urls=["http://127.0.0.1:8001/v1"], model="m"))
-    await engine._client.aclose()
-    engine._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    engine._pool.client = engine._client
-    engine._server_tok.special_ids = frozenset()  # type: ignore[misc]
+    await engine.transport.client.aclose()
+    engine.transport.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    engine.transport.pool.client = engine.transport.client
+    engine.tokens.server.special_ids = set()
     try:
-        server = engine._pool.servers[0]
+        server = engine.transport.pool.servers[0]
         server.up = server.probed = True  # (the model probe is not what this test is about)
         request = GenerationRequest(request_id="r1", prompt="x", prompt_token_ids=(1, 2, 3))
         deltas = [d async for d in engine.generate(request)]
         assert len(posts) == 2 and "".join(d.text for d in deltas) == "ab" and deltas[-1].finish_reason == "length"
-        assert engine._pool.servers[0].up and engine._pool.servers[0].in_flight == 0
+        assert engine.transport.pool.servers[0].up and engine.transport.pool.servers[0].in_flight == 0
 
         mode["cut"] = True
         with pytest.raises(EngineError, match="cut mid-answer"):

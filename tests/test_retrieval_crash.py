@@ -31,8 +31,8 @@ print("done", summary.counts, flush=True)
 LOCK_SCRIPT = """
 import sys, time
 from pathlib import Path
-from sotrag.retrieval.index import _writer_lock
-with _writer_lock(Path(sys.argv[1])):
+from sotrag.retrieval.index_files import writer_lock
+with writer_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(60)
 """
@@ -53,7 +53,7 @@ def _assert_consistent(index_dir: Path, expected_sources: set[str]) -> DocumentI
     assert {d.source for d in idx.list_documents()} == expected_sources
     store_ids = {r[0] for r in idx._store.conn.execute("SELECT vector_id FROM chunks")}
     fts_ids = {r[0] for r in idx._store.conn.execute("SELECT rowid FROM chunks_fts")}
-    vec = idx._current_vectors()
+    vec = idx._vectors.current()
     assert set(faiss.vector_to_array(vec.id_map).tolist()) == store_ids == fts_ids
     counts = idx._store.conn.execute(
         "SELECT d.source, d.n_chunks, COUNT(c.vector_id) FROM documents d"
@@ -145,7 +145,7 @@ def test_ingest_killed_at_a_random_moment(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     idx = DocumentIndex.open(index_dir)
     assert {d.source for d in idx.list_documents()} == {"roses.md", "tomatoes.md"}
-    assert idx._current_vectors().ntotal == idx._store.count_chunks()
+    assert idx._vectors.current().ntotal == idx._store.count_chunks()
     assert idx.search("black spot on rose leaves", k=1)[0].source == "roses.md"
 
 
@@ -221,7 +221,7 @@ def test_rerun_after_a_kill_embeds_only_what_was_not_committed(tmp_path: Path) -
     committed = _chunk_counts(index_dir)
     assert 0 < len(committed) < 12 and sum(committed.values()) >= 12  # two batches of >= 6 chunks, whole files
     idx = DocumentIndex.open(index_dir, batch_chunks=6)
-    assert idx._current_vectors().ntotal == sum(committed.values())
+    assert idx._vectors.current().ntotal == sum(committed.values())
     summary = idx.ingest([logs])
     total = sum(d.chunks for d in idx.list_documents())
     assert summary.counts["unchanged"] == len(committed) and summary.counts["added"] == 12 - len(committed)
@@ -243,7 +243,7 @@ def _check_index(index_dir: Path, versions: dict[str, set[str]]) -> int:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         store_ids = {r[0] for r in conn.execute("SELECT vector_id FROM chunks")}
         fts_ids = {r[0] for r in conn.execute("SELECT rowid FROM chunks_fts")}
-        vec = idx._current_vectors()
+        vec = idx._vectors.current()
         assert set(faiss.vector_to_array(vec.id_map).tolist()) == store_ids == fts_ids
         rows = conn.execute(
             "SELECT d.source, d.content_hash, d.n_chunks, COUNT(c.vector_id) FROM documents d"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sotrag.retrieval import index as index_module
+from sotrag.retrieval import search as search_module
 from sotrag.retrieval.errors import (
     DocumentNotFoundError,
     EmbeddingModelMismatchError,
@@ -19,7 +19,8 @@ from sotrag.retrieval.errors import (
     InputPathError,
     RetrievalError,
 )
-from sotrag.retrieval.index import DocumentIndex, _writer_lock
+from sotrag.retrieval.index import DocumentIndex
+from sotrag.retrieval.index_files import writer_lock
 from sotrag.retrieval.types import Passage, Retriever
 
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"
@@ -51,7 +52,7 @@ def _chunk_ids(idx: DocumentIndex) -> dict[str, list[str]]:
 
 def _assert_consistent(idx: DocumentIndex) -> None:
     """FAISS holds exactly the store's vector ids; FTS holds exactly the store's chunks."""
-    vec = idx._current_vectors()
+    vec = idx._vectors.current()
     store_ids = {r[0] for r in idx._store.conn.execute("SELECT vector_id FROM chunks")}
     fts_ids = {r[0] for r in idx._store.conn.execute("SELECT rowid FROM chunks_fts")}
     assert vec.ntotal == len(store_ids) == len(fts_ids)
@@ -161,7 +162,7 @@ def test_filters_apply_inside_the_search(
     with pytest.raises(RetrievalError, match="unknown filter"):
         idx.search(query, filters={"colour": "red"})
     # past the exact-scan limit the filter goes into FAISS as an id selector: same guarantee
-    monkeypatch.setattr(index_module, "EXACT_FILTER_LIMIT", 0)
+    monkeypatch.setattr(search_module, "EXACT_FILTER_LIMIT", 0)
     via_faiss = idx.search(query, k=3, filters={"source": "kitchen/*"}, mode="dense")
     assert len(via_faiss) == 3 and all(h.source.startswith("kitchen/") for h in via_faiss)
     _assert_consistent(idx)
@@ -248,7 +249,7 @@ def test_dimension_mismatch_is_refused(index: DocumentIndex) -> None:
 
 
 def test_second_writer_gets_index_is_locked(index: DocumentIndex, docs: Path) -> None:
-    with _writer_lock(index.directory):
+    with writer_lock(index.directory):
         with pytest.raises(IndexLockedError, match="index is locked"):
             index.ingest([docs])
         with pytest.raises(IndexLockedError, match="index is locked"):

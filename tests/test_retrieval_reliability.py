@@ -22,7 +22,8 @@ import pytest
 from sotrag.retrieval import store as store_module
 from sotrag.retrieval import vectors
 from sotrag.retrieval.errors import IndexLockedError, IndexWriteError
-from sotrag.retrieval.index import DocumentIndex, _writer_lock
+from sotrag.retrieval.index import DocumentIndex
+from sotrag.retrieval.index_files import writer_lock
 from sotrag.retrieval.loaders import NotTextError, decode_text
 
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"
@@ -45,7 +46,7 @@ def _assert_consistent(idx: DocumentIndex) -> None:
 
     store_ids = {r[0] for r in idx._store.conn.execute("SELECT vector_id FROM chunks")}
     fts_ids = {r[0] for r in idx._store.conn.execute("SELECT rowid FROM chunks_fts")}
-    vec = idx._current_vectors()
+    vec = idx._vectors.current()
     assert set(faiss.vector_to_array(vec.id_map).tolist()) == store_ids == fts_ids
     assert idx._store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -205,7 +206,7 @@ def test_a_rejected_upload_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(DocumentConflict):  # two files that would be stored under one name
         _upload(service, tmp_path, ("notes.md", b"# One\n\nfirst\n"), ("notes.md", b"# Two\n\nsecond\n"))
     assert _uploads_state(idx) == state
-    with _writer_lock(idx.directory), pytest.raises(IndexLockedError):  # another writer: nothing orphaned
+    with writer_lock(idx.directory), pytest.raises(IndexLockedError):  # another writer: nothing orphaned
         _upload(service, tmp_path, ("tomatoes.md", (DOCS / "garden" / "tomatoes.md").read_bytes()))
     assert _uploads_state(idx) == state
     assert not [p for p in (idx.directory / "uploads").iterdir() if p.name.startswith(".")]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from sotrag.app.engines.base import EngineLoad
+from sotrag.app.routing.base import QuestionClassifier
 from sotrag.app.routing.load_policy import LoadPolicy
 from sotrag.app.routing.loop_lag import LoopLag
 from sotrag.app.routing.router import SoTRouter
 
 
-class FixedClassifier:
+class FixedClassifier(QuestionClassifier):
     """A classifier that always gives the same probability: isolates the policy under test."""
 
     name = "router"

@@ -255,9 +255,9 @@ async def test_client_errors_are_4xx_not_500(engine: Any, index: Any) -> None:
 
 
 def _hold_lock(directory: str, ready: Any, release: Any) -> None:
-    from sotrag.retrieval.index import _writer_lock
+    from sotrag.retrieval.index_files import writer_lock
 
-    with _writer_lock(Path(directory)):
+    with writer_lock(Path(directory)):
         ready.set()
         release.wait(60)
 

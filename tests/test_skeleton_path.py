@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engines.base import ChatMessage, ChatPrompt, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import (
+    ChatMessage,
+    ChatPrompt,
+    EngineBase,
+    EngineLoad,
+    GenerationDelta,
+    GenerationRequest,
+)
 from sotrag.app.events import AnswerDone, AnswerResult, FallbackEvent, SkeletonDone, SkeletonRetry
 from sotrag.app.ordered import OrderedText
 from sotrag.app.pipeline import SoTPipeline
@@ -23,7 +30,7 @@ from sotrag.app.pipeline import SoTPipeline
 QUESTION = "What are good ways to sleep better at night?"
 
 
-class ScriptedEngine:
+class ScriptedEngine(EngineBase):
     """Plays back ``skeletons`` (one text per skeleton request, one token per character chunk) and a fixed
     point text; records every request and abort. A unit-test double, never a default."""
 

@@ -1,8 +1,11 @@
 """The engine interface the SoT pipeline talks to.
 
-The pipeline needs exactly four things from an LLM engine: turn chat messages into a prompt, stream one
-request's token deltas, abort a request, and say how busy it is. Keeping the interface this small is what
-lets the pipeline run on vLLM (``VLLMEngine``) in production and on a scripted engine in unit tests.
+``Engine`` is what every engine must have: its model's name and context length, chat prompts (``render_chat``,
+``encode_chat``, ``count_tokens``), one request's token stream (``generate``), ``abort``, its ``load`` and
+``aclose``. ``EngineBase`` declares the optional capabilities, with the defaults of a local engine (alive,
+tokenizing in place, no request count, no servers); an engine inherits it and overrides what it knows better,
+so callers call them instead of probing for them. Keeping the interface this small is what lets the pipeline
+run on vLLM (``VLLMEngine``), on remote vLLM servers (``RemoteEngine``) and on a scripted engine in unit tests.
 
 Prompts travel as token ids (``encode_chat`` -> ``GenerationRequest.prompt_token_ids``) for two reasons:
 only the chat template may produce special tokens (text from documents, questions and history never does,
@@ -14,7 +17,7 @@ cache matches on.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -137,7 +140,7 @@ class EngineHealth:
 
 @runtime_checkable
 class Engine(Protocol):
-    """What the SoT pipeline needs from an inference engine."""
+    """What the SoT pipeline needs from every inference engine (the optional rest: ``EngineBase``)."""
 
     @property
     def model_name(self) -> str: ...
@@ -171,20 +174,88 @@ class Engine(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def engine_health(engine: Engine) -> EngineHealth:
-    """The engine's health from its optional ``health()`` (sync or async); an engine without one is alive.
+class EngineBase(Engine):
+    """An ``Engine`` with the optional capabilities declared, each with the default of a local engine.
 
-    ``health()`` is optional so that any engine (in-process vLLM, a remote server, a test fake) can say when it can
-    no longer serve, without every engine having to implement it.
-    """
-    check = getattr(engine, "health", None)
-    if not callable(check):
+    Inherit it and override what the engine knows better: ``health`` (vLLM's engine-core process can die),
+    ``aencode_chat``/``acount_tokens`` (an engine that tokenizes through a server must not block the event loop),
+    ``num_unfinished_requests`` (vLLM and a remote engine know theirs), ``servers`` (a remote engine's servers,
+    for ``/readyz``). An engine that only satisfies the ``Engine`` protocol gets these defaults (``with_defaults``)."""
+
+    def health(self) -> EngineHealth | bool | Awaitable[EngineHealth | bool]:
+        """Whether the engine can still serve (sync or async, an ``EngineHealth`` or a bool): alive by default."""
         return EngineHealth(alive=True)
+
+    async def aencode_chat(
+        self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
+    ) -> ChatPrompt:
+        """``encode_chat`` for the event loop; in place by default (a local tokenizer is CPU-only, no I/O)."""
+        return self.encode_chat(messages, continue_final_message=continue_final_message)
+
+    async def acount_tokens(self, text: str) -> int:
+        """``count_tokens`` for the event loop; in place by default."""
+        return self.count_tokens(text)
+
+    def num_unfinished_requests(self) -> int | None:
+        """Requests the engine still holds (running or waiting); None when it cannot tell."""
+        return None
+
+    def servers(self) -> list[dict[str, object]] | None:
+        """Each server the engine sends to, up or down (for ``/readyz``); None for an engine without servers."""
+        return None
+
+
+class _Defaults(EngineBase):
+    """``EngineBase``'s defaults over an engine that only satisfies the ``Engine`` protocol."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def model_name(self) -> str:
+        return self._engine.model_name
+
+    @property
+    def max_model_len(self) -> int:
+        return self._engine.max_model_len
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
+        return self._engine.render_chat(messages, continue_final_message=continue_final_message)
+
+    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
+        return self._engine.encode_chat(messages, continue_final_message=continue_final_message)
+
+    def count_tokens(self, text: str) -> int:
+        return self._engine.count_tokens(text)
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        return self._engine.generate(request)
+
+    async def abort(self, request_id: str) -> None:
+        await self._engine.abort(request_id)
+
+    def load(self) -> EngineLoad:
+        return self._engine.load()
+
+    async def aclose(self) -> None:
+        await self._engine.aclose()
+
+
+def with_defaults(engine: Engine) -> EngineBase:
+    """``engine`` with its optional capabilities: itself when it inherits ``EngineBase``, else the defaults."""
+    return engine if isinstance(engine, EngineBase) else _Defaults(engine)
+
+
+async def engine_health(engine: Engine) -> EngineHealth:
+    """The engine's ``health()`` (sync or async) as an ``EngineHealth``.
+
+    A health check that raises is itself the sign of a broken engine, so it reads as dead, with a user-facing reason.
+    """
     try:
-        result = check()
+        result = with_defaults(engine).health()
         if inspect.isawaitable(result):
             result = await result
-    except Exception:  # a health check that breaks is itself a sign of a broken engine
+    except Exception:
         return EngineHealth(alive=False, detail="the engine does not answer its health check")
     if isinstance(result, EngineHealth):
         return result
@@ -194,26 +265,18 @@ async def engine_health(engine: Engine) -> EngineHealth:
 async def encode_chat_async(
     engine: Engine, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
 ) -> ChatPrompt:
-    """``engine.encode_chat`` without blocking the event loop: through the engine's optional ``aencode_chat``.
+    """``engine.encode_chat`` without blocking the event loop: through the engine's ``aencode_chat``.
 
-    Optional like ``health()``: an engine whose tokenizer is local (in-process vLLM, a remote engine with the
-    model's tokenizer on disk, a test fake) encodes in microseconds to a few ms of CPU and needs none; one that
-    tokenizes through a server (``RemoteEngine`` without a local tokenizer) makes HTTP round trips, which must
-    not stall every other answer on the loop.
+    An engine whose tokenizer is local (in-process vLLM, a remote engine with the model's tokenizer on disk, a
+    test fake) encodes in place; one that tokenizes through a server (``RemoteEngine`` without a local tokenizer)
+    makes HTTP round trips, which must not stall every other answer on the loop.
     """
-    encode = getattr(engine, "aencode_chat", None)
-    if callable(encode):
-        prompt: ChatPrompt = await encode(messages, continue_final_message=continue_final_message)
-        return prompt
-    return engine.encode_chat(messages, continue_final_message=continue_final_message)
+    return await with_defaults(engine).aencode_chat(messages, continue_final_message=continue_final_message)
 
 
 async def count_tokens_async(engine: Engine, text: str) -> int:
-    """``engine.count_tokens`` through the engine's optional ``acount_tokens`` (see ``encode_chat_async``)."""
-    count = getattr(engine, "acount_tokens", None)
-    if callable(count):
-        return int(await count(text))
-    return engine.count_tokens(text)
+    """``engine.count_tokens`` through the engine's ``acount_tokens`` (see ``encode_chat_async``)."""
+    return int(await with_defaults(engine).acount_tokens(text))
 
 
 class EngineError(RuntimeError):

@@ -265,10 +265,6 @@ class ServerPool:
         server.in_flight = max(0, server.in_flight - 1)
         server.ended_since_poll += 1
 
-    def server_of(self, affinity: str) -> Server | None:
-        entry = self._affinity.get(affinity)
-        return entry[0] if entry else None
-
     def load(self, max_num_seqs: int) -> EngineLoad:
         """The load of the server a new answer would get now (what auto mode's load policy should judge)."""
         up = self.healthy()

@@ -24,12 +24,14 @@ from sotrag.app.engines import chat_ids
 from sotrag.app.engines.base import (
     ChatMessage,
     ChatPrompt,
+    EngineBase,
     EngineError,
     EngineHealth,
     EngineLoad,
     GenerationDelta,
     GenerationRequest,
 )
+from sotrag.app.engines.local_tokenizer import LocalTokenizer
 from sotrag.app.engines.model_source import resolve_model
 
 log = logging.getLogger("sotrag.engine.vllm")
@@ -135,7 +137,7 @@ def _per_request_stream_interval() -> bool:
     return False
 
 
-class VLLMEngine:
+class VLLMEngine(EngineBase):
     """The production engine. Use ``await VLLMEngine.create(config)``."""
 
     def __init__(
@@ -147,9 +149,7 @@ class VLLMEngine:
         self._snapshot = snapshot
         self._model = model
         self._max_model_len = int(llm.model_config.max_model_len)
-        self._special_ids = chat_ids.special_token_ids(tokenizer)
-        self._plain = chat_ids.PlainEncoder(tokenizer)  # an answer's requests share their contents
-        self._template = chat_ids.TemplateEncoder(tokenizer)
+        self._chat = LocalTokenizer(tokenizer)  # its caches: an answer's requests share their contents
 
     @classmethod
     async def create(cls, config: EngineConfig | None = None) -> VLLMEngine:
@@ -196,16 +196,13 @@ class VLLMEngine:
         return self._tokenizer
 
     def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
-        return chat_ids.render_chat(self._tokenizer, messages, continue_final_message=continue_final_message)
+        return self._chat.render_chat(messages, continue_final_message=continue_final_message)
 
     def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
-        return chat_ids.encode_chat(
-            self._tokenizer, messages, continue_final_message=continue_final_message, plain=self._plain,
-            template=self._template,
-        )
+        return self._chat.encode_chat(messages, continue_final_message=continue_final_message)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._plain(text))
+        return self._chat.count_tokens(text)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         from vllm import SamplingParams
@@ -250,7 +247,7 @@ class VLLMEngine:
                     prompt_tokens=len(prompt_ids),
                     cached_prompt_tokens=int(out.num_cached_tokens or 0),
                     finish_reason=completion.finish_reason,
-                    token_ids=tuple(t for t in completion.token_ids if t not in self._special_ids),
+                    token_ids=tuple(t for t in completion.token_ids if t not in self._chat.special_ids),
                 )
         finally:
             if not finished:  # closed early (client gone, task cancelled): free the sequence now

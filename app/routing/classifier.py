@@ -35,7 +35,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from sotrag.app.engines.base import EngineLoad
-from sotrag.app.routing.base import RouteDecision
+from sotrag.app.routing.base import QuestionClassifier, RouteDecision
 from sotrag.app.routing.router import SoTRouter
 
 ARTIFACT_FORMAT = "sotrag-router/2"
@@ -410,7 +410,7 @@ def make_encoder(
 # Classifiers: P(suits SoT) for a question
 # --------------------------------------------------------------------------------------------------------
 
-class TrainedRouter:
+class TrainedRouter(QuestionClassifier):
     """The trained router: MiniLM features + logistic head, thresholded. Loads the shipped artifact."""
 
     name = "router"

@@ -6,12 +6,13 @@ import asyncio
 from typing import TYPE_CHECKING, Literal
 
 from sotrag.app.engines.base import GenerationRequest, SamplingOptions, encode_chat_async
+from sotrag.app.routing.base import QuestionClassifier
 from sotrag.prompts.router import router_messages
 
 if TYPE_CHECKING:
     from sotrag.app.engines.base import Engine
 
-class LLMRouter:
+class LLMRouter(QuestionClassifier):
     """Ask the engine's model which of three kinds a question is (the SoT paper's prompting router idea).
 
     ``A`` (independent points) suits SoT; ``B`` (points that build on each other) and ``C`` (no list at

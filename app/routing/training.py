@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from sotrag.app.routing.classifier import (
-    DEFAULT_ARTIFACT,
     DEFAULT_ENCODER,
     RouterModel,
     TrainedRouter,
@@ -226,7 +225,3 @@ def train(
 
 def evaluate(router: TrainedRouter, data: LabelledQuestions) -> Metrics:
     return metrics(data.labels, router.predict(data.questions))
-
-
-def default_artifact_path() -> Path:
-    return DEFAULT_ARTIFACT

@@ -10,6 +10,7 @@ OpenAI routes); unexpected errors are logged here and reach the client as a 500 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import tempfile
@@ -24,7 +25,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sotrag import __version__
 from sotrag.app.config import Settings
 from sotrag.app.engines.base import EngineError
 from sotrag.app.events import AnswerDone, Event
@@ -75,6 +75,14 @@ The schemas are in components: `SourcesEvent`, `RouteEvent`, `SkeletonDelta`, `S
 `PointDelta`, `PointDone`, `FallbackEvent`, `AnswerDelta`, `AnswerDone`, `ErrorEvent`."""
 
 
+def _package_version() -> str:
+    """The installed distribution's version (``import sotrag`` would hang the server above the package face)."""
+    try:
+        return importlib.metadata.version("sotrag")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "0+unknown"
+
+
 def create_app(
     settings: Settings | None = None,
     pipeline: SoTPipeline | None = None,
@@ -117,7 +125,7 @@ def create_app(
 
     app = FastAPI(
         title="sotrag",
-        version=__version__,
+        version=_package_version(),
         description="Question answering over your documents, fast, with Skeleton-of-Thought parallel decoding "
         "on vLLM. REST (streaming), an OpenAI-compatible chat endpoint, and a web UI at `/`.",
         lifespan=lifespan,

@@ -12,7 +12,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from sotrag.app.engines.base import EngineLoad
 from sotrag.app.events import AnswerResult
+from sotrag.app.routing.base import Router
 
 # Seconds: from a fast retrieval on a GPU to a long answer on a CPU.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0)
@@ -119,7 +121,9 @@ class Metrics:
             routed = "normal" if result.route_cause in ("question", "load") else "sot"
             self.routes.labels(routed, result.route_cause or "default").inc()
 
-    def refresh_engine(self, unfinished: Callable[[], int | None] | None, load: Callable[[], Any] | None) -> None:
+    def refresh_engine(
+        self, unfinished: Callable[[], int | None] | None, load: Callable[[], EngineLoad] | None
+    ) -> None:
         """Read the engine's gauges now (called on every scrape, so they are never stale)."""
         count = unfinished() if unfinished is not None else None
         if count is not None:
@@ -129,17 +133,16 @@ class Metrics:
             self.engine_running.set(snap.running)
             self.engine_waiting.set(snap.waiting)
             self.engine_kv_usage.set(snap.kv_cache_usage)
-            ratio = getattr(snap, "itl_ratio", None)
+            ratio = snap.itl_ratio
             if ratio is not None:
                 self.engine_itl_ratio.set(ratio)
 
-    def refresh_router(self, router: Any) -> None:
+    def refresh_router(self, router: Router | None) -> None:
         """Read auto mode's load-policy state now: whether it refuses SoT, and the event loop's lag."""
-        policy = getattr(router, "policy", None)
-        if policy is not None and hasattr(policy, "refusing"):
-            self.load_refusing.set(1 if policy.refusing else 0)
-        loop_lag = getattr(router, "loop_lag", None)
-        lag = loop_lag.lag_s() if loop_lag is not None else None
+        refusing = router.refusing() if router is not None else None
+        if refusing is not None:
+            self.load_refusing.set(1 if refusing else 0)
+        lag = router.loop_lag_s() if router is not None else None
         if lag is not None:
             self.loop_lag.set(lag)
 

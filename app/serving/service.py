@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sotrag.app.config import SamplingConfig, Settings
-from sotrag.app.engines.base import Engine, EngineError, engine_health
+from sotrag.app.engines.base import Engine, EngineError, engine_health, with_defaults
 from sotrag.app.events import AnswerDone, AnswerResult, Event
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.request import AnswerRequest, InvalidQuestion, ValidatedRequest, sampling_with
@@ -125,9 +125,8 @@ class Service:
                 self._owns_engine = True
                 # The trained router's encoder loads in seconds once built, but its first build (the int8 ONNX
                 # encoder, docs/router.md) is slow: do it before "ready", not in the first auto answer.
-                warm_up = getattr(getattr(self.pipeline.router, "classifier", None), "warm_up", None)
-                if callable(warm_up):
-                    await asyncio.to_thread(warm_up)
+                if self.pipeline.router is not None:
+                    await asyncio.to_thread(self.pipeline.router.warm_up)
             elif self.index is not None and self.pipeline.retriever is None:
                 self.pipeline.retriever = self.index
             freeze_startup_heap()
@@ -215,14 +214,11 @@ class Service:
         return self.pipeline
 
     def unfinished_engine_requests(self) -> int | None:
-        engine = self.engine
-        count = getattr(engine, "num_unfinished_requests", None)
-        return int(count()) if callable(count) else None
+        return with_defaults(self.engine).num_unfinished_requests() if self.engine is not None else None
 
     def engine_servers(self) -> list[dict[str, Any]] | None:
         """A remote engine's servers (up or down, with why); None for an engine without servers."""
-        servers = getattr(self.engine, "servers", None)
-        return list(servers()) if callable(servers) else None
+        return with_defaults(self.engine).servers() if self.engine is not None else None
 
     def index_status(self) -> IndexStatus | None:
         return self.documents.status(self.index) if self.index is not None else None
@@ -249,7 +245,7 @@ class Service:
             self.unfinished_engine_requests if engine is not None else None,
             engine.load if engine is not None else None,
         )
-        self.metrics.refresh_router(getattr(self.pipeline, "router", None))
+        self.metrics.refresh_router(self.pipeline.router if self.pipeline is not None else None)
 
     # -- answers ----------------------------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ import request_tap
 from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
 from sotrag.app.events import AnswerDelta, AnswerDone, PointDelta, SkeletonDelta
 from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.routing.base import QuestionClassifier
 from sotrag.app.routing.loop_lag import LOOP_LAG  # the loop-lag monitor auto mode's router reads
 from sotrag.retrieval.types import Passage
 
@@ -431,7 +432,7 @@ def host_info() -> dict:
             "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
 
-class PrecomputedClassifier:
+class PrecomputedClassifier(QuestionClassifier):
     """The trained question classifier's outputs, computed off the GPU machine (``router_probs.py``)."""
 
     def __init__(self, path: str) -> None:
@@ -503,13 +504,13 @@ async def main_async(a: argparse.Namespace) -> None:
                 # for a plain encode of every content, as the engine did before; nothing else differs.
                 from sotrag.app.engines import chat_ids
 
-                cached_plain = engine._plain
-                engine._plain = functools.partial(chat_ids.encode_plain, engine._tokenizer)
+                cached_plain = engine._chat.plain
+                engine._chat.plain = functools.partial(chat_ids.encode_plain, engine._tokenizer)
                 try:
                     res["headline_no_content_cache"] = await headline(a, engine, vocab, questions, llm, steps,
                                                                       a.reps, eager=False)
                 finally:
-                    engine._plain = cached_plain
+                    engine._chat.plain = cached_plain
                 save()
             if "table1" in parts:
                 res["table1"] = []
