@@ -70,7 +70,7 @@ def clean_title(raw: str) -> str:
     title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
     title = " ".join(title.split()).strip(" \t*_:;,.-–—")
     if len(title) > MAX_TITLE_CHARS:
-        cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
+        cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]
     return title
 
