@@ -23,6 +23,7 @@ class Source(BaseModel):
     score: float
     snippet: str
     chunk_id: str = ""
+    page: int | None = Field(None, description="the page of a PDF passage (1-based)")
 
 
 class PointResult(BaseModel):
@@ -40,6 +41,9 @@ class PointResult(BaseModel):
         0, description="prompt tokens continued from the skeleton request's own ids (its prompt and output)"
     )
     finish_reason: str | None = None
+    citations: list[Source] = Field(
+        default_factory=list, description="the passages this point cites ([n] markers that name one), in order"
+    )
 
 
 class StageTokens(BaseModel):
@@ -70,6 +74,9 @@ class AnswerStats(BaseModel):
         None, description="how the skeleton that was used came about: unguided, guided, or guided retry"
     )
     skeleton_attempts: int = Field(0, description="skeleton requests sent (2 after a guided retry)")
+    invalid_citations: int = Field(
+        0, description="citation numbers the model wrote that name no passage: removed from the text shown"
+    )
 
 
 class AnswerResult(BaseModel):
@@ -87,6 +94,9 @@ class AnswerResult(BaseModel):
         None, description="auto mode: what decided the route (question, load, fits: SoT allowed, default)"
     )
     sources: list[Source] = Field(default_factory=list)
+    citations: list[Source] = Field(
+        default_factory=list, description="every passage the answer cites, each once, in the order first cited"
+    )
     stats: AnswerStats
     model: str
     prompt_version: str
@@ -161,6 +171,7 @@ class PointDone(BaseModel):
     index: int
     text: str
     tokens: int
+    citations: list[Source] = Field(default_factory=list, description="the passages the point cites, in order")
 
 
 class FallbackEvent(BaseModel):

@@ -41,6 +41,7 @@ class AnswerSoFar:
     titles: dict[int, str] = field(default_factory=dict)  # started points
     texts: dict[int, str] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
+    citations: dict[int, list[Source]] = field(default_factory=dict)  # a finished point's cited passages
     normal: str = ""
     result: AnswerResult | None = None
 
@@ -70,6 +71,7 @@ class AnswerSoFar:
             self.texts[event.index] = self.texts.get(event.index, "") + event.text
         elif isinstance(event, PointDone):
             self.done.add(event.index)
+            self.citations[event.index] = list(event.citations)
         elif isinstance(event, AnswerDelta):
             self.normal += event.text
         elif isinstance(event, AnswerDone):
@@ -81,3 +83,4 @@ class AnswerSoFar:
         self.titles.clear()
         self.texts.clear()
         self.done.clear()
+        self.citations.clear()

@@ -7,6 +7,7 @@ prompts (``sotrag.prompts.build``) and the answer's ``sources`` share.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 
@@ -24,7 +25,13 @@ def source_of(n: int, passage: Passage) -> Source:
         score=passage.score,
         snippet=passage.text[:300],
         chunk_id=passage.chunk_id,
+        page=_page(passage),
     )
+
+
+def _page(passage: Passage) -> int | None:
+    page = passage.metadata.get("page")
+    return int(page) if isinstance(page, int) or (isinstance(page, str) and page.isdigit()) else None
 
 
 @dataclass
@@ -54,6 +61,15 @@ class Grounding:
         passages = await fit(engine, found, budget)
         sources = [source_of(i, p) for i, p in enumerate(passages, start=1)]
         return cls(passages, sources, len(found) - len(passages), seconds)
+
+    def numbers(self) -> set[int]:
+        """The numbers a citation may name now: every source given to the model so far."""
+        return {s.n for s in self.sources}
+
+    def cite(self, numbers: Sequence[int]) -> list[Source]:
+        """The sources ``numbers`` name, in that order (numbers naming none are left out)."""
+        by_number = {s.n: s for s in self.sources}
+        return [by_number[n] for n in numbers if n in by_number]
 
     async def for_point(
         self, retriever: Retriever, question: str, title: str, k: int

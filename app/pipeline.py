@@ -22,6 +22,7 @@ import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
+from sotrag.app.citations import CitationStream, read_citations
 from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.engine_calls import EngineCalls, RequestTrace
 from sotrag.app.engines.base import ChatMessage, Engine, GenerationRequest, count_tokens_async
@@ -133,7 +134,7 @@ class _Answer:
         self.request = request
         self.sot: SoTConfig = request.sot
         self.calls = EngineCalls(pipeline.engine, request.sampling)
-        self.points = PointGroup(self.calls)
+        self.points = PointGroup(self.calls, lambda numbers: self.record.grounding.cite(numbers))
         self.record = AnswerRecord(request, points=self.points.points)
 
     async def events(self) -> AsyncIterator[Event]:
@@ -195,7 +196,7 @@ class _Answer:
             if len(parser.points) >= sot.fallback_min_points:
                 break
         assert parser is not None
-        titles = parser.points
+        titles = [self.title(t) for t in parser.points]
         if len(titles) < sot.fallback_min_points:
             async for event in self.fall_back([kind for kind, _ in attempts], len(titles)):
                 yield event
@@ -233,13 +234,15 @@ class _Answer:
         trace = RequestTrace(start_s=self.calls.now())
         self.record.new_skeleton(trace, kind)
         stream = self.calls.generate(request, trace)
+        shown = CitationStream(self.record.grounding.numbers())  # what users see of the skeleton's markers
         try:
             async for delta in stream:
-                if delta.text:
-                    yield SkeletonDelta(text=delta.text)
+                text, _ = shown.feed(delta.text)
+                if text:
+                    yield SkeletonDelta(text=text)
                 for title in parser.feed(delta.text):
                     if self.sot.eager:
-                        yield self.fork_eagerly(title, parser.text, fork)
+                        yield self.fork_eagerly(self.title(title), parser.text, fork)
                 async for event in self.points.drain(wait=False):  # eager points already streaming
                     yield event
                 if not delta.finished and _enough_points(parser, min_points):
@@ -248,7 +251,14 @@ class _Answer:
                     break
         finally:
             await stream.aclose()  # aborts the request if it was still running
+        text, _ = shown.finish()
+        if text:
+            yield SkeletonDelta(text=text)
         parser.finish(truncated=trace.finish_reason in ("length", "enough points"))
+
+    def title(self, title: str) -> str:
+        """A point title as users see it: a citation marker in it that names no passage is removed."""
+        return read_citations(title, self.record.grounding.numbers())[0].strip() or title
 
     async def discard_skeleton(self, usable: int) -> SkeletonRetry:
         """Forget a skeleton with too few points (and its eager points) before asking again."""
@@ -281,7 +291,8 @@ class _Answer:
         and the answer (docs/BENCHMARKS.md). Every task is created before the first event goes out: a consumer
         that awaits on an event (a server writing to its socket) would otherwise let the first point reach the
         engine before the others exist."""
-        batch = [self.points.new(title, self.record.skeleton) for title in titles[len(self.points.points) :]]
+        citable = self.record.grounding.numbers()
+        batch = [self.points.new(title, self.record.skeleton, citable) for title in titles[len(self.points.points) :]]
         built = await asyncio.gather(*(self.point_request(p, skeleton_text, fork) for p in batch))
         started = []
         for point, (request, prefix) in zip(batch, built, strict=True):
@@ -295,7 +306,7 @@ class _Answer:
     def fork_eagerly(self, title: str, skeleton_text: str, fork: Fork) -> PointStarted:
         """Eager mode: one point starts while the skeleton is still being written; its request is built in its
         own task, from the skeleton's text and ids as they are at this moment."""
-        point = self.points.new(title, self.record.skeleton)
+        point = self.points.new(title, self.record.skeleton, self.record.grounding.numbers())
         return self.points.start(point, functools.partial(self.point_request, skeleton_text=skeleton_text, fork=fork))
 
     async def point_request(self, point: Point, skeleton_text: str, fork: Fork) -> tuple[GenerationRequest, int]:
@@ -305,6 +316,7 @@ class _Answer:
         if retriever is not None and self.p.settings.per_point_retrieval and self.record.grounding.passages:
             k = self.p.settings.per_point_k
             extra = await self.record.grounding.for_point(retriever, self.request.question, point.title, k)
+            point.citable.update(n for n, _ in extra)
         return await fork.point_request(point.index, point.title, skeleton_text, point.skeleton_ids, extra)
 
     # -- or: normal decoding -------------------------------------------------------------------------
@@ -317,9 +329,16 @@ class _Answer:
         )
         request = await self.calls.chat_request("normal", messages, options)
         self.record.normal = RequestTrace(start_s=self.calls.now())
+        reader = self.record.normal_citations = CitationStream(self.record.grounding.numbers())
         async for delta in self.calls.generate(request, self.record.normal):
-            if delta.text:
-                yield AnswerDelta(text=delta.text)
+            shown, _ = reader.feed(delta.text)
+            if shown:
+                self.record.normal_text += shown
+                yield AnswerDelta(text=shown)
+        shown, _ = reader.finish()
+        if shown:
+            self.record.normal_text += shown
+            yield AnswerDelta(text=shown)
 
 
 def skeleton_attempts(sot: SoTConfig, min_points: int, max_points: int) -> list[tuple[str, str | None]]:

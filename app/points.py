@@ -9,12 +9,13 @@ answer's ``EngineCalls``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from sotrag.app.citations import CitationStream
 from sotrag.app.engine_calls import EngineCalls, RequestTrace
 from sotrag.app.engines.base import GenerationRequest
-from sotrag.app.events import Event, PointDelta, PointDone, PointStarted
+from sotrag.app.events import Event, PointDelta, PointDone, PointStarted, Source
 from sotrag.app.fork import SkeletonIds
 
 
@@ -24,7 +25,12 @@ class Point:
     title: str
     trace: RequestTrace
     skeleton_ids: SkeletonIds
+    citable: set[int]  # the passage numbers this point's prompt carries: its markers may name only these
     skeleton_prefix_tokens: int = 0  # prompt tokens continued from the skeleton request's own ids
+    text: str = ""  # what users see: the model's text with its citation markers checked (``trace.text`` is raw)
+
+    def __post_init__(self) -> None:
+        self.reader = CitationStream(self.citable)
 
 
 # Builds a point's engine request (and its skeleton-prefix token count) inside the point's task.
@@ -41,16 +47,18 @@ class _TaskEnd:
 class PointGroup:
     """The point tasks of one answer and the queue their events go through."""
 
-    def __init__(self, calls: EngineCalls) -> None:
+    def __init__(self, calls: EngineCalls, cite: Callable[[Sequence[int]], list[Source]]) -> None:
         self.calls = calls
+        self.cite = cite  # passage numbers -> their sources
         self.points: list[Point] = []
         self._queue: asyncio.Queue[Event | _TaskEnd] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._left = 0
 
-    def new(self, title: str, skeleton: RequestTrace | None) -> Point:
+    def new(self, title: str, skeleton: RequestTrace | None, citable: set[int]) -> Point:
         """The next point, forking from the skeleton request's ids as far as they are written now."""
-        point = Point(len(self.points) + 1, title, RequestTrace(start_s=self.calls.now()), SkeletonIds.of(skeleton))
+        trace = RequestTrace(start_s=self.calls.now())
+        point = Point(len(self.points) + 1, title, trace, SkeletonIds.of(skeleton), set(citable))
         self.points.append(point)
         return point
 
@@ -66,15 +74,24 @@ class PointGroup:
             if not isinstance(request, GenerationRequest):
                 request, point.skeleton_prefix_tokens = await request(point)
             async for delta in self.calls.generate(request, point.trace):
-                if delta.text:
-                    self._queue.put_nowait(PointDelta(index=point.index, text=delta.text))
-            self._queue.put_nowait(PointDone(index=point.index, text=point.trace.text, tokens=point.trace.tokens))
+                self._show(point, *point.reader.feed(delta.text))
+            self._show(point, *point.reader.finish())
+            done = PointDone(
+                index=point.index, text=point.text, tokens=point.trace.tokens, citations=self.cite(point.reader.cited)
+            )
+            self._queue.put_nowait(done)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             error = exc
         finally:
             self._queue.put_nowait(_TaskEnd(error))
+
+    def _show(self, point: Point, text: str, _markers: object) -> None:
+        """Stream what the citation reader let through (never half a marker, never one naming no passage)."""
+        if text:
+            point.text += text
+            self._queue.put_nowait(PointDelta(index=point.index, text=text))
 
     async def drain(self, *, wait: bool) -> AsyncIterator[Event]:
         """Yield what the point tasks queued: until all have ended (``wait``), or until the queue is empty. A

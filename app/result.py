@@ -6,10 +6,12 @@ the stats can never disagree with the events that went out.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sotrag.app.citations import CitationStream
 from sotrag.app.engine_calls import RequestTrace
-from sotrag.app.events import AnswerResult, AnswerStats, Mode, PointResult, StageTokens
+from sotrag.app.events import AnswerResult, AnswerStats, Mode, PointResult, Source, StageTokens
 from sotrag.app.passages import Grounding
 from sotrag.app.points import Point
 from sotrag.app.request import ResolvedRequest
@@ -32,6 +34,8 @@ class AnswerRecord:
     points: list[Point] = field(default_factory=list)
     fallback_reason: str | None = None
     normal: RequestTrace | None = None
+    normal_text: str = ""  # what users saw of the normal answer: its citation markers checked
+    normal_citations: CitationStream | None = None
 
     def new_skeleton(self, trace: RequestTrace, kind: str) -> None:
         """A skeleton request starts; the tokens of an earlier one still count as generated."""
@@ -44,10 +48,10 @@ class AnswerRecord:
 
 def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
     """The answer's result: its text in skeleton order (or the normal answer), every point's trace, the stats."""
-    points = [_point_result(p) for p in record.points]
+    points = [_point_result(p, record.grounding.cite) for p in record.points]
     if record.normal is not None:
         mode: Mode = "normal"
-        answer = record.normal.text.strip()
+        answer = record.normal_text.strip()
     else:
         mode = "sot"
         answer = "\n".join(f"{p.index}. {p.title}{p.text}".rstrip() for p in points)
@@ -64,18 +68,27 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
         route_reason=record.route_reason,
         route_cause=record.route_cause,
         sources=record.grounding.sources,
+        citations=_citations(record, points),
         stats=_stats(record, points, total_s),
         model=model,
         prompt_version=PROMPT_VERSION,
     )
 
 
-def _point_result(p: Point) -> PointResult:
+def _citations(record: AnswerRecord, points: list[PointResult]) -> list[Source]:
+    """Every source the answer cites, each once, in reading order (the points', or the normal answer's)."""
+    numbers = [s.n for p in points for s in p.citations]
+    if record.normal_citations is not None:
+        numbers += record.normal_citations.cited
+    return record.grounding.cite(list(dict.fromkeys(numbers)))
+
+
+def _point_result(p: Point, cite: Callable[[Sequence[int]], list[Source]]) -> PointResult:
     t = p.trace
     return PointResult(
         index=p.index,
         title=p.title,
-        text=t.text,
+        text=p.text,
         tokens=t.tokens,
         start_s=t.start_s,
         first_token_s=t.first_token_s,
@@ -85,6 +98,7 @@ def _point_result(p: Point) -> PointResult:
         uncached_prompt_tokens=t.prompt_tokens - t.cached_prompt_tokens,
         skeleton_prefix_tokens=p.skeleton_prefix_tokens,
         finish_reason=t.finish_reason,
+        citations=cite(p.reader.cited),
     )
 
 
@@ -131,4 +145,6 @@ def _stats(record: AnswerRecord, points: list[PointResult], total_s: float) -> A
         passages_dropped=record.grounding.dropped,
         skeleton_mode=record.skeleton_mode,
         skeleton_attempts=record.skeleton_attempts,
+        invalid_citations=sum(p.reader.invalid for p in record.points)
+        + (record.normal_citations.invalid if record.normal_citations is not None else 0),
     )

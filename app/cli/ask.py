@@ -253,6 +253,9 @@ class AnswerView:
             if index not in self.answer.done:
                 return  # reading order: a later point waits for this one
             self._print(self._point(index))
+            cited = self.answer.citations.get(index)
+            if cited:
+                self._print(Text("   sources: " + "; ".join(cited_label(c) for c in cited), style="dim"))
             self._printed_points.add(index)
 
     def _pending(self) -> list[Text]:
@@ -276,12 +279,19 @@ class AnswerView:
 
     def finish(self) -> None:
         """After the live region is gone: print what it still held (in full), then the sources."""
+        self._print_finished_points()
         for part in self._pending():
             self.console.print(part)
         self._printed_points.update(self.answer.titles)
         self._printed_normal = len(self.answer.normal)
         if self.answer.sources:
             self.console.print(sources_table(self.answer.sources))
+
+
+def cited_label(source: Source) -> str:
+    """``[n] file > heading, p. 3``: one passage a point cites."""
+    where = f"{source.source} > {source.heading}" if source.heading else source.source
+    return f"[{source.n}] {where}" + (f", p. {source.page}" if source.page else "")
 
 
 def sources_table(sources: list[Source]) -> Table:

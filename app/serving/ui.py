@@ -37,6 +37,7 @@ from sotrag.app.events import (
     RouteEvent,
     SkeletonDelta,
     SkeletonDone,
+    Source,
     SourcesEvent,
     stats_rows,
 )
@@ -104,6 +105,16 @@ def md_text(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
 
 
+def citation_link(source: Source) -> str:
+    """A point's citation as a markdown link: ``[n]``, with the passage (where it is from, and its text) as the
+    link's title, shown on hover; it points at the source's row in the sources table."""
+    where = f"{source.source} > {source.heading}" if source.heading else source.source
+    if source.page:
+        where += f", p. {source.page}"
+    passage = " ".join(f"{where}: {source.snippet}".split()).replace("\\", "\\\\").replace('"', "'")
+    return f'[\\[{source.n}\\]](#sot-source-{source.n} "{passage}")'
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
@@ -152,7 +163,8 @@ class LiveAnswer(AnswerSoFar):
             for i in sorted(titles):
                 mark = DONE_MARK if i in self.done else PENDING_MARK
                 text = md_text(self.texts.get(i, ""))
-                parts.append(f"{mark} **{i}. {md_text(titles[i])}** {text}".rstrip())
+                cites = " ".join(citation_link(c) for c in self.citations.get(i, []))
+                parts.append(f"{mark} **{i}. {md_text(titles[i])}** {text} {cites}".rstrip())
         elif self.normal:
             parts.append(md_text(self.normal))
         elif self.skeleton:
