@@ -99,8 +99,9 @@ class ScriptedEngine:
     cancellation has something to cancel; with no delay every ``yield_every`` deltas still yield to the loop.
 
     Records: ``requests`` (every ``GenerationRequest``, in the order sent), ``sent_at`` (request id, perf_counter
-    at the send), ``ended_at`` (request id -> perf_counter at its last delta), ``streamed`` (request id -> text
-    streamed so far), ``aborted`` (request ids closed before their last delta or aborted by ``abort``, in order).
+    at the send), ``ended_at`` (request id -> perf_counter at its last delta), ``streamed`` (request id -> the
+    text it streamed, once its stream has ended), ``aborted`` (request ids closed before their last delta or
+    aborted by ``abort``, in order).
     ``num_unfinished_requests()`` counts streams open now. ``load()`` reports them as running unless
     ``load_snapshot`` is set. ``tokenizer`` (a Hugging Face tokenizer) makes prompts with its chat template and
     ids (as ``VLLMEngine``; ``content_cache`` as its ``PlainEncoder``), else a small built-in template over word
@@ -146,7 +147,7 @@ class ScriptedEngine:
         self._open: set[str] = set()
         self._vocab: dict[str, int] = {}
         self._encoded: dict[str, tuple[int, ...]] = {}
-        self._replies: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {}
+        self._replies: dict[tuple[Reply, int, int], tuple[tuple[str, int, tuple[int, ...], str | None], ...]] = {}
 
     # -- the Engine protocol -------------------------------------------------------------------------------
 
@@ -193,34 +194,26 @@ class ScriptedEngine:
         )
         if prompt_tokens >= self.max_model_len:
             raise EngineError(f"the prompt is {prompt_tokens} tokens, over the model's context of {self.max_model_len}")
-        tokens = self._tokens(self._reply(request))
         limit = min(request.sampling.max_tokens, self.max_model_len - prompt_tokens)
-        finish = self.finish if len(tokens) <= limit else "length"
-        tokens = tokens[:limit]
-        size = max(1, request.sampling.stream_interval)
-        bounds = [0, *range(1, len(tokens), size), len(tokens)] if tokens else [0, 0]
+        deltas = self._deltas(self._reply(request), max(1, request.sampling.stream_interval), limit)
         self._open.add(rid)
-        self.streamed[rid] = ""
-        done = False
+        delay, last, sent = self.delay_s, len(deltas) - 1, ""
         try:
-            for n, (start, end) in enumerate(itertools.pairwise(bounds)):
-                await self._pause(request, n)
+            for n, (text, count, ids, finish) in enumerate(deltas):
+                if delay:
+                    await asyncio.sleep(delay(request) if callable(delay) else delay)
+                elif n % self.yield_every == 0:
+                    await asyncio.sleep(0)  # let the answer's other requests stream too
                 if rid in self._aborted:  # aborted from outside: the stream ends, as vLLM's does
                     return
-                chunk = tokens[start:end]
-                text = "".join(t for t, _ in chunk)
-                last = end == len(tokens)
-                self.streamed[rid] += text
-                if last:
+                sent += text
+                if n == last:
                     self.ended_at[rid] = time.perf_counter()
-                    done = True
-                ids = tuple(i for _, ids in chunk for i in ids)
-                yield GenerationDelta(text, len(chunk), prompt_tokens, 0, finish if last else None, token_ids=ids)
-                if last:
-                    return
+                yield GenerationDelta(text, count, prompt_tokens, 0, finish, token_ids=ids)
         finally:
+            self.streamed[rid] = sent
             self._open.discard(rid)
-            if not done:
+            if rid not in self.ended_at:
                 self._abort(rid)
 
     async def abort(self, request_id: str) -> None:
@@ -271,22 +264,23 @@ class ScriptedEngine:
         self._taken[key] = n + 1
         return reply[min(n, len(reply) - 1)]
 
-    def _tokens(self, reply: Reply) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        """(text, ids) per token, memoized per text: a benchmark times the pipeline, not this double."""
-        if isinstance(reply, Pieces):
-            return tuple((piece, (self._id(piece),)) for piece in reply)
-        cached = self._replies.get(reply)
-        if cached is None:
-            cached = tuple((token, (self._id(token),)) for token in _TOKEN.findall(reply))
-            self._replies[reply] = cached
-        return cached
-
-    async def _pause(self, request: GenerationRequest, n: int) -> None:
-        delay = self.delay_s(request) if callable(self.delay_s) else self.delay_s
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif n % self.yield_every == 0:
-            await asyncio.sleep(0)  # let the answer's other requests stream too
+    def _deltas(self, reply: Reply, size: int, limit: int) -> tuple[tuple[str, int, tuple[int, ...], str | None], ...]:
+        """(text, tokens, ids, finish reason) per delta, memoized: a benchmark times the pipeline, not this double.
+        Like vLLM: the first token alone, then ``size`` tokens a delta, at most ``limit`` tokens."""
+        key = (reply, size, limit)
+        cached = self._replies.get(key)
+        if cached is not None:
+            return cached
+        pieces = list(reply) if isinstance(reply, Pieces) else _TOKEN.findall(reply)
+        finish = self.finish if len(pieces) <= limit else "length"
+        pieces = pieces[:limit]
+        bounds = [0, *range(1, len(pieces), size), len(pieces)] if pieces else [0, 0]
+        deltas = tuple(
+            ("".join(pieces[a:b]), b - a, tuple(self._id(p) for p in pieces[a:b]), finish if b == len(pieces) else None)
+            for a, b in itertools.pairwise(bounds)
+        )
+        self._replies[key] = deltas
+        return deltas
 
     def _abort(self, request_id: str) -> None:
         if request_id not in self._aborted:
