@@ -39,10 +39,9 @@ from sotrag.retrieval.types import Passage
 # -- shared settings ---------------------------------------------------------------------------------------
 
 # What the real-engine tests share: sampled (the random model must not repeat one skeleton line: duplicates are
-# dropped by the parser), seeded (the same gibberish every run), room for a guided skeleton.
-SAMPLING = SamplingConfig(
-    temperature=1.0, seed=1234, skeleton_max_tokens=512, point_max_tokens=16, normal_max_tokens=24
-)
+# dropped by the parser), seeded (the same gibberish every run), room for a guided skeleton. Each test module sets
+# its own answer lengths with ``sampling(point_max_tokens=..., ...)``.
+SAMPLING = SamplingConfig(temperature=1.0, seed=1234, skeleton_max_tokens=512)
 
 
 def sampling(**changes: Any) -> SamplingConfig:

@@ -26,10 +26,11 @@ from typing import Any
 import httpx
 import pytest
 
-from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
+from sotrag.app.config import EngineConfig, Settings, SoTConfig
 from sotrag.app.engines.remote import RemoteEngine
 from sotrag.app.events import AnswerDone, PointDelta, SkeletonDelta
 from sotrag.app.pipeline import SoTPipeline
+from tests.fakes import sampling
 from tests.serving import ServerProcess, free_port, run_server, server_env
 from tests.test_server import sse_events
 from tests.tiny_model import plain_token_ids
@@ -55,10 +56,7 @@ def _settings(servers: list[VLLMServer], model_dir: Path) -> Settings:
         ),
         # No special token from the random model: its points would otherwise often be all specials, which show
         # no text until they end, and the tests below act on the first point text.
-        sampling=SamplingConfig(
-            temperature=1.0, seed=3, skeleton_max_tokens=512, point_max_tokens=16,
-            allowed_token_ids=plain_token_ids(model_dir),
-        ),
+        sampling=sampling(seed=3, point_max_tokens=16, allowed_token_ids=plain_token_ids(model_dir)),
         # Guided from the start: one skeleton request an answer, so the per-server request counts are exact (the
         # random model's unguided skeleton would take a guided retry; that path is tested in-process).
         sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4, guided_skeleton=True),

@@ -22,9 +22,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from sotrag.app.config import LimitsConfig, SamplingConfig, ServerConfig, Settings, SoTConfig
+from sotrag.app.config import LimitsConfig, ServerConfig, Settings, SoTConfig
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.serving.app import create_app
+from tests.fakes import sampling
 
 pytestmark = pytest.mark.engine
 
@@ -32,10 +33,7 @@ KEY, ADMIN = "user-key-123", "admin-key-456"
 AUTH = {"authorization": f"Bearer {KEY}"}
 ADMIN_AUTH = {"authorization": f"Bearer {ADMIN}"}
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"
-SAMPLING = SamplingConfig(
-    temperature=1.0, seed=1234, skeleton_max_tokens=512, point_max_tokens=8, point_min_tokens=100000,
-    normal_max_tokens=8, normal_min_tokens=100000,
-)
+SAMPLING = sampling(point_max_tokens=8, point_min_tokens=100000, normal_max_tokens=8, normal_min_tokens=100000)
 SOT = SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4)
 
 
