@@ -271,7 +271,7 @@ async def test_no_special_token_from_documents_questions_or_history_reaches_vllm
 ) -> None:
     start, end, eot = specials(engine.tokenizer)
     settings = Settings(sampling=SAMPLING, sot=sot(3))
-    pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())  # type: ignore[arg-type]
+    pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())
     sot_result = await pipeline.run(QUESTION, history=HISTORY, top_k=2)
     await pipeline.run(QUESTION, mode="normal", history=HISTORY, top_k=2)
     await LLMRouter(engine).aclassify(QUESTION)
