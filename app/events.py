@@ -23,7 +23,7 @@ class Source(BaseModel):
     score: float
     snippet: str
     chunk_id: str = ""
-    page: int | None = Field(None, description="the page of a PDF passage (1-based)")
+    page: int | None = Field(default=None, description="the page of a PDF passage (1-based)")
 
 
 class PointResult(BaseModel):
@@ -83,7 +83,9 @@ class AnswerResult(BaseModel):
     question: str
     mode: Mode = Field(description="the mode actually used")
     requested_mode: RequestedMode
-    passages_k: int | None = Field(None, description="passages asked of retrieval (the request's top_k, resolved)")
+    passages_k: int | None = Field(
+        default=None, description="passages asked of retrieval (the request's top_k, resolved)"
+    )
     answer: str
     skeleton: str = ""
     points: list[PointResult] = Field(default_factory=list)

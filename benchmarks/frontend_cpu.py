@@ -67,7 +67,7 @@ async def one_answer(pipeline: SoTPipeline, mode: str, i: int) -> dict[str, floa
     t_thread, t_proc, t_wall = time.thread_time(), time.process_time(), time.perf_counter()
     n = 0
     result = None
-    async for event in pipeline.stream(f"{QUESTION} ({i})", mode=mode):  # type: ignore[arg-type]
+    async for event in pipeline.stream(f"{QUESTION} ({i})", mode=mode):
         n += 1
         result = getattr(event, "result", result)
     sample = {
@@ -151,7 +151,7 @@ def main() -> None:
     if not a.no_remote:
         with run_vllm_servers(model_dir, workdir, count=1) as (server,):
             rows += asyncio.run(run_remote(a, model_dir, server.url, allowed))
-    res = {
+    res: dict[str, Any] = {
         "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                  "cpu_model": next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                                     if ln.startswith("model name")), "?")},

@@ -17,6 +17,7 @@ On CPU (``TRITON_INTERPRET=1``, tiny sizes: ``--sizes 2000 --dims 64``) it only 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -217,7 +218,7 @@ def gpu_shape(n: int, d: int, nqs: list[int], k: int, runs: int, sweep: bool, se
                     if c == cfg:
                         continue
                     try:
-                        t, _ = time_ms(lambda c=c: run(c), max(10, runs // 2))
+                        t, _ = time_ms(functools.partial(run, c), max(10, runs // 2))
                     except Exception as exc:  # a config the compiler refuses (e.g. shared memory)
                         tried.append({**c.__dict__, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
                         continue

@@ -3,8 +3,9 @@
     python benchmarks/pipeline_cpu.py [--answers 200] [--points 7] [--point-tokens 80] [--out FILE]
         [--tokenizer MODEL_DIR --context-tokens 1500]
 
-The engine here is a zero-cost stand-in (``InstantEngine`` below, defined only in this script): it streams a
-fixed ``points``-line skeleton and ``point-tokens`` one-token deltas per point, with no model behind it. What is
+The engine here is the tests' scripted engine (``tests/fakes.py``'s ``ScriptedEngine``, its replies memoized so
+it costs next to nothing): it streams a fixed ``points``-line skeleton word by word and ``point-tokens``
+one-token deltas per point, with no model behind it. What is
 timed is everything else an answer costs in the process that runs sotrag: building each request, parsing the
 skeleton as it streams, fanning out the points, the event queue, assembling the answer and its stats. It tells
 how many answers per second ONE event loop can drive before the pipeline itself is the limit, and how much of
@@ -27,73 +28,32 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: its tests' helpers
+
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines import chat_ids
-from sotrag.app.engines.base import ChatPrompt, EngineBase, EngineLoad, GenerationDelta, GenerationRequest
 from sotrag.app.pipeline import SoTPipeline
-from sotrag.prompts.messages import ChatMessage
 from sotrag.retrieval.types import Passage
+from tests.fakes import Pieces, ScriptedEngine
 
 
-class InstantEngine(EngineBase):
-    """Streams canned text at no cost: a benchmark stand-in, never used outside this script."""
-
-    model_name = "instant"
-    max_model_len = 8192
-
-    def __init__(self, points: int, point_tokens: int, tokenizer: Any = None, *, content_cache: bool = True) -> None:
-        self.skeleton = "".join(f"{i}. Point number {i} here\n" for i in range(1, points + 1))
-        self.point_tokens = point_tokens
-        self.calls: list[tuple[str, float]] = []  # (request id, when generate was called): the hand-over spans
-        self.skeleton_end = 0.0
-        self.tokenizer = tokenizer
-        self.plain = chat_ids.PlainEncoder(tokenizer) if tokenizer is not None and content_cache else None
-        self.template = chat_ids.TemplateEncoder(tokenizer) if tokenizer is not None and content_cache else None
-
-    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
-        return "\n".join(m.content for m in messages)
-
-    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
-        if self.tokenizer is not None:  # as VLLMEngine.encode_chat
-            return chat_ids.encode_chat(
-                self.tokenizer, messages, continue_final_message=continue_final_message, plain=self.plain,
-                template=self.template,
-            )
-        text = self.render_chat(messages)
-        return ChatPrompt(text=text, token_ids=tuple(range(len(text) // 4)))
-
-    def count_tokens(self, text: str) -> int:
-        if self.tokenizer is not None:
-            return len(self.plain(text) if self.plain else chat_ids.encode_plain(self.tokenizer, text))
-        return len(text) // 4
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        self.calls.append((request.request_id, time.perf_counter()))
-        if "skeleton" in request.request_id:
-            pieces = [self.skeleton[i : i + 3] for i in range(0, len(self.skeleton), 3)]
-        else:
-            pieces = [" word"] * self.point_tokens
-        for n, piece in enumerate(pieces):
-            if n % 8 == 0:
-                await asyncio.sleep(0)  # let the other requests of the answer stream too
-            last = n == len(pieces) - 1
-            if last and "skeleton" in request.request_id:
-                self.skeleton_end = time.perf_counter()
-            yield GenerationDelta(piece, 1, 100, 0, "length" if last else None, token_ids=(n,))
-
-    async def abort(self, request_id: str) -> None:
-        return None
-
-    def load(self) -> EngineLoad:
-        return EngineLoad(running=0, waiting=0, max_num_seqs=256)
-
-    async def aclose(self) -> None:
-        return None
+def instant_engine(
+    points: int, point_tokens: int, tokenizer: Any = None, *, content_cache: bool = True
+) -> ScriptedEngine:
+    """The stand-in: a ``points``-line skeleton, ``point_tokens`` one-token deltas per point (and for a normal
+    answer), a yield to the loop every 8 deltas. Without a tokenizer, prompts are text only (no ids to build)."""
+    words = Pieces([" word"] * point_tokens)
+    skeleton = "".join(f"{i}. Point number {i} here\n" for i in range(1, points + 1))
+    return ScriptedEngine(
+        {"skeleton": skeleton, "point": words, "normal": words}, yield_every=8, finish="length",
+        max_num_seqs=256, model_name="instant", tokenizer=tokenizer, content_cache=content_cache,
+        prompt_ids=tokenizer is not None,
+    )
 
 
 class FixedRetriever:
@@ -143,9 +103,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for suffix, cache in variants:
         for mode in ("sot", "normal"):
-            engine = InstantEngine(args.points, args.point_tokens, tokenizer, content_cache=cache)
+            engine = instant_engine(args.points, args.point_tokens, tokenizer, content_cache=cache)
             retriever = FixedRetriever(texts) if texts else None
-            pipeline = SoTPipeline(engine, settings, retriever=retriever)  # type: ignore[arg-type]
+            pipeline = SoTPipeline(engine, settings, retriever=retriever)
             first = await pipeline.run(question, mode="sot")
             assert first.mode == "sot" and len(first.points) == args.points, first
             rows[mode + suffix] = await _rows(pipeline, question, mode, args.answers)
@@ -156,21 +116,24 @@ async def _rows(pipeline: SoTPipeline, question: str, mode: str, answers: int) -
     """CPU per answer, plus two wall-time spans of SoT answers: from the answer's start to its skeleton request,
     and from the skeleton's last delta to the first point request (the hand-over)."""
     engine = pipeline.engine
-    assert isinstance(engine, InstantEngine)
+    assert isinstance(engine, ScriptedEngine)
     per_answer: list[float] = []
     before_skeleton: list[float] = []
     hand_over: list[float] = []
     for _ in range(answers):
-        engine.calls.clear()
+        engine.sent_at.clear()
+        engine.requests.clear()
+        engine.streamed.clear()
+        engine.ended_at.clear()
         wall = time.perf_counter()
         start = time.process_time()
-        await pipeline.run(question, mode=mode)  # type: ignore[arg-type]
+        await pipeline.run(question, mode=mode)
         per_answer.append((time.process_time() - start) * 1000)
-        first = engine.calls[0][1]
-        points = [t for rid, t in engine.calls if "point" in rid]
+        first_id, first = engine.sent_at[0]
+        points = [t for rid, t in engine.sent_at if "point" in rid]
         if mode == "sot" and points:
             before_skeleton.append((first - wall) * 1000)
-            hand_over.append((min(points) - engine.skeleton_end) * 1000)
+            hand_over.append((min(points) - engine.ended_at[first_id]) * 1000)
     row: dict[str, Any] = {
         "cpu_ms_p50": round(statistics.median(per_answer), 3),
         "cpu_ms_mean": round(statistics.fmean(per_answer), 3),
@@ -200,7 +163,7 @@ def main() -> None:
         "command": f"python benchmarks/pipeline_cpu.py --answers {args.answers} --points {args.points} "
         f"--point-tokens {args.point_tokens}"
         + (f" --tokenizer {args.tokenizer} --context-tokens {args.context_tokens}" if args.tokenizer else ""),
-        "engine": "InstantEngine (zero-cost stand-in defined in the benchmark; normal mode streams one 80-token"
+        "engine": "ScriptedEngine of tests/fakes.py (memoized replies; normal mode streams one point-tokens"
         " answer the same way)",
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
                     "load_average_1m": round(os.getloadavg()[0], 2)},

@@ -78,7 +78,7 @@ async def run(a: argparse.Namespace) -> dict:
         sampling=SamplingConfig(temperature=1.0, seed=1, point_max_tokens=8, skeleton_max_tokens=256),
         sot=SoTConfig(min_points=2, max_points=7, min_words=2, max_words=4),
     )
-    reps = []
+    reps: list[dict[str, Any]] = []
     try:
         for _ in range(a.reps):
             log.clear()
@@ -88,7 +88,7 @@ async def run(a: argparse.Namespace) -> dict:
             skeleton_ids = {rid for kind, _, rid in log if kind == "call" and "skeleton" in rid}
             last = max(t for kind, t, rid in log if kind == "delta" and rid in skeleton_ids)
             calls = sorted(t for kind, t, rid in log if kind == "call" and "point" in rid)
-            builds = {}
+            builds: dict[Any, dict[str, float]] = {}
             for kind, t, idx in log:
                 if kind in ("build", "built"):
                     builds.setdefault(idx, {})[kind] = t

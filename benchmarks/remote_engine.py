@@ -52,7 +52,7 @@ async def run(url: str, model: str | None, answers: int) -> dict[str, object]:
         cached: list[float] = []
         for i in range(answers):
             for mode in ("sot", "normal"):
-                r = await pipeline.run(f"What are tips to sleep better, take {i}?", mode=mode)  # type: ignore[arg-type]
+                r = await pipeline.run(f"What are tips to sleep better, take {i}?", mode=mode)
                 results[mode].append(r.stats.total_s)
                 if mode == "sot":
                     cached.append(r.stats.cached_share)

@@ -116,7 +116,7 @@ def bench_embed(corpus: Path, sample: int, rounds: int) -> dict[str, Any]:
         times["sotrag_default"].append(time.perf_counter() - t)
     assert ref is not None and out is not None
     cos = np.sum(ref * out, axis=1)
-    res = {
+    res: dict[str, Any] = {
         "chunks": len(pick),
         "rounds": rounds,
         "default_precision": fast.precision,

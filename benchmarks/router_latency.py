@@ -137,9 +137,13 @@ def main() -> None:
     load = EngineLoad(running=3, waiting=0, max_num_seqs=256, kv_cache_usage=0.1)
     shipped = TrainedRouter()
     variants: dict[str, tuple[Callable[[str], object], int | None]] = {}
+
+    def routing(router: SoTRouter) -> Callable[[str], object]:
+        return lambda q: router.route(q, load)
+
     for threads in (1, 2):
         r = SoTRouter(TrainedRouter(shipped.model, threads=threads), LoadPolicy())
-        variants[f"route() {shipped.model.encoder}, {threads} thread(s)"] = (lambda q, r=r: r.route(q, load), None)
+        variants[f"route() {shipped.model.encoder}, {threads} thread(s)"] = (routing(r), None)
     fp32 = SoTRouter(TrainedRouter(dataclasses.replace(shipped.model, encoder="onnx-fp32")), LoadPolicy())
     variants["route() onnx-fp32 (same head: latency only), 1 thread"] = (lambda q: fp32.route(q, load), None)
     ref = SoTRouter(TrainedRouter(dataclasses.replace(shipped.model, encoder="torch-fp32")), LoadPolicy())

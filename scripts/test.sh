@@ -9,4 +9,6 @@ venv=${SOTRAG_VENV:-.venv}
 # mypy resolves `sotrag.*` through a folder whose `sotrag` entry is this checkout (the package maps to ".").
 mkdir -p .typecheck && ln -sfn "$PWD" .typecheck/sotrag
 MYPYPATH=.typecheck "$venv/bin/mypy" -p sotrag.app -p sotrag.prompts -p sotrag.retrieval -p sotrag.kernels
+# tests/ and benchmarks/ as files (one mypy run cannot take both packages and files): tests.fakes, tests.conftest...
+MYPYPATH=.typecheck "$venv/bin/mypy" tests benchmarks
 "$venv/bin/python" -m pytest "$@"

@@ -1,15 +1,24 @@
-"""Shared fixtures: one tiny random-weight model and ONE real vLLM engine for the whole test session.
+"""Shared fixtures: one tiny random-weight model and ONE real vLLM engine for the whole test session, and the
+shared test doubles of ``tests/fakes.py`` (a scripted engine, a list retriever, the sampling settings).
 
 An AsyncLLM takes ~30 s to start on this CPU, so every engine test shares the session engine (and the
-session event loop it is bound to: see pyproject's asyncio settings)."""
+session event loop it is bound to: see pyproject's asyncio settings). Tests of the pipeline's own logic use
+``scripted_engine`` instead: no model, and a failure points at the pipeline."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.fakes import SAMPLING, ListRetriever, ScriptedEngine
+
+if TYPE_CHECKING:
+    from sotrag.app.config import EngineConfig, SamplingConfig
+    from sotrag.app.engines.vllm import VLLMEngine
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,7 +35,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
-def tiny_engine_config(model_dir: Path):  # -> EngineConfig
+def tiny_engine_config(model_dir: Path) -> EngineConfig:
     from sotrag.app.config import EngineConfig
 
     return EngineConfig(
@@ -40,9 +49,28 @@ def tiny_engine_config(model_dir: Path):  # -> EngineConfig
 
 
 @pytest.fixture(scope="session")
-async def engine(tiny_model_dir: Path) -> AsyncIterator[object]:
+async def engine(tiny_model_dir: Path) -> AsyncIterator[VLLMEngine]:
     from sotrag.app.engines.vllm import VLLMEngine
 
     eng = await VLLMEngine.create(tiny_engine_config(tiny_model_dir))
     yield eng
     await eng.aclose()
+
+
+@pytest.fixture
+def scripted_engine() -> ScriptedEngine:
+    """A fresh scripted engine with the default script (a nine-line skeleton, one sentence per point, a short
+    normal answer). Tests that need another script build ``ScriptedEngine(script)`` themselves."""
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def list_retriever() -> ListRetriever:
+    """An empty ``ListRetriever``: set ``.passages`` to what retrieval should find."""
+    return ListRetriever()
+
+
+@pytest.fixture
+def sampling() -> SamplingConfig:
+    """The sampling settings the engine tests share (``tests.fakes.SAMPLING``)."""
+    return SAMPLING

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from sotrag.app.client import SoTRAG
-from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.events import AnswerDone, PointDelta, SkeletonDone
 from sotrag.app.runnable import SoTRunnable
 from tests.conftest import tiny_engine_config
+from tests.fakes import sampling
 
 pytestmark = pytest.mark.engine
 
@@ -21,9 +22,7 @@ pytestmark = pytest.mark.engine
 def client(tiny_model_dir: Path) -> Iterator[SoTRAG]:
     settings = Settings(
         engine=tiny_engine_config(tiny_model_dir),
-        sampling=SamplingConfig(
-            temperature=1.0, seed=7, point_max_tokens=16, normal_max_tokens=24, skeleton_max_tokens=512
-        ),
+        sampling=sampling(seed=7, point_max_tokens=16, normal_max_tokens=24),
         sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
         default_mode="sot",  # these tests are about SoT; every call below that names no mode gets it
     )

@@ -111,7 +111,7 @@ def test_every_numeric_engine_option_is_range_checked() -> None:
     for name in names:
         for bad in (-1, 0) if name in sizes or name.endswith("_gib") else (-1,):
             with pytest.raises(ValidationError) as caught:
-                EngineConfig(**{name: bad})
+                EngineConfig.model_validate({name: bad})
             assert caught.value.errors()[0]["loc"] == (name,), name
 
 
@@ -119,7 +119,7 @@ def test_engine_option_errors_name_the_option() -> None:
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         EngineConfig(tensor_parallel_size=0)
     with pytest.raises(ValidationError, match="'mp', 'ray'"):
-        EngineConfig(distributed_executor_backend="slurm")
+        EngineConfig.model_validate({"distributed_executor_backend": "slurm"})
     with pytest.raises(ValidationError, match=r"not inside engine\.extra"):  # extra would bypass the checks
         EngineConfig(extra={"tensor_parallel_size": 0})
     assert EngineConfig(distributed_executor_backend="ray", pipeline_parallel_size=4).pipeline_parallel_size == 4

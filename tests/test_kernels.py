@@ -93,9 +93,9 @@ def test_prefilter_floors_change_nothing(kind: str) -> None:
     """The key floors from a leading slice only drop keys that can not make the top k: same result."""
     seed, gen = _seeded()
     q, x, scales = _data(20, 3000, 32, kind.split("-")[0], gen)
-    extra = {"int8_queries": True} if kind == "int8-queries" else {}
-    _check_against_reference(q, x, scales, 10, seed, prefilter=True, **extra)
-    _check_against_reference(q, x, scales, 10, seed, prefilter=False, **extra)
+    int8_queries = kind == "int8-queries"
+    _check_against_reference(q, x, scales, 10, seed, prefilter=True, int8_queries=int8_queries)
+    _check_against_reference(q, x, scales, 10, seed, prefilter=False, int8_queries=int8_queries)
 
 
 @needs_kernel
@@ -129,7 +129,7 @@ def test_ties_come_in_index_order(kind: str) -> None:
     x[17] = x[400] = x[599] = q[0].to(x.dtype)  # exact duplicates of the best row for query 0
     if kind == "int8":
         xi, scales = x.to(torch.int8), torch.full((600,), 0.5)
-        args = (q.to(DEVICE), xi.to(DEVICE), scales.to(DEVICE))
+        args: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] = (q.to(DEVICE), xi.to(DEVICE), scales.to(DEVICE))
     else:
         args = (q.to(DEVICE), x.half().to(DEVICE), None)
     ref_scores, _ = st.similarity_topk_reference(args[0], args[1], 40, args[2])

@@ -18,7 +18,7 @@ def tokenizer(tiny_model_dir: Path):  # -> PreTrainedTokenizerFast
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def render(tokenizer, messages, **kw) -> str:  # type: ignore[no-untyped-def]
+def render(tokenizer, messages, **kw) -> str:
     as_dicts = [{"role": m.role, "content": m.content} for m in messages]
     cont = kw.get("continue_final_message", False)
     return tokenizer.apply_chat_template(as_dicts, tokenize=False, add_generation_prompt=not cont, **kw)
@@ -28,7 +28,7 @@ PASSAGES = [Passage(text="Use Depends for shared logic.", source="tutorial/deps.
 HISTORY = [("What is FastAPI?", "A web framework.")]
 
 
-def test_point_prompt_extends_skeleton_prompt_and_skeleton(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_point_prompt_extends_skeleton_prompt_and_skeleton(tokenizer) -> None:
     skeleton_msgs = build.skeleton_messages("How do I share logic?", PASSAGES, HISTORY)
     skeleton_prompt = render(tokenizer, skeleton_msgs)
     skeleton_text = "1. Write a dependency\n2. Declare it in the path\n"

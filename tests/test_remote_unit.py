@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -202,7 +204,7 @@ async def test_a_connection_closed_before_any_response_is_retried_and_a_cut_stre
         return "data: " + json.dumps({"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
 
     class Cut(httpx.AsyncByteStream):
-        async def __aiter__(self):  # type: ignore[no-untyped-def]
+        async def __aiter__(self) -> AsyncIterator[bytes]:
             yield (chunk("a", None) + "\n\n").encode()
             raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
 

@@ -172,7 +172,8 @@ def test_auto_index_type_switches_to_hnsw_past_threshold(tmp_path: Path, docs: P
     idx = DocumentIndex.open(tmp_path / "auto", create=True, auto_threshold=5)
     assert idx.ingest([docs / "kitchen" / "notes.txt"]).index_type == "flat"
     assert idx.ingest([docs]).index_type == "hnsw"
-    assert idx.search("sourdough starter", k=1)[0].source == "bread.md" or idx.search("sourdough starter", k=1)
+    # the HNSW index finds the right document (every source is relative to the folder ingested)
+    assert [h.source for h in idx.search("sourdough starter", k=1)] == ["kitchen/bread.md"]
 
 
 def test_mmr_returns_diverse_chunks(index: DocumentIndex) -> None:

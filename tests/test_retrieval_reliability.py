@@ -157,7 +157,7 @@ def _service(index: DocumentIndex):  # -> Service
 
 
 def _upload(service, tmp_path: Path, *files: tuple[str, bytes]):  # -> UploadResponse
-    staged = []
+    staged: list[tuple[str, Path]] = []
     for name, data in files:
         path = tmp_path / f"staged-{len(staged)}-{name}"
         path.write_bytes(data)
@@ -355,7 +355,8 @@ def test_write_errors_name_their_cause() -> None:
     from sotrag.retrieval.index import storage_error
 
     d = Path("/idx")
-    assert storage_error(OSError(errno.ENOSPC, "No space left on device"), d).reason == "no space left on device"
+    full = storage_error(OSError(errno.ENOSPC, "No space left on device"), d)
+    assert isinstance(full, IndexWriteError) and full.reason == "no space left on device"
     assert "not writable" in str(storage_error(OSError(errno.EROFS, "Read-only file system"), d))
     assert "not writable" in str(storage_error(sqlite3.OperationalError("attempt to write a readonly database"), d))
     assert "damaged" in str(storage_error(sqlite3.DatabaseError("database disk image is malformed"), d))

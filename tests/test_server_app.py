@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.events import (
     AnswerDone,
     PointDelta,
@@ -27,15 +27,13 @@ from sotrag.app.request import AnswerRequest
 from sotrag.app.serving.app import create_app
 from sotrag.app.serving.openai_api import ChatMessageIn, _history
 from sotrag.app.serving.ui import DONE_MARK, PENDING_MARK, LiveAnswer, compare_html, md_text, stats_html, timeline_svg
+from tests.fakes import sampling
 
 pytestmark = pytest.mark.engine
 
 QUESTION = "What are good ways to sleep better at night?"
 SETTINGS = Settings(
-    sampling=SamplingConfig(
-        temperature=1.0, seed=1234, skeleton_max_tokens=512, point_max_tokens=16, point_min_tokens=16,
-        normal_max_tokens=24, normal_min_tokens=24,
-    ),
+    sampling=sampling(point_max_tokens=16, point_min_tokens=16, normal_max_tokens=24, normal_min_tokens=24),
     sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
 )
 

@@ -22,9 +22,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from sotrag.app.config import LimitsConfig, SamplingConfig, ServerConfig, Settings, SoTConfig
+from sotrag.app.config import LimitsConfig, ServerConfig, Settings, SoTConfig
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.serving.app import create_app
+from tests.fakes import sampling
 
 pytestmark = pytest.mark.engine
 
@@ -32,10 +33,7 @@ KEY, ADMIN = "user-key-123", "admin-key-456"
 AUTH = {"authorization": f"Bearer {KEY}"}
 ADMIN_AUTH = {"authorization": f"Bearer {ADMIN}"}
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"
-SAMPLING = SamplingConfig(
-    temperature=1.0, seed=1234, skeleton_max_tokens=512, point_max_tokens=8, point_min_tokens=100000,
-    normal_max_tokens=8, normal_min_tokens=100000,
-)
+SAMPLING = sampling(point_max_tokens=8, point_min_tokens=100000, normal_max_tokens=8, normal_min_tokens=100000)
 SOT = SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4)
 
 
@@ -88,13 +86,14 @@ async def test_api_key_guards_rest_openai_and_document_writes(engine: Any, index
         assert "/" not in json.dumps(ready.json()), ready.text  # no model folder, no index folder
         assert (await c.get("/openapi.json")).status_code == 200
 
-        for method, path, kw in [
+        cases: list[tuple[str, str, dict[str, Any]]] = [
             ("POST", "/v1/answer", {"json": {"question": "hi"}}),
             ("POST", "/v1/chat/completions", {"json": {"model": "sotrag-sot", "messages": []}}),
             ("GET", "/v1/models", {}),
             ("GET", "/v1/documents", {}),
             ("GET", "/metrics", {}),
-        ]:
+        ]
+        for method, path, kw in cases:
             r = await c.request(method, path, **kw)
             assert r.status_code == 401, (path, r.text)
             assert r.headers["www-authenticate"].startswith("Bearer")
@@ -245,8 +244,8 @@ async def test_client_errors_are_4xx_not_500(engine: Any, index: Any) -> None:
         # A question with nothing to read (control or zero-width characters only) is an empty one, on both routes.
         for blank in ("\u0000\u0001", "\u200b \u200b", "\ufeff"):
             assert "empty" in clean_error(await c.post("/v1/answer", json={"question": blank}), 422)
-            body = {"model": "sotrag-normal", "messages": [{"role": "user", "content": blank}]}
-            assert "empty" in clean_error(await c.post("/v1/chat/completions", json=body), 422)
+            chat = {"model": "sotrag-normal", "messages": [{"role": "user", "content": blank}]}
+            assert "empty" in clean_error(await c.post("/v1/chat/completions", json=chat), 422)
         # A body that cannot be parsed says why.
         assert "UTF-8" in clean_error(await raw_bytes(b'{"question": "\xff\xfe"}'), 400)
         assert "nested too deeply" in clean_error(await raw_bytes(b"[" * 5000 + b"]" * 5000), 400)

@@ -9,77 +9,21 @@ no numbered lines, so the unguided skeleton yields no points there.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
-
 import pytest
 
-from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engines.base import (
-    ChatMessage,
-    ChatPrompt,
-    EngineBase,
-    EngineLoad,
-    GenerationDelta,
-    GenerationRequest,
-)
+from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.events import AnswerDone, AnswerResult, FallbackEvent, SkeletonDone, SkeletonRetry
 from sotrag.app.ordered import OrderedText
 from sotrag.app.pipeline import SoTPipeline
+from tests.fakes import ScriptedEngine, sampling
 
 QUESTION = "What are good ways to sleep better at night?"
 
 
-class ScriptedEngine(EngineBase):
-    """Plays back ``skeletons`` (one text per skeleton request, one token per character chunk) and a fixed
-    point text; records every request and abort. A unit-test double, never a default."""
-
-    model_name = "scripted"
-    max_model_len = 4096
-
-    def __init__(self, skeletons: list[str], chunk: int = 4) -> None:
-        self.skeletons = list(skeletons)
-        self.chunk = chunk
-        self.requests: list[GenerationRequest] = []
-        self.aborted: list[str] = []
-        self.streamed: dict[str, str] = {}
-
-    def render_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> str:
-        return "\n".join(f"{m.role}: {m.content}" for m in messages)
-
-    def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
-        return ChatPrompt(text=self.render_chat(messages, continue_final_message=continue_final_message), token_ids=())
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        self.requests.append(request)
-        skeleton = "skeleton" in request.request_id
-        text = self.skeletons.pop(0) if skeleton else " expanded point text."
-        pieces = [text[i : i + self.chunk] for i in range(0, len(text), self.chunk)]
-        sent = ""
-        finished = False
-        try:
-            for n, piece in enumerate(pieces):
-                await asyncio.sleep(0)
-                sent += piece
-                last = n == len(pieces) - 1
-                finished = last
-                yield GenerationDelta(piece, 1, 10, 0, "stop" if last else None)
-        finally:
-            self.streamed[request.request_id] = sent
-            if not finished:
-                self.aborted.append(request.request_id)
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-
-    def load(self) -> EngineLoad:
-        return EngineLoad(0, 0, 64, 0.0)
-
-    async def aclose(self) -> None:
-        pass
+def scripted(skeletons: list[str]) -> ScriptedEngine:
+    """Plays back ``skeletons`` (one text per skeleton request, word by word) and a fixed point text."""
+    return ScriptedEngine({"skeleton": skeletons, "skeleton-guided": skeletons[1:] or skeletons,
+                           "point": " expanded point text.", "normal": "A plain answer."})
 
 
 def settings(**sot: object) -> Settings:
@@ -94,7 +38,7 @@ async def run(engine: object, s: Settings) -> tuple[list, AnswerResult]:
 
 
 async def test_unguided_skeleton_is_plain_decoding_and_stops_at_max_points() -> None:
-    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n3. No late caffeine\n4. Never read this\n5. x"])
+    engine = scripted(["1. Keep a schedule\n2. Dark cool room\n3. No late caffeine\n4. Never read this\n5. x"])
     events, result = await run(engine, settings())
     skeleton = engine.requests[0]
     assert skeleton.sampling.regex is None  # nothing for the engine core to mask
@@ -110,23 +54,15 @@ async def test_unguided_skeleton_is_plain_decoding_and_stops_at_max_points() -> 
     assert len(engine.requests) == 1 + 3
 
 
-async def test_a_closing_sentence_after_min_points_ends_the_skeleton() -> None:
-    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n\nThat is the plan.\nNow the answer: 3. late"])
+async def test_blank_line_after_min_points_ends_the_skeleton() -> None:
+    engine = scripted(["1. Keep a schedule\n2. Dark cool room\n\nSome chatter that follows\n3. late"])
     _, result = await run(engine, settings())
     assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room"]
     assert engine.requests[0].request_id in engine.aborted
-    assert "late" not in engine.streamed[engine.requests[0].request_id]
-
-
-async def test_blank_lines_between_points_do_not_end_the_skeleton() -> None:
-    skeleton = "Sure! Here is the skeleton:\n\n1. **Keep a schedule**: same hours\n\n2. Dark cool room\n\n3. No tea"
-    engine = ScriptedEngine([skeleton])
-    _, result = await run(engine, settings(max_points=5))
-    assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room", "No tea"]
 
 
 async def test_too_few_unguided_points_retry_guided_with_the_reason() -> None:
-    engine = ScriptedEngine(["Sure! Sleep is important.", "1. Keep a schedule\n2. Dark cool room\n"])
+    engine = scripted(["Sure! Sleep is important.", "1. Keep a schedule\n2. Dark cool room\n"])
     events, result = await run(engine, settings())
     first, retry = engine.requests[0], engine.requests[1]
     assert first.sampling.regex is None
@@ -147,7 +83,7 @@ async def test_too_few_unguided_points_retry_guided_with_the_reason() -> None:
 
 
 async def test_fallback_normal_skips_the_retry() -> None:
-    engine = ScriptedEngine(["no list here"])
+    engine = scripted(["no list here"])
     events, result = await run(engine, settings(skeleton_fallback="normal"))
     assert result.mode == "normal" and result.skeleton_retry_reason is None
     assert result.fallback_reason == "the unguided skeleton had 0 usable point(s), fewer than 2: normal decoding"
@@ -156,7 +92,7 @@ async def test_fallback_normal_skips_the_retry() -> None:
 
 
 async def test_guided_from_the_start_keeps_the_word_regex_as_an_option() -> None:
-    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n"])
+    engine = scripted(["1. Keep a schedule\n2. Dark cool room\n"])
     _, result = await run(engine, settings(guided_skeleton=True, guided_regex="word"))
     regex = engine.requests[0].sampling.regex
     assert regex is not None and "{1,24}" in regex  # the word-bounded shape
@@ -165,7 +101,7 @@ async def test_guided_from_the_start_keeps_the_word_regex_as_an_option() -> None
 
 # -- the real tiny engine ----------------------------------------------------------------------------------
 
-SAMPLING = SamplingConfig(temperature=1.0, seed=1234, point_max_tokens=8, normal_max_tokens=16)
+SAMPLING = sampling(point_max_tokens=8, normal_max_tokens=16, skeleton_max_tokens=200)
 
 
 @pytest.mark.engine

@@ -88,7 +88,7 @@ def build_tiny_model(out_dir: str | Path, *, vocab_size: int = 1024, seed: int =
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
-        torch_dtype="float32",
+        torch_dtype="float32",  # type: ignore[call-arg]  # transformers 5 calls it dtype; older ones know only this
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -155,7 +155,7 @@ def settings_for(points: int, tpp: int, vocab: Vocabulary, *, top_k: int = 5, ea
         ),
         sot=SoTConfig(min_points=points, max_points=points, fallback_min_points=2, eager=eager,
                       skeleton_fallback="normal"),
-        top_k=top_k, context_share=0.9,
+        passages_k=top_k, context_share=0.9,
     )
 
 
@@ -169,7 +169,7 @@ async def answer(engine: Any, vocab: Vocabulary, question: str, mode: str, point
     firsts: dict[str, float] = {}
     result = None
     t0 = time.perf_counter()
-    async for ev in pipe.stream(question, mode=mode):  # type: ignore[arg-type]
+    async for ev in pipe.stream(question, mode=mode):
         now = time.perf_counter() - t0
         kind = type(ev).__name__
         firsts.setdefault(kind, now)
@@ -294,7 +294,7 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
         t0 = time.perf_counter()
         first = None
         result = None
-        async for ev in pipe.stream(q, mode=pipe_mode):  # type: ignore[arg-type]
+        async for ev in pipe.stream(q, mode=pipe_mode):
             if first is None and isinstance(ev, (SkeletonDelta, PointDelta, AnswerDelta)):
                 first = time.perf_counter() - t0
             if isinstance(ev, AnswerDone):
