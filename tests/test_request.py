@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.request import (
     AnswerRequest,
     InvalidQuestion,
@@ -13,6 +14,8 @@ from sotrag.app.request import (
     sampling_with,
     validate_request,
 )
+from sotrag.app.serving.service import Service
+from tests.fakes import ScriptedEngine
 
 
 class Counter:
@@ -86,3 +89,30 @@ def test_sampling_with_applies_a_clients_options_only() -> None:
     s = sampling_with(base, max_tokens=4, temperature=0.5)
     assert s is not None
     assert (s.point_max_tokens, s.normal_max_tokens, s.point_min_tokens, s.temperature) == (4, 4, 4, 0.5)
+
+
+class CountingEngine(ScriptedEngine):
+    """Records every text it is asked to count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        self.counted.append(text)
+        return super().count_tokens(text)
+
+
+async def test_a_served_answer_tokenizes_its_question_for_validation_once() -> None:
+    engine = CountingEngine()
+    service = Service(Settings(), pipeline=SoTPipeline(engine))
+    await service.start()
+    try:
+        question, turn = "How do I sleep better?", ("an earlier question", "its answer")
+        run = await service.answer(AnswerRequest(question=question, mode="sot", history=(turn,)), surface="test")
+        result = await run.run()
+        assert result.mode == "sot"
+        assert engine.counted.count(question) == 1
+        assert engine.counted.count(turn[0]) == 1 and engine.counted.count(turn[1]) == 1
+    finally:
+        await service.stop()
