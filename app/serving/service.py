@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import os
 import re
@@ -577,10 +578,17 @@ def _stage_in_folder(folder: Path, files: Sequence[tuple[str, Path]]) -> list[tu
 
 
 def _safe_name(filename: str) -> str:
-    """The last path component, with anything but letters, digits, ``._-`` and spaces replaced."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    name = re.sub(r"[^\w.\- ]", "_", name).lstrip(".")
-    return name[:200]
+    """The last path component, with anything but letters, digits, ``._-`` and spaces replaced. When that changed
+    the name, a short hash of the name as sent is added (``a:b.md`` -> ``a_b-1f0e3dad.md``), so two different
+    client names never become one stored name (one user's upload "updating" another's)."""
+    sent = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = re.sub(r"[^\w.\- ]", "_", sent).lstrip(".")[:200]
+    if name == sent or not name:
+        return name
+    digest = hashlib.sha256(sent.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    stem, dot, suffix = name.rpartition(".")
+    stem, suffix = (stem, dot + suffix) if stem else (name, "")
+    return f"{stem[: 200 - len(suffix) - 9]}-{digest}{suffix}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -593,9 +601,12 @@ def freeze_startup_heap() -> None:
     OpenAI server does after its engine starts.
 
     Why: once vLLM, torch, the tokenizer, the router and the index are loaded, the process tracks ~720k objects
-    that live as long as it does. A full collection scans them all: 380-450 ms on the 2-core dev CPU with the
-    tiny model, a stall of the event loop that serves every answer (on the GPU under load: 345-436 ms gen-2
-    pauses before, at most 48 ms after, docs/BENCHMARKS.md). Frozen, a full collection costs < 0.01 ms on the
-    dev CPU (``benchmarks/gc_pause.py``). Collect first, so no garbage is frozen."""
-    gc.collect()
+    that live as long as it does. A full collection scans them all: a stall of the event loop that serves every
+    answer and every probe (docs/BENCHMARKS.md, ``benchmarks/gc_pause.py``); frozen, they are never scanned.
+
+    This runs on the event loop, at the moment the server turns ready, so it must not itself be that stall: it
+    collects the young generations only (cheap) and freezes the rest. ``sotrag serve`` already did the one full
+    collection (and froze the imported libraries) before it listened (``cli.serve``), so what an old-generation
+    cycle of the engine's start leaves frozen is small (docs/RELIABILITY.md)."""
+    gc.collect(1)
     gc.freeze()
