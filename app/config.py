@@ -6,9 +6,10 @@ Nested fields use ``__`` in environment names: ``SOTRAG_ENGINE__MODEL=/models/qw
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sotrag.app.events import RequestedMode
@@ -89,6 +90,11 @@ class EngineConfig(BaseModel):
     @property
     def remote(self) -> bool:
         return bool(self.urls)
+
+    @field_validator("api_key")
+    @classmethod
+    def _engine_key_not_blank(cls, value: str | None) -> str | None:
+        return _not_blank(value, "engine.api_key")
 
     @model_validator(mode="after")
     def _extra_does_not_shadow(self) -> EngineConfig:
@@ -247,6 +253,10 @@ class LimitsConfig(BaseModel):
     max_history_chars: int = Field(default=400_000, ge=0, description="all earlier turns together")
     max_tokens: int = Field(default=4096, ge=1, description="largest max_tokens a request may ask for")
     max_upload_mb: float = Field(default=20.0, gt=0, description="largest document upload, in MiB")
+    max_body_mb: float = Field(
+        default=8.0, gt=0, description="largest request body of every other route (JSON, the UI's calls), in MiB; "
+        "counted while it arrives, so a larger one costs the server no memory"
+    )
 
 
 class ServerConfig(BaseModel):
@@ -256,8 +266,38 @@ class ServerConfig(BaseModel):
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed to call the API from a browser; empty: CORS off"
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values this server answers besides 127.0.0.1, localhost and [::1] (any port), "
+        "e.g. [\"sotrag.example.com\", \"*.internal\"]; [\"*\"]: any (only behind a proxy that checks it). "
+        "Others get 421: a page on another site cannot reach this server by rebinding its DNS name to it",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"https?://[^/\s*]+", value.strip().rstrip("/")):
+                raise ValueError(f"server.cors_origins: {value!r} is not an origin like https://app.example.com")
+        return [v.strip().rstrip("/") for v in values]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"\*|(\*\.)?[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]", value.strip()):
+                raise ValueError(
+                    f"server.allowed_hosts: {value!r} is not a host name (sotrag.example.com, *.example.com, "
+                    "[2001:db8::1] or *), without scheme or port"
+                )
+        return [v.strip().lower() for v in values]
     engine_death_grace_s: float = Field(
         default=5.0, ge=0, description="after the engine dies, report it for this long, then exit non-zero"
+    )
+    require_auth: bool = Field(
+        default=False,
+        description="refuse to start without an api_key (deployments set it: a deleted key line is then an error, "
+        "not an open server)",
     )
 
 
@@ -318,3 +358,27 @@ class Settings(BaseSettings):
     def top_k(self) -> int:
         """The old name of ``passages_k`` (read-only)."""
         return self.passages_k
+
+    @field_validator("server")
+    @classmethod
+    def _key_required(cls, server: ServerConfig, info: ValidationInfo) -> ServerConfig:
+        # A key that was itself refused is not in ``info.data``: its own error says why.
+        if server.require_auth and "api_key" in info.data and info.data["api_key"] is None:
+            raise ValueError("server.require_auth is on but no api_key is set (SOTRAG_API_KEY)")
+        return server
+
+    @field_validator("api_key", "admin_api_key")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # An empty SecretStr is falsy: taken for "no key", it would open the server to anyone.
+        if value is not None:
+            _not_blank(value.get_secret_value(), str(info.field_name))
+        return value
+
+
+def _not_blank(value: str | None, name: str) -> str | None:
+    """A secret that is set must be a real value: an empty line in an env file is a mistake, not "no key"."""
+    if value is not None and (not value.strip() or value != value.strip()):
+        what = "empty" if not value.strip() else "surrounded by spaces"
+        raise ValueError(f"{name} is {what}: set a real key, or unset the variable for none")
+    return value

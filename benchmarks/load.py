@@ -1,19 +1,25 @@
 """Load test: N concurrent streaming clients against ``sotrag serve`` on loopback, for a bounded time.
 
     python benchmarks/load.py --tiny [--clients 128] [--duration 120] [--out benchmarks/results/load_cpu.json]
+    python benchmarks/load.py --tiny --corpus README.md --corpus docs     # retrieval on: an index of these files
     python benchmarks/load.py --model PATH ...            # start `sotrag serve` over that model
     python benchmarks/load.py --url http://127.0.0.1:8000 [--pid PID] [--api-key KEY]   # a running server
 
 Each client loops until the time is up: a SoT stream on ``/v1/answer``, a normal-decoding stream, or an OpenAI
 ``/v1/chat/completions`` stream, in turn; a share of them (``--disconnect-share``) leaves after the first text.
-A 429 is a clean refusal: the client waits its ``Retry-After`` (at most 2 s) and goes on. Meanwhile a prober
-times ``/healthz`` and ``/readyz`` every 0.25 s. It reports completed / rejected / failed counts, p50/p99
-latency and time to first byte, the probes' latency, the server's resident memory (its process and the
+The requests carry the sampling options a client can send, in turn: none, a temperature, and (OpenAI route) a
+temperature with a seed and a top_p. With ``--corpus`` the server answers over an index built from those files
+first (``sotrag ingest``), so prompts are retrieval-sized. A 429 is a clean refusal: the client waits its
+``Retry-After`` (at most 2 s) and goes on. Meanwhile a prober, in a process of its own, times ``/healthz`` and
+``/readyz`` every 0.25 s; a started server is also probed every 50 ms from its start until 10 s after it turned
+ready (the moment its startup heap is frozen). It reports completed / rejected / failed counts, p50/p99 latency
+and time to first byte, the probes' latency, engine deaths, the server's resident memory (its process and the
 engine's) after a warm-up and after the load, and whether the engine holds any request at the end; and it
 writes all of it as JSON. Only loopback addresses are accepted: this is not a tool to load someone's server.
 
-Acceptance (issue #11, tiny model on a 2-core CPU): 128 clients for 2 minutes, zero 5xx, every request
-completes or gets a clean 429, no engine request left at the end, resident memory growth under 10 %.
+Acceptance (issues #11 and #23, tiny model on a 2-core CPU): 64 and 128 clients, zero 5xx, every request
+completes or gets a clean 429, no engine death, no engine request left at the end, resident memory growth under
+10 %, probes p99 under 100 ms (under load and at start).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -48,6 +55,7 @@ QUESTIONS = [
     "How can I improve my time management skills?",
 ]
 KINDS = ("sot", "normal", "openai")
+PROBE_P99_LIMIT_S = 0.100
 
 
 @dataclass
@@ -74,6 +82,7 @@ class LoadReport:
     machine: dict[str, Any]
     outcomes: list[Outcome] = field(default_factory=list)
     probes: list[Probe] = field(default_factory=list)
+    startup_probes: list[Probe] = field(default_factory=list)
     rss_before: dict[str, int] = field(default_factory=dict)
     rss_after: dict[str, int] = field(default_factory=dict)
     end_state: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +104,10 @@ class LoadReport:
             k: dict(Counter(o.result for o in self.outcomes if o.kind == k)) for k in KINDS
         }
         unfinished = self.end_state.get("engine_unfinished_requests")
+        startup = [p.latency_s for p in self.startup_probes if p.status is not None]
+        probe_stats["/healthz at start"] = {**_percentiles(startup), "count": len(startup),
+                                            "not_200": sum(1 for p in self.startup_probes if p.status is None)}
+        died = self.end_state.get("engine") == "failed" or self.end_state.get("server_exited") is True
         summary = {
             "requests": len(self.outcomes),
             "completed": results["completed"],
@@ -109,6 +122,7 @@ class LoadReport:
             "probes": probe_stats,
             "rss_growth": rss_growth,
             "engine_unfinished_requests_at_end": unfinished,
+            "engine_deaths": int(died),
             "failures": [asdict(o) for o in self.outcomes if o.result == "failed"][:20],
         }
         summary["acceptance"] = {
@@ -116,6 +130,11 @@ class LoadReport:
             "every_request_completed_or_429": results["failed"] == 0,
             "no_engine_request_left": unfinished == 0,
             "rss_growth_under_10pct": rss_growth is not None and rss_growth < 0.10,
+            "no_engine_death": not died,
+            "probes_p99_under_100ms": all(
+                p["p99"] is not None and p["p99"] < PROBE_P99_LIMIT_S
+                for route, p in probe_stats.items() if p["count"] or route != "/healthz at start"
+            ),
         }
         return summary
 
@@ -130,8 +149,11 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 def machine_state() -> dict[str, Any]:
     load1, load5, load15 = os.getloadavg()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return {
         "platform": platform.platform(),
+        "cpu": cpu,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average": [round(load1, 2), round(load5, 2), round(load15, 2)],
@@ -159,8 +181,19 @@ def rss_of(pid: int | None) -> dict[str, int]:
 # -- the clients -------------------------------------------------------------------------------------------
 
 
-def request_for(kind: str, question: str, max_tokens: int | None) -> tuple[str, dict[str, Any]]:
-    extra = {"max_tokens": max_tokens} if max_tokens else {}
+def sampling_for(kind: str, turn: int) -> dict[str, Any]:
+    """The sampling options a client can send, in turn: none, a temperature, and a seed with top_p (OpenAI)."""
+    choice = turn % 3
+    if choice == 0:
+        return {}
+    if choice == 1 or kind != "openai":
+        return {"temperature": 0.7}
+    return {"temperature": 1.0, "seed": 1000 + turn, "top_p": 0.9}
+
+
+def request_for(kind: str, question: str, max_tokens: int | None, turn: int = 0) -> tuple[str, dict[str, Any]]:
+    extra: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
+    extra.update(sampling_for(kind, turn))
     if kind == "openai":
         return "/v1/chat/completions", {
             "model": "sotrag-sot", "stream": True, "messages": [{"role": "user", "content": question}], **extra,
@@ -169,9 +202,9 @@ def request_for(kind: str, question: str, max_tokens: int | None) -> tuple[str, 
 
 
 async def one_request(
-    client: httpx.AsyncClient, kind: str, question: str, *, disconnect: bool, max_tokens: int | None
+    client: httpx.AsyncClient, kind: str, question: str, *, disconnect: bool, max_tokens: int | None, turn: int = 0
 ) -> Outcome:
-    path, body = request_for(kind, question, max_tokens)
+    path, body = request_for(kind, question, max_tokens, turn)
     start = time.perf_counter()
     ttfb: float | None = None
     try:
@@ -215,7 +248,7 @@ async def client_loop(
         kind = KINDS[(n + i) % len(KINDS)]
         disconnect = bool(every) and (n * 7 + i) % every == 0
         outcome = await one_request(client, kind, QUESTIONS[(n + i) % len(QUESTIONS)], disconnect=disconnect,
-                                    max_tokens=max_tokens)
+                                    max_tokens=max_tokens, turn=n + i // len(KINDS))
         report.outcomes.append(outcome)
         i += 1
         if outcome.result == "rejected":
@@ -287,6 +320,11 @@ async def run_load(
             await asyncio.gather(*(client_loop(n, client, deadline, report, disconnect_share, max_tokens)
                                    for n in range(clients)))
             report.end_state = await wait_idle(client, 60)
+            if pid is not None:
+                import psutil
+
+                report.end_state["server_exited"] = not psutil.pid_exists(pid) or psutil.Process(pid).status() \
+                    == psutil.STATUS_ZOMBIE
             stop.set()
             probing.join(30)
             with open(probes_file) as f:
@@ -310,16 +348,57 @@ def tiny_server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def build_index(paths: list[str], env: dict[str, str], directory: Path) -> None:
+    """An index of ``paths`` (``sotrag ingest``), for a load with retrieval on."""
+    cmd = [sys.executable, "-m", "sotrag.app.cli", "ingest", *paths, "--index", str(directory)]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"sotrag ingest failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    print(f"index of {' '.join(paths)} built in {time.monotonic() - start:.0f} s", file=sys.stderr)
+
+
+def probe_startup(url: str, stop: threading.Event, out: list[Probe]) -> None:
+    """``/healthz`` every 50 ms from the server's start until ``stop``: the moment it turns ready (its startup heap
+    frozen) included. Refused connections before it listens are not counted."""
+    t0 = time.monotonic()
+    listening = False
+    with httpx.Client(base_url=url) as client:
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                status: int | None = client.get("/healthz", timeout=10).status_code
+                listening = True
+            except httpx.HTTPError:
+                status = None
+            if listening:
+                out.append(Probe("/healthz", status, time.perf_counter() - start, time.monotonic() - t0))
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
-def started_server(model: str, env: dict[str, str], args: list[str]) -> Iterator[tuple[str, int]]:
+def started_server(
+    model: str, env: dict[str, str], args: list[str], corpus: list[str] | None = None,
+    startup_probes: list[Probe] | None = None,
+) -> Iterator[tuple[str, int]]:
     sys.path.insert(0, str(ROOT))
     from tests.serving import free_port
 
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="sotrag-load-", suffix=".log", delete=False)  # noqa: SIM115
-    cmd = [sys.executable, "-m", "sotrag.app.cli", "serve", "--model", model, "--port", str(port), "--no-index", *args]
+    index_dir = tempfile.TemporaryDirectory(prefix="sotrag-load-index-")
+    if corpus:
+        build_index(corpus, env, Path(index_dir.name) / "index")
+        where = ["--index", str(Path(index_dir.name) / "index")]
+    else:
+        where = ["--no-index"]
+    cmd = [sys.executable, "-m", "sotrag.app.cli", "serve", "--model", model, "--port", str(port), *where, *args]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    probes = startup_probes if startup_probes is not None else []
+    prober = threading.Thread(target=probe_startup, args=(url, stop, probes), daemon=True)
+    prober.start()
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -331,14 +410,19 @@ def started_server(model: str, env: dict[str, str], args: list[str]) -> Iterator
             time.sleep(0.5)
         else:
             raise SystemExit(f"sotrag serve was not ready after 300 s; log: {log.name}")
+        time.sleep(10)  # the startup prober goes on for a while past "ready"
+        stop.set()
+        prober.join(15)
         yield url, proc.pid
     finally:
+        stop.set()
         proc.terminate()
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+        index_dir.cleanup()
         print(f"server log: {log.name}", file=sys.stderr)
 
 
@@ -385,6 +469,8 @@ def main() -> int:
     ap.add_argument("--disconnect-share", type=float, default=0.2)
     ap.add_argument("--max-tokens", type=int, default=None, help="per request (default: the server's)")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra `sotrag serve` argument (repeat)")
+    ap.add_argument("--corpus", action="append", default=[],
+                    help="a file or folder to index and answer over (repeat): retrieval on; default: no index")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_cpu.json")
     a = ap.parse_args()
 
@@ -403,11 +489,15 @@ def main() -> int:
 
                 model = str(build_tiny_model(Path(tmp)))
             env = tiny_server_env({"SOTRAG_API_KEY": a.api_key} if a.api_key else None)
-            with started_server(model, env, a.serve_arg) as (url, pid):
+            startup: list[Probe] = []
+            with started_server(model, env, a.serve_arg, a.corpus, startup) as (url, pid):
                 report = go(url, pid)
+            report.startup_probes = startup
     summary = report.summary()
     print_table(summary, report)
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    report.config["corpus"] = a.corpus
+    report.config["model"] = "tests' tiny random-weight model" if a.tiny else (a.model or "the server's")
     data = {"summary": summary, "config": report.config, "machine": report.machine,
             "rss_before": report.rss_before, "rss_after": report.rss_after, "end_state": report.end_state}
     a.out.write_text(json.dumps(data, indent=2) + "\n")

@@ -44,7 +44,7 @@ async def app_client(engine: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]
     service = app.state.service
     await service.start()
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sotrag.test", timeout=120) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", timeout=120) as client:
         yield client, service
     await service.stop()
 

@@ -59,7 +59,7 @@ async def app_client(engine: Any, s: Settings, *, index: Any = None, ui: bool = 
     await service.start()
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://sotrag.test", timeout=120) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", timeout=120) as client:
             yield client, service
     finally:
         await service.stop()
@@ -135,7 +135,7 @@ async def test_cross_site_writes_cors_and_unknown_methods(engine: Any, index: An
             r = await c.post("/gradio_api/queue/join", json={}, headers=headers)  # the UI's own routes too
             assert r.status_code == 403, r.text
         same = await c.post("/v1/answer", json={"question": "hi", "mode": "normal"},
-                            headers={"origin": "http://sotrag.test", "sec-fetch-site": "same-origin"})
+                            headers={"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"})
         assert same.status_code == 200, same.text
 
         # CORS is off: preflights are refused and no Access-Control header leaves the app (UI included).
@@ -342,8 +342,9 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_anything_starts(tmp_p
     here does not exist, so getting past the check would fail differently). It used to be a traceback, after the
     engine had started, with "ready" logged."""
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "SOTRAG_API_KEY": "k"}  # not --api-key: that flag warns (the key shows in ps)
         return subprocess.run([sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"),
-                               "--no-index", "--api-key", "k", *args], capture_output=True, text=True, timeout=120)
+                               "--no-index", *args], capture_output=True, text=True, timeout=120, env=env)
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))

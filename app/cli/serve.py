@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         engine_settings,
         fail,
         load_settings,
-            quiet_vllm,
+        quiet_vllm,
+        with_options,
     )
 
     @app.command()
@@ -64,10 +65,23 @@ def register(app: typer.Typer) -> None:
         distributed_executor_backend: BackendOption = None,
         api_key: Annotated[
             str | None,
-            typer.Option(help="clients must send it as a bearer token; the UI asks for it (or SOTRAG_API_KEY)"),
+            typer.Option(help="clients must send it as a bearer token; the UI asks for it. Visible to every user "
+                         "in `ps`: prefer --api-key-file or SOTRAG_API_KEY"),
+        ] = None,
+        api_key_file: Annotated[
+            Path | None, typer.Option(help="read the API key from this file (its first line)")
         ] = None,
         admin_api_key: Annotated[
-            str | None, typer.Option(help="key that document uploads and deletes need (or SOTRAG_ADMIN_API_KEY)")
+            str | None, typer.Option(help="key that document uploads and deletes need. Visible in `ps`: prefer "
+                                     "--admin-api-key-file or SOTRAG_ADMIN_API_KEY")
+        ] = None,
+        admin_api_key_file: Annotated[
+            Path | None, typer.Option(help="read the admin key from this file (its first line)")
+        ] = None,
+        allowed_host: Annotated[
+            list[str] | None,
+            typer.Option("--allowed-host", help="a Host name this server answers besides 127.0.0.1, localhost and "
+                         "[::1]; repeatable (or SOTRAG_SERVER__ALLOWED_HOSTS)"),
         ] = None,
         read_only: Annotated[bool, typer.Option("--read-only", help="refuse document uploads and deletes")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the engine's logs")] = False,
@@ -93,12 +107,18 @@ def register(app: typer.Typer) -> None:
             distributed_executor_backend=distributed_executor_backend,
         )
         updates: dict[str, object] = {"engine": engine_cfg}
-        if api_key is not None:
-            updates["api_key"] = SecretStr(api_key) if api_key else None
-        if admin_api_key is not None:
-            updates["admin_api_key"] = SecretStr(admin_api_key) if admin_api_key else None
+        keys = (("api_key", api_key, api_key_file), ("admin_api_key", admin_api_key, admin_api_key_file))
+        for name, flag, file in keys:
+            key = _key_option(name, flag, file)
+            if key is not None:
+                updates[name] = key
+        server_updates: dict[str, object] = {}
         if read_only:
-            updates["server"] = settings.server.model_copy(update={"read_only": True})
+            server_updates["read_only"] = True
+        if allowed_host:
+            server_updates["allowed_hosts"] = [*settings.server.allowed_hosts, *allowed_host]
+        if server_updates:
+            updates["server"] = with_options(settings.server, **server_updates)
         if max_upload_mb is not None:
             if max_upload_mb <= 0:
                 raise fail(f"--max-upload-mb must be more than 0, not {max_upload_mb}", 2)
@@ -110,12 +130,20 @@ def register(app: typer.Typer) -> None:
             sockets = listen_sockets(host, port)
         except OSError as exc:
             raise fail(f"cannot listen on {host}:{port}: {_socket_problem(exc)}", 2) from None
-        if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
-            typer.echo(
-                f"warning: serving on {host} without an API key: anyone who can reach this address can ask, read "
-                "and change your documents. Set --api-key (or SOTRAG_API_KEY).",
-                err=True,
-            )
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            if settings.api_key is None:
+                typer.echo(
+                    f"warning: serving on {host} without an API key: anyone who can reach this address can ask, "
+                    "read and change your documents. Set --api-key-file (or SOTRAG_API_KEY).",
+                    err=True,
+                )
+            if not settings.server.allowed_hosts:
+                typer.echo(
+                    f"warning: serving on {host}, but only requests addressed to 127.0.0.1, localhost or [::1] are "
+                    "answered (others get 421): name this server's host with --allowed-host (or "
+                    "SOTRAG_SERVER__ALLOWED_HOSTS).",
+                    err=True,
+                )
 
         from sotrag.app.engines.base import EngineError
         from sotrag.app.engines.model_source import resolve_model
@@ -145,6 +173,30 @@ def register(app: typer.Typer) -> None:
 
 
 ENGINE_DIED_EXIT_CODE = 3
+
+
+def _key_option(name: str, value: str | None, file: Path | None) -> SecretStr | None:
+    """A key from ``--NAME`` or ``--NAME-file`` (None: neither given). A blank one is refused: taken for "no key",
+    it would open the server to anyone."""
+    from sotrag.app.cli.common import fail
+
+    flag = "--" + name.replace("_", "-")
+    if value is not None and file is not None:
+        raise fail(f"give {flag} or {flag}-file, not both", 2)
+    if file is not None:
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"{flag}-file: cannot read {file}: {getattr(exc, 'strerror', None) or exc}", 2) from None
+        value, flag = (lines[0].strip() if lines else ""), f"{flag}-file"
+    if value is None:
+        return None
+    if not value.strip() or value != value.strip():
+        raise fail(f"{flag} is {'empty' if not value.strip() else 'surrounded by spaces'}: give a real key", 2)
+    if file is None:
+        typer.echo(f"warning: {flag} is visible to every user of this machine (ps); prefer {flag}-file or "
+                   f"SOTRAG_{name.upper()}", err=True)
+    return SecretStr(value)
 
 
 def listen_sockets(host: str, port: int) -> list[socket.socket]:
@@ -178,6 +230,7 @@ def _preload(settings: Settings, with_index: bool) -> None:
     """Import the heavy libraries before the server listens. Importing holds Python's lock (GIL) for long
     stretches; done in the start thread it would stall the event loop, and with it /healthz, for seconds."""
     import contextlib
+    import gc
     import importlib
 
     modules = ["vllm", "vllm.v1.engine.async_llm"] if settings.engine.load_format != "dummy" else []
@@ -186,6 +239,10 @@ def _preload(settings: Settings, with_index: bool) -> None:
     for name in modules:
         with contextlib.suppress(ImportError):  # reported, with its reason, when the engine or the index starts
             importlib.import_module(name)
+    # The one full collection, now that nothing is served yet; frozen, the libraries' objects are never scanned
+    # again. At ready only the engine's own start is left to freeze, without a full pass (freeze_startup_heap).
+    gc.collect()
+    gc.freeze()
 
 
 async def _serve(

@@ -30,6 +30,7 @@ from sotrag.app.engines.base import (
     EngineLoad,
     GenerationDelta,
     GenerationRequest,
+    SamplingOptions,
 )
 from sotrag.app.engines.local_tokenizer import LocalTokenizer
 from sotrag.app.engines.model_source import resolve_model
@@ -117,6 +118,16 @@ def engine_kwargs(config: EngineConfig, model_path: str) -> dict[str, Any]:
     }
 
 
+def seeds_are_safe(device_type: str, chunked_prefill: bool) -> bool:
+    """Whether vLLM can take a per-request ``seed`` without risk (docs/RELIABILITY.md, "Seeded sampling on CPU").
+
+    A seeded request gets its own ``torch.Generator``. When its prompt is prefilled in chunks (long, or sharing
+    a step's token budget with other requests), vLLM rewinds that generator after each partial step with
+    ``set_offset``, which only CUDA-like generators have: on CPU it raises "CPU Generator does not use offset"
+    in the engine core, and the engine dies. So on CPU a seed is safe only with chunked prefill off."""
+    return device_type != "cpu" or not chunked_prefill
+
+
 def _stream_interval(interval: int) -> dict[str, Any]:
     """``SamplingParams`` keywords for ``interval`` tokens a delta (none for 1, or where vLLM lacks it)."""
     return {"stream_interval": interval} if interval > 1 and _per_request_stream_interval() else {}
@@ -150,6 +161,10 @@ class VLLMEngine(EngineBase):
         self._model = model
         self._max_model_len = int(llm.model_config.max_model_len)
         self._chat = LocalTokenizer(tokenizer)  # its caches: an answer's requests share their contents
+        vllm_config = getattr(llm, "vllm_config", None)
+        self._seeds_safe = vllm_config is None or seeds_are_safe(
+            str(vllm_config.device_config.device_type), bool(vllm_config.scheduler_config.enable_chunked_prefill)
+        )
 
     @classmethod
     async def create(cls, config: EngineConfig | None = None) -> VLLMEngine:
@@ -228,7 +243,7 @@ class VLLMEngine(EngineBase):
             temperature=s.temperature,
             top_p=s.top_p,
             top_k=s.top_k if s.top_k > 0 else -1,
-            seed=s.seed,
+            seed=self._seed(s),
             stop=list(s.stop) or None,
             ignore_eos=s.ignore_eos,
             allowed_token_ids=list(s.allowed_token_ids) if s.allowed_token_ids else None,
@@ -252,6 +267,14 @@ class VLLMEngine(EngineBase):
         finally:
             if not finished:  # closed early (client gone, task cancelled): free the sequence now
                 await self.abort(request.request_id)
+
+    def _seed(self, s: SamplingOptions) -> int | None:
+        """The request's seed, or None where a seed could kill the engine (``seeds_are_safe``): such a request is
+        sampled from the engine's own generator instead (seeded once by ``engine.extra``'s ``seed``)."""
+        if s.seed is None or s.temperature == 0 or self._seeds_safe:
+            return s.seed
+        _warn_seed_dropped()
+        return None
 
     async def abort(self, request_id: str) -> None:
         await self._llm.abort(request_id)
@@ -288,6 +311,14 @@ class VLLMEngine(EngineBase):
         # AsyncLLM.__del__ shuts down a second time, and if that happens during interpreter teardown it
         # prints a traceback (its module globals are gone). It is already shut down: make the second a no-op.
         llm.shutdown = lambda *args, **kwargs: None
+
+
+@functools.cache
+def _warn_seed_dropped() -> None:
+    log.warning(
+        "per-request sampling seeds are ignored: on a CPU with chunked prefill vLLM's engine would crash on them "
+        "(set SOTRAG_ENGINE__ENABLE_CHUNKED_PREFILL=false to keep seeds; see docs/RELIABILITY.md)"
+    )
 
 
 class _Closed:

@@ -38,13 +38,14 @@ from sotrag.app.serving.api_models import (
     ErrorResponse,
     Health,
     Readiness,
-    ServerHealth,
     UploadResponse,
     sse_event_schema,
 )
+from sotrag.app.serving.body_limit import BodyLimitMiddleware
 from sotrag.app.serving.disconnect import ClientDisconnected, run_unless_disconnected
 from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.metrics import HTTPMetricsMiddleware, Metrics
+from sotrag.app.serving.probes import ProbeMiddleware, readiness
 from sotrag.app.serving.security import SecurityMiddleware
 from sotrag.app.serving.service import (
     AnswerFailed,
@@ -59,12 +60,14 @@ from sotrag.app.serving.service import (
     UnknownDocument,
     UnsupportedDocument,
 )
-from sotrag.app.serving.validation import TextTooLong, public_message, public_model_name
+from sotrag.app.serving.validation import TextTooLong, public_message
 
 log = logging.getLogger("sotrag.server")
 
 API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
 OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
+UPLOAD_PATHS = ("/v1/documents", "/gradio_api/upload")  # the upload limit instead of the body limit
+MAX_DETAIL_CHARS = 500  # an error's detail: enough for every message, not for echoing a client's 10 KB back
 
 SSE_DESCRIPTION = """With `stream=true`: a `text/event-stream` of the pipeline's typed events, one JSON object per
 `data:` line, its `type` also in the `event:` line. Order: `sources` (when an index is configured), `route`
@@ -140,8 +143,9 @@ def create_app(
     app.include_router(create_openai_router(service))
     _document_events_in_openapi(app)
 
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+    api_key = _key(settings.api_key, "api_key")
+    admin_key = _key(settings.admin_api_key, "admin_api_key")
+    ui_session = None
     if ui:
         import gradio as gr
 
@@ -154,11 +158,22 @@ def create_app(
         blocks = build_ui(service)
         app = gr.mount_gradio_app(
             app, blocks, path="/", theme=theme(), css=THEME_CSS, footer_links=["api"], show_error=True,
-            auth=login if api_key else None,
+            auth=login if api_key else None, max_file_size=max_upload_bytes,
             auth_message="This sotrag server needs its API key: any user name, the key as password.",
         )
-    # Outermost last: metrics see every response (401s included), then access control, then the size guard.
-    app.add_middleware(_UploadSizeGuard, limit=max_upload_bytes)
+        if api_key:
+            from starlette.routing import Mount
+
+            from sotrag.app.serving.security import gradio_session
+
+            mounted = [r.app for r in app.router.routes if isinstance(r, Mount) and r.path in ("", "/")]
+            ui_session = gradio_session(mounted[-1]) if mounted else None
+    # Outermost last: metrics see every response (401s included), then the probes (answered before anything
+    # heavier), then access control, then the body limit (a refused client sends no body worth reading).
+    app.add_middleware(
+        BodyLimitMiddleware, limit=int(settings.limits.max_body_mb * 2**20), upload_limit=max_upload_bytes,
+        upload_paths=UPLOAD_PATHS, openai_prefixes=OPENAI_PREFIXES,
+    )
     app.add_middleware(
         SecurityMiddleware,
         routes=app.router.routes,
@@ -168,6 +183,8 @@ def create_app(
         admin_api_key=admin_key,
         read_only=settings.server.read_only,
         cors_origins=settings.server.cors_origins,
+        allowed_hosts=settings.server.allowed_hosts,
+        ui_session=ui_session,
     )
     if settings.server.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -176,8 +193,20 @@ def create_app(
             CORSMiddleware, allow_origins=settings.server.cors_origins, allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["authorization", "content-type"],
         )
+    app.add_middleware(ProbeMiddleware, service=service)
     app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics, api_prefixes=API_PREFIXES)
     return app
+
+
+def _key(secret: Any, name: str) -> str | None:
+    """The key's value, None when unset. A blank one is refused here too (Settings refuses it, but a copy made
+    with ``model_copy(update=...)`` skips validation): taken for "no key", it would open the server."""
+    if secret is None:
+        return None
+    value = str(secret.get_secret_value())
+    if not value.strip():
+        raise ValueError(f"{name} is empty: set a real key, or None for no key")
+    return value
 
 
 # What the middleware and request parsing can answer, documented on the routes where they can happen.
@@ -212,27 +241,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         responses={503: {"model": Readiness, "description": "starting, or failed to start"}},
     )
     async def readyz() -> JSONResponse:
-        # Nothing here blocks or waits for a thread (the index counts are cached): a probe stays fast under load.
-        engine = service.engine
-        servers = service.engine_servers()
-        servers_up = servers is None or any(s["up"] for s in servers)
-        limiter = service.limiter
-        body = Readiness(
-            ready=service.state == "ready" and servers_up,
-            engine=service.state,
-            detail=(
-                "starting: the engine and the index are loading"
-                if service.state == "starting"
-                else service.error or (None if servers_up else "no vLLM server is up")
-            ),
-            model=public_model_name(engine.model_name) if engine else None,
-            max_model_len=engine.max_model_len if engine else None,
-            index=service.cached_index_status if service.state == "ready" else None,
-            answers_in_flight=service.answers_in_flight,
-            answers_queued=limiter.queued if limiter else 0,
-            engine_unfinished_requests=service.unfinished_engine_requests(),
-            servers=[ServerHealth(**s) for s in servers] if servers is not None else None,
-        )
+        body = readiness(service)  # the same as ProbeMiddleware answers; this route documents it
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 
     @app.get("/metrics", tags=["status"], summary="Prometheus metrics", response_class=Response,
@@ -365,6 +374,7 @@ def _is_openai(request: Request) -> bool:
 
 
 def error_response(request: Request, status: int, detail: str, *, param: str | None = None) -> JSONResponse:
+    detail = _short(detail)
     if _is_openai(request):
         from sotrag.app.serving.openai_api import openai_error
 
@@ -385,19 +395,33 @@ def _http_detail(exc: StarletteHTTPException) -> str:
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, str | None]:
-    parts = []
+    """One line from pydantic's errors: the field's path without pydantic's own union tags
+    (``function-after[_valid_unicode(), str]``, ``list[ContentPart]``, ``[key]``), each echoed part cut short."""
+    parts: list[str] = []
     param = None
     for err in exc.errors():
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        loc = [_short(str(x), 40) for x in err.get("loc", ()) if x != "body" and not _internal(str(x))]
         if err.get("type") == "json_invalid":
             at = f" at character {loc[0]}" if loc else ""
             parts.append(f"malformed JSON{at}: {err.get('ctx', {}).get('error', 'cannot parse')}")
             continue
         where = ".".join(loc)
         param = param or (where or None)
-        msg = str(err.get("msg", "invalid"))
-        parts.append(f"{where}: {msg}" if where else msg)
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        part = f"{where}: {msg}" if where else msg
+        if part not in parts:
+            parts.append(part)
     return "; ".join(parts) or "invalid request", param
+
+
+def _internal(loc_part: str) -> bool:
+    """pydantic's names for a union's members and a dict's keys, not the client's field names."""
+    return "[" in loc_part or "(" in loc_part
+
+
+def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """An echo of the client's input cut to ``limit`` characters, so a 10 KB id is not sent back whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -469,26 +493,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 422, f"invalid request: {public_message(exc)}")
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal server error (the server log has the details)")
-
-
-class _UploadSizeGuard:
-    """Refuse an upload whose declared size is over the limit before its body is read (413)."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == "/v1/documents":
-            headers = dict(scope.get("headers") or [])
-            length = headers.get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit + 64 * 1024:
-                detail = f"the upload is {int(length)} bytes, over the limit of {self.limit} bytes"
-                body = json.dumps({"detail": detail})
-                response = Response(body, status_code=413, media_type="application/json")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _document_events_in_openapi(app: FastAPI) -> None:

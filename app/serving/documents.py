@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -175,7 +176,15 @@ def _stage_in_folder(folder: Path, files: Sequence[tuple[str, Path]]) -> list[tu
 
 
 def _safe_name(filename: str) -> str:
-    """The last path component, with anything but letters, digits, ``._-`` and spaces replaced."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    name = re.sub(r"[^\w.\- ]", "_", name).lstrip(".")
-    return name[:200]
+    """The last path component, with anything but letters, digits, ``._-`` and spaces replaced. When that changed
+    the name, a short hash of the name as sent is added (``a:b.md`` -> ``a_b-1f0e3dad.md``), so two different
+    client names never become one stored name (one user's upload "updating" another's)."""
+    sent = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = re.sub(r"[^\w.\- ]", "_", sent).lstrip(".")[:200]
+    if name == sent or not name:
+        return name
+    digest = hashlib.sha256(sent.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    stem, dot, suffix = name.rpartition(".")
+    stem, suffix = (stem, dot + suffix) if stem else (name, "")
+    return f"{stem[: 200 - len(suffix) - 9]}-{digest}{suffix}"
+

@@ -9,21 +9,32 @@
   or an ``Origin`` that is neither this server nor a configured CORS origin. CORS is off unless origins are
   configured: preflights get 403 and no ``Access-Control-*`` header leaves the app (Gradio adds its own for
   localhost origins, which would let any local page read the UI's answers).
+- **Host allow-list**: a request whose ``Host`` is not 127.0.0.1, localhost, [::1] (any port) or one the operator
+  configured (``SOTRAG_SERVER__ALLOWED_HOSTS``) gets 421, the UI's included: a page on another site cannot reach
+  a local server by rebinding its own DNS name to 127.0.0.1 (its requests then say ``Host: evil.example`` and
+  pass any same-origin check). The probes answer any host: they say nothing private, and Kubernetes sends the
+  pod's IP.
 - **405, not 404**: a known API path asked with an unknown method gets 405 with ``Allow`` (the UI is mounted at
-  ``/`` and would otherwise answer every unmatched request with its own 404).
+  ``/`` and would otherwise answer every unmatched request with its own 404), after the key check, so a client
+  without the key learns nothing. ``HEAD`` is answered on every GET route, as GET without its body.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.routing import Match, Mount
 
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+# Gradio routes that answer without its login check: guarded here when the UI has a login.
+UI_SESSION_PATHS = frozenset({"/gradio_api/cancel", "/gradio_api/reset", "/gradio_api/reset/"})
 WRITE_ROUTES = ("/v1/documents",)  # POST, and DELETE /v1/documents/{id}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -45,6 +56,8 @@ class SecurityMiddleware:
         admin_api_key: str | None,
         read_only: bool,
         cors_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+        ui_session: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
         self.routes = [r for r in routes if not isinstance(r, Mount)]
@@ -54,6 +67,11 @@ class SecurityMiddleware:
         self.admin_api_key = admin_api_key
         self.read_only = read_only
         self.cors_origins = {o.rstrip("/") for o in cors_origins}
+        hosts = {h.lower() for h in allowed_hosts}
+        self.any_host = "*" in hosts
+        self.host_suffixes = tuple(h[1:] for h in hosts if h.startswith("*."))
+        self.hosts = LOOPBACK_HOSTS | {h for h in hosts if not h.startswith("*")}
+        self.ui_session = ui_session  # cookie header -> logged in to the UI; None: the UI has no login
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -64,6 +82,8 @@ class SecurityMiddleware:
             status, detail, headers = refusal
             await self._refuse(scope, send, status, detail, headers)
             return
+        if scope.get("method") == "HEAD" and scope.get("path", "").startswith(self.api_prefixes):
+            scope, send = _head_as_get(scope, send)
         if self.cors_origins:
             await self.app(scope, receive, send)
             return
@@ -88,18 +108,34 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         is_api = path.startswith(self.api_prefixes)
 
+        if path not in PROBE_PATHS and not self._host_allowed(headers.get("host", "")):
+            shown = headers.get("host", "")[:100] or "(none)"
+            return 421, (f"this server does not answer requests for host {shown!r}; its operator can allow it in "
+                         "SOTRAG_SERVER__ALLOWED_HOSTS"), []
         if method == "OPTIONS" and "origin" in headers and not self.cors_origins:
             return 403, "cross-origin requests are not allowed (CORS is off on this server)", []
         if method in UNSAFE_METHODS and self._cross_site(headers):
             return 403, "cross-site requests are refused for this method", []
-        if is_api:
-            allowed = self._allowed_methods(scope)
-            if allowed is None:
-                return 404, "not found", []
-            if method not in allowed and not (method == "OPTIONS" and self.cors_origins):
-                return 405, f"method {method} is not allowed here", [("allow", ", ".join(sorted(allowed)))]
-        if not is_api or path.startswith(OPEN_PATHS):
-            return None  # the UI guards itself (Gradio login); probes and the schema are open
+        if not is_api:
+            session = self.ui_session
+            if session is not None and path in UI_SESSION_PATHS and not session(headers.get("cookie", "")):
+                return 401, "log in to the UI first", []
+            return None  # the UI guards itself (Gradio login)
+        if not path.startswith(OPEN_PATHS):  # the key first: a client without it learns nothing of the routes
+            refusal = self._access(method, path, headers)
+            if refusal is not None:
+                return refusal
+        allowed = self._allowed_methods(scope)
+        if allowed is None:
+            return 404, "not found", []
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        if method not in allowed and not (method == "OPTIONS" and self.cors_origins):
+            return 405, f"method {method[:20]} is not allowed here", [("allow", ", ".join(sorted(allowed)))]
+        return None
+
+    def _access(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, str, list[tuple[str, str]]] | None:
+        """The API key (and the admin key for document writes), or None when this request may go on."""
         if self.api_key is None and self.admin_api_key is None and not self.read_only:
             return None
         token = _bearer(headers)
@@ -119,6 +155,14 @@ class SecurityMiddleware:
         if key_matches(token, self.api_key) or (admin is not None and key_matches(token, admin)):
             return None
         return 401, "a valid API key is needed (Authorization: Bearer KEY)", _challenge()
+
+    def _host_allowed(self, host: str) -> bool:
+        name = host.strip().lower()
+        name = name[: name.find("]") + 1] if name.startswith("[") else name.rsplit(":", 1)[0]  # no port
+        name = name.rstrip(".")
+        if not name:
+            return False
+        return self.any_host or name in self.hosts or (bool(self.host_suffixes) and name.endswith(self.host_suffixes))
 
     def _cross_site(self, headers: dict[str, str]) -> bool:
         if headers.get("sec-fetch-site", "").lower() == "cross-site":
@@ -153,7 +197,8 @@ class SecurityMiddleware:
         path: str = scope.get("path", "")
         body: dict[str, Any]
         if path.startswith(self.openai_prefixes):
-            kind = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
+            kind = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
+                    421: "permission_error"}
             body = {"error": {"message": detail, "type": kind.get(status, "invalid_request_error"),
                               "param": None, "code": None}}
         else:
@@ -163,6 +208,38 @@ class SecurityMiddleware:
         raw += [(k.encode(), v.encode()) for k, v in headers]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": data})
+
+
+def gradio_session(gradio_app: Any) -> Callable[[str], bool]:
+    """Whether a request's cookies carry a session of this Gradio app's login (its own check, as a function)."""
+
+    def logged_in(cookie_header: str) -> bool:
+        try:
+            cookies = SimpleCookie(cookie_header)
+        except CookieError:
+            return False
+        cookie_id = getattr(gradio_app, "cookie_id", "")
+        tokens: dict[str, str] = getattr(gradio_app, "tokens", {})
+        for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+            morsel = cookies.get(name)
+            if morsel is not None and morsel.value in tokens:
+                return True
+        return False
+
+    return logged_in
+
+
+def _head_as_get(scope: dict[str, Any], send: Any) -> tuple[dict[str, Any], Any]:
+    """HEAD on a GET route: run the GET, send its status and headers, and drop the body (RFC 9110)."""
+
+    async def send_head(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    return {**scope, "method": "GET"}, send_head
 
 
 def _bearer(headers: dict[str, str]) -> str | None:

@@ -410,9 +410,13 @@ def freeze_startup_heap() -> None:
     OpenAI server does after its engine starts.
 
     Why: once vLLM, torch, the tokenizer, the router and the index are loaded, the process tracks hundreds of
-    thousands of objects that live as long as it does. A full collection scans them all, a stall of the event loop
-    that serves every answer; under load on the GPU such pauses were long enough to miss a latency target, and
-    frozen they are negligible (``benchmarks/gc_pause.py``, ``benchmarks/results/gc_pause_tiny_cpu.json``;
-    docs/BENCHMARKS.md). Collect first, so no garbage is frozen."""
-    gc.collect()
+    thousands of objects that live as long as it does. A full collection scans them all: a stall of the event loop
+    that serves every answer and every probe (docs/BENCHMARKS.md, ``benchmarks/gc_pause.py``); frozen, they are
+    never scanned.
+
+    This runs on the event loop, at the moment the server turns ready, so it must not itself be that stall: it
+    collects the young generations only (cheap) and freezes the rest. ``sotrag serve`` already did the one full
+    collection (and froze the imported libraries) before it listened (``cli.serve``), so what an old-generation
+    cycle of the engine's start leaves frozen is small (docs/RELIABILITY.md)."""
+    gc.collect(1)
     gc.freeze()

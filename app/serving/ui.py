@@ -44,6 +44,7 @@ from sotrag.app.events import (
 from sotrag.app.fold import AnswerSoFar
 from sotrag.app.request import AnswerRequest, InvalidQuestion
 from sotrag.app.serving.limits import Busy
+from sotrag.app.serving.security import key_matches
 from sotrag.app.serving.service import (
     AnswerFailed,
     DocumentRejected,
@@ -305,7 +306,9 @@ def compare_html(first: AnswerResult | None, second: LiveAnswer, second_mode: st
 
 
 def build_ui(service: Service) -> gr.Blocks:
-    with gr.Blocks(title="sotrag", analytics_enabled=False) as demo:
+    # Gradio keeps each upload in its cache folder: every 10 minutes files older than 30 are deleted, and the
+    # whole cache when the server stops; an upload that was added to the index is deleted at once (add_files).
+    with gr.Blocks(title="sotrag", analytics_enabled=False, delete_cache=(600, 1800)) as demo:
         gr.HTML(
             "<div id='sot-header'><h1>sotrag</h1><p>Answers over your documents with Skeleton-of-Thought: a short "
             "skeleton first, then every point written at the same time.</p></div>"
@@ -348,6 +351,10 @@ def build_ui(service: Service) -> gr.Blocks:
         with gr.Tab("Documents", id="documents"):
             gr.Markdown("Add markdown, text, HTML or PDF files to the index; answers cite them as sources.")
             upload = gr.File(file_count="multiple", type="filepath", label="Files", elem_id="sot-upload")
+            admin_key = gr.Textbox(
+                label="Admin key (adding and removing documents needs it)", type="password", elem_id="sot-admin-key",
+                visible=service.settings.admin_api_key is not None and not service.settings.server.read_only,
+            )
             add = gr.Button("Add to index", variant="primary", elem_id="sot-add")
             doc_status = gr.Markdown("", elem_id="sot-doc-status")
             documents = gr.Dataframe(
@@ -439,8 +446,17 @@ def build_ui(service: Service) -> gr.Blocks:
             choices = [(f"{d.source} ({d.doc_id})", d.doc_id) for d in docs]
             return rows, gr.Dropdown(choices=choices, value=None), message
 
-        async def add_files(paths: list[str] | None) -> tuple[Any, Any, str, Any, str]:
-            refused = service.may_write_documents()
+        def write_refusal(typed: str | None) -> str | None:
+            """Why the UI may not write now (read-only; the admin key missing or wrong), else None."""
+            admin = service.settings.admin_api_key
+            if service.settings.server.read_only or admin is None:
+                return service.may_write_documents()
+            if typed and key_matches(typed.strip(), admin.get_secret_value()):
+                return None
+            return "adding or removing documents needs the admin key: type it in the Admin key field"
+
+        async def add_files(paths: list[str] | None, typed_key: str | None) -> tuple[Any, Any, str, Any, str]:
+            refused = write_refusal(typed_key)
             if refused or not paths:
                 rows, choice, message = await list_docs(f"⚠ {refused or 'choose one or more files first'}")
                 return rows, choice, message, gr.skip(), _status_html(service)
@@ -453,6 +469,7 @@ def build_ui(service: Service) -> gr.Blocks:
                     with open(fd, "wb") as out, path.open("rb") as src:
                         shutil.copyfileobj(src, out)
                     staged.append((name, Path(tmp)))
+                    path.unlink(missing_ok=True)  # Gradio's cached copy: not kept past its use
                 response = await service.add_documents(staged)
                 done = ", ".join(f"{f.source} ({f.status}, {f.chunks} chunks)" for f in response.files)
                 message = f"{DONE_MARK} {md_text(done)}"
@@ -466,8 +483,8 @@ def build_ui(service: Service) -> gr.Blocks:
             rows, choice, message = await list_docs(message)
             return rows, choice, message, None, _status_html(service)
 
-        async def remove_doc(doc_id: str | None) -> tuple[Any, Any, str, str]:
-            refused = service.may_write_documents()
+        async def remove_doc(doc_id: str | None, typed_key: str | None) -> tuple[Any, Any, str, str]:
+            refused = write_refusal(typed_key)
             if refused or not doc_id:
                 rows, choice, message = await list_docs(f"⚠ {refused or 'choose a document to remove'}")
                 return rows, choice, message, _status_html(service)
@@ -481,8 +498,8 @@ def build_ui(service: Service) -> gr.Blocks:
             rows, choice, message = await list_docs(message)
             return rows, choice, message, _status_html(service)
 
-        add.click(add_files, [upload], [documents, doc_choice, doc_status, upload, status])
-        remove.click(remove_doc, [doc_choice], [documents, doc_choice, doc_status, status])
+        add.click(add_files, [upload, admin_key], [documents, doc_choice, doc_status, upload, status])
+        remove.click(remove_doc, [doc_choice, admin_key], [documents, doc_choice, doc_status, status])
         refresh.click(list_docs, None, [documents, doc_choice, doc_status])
         demo.load(list_docs, None, [documents, doc_choice, doc_status])
     return demo
