@@ -87,6 +87,10 @@ class AnswerResult(BaseModel):
     )
     sources: list[Source] = Field(default_factory=list)
     stats: AnswerStats
+    finish_reason: str | None = Field(
+        None, description="why the answer ended: stop (end of text or a stop string), length (a token limit cut it; "
+        "SoT: any point), abort; None when unknown"
+    )
     model: str
     prompt_version: str
 

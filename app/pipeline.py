@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import unicodedata
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -552,7 +553,10 @@ class _Answer:
     async def _normal(self) -> AsyncIterator[Event]:
         s = self.sampling
         messages = prompts.normal_messages(self.question, self.passages, self.history)
-        options = self._options(s.normal_max_tokens, min_tokens=s.normal_min_tokens, stream_interval=s.stream_interval)
+        options = self._options(
+            s.normal_max_tokens, min_tokens=s.normal_min_tokens, stream_interval=s.stream_interval, stop=tuple(s.stop),
+            json_schema=json.dumps(s.json_schema) if s.json_schema is not None else None,
+        )
         request = await self._chat_request("normal", messages, options)
         self.normal = RequestTrace(start_s=self.now())
         async for delta in self._generate(request, self.normal):
@@ -606,6 +610,7 @@ class _Answer:
         stop: tuple[str, ...] = (),
         regex: str | None = None,
         stream_interval: int = 1,
+        json_schema: str | None = None,
     ) -> SamplingOptions:
         s = self.sampling
         return SamplingOptions(
@@ -617,6 +622,7 @@ class _Answer:
             seed=s.seed,
             stop=stop,
             regex=regex,
+            json_schema=json_schema,
             ignore_eos=s.ignore_eos,
             allowed_token_ids=tuple(s.allowed_token_ids) if s.allowed_token_ids else None,
             stream_interval=stream_interval,
@@ -677,6 +683,7 @@ class _Answer:
             route_cause=self.route_cause,
             sources=self.sources,
             stats=self._stats(points, total_s),
+            finish_reason=overall_finish_reason(self.normal, points),
             model=self.engine.model_name,
             prompt_version=PROMPT_VERSION,
         )
@@ -724,6 +731,16 @@ class _Answer:
             skeleton_mode=self.skeleton_mode,
             skeleton_attempts=self.skeleton_attempts,
         )
+
+
+def overall_finish_reason(normal: RequestTrace | None, points: Sequence[PointResult]) -> str | None:
+    """Why the whole answer ended: a normal answer's request's reason; in SoT ``length`` when any point was cut by
+    its token limit, else ``stop``. What the OpenAI route reports as ``finish_reason``."""
+    if normal is not None:
+        return normal.finish_reason
+    if not points:
+        return None
+    return "length" if any(p.finish_reason == "length" for p in points) else "stop"
 
 
 def continue_skeleton(

@@ -537,6 +537,10 @@ class RemoteEngine:
                     "the vLLM server does not honour a regex (structured_outputs or guided_regex), which the "
                     "guided skeleton needs; upgrade it or set SOTRAG_SOT__GUIDED_SKELETON=false"
                 )
+        if s.json_schema:
+            if not all(srv.features.get("structured_outputs") for srv in up):
+                raise EngineError("the vLLM server has no structured outputs, which a JSON response_format needs")
+            body["structured_outputs"] = {"json": json.loads(s.json_schema), "disable_any_whitespace": True}
         return body
 
     async def abort(self, request_id: str) -> None:

@@ -64,7 +64,7 @@ from sotrag.app.serving.validation import TextTooLong, public_message, public_mo
 log = logging.getLogger("sotrag.server")
 
 API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
-OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
+OPENAI_PREFIXES = ("/v1/chat/", "/v1/completions", "/v1/models")
 
 SSE_DESCRIPTION = """With `stream=true`: a `text/event-stream` of the pipeline's typed events, one JSON object per
 `data:` line, its `type` also in the `event:` line. Order: `sources` (when an index is configured), `route`

@@ -294,9 +294,11 @@ class Service:
         filters: dict[str, str] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        sampling_update: dict[str, Any] | None = None,
     ) -> AnswerRun:
         """Validate and admit now (raises ``InvalidQuestion``/``NotReady``/``Busy`` before anything streams), run on
-        iteration. The limits apply to every surface alike: this is the one way in."""
+        iteration. The limits apply to every surface alike: this is the one way in. ``sampling_update``: more
+        ``SamplingConfig`` fields for this answer (the OpenAI route's seed, top_p, stop, response_format)."""
         pipeline = self.require_pipeline()
         assert self.limiter is not None
         self.limiter.check()  # refuse an overload before spending anything on it (tokenizing, validating)
@@ -320,6 +322,7 @@ class Service:
             updates["normal_min_tokens"] = min(sampling.normal_min_tokens, max_tokens)
         if temperature is not None:
             updates["temperature"] = temperature
+        updates.update(sampling_update or {})
         kwargs: dict[str, Any] = {
             "mode": mode,
             "history": tuple(history),
