@@ -143,6 +143,16 @@ class SamplingConfig(BaseModel):
     normal_min_tokens: int = Field(default=0, ge=0)
     ignore_eos: bool = False
     allowed_token_ids: list[int] | None = None
+    stop: list[str] = Field(
+        default_factory=list, max_length=4,
+        description="stop strings of a normal answer (OpenAI's stop): it ends before the first one. SoT requests keep "
+        "their own stops (the OpenAI route refuses stop with sotrag-sot)",
+    )
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="a normal answer must be JSON matching this schema (vLLM structured outputs; {\"type\": "
+        "\"object\"} for any JSON object): OpenAI's response_format",
+    )
     stream_interval: int = Field(
         default=1,
         ge=1,

@@ -65,6 +65,7 @@ class EngineCalls:
         min_tokens: int = 0,
         stop: tuple[str, ...] = (),
         regex: str | None = None,
+        json_schema: str | None = None,
         stream_interval: int = 1,
     ) -> SamplingOptions:
         """One request's sampling: the answer's settings, with this stage's length, stops and guide."""
@@ -78,6 +79,7 @@ class EngineCalls:
             seed=s.seed,
             stop=stop,
             regex=regex,
+            json_schema=json_schema,
             ignore_eos=s.ignore_eos,
             allowed_token_ids=tuple(s.allowed_token_ids) if s.allowed_token_ids else None,
             stream_interval=stream_interval,

@@ -100,6 +100,10 @@ class AnswerResult(BaseModel):
         default_factory=list, description="every passage the answer cites, each once, in the order first cited"
     )
     stats: AnswerStats
+    finish_reason: str | None = Field(
+        None, description="why the answer ended: stop (end of text or a stop string), length (a token limit cut it; "
+        "SoT: any point), abort; None when unknown"
+    )
     model: str
     prompt_version: str
 

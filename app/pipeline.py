@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
@@ -324,8 +325,12 @@ class _Answer:
     async def normal(self) -> AsyncIterator[Event]:
         s, r = self.calls.sampling, self.request
         messages = prompts.normal_messages(r.question, self.record.grounding.passages, r.history)
-        options = self.calls.options(
-            s.normal_max_tokens, min_tokens=s.normal_min_tokens, stream_interval=s.stream_interval
+        options = self.calls.options(  # a client's stop strings and JSON schema apply to normal answers only
+            s.normal_max_tokens,
+            min_tokens=s.normal_min_tokens,
+            stream_interval=s.stream_interval,
+            stop=tuple(s.stop),
+            json_schema=json.dumps(s.json_schema) if s.json_schema is not None else None,
         )
         request = await self.calls.chat_request("normal", messages, options)
         self.record.normal = RequestTrace(start_s=self.calls.now())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,11 +94,12 @@ class ValidatedRequest:
 
 
 def sampling_with(
-    base: SamplingConfig, *, max_tokens: int | None = None, temperature: float | None = None
+    base: SamplingConfig, *, max_tokens: int | None = None, temperature: float | None = None, **fields: Any
 ) -> SamplingConfig | None:
-    """``base`` with a client's ``max_tokens`` (per point in SoT, for the whole answer in normal decoding) and
-    ``temperature``; None when the client set neither (the request then uses the server's sampling)."""
-    updates: dict[str, object] = {}
+    """``base`` with a client's ``max_tokens`` (per point in SoT, for the whole answer in normal decoding),
+    ``temperature`` and other ``SamplingConfig`` ``fields``; None when the client set none (the request then uses
+    the server's sampling)."""
+    updates: dict[str, object] = dict(fields)
     if max_tokens is not None:
         updates["normal_max_tokens"] = max_tokens
         updates["point_max_tokens"] = max_tokens
@@ -105,7 +107,7 @@ def sampling_with(
         updates["normal_min_tokens"] = min(base.normal_min_tokens, max_tokens)
     if temperature is not None:
         updates["temperature"] = temperature
-    return base.model_copy(update=updates) if updates else None
+    return SamplingConfig.model_validate({**base.model_dump(), **updates}) if updates else None
 
 
 def is_blank(text: str) -> bool:

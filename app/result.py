@@ -69,6 +69,7 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
         route_cause=record.route_cause,
         sources=record.grounding.sources,
         citations=_citations(record, points),
+        finish_reason=overall_finish_reason(record.normal, points),
         stats=_stats(record, points, total_s),
         model=model,
         prompt_version=PROMPT_VERSION,
@@ -148,3 +149,13 @@ def _stats(record: AnswerRecord, points: list[PointResult], total_s: float) -> A
         invalid_citations=sum(p.reader.invalid for p in record.points)
         + (record.normal_citations.invalid if record.normal_citations is not None else 0),
     )
+
+
+def overall_finish_reason(normal: RequestTrace | None, points: Sequence[PointResult]) -> str | None:
+    """Why the whole answer ended: a normal answer's request's reason; in SoT ``length`` when any point was cut by
+    its token limit, else ``stop``. What the OpenAI route reports as ``finish_reason``."""
+    if normal is not None:
+        return normal.finish_reason
+    if not points:
+        return None
+    return "length" if any(p.finish_reason == "length" for p in points) else "stop"

@@ -35,6 +35,7 @@ class SamplingOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     regex: str | None = None  # structured output: the whole completion must match
+    json_schema: str | None = None  # structured output: the completion is JSON matching this schema (JSON text)
     min_tokens: int = 0
     ignore_eos: bool = False
     allowed_token_ids: tuple[int, ...] | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Collection
 from typing import Any
@@ -285,6 +286,10 @@ class RemoteTransport:
                     "skeleton needs (the retry of a skeleton with too few points, or sot.guided_skeleton); upgrade "
                     "it, or set SOTRAG_SOT__SKELETON_FALLBACK=normal with SOTRAG_SOT__GUIDED_SKELETON off (the default)"
                 )
+        if s.json_schema:
+            if not all(srv.features.get("structured_outputs") for srv in up):
+                raise EngineError("the vLLM server has no structured outputs, which a JSON response_format needs")
+            body["structured_outputs"] = {"json": json.loads(s.json_schema), "disable_any_whitespace": True}
         return body
 
     async def abort(self, request_id: str) -> None:

@@ -65,7 +65,7 @@ from sotrag.app.serving.validation import TextTooLong, public_message
 log = logging.getLogger("sotrag.server")
 
 API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
-OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
+OPENAI_PREFIXES = ("/v1/chat/", "/v1/completions", "/v1/models")
 UPLOAD_PATHS = ("/v1/documents", "/gradio_api/upload")  # the upload limit instead of the body limit
 MAX_DETAIL_CHARS = 500  # an error's detail: enough for every message, not for echoing a client's 10 KB back
 

@@ -249,13 +249,16 @@ class Service:
 
     # -- answers ----------------------------------------------------------------------------------------
 
-    def sampling_for(self, *, max_tokens: int | None = None, temperature: float | None = None) -> SamplingConfig | None:
-        """A client's sampling options over the server's: ``InvalidQuestion`` for a ``max_tokens`` over this
+    def sampling_for(
+        self, *, max_tokens: int | None = None, temperature: float | None = None, **fields: Any
+    ) -> SamplingConfig | None:
+        """A client's sampling options over the server's (``fields``: more ``SamplingConfig`` fields, such as the
+        OpenAI route's seed, top_p, stop, response_format): ``InvalidQuestion`` for a ``max_tokens`` over this
         server's limit; None when the client set none."""
         limit = self.settings.limits.max_tokens
         if max_tokens is not None and max_tokens > limit:
             raise InvalidQuestion(f"max_tokens is {max_tokens}, over this server's limit of {limit}")
-        return sampling_with(self.settings.sampling, max_tokens=max_tokens, temperature=temperature)
+        return sampling_with(self.settings.sampling, max_tokens=max_tokens, temperature=temperature, **fields)
 
     async def answer(self, request: AnswerRequest, *, surface: str) -> AnswerRun:
         """Validate and admit now (raises ``InvalidQuestion``/``NotReady``/``Busy`` before anything streams), run on
