@@ -1,7 +1,9 @@
 """The server app in-process (no subprocess): a server without a document index still answers, ungrounded,
-and says so; plus the UI's rendering helpers (escaping, marks, timeline, speed-up) on real pipeline results.
+and says so; plus the UI's rendering helpers (escaping, marks, timeline, speed-up) on whole pipeline results.
 
-Uses the session's real vLLM engine on the tiny model (shared with the other engine tests).
+The answers come from the scripted engine (``tests/fakes.py``): what is tested is the service, the routes and the
+UI's views, not the model. Only the start-up heap freeze needs the session's real vLLM engine (it counts the
+objects vLLM and torch leave behind).
 """
 
 from __future__ import annotations
@@ -27,9 +29,7 @@ from sotrag.app.request import AnswerRequest
 from sotrag.app.serving.app import create_app
 from sotrag.app.serving.openai_api import ChatMessageIn, _history
 from sotrag.app.serving.ui import DONE_MARK, PENDING_MARK, LiveAnswer, compare_html, md_text, stats_html, timeline_svg
-from tests.fakes import sampling
-
-pytestmark = pytest.mark.engine
+from tests.fakes import ScriptedEngine, sampling
 
 QUESTION = "What are good ways to sleep better at night?"
 SETTINGS = Settings(
@@ -39,8 +39,8 @@ SETTINGS = Settings(
 
 
 @pytest.fixture(scope="module")
-async def app_client(engine: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    app = create_app(SETTINGS, pipeline=SoTPipeline(engine, SETTINGS), ui=False)
+async def app_client() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    app = create_app(SETTINGS, pipeline=SoTPipeline(ScriptedEngine(), SETTINGS), ui=False)
     service = app.state.service
     await service.start()
     transport = httpx.ASGITransport(app=app)
@@ -73,7 +73,7 @@ async def test_without_an_index_answers_ungrounded_and_says_so(app_client: tuple
     assert r.status_code == 404 and "no document index" in r.json()["detail"]
 
 
-async def test_ui_views_of_a_real_answer(app_client: tuple[httpx.AsyncClient, Any]) -> None:
+async def test_ui_views_of_a_whole_answer(app_client: tuple[httpx.AsyncClient, Any]) -> None:
     _, service = app_client
     live = LiveAnswer()
     views: list[str] = []
@@ -103,6 +103,7 @@ async def test_ui_views_of_a_real_answer(app_client: tuple[httpx.AsyncClient, An
     assert f"data-speedup='{expected:.3f}'" in compare
 
 
+@pytest.mark.engine
 async def test_start_freezes_the_startup_heap(engine: Any) -> None:
     """Once started, the process's long-lived objects (vLLM, torch, tokenizer, index) are out of the collector's
     reach, so a full collection does not scan ~720k objects (~0.4 s here) while the loop serves answers."""
