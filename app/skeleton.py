@@ -105,8 +105,9 @@ def _emphasis_label(body: str) -> str | None:
 def parse_line(line: str) -> tuple[str, str] | None:
     """Return (kind, title) for a numbered ("num") or bulleted ("bullet") line, else None.
 
-    Numbered: "1. T", "1) T", "(1) T", "Step 1: T" (also Point/Tip/Part/Section/...), after an optional
-    "#" heading, with emphasis around the number, the title or both ("**1.** T", "**1. T**", "1. **T**: d").
+    Numbered: "1. T", "1) T", "1: T", "(1) T", "IV. T", "1️⃣ T", "Step 1: T" (also Point/Tip/Part/Section/...),
+    after an optional "#" heading, with emphasis around the number, the title or both ("**1.** T", "**1. T**",
+    "1. **T**: d"). The title is what ``clean_title`` keeps; a bold label ("**T**: d", "**T.** D") is the title.
     """
     s = line.strip()
     heading = _HEADING.match(s)
