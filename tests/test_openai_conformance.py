@@ -202,7 +202,9 @@ async def test_response_format_json_schema_is_honoured(client: httpx.AsyncClient
 @pytest.mark.engine
 async def test_openai_client_chat_and_completions(app: Any) -> None:
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=300)
-    oa = openai.AsyncOpenAI(base_url=f"{BASE}/v1", api_key="unused", max_retries=0, http_client=http)
+    oa = openai.AsyncOpenAI(
+        base_url=f"{BASE}/v1", api_key="unused", max_retries=0, http_client=http  # type: ignore[arg-type]
+    )
     completion = await oa.completions.create(model="sotrag-normal", prompt=QUESTION, max_tokens=4)
     assert Completion.model_validate(completion.model_dump(), strict=True).choices[0].finish_reason == "length"
     assert completion.choices[0].text and completion.object == "text_completion"
@@ -212,7 +214,9 @@ async def test_openai_client_chat_and_completions(app: Any) -> None:
     text = "".join(c.choices[0].text for c in pieces if c.choices)
     assert text.startswith("1. ") and pieces[-1].choices[0].finish_reason == "length"
     with pytest.raises(openai.BadRequestError) as refused:
-        await oa.chat.completions.create(model="sotrag-normal", messages=USER, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+        await oa.chat.completions.create(
+            model="sotrag-normal", messages=USER, tools=[WEATHER_TOOL]  # type: ignore[arg-type, list-item]
+        )
     assert refused.value.param == "tools"
     await http.aclose()
 
@@ -228,7 +232,7 @@ async def test_langchain_chat_openai_and_bind_tools(app: Any) -> None:
         return "sunny"
 
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=300)
-    llm = ChatOpenAI(model="sotrag-normal", base_url=f"{BASE}/v1", api_key="unused", max_retries=0,  # type: ignore[arg-type]
+    llm = ChatOpenAI(model="sotrag-normal", base_url=f"{BASE}/v1", api_key="unused", max_retries=0,  # type: ignore[arg-type, call-arg]
                      http_async_client=http, max_tokens=4)
     reply = await llm.ainvoke(QUESTION)
     assert reply.content and reply.response_metadata["finish_reason"] == "length"

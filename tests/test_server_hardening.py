@@ -161,7 +161,7 @@ def keyless_ui_app() -> Any:
 async def test_a_rebound_host_is_refused_everywhere_but_the_probes(keyless_ui_app: Any) -> None:
     evil = {"origin": "http://evil.example"}
     async with client_for(keyless_ui_app, "evil.example") as c:
-        for method, path, kw in [
+        requests: list[tuple[str, str, dict[str, Any]]] = [
             ("POST", "/v1/answer", {"json": {"question": "hi"}}),
             ("POST", "/v1/documents", {"files": {"files": ("a.md", b"# a\n\ntext\n")}}),
             ("DELETE", "/v1/documents/0000000000000000", {}),
@@ -169,7 +169,8 @@ async def test_a_rebound_host_is_refused_everywhere_but_the_probes(keyless_ui_ap
             ("GET", "/", {}),
             ("POST", "/gradio_api/upload", {"files": {"files": ("a.md", b"x" * 1000)}}),
             ("POST", "/gradio_api/queue/join", {"json": {}}),
-        ]:
+        ]
+        for method, path, kw in requests:
             r = await c.request(method, path, headers=evil, **kw)
             assert r.status_code == 421, (method, path, r.status_code, r.text[:200])
             assert r.headers["content-type"].startswith("application/json")

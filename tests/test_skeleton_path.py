@@ -9,18 +9,21 @@ no numbered lines, so the unguided skeleton yields no points there.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from benchmarks.real_corpus import read
 from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.events import AnswerDone, AnswerResult, FallbackEvent, SkeletonDone, SkeletonRetry
 from sotrag.app.ordered import OrderedText
 from sotrag.app.pipeline import SoTPipeline
-from tests.fakes import ScriptedEngine, sampling
+from tests.fakes import Pieces, ScriptedEngine, sampling
 
 QUESTION = "What are good ways to sleep better at night?"
 
 
-def scripted(skeletons: list[str]) -> ScriptedEngine:
+def scripted(skeletons: list[str | Pieces]) -> ScriptedEngine:
     """Plays back ``skeletons`` (one text per skeleton request, word by word) and a fixed point text."""
     return ScriptedEngine({"skeleton": skeletons, "skeleton-guided": skeletons[1:] or skeletons,
                            "point": " expanded point text.", "normal": "A plain answer."})
@@ -67,6 +70,28 @@ async def test_blank_lines_between_points_do_not_end_the_skeleton() -> None:
     engine = scripted([skeleton])
     _, result = await run(engine, settings(max_points=5))
     assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room", "No tea"]
+
+
+REAL = read(Path(__file__).parent / "data" / "real_answers.jsonl")
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["after", "eager"])
+@pytest.mark.parametrize("row", REAL, ids=[f"{r['source_model']}-{r['question_id']}" for r in REAL])
+async def test_real_skeletons_are_kept_whole_and_stop_after_a_closing(row: dict, eager: bool) -> None:
+    """Each real model's skeleton (tests/data/real_answers.jsonl), in its own line style, with its preamble and
+    closing and then chatter: every point up to max_points arrives, and the request stops no earlier."""
+    text = "\n\n".join(x for x in (row["preamble"], row["skeleton"], row["closing"]) if x)
+    whole = text + "\nNow the full answer.\n1. Not a point"
+    engine = scripted([Pieces(tuple(whole[i : i + 3] for i in range(0, len(whole), 3)))])  # 3 characters a delta
+    # every 3 characters are one token here: room for the longest skeleton (the bound is points x words)
+    s = settings(min_points=3, max_points=20, max_words=40, eager=eager)
+    s = s.model_copy(update={"sampling": sampling(skeleton_max_tokens=2000)})
+    _, result = await run(engine, s)
+    distinct = list(dict.fromkeys(p["title"] for p in row["points"]))  # (no two differ only in case here)
+    assert [p.title for p in result.points] == distinct[:20]
+    streamed = engine.streamed[engine.requests[0].request_id]
+    if len(distinct) < 20:
+        assert row["skeleton"] in streamed  # the early stop came after the list, never inside it
 
 
 async def test_too_few_unguided_points_retry_guided_with_the_reason() -> None:
