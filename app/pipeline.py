@@ -397,7 +397,7 @@ class _Answer:
         skeleton_messages: list[ChatMessage],
     ) -> AsyncIterator[Event]:
         """One skeleton request, streamed into ``parser``. It ends early (the request is aborted) once
-        ``max_points`` lines are complete, or at a blank line after ``min_points``: the rest would be
+        ``max_points`` lines are complete, or once the list has ended after ``min_points``: the rest would be
         decoded for nothing. In eager mode a point starts as soon as its line is complete."""
         sot, s = self.sot, self.sampling
         max_tokens = s.skeleton_max_tokens
@@ -426,7 +426,7 @@ class _Answer:
                 async for event in self._drain(wait=False):  # eager points already streaming
                     yield event
                 if not delta.finished and (
-                    len(parser.points) >= parser.max_points or (parser.blank_line and len(parser.points) >= min_points)
+                    len(parser.points) >= parser.max_points or (parser.list_ended and len(parser.points) >= min_points)
                 ):
                     trace.finish_reason = "enough points"
                     trace.end_s = self.now()

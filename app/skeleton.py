@@ -14,9 +14,21 @@ from dataclasses import dataclass, field
 # "word" to the token limit.
 _WORD = r"[^ \n]{1,24}"
 
-_NUMBERED = re.compile(r"^\s*(?:\*\*)?(\d{1,2})\s*[.)]\s*(?:\*\*)?\s*(.*)$")
-_BULLET = re.compile(r"^\s*[-*•+]\s+(.*)$")
 MAX_TITLE_CHARS = 120
+
+# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "(1)" (not "1.5": a digit may
+# not follow), or "Step 1:" style words. Bullets: "-", "*", "•", "+", "–" and a space.
+_NUMBER = re.compile(r"(?:\((\d{1,2})\)|(\d{1,2})[.)])(?=\s|\*|_|$|[^\W\d_])")
+_KEYWORD = re.compile(
+    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+(\d{1,2})\s*(?:[:.)]|\s[-–—](?=\s))"
+)
+_BULLET = re.compile(r"[-*•+–]\s+")
+_HEADING = re.compile(r"#{1,6}\s+")
+_EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
+# Where a title ends and its description starts: ": " (or a final ":"), or a spaced dash.
+_TITLE_END = re.compile(r":\s|:$|\s[-–—]\s")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 
 
 def skeleton_regex(min_points: int, max_points: int, min_words: int = 3, max_words: int = 8) -> str:
@@ -51,32 +63,82 @@ def _numbered(line: Callable[[int], str], min_points: int, max_points: int) -> s
 
 
 def clean_title(raw: str) -> str:
-    """Strip markdown emphasis and trailing punctuation; cut overlong titles at a word boundary."""
-    title = raw.strip(" \t*_:")
+    """A point title without markdown or a description: emphasis and links unwrapped, the part before a
+    ": " or a spaced dash, no trailing punctuation; an overlong title is cut at a word boundary."""
+    title = _LINK.sub(r"\1", raw)
+    title = title.replace("**", "").replace("__", "")
+    title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
+    title = " ".join(title.split()).strip(" \t*_:;,.-–—")
     if len(title) > MAX_TITLE_CHARS:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
         title = cut or title[:MAX_TITLE_CHARS]
     return title
 
 
+def _emphasis_label(body: str) -> str | None:
+    """The emphasised text of ``**Title**: description`` (a label: nothing, a separator or a new sentence after
+    it); None when the line only starts with an emphasised word ("**Don't** skip breakfast")."""
+    opener = _EMPHASIS.match(body)
+    if opener is None:
+        return None
+    mark = opener.group()
+    close = body.find(mark, len(mark))
+    if close < 0:
+        return None
+    after = body[close + len(mark) :].lstrip()
+    if after and after[0] not in ":.-–—" and not after[0].isupper():
+        return None
+    return body[len(mark) : close]
+
+
 def parse_line(line: str) -> tuple[str, str] | None:
-    """Return (kind, title) for a numbered ("num") or bulleted ("bullet") line, else None."""
-    m = _NUMBERED.match(line)
-    if m:
-        return "num", clean_title(m.group(2))
-    m = _BULLET.match(line)
-    if m:
-        return "bullet", clean_title(m.group(1))
-    return None
+    """Return (kind, title) for a numbered ("num") or bulleted ("bullet") line, else None.
+
+    Numbered: "1. T", "1) T", "(1) T", "Step 1: T" (also Point/Tip/Part/Section/...), after an optional
+    "#" heading, with emphasis around the number, the title or both ("**1.** T", "**1. T**", "1. **T**: d").
+    """
+    s = line.strip()
+    heading = _HEADING.match(s)
+    if heading:
+        s = s[heading.end() :]
+    opener = _EMPHASIS.match(s)
+    mark = opener.group() if opener else ""
+    rest = s[len(mark) :].lstrip()
+    marker = _NUMBER.match(rest) or _KEYWORD.match(rest)
+    if marker is None:
+        bullet = None if heading or mark else _BULLET.match(s)
+        if bullet is None:
+            return None
+        body = s[bullet.end() :].strip()
+        label = _emphasis_label(body)
+        return "bullet", clean_title(body if label is None else label)
+    body = rest[marker.end() :].strip()
+    if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number
+        body = body[len(mark) :].strip()
+    elif mark:  # "**1. Title**: description": the emphasis opened before the number holds the title
+        close = body.find(mark)
+        return "num", clean_title(body if close < 0 else body[:close])
+    label = _emphasis_label(body)
+    return "num", clean_title(body if label is None else label)
+
+
+def _indent(line: str) -> int:
+    expanded = line.expandtabs(4)
+    return len(expanded) - len(expanded.lstrip(" "))
 
 
 @dataclass
 class SkeletonParser:
     """Feed skeleton text as it streams; read complete points as they appear.
 
-    Rules: numbered lines ("1." or "1)") are points; bullets count only if the skeleton has no numbered line;
-    empty titles and duplicates (case- and space-insensitive) are dropped; at most ``max_points`` are kept;
-    points are renumbered 1..n in the order written.
+    Points: numbered lines (see ``parse_line``); bullets count only if the skeleton has no numbered line.
+    Not points: a preamble or closing text, headings, lines inside a code fence, and sub-items (any line
+    indented deeper than the first list line, and bullets under a numbered list). A numbering that restarts
+    (a second list from 1) goes on: its points follow the first list's. Empty titles and duplicates (case- and
+    space-insensitive) are dropped; at most ``max_points`` are kept; points are renumbered 1..n in the order
+    written. CRLF line ends and a last line without a newline are read like any other line.
+
+    ``list_ended`` is the early-stop signal (see its docstring).
     """
 
     max_points: int = 10
@@ -85,7 +147,13 @@ class SkeletonParser:
     _titles: list[str] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
     _bullets: list[str] = field(default_factory=list)
-    blank_line: bool = False  # a blank line came after a numbered point: the list has probably ended
+    _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
+    _numbered: bool = False  # a top-level numbered line was read: bullets are sub-items from now on
+    _items: int = 0  # top-level list lines read (duplicates and empty titles included)
+    _between: bool = False  # a top-level non-list line came after the last item
+    _loose: bool = False  # such a line came between two items: text under items is part of the list
+    _in_code: bool = False
+    _ended: bool = False
 
     @property
     def text(self) -> str:
@@ -96,6 +164,20 @@ class SkeletonParser:
         """Points found so far (bullets only when no numbered line was found)."""
         return list(self._titles) if self._titles else list(self._bullets)
 
+    @property
+    def list_ended(self) -> bool:
+        """True when the list has ended, as far as text can tell: at least two items, written tight (no
+        top-level text between any two of them), and then a complete top-level prose line that ends a sentence
+        ("Remember, ...", "I hope this helps!"). A line that leads in to more ("...:"), a heading or a bold
+        label does not end it, and neither does text under an item when the list has shown text between its
+        items; a new item clears it. Only complete lines count, so the stop never cuts a point's line."""
+        return self._ended
+
+    @property
+    def blank_line(self) -> bool:
+        """Deprecated alias of ``list_ended`` (the old signal was any blank line, which cut lists short)."""
+        return self._ended
+
     def feed(self, delta: str) -> list[str]:
         """Add streamed text; return the numbered points completed by it (in order)."""
         self._text += delta
@@ -103,9 +185,7 @@ class SkeletonParser:
         new: list[str] = []
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
-            if not line.strip() and self._titles:
-                self.blank_line = True
-            title = self._take(line)
+            title = self._line(line.rstrip("\r"))
             if title is not None:
                 new.append(title)
         return new
@@ -114,20 +194,43 @@ class SkeletonParser:
         """End of stream. The last line counts unless generation was cut by the token limit
         (then it is probably half a point). Returns all points."""
         if self._buffer and not truncated:
-            self._take(self._buffer)
+            self._line(self._buffer.rstrip("\r"))
         self._buffer = ""
         return self.points
 
-    def _take(self, line: str) -> str | None:
-        parsed = parse_line(line)
-        if parsed is None:
+    def _line(self, line: str) -> str | None:
+        """Read one complete line: keep its point, if any, and update the list-end state."""
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            self._in_code = not self._in_code
             return None
-        kind, title = parsed
-        key = " ".join(title.lower().split())
+        if self._in_code or not stripped:
+            return None
+        indent = _indent(line)
+        if self._base_indent is not None and indent > self._base_indent + 1:
+            return None  # a sub-item or a continuation of the item above
+        parsed = parse_line(line)
+        if parsed is not None and (parsed[0] == "num" or not self._numbered):
+            if self._base_indent is None:
+                self._base_indent = indent
+            self._numbered = self._numbered or parsed[0] == "num"
+            self._items += 1
+            self._loose = self._loose or self._between
+            self._between = self._ended = False
+            return self._take(*parsed)
+        if parsed is not None or self._items == 0:
+            return None  # a bullet under a numbered list; a preamble
+        self._between = True
+        if self._items >= 2 and not self._loose and _is_closing(stripped):
+            self._ended = True
+        return None
+
+    def _take(self, kind: str, title: str) -> str | None:
+        key = _key(title)
         if not key or key in self._seen:
             return None
         if kind == "bullet":
-            if len(self._bullets) < self.max_points:
+            if len(self._bullets) < self.max_points and key not in set(map(_key, self._bullets)):
                 self._bullets.append(title)
             return None
         if len(self._titles) >= self.max_points:
@@ -135,6 +238,17 @@ class SkeletonParser:
         self._seen.add(key)
         self._titles.append(title)
         return title
+
+
+def _key(title: str) -> str:
+    return " ".join(title.lower().split())
+
+
+def _is_closing(line: str) -> bool:
+    """A prose line that ends a sentence: not a heading, a bold label, or a lead-in ending with ":"."""
+    if line.startswith(("#", "**", "__", "|", ">")):
+        return False
+    return bool(_SENTENCE_END.search(line))
 
 
 def parse_skeleton(text: str, max_points: int = 10) -> list[str]:

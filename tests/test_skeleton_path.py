@@ -103,11 +103,19 @@ async def test_unguided_skeleton_is_plain_decoding_and_stops_at_max_points() -> 
     assert len(engine.requests) == 1 + 3
 
 
-async def test_blank_line_after_min_points_ends_the_skeleton() -> None:
-    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n\nSome chatter that follows\n3. late"])
+async def test_a_closing_sentence_after_min_points_ends_the_skeleton() -> None:
+    engine = ScriptedEngine(["1. Keep a schedule\n2. Dark cool room\n\nThat is the plan.\nNow the answer: 3. late"])
     _, result = await run(engine, settings())
     assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room"]
     assert engine.requests[0].request_id in engine.aborted
+    assert "late" not in engine.streamed[engine.requests[0].request_id]
+
+
+async def test_blank_lines_between_points_do_not_end_the_skeleton() -> None:
+    skeleton = "Sure! Here is the skeleton:\n\n1. **Keep a schedule**: same hours\n\n2. Dark cool room\n\n3. No tea"
+    engine = ScriptedEngine([skeleton])
+    _, result = await run(engine, settings(max_points=5))
+    assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room", "No tea"]
 
 
 async def test_too_few_unguided_points_retry_guided_with_the_reason() -> None:
