@@ -43,7 +43,8 @@ def pick_rows() -> dict[str, dict]:
 
     short = _short(rows)
     for style in sorted({s for r in rows for s in r.get("style", [])}):
-        take(f"style:{style}", [r for r in short if style in r.get("style", [])])
+        if not any(style in r.get("style", []) for r in picked.values()):  # each style of the corpus at least once
+            take(f"style:{style}", [r for r in short if style in r.get("style", [])])
     for model in sorted({r["source_model"] for r in rows}):
         take(f"model:{model}", [r for r in short if r["source_model"] == model])
     take("many points", sorted((r for r in rows if len(r["points"]) > 10), key=lambda r: len(r["normal"])))

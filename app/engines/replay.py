@@ -55,8 +55,8 @@ FQCN = "sotrag.app.engines.replay:ReplayLogitsProcessor"
 CONFIG_KEY = "sotrag_replay"
 UNMATCHED_TEXT = "[replay: no recorded script matches this prompt]"
 HEAD_TOKENS = 256  # the prompt's start: system text and the first passage (where a replay tag goes)
-SHORT_TAIL = 192  # a skeleton or normal request's question, and a point request's instruction
-LONG_TAILS = (512, 1024)  # a point request's question, behind its skeleton, where the skeleton was not seen
+TITLE_TOKENS = 96  # room for a point's open "i. title" at a prompt's end
+LONG_TAILS = (768, 2048)  # a point request's question, behind its skeleton, where the skeleton was not seen
 PREFIX_KEY = 64  # tokens at each end of a skeleton prompt that identify it among recent ones
 
 log = logging.getLogger("sotrag.engine.replay")
@@ -73,12 +73,38 @@ def replay_engine_extra(script: str | Path, *, unmatched: str = "mark", stats_fi
     return {"logits_processors": [FQCN], "additional_config": {CONFIG_KEY: cfg}}
 
 
-def point_continuation(title: str, text: str) -> str:
-    """What a model writes after the open "i. title": the recorded text after its title (the text as recorded
-    where it does not start with the title, after a space)."""
-    if text.startswith(title):
-        return text[len(title) :]
-    return text if text[:1] in (" ", ":", "\n") else " " + text
+def point_continuation(title: str, text: str, normal: str = "", start: int = 0) -> tuple[str, int]:
+    """What the model writes after the open "i. title": the recorded text after the title, with what the answer
+    put between them (": ", "**: ", a newline before sub-items, a bare "." after a one-line item), read from the
+    whole answer ``normal`` from ``start`` on. Returns it and where the item ends in ``normal``."""
+    if text.startswith(title):  # a point recorded with its title
+        return text[len(title) :], start
+    at = normal.find(title, start) if title else -1
+    first = at
+    while at >= 0:
+        end = at + len(title)
+        line_end = normal.find("\n", end)
+        line_end = len(normal) if line_end < 0 else line_end
+        if not text and line_end - end <= 3:  # a one-line item: the rest of its line ("", ".")
+            return normal[end:line_end], line_end
+        found = normal.find(text[:40], end) if text else -1
+        if 0 <= found - end <= 8:
+            return normal[end:found] + text, found + len(text)
+        at = normal.find(title, at + 1)
+    if first < 0:
+        return (": " + text if text else ""), start
+    end = first + len(title)
+    sep = re.match(r"[^\w]*", normal[end : end + 8])
+    return (sep.group(0) if sep and sep.group(0) else ": ") + text if text else "", end
+
+
+def continuations(row: dict) -> list[str]:
+    """Each recorded point's continuation (``point_continuation``), in order."""
+    out, start = [], 0
+    for p in row["points"]:
+        text, start = point_continuation(p["title"], p["text"], row.get("normal", ""), start)
+        out.append(text)
+    return out
 
 
 @dataclass(frozen=True)
@@ -90,6 +116,7 @@ class Script:
     skeleton: tuple[int, ...]
     points: tuple[tuple[int, ...], ...]
     normal: tuple[int, ...]
+    titles: tuple[str, ...] = ()  # normalised (``_norm``), as the points
 
 
 def load_scripts(path: str | Path, tokenizer: Any) -> dict[str, list[Script]]:
@@ -120,15 +147,14 @@ def load_scripts(path: str | Path, tokenizer: Any) -> dict[str, list[Script]]:
                 raise ValueError(f"replay script {where}: the {what} is empty")
             return tuple(out)
 
-        points = tuple(
-            ids(point_continuation(p["title"], p["text"]), f"point {i}") for i, p in enumerate(row["points"], 1)
-        )
+        points = tuple(ids(text, f"point {i}") for i, text in enumerate(continuations(row), 1))
         script = Script(
             question=row["question"].strip(),
             source_model=str(row.get("source_model", "")),
             skeleton=ids(row["skeleton"], "skeleton"),
             points=points,
             normal=ids(row["normal"], "normal answer"),
+            titles=tuple(_norm(p["title"]) for p in row["points"]),
         )
         by_question.setdefault(as_data(script.question), []).append(script)
     if not by_question:
@@ -154,16 +180,38 @@ def identify(
             return None, f"{len(candidates)} scripts answer {question!r} and the prompt names {len(tagged)}", None
         candidates = tagged
     script = candidates[0]
-    points = list(_POINT.finditer(text))
-    if points:
-        ids, why = point_ids(script, int(points[-1].group(1)))
+    asked = point_asked(text)
+    if asked is not None:
+        ids, why = point_ids(script, *asked)
         return ids, why, script
     if _SKELETON in text[text.rfind(question) :]:
         return script.skeleton, f"skeleton of {question!r} ({script.source_model})", script
     return script.normal, f"normal answer to {question!r} ({script.source_model})", script
 
 
-def point_ids(script: Script, index: int) -> tuple[tuple[int, ...] | None, str]:
+def _norm(title: str) -> str:
+    return " ".join(title.casefold().strip(" \t*_:;,.").split())
+
+
+def point_asked(text: str) -> tuple[int, str] | None:
+    """(index, title) of the point a prompt asks for: "point i of your skeleton", then its open "i. title"."""
+    found = list(_POINT.finditer(text))
+    if not found:
+        return None
+    index = int(found[-1].group(1))
+    prefill = t.POINT_PREFILL.format(index=index, title="")
+    at = text.rfind(prefill, found[-1].end())
+    return index, (text[at + len(prefill) :] if at >= 0 else "")
+
+
+def point_ids(script: Script, index: int, title: str = "") -> tuple[tuple[int, ...] | None, str]:
+    """Point ``title``'s ids (the reader drops repeated titles and renumbers, so the title finds the recorded
+    point; a title the reader cut short matches the recorded one it starts), else point ``index``'s."""
+    want = _norm(title)
+    if want:
+        for k, have in enumerate(script.titles):
+            if have == want or (len(want) >= 40 and have.startswith(want)):
+                return script.points[k], f"point {title!r} of {script.question!r} ({script.source_model})"
     if not 1 <= index <= len(script.points):
         return None, f"point {index} asked, the script of {script.question!r} has {len(script.points)}"
     return script.points[index - 1], f"point {index} of {script.question!r} ({script.source_model})"
@@ -176,10 +224,11 @@ except ImportError:  # pragma: no cover
     BatchUpdate = Any  # type: ignore[assignment,misc]
 
 
-def _prefix_key(prompt: list[int], length: int) -> tuple[int, int]:
+def _prefix_key(prompt: list[int], length: int, head: tuple[int, ...] | None = None) -> tuple[int, int]:
     """A skeleton request's prompt (the first ``length`` ids of ``prompt``), by its two ends: the start holds the
     answer's passages, the end its question."""
-    return length, hash((tuple(prompt[:PREFIX_KEY]), tuple(prompt[max(0, length - PREFIX_KEY) : length])))
+    start = head if head is not None else tuple(prompt[:PREFIX_KEY])
+    return length, hash((start, tuple(prompt[max(0, length - PREFIX_KEY) : length])))
 
 
 @dataclass
@@ -206,6 +255,14 @@ class ReplayLogitsProcessor(LogitsProcessor):
         self.scripts = load_scripts(cfg["script"], self.tokenizer)
         self.unmatched_ids = tuple(self.tokenizer.encode(UNMATCHED_TEXT, add_special_tokens=False))
         self.default_eos = self.tokenizer.eos_token_id
+        # the prompt end that holds any recorded question with the skeleton instruction, or a point's instruction
+        # and title: one decode of it identifies a skeleton or normal request, and a point of a seen skeleton
+        instructions = (t.SKELETON_INSTRUCTION, t.POINT_INSTRUCTION)
+        self.short_tail = (
+            TITLE_TOKENS
+            + max(len(self.tokenizer.encode(text, add_special_tokens=False)) for text in (*self.scripts, *instructions))
+            + max(len(self.tokenizer.encode(text, add_special_tokens=False)) for text in instructions)
+        )
         self.stats_file = cfg.get("stats_file")
         self.device = device
         self.pin = is_pin_memory
@@ -272,20 +329,20 @@ class ReplayLogitsProcessor(LogitsProcessor):
         or normal request holds its question in its last ~100 tokens. A point request continues its skeleton
         request's prompt ids: its script is the skeleton's, found by those ids (``_skeletons``); only where that
         skeleton was not seen is more of its prompt decoded."""
-        tail = self._decode(prompt[-SHORT_TAIL:])
+        tail = self._decode(prompt[-self.short_tail :])
 
         def head() -> str:
             return self._decode(prompt[:HEAD_TOKENS])
 
-        point = list(_POINT.finditer(tail))
-        if point:
-            index = int(point[-1].group(1))
+        asked = point_asked(tail)
+        if asked is not None:
+            start = tuple(prompt[:PREFIX_KEY])
             for length in reversed(self._lengths):
-                if length < len(prompt) and (key := _prefix_key(prompt, length)) in self._skeletons:
+                if length < len(prompt) and (key := _prefix_key(prompt, length, start)) in self._skeletons:
                     script = self._skeletons[key]
                     if script is None:
                         return None, "the point of a skeleton that matched no script"
-                    return point_ids(script, index)
+                    return point_ids(script, *asked)
             for n in LONG_TAILS:
                 ids, why, _ = identify(self._decode(prompt[-n:]), head, self.scripts)
                 if ids is not None or n >= len(prompt) or "no recorded question" not in why:

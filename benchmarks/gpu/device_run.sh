@@ -67,6 +67,10 @@ for part in "$@"; do
     real) model_en 7b; run ${T_REAL:-540} python3 $B/gpu/real_shapes.py --model /tmp/en7b \
                 --corpus $B/data/real_answers.jsonl --machine ${LABEL:-real} --parts ${REAL_PARTS:-fixed,real} \
                 --router $B/data/vicuna80_router_p.json --out "$OUT/real_${LABEL:-real}.json" ${REAL_ARGS:-} ;;
+    # the fixed shape on an engine WITHOUT the replay processor: what loading it changes (compare with real's rows)
+    plain) model_en 7b; run ${T_PLAIN:-150} python3 $B/gpu/real_shapes.py --model /tmp/en7b --no-replay \
+                --corpus $B/data/real_answers.jsonl --machine ${LABEL:-real}-plain --parts fixed \
+                --fixed-reps ${PLAIN_REPS:-3} --out "$OUT/plain_${LABEL:-real}.json" ;;
     *) echo "unknown part $part" ;;
   esac
 done

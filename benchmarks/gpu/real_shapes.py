@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import random
@@ -258,6 +259,7 @@ async def main_async(a: argparse.Namespace) -> None:
     script.write_text("".join(json.dumps(r) + "\n" for r in rows))
     stats_file = str(Path(a.workdir) / "replay_stats.json")
     info = pb.gpu_info()
+    info["corpus_sha256"] = hashlib.sha256(Path(a.corpus).read_bytes()).hexdigest()
     res: dict[str, Any] = {"label": a.machine, "args": vars(a), **info, "rows": [], "notes": __doc__.split("\n\n")[0]}
     out = Path(a.out)
 
