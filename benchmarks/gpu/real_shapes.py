@@ -6,8 +6,10 @@ the Vicuna-80 questions (``tests/data/real_answers.jsonl``): the replay logits p
 (``sotrag.app.engines.replay``) masks every logit but the next recorded token. The engine still runs every
 forward pass and samples every token; the pipeline is the one users run, with its defaults but these settings:
 
-- ``point_max_tokens=512``, ``normal_max_tokens=2048``, ``max_points=20``: no recorded point, answer or list is
-  cut by a limit, so both modes write the whole recorded answer (the defaults, 128 / 1024 / 10, would cut some);
+- ``skeleton_max_tokens=400``, ``point_max_tokens=512``, ``normal_max_tokens=2048``, ``max_points=20``: recorded
+  points, answers and lists are not cut by a limit, so both modes write the recorded answer (the defaults,
+  200 / 128 / 1024 / 10, cut some; the unguided skeleton's own bound, 20 points x (2 x 8 words + 4) = 400,
+  still applies);
 - the context: 1500 tokens of random words in 5 passages, fresh for every answer (no prefix shared across
   answers), the first passage starting with ``replay:<source model>``: the replay's tag for which model's
   answer to write (the three models answer the same questions).
@@ -57,7 +59,7 @@ MAX_POINTS = 20
 
 def real_settings(eager: bool) -> Settings:
     return Settings(
-        sampling=SamplingConfig(point_max_tokens=512, normal_max_tokens=2048),
+        sampling=SamplingConfig(skeleton_max_tokens=400, point_max_tokens=512, normal_max_tokens=2048),
         sot=SoTConfig(max_points=MAX_POINTS, eager=eager),
         top_k=5,
         context_share=0.9,
