@@ -16,19 +16,30 @@ _WORD = r"[^ \n]{1,24}"
 
 MAX_TITLE_CHARS = 120
 
-# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "(1)" (not "1.5": a digit may
-# not follow), or "Step 1:" style words. Bullets: "-", "*", "•", "+", "–" and a space.
-_NUMBER = re.compile(r"(?:\((\d{1,2})\)|(\d{1,2})[.)])(?=\s|\*|_|$|[^\W\d_])")
+# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1:" "(1)" (not "1.5" or
+# "10:30": a digit may not follow), "II." (Roman, up to XXXIX), "1️⃣", or "Step 1:" style words.
+# Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·" and a space.
+_NUMBER = re.compile(
+    r"(?:\((\d{1,2})\)|(\d{1,2})[.):])(?=\s|\*|_|$|[^\W\d_])|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])"
+    r"|\d\ufe0f?\u20e3"
+)
 _KEYWORD = re.compile(
     r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+(\d{1,2})\s*(?:[:.)]|\s[-–—](?=\s))"
 )
-_BULLET = re.compile(r"[-*•+–]\s+")
+_BULLET = re.compile(r"[-*•+–◦▪●‣·]\s+")
 _HEADING = re.compile(r"#{1,6}\s+")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), or a spaced dash.
 _TITLE_END = re.compile(r":\s|:$|\s[-–—]\s")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
+# Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
+# such a line is no sign that the list has ended.
+_MORE = re.compile(
+    r"\b(?:following|here (?:are|is)|below|as follows|next|additionally|also|another|in addition|moreover|"
+    r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional)\b",
+    re.IGNORECASE,
+)
 
 
 def skeleton_regex(min_points: int, max_points: int, min_words: int = 3, max_words: int = 8) -> str:
@@ -70,7 +81,7 @@ def clean_title(raw: str) -> str:
     title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
     title = " ".join(title.split()).strip(" \t*_:;,.-–—")
     if len(title) > MAX_TITLE_CHARS:
-        cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
+        cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]
     return title
 
@@ -94,8 +105,9 @@ def _emphasis_label(body: str) -> str | None:
 def parse_line(line: str) -> tuple[str, str] | None:
     """Return (kind, title) for a numbered ("num") or bulleted ("bullet") line, else None.
 
-    Numbered: "1. T", "1) T", "(1) T", "Step 1: T" (also Point/Tip/Part/Section/...), after an optional
-    "#" heading, with emphasis around the number, the title or both ("**1.** T", "**1. T**", "1. **T**: d").
+    Numbered: "1. T", "1) T", "1: T", "(1) T", "IV. T", "1️⃣ T", "Step 1: T" (also Point/Tip/Part/Section/...),
+    after an optional "#" heading, with emphasis around the number, the title or both ("**1.** T", "**1. T**",
+    "1. **T**: d"). The title is what ``clean_title`` keeps; a bold label ("**T**: d", "**T.** D") is the title.
     """
     s = line.strip()
     heading = _HEADING.match(s)
@@ -245,10 +257,11 @@ def _key(title: str) -> str:
 
 
 def _is_closing(line: str) -> bool:
-    """A prose line that ends a sentence: not a heading, a bold label, or a lead-in ending with ":"."""
+    """A prose line that ends a sentence: not a heading, a bold label, a lead-in ending with ":", or a line
+    with words that may lead in to more items."""
     if line.startswith(("#", "**", "__", "|", ">")):
         return False
-    return bool(_SENTENCE_END.search(line))
+    return bool(_SENTENCE_END.search(line)) and not _MORE.search(line)
 
 
 def parse_skeleton(text: str, max_points: int = 10) -> list[str]:

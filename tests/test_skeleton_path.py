@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
+from benchmarks.real_corpus import read
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines.base import ChatMessage, ChatPrompt, EngineLoad, GenerationDelta, GenerationRequest
 from sotrag.app.events import AnswerDone, AnswerResult, FallbackEvent, SkeletonDone, SkeletonRetry
@@ -116,6 +118,24 @@ async def test_blank_lines_between_points_do_not_end_the_skeleton() -> None:
     engine = ScriptedEngine([skeleton])
     _, result = await run(engine, settings(max_points=5))
     assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room", "No tea"]
+
+
+REAL = read(Path(__file__).parent / "data" / "real_answers.jsonl")
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["after", "eager"])
+@pytest.mark.parametrize("row", REAL, ids=[f"{r['source_model']}-{r['question_id']}" for r in REAL])
+async def test_real_skeletons_are_kept_whole_and_stop_after_a_closing(row: dict, eager: bool) -> None:
+    """Each real model's skeleton (tests/data/real_answers.jsonl), in its own line style, with its preamble and
+    closing and then chatter: every point up to max_points arrives, and the request stops no earlier."""
+    text = "\n\n".join(x for x in (row["preamble"], row["skeleton"], row["closing"]) if x)
+    engine = ScriptedEngine([text + "\nNow the full answer.\n1. Not a point"], chunk=3)
+    _, result = await run(engine, settings(min_points=3, max_points=20, eager=eager))
+    distinct = list(dict.fromkeys(p["title"] for p in row["points"]))  # (no two differ only in case here)
+    assert [p.title for p in result.points] == distinct[:20]
+    streamed = engine.streamed[engine.requests[0].request_id]
+    if len(distinct) < 20:
+        assert row["skeleton"] in streamed  # the early stop came after the list, never inside it
 
 
 async def test_too_few_unguided_points_retry_guided_with_the_reason() -> None:

@@ -43,8 +43,13 @@ _NUMBERED = [
     "Step {n}: {t}",
     "**Step {n}:** {t}",
     "Point {n} - {t}",
+    "{n}: {t}",
+    "{n}\ufe0f\u20e3 {t}",
+    "#### **{n}) {t}**",
+    "{r}. {t}",
 ]
-_BULLETS = ["- {t}", "* {t}", "• {t}", "- **{t}**", "+ {t}"]
+_BULLETS = ["- {t}", "* {t}", "• {t}", "- **{t}**", "+ {t}", "◦ {t}"]
+_ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
 # how a description follows the title on its line, for a title written plain / in bold
 _DESC_PLAIN = ["{line}: {d}", "{line} - {d}", "{line} — {d}"]
 _DESC_BOLD = ["{line}: {d}", "{line} {d}", "{line} - {d}"]
@@ -64,7 +69,16 @@ _CLOSINGS = [
     "**Note:** this is a plan only.",
 ]
 _SUBS = ["   - {d}", "  * {d}", "    1. {d}", "\t- {d}", "   {d}", "- {d}"]
-_LEAD_INS = ["In contrast, here are the benefits:", "### Cons", "**Cons**", "Cons:", "Second, the other side:"]
+_LEAD_INS = [
+    "In contrast, here are the benefits:",
+    "### Cons",
+    "**Cons**",
+    "Cons:",
+    "Second, the other side:",
+    "Here are some more.",
+    "In addition, consider these.",
+    "There is more to it.",
+]
 
 
 @dataclass
@@ -83,7 +97,9 @@ def generated_lists(draw: st.DrawFn) -> Generated:
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     gap = newline * draw(st.integers(1, 2))
     loose = draw(st.integers(0, 3)) == 0  # a description paragraph under every item, not on the item's line
-    restart_at = draw(st.integers(1, n - 1)) if n >= 2 and not bullets and draw(st.booleans()) else None
+    # a line between two parts of the list, after which the numbering starts again or goes on
+    break_at = draw(st.integers(1, n - 1)) if n >= 2 and not bullets and draw(st.booleans()) else None
+    restart = draw(st.booleans())
     parts: list[str] = []
     preamble = draw(st.sampled_from(["", *_PREAMBLES]))
     if preamble:
@@ -91,10 +107,10 @@ def generated_lists(draw: st.DrawFn) -> Generated:
     end = 0
     number = 1
     for i, title in enumerate(titles):
-        if i == restart_at:
+        if i == break_at:
             parts.append(draw(st.sampled_from(_LEAD_INS)) + gap)
-            number = 1
-        line = style.format(n=number, t=title)
+            number = 1 if restart else number
+        line = style.format(n=number, t=title, r=_ROMAN[number - 1])
         number += 1
         description = draw(st.one_of(st.none(), _sentence))
         if description is not None and not loose:
@@ -218,11 +234,34 @@ def test_line_forms() -> None:
         "1. Wake at 6:30 daily": "Wake at 6:30 daily",
         "Section 1: Overview of the industry": "Overview of the industry",
         "1. [Docs](https://example.org) first": "Docs first",
+        "IV. Conclusion": "Conclusion",
+        "2: Colon numbering": "Colon numbering",
+        "3\ufe0f\u20e3 Keycap": "Keycap",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
-    for line in ("1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two"):
+    nots = ("1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two")
+    for line in (*nots, "10:30 is late", "I think so.", "Vitamins help."):
         assert parse_line(line) is None, line
+
+
+def test_bold_label_bullets_with_a_second_list_and_a_closing() -> None:
+    text = (
+        "Sure, here are some tips:\n\n* **Set goals.** Decide what matters.\n* **Make a schedule.** Plan the week.\n"
+        "    * Use a calendar.\n* **Take breaks.** Rest often.\n\nHere are some additional tips:\n\n"
+        "* Sleep well.\n\nI hope this helps!\n"
+    )
+    parser = SkeletonParser()
+    parser.feed(text)
+    # a line between items (here a lead-in) means text may sit between items: no closing line ends this list
+    assert not parser.list_ended
+    assert parser.finish() == ["Set goals", "Make a schedule", "Take breaks", "Sleep well"]
+
+
+def test_leading_space_preamble_and_bold_colon_titles() -> None:
+    text = "  Sure! Here are three ways to focus:\n\n1. **Single-task**: one thing.\n2. **Quiet room**: less noise.\n"
+    text += "3. **Short sessions**: 25 minutes.\n\nBy following these tips, you can focus better."
+    assert parse_skeleton(text) == ["Single-task", "Quiet room", "Short sessions"]
 
 
 def test_guided_retry_output_parses() -> None:
