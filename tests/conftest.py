@@ -74,3 +74,28 @@ def list_retriever() -> ListRetriever:
 def sampling() -> SamplingConfig:
     """The sampling settings the engine tests share (``tests.fakes.SAMPLING``)."""
     return SAMPLING
+
+
+# --- replay engine (issue 22): the tiny model writing recorded real answers ------------------------------------
+# A second session engine, only for the replay tests: the replay logits processor is an engine argument, so it
+# cannot be switched on per request of the engine above.
+
+
+@pytest.fixture(scope="session")
+def replay_rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    from tests.replay_support import write_script
+
+    path = tmp_path_factory.mktemp("replay") / "script.jsonl"
+    return path, write_script(path)
+
+
+@pytest.fixture(scope="session")
+async def replay_engine(tiny_model_dir: Path, replay_rows: tuple[Path, dict[str, dict]]) -> AsyncIterator[object]:
+    from sotrag.app.engines.replay import replay_engine_extra
+    from sotrag.app.engines.vllm import VLLMEngine
+
+    cfg = tiny_engine_config(tiny_model_dir)
+    cfg = cfg.model_copy(update={"kv_cache_gib": 0.25, "extra": {**cfg.extra, **replay_engine_extra(replay_rows[0])}})
+    eng = await VLLMEngine.create(cfg)
+    yield eng
+    await eng.aclose()

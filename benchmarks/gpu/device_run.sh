@@ -16,6 +16,10 @@ export PYTHONPATH=/tmp/pp:${PYTHONPATH:-}
 model() {  # model() SHAPE -> /tmp/mSHAPE with config, tokenizer, chat template
   [ -f /tmp/m$1/tokenizer.json ] || python3 $B/gpu/make_model_dir.py /tmp/m$1 --shape $1 >> "$OUT/log.txt" 2>&1
 }
+model_en() {  # model_en SHAPE -> /tmp/enSHAPE: the tokenizer also trained on everyday English (issue 22)
+  [ -f /tmp/en$1/tokenizer.json ] || python3 $B/gpu/make_model_dir.py /tmp/en$1 --shape $1 \
+    --extra-corpus $B/data/english >> "$OUT/log.txt" 2>&1
+}
 run() {  # run SECONDS CMD...: bounded, logged
   local t=$1; shift
   echo "== $(date -u +%T) $*" | tee -a "$OUT/log.txt"
@@ -58,6 +62,15 @@ for part in "$@"; do
                 --label 1.5b-speed --parts table4 --questions $B/data/vicuna80_questions.csv \
                 --router $B/data/vicuna80_router_p.json --rates ${RATES15:-1,4,16} --arrivals ${ARRIVALS:-24} \
                 --load-modes normal,sot --out "$OUT/speed_1.5b.json" ${SPEED_ARGS:-} ;;
+    # issue 22: recorded real answers replayed through the pipeline (normal / sot / sot-eager), the fixed 7 x 80
+    # shape in the same run, then (REAL_PARTS=load) Poisson load on real shapes
+    real) model_en 7b; run ${T_REAL:-540} python3 $B/gpu/real_shapes.py --model /tmp/en7b \
+                --corpus $B/data/real_answers.jsonl --machine ${LABEL:-real} --parts ${REAL_PARTS:-fixed,real} \
+                --router $B/data/vicuna80_router_p.json --out "$OUT/real_${LABEL:-real}.json" ${REAL_ARGS:-} ;;
+    # the fixed shape on an engine WITHOUT the replay processor: what loading it changes (compare with real's rows)
+    plain) model_en 7b; run ${T_PLAIN:-150} python3 $B/gpu/real_shapes.py --model /tmp/en7b --no-replay \
+                --corpus $B/data/real_answers.jsonl --machine ${LABEL:-real}-plain --parts fixed \
+                --fixed-reps ${PLAIN_REPS:-3} --out "$OUT/plain_${LABEL:-real}.json" ;;
     *) echo "unknown part $part" ;;
   esac
 done

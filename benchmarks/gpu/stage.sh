@@ -15,6 +15,13 @@ rm -rf "$DEST/gpu/__pycache__"
 for d in __init__.py app prompts retrieval kernels; do cp -r "$SRC/$d" "$DEST/src/sotrag/"; done
 find "$DEST/src" -name __pycache__ -prune -exec rm -rf {} +
 [ -f "$QUESTIONS" ] && cp "$QUESTIONS" "$DEST/data/"
+# real shapes (issue 22): the recorded answers the replay writes, and the everyday English the 7B tokenizer is
+# trained on besides Python's documentation (question sets and prose; never the replayed answers)
+SHARED=${SHARED:-$(dirname "$QUESTIONS")/..}
+cp "$SRC/tests/data/real_answers.jsonl" "$DEST/data/" 2>/dev/null || echo "no tests/data/real_answers.jsonl: real shapes not staged"
+mkdir -p "$DEST/data/english"
+for f in sot/lima_router_labels.csv sot/wizardlm_questions.csv; do [ -f "$SHARED/$f" ] && cp "$SHARED/$f" "$DEST/data/english/"; done
+[ -d "$SHARED/corpus/fastapi-docs" ] && cp -r "$SHARED/corpus/fastapi-docs" "$DEST/data/english/"
 # mode=auto under load: the trained router's question probabilities, computed here (router_probs.py)
 [ -f "$QUESTIONS" ] && ${PYTHON:-python3} "$SRC/benchmarks/gpu/router_probs.py" "$QUESTIONS" "$DEST/data/vicuna80_router_p.json" 2>/dev/null | tail -1
 # sotrag.app.config needs pydantic-settings (pydantic itself travels with the vLLM stage). vLLM 0.24 also needs,

@@ -1,0 +1,456 @@
+"""SoT vs normal decoding on REAL answer shapes, through sotrag's pipeline, on a GPU (issue 22).
+
+The model has random weights (``load_format="dummy"``, the 7B shape of ``make_model_dir.py``), so on its own it
+writes random text of a fixed shape. Here the engine is made to write the answers three real models wrote to
+the Vicuna-80 questions (``tests/data/real_answers.jsonl``): the replay logits processor
+(``sotrag.app.engines.replay``) masks every logit but the next recorded token. The engine still runs every
+forward pass and samples every token; the pipeline is the one users run, with its defaults but these settings:
+
+- ``skeleton_max_tokens=400``, ``point_max_tokens=512``, ``normal_max_tokens=2048``, ``max_points=20``: recorded
+  points, answers and lists are not cut by a limit, so both modes write the recorded answer (the defaults,
+  200 / 128 / 1024 / 10, cut some; the unguided skeleton's own bound, 20 points x (2 x 8 words + 4) = 400,
+  still applies);
+- the context: 1500 tokens of random words in 5 passages, fresh for every answer (no prefix shared across
+  answers), the first passage starting with ``replay:<source model>``: the replay's tag for which model's
+  answer to write (the three models answer the same questions).
+
+What the replay processor changes in the engine (benchmark-only): vLLM keeps every request's output ids for
+a custom logits processor (under async scheduling it fills in the in-flight token before sampling); the
+processor decodes the end of each new request's prompt once and masks the logits every step. Its own CPU time
+per step is measured (``stats_file``) and reported beside the results (``replay_cost``).
+
+Parts (``--parts``): ``real`` (each recorded answer: normal, SoT, SoT eager, interleaved per question), ``fixed``
+(the 7 x 80 x 1500 headline of ``pipeline_bench.py`` on the same engine: the replay passes those requests
+through), ``load`` (Poisson arrivals of the recorded questions at ``--rates``: normal, sot, sot-eager, auto).
+
+Rows (``benchmarks/results/gpu_real_shapes.json``): one per machine start, question and mode (``sot`` or
+``sot-eager``): speed-up = normal's wall time / SoT's, bound = normal's decode steps / (skeleton's + longest
+point's) for ``sot``, and for ``sot-eager`` normal's steps / max over points of (skeleton tokens up to that
+point's line + that point's tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pipeline_bench as pb
+
+from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
+from sotrag.app.engines.replay import replay_engine_extra
+from sotrag.app.events import AnswerDone
+from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.skeleton import SkeletonParser
+from sotrag.retrieval.types import Passage
+
+CONTEXT_TOKENS = 1500
+MAX_POINTS = 20
+
+
+def real_settings(eager: bool) -> Settings:
+    return Settings(
+        sampling=SamplingConfig(skeleton_max_tokens=400, point_max_tokens=512, normal_max_tokens=2048),
+        sot=SoTConfig(max_points=MAX_POINTS, eager=eager),
+        top_k=5,
+        context_share=0.9,
+    )
+
+
+def tagged_passages(vocab: pb.Vocabulary, source_model: str) -> list[Passage]:
+    passages = vocab.passages(CONTEXT_TOKENS)
+    first = passages[0]
+    passages[0] = Passage(
+        text=f"replay:{source_model} {first.text}", source=first.source, heading=first.heading, score=first.score
+    )
+    return passages
+
+
+async def one(engine: Any, row: dict, mode: str, vocab: pb.Vocabulary, router: Any = None) -> dict:
+    """One recorded answer through the pipeline: ``mode`` normal, sot, sot-eager or auto."""
+    eager = mode == "sot-eager"
+    pipe = SoTPipeline(
+        engine,
+        real_settings(eager),
+        retriever=pb.FixedRetriever(tagged_passages(vocab, row["source_model"])),
+        router=router,
+    )
+    t0 = time.perf_counter()
+    result = None
+    async for ev in pipe.stream(row["question"], mode="sot" if eager else mode):  # type: ignore[arg-type]
+        if isinstance(ev, AnswerDone):
+            result = ev.result
+    wall = time.perf_counter() - t0
+    assert result is not None
+    st = result.stats
+    return {
+        "wall_s": wall,
+        "mode": result.mode,
+        "tokens": st.tokens,
+        "skeleton_tokens": st.skeleton_tokens,
+        "point_tokens": [p.tokens for p in result.points],
+        "titles": [p.title for p in result.points],
+        "finish": [p.finish_reason for p in result.points],
+        "fallback": result.fallback_reason,
+        "retry": result.skeleton_retry_reason,
+        "skeleton": result.skeleton,
+        "normal_finish": None if result.points else "normal",
+    }
+
+
+def line_ends(tokenizer: Any, skeleton: str) -> list[int]:
+    """Skeleton tokens written when each point's line is complete (when eager expansion starts it), read by the
+    pipeline's own parser fed token by token."""
+    ids = tokenizer.encode(skeleton, add_special_tokens=False)
+    parser = SkeletonParser(max_points=MAX_POINTS)
+    ends: list[int] = []
+    prev = ""
+    for k in range(1, len(ids) + 1):
+        text = tokenizer.decode(ids[:k])
+        for _ in parser.feed(text[len(prev) :]):
+            ends.append(k)
+        prev = text
+    for _ in parser.finish():
+        ends.append(len(ids))
+    return ends
+
+
+def q_rows(machine: str, info: dict, row: dict, n: dict, s: dict, e: dict, tokenizer: Any) -> list[dict]:
+    base = {
+        "gpu": info["gpu"],
+        "host_cpu": info["host"]["cpu_model"],
+        "machine": machine,
+        "source_model": row["source_model"],
+        "question_id": row["question_id"],
+        "normal_tokens": n["tokens"],
+        "normal_s": n["wall_s"],
+        "recorded_points": len(row["points"]),
+    }
+    out = []
+    ends = line_ends(tokenizer, row["skeleton"])
+    for mode, r in (("sot", s), ("sot-eager", e)):
+        pts = r["point_tokens"]
+        longest = max(pts) if pts else 0
+        if mode == "sot":
+            bound = n["tokens"] / (r["skeleton_tokens"] + longest) if pts else None
+        else:
+            path = [ends[i] + t for i, t in enumerate(pts) if i < len(ends)]
+            bound = n["tokens"] / max(path) if path else None
+        out.append(
+            {
+                **base,
+                "mode": mode,
+                "points": len(pts),
+                "skeleton_tokens": r["skeleton_tokens"],
+                "longest_point_tokens": longest,
+                "sot_s": r["wall_s"],
+                "speedup": n["wall_s"] / r["wall_s"],
+                "bound": bound,
+                "ratio": (n["wall_s"] / r["wall_s"]) / bound if bound else None,
+                "fallback": r["fallback"],
+                "retry": r["retry"],
+                "answer_mode": r["mode"],
+                "point_tokens": pts,
+                "point_finish": r["finish"],
+            }
+        )
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    out = []
+    keys = sorted({(r["source_model"], r["mode"]) for r in rows}) + sorted({("all", r["mode"]) for r in rows})
+    for model, mode in keys:
+        sel = [
+            r
+            for r in rows
+            if r["mode"] == mode
+            and (model == "all" or r["source_model"] == model)
+            and r["bound"]
+            and r["source_model"] != "fixed-7x80"
+        ]
+        if not sel:
+            continue
+        sp = [r["speedup"] for r in sel]
+        bd = [r["bound"] for r in sel]
+        out.append(
+            {
+                "source_model": model,
+                "mode": mode,
+                "n": len(sel),
+                "speedup_p10": pct(sp, 0.1),
+                "speedup_median": statistics.median(sp),
+                "speedup_p90": pct(sp, 0.9),
+                "bound_p10": pct(bd, 0.1),
+                "bound_median": statistics.median(bd),
+                "bound_p90": pct(bd, 0.9),
+                "median_ratio": statistics.median(sp) / statistics.median(bd),
+                "p10_ratio": pct(sp, 0.1) / pct(bd, 0.1),
+            }
+        )
+    return out
+
+
+def print_summary(summary: list[dict], label: str) -> None:
+    print(
+        f"[{label}] {'model':<16} {'mode':<9} {'n':>3}  speed-up p10/med/p90   bound p10/med/p90   "
+        "med ratio  p10 ratio",
+        flush=True,
+    )
+    for s in summary:
+        print(
+            f"[{label}] {s['source_model']:<16} {s['mode']:<9} {s['n']:>3}  {s['speedup_p10']:.2f}/"
+            f"{s['speedup_median']:.2f}/{s['speedup_p90']:.2f}x      {s['bound_p10']:.2f}/{s['bound_median']:.2f}/"
+            f"{s['bound_p90']:.2f}x    {s['median_ratio']:.3f}      {s['p10_ratio']:.3f}",
+            flush=True,
+        )
+
+
+async def load_real(
+    engine: Any, rows: list[dict], mode: str, rate: float, arrivals: int, seed: int, router: Any = None
+) -> dict:
+    """Poisson arrivals of recorded questions (the same sequence for every mode of a rate)."""
+    gaps = pb.arrival_gaps(rate, arrivals, seed)
+    rng = random.Random(f"{seed}-{rate}-q")
+    picks = [rows[rng.randrange(len(rows))] for _ in range(arrivals)]
+    vocab = pb.Vocabulary(engine.tokenizer, seed=int(seed + 1000 * rate))
+    due = list(itertools.accumulate([0.0, *gaps]))
+    tasks = []
+    t_start = time.perf_counter()
+    for i, row in enumerate(picks):
+        await asyncio.sleep(max(0.0, t_start + due[i] - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(engine, row, mode, vocab, router)))
+    res = await asyncio.gather(*tasks)
+    t_end = time.perf_counter()
+    lat = sorted(r["wall_s"] for r in res)
+    return {
+        "mode": mode,
+        "rate": rate,
+        "arrivals": arrivals,
+        "duration_s": t_end - t_start,
+        "p50_s": statistics.median(lat),
+        "p90_s": pb._pct(lat, 0.9),
+        "p99_s": pb._pct(lat, 0.99),
+        "output_tokens_per_s": sum(r["tokens"] for r in res) / (t_end - t_start),
+        "sot_share": sum(r["mode"] == "sot" for r in res) / len(res),
+        "latencies": lat,
+    }
+
+
+async def main_async(a: argparse.Namespace) -> None:
+    from sotrag.app.engines.vllm import VLLMEngine
+    from sotrag.app.serving.service import freeze_startup_heap
+
+    rows = [json.loads(x) for x in Path(a.corpus).read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if len(r["points"]) >= 3][: a.limit or None]
+    script = Path(a.workdir) / "replay_script.jsonl"
+    script.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats_file = str(Path(a.workdir) / "replay_stats.json")
+    info = pb.gpu_info()
+    info["corpus_sha256"] = hashlib.sha256(Path(a.corpus).read_bytes()).hexdigest()
+    res: dict[str, Any] = {"label": a.machine, "args": vars(a), **info, "rows": [], "notes": __doc__.split("\n\n")[0]}
+    out = Path(a.out)
+
+    def save() -> None:
+        out.write_text(json.dumps(res, indent=1, default=str))
+
+    extra: dict[str, Any] = {"seed": 0}
+    if a.replay:
+        extra.update(replay_engine_extra(script, unmatched="pass", stats_file=stats_file))
+    if a.cpu_smoke:  # the tiny test model on this CPU: checks the script, measures nothing
+        cfg = EngineConfig(model=a.model, max_model_len=4096, enforce_eager=True, kv_cache_gib=0.5, extra=extra)
+    else:
+        extra["attention_config"] = {"backend": "FLASH_ATTN"}
+        cfg = EngineConfig(
+            preset="gpu",
+            model=a.model,
+            dtype="bfloat16",
+            load_format="dummy",
+            max_model_len=8192,
+            gpu_memory_utilization=0.85,
+            enable_prefix_caching=True,
+            extra=extra,
+        )
+    t0 = time.perf_counter()
+    engine = await VLLMEngine.create(cfg)
+    freeze_startup_heap()
+    res["engine_start_s"] = time.perf_counter() - t0
+    tok = engine.tokenizer
+    words = sum(len(r["normal"].split()) for r in rows)
+    res["tokens_per_word"] = {
+        m: sum(len(tok.encode(r["normal"], add_special_tokens=False)) for r in rows if r["source_model"] == m)
+        / sum(len(r["normal"].split()) for r in rows if r["source_model"] == m)
+        for m in sorted({r["source_model"] for r in rows})
+    }
+    res["tokens_per_word"]["all"] = sum(len(tok.encode(r["normal"], add_special_tokens=False)) for r in rows) / words
+    print(
+        f"[{a.machine}] engine up in {res['engine_start_s']:.1f}s on {info['gpu']} / {info['host']['cpu_model']};"
+        f" tokens/word {res['tokens_per_word']}",
+        flush=True,
+    )
+    vocab = pb.Vocabulary(tok)
+    pb.es.TOKEN_RANGE = (min(300, len(tok) // 4), min(30000, len(tok)))
+    pb.es.ALLOWED_TOKEN_IDS = vocab.allowed
+
+    def replay_stats() -> dict:
+        try:
+            return json.loads(Path(stats_file).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    try:
+        # warm-up: the fixed shape (CUDA graphs at several batch sizes) and two recorded answers
+        for n in (3, 7, 10):
+            await pb.pair(engine, vocab, pb.DEFAULT_QUESTION, n, 16, 200)
+        if a.replay:
+            for row in rows[:2]:
+                for mode in ("normal", "sot", "sot-eager"):
+                    await one(engine, row, mode, vocab)
+        res["steps"] = await pb.es.decode_steps(engine._llm, [1, 8, 16], context_tokens=1500, n_tokens=48)
+        print(f"[{a.machine}] steps " + " ".join(f"B{r['batch']}={r['step_ms']:.2f}" for r in res["steps"]), flush=True)
+        parts = a.parts.split(",")
+        if "fixed" in parts:
+            fixed = []
+            for i in range(a.fixed_reps):
+                pr = await pb.pair(engine, vocab, pb.DEFAULT_QUESTION, 7, 80, 1500)
+                pr["sot_eager"] = await pb.answer(engine, vocab, pb.DEFAULT_QUESTION, "sot", 7, 80, 1500, eager=True)
+                fixed.append(pr)
+                n, s, e = pr["normal"], pr["sot"], pr["sot_eager"]
+                for mode, r in (("sot", s), ("sot-eager", e)):
+                    skel, pts = r["skeleton_tokens"], r["point_tokens"]
+                    res["rows"].append(
+                        {
+                            "gpu": info["gpu"],
+                            "host_cpu": info["host"]["cpu_model"],
+                            "machine": a.machine,
+                            "source_model": "fixed-7x80",
+                            "question_id": i,
+                            "mode": mode,
+                            "points": len(pts),
+                            "skeleton_tokens": skel,
+                            "longest_point_tokens": max(pts) if pts else 0,
+                            "normal_tokens": n["tokens"],
+                            "normal_s": n["wall_s"],
+                            "sot_s": r["wall_s"],
+                            "speedup": n["wall_s"] / r["wall_s"],
+                            "bound": n["tokens"] / (skel + max(pts)) if pts and mode == "sot" else None,
+                            "shape_ok": pb.shape_ok(n) and pb.shape_ok(r),
+                        }
+                    )
+                print(
+                    f"[{a.machine}] fixed 7x80 rep {i}: normal {n['wall_s'] * 1e3:.0f} ms, sot {s['wall_s'] * 1e3:.0f} "
+                    f"(x{n['wall_s'] / s['wall_s']:.2f}), eager {e['wall_s'] * 1e3:.0f} "
+                    f"(x{n['wall_s'] / e['wall_s']:.2f})",
+                    flush=True,
+                )
+                save()
+        if "real" in parts and a.replay:
+            before = replay_stats()
+            t_real = time.perf_counter()
+            for row in rows:
+                n = await one(engine, row, "normal", vocab)
+                s = await one(engine, row, "sot", vocab)
+                e = await one(engine, row, "sot-eager", vocab)
+                qr = q_rows(a.machine, info, row, n, s, e, tok)
+                res["rows"].extend(qr)
+                print(
+                    f"[{a.machine}] {row['source_model']:<14} q{row['question_id']:>2}: {len(row['points']):>2} pts, "
+                    f"normal {n['tokens']:>4} tok {n['wall_s'] * 1e3:5.0f} ms | sot skel {s['skeleton_tokens']:>3} "
+                    f"longest {qr[0]['longest_point_tokens']:>3} {s['wall_s'] * 1e3:5.0f} ms x{qr[0]['speedup']:.2f} "
+                    f"(bound x{qr[0]['bound'] or 0:.2f}) | eager {e['wall_s'] * 1e3:5.0f} ms x{qr[1]['speedup']:.2f} "
+                    f"(bound x{qr[1]['bound'] or 0:.2f}){' FALLBACK' if s['fallback'] else ''}",
+                    flush=True,
+                )
+                save()
+            await asyncio.sleep(0.5)
+            after = replay_stats()
+            res["real_s"] = time.perf_counter() - t_real
+            if before and after and after["steps"] > before.get("steps", 0):
+                d = {k: after[k] - before.get(k, 0) for k in ("steps", "rows", "apply_s", "update_s", "added")}
+                step_ms = res["steps"][0]["step_ms"]
+                per_step_ms = (d["apply_s"] + d["update_s"]) / d["steps"] * 1e3
+                res["replay_cost"] = {
+                    **d,
+                    "per_step_ms": per_step_ms,
+                    "apply_ms_per_step": d["apply_s"] / d["steps"] * 1e3,
+                    "update_ms_per_request": d["update_s"] / max(1, d["added"]) * 1e3,
+                    "batch1_step_ms": step_ms,
+                    "share_of_batch1_step": per_step_ms / step_ms,
+                }
+                print(
+                    f"[{a.machine}] replay cost: {per_step_ms:.4f} ms per step ({100 * per_step_ms / step_ms:.2f}% of "
+                    f"the batch-1 step {step_ms:.2f} ms); update {res['replay_cost']['update_ms_per_request']:.3f} ms "
+                    f"per request",
+                    flush=True,
+                )
+            res["summary"] = summarize(res["rows"])
+            print_summary(res["summary"], a.machine)
+            save()
+        if "load" in parts and a.replay:
+            res["load"] = []
+            router = pb.load_router(a.router) if a.router else None
+            modes = [m for m in a.load_modes.split(",") if m and (m != "auto" or router)]
+            for rate in [float(r) for r in a.rates.split(",")]:
+                for mode in modes:
+                    r = await load_real(
+                        engine,
+                        rows,
+                        mode,
+                        rate,
+                        a.arrivals,
+                        a.seed,
+                        router=pb.load_router(a.router) if mode == "auto" else None,
+                    )
+                    res["load"].append(r)
+                    save()
+                    print(
+                        f"[{a.machine}] load rate={rate:>4} {mode:>9}: p50 {r['p50_s']:.2f}s p90 {r['p90_s']:.2f}s "
+                        f"{r['output_tokens_per_s']:.0f} tok/s sot_share={r['sot_share']:.2f}",
+                        flush=True,
+                    )
+    finally:
+        save()
+        await engine.aclose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--corpus", required=True, help="real_answers.jsonl")
+    ap.add_argument("--machine", required=True, help="label of this machine start")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--parts", default="fixed,real")
+    ap.add_argument("--fixed-reps", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=0, help="first N recorded answers only (smoke runs)")
+    ap.add_argument(
+        "--no-replay",
+        dest="replay",
+        action="store_false",
+        help="an engine without the replay processor (fixed shape only: what loading the processor changes)",
+    )
+    ap.add_argument("--rates", default="1,4,32")
+    ap.add_argument("--arrivals", type=int, default=24)
+    ap.add_argument("--load-modes", default="normal,sot,sot-eager,auto")
+    ap.add_argument("--router", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cpu-smoke", action="store_true", help="the tiny test model on a CPU (tests/tiny_model.py)")
+    ap.add_argument("--workdir", default="/tmp", help="where the replay script and its stats file go")
+    asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
