@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 REAL_ANSWERS = Path(__file__).parent / "data" / "real_answers.jsonl"
+CITED_QUESTION = "Which habits help most? (with sources)"
+CITATION_MARKERS = ("[1]", "[9]", "[1, 2]")
 
 
 def real_rows() -> list[dict]:
@@ -88,6 +90,18 @@ def pick_rows() -> dict[str, dict]:
         points=[{"title": p["title"], "text": p["text"] + "\n\nA second paragraph the stop string cuts."} for p in pts],
     )
     picked["too few points"] = _restyle(base, "Which habits help most? (one point)", skeleton=f"1. {pts[0]['title']}")
+    # citation markers after the recorded text: [1] names a passage, [9] none, [1, 2] two (tests/test_citations*)
+    with_text = next(r for r in short if all(p["text"].strip() for p in r["points"]))  # sentences after titles
+    tpts = with_text["points"]
+    cited = [f"{p['text'].rstrip()} {m}" for p, m in zip(tpts, CITATION_MARKERS, strict=False)] + [
+        p["text"] for p in tpts[len(CITATION_MARKERS) :]
+    ]
+    picked["citations"] = _restyle(
+        with_text,
+        CITED_QUESTION,
+        skeleton="\n".join(f"{i}. {p['title']}" for i, p in enumerate(tpts, 1)),
+        points=[{"title": p["title"], "text": text} for p, text in zip(tpts, cited, strict=True)],
+    )
     return picked
 
 
