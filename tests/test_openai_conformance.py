@@ -32,7 +32,7 @@ SETTINGS = Settings(
     ),
     sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
 )
-BASE = "http://sotrag.test"
+BASE = "http://127.0.0.1"  # a loopback host: the Host allow-list lets it through
 WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
 
 
