@@ -3,8 +3,8 @@ sampling settings the real-engine tests start from.
 
 Why one module: pure pipeline logic (event order, fallback, retries, numbering, cancellation of point tasks,
 stats assembly) does not need a model, and a double written once is one behaviour to trust rather than three.
-``ScriptedEngine`` is a unit-test double, never a default: nothing under ``app/`` imports this module (the
-import-linter contracts keep the package from importing tests). What needs the real vLLM engine (token ids it
+``ScriptedEngine`` is a unit-test double, never a default: the package never imports ``tests`` (checked by
+tests/test_fakes.py); benchmarks may, with the checkout on their path. What needs the real vLLM engine (token ids it
 samples, the prefix cache, aborting inside vLLM, the servers) stays on the ``engine`` fixture in conftest.
 
 A scripted engine is "model-free but honest": prompts go through ``chat_ids.encode_chat_with`` (the real

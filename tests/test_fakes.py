@@ -4,6 +4,8 @@ records. (If the double drifted from vLLM's behaviour, the tests on it would che
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,13 @@ async def test_list_retriever_records_queries_and_filters() -> None:
     retriever = ListRetriever()
     assert await retriever.aretrieve("q", 3, {"source": "a/*"}) == []
     assert retriever.queries == ["q"] and retriever.filters == [{"source": "a/*"}]
+
+
+def test_the_package_never_imports_the_test_doubles() -> None:
+    """A fake engine may exist for tests, never as a default: no module of the package imports ``tests``."""
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"^\s*(from|import)\s+(sotrag\.)?tests\b", re.MULTILINE)
+    sources = [p for folder in ("app", "retrieval", "prompts", "kernels") for p in (root / folder).rglob("*.py")]
+    assert len(sources) > 20
+    offenders = [str(p.relative_to(root)) for p in sources if pattern.search(p.read_text())]
+    assert offenders == []

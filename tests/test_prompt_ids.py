@@ -22,7 +22,7 @@ from sotrag.app.routing.llm_router import LLMRouter
 from sotrag.prompts import build
 from sotrag.retrieval.types import Passage
 from tests.conftest import TEST_BLOCK_SIZE
-from tests.fakes import sampling
+from tests.fakes import ListRetriever, sampling
 
 SAMPLING = sampling(point_max_tokens=16, point_min_tokens=8, normal_max_tokens=16)
 # Text an attacker can put in a document, a question or a history turn: role markers and a forged passage.
@@ -213,11 +213,6 @@ def tap(engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch) -> VLLMTap:
     return recorder
 
 
-class ListRetriever:
-    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
-        return PASSAGES[:k]
-
-
 @pytest.mark.engine
 async def test_points_continue_from_the_skeleton_requests_own_ids(engine: VLLMEngine, tap: VLLMTap) -> None:
     # Sampling one-character tokens only makes the skeleton's ids differ from the canonical encoding of its
@@ -271,7 +266,7 @@ async def test_no_special_token_from_documents_questions_or_history_reaches_vllm
 ) -> None:
     start, end, eot = specials(engine.tokenizer)
     settings = Settings(sampling=SAMPLING, sot=sot(3))
-    pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())
+    pipeline = SoTPipeline(engine, settings, retriever=ListRetriever(PASSAGES))
     sot_result = await pipeline.run(QUESTION, mode="sot", history=HISTORY, top_k=2)
     await pipeline.run(QUESTION, mode="normal", history=HISTORY, top_k=2)
     await LLMRouter(engine).aclassify(QUESTION)

@@ -390,7 +390,8 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
     from sotrag.app.engines.chat_ids import special_token_ids
     from sotrag.app.routing.llm_router import LLMRouter
     from tests.conftest import TEST_BLOCK_SIZE
-    from tests.test_prompt_ids import HISTORY, INJECTED, REAL_PASSAGE_TAG, ListRetriever, specials
+    from tests.fakes import ListRetriever
+    from tests.test_prompt_ids import HISTORY, INJECTED, PASSAGES, REAL_PASSAGE_TAG, specials
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     start, end, eot = specials(tok)
@@ -413,7 +414,7 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
             # Tokenizing through the server is blocking HTTP: it must happen off the event loop's thread.
             sync_threads: list[int] = []
             monkeypatch.setattr(engine.transport.sync, "post", _recording(engine.transport.sync.post, sync_threads))
-            pipeline = SoTPipeline(engine, settings, retriever=ListRetriever())
+            pipeline = SoTPipeline(engine, settings, retriever=ListRetriever(PASSAGES))
             result = await pipeline.run(question, mode="sot", history=HISTORY, top_k=2)
             await pipeline.run(question, mode="normal", history=HISTORY, top_k=2)
             await LLMRouter(engine).aclassify(question)

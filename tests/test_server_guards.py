@@ -1,7 +1,11 @@
-"""The server's guards, in-process on the session's real vLLM engine: access control, cross-site refusal, CORS off,
-405s, no server paths to clients, backpressure (429 + Retry-After, per-answer time limit), and the class of
-client errors that used to be 500s (lone surrogates, unknown filter keys, history over the context, a locked index),
-swept over every route of the schema.
+"""The server's guards, in-process: access control, cross-site refusal, CORS off, 405s, no server paths to
+clients, backpressure (429 + Retry-After, per-answer time limit), and the class of client errors that used to be
+500s (lone surrogates, unknown filter keys, history over the context, a locked index), swept over every route of
+the schema.
+
+The guards are HTTP and service logic, so the answers come from the scripted engine (``tests/fakes.py``): each
+token takes a few ms, so a long answer (``max_tokens`` in the hundreds) is slow enough to queue behind or to time
+out. The real server over vLLM is tests/test_server.py's.
 """
 
 from __future__ import annotations
@@ -25,9 +29,7 @@ from pydantic import SecretStr
 from sotrag.app.config import LimitsConfig, ServerConfig, Settings, SoTConfig
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.serving.app import create_app
-from tests.fakes import sampling
-
-pytestmark = pytest.mark.engine
+from tests.fakes import ScriptedEngine, default_skeleton, sampling
 
 KEY, ADMIN = "user-key-123", "admin-key-456"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -35,6 +37,15 @@ ADMIN_AUTH = {"authorization": f"Bearer {ADMIN}"}
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"
 SAMPLING = sampling(point_max_tokens=8, point_min_tokens=100000, normal_max_tokens=8, normal_min_tokens=100000)
 SOT = SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4)
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    """This module's engine: scripted, 5 ms a token, the tiny model's context (2048 tokens)."""
+    return ScriptedEngine(
+        {"skeleton": default_skeleton(), "point": " word" * 3000, "normal": " word" * 3000},
+        delay_s=0.005, max_model_len=2048,
+    )
 
 
 def settings(**updates: Any) -> Settings:
