@@ -224,9 +224,11 @@ class SkeletonParser:
     def list_ended(self) -> bool:
         """True when the list has ended, as far as text can tell: at least two items, written tight (no
         top-level text between any two of them), and then a complete top-level prose line that ends a sentence
-        ("Remember, ...", "I hope this helps!"). A line that leads in to more ("...:"), a heading or a bold
-        label does not end it, and neither does text under an item when the list has shown text between its
-        items; a new item clears it. Only complete lines count, so the stop never cuts a point's line."""
+        ("Remember, ...", "I hope this helps!"). A line that may lead in to more ("...:", or words such as
+        "here are", "also", "more", "next"), a heading or a bold label does not end it, and neither does text
+        under an item when the list has shown text between its items, nor anything once a heading came before
+        the first bullet; a new item clears it. Only complete lines count, so the stop never cuts a point's
+        line. Not certain (a model may still write a second list after a plain sentence), so it is kept rare."""
         return self._ended
 
     @property
