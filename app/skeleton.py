@@ -24,7 +24,7 @@ _NUMBER = re.compile(
     r"|\d\ufe0f?\u20e3"
 )
 _KEYWORD = re.compile(
-    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+(\d{1,2})\s*(?:[:.)]|\s[-–—](?=\s))"
+    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+(\d{1,2})\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
 )
 _BULLET = re.compile(r"[-*•+–◦▪●‣·]\s+")
 _HEADING = re.compile(r"#{1,6}\s+")
@@ -32,6 +32,9 @@ _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), or a spaced dash.
 _TITLE_END = re.compile(r":\s|:$|\s[-–—]\s")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
+_LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*))$")
+_GENERIC = re.compile(r"(?:the |my |a )?(?:skeleton|outline|answer|response|plan)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.
@@ -134,6 +137,24 @@ def parse_line(line: str) -> tuple[str, str] | None:
     return "num", clean_title(body if label is None else label)
 
 
+def parse_heading(line: str) -> tuple[int, str] | None:
+    """(level, title) of an unnumbered heading or bold label line; level 7 is a bold label. None for a lead-in
+    ("**Skeleton:**", "## Outline") or a line that only starts with a bold word."""
+    m = _LABEL_LINE.match(line.strip())
+    if m is None:
+        return None
+    if m.group(1):
+        level, raw, after = len(m.group(1)), m.group(2), ""
+    else:
+        level, raw, after = 7, m.group(4), m.group(5).strip()
+        if after and after[0] not in ":.-–—" and not after[0].isupper():
+            return None
+    if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")):
+        return None  # a label with nothing after its colon leads in to what follows
+    title = clean_title(raw)
+    return (level, title) if title and not _GENERIC.match(title) else None
+
+
 def _indent(line: str) -> int:
     expanded = line.expandtabs(4)
     return len(expanded) - len(expanded.lstrip(" "))
@@ -143,7 +164,8 @@ def _indent(line: str) -> int:
 class SkeletonParser:
     """Feed skeleton text as it streams; read complete points as they appear.
 
-    Points: numbered lines (see ``parse_line``); bullets count only if the skeleton has no numbered line.
+    Points: numbered lines (see ``parse_line``); bullets count only if the skeleton has no numbered line, and
+    unnumbered headings or bold label lines only if it has neither (or they come first: see ``points``).
     Not points: a preamble or closing text, headings, lines inside a code fence, and sub-items (any line
     indented deeper than the first list line, and bullets under a numbered list). A numbering that restarts
     (a second list from 1) goes on: its points follow the first list's. Empty titles and duplicates (case- and
@@ -166,6 +188,8 @@ class SkeletonParser:
     _loose: bool = False  # such a line came between two items: text under items is part of the list
     _in_code: bool = False
     _ended: bool = False
+    _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
+    _headings_first: bool = False  # a heading came before any bullet
 
     @property
     def text(self) -> str:
@@ -173,16 +197,38 @@ class SkeletonParser:
 
     @property
     def points(self) -> list[str]:
-        """Points found so far (bullets only when no numbered line was found)."""
-        return list(self._titles) if self._titles else list(self._bullets)
+        """Points found so far: numbered ones; else headings (``parse_heading``), when two or more of one level
+        have bullets under them (or there are no bullets); else bullets."""
+        if self._titles:
+            return list(self._titles)
+        return self._heading_points() or list(self._bullets)
+
+    def _heading_points(self) -> list[str]:
+        levels: dict[int, list[tuple[str, int]]] = {}
+        for level, title, before in self._headings:
+            levels.setdefault(level, []).append((title, before))
+        best = max(levels.values(), key=len, default=[])
+        if len(best) < 2:
+            return []
+        if self._items:  # bullets too: they must come after the first heading, indented or under two headings
+            ends = [before for _, before in best[1:]] + [self._items]
+            under = sum(1 for (_, before), end in zip(best, ends, strict=True) if end > before)
+            if best[0][1] > 0 or (under < 2 and (self._base_indent or 0) < 2):
+                return []
+        distinct: dict[str, str] = {}
+        for title, _ in best:
+            distinct.setdefault(_key(title), title)
+        return list(distinct.values())[: self.max_points]
 
     @property
     def list_ended(self) -> bool:
         """True when the list has ended, as far as text can tell: at least two items, written tight (no
         top-level text between any two of them), and then a complete top-level prose line that ends a sentence
-        ("Remember, ...", "I hope this helps!"). A line that leads in to more ("...:"), a heading or a bold
-        label does not end it, and neither does text under an item when the list has shown text between its
-        items; a new item clears it. Only complete lines count, so the stop never cuts a point's line."""
+        ("Remember, ...", "I hope this helps!"). A line that may lead in to more ("...:", or words such as
+        "here are", "also", "more", "next"), a heading or a bold label does not end it, and neither does text
+        under an item when the list has shown text between its items, nor anything once a heading came before
+        the first bullet; a new item clears it. Only complete lines count, so the stop never cuts a point's
+        line. Not certain (a model may still write a second list after a plain sentence), so it is kept rare."""
         return self._ended
 
     @property
@@ -230,10 +276,15 @@ class SkeletonParser:
             self._loose = self._loose or self._between
             self._between = self._ended = False
             return self._take(*parsed)
+        if parsed is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
+            self._headings.append((*heading, self._items))
+            self._headings_first = self._headings_first or not self._bullets
         if parsed is not None or self._items == 0:
             return None  # a bullet under a numbered list; a preamble
         self._between = True
-        if self._items >= 2 and not self._loose and _is_closing(stripped):
+        # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
+        headed = self._headings_first and not self._numbered
+        if self._items >= 2 and not self._loose and not headed and _is_closing(stripped):
             self._ended = True
         return None
 

@@ -264,6 +264,50 @@ def test_leading_space_preamble_and_bold_colon_titles() -> None:
     assert parse_skeleton(text) == ["Single-task", "Quiet room", "Short sessions"]
 
 
+_HEADING_STYLES = ["**{t}**", "### {t}", "**{t}:** {d}", "**{t}.** {d}", "**{t}** - {d}"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(_title, min_size=2, max_size=8, unique_by=lambda t: " ".join(t.lower().split())).filter(
+        # (not words that make a heading something else: "**Step 2.** Mix" is a numbered point)
+        lambda ts: all(
+            t.split()[0].lower() not in {"skeleton", "outline", "answer", "response", "plan", "step"} for t in ts
+        )
+    ),
+    st.sampled_from(_HEADING_STYLES),
+    st.sampled_from(["", "Sure! Here is the skeleton:", "**Skeleton:**", "## Outline"]),
+    st.lists(st.integers(0, 10_000), max_size=20),
+    st.data(),
+)
+def test_heading_lists(titles: list[str], style: str, preamble: str, cuts: list[int], data: st.DataObject) -> None:
+    """Unnumbered headings or bold labels, each with text under it: the headings are the points."""
+    parts = [preamble] if preamble else []
+    for t in titles:
+        parts.append(style.format(t=t, d=data.draw(_sentence)))
+        parts.append(data.draw(_sentence))
+        parts.extend(data.draw(st.lists(_sentence.map(lambda d: "   - " + d), max_size=2)))
+    text = "\n\n".join(parts)
+    parser = SkeletonParser(max_points=20)
+    for chunk in _chunks(text, cuts):
+        parser.feed(chunk)
+        assert not parser.list_ended
+    assert parser.finish() == [" ".join(t.split()) for t in titles]
+
+
+def test_headings_yield_to_numbers_and_to_bullets_that_come_first() -> None:
+    assert parse_skeleton("**Pros**\n- cheap\n- fast\n**Cons**\n- loud") == ["Pros", "Cons"]
+    assert parse_skeleton("**Skeleton:**\n- cheap\n- fast\n- loud") == ["cheap", "fast", "loud"]
+    assert parse_skeleton("Intro\n- cheap\n- fast\n**Cons**\n- loud\n**More**") == ["cheap", "fast", "loud"]
+    assert parse_skeleton("## Plan\n### Sleep\n### Diet\n### Move") == ["Sleep", "Diet", "Move"]
+    assert parse_skeleton("**One**\n1. Sleep\n2. Diet\n**Two**") == ["Sleep", "Diet"]
+    assert parse_skeleton("**Don't** skip breakfast.\n**Don't** go out.") == []
+    assert parse_skeleton("**Tips for sleep**\n- dark room\n- no tea\n\n**Note:** ask a doctor.") == [
+        "dark room",
+        "no tea",
+    ]
+
+
 def test_guided_retry_output_parses() -> None:
     rx = re.compile(skeleton_line_regex(2, 4, 80))
     text = "1. **Keep a schedule**: same hours\n2. Dark, cool room\n3. Step 2 of 3: no caffeine\n"
