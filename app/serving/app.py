@@ -11,45 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import json
 import logging
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sotrag.app.config import Settings
 from sotrag.app.engines.base import EngineError
-from sotrag.app.events import AnswerDone, Event
+from sotrag.app.events import Event
 from sotrag.app.pipeline import InvalidQuestion, QuestionTooLong, SoTPipeline
+from sotrag.app.serving import routes
 from sotrag.app.serving.api_models import (
-    AnswerRequest,
-    AnswerResponse,
-    DeleteResponse,
-    DocumentList,
     ErrorEvent,
     ErrorResponse,
-    Health,
-    Readiness,
-    UploadResponse,
-    sse_event_schema,
 )
 from sotrag.app.serving.body_limit import BodyLimitMiddleware
-from sotrag.app.serving.disconnect import ClientDisconnected, run_unless_disconnected
+from sotrag.app.serving.disconnect import ClientDisconnected
 from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.metrics import HTTPMetricsMiddleware, Metrics
-from sotrag.app.serving.probes import ProbeMiddleware, readiness
+from sotrag.app.serving.probes import ProbeMiddleware
 from sotrag.app.serving.security import SecurityMiddleware
 from sotrag.app.serving.service import (
     AnswerFailed,
-    AnswerRun,
     DocumentConflict,
     DocumentRejected,
     DocumentTooLarge,
@@ -68,14 +58,6 @@ API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.js
 OPENAI_PREFIXES = ("/v1/chat/", "/v1/completions", "/v1/models")
 UPLOAD_PATHS = ("/v1/documents", "/gradio_api/upload")  # the upload limit instead of the body limit
 MAX_DETAIL_CHARS = 500  # an error's detail: enough for every message, not for echoing a client's 10 KB back
-
-SSE_DESCRIPTION = """With `stream=true`: a `text/event-stream` of the pipeline's typed events, one JSON object per
-`data:` line, its `type` also in the `event:` line. Order: `sources` (when an index is configured), `route`
-(mode `auto`), `skeleton_delta`..., `skeleton_done`, `point_started` x N, interleaved `point_delta`/`point_done`
-(every point streams at the same time), `answer_done` (its `result` is an AnswerResponse). Normal decoding (or a
-SoT `fallback`) streams `answer_delta` instead. A stream that fails after it started ends with an `error` event.
-The schemas are in components: `SourcesEvent`, `RouteEvent`, `SkeletonDelta`, `SkeletonDone`, `PointStarted`,
-`PointDelta`, `PointDone`, `FallbackEvent`, `AnswerDelta`, `AnswerDone`, `ErrorEvent`."""
 
 
 def _package_version() -> str:
@@ -136,7 +118,7 @@ def create_app(
     )
     app.state.service = service
     _install_error_handlers(app)
-    _add_routes(app, service)
+    app.include_router(routes.router)
 
     from sotrag.app.serving.openai_api import create_openai_router
 
@@ -207,163 +189,6 @@ def _key(secret: Any, name: str) -> str | None:
     if not value.strip():
         raise ValueError(f"{name} is empty: set a real key, or None for no key")
     return value
-
-
-# What the middleware and request parsing can answer, documented on the routes where they can happen.
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "an API key is configured and none (or a wrong one) was sent"},
-    403: {"model": ErrorResponse, "description": "a cross-site request, or a write that needs the admin key"},
-}
-BODY_ERRORS: dict[int | str, dict[str, Any]] = {
-    **AUTH_ERRORS,
-    400: {"model": ErrorResponse, "description": "the body could not be parsed (e.g. a broken multipart form)"},
-    422: {"model": ErrorResponse, "description": "invalid request"},
-}
-INDEX_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "the server has no index"},
-    503: {"model": ErrorResponse, "description": "the index is still loading"},
-}
-
-
-# -- routes --------------------------------------------------------------------------------------------
-
-
-def _add_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/healthz", response_model=Health, tags=["status"], summary="The process is alive")
-    async def healthz() -> Health:
-        return Health()
-
-    @app.get(
-        "/readyz",
-        response_model=Readiness,
-        tags=["status"],
-        summary="The engine and the index are loaded (503 until then)",
-        responses={503: {"model": Readiness, "description": "starting, or failed to start"}},
-    )
-    async def readyz() -> JSONResponse:
-        body = readiness(service)  # the same as ProbeMiddleware answers; this route documents it
-        return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
-
-    @app.get("/metrics", tags=["status"], summary="Prometheus metrics", response_class=Response,
-             responses=AUTH_ERRORS)
-    async def metrics() -> Response:
-        service.refresh_metrics()
-        data, content_type = service.metrics.render()
-        return Response(data, media_type=content_type)
-
-    @app.post(
-        "/v1/answer",
-        tags=["answer"],
-        summary="Answer a question (JSON, or Server-Sent Events with stream=true)",
-        response_model=AnswerResponse,
-        responses={
-            **BODY_ERRORS,
-            200: {
-                "description": "the answer (JSON), or with stream=true an event stream. " + SSE_DESCRIPTION,
-                "content": {"text/event-stream": {"schema": sse_event_schema(json_data=True)}},
-            },
-            413: {"model": ErrorResponse, "description": "the question or history is over a limit or the context"},
-            422: {"model": ErrorResponse, "description": "empty question or invalid request"},
-            429: {"model": ErrorResponse, "description": "every answer slot and queue place is taken (Retry-After)"},
-            503: {"model": ErrorResponse, "description": "the engine is not ready, or it stopped"},
-            504: {"model": ErrorResponse, "description": "the answer ran past the server's time limit"},
-        },
-    )
-    async def answer(body: AnswerRequest, request: Request) -> Any:
-        answer_request = body.to_request(service.sampling_for(max_tokens=body.max_tokens, temperature=body.temperature))
-        run = await service.answer(answer_request, surface="rest")
-        if body.stream:
-            return StreamingResponse(
-                _sse(run, service),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        result = await run_unless_disconnected(run, request)
-        return service.response_for(result)
-
-    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"], summary="Documents in the index",
-             responses={**AUTH_ERRORS, **INDEX_ERRORS})
-    async def list_documents() -> DocumentList:
-        docs = await asyncio.to_thread(service.list_documents)
-        status = await asyncio.to_thread(service.index_status)
-        return DocumentList(documents=docs, chunks=status.chunks if status else 0)
-
-    @app.post(
-        "/v1/documents",
-        response_model=UploadResponse,
-        status_code=201,
-        tags=["documents"],
-        summary="Upload files (markdown, text, HTML, PDF) into the index",
-        responses={
-            **BODY_ERRORS,
-            404: {"model": ErrorResponse, "description": "the server has no index"},
-            409: {"model": ErrorResponse, "description": "two files of the upload have the same name"},
-            413: {"model": ErrorResponse, "description": "a file is over the upload size limit"},
-            415: {"model": ErrorResponse, "description": "unsupported file type"},
-            422: {"model": ErrorResponse, "description": "nothing could be indexed from the files"},
-            507: {"model": ErrorResponse, "description": "the index cannot be written (disk full, read-only)"},
-            423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
-            503: {"model": ErrorResponse, "description": "the index is still loading"},
-        },
-    )
-    async def upload_documents(files: Annotated[list[UploadFile], File(description="one or more files")]) -> Any:
-        service.require_index()
-        names = [service.check_upload(f.filename, f.size) for f in files]  # reject before writing anything
-        staged: list[tuple[str, Path]] = []
-        try:
-            for name, f in zip(names, files, strict=True):
-                staged.append((name, await _stage(f, service.max_upload_bytes)))
-            return await service.add_documents(staged)
-        finally:
-            for _, path in staged:
-                path.unlink(missing_ok=True)
-
-    @app.delete(
-        "/v1/documents/{doc_id}",
-        response_model=DeleteResponse,
-        tags=["documents"],
-        summary="Remove a document from the index",
-        responses={
-            **AUTH_ERRORS,
-            404: {"model": ErrorResponse, "description": "no such document, or the server has no index"},
-            423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
-            503: {"model": ErrorResponse, "description": "the index is still loading"},
-        },
-    )
-    async def delete_document(doc_id: str) -> DeleteResponse:
-        return DeleteResponse(removed=await service.remove_document(doc_id))
-
-
-async def _stage(upload: UploadFile, limit: int) -> Path:
-    """Copy an upload to a temporary file, enforcing the size limit while reading (no size header needed)."""
-    fd, name = tempfile.mkstemp(prefix="sotrag-upload-")
-    path = Path(name)
-    size = 0
-    try:
-        with open(fd, "wb") as out:
-            while chunk := await upload.read(1 << 20):
-                size += len(chunk)
-                if size > limit:
-                    raise DocumentTooLarge(f"{upload.filename} is over the upload limit of {limit} bytes")
-                out.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-async def _sse(run: AnswerRun, service: Service) -> AsyncIterator[str]:
-    """Format the answer's events as SSE. A client that leaves cancels this, and with it the answer."""
-    try:
-        async for event in run.events():
-            if isinstance(event, AnswerDone):
-                result = service.response_for(event.result).model_dump(mode="json")
-                data = json.dumps({"type": "answer_done", "result": result})
-            else:
-                data = event.model_dump_json()
-            yield f"event: {event.type}\ndata: {data}\n\n"
-    except (AnswerFailed, Busy) as exc:
-        yield f"event: error\ndata: {ErrorEvent(detail=str(exc)).model_dump_json()}\n\n"
 
 
 # -- errors --------------------------------------------------------------------------------------------
