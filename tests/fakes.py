@@ -27,6 +27,7 @@ from sotrag.app.config import SamplingConfig
 from sotrag.app.engines import chat_ids
 from sotrag.app.engines.base import (
     ChatPrompt,
+    EngineBase,
     EngineError,
     EngineHealth,
     EngineLoad,
@@ -88,8 +89,9 @@ DEFAULT_SCRIPT: Mapping[str, str] = {
 }
 
 
-class ScriptedEngine:
-    """An ``Engine`` that streams scripted text instead of sampling a model (a unit-test double).
+class ScriptedEngine(EngineBase):
+    """An ``Engine`` that streams scripted text instead of sampling a model (a unit-test double). It inherits
+    ``EngineBase``, as a real engine would, and overrides what it knows: its health, its unfinished requests.
 
     ``script`` picks each request's reply (see ``Script``). A text reply is cut into word tokens (a word with the
     white space before it) and streamed like vLLM: the first token alone, then ``sampling.stream_interval`` tokens
