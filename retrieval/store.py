@@ -153,6 +153,19 @@ class DocumentRow:
     ingested_at: float
 
 
+# A word with a case change inside (camelCase, CapWords, an acronym before a word) and where to cut it.
+_IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:[a-z0-9][A-Z]|[A-Z][A-Z][a-z])[A-Za-z0-9]*\b")
+_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def lexical_text(text: str) -> str:
+    """What BM25 indexes for a chunk: the text, plus the parts of its camelCase identifiers on a last line
+    (``HTTPException`` -> ``HTTP Exception``), so "exception" finds it. FTS5's tokenizer already splits
+    snake_case at the underscores. Chosen on the tune half of the dev questions (docs/retrieval.md)."""
+    found = sorted(set(_IDENTIFIER.findall(text)))
+    return f"{text}\n{' '.join(_HUMP.sub(' ', w) for w in found)}" if found else text
+
+
 def fts_query(query: str) -> str:
     """Turn free text into a safe FTS5 OR-query of quoted terms, without stopwords (kept if nothing else)."""
     words = [w.lower() for w in _WORD.findall(query)]
@@ -314,7 +327,7 @@ class Store:
             ids.append(vid)
             conn.execute(
                 "INSERT INTO chunks_fts(rowid, title, heading, text) VALUES (?, ?, ?, ?)",
-                (vid, doc.title, heading, text),
+                (vid, doc.title, lexical_text(heading), lexical_text(text)),
             )
         return ids
 
