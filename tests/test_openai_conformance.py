@@ -87,6 +87,7 @@ async def test_parameters_sotrag_cannot_honour_get_a_400_naming_them(
         ({"top_p": 5}, "top_p"),
         ({"stop": 5}, "stop"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": ""}, "stop"),
         ({"seed": "x"}, "seed"),
         ({"seed": True}, "seed"),
         ({"temperature": 3}, "temperature"),
@@ -203,6 +204,10 @@ async def test_response_format_json_schema_is_honoured(client: httpx.AsyncClient
     assert r.status_code == 200, r.text
     answer = json.loads(r.json()["choices"][0]["message"]["content"])
     assert isinstance(answer, dict) and set(answer) == {"ok"} and isinstance(answer["ok"], bool)
+
+    bad = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "no such type"}}}
+    r = await client.post("/v1/chat/completions", json=chat(response_format=bad))
+    assert r.status_code == 422 and "schema" in r.json()["error"]["message"], r.text
 
 
 @pytest.mark.engine
