@@ -48,7 +48,8 @@ async def test_concurrent_seeded_long_prompts_do_not_kill_the_engine(engine: VLL
 
     async def one(i: int) -> int:
         text = " ".join(WORDS[(i + 7 * j) % len(WORDS)] for j in range(1400)) + f" {i}"
-        request = GenerationRequest(f"seeded-{i}", text, SamplingOptions(max_tokens=4, temperature=1.0, seed=1234))
+        sampling = SamplingOptions(max_tokens=4, temperature=1.0, seed=1234, ignore_eos=True)
+        request = GenerationRequest(f"seeded-{i}", text, sampling)
         tokens = 0
         async for delta in engine.generate(request):
             tokens += delta.new_tokens

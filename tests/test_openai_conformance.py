@@ -18,6 +18,7 @@ import openai
 import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import BaseModel
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.pipeline import SoTPipeline
@@ -86,6 +87,7 @@ async def test_parameters_sotrag_cannot_honour_get_a_400_naming_them(
         ({"top_p": 5}, "top_p"),
         ({"stop": 5}, "stop"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": ""}, "stop"),
         ({"seed": "x"}, "seed"),
         ({"seed": True}, "seed"),
         ({"temperature": 3}, "temperature"),
@@ -118,10 +120,15 @@ def test_request_fields_become_sampling_settings() -> None:
     assert ChatCompletionRequest.model_validate(chat(top_p=0)).sampling_update() == {"temperature": 0.0}
 
 
-def test_unknown_openai_routes_use_the_openai_error_format() -> None:
-    from sotrag.app.serving.app import OPENAI_PREFIXES
-
-    assert "/v1/completions".startswith(OPENAI_PREFIXES)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/embeddings"), ("POST", "/v1/responses"), ("GET", "/v1/files"), ("POST", "/v1/chat/other")],
+)
+async def test_openai_routes_sotrag_lacks_get_a_404_in_openais_format(
+    idle_client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    r = await idle_client.request(method, path, json={"model": "sotrag-normal", "input": "hi"})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
 
 
 # -- against the real engine ----------------------------------------------------------------------------------
@@ -198,6 +205,10 @@ async def test_response_format_json_schema_is_honoured(client: httpx.AsyncClient
     answer = json.loads(r.json()["choices"][0]["message"]["content"])
     assert isinstance(answer, dict) and set(answer) == {"ok"} and isinstance(answer["ok"], bool)
 
+    bad = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "no such type"}}}
+    r = await client.post("/v1/chat/completions", json=chat(response_format=bad))
+    assert r.status_code == 422 and "schema" in r.json()["error"]["message"], r.text
+
 
 @pytest.mark.engine
 async def test_openai_client_chat_and_completions(app: Any) -> None:
@@ -240,6 +251,13 @@ async def test_langchain_chat_openai_and_bind_tools(app: Any) -> None:
     assert "".join(str(c.content) for c in streamed) == reply.content  # greedy: the same text
     with pytest.raises(openai.BadRequestError, match="tools"):
         await llm.bind_tools([weather]).ainvoke("What is the weather in Paris?")
+
+    class Verdict(BaseModel):
+        ok: bool
+
+    structured = llm.model_copy(update={"max_tokens": 32}).with_structured_output(Verdict, method="json_schema")
+    verdict = await structured.ainvoke("Is sleep important?")  # response_format json_schema, strict
+    assert isinstance(verdict, Verdict)
     await http.aclose()
 
 

@@ -139,15 +139,19 @@ def _structured_outputs(s: SamplingOptions, params: Any) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _compact_json_grammar(schema: str) -> str | None:
-    """The schema as xgrammar's grammar for compact JSON (no free whitespace), or None where xgrammar cannot convert
-    it (vLLM then picks a backend for the schema itself). Why: with whitespace allowed a model may write it until
-    max_tokens cuts the JSON (small ones do), and vLLM 0.32 turns whitespace off only for a whole engine."""
+    """The schema as xgrammar's grammar for compact JSON (no free whitespace); None without xgrammar (vLLM then
+    takes the schema as it is). Why: with whitespace allowed a model may write it until max_tokens cuts the JSON
+    (small ones do), and vLLM 0.32 turns whitespace off only for a whole engine. A schema xgrammar cannot use is a
+    ``ValueError`` (the client's 422), raised before vLLM sees it (vLLM's own refusal would be no ValueError)."""
     try:
         import xgrammar
-
-        return str(xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, separators=(",", ":")))
-    except Exception:  # not installed, or a schema feature it lacks
+    except ImportError:
         return None
+    try:
+        return str(xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, separators=(",", ":")))
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ValueError(f"the JSON schema cannot be used for structured output: {reason}") from None
 
 
 def _stream_interval(interval: int) -> dict[str, Any]:

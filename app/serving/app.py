@@ -55,7 +55,13 @@ from sotrag.app.serving.validation import TextTooLong, public_message
 log = logging.getLogger("sotrag.server")
 
 API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
-OPENAI_PREFIXES = ("/v1/chat/", "/v1/completions", "/v1/models")
+# Routes answered in OpenAI's error format: sotrag's OpenAI routes, and OpenAI's others, which sotrag lacks (an
+# OpenAI client asking for them gets a 404 it can read).
+OPENAI_PREFIXES = (
+    "/v1/chat/", "/v1/completions", "/v1/models", "/v1/embeddings", "/v1/responses", "/v1/moderations", "/v1/images",
+    "/v1/audio", "/v1/files", "/v1/batches", "/v1/assistants", "/v1/threads", "/v1/fine_tuning", "/v1/vector_stores",
+    "/v1/uploads", "/v1/realtime", "/v1/conversations",
+)
 UPLOAD_PATHS = ("/v1/documents", "/gradio_api/upload")  # the upload limit instead of the body limit
 MAX_DETAIL_CHARS = 500  # an error's detail: enough for every message, not for echoing a client's 10 KB back
 

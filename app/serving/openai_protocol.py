@@ -56,7 +56,8 @@ def openai_error(status: int, message: str, *, param: str | None = None, code: s
 # -- requests -------------------------------------------------------------------------------------------------
 
 Number = StrictInt | StrictFloat  # OpenAI's "number": 1 and 1.0, never "1" or true
-Stop = StrictStr | Annotated[list[StrictStr], Field(max_length=4)]  # up to 4 sequences, as OpenAI allows
+StopText = Annotated[StrictStr, Field(min_length=1)]
+Stop = StopText | Annotated[list[StopText], Field(max_length=4)]  # up to 4 sequences, as OpenAI allows
 
 
 class ContentPart(BaseModel):
