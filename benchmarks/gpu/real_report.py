@@ -27,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("raw", nargs="+")
     ap.add_argument("--out", default="benchmarks/results/gpu_real_shapes.json")
+    ap.add_argument("--note", default="", help="what the runs were (machine starts, versions), kept in the output")
     a = ap.parse_args()
     runs = [json.loads(Path(p).read_text()) for p in a.raw]
     rows = [r for run in runs for r in run.get("rows", [])]
@@ -113,9 +114,10 @@ def main() -> None:
                 f"{x['output_tokens_per_s']:.0f} tok/s sot_share {x['sot_share']:.2f}"
             )
     overall = summarize(rows)
-    print("== all machine starts")
+    print("== all runs together")
     print_summary(overall, "all")
-    Path(a.out).write_text(json.dumps({"machines": machines, "summary_all": overall, "rows": rows}, indent=1))
+    out = {"note": a.note, "runs": machines, "summary_all_runs": overall, "rows": rows}
+    Path(a.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {a.out}: {len(rows)} rows")
 
 
