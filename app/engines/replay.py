@@ -375,8 +375,9 @@ class ReplayLogitsProcessor(LogitsProcessor):
         # Nothing here may wait for the GPU (it would serialise the engine's CPU work with the step): the ids
         # go through a ring of pinned buffers (a slot is written again only after two more steps), the masked
         # value is a tensor already on the device.
-        host = self._host[self._slot]
-        self._slot = (self._slot + 1) % len(self._host)
+        ring: list[Any] = self._host or []
+        host = ring[self._slot]
+        self._slot = (self._slot + 1) % len(ring)
         view = host.numpy()
         for k, (row, r) in enumerate(self.requests.items()):
             done = len(r.output)
