@@ -267,6 +267,10 @@ class ReplayLogitsProcessor(LogitsProcessor):
         self.device = device
         self.pin = is_pin_memory
         self.requests: dict[int, _Request] = {}
+        self._host: list[Any] | None = None  # pinned (2, size) id buffers, used in turn
+        self._dev: Any = None
+        self._zero: Any = None
+        self._slot = 0
         self._skeletons: OrderedDict[tuple[int, int], Script | None] = OrderedDict()
         self._lengths: OrderedDict[int, None] = OrderedDict()  # recent skeleton prompt lengths
         self.stats = {"steps": 0, "rows": 0, "apply_s": 0.0, "update_s": 0.0, "added": 0, "unmatched": 0}
@@ -365,25 +369,42 @@ class ReplayLogitsProcessor(LogitsProcessor):
         import torch
 
         t0 = time.perf_counter()
-        rows = list(self.requests)
-        targets = []
-        for r in self.requests.values():
-            n = len(r.output)
-            targets.append(r.ids[n] if n < len(r.ids) else r.eos)
-        index = torch.tensor([rows, targets], dtype=torch.int64, pin_memory=self.pin).to(
-            logits.device, non_blocking=True
-        )
-        if len(rows) == logits.shape[0]:
+        n = len(self.requests)
+        if self._host is None or self._host[0].shape[1] < n or self._dev.device != logits.device:
+            self._buffers(max(n, 256), logits.device)
+        # Nothing here may wait for the GPU (it would serialise the engine's CPU work with the step): the ids
+        # go through a ring of pinned buffers (a slot is written again only after two more steps), the masked
+        # value is a tensor already on the device.
+        ring: list[Any] = self._host or []
+        host = ring[self._slot]
+        self._slot = (self._slot + 1) % len(ring)
+        view = host.numpy()
+        for k, (row, r) in enumerate(self.requests.items()):
+            done = len(r.output)
+            view[0, k] = row
+            view[1, k] = r.ids[done] if done < len(r.ids) else r.eos
+        index = self._dev[:, :n]
+        index.copy_(host[:, :n], non_blocking=True)
+        if n == logits.shape[0]:
             logits.fill_(float("-inf"))
         else:
             logits.index_fill_(0, index[0], float("-inf"))
-        logits[index[0], index[1]] = 0.0
+        if self._zero is None or self._zero.dtype != logits.dtype or self._zero.device != logits.device:
+            self._zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
+        logits.index_put_((index[0], index[1]), self._zero)
         self.stats["steps"] += 1
-        self.stats["rows"] += len(rows)
+        self.stats["rows"] += n
         self.stats["apply_s"] += time.perf_counter() - t0
         if self.stats_file and self.stats["steps"] % 50 == 0:
             self.write_stats()
         return logits
+
+    def _buffers(self, size: int, device: Any) -> None:
+        import torch
+
+        self._host = [torch.empty((2, size), dtype=torch.int64, pin_memory=self.pin) for _ in range(3)]
+        self._dev = torch.empty((2, size), dtype=torch.int64, device=device)
+        self._slot = 0
 
     def write_stats(self) -> None:
         if self.stats_file:
