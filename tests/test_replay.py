@@ -11,6 +11,7 @@ answers, never from the code under test.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,7 @@ async def test_a_prompt_without_a_script_gets_the_replay_error_text(replay_engin
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # type: ignore[no-untyped-def]
+def tokenizer():
     from tests.tiny_model import build_tokenizer
 
     return build_tokenizer()
@@ -122,19 +123,19 @@ def _script(tmp_path: Path, **row: object) -> Path:
     return path
 
 
-def test_a_script_the_tokenizer_cannot_write_is_refused_at_load(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_a_script_the_tokenizer_cannot_write_is_refused_at_load(tmp_path: Path, tokenizer) -> None:
     with pytest.raises(ValueError, match="special token"):
         load_scripts(_script(tmp_path, normal="ends here<|im_end|>"), tokenizer)
 
 
-def test_every_real_answer_encodes_exactly_with_the_tiny_tokenizer(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_every_real_answer_encodes_exactly_with_the_tiny_tokenizer(tokenizer) -> None:
     from tests.replay_support import REAL_ANSWERS
 
     scripts = load_scripts(REAL_ANSWERS, tokenizer)  # raises on the first text that does not round-trip
     assert len(scripts) >= 20
 
 
-def test_requests_are_matched_by_what_their_prompt_asks(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_requests_are_matched_by_what_their_prompt_asks(tmp_path: Path, tokenizer) -> None:
     scripts = load_scripts(_script(tmp_path, question="Why is the sky blue?"), tokenizer)
     s = scripts["Why is the sky blue?"][0]
 
@@ -156,10 +157,10 @@ def test_requests_are_matched_by_what_their_prompt_asks(tmp_path: Path, tokenize
     assert identify(render(prompts.normal_messages("Why not?")), "", scripts)[0] is None
 
 
-def test_one_question_with_several_scripts_needs_the_source_tag(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_one_question_with_several_scripts_needs_the_source_tag(tmp_path: Path, tokenizer) -> None:
     import json
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"question": "Why?", "source_model": m, "skeleton": f"1. {m}\n2. x", "points": [], "normal": m}
         for m in ("a", "b")
     ]

@@ -61,7 +61,7 @@ def real_settings(eager: bool) -> Settings:
     return Settings(
         sampling=SamplingConfig(skeleton_max_tokens=400, point_max_tokens=512, normal_max_tokens=2048),
         sot=SoTConfig(max_points=MAX_POINTS, eager=eager),
-        top_k=5,
+        passages_k=5,
         context_share=0.9,
     )
 
@@ -86,7 +86,7 @@ async def one(engine: Any, row: dict, mode: str, vocab: pb.Vocabulary, router: A
     )
     t0 = time.perf_counter()
     result = None
-    async for ev in pipe.stream(row["question"], mode="sot" if eager else mode):  # type: ignore[arg-type]
+    async for ev in pipe.stream(row["question"], mode="sot" if eager else mode):
         if isinstance(ev, AnswerDone):
             result = ev.result
     wall = time.perf_counter() - t0
@@ -362,17 +362,17 @@ async def main_async(a: argparse.Namespace) -> None:
             before = replay_stats()
             t_real = time.perf_counter()
             for row in rows:
-                n = await one(engine, row, "normal", vocab)
-                s = await one(engine, row, "sot", vocab)
-                e = await one(engine, row, "sot-eager", vocab)
-                qr = q_rows(a.machine, info, row, n, s, e, tok)
+                nr = await one(engine, row, "normal", vocab)
+                sr = await one(engine, row, "sot", vocab)
+                er = await one(engine, row, "sot-eager", vocab)
+                qr = q_rows(a.machine, info, row, nr, sr, er, tok)
                 res["rows"].extend(qr)
                 print(
                     f"[{a.machine}] {row['source_model']:<14} q{row['question_id']:>2}: {len(row['points']):>2} pts, "
-                    f"normal {n['tokens']:>4} tok {n['wall_s'] * 1e3:5.0f} ms | sot skel {s['skeleton_tokens']:>3} "
-                    f"longest {qr[0]['longest_point_tokens']:>3} {s['wall_s'] * 1e3:5.0f} ms x{qr[0]['speedup']:.2f} "
-                    f"(bound x{qr[0]['bound'] or 0:.2f}) | eager {e['wall_s'] * 1e3:5.0f} ms x{qr[1]['speedup']:.2f} "
-                    f"(bound x{qr[1]['bound'] or 0:.2f}){' FALLBACK' if s['fallback'] else ''}",
+                    f"normal {nr['tokens']:>4} tok {nr['wall_s'] * 1e3:5.0f} ms | sot skel {sr['skeleton_tokens']:>3} "
+                    f"longest {qr[0]['longest_point_tokens']:>3} {sr['wall_s'] * 1e3:5.0f} ms x{qr[0]['speedup']:.2f} "
+                    f"(bound x{qr[0]['bound'] or 0:.2f}) | eager {er['wall_s'] * 1e3:5.0f} ms x{qr[1]['speedup']:.2f} "
+                    f"(bound x{qr[1]['bound'] or 0:.2f}){' FALLBACK' if sr['fallback'] else ''}",
                     flush=True,
                 )
                 save()
