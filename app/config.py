@@ -304,6 +304,14 @@ class ServerConfig(BaseModel):
     engine_death_grace_s: float = Field(
         default=5.0, ge=0, description="after the engine dies, report it for this long, then exit non-zero"
     )
+    engine_nice: int | None = Field(
+        default=None,
+        ge=0,
+        le=19,
+        description="niceness added to the in-process engine's processes once started, so the server's event loop "
+        "(probes, streams, refusals) is never starved by the engine's compute; None: 10 with the cpu preset, 0 with "
+        "gpu (docs/RELIABILITY.md has the trade-off: faster probes, slower answers on a saturated CPU)",
+    )
     require_auth: bool = Field(
         default=False,
         description="refuse to start without an api_key (deployments set it: a deleted key line is then an error, "

@@ -361,7 +361,6 @@ def build_index(paths: list[str], env: dict[str, str], directory: Path) -> None:
 def probe_startup(url: str, stop: threading.Event, out: list[Probe]) -> None:
     """``/healthz`` every 50 ms from the server's start until ``stop``: the moment it turns ready (its startup heap
     frozen) included. Refused connections before it listens are not counted."""
-    t0 = time.monotonic()
     listening = False
     with httpx.Client(base_url=url) as client:
         while not stop.is_set():
@@ -372,7 +371,7 @@ def probe_startup(url: str, stop: threading.Event, out: list[Probe]) -> None:
             except httpx.HTTPError:
                 status = None
             if listening:
-                out.append(Probe("/healthz", status, time.perf_counter() - start, time.monotonic() - t0))
+                out.append(Probe("/healthz", status, time.perf_counter() - start, time.monotonic()))
             time.sleep(0.05)
 
 
@@ -410,9 +409,12 @@ def started_server(
             time.sleep(0.5)
         else:
             raise SystemExit(f"sotrag serve was not ready after 300 s; log: {log.name}")
+        ready_at = time.monotonic()
         time.sleep(10)  # the startup prober goes on for a while past "ready"
         stop.set()
         prober.join(15)
+        for probe in probes:  # seconds from the moment /readyz first said ready (negative: before)
+            probe.at_s = round(probe.at_s - ready_at, 3)
         yield url, proc.pid
     finally:
         stop.set()
@@ -497,6 +499,8 @@ def main() -> int:
     print_table(summary, report)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     report.config["corpus"] = a.corpus
+    slow = [(p.at_s, round(p.latency_s, 3)) for p in report.startup_probes if p.latency_s > PROBE_P99_LIMIT_S]
+    summary["startup_probes_over_100ms"] = {"seconds_from_ready_and_latency": slow, "of": len(report.startup_probes)}
     report.config["model"] = "tests' tiny random-weight model" if a.tiny else (a.model or "the server's")
     data = {"summary": summary, "config": report.config, "machine": report.machine,
             "rss_before": report.rss_before, "rss_after": report.rss_after, "end_state": report.end_state}

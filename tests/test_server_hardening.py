@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -433,3 +434,31 @@ async def test_error_details_name_fields_not_validators_and_do_not_echo_kilobyte
             assert "function-after" not in r.text and "[key]" not in r.text and "Value error" not in r.text, r.text
         long_id = await c.delete("/v1/documents/" + "a" * 10_000)
         assert long_id.status_code == 404 and len(long_id.json()["detail"]) <= 500, len(long_id.text)
+
+
+
+def test_the_engine_processes_are_niced_below_the_server() -> None:
+    """Every thread of every child process (the engine core and its workers) gets the added niceness; this process
+    keeps its own. The server's event loop then wins the CPU over the engine's compute (probes, streams)."""
+    import psutil
+
+    from sotrag.app.cli.serve import lower_engine_priority
+
+    script = "import threading, time; [threading.Thread(target=time.sleep, args=(60,)).start() for _ in range(3)]; " \
+             "time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        proc = psutil.Process(child.pid)
+        for _ in range(100):
+            if len(proc.threads()) == 4:
+                break
+            time.sleep(0.05)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        before = {t.id: os.getpriority(os.PRIO_PROCESS, t.id) for t in proc.threads()}
+        lower_engine_priority(5)
+        after = {t.id: os.getpriority(os.PRIO_PROCESS, t.id) for t in proc.threads()}
+        assert len(after) == 4 and all(after[t] == min(19, before[t] + 5) for t in after), (before, after)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own
+    finally:
+        child.kill()
+        child.wait()

@@ -226,6 +226,34 @@ def _socket_problem(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _engine_nice(settings: Settings) -> int:
+    nice = settings.server.engine_nice
+    return nice if nice is not None else (10 if settings.engine.preset == "cpu" else 0)
+
+
+def lower_engine_priority(nice: int) -> None:
+    """Add ``nice`` to every thread of this process's child processes (vLLM's engine core and its workers).
+
+    On a CPU the engine core computes on every core; at equal priority the server's one event loop then waits for
+    the scheduler, and so do probes and streams (docs/RELIABILITY.md). Niceness is per thread on Linux, so each
+    thread is set; threads started later inherit it. Best effort: nothing to do elsewhere, or when not allowed."""
+    if nice <= 0:
+        return
+    import contextlib
+    import os
+
+    try:
+        import psutil  # a dependency of vLLM, so present wherever an engine runs in this process
+    except ImportError:
+        return
+    with contextlib.suppress(psutil.Error, OSError, AttributeError):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error, OSError):
+                for thread in child.threads():
+                    current = os.getpriority(os.PRIO_PROCESS, thread.id)
+                    os.setpriority(os.PRIO_PROCESS, thread.id, min(19, current + nice))
+
+
 def _preload(settings: Settings, with_index: bool) -> None:
     """Import the heavy libraries before the server listens. Importing holds Python's lock (GIL) for long
     stretches; done in the start thread it would stall the event loop, and with it /healthz, for seconds."""
@@ -275,6 +303,8 @@ async def _serve(
     if started.done():
         where = f"index {service.index_dir}" if service.index_dir else "no index (answers are ungrounded)"
         log.info("sotrag is ready at http://%s:%d with %s", host, port, where)
+        if not settings.engine.remote:
+            lower_engine_priority(_engine_nice(settings))
     died = asyncio.create_task(service.engine_died.wait())
     await asyncio.wait({serving, died}, return_when=asyncio.FIRST_COMPLETED)
     started.cancel()
