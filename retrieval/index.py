@@ -218,9 +218,7 @@ class DocumentIndex:
         prune: bool = False,
         progress: ProgressCallback | None = None,
     ) -> IngestSummary:
-        """Add new files, replace changed ones, leave unchanged ones alone; ``prune`` removes files that are
-        gone from the ingested folders. Commits in batches of whole files (see the module doc): a killed or
-        failed ingest keeps its committed batches, and running it again resumes where it stopped."""
+        """Add new files, replace changed ones, leave unchanged ones alone (``IndexWriter.ingest`` says how)."""
         return self._writer.ingest(paths, include, exclude, prune, progress)
 
     def add_files(self, files: Sequence[FoundFile], progress: ProgressCallback | None = None) -> IngestSummary:
@@ -266,12 +264,7 @@ class DocumentIndex:
         mode: str | None = None,
         use_mmr: bool = False,
     ) -> list[Passage]:
-        """The ``k`` best chunks for ``query``. ``mode``: dense, lexical or hybrid (RRF; the default).
-
-        Filters (``source`` glob, ``heading`` glob, ``doc_id``, ``kind``) restrict the search itself, so a
-        filtered search returns matching chunks whenever any exist. Scores: cosine (dense), BM25 (lexical),
-        RRF (hybrid). ``use_mmr`` re-ranks the fused candidates for diversity.
-        """
+        """The ``k`` best chunks for ``query`` (``IndexSearch.search`` says how)."""
         return self._search.search_many([query], k, filters, mode, use_mmr)[0]
 
     def search_many(
