@@ -90,7 +90,9 @@ def test_question_longer_than_the_context(tiny_model_dir: Path) -> None:
 
 @pytest.mark.engine
 def test_ask_json_contract(tiny_model_dir: Path) -> None:
-    proc = run_cli("ask", "How do I sleep better?", "--model", str(tiny_model_dir), "--json", env=tiny_env())
+    proc = run_cli(  # the SoT contract (the default mode, auto, would ask the router)
+        "ask", "How do I sleep better?", "--mode", "sot", "--model", str(tiny_model_dir), "--json", env=tiny_env()
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)  # exactly one JSON object on stdout
     assert out["mode"] == "sot" and out["fallback_reason"] is None

@@ -483,7 +483,7 @@ def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> st
 
 def test_cli_over_remote_servers_and_its_errors(servers: list[VLLMServer], tiny_model_dir: Path) -> None:
     a = servers[0]
-    ok = _cli("ask", QUESTION, "--engine-url", a.url, "--model", str(tiny_model_dir), "--json")
+    ok = _cli("ask", QUESTION, "--mode", "sot", "--engine-url", a.url, "--model", str(tiny_model_dir), "--json")
     assert ok.returncode == 0, ok.stderr
     result = json.loads(ok.stdout)
     assert result["mode"] == "sot" and result["model"] == str(tiny_model_dir) and result["points"]
