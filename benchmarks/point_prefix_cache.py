@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:
         for q, question in enumerate(QUESTIONS[: args.questions], start=1):
-            result = await pipeline.run(question)
+            result = await pipeline.run(question, mode="sot")
             s = result.stats
             for p in result.points:
                 shared = getattr(p, "skeleton_prefix_tokens", 0)  # absent before #13
