@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -197,13 +197,9 @@ async def test_eager_expansion_starts_points_during_the_skeleton() -> None:
     assert len(result.points) == 4
 
 
-@pytest.mark.parametrize("how", ["aclose", "cancel"])
-async def test_cancelling_the_stream_ends_every_point_task(how: str) -> None:
-    """A consumer that stops reading (closes the stream, or its task is cancelled) ends every point's request:
-    each stream is closed before its end, none is left open."""
-    engine = ScriptedEngine({**DEFAULT_SCRIPT, "point": " word" * 400}, delay_s=0.001)
-    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING.model_copy(update={"point_max_tokens": 400}),
-                                            sot=sot(5)))
+async def read_until_a_point(pipeline: SoTPipeline, how: str, timeout_s: float) -> Callable[[], Awaitable[None]]:
+    """Read an SoT answer until a point's text comes; returns how the consumer goes away: ``aclose`` stops reading
+    and closes the stream, ``cancel`` cancels the reading task."""
     seen_point = asyncio.Event()
 
     async def consume(stream: AsyncIterator[object]) -> None:
@@ -215,15 +211,30 @@ async def test_cancelling_the_stream_ends_every_point_task(how: str) -> None:
 
     stream = pipeline.stream(QUESTION, mode="sot")
     task = asyncio.create_task(consume(stream))
-    await asyncio.wait_for(seen_point.wait(), timeout=30)
-    assert engine.num_unfinished_requests() == 5
-    if how == "cancel":
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+    await asyncio.wait_for(seen_point.wait(), timeout=timeout_s)
+
+    async def stop() -> None:
+        if how == "cancel":
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
             await task
-    else:
-        await task
-        await stream.aclose()
+            await stream.aclose()
+
+    return stop
+
+
+@pytest.mark.parametrize("how", ["aclose", "cancel"])
+async def test_cancelling_the_stream_ends_every_point_task(how: str) -> None:
+    """A consumer that stops reading (closes the stream, or its task is cancelled) ends every point's request:
+    each stream is closed before its end, none is left open."""
+    engine = ScriptedEngine({**DEFAULT_SCRIPT, "point": " word" * 400}, delay_s=0.001)
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING.model_copy(update={"point_max_tokens": 400}),
+                                            sot=sot(5)))
+    stop = await read_until_a_point(pipeline, how, timeout_s=30)
+    assert engine.num_unfinished_requests() == 5
+    await stop()
     assert engine.num_unfinished_requests() == 0
     points = [r.request_id for r in engine.stage_requests("point")]
     assert len(points) == 5 and set(points) <= set(engine.aborted)
@@ -434,28 +445,11 @@ async def test_sot_expands_all_points_in_one_batch(engine: VLLMEngine) -> None:
 async def test_cancelling_the_stream_aborts_every_request(engine: VLLMEngine, how: str) -> None:
     slow = SAMPLING.model_copy(update={"point_max_tokens": 400, "point_min_tokens": 400})
     pipeline = SoTPipeline(engine, Settings(sampling=slow, sot=sot(5)))
-    seen_point = asyncio.Event()
-
-    async def consume(stream: AsyncIterator[object]) -> None:
-        async for event in stream:
-            if isinstance(event, PointDelta):
-                seen_point.set()
-                if how == "aclose":
-                    return
-
-    stream = pipeline.stream(QUESTION, mode="sot")
-    task = asyncio.create_task(consume(stream))
-    await asyncio.wait_for(seen_point.wait(), timeout=120)
+    stop = await read_until_a_point(pipeline, how, timeout_s=120)
     assert engine.num_unfinished_requests() >= 1
     await asyncio.sleep(0.2)  # a few engine steps: vLLM's scheduler stats reach engine.load()
     assert engine.load().running >= 1
-    if how == "cancel":
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    else:
-        await task
-        await stream.aclose()
+    await stop()
     assert engine.num_unfinished_requests() == 0
 
 
