@@ -231,11 +231,6 @@ class SkeletonParser:
         line. Not certain (a model may still write a second list after a plain sentence), so it is kept rare."""
         return self._ended
 
-    @property
-    def blank_line(self) -> bool:
-        """Deprecated alias of ``list_ended`` (the old signal was any blank line, which cut lists short)."""
-        return self._ended
-
     def feed(self, delta: str) -> list[str]:
         """Add streamed text; return the numbered points completed by it (in order)."""
         self._text += delta

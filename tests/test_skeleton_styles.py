@@ -170,7 +170,7 @@ def test_list_ended_after_a_tight_list_and_a_closing_sentence() -> None:
     parser.feed("Remember, sleep is a habit")
     assert not parser.list_ended  # the line is not complete yet
     parser.feed(".\n")
-    assert parser.list_ended and parser.blank_line  # the deprecated alias reads the same signal
+    assert parser.list_ended
 
 
 def test_list_ended_not_at_a_lead_in_heading_or_label() -> None:
