@@ -34,22 +34,22 @@ from sotrag.app.serving.api_models import (
 )
 from sotrag.app.serving.body_limit import BodyLimitMiddleware
 from sotrag.app.serving.disconnect import ClientDisconnected
-from sotrag.app.serving.limits import Busy
-from sotrag.app.serving.metrics import HTTPMetricsMiddleware, Metrics
-from sotrag.app.serving.probes import ProbeMiddleware
-from sotrag.app.serving.security import SecurityMiddleware
-from sotrag.app.serving.service import (
+from sotrag.app.serving.errors import (
     AnswerFailed,
     DocumentConflict,
     DocumentRejected,
     DocumentTooLarge,
     NoIndex,
     NotReady,
-    Service,
     StorageUnavailable,
     UnknownDocument,
     UnsupportedDocument,
 )
+from sotrag.app.serving.limits import Busy
+from sotrag.app.serving.metrics import HTTPMetricsMiddleware, Metrics
+from sotrag.app.serving.probes import ProbeMiddleware
+from sotrag.app.serving.security import SecurityMiddleware
+from sotrag.app.serving.service import Service
 from sotrag.app.serving.validation import TextTooLong, public_message
 
 log = logging.getLogger("sotrag.server")

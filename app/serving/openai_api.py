@@ -32,6 +32,7 @@ from sotrag.app.ordered import OrderedText
 from sotrag.app.request import AnswerRequest
 from sotrag.app.serving.api_models import AnswerResponse, sse_event_schema
 from sotrag.app.serving.disconnect import run_unless_disconnected
+from sotrag.app.serving.errors import AnswerFailed
 from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.openai_protocol import (
     ChatCompletion,
@@ -49,7 +50,7 @@ from sotrag.app.serving.openai_protocol import (
     openai_error,
     refused_param,
 )
-from sotrag.app.serving.service import AnswerFailed, AnswerRun, Service
+from sotrag.app.serving.service import AnswerRun, Service
 
 __all__ = ["MODELS", "ChatMessageIn", "create_openai_router", "openai_error"]
 

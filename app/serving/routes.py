@@ -32,9 +32,10 @@ from sotrag.app.serving.api_models import (
     sse_event_schema,
 )
 from sotrag.app.serving.disconnect import run_unless_disconnected
+from sotrag.app.serving.errors import AnswerFailed, DocumentTooLarge
 from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.probes import readiness
-from sotrag.app.serving.service import AnswerFailed, AnswerRun, DocumentTooLarge, Service
+from sotrag.app.serving.service import AnswerRun, Service
 
 router = APIRouter()
 

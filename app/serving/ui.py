@@ -43,18 +43,18 @@ from sotrag.app.events import (
 )
 from sotrag.app.fold import AnswerSoFar
 from sotrag.app.request import AnswerRequest, InvalidQuestion
-from sotrag.app.serving.limits import Busy
-from sotrag.app.serving.security import key_matches
-from sotrag.app.serving.service import (
+from sotrag.app.serving.errors import (
     AnswerFailed,
     DocumentRejected,
     DocumentTooLarge,
     NoIndex,
     NotReady,
-    Service,
     UnknownDocument,
     UnsupportedDocument,
 )
+from sotrag.app.serving.limits import Busy
+from sotrag.app.serving.security import key_matches
+from sotrag.app.serving.service import Service
 from sotrag.app.serving.validation import public_model_name
 from sotrag.retrieval.errors import RetrievalError
 
