@@ -21,7 +21,8 @@ per step is measured (``stats_file``) and reported beside the results (``replay_
 
 Parts (``--parts``): ``real`` (each recorded answer: normal, SoT, SoT eager, interleaved per question), ``fixed``
 (the 7 x 80 x 1500 headline of ``pipeline_bench.py`` on the same engine: the replay passes those requests
-through), ``load`` (Poisson arrivals of the recorded questions at ``--rates``: normal, sot, sot-eager, auto).
+through), ``perpoint`` (SoT vs SoT with per-point grounding on, the points' extra passages unshared: what it
+costs the GPU), ``load`` (Poisson arrivals of the recorded questions at ``--rates``: normal, sot, sot-eager, auto).
 
 Rows (``benchmarks/results/gpu_real_shapes.json``): one per machine start, question and mode (``sot`` or
 ``sot-eager``): speed-up = normal's wall time / SoT's, bound = normal's decode steps / (skeleton's + longest
@@ -55,15 +56,45 @@ from sotrag.retrieval.types import Passage
 
 CONTEXT_TOKENS = 1500
 MAX_POINTS = 20
+PER_POINT_K = 2  # the default of ``Settings.per_point_k``
 
 
-def real_settings(eager: bool) -> Settings:
+def real_settings(eager: bool, per_point: bool = False) -> Settings:
     return Settings(
         sampling=SamplingConfig(skeleton_max_tokens=400, point_max_tokens=512, normal_max_tokens=2048),
         sot=SoTConfig(max_points=MAX_POINTS, eager=eager),
         passages_k=5,
         context_share=0.9,
+        per_point_retrieval=per_point,
+        per_point_k=PER_POINT_K,
     )
+
+
+class PointPassages(pb.FixedRetriever):
+    """The question's fixed passages for the question; for any other query (a point's own retrieval with
+    per-point grounding on) passages of its own, drawn from a pool by the query, so that every point's prompt
+    carries ``PER_POINT_K`` passages that no other prompt shares. Retrieval itself costs nothing here: this
+    measures what the GPU pays for the points' longer, unshared prompts."""
+
+    def __init__(self, passages: list[Passage], question: str, pool: list[Passage]) -> None:
+        super().__init__(passages)
+        self.question = question
+        self.pool = pool
+
+    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
+        if query == self.question:
+            return self.passages[:k]
+        start = int(hashlib.sha256(query.encode()).hexdigest(), 16) % len(self.pool)
+        return [self.pool[(start + j) % len(self.pool)] for j in range(k)]
+
+
+def point_pool(vocab: pb.Vocabulary, n: int = 64) -> list[Passage]:
+    """Passages the size of the context's (``CONTEXT_TOKENS / 5`` tokens each), for per-point retrieval."""
+    per = CONTEXT_TOKENS // 5
+    return [
+        Passage(text=vocab.text(per).strip(), source=f"extra{j}.md", heading="Section", score=1.0, chunk_id=f"x{j}")
+        for j in range(n)
+    ]
 
 
 def tagged_passages(vocab: pb.Vocabulary, source_model: str) -> list[Passage]:
@@ -75,13 +106,17 @@ def tagged_passages(vocab: pb.Vocabulary, source_model: str) -> list[Passage]:
     return passages
 
 
-async def one(engine: Any, row: dict, mode: str, vocab: pb.Vocabulary, router: Any = None) -> dict:
-    """One recorded answer through the pipeline: ``mode`` normal, sot, sot-eager or auto."""
+async def one(
+    engine: Any, row: dict, mode: str, vocab: pb.Vocabulary, router: Any = None, pool: list[Passage] | None = None
+) -> dict:
+    """One recorded answer through the pipeline: ``mode`` normal, sot, sot-eager or auto; with a ``pool``,
+    per-point grounding on (each point's prompt gets passages of its own from it)."""
     eager = mode == "sot-eager"
+    passages = tagged_passages(vocab, row["source_model"])
     pipe = SoTPipeline(
         engine,
-        real_settings(eager),
-        retriever=pb.FixedRetriever(tagged_passages(vocab, row["source_model"])),
+        real_settings(eager, per_point=pool is not None),
+        retriever=pb.FixedRetriever(passages) if pool is None else PointPassages(passages, row["question"], pool),
         router=router,
     )
     t0 = time.perf_counter()
@@ -104,6 +139,13 @@ async def one(engine: Any, row: dict, mode: str, vocab: pb.Vocabulary, router: A
         "retry": result.skeleton_retry_reason,
         "skeleton": result.skeleton,
         "normal_finish": None if result.points else "normal",
+        "ttft_s": st.ttft_s,
+        "skeleton_s": st.skeleton_s,
+        "expansion_s": st.expansion_s,
+        "prompt_tokens": st.prompt_tokens.model_dump(),
+        "cached_prompt_tokens": st.cached_prompt_tokens.model_dump(),
+        "point_uncached_prompt_tokens": st.point_uncached_prompt_tokens,
+        "sources": len(result.sources),
     }
 
 
@@ -134,6 +176,7 @@ def q_rows(machine: str, info: dict, row: dict, n: dict, s: dict, e: dict, token
         "normal_tokens": n["tokens"],
         "normal_s": n["wall_s"],
         "recorded_points": len(row["points"]),
+        "normal_ttft_s": n["ttft_s"],
     }
     out = []
     ends = line_ends(tokenizer, row["skeleton"])
@@ -161,6 +204,10 @@ def q_rows(machine: str, info: dict, row: dict, n: dict, s: dict, e: dict, token
                 "answer_mode": r["mode"],
                 "point_tokens": pts,
                 "point_finish": r["finish"],
+                "sot_ttft_s": r["ttft_s"],
+                "skeleton_s": r["skeleton_s"],
+                "expansion_s": r["expansion_s"],
+                "point_uncached_prompt_tokens": r["point_uncached_prompt_tokens"],
             }
         )
     return out
@@ -399,6 +446,46 @@ async def main_async(a: argparse.Namespace) -> None:
                 )
             res["summary"] = summarize(res["rows"])
             print_summary(res["summary"], a.machine)
+            save()
+        if "perpoint" in parts and a.replay:
+            res["per_point"] = []
+            pool = point_pool(vocab)
+            for row in rows:
+                sr = await one(engine, row, "sot", vocab)
+                pr = await one(engine, row, "sot", vocab, pool=pool)
+                res["per_point"].append(
+                    {
+                        "source_model": row["source_model"],
+                        "question_id": row["question_id"],
+                        "points": len(sr["point_tokens"]),
+                        "pp_points": len(pr["point_tokens"]),
+                        "sot_s": sr["wall_s"],
+                        "per_point_s": pr["wall_s"],
+                        "sot_expansion_s": sr["expansion_s"],
+                        "per_point_expansion_s": pr["expansion_s"],
+                        "sources": sr["sources"],
+                        "per_point_sources": pr["sources"],
+                        "point_uncached_prompt_tokens": sr["point_uncached_prompt_tokens"],
+                        "per_point_uncached_prompt_tokens": pr["point_uncached_prompt_tokens"],
+                    }
+                )
+                save()
+            pp: list[dict[str, Any]] = res["per_point"]
+            ratio = [x["per_point_s"] / x["sot_s"] for x in pp]
+            added = [
+                statistics.mean(x["per_point_uncached_prompt_tokens"] or [0])
+                - statistics.mean(x["point_uncached_prompt_tokens"] or [0])
+                for x in pp
+            ]
+            res["per_point_summary"] = {
+                "n": len(pp),
+                "sot_s_median": statistics.median([x["sot_s"] for x in pp]),
+                "per_point_s_median": statistics.median([x["per_point_s"] for x in pp]),
+                "time_ratio_median": statistics.median(ratio),
+                "time_ratio_p90": pct(ratio, 0.9),
+                "extra_uncached_prompt_tokens_per_point_median": statistics.median(added),
+            }
+            print(f"[{a.machine}] per-point grounding: {res['per_point_summary']}", flush=True)
             save()
         if "load" in parts and a.replay:
             res["load"] = []
