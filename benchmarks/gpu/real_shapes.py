@@ -46,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline_bench as pb
+import request_tap
 
 from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
 from sotrag.app.engines.replay import replay_engine_extra
@@ -54,6 +55,7 @@ from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.skeleton import SkeletonParser
 from sotrag.retrieval.types import Passage
 
+TAP: request_tap.RequestTap | None = None  # --trace: vLLM's per-request timestamps (a read-only pass-through)
 CONTEXT_TOKENS = 1500
 MAX_POINTS = 20
 PER_POINT_K = 2  # the default of ``Settings.per_point_k``
@@ -127,7 +129,13 @@ async def one(
     wall = time.perf_counter() - t0
     assert result is not None
     st = result.stats
+    traced = (
+        {"trace": request_tap.split(TAP.between(t0, t0 + wall), lambda rid: "skeleton" in rid)}
+        if TAP is not None and mode != "normal"
+        else {}
+    )
     return {
+        **traced,
         "wall_s": wall,
         "mode": result.mode,
         "tokens": st.tokens,
@@ -208,8 +216,37 @@ def q_rows(machine: str, info: dict, row: dict, n: dict, s: dict, e: dict, token
                 "skeleton_s": r["skeleton_s"],
                 "expansion_s": r["expansion_s"],
                 "point_uncached_prompt_tokens": r["point_uncached_prompt_tokens"],
+                **({"trace": r["trace"]} if "trace" in r else {}),
             }
         )
+    return out
+
+
+def hand_over(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per mode, medians over answers of where the points' time went (ms, from vLLM's per-request timestamps):
+    the skeleton's last output to the first point's call, the calls' spread, call to queued in the core, the
+    spread of the points' first scheduling, the first to the last point's first token, and the last point's
+    first token to its last output."""
+    out: dict[str, dict[str, float]] = {}
+    for mode in ("sot", "sot-eager"):
+        traces = [r["trace"] for r in rows if r.get("trace") and r["mode"] == mode and r["trace"].get("skeleton")]
+        traces = [t for t in traces if "points_first_token_ts_max" in t]
+        if not traces:
+            continue
+
+        def med(f: Any, traces: list[dict] = traces) -> float:
+            return round(statistics.median([f(t) for t in traces]), 2)
+
+        out[mode] = {
+            "n": len(traces),
+            "skeleton_last_to_first_call": med(lambda t: t["points_call_min"] - t["skeleton"]["last_recv"]),
+            "calls_spread": med(lambda t: t["points_call_max"] - t["points_call_min"]),
+            "first_call_to_last_queued": med(lambda t: t["points_queued_ts_max"] - t["points_call_min"]),
+            "scheduled_spread": med(lambda t: t["points_scheduled_ts_max"] - t["points_scheduled_ts_min"]),
+            "first_call_to_last_first_token": med(lambda t: t["points_first_token_ts_max"] - t["points_call_min"]),
+            "first_token_spread": med(lambda t: t["points_first_token_ts_max"] - t["points_first_token_ts_min"]),
+            "last_first_token_to_last_recv": med(lambda t: t["points_last_recv_max"] - t["points_first_token_ts_max"]),
+        }
     return out
 
 
@@ -334,6 +371,9 @@ async def main_async(a: argparse.Namespace) -> None:
         )
     t0 = time.perf_counter()
     engine = await VLLMEngine.create(cfg)
+    if a.trace:
+        global TAP
+        TAP = request_tap.RequestTap(engine._llm)
     freeze_startup_heap()
     res["engine_start_s"] = time.perf_counter() - t0
     tok = engine.tokenizer
@@ -446,6 +486,9 @@ async def main_async(a: argparse.Namespace) -> None:
                 )
             res["summary"] = summarize(res["rows"])
             print_summary(res["summary"], a.machine)
+            if a.trace:
+                res["hand_over"] = hand_over(res["rows"])
+                print(f"[{a.machine}] hand-over (median ms): {res['hand_over']}", flush=True)
             save()
         if "perpoint" in parts and a.replay:
             res["per_point"] = []
@@ -534,6 +577,12 @@ def main() -> None:
     ap.add_argument("--load-modes", default="normal,sot,sot-eager,auto")
     ap.add_argument("--router", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="record vLLM's per-request timestamps of the SoT answers (request_tap.RequestTap rebinds "
+        "AsyncLLM.generate to a pass-through that leaves its outputs unchanged)",
+    )
     ap.add_argument("--cpu-smoke", action="store_true", help="the tiny test model on a CPU (tests/tiny_model.py)")
     ap.add_argument("--workdir", default="/tmp", help="where the replay script and its stats file go")
     asyncio.run(main_async(ap.parse_args()))
