@@ -23,6 +23,57 @@ def _interp(steps: dict[int, float], b: int) -> float:
     return steps[lo] if hi == lo else steps[lo] + (steps[hi] - steps[lo]) * (b - lo) / (hi - lo)
 
 
+def _fit(xs: list[list[float]], ys: list[float]) -> list[float]:
+    """Least-squares coefficients of ``ys`` on the columns of ``xs`` (with an intercept first)."""
+    import numpy as np
+
+    a = np.c_[np.ones(len(ys)), np.array(xs, dtype=float)]
+    return [float(c) for c in np.linalg.lstsq(a, np.array(ys), rcond=None)[0]]
+
+
+def stage_breakdown(run: dict) -> dict | None:
+    """Where SoT's time goes against the step-count bound, from the rows' stage times (runs from B on):
+    each stage fitted as fixed ms + ms per token (+ ms per point for the expansion), and the ratio to a bound
+    that also counts the prefill both modes pay (the normal answer's time to first token) and the batched
+    step's cost."""
+    real = [
+        r
+        for r in run.get("rows", [])
+        if r["source_model"] != "fixed-7x80" and r["mode"] == "sot" and r.get("expansion_s") and r.get("skeleton_s")
+    ]
+    steps = {s["batch"]: s["step_ms"] for s in run.get("steps") or []}
+    if len(real) < 5 or 1 not in steps:
+        return None
+    normal = _fit([[r["normal_tokens"]] for r in real], [r["normal_s"] * 1e3 for r in real])
+    skeleton = _fit([[r["skeleton_tokens"]] for r in real], [r["skeleton_s"] * 1e3 for r in real])
+    expansion = _fit([[r["longest_point_tokens"], r["points"]] for r in real], [r["expansion_s"] * 1e3 for r in real])
+    ratios_prefill, ratios_both = [], []
+    for r in real:
+        prefill = r["normal_ttft_s"] * 1e3
+        t1, tb = steps[1], _interp(steps, r["points"])
+        normal_ms = prefill + r["normal_tokens"] * t1
+        ratios_prefill.append(
+            r["speedup"] / (normal_ms / (prefill + (r["skeleton_tokens"] + r["longest_point_tokens"]) * t1))
+        )
+        ratios_both.append(
+            r["speedup"] / (normal_ms / (prefill + r["skeleton_tokens"] * t1 + r["longest_point_tokens"] * tb))
+        )
+    return {
+        "n": len(real),
+        "normal_ms": {"fixed": normal[0], "per_token": normal[1]},
+        "skeleton_ms": {"fixed": skeleton[0], "per_token": skeleton[1]},
+        "expansion_ms": {"fixed": expansion[0], "per_longest_token": expansion[1], "per_point": expansion[2]},
+        "normal_ttft_ms_median": statistics.median(r["normal_ttft_s"] for r in real) * 1e3,
+        "sot_overhead_ms_median": statistics.median(
+            (r["sot_s"] - r["skeleton_s"] - r["expansion_s"]) * 1e3 for r in real
+        ),
+        "median_ratio_to_bound_with_prefill": statistics.median(ratios_prefill),
+        "median_ratio_to_bound_with_prefill_and_batch_step": statistics.median(ratios_both),
+        "median_ratio_to_bound": statistics.median(r["ratio"] for r in real),
+        "hand_over_ms": run.get("hand_over"),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("raw", nargs="+")
@@ -66,6 +117,8 @@ def main() -> None:
             bt = [r["speedup"] / r["bound_time"] for r in run.get("rows", []) if r.get("bound_time")]
             if bt:
                 m["median_speedup_over_time_bound"] = statistics.median(bt)
+        m["stages"] = stage_breakdown(run)
+        m["per_point"] = run.get("per_point_summary")
         fixed = [r for r in run.get("rows", []) if r["source_model"] == "fixed-7x80"]
         for mode in ("sot", "sot-eager"):
             sel = [r for r in fixed if r["mode"] == mode]
@@ -101,6 +154,30 @@ def main() -> None:
             print(
                 f"[{label}] median speed-up / bound in time (batch step costs): "
                 f"{m['median_speedup_over_time_bound']:.3f}"
+            )
+        if m["stages"]:
+            g = m["stages"]
+            print(
+                f"[{label}] stages (fits, ms): normal {g['normal_ms']['fixed']:.0f} + {g['normal_ms']['per_token']:.2f}"
+                f"/token; skeleton {g['skeleton_ms']['fixed']:.0f} + {g['skeleton_ms']['per_token']:.2f}/token; "
+                f"expansion {g['expansion_ms']['fixed']:.0f} + {g['expansion_ms']['per_longest_token']:.2f}/longest "
+                f"token + {g['expansion_ms']['per_point']:.2f}/point; pipeline outside the stages "
+                f"{g['sot_overhead_ms_median']:.1f}"
+            )
+            print(
+                f"[{label}] median speed-up / bound {g['median_ratio_to_bound']:.3f} (per answer); with the prefill "
+                f"in the bound {g['median_ratio_to_bound_with_prefill']:.3f}; and the batched step "
+                f"{g['median_ratio_to_bound_with_prefill_and_batch_step']:.3f}"
+            )
+            if g["hand_over_ms"]:
+                print(f"[{label}] hand-over (median ms): {g['hand_over_ms']}")
+        if m["per_point"]:
+            pp = m["per_point"]
+            print(
+                f"[{label}] per-point grounding: SoT {pp['sot_s_median'] * 1e3:.0f} ms -> "
+                f"{pp['per_point_s_median'] * 1e3:.0f} ms (median time ratio {pp['time_ratio_median']:.3f}, "
+                f"p90 {pp['time_ratio_p90']:.3f}); "
+                f"+{pp['extra_uncached_prompt_tokens_per_point_median']:.0f} uncached prompt tokens a point"
             )
         if m["replay_cost"]:
             c = m["replay_cost"]
