@@ -1,14 +1,16 @@
 """What the question's length costs ``route()``: the shipped router (long questions cut to their first 24 and last 22
 tokens) against a router that encodes the whole question (up to 256 tokens), on the same questions.
 
-    python benchmarks/router_length.py ../shared/data/sot/wizardlm_questions.csv --whole-artifact OLD.npz
+    python benchmarks/router_length.py ../shared/data/sot/wizardlm_questions.csv --whole-artifact OLD.npz \
+        [--artifact "NAME=OTHER.npz" ...]
 
 ``--whole-artifact`` is an artifact trained without the cut (the one shipped before, from git history:
-``git show 06f8cb2:app/routing/assets/router.npz > OLD.npz``). Both run with 1 intra-op thread, taking turns
-question by question, idle (``as-is``) and with one busy GEMM thread per core (``busy-gemm``, as in
-``router_latency.py``), closed and paced. WizardLM's questions run long (median 54 tokens, p99 ~400), where
-Vicuna-80's are all under 42: there the two routers do the same work. Writes
-``benchmarks/results/router_length.json``.
+``git show 06f8cb2:app/routing/assets/router.npz > OLD.npz``). ``--artifact`` adds more routers to the turns
+(e.g. the logistic head shipped before the SVM one: ``git show 7b750f8:app/routing/assets/router.npz``). All run
+with 1 intra-op thread, taking turns question by question, idle (``as-is``) and with one busy GEMM thread per core
+(``busy-gemm``, as in ``router_latency.py``), closed and paced. WizardLM's questions run long (median 54 tokens,
+p99 ~400), where Vicuna-80's are all under 42: there the cut and the whole question do the same work. Writes
+``benchmarks/results/router_length.json`` (``--out`` to change).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("questions", type=Path)
     parser.add_argument("--whole-artifact", type=Path, required=True)
+    parser.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH",
+                        help="another router artifact to time in the same turns (repeatable)")
     parser.add_argument("--loads", default="as-is,busy-gemm")
     parser.add_argument("--pause-ms", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "router_length.json")
@@ -43,6 +47,11 @@ def main() -> None:
     load = EngineLoad(running=3, waiting=0, max_num_seqs=256, kv_cache_usage=0.1)
     routers = {"shipped (head 24 + tail 22)": TrainedRouter(), "whole question": TrainedRouter(
         RouterModel.load(args.whole_artifact))}
+    for spec in args.artifact:
+        name, _, path = spec.partition("=")
+        if not path:
+            parser.error(f"--artifact takes NAME=PATH, got {spec!r}")
+        routers[name] = TrainedRouter(RouterModel.load(path))
     for r in routers.values():
         r.route(questions[0], load)  # load the encoders before timing
     tok = next(iter(routers.values())).encoder._tokenizer  # type: ignore[attr-defined]

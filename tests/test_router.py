@@ -21,7 +21,8 @@ from sotrag.app.routing.classifier import (
     build_onnx_encoder,
     question_ids,
 )
-from sotrag.app.routing.training import LabelFileError, metrics, read_labels, train
+from sotrag.app.routing.heads import KernelHead, fit_platt, svm_decisions
+from sotrag.app.routing.training import LabelFileError, fit_head, metrics, read_labels, train
 
 TINY = Path(__file__).parent / "data" / "router_tiny.csv"
 
@@ -43,6 +44,50 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     # What was saved predicts what was trained: the tiny set is separable, so it fits it.
     router = TrainedRouter(loaded)
     assert router.predict(data.questions).tolist() == data.labels.tolist()
+    assert loaded.head == "svm-rbf" and loaded.kernel is not None and loaded.info["head"]["kind"] == "svm_rbf"
+
+
+def test_the_logistic_head_still_trains_and_loads(tmp_path: Path) -> None:
+    data = read_labels(TINY)
+    report = train(data, head="logistic", rule="fbeta")
+    loaded = RouterModel.load(report.model.save(tmp_path / "lr.npz"))
+    assert loaded.head == "logistic" and loaded.kernel is None and loaded.coef.shape == (loaded.n_features,)
+    assert loaded.info["threshold_rule"]["rule"] == "fbeta"
+    assert TrainedRouter(loaded).predict(data.questions).tolist() == data.labels.tolist()
+    with np.load(tmp_path / "lr.npz", allow_pickle=False) as raw:
+        assert set(raw.files) == {"header", "mean", "scale", "coef"}
+
+
+def test_kernel_head_equals_scikit_learn_and_survives_float16() -> None:
+    """The served SVM is numpy only: its decision values are libsvm's, and storing the support vectors as float16
+    (the artifact) moves the probabilities by less than 1e-3 (calibrated out of sample, as ``fit_head`` does)."""
+    from sklearn.svm import SVC
+
+    from sotrag.app.routing.heads import fit_kernel_head, gamma_for
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(120, 64))
+    y = (z[:, 0] * z[:, 1] + 0.3 * rng.normal(size=120) > 0).astype(np.int64)  # not linearly separable
+    platt_ab = fit_platt(svm_decisions(z[:80], y[:80], 1.0, z[80:]), y[80:])
+    head = fit_kernel_head(z[:80], y[:80], 1.0, platt_ab)
+    ref = SVC(C=1.0, gamma=gamma_for(64), tol=1e-5).fit(z[:80], y[:80]).decision_function(z[80:])
+    np.testing.assert_allclose(head.decision(z[80:]), ref, atol=1e-4)
+    p, p16 = head.probabilities(z[80:]), head.rounded().probabilities(z[80:])
+    assert np.abs(p - p16).max() < 1e-3 and p.min() >= 0.0 and p.max() <= 1.0
+
+
+def test_fit_head_chooses_c_and_threshold_out_of_fold() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(150, 16))
+    y = (np.linalg.norm(x[:, :2], axis=1) < 1.2).astype(np.int64)  # a disc: no linear head separates it
+    svm = fit_head(x, y, head="svm-rbf", c_grid=(0.3, 3.0))
+    lr = fit_head(x, y, head="logistic", c_grid=(0.01, 1.0))
+    assert set(svm.cv_log_loss) == {0.3, 3.0} and svm.c == min(svm.cv_log_loss, key=lambda c: svm.cv_log_loss[c])
+    assert svm.cv_log_loss[svm.c] < min(lr.cv_log_loss.values())  # the kernel head sees the disc
+    assert metrics(y, svm.oof >= svm.threshold).precision >= 0.70
+    assert metrics(y, svm.probabilities(x) >= svm.threshold).accuracy > 0.9
+    with pytest.raises(ValueError, match="unknown router head"):
+        fit_head(x, y, head="forest")
 
 
 def test_shipped_artifact_loads_without_training_data(shipped: TrainedRouter) -> None:
@@ -50,12 +95,15 @@ def test_shipped_artifact_loads_without_training_data(shipped: TrainedRouter) ->
     assert DEFAULT_ARTIFACT.suffix == ".npz" and DEFAULT_ARTIFACT.is_file()
     assert model.embedding_model == "all-MiniLM-L6-v2"
     assert model.encoder == "onnx-int8"  # trained on the features it is served with
+    assert model.head == "svm-rbf" and isinstance(model.kernel, KernelHead)
+    assert model.info["threshold_rule"]["rule"] == "accuracy"
     assert model.info["trained_on"]["file"] == "lima_router_labels.csv"
     assert model.info["trained_on"]["n"] == 1030 and model.info["trained_on"]["positives"] == 371
     assert 0.0 < shipped.threshold < 1.0
     assert model.n_features == 384 * len(model.layers)
     with np.load(DEFAULT_ARTIFACT, allow_pickle=False) as raw:  # no pickled objects inside
-        assert set(raw.files) == {"header", "mean", "scale", "coef"}
+        assert set(raw.files) == {"header", "mean", "scale", "support", "dual"}
+        assert raw["support"].dtype == np.float16 and raw["support"].shape[1] == model.n_features
 
 
 @pytest.mark.parametrize(
@@ -250,23 +298,36 @@ def test_artifact_records_its_encoder_and_old_artifacts_still_load(shipped: Trai
     loaded = RouterModel.load(ref_model.save(tmp_path / "ref.npz"))
     assert loaded.encoder == "torch-fp32" and isinstance(TrainedRouter(loaded).encoder, QuestionEncoder)
 
-    # A sotrag-router/1 artifact (before the encoder field) is a torch-fp32 one.
-    with np.load(DEFAULT_ARTIFACT, allow_pickle=False) as raw:
+    # Artifacts from before the SVM head (sotrag-router/2, no "head" key) hold a logistic head.
+    lr_model = train(read_labels(TINY), head="logistic").model
+    with np.load(lr_model.save(tmp_path / "lr.npz"), allow_pickle=False) as raw:
         arrays = {k: raw[k] for k in raw.files}
     header = json.loads(str(arrays["header"]))
+    header["format"] = "sotrag-router/2"
+    del header["head"]
+    np.savez(tmp_path / "v2.npz", **(arrays | {"header": np.array(json.dumps(header))}))
+    v2 = RouterModel.load(tmp_path / "v2.npz")
+    assert v2.head == "logistic" and np.allclose(v2.coef, lr_model.coef, atol=1e-6)
+
+    # A sotrag-router/1 artifact (before the encoder field) is a torch-fp32 one.
     header["format"] = "sotrag-router/1"
     del header["encoder"]
     del header["tail_tokens"]  # artifacts from before the head + tail cut: the head only, as they were trained
     np.savez(tmp_path / "v1.npz", **(arrays | {"header": np.array(json.dumps(header))}))
     old = RouterModel.load(tmp_path / "v1.npz")
-    assert old.encoder == "torch-fp32" and old.tail_tokens == 0
+    assert old.encoder == "torch-fp32" and old.tail_tokens == 0 and old.head == "logistic"
 
     header["format"], header["encoder"] = "sotrag-router/2", "tflite"
     np.savez(tmp_path / "bad.npz", **(arrays | {"header": np.array(json.dumps(header))}))
     with pytest.raises(RouterArtifactError, match="unknown encoder"):
         RouterModel.load(tmp_path / "bad.npz")
+    header["format"], header["encoder"], header["head"] = "sotrag-router/3", "onnx-int8", "forest"
+    np.savez(tmp_path / "bad_head.npz", **(arrays | {"header": np.array(json.dumps(header))}))
+    with pytest.raises(RouterArtifactError, match="unknown head"):
+        RouterModel.load(tmp_path / "bad_head.npz")
 
 
-def test_train_router_cli_rejects_an_unknown_encoder(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli(), ["train-router", str(TINY), "--out", str(tmp_path / "r.npz"), "--encoder", "x"])
-    assert result.exit_code == 2 and "--encoder" in result.output and not (tmp_path / "r.npz").exists()
+@pytest.mark.parametrize("flag", ["--encoder", "--head", "--rule"])
+def test_train_router_cli_rejects_an_unknown_choice(tmp_path: Path, flag: str) -> None:
+    result = CliRunner().invoke(cli(), ["train-router", str(TINY), "--out", str(tmp_path / "r.npz"), flag, "x"])
+    assert result.exit_code == 2 and flag in result.output and not (tmp_path / "r.npz").exists()

@@ -19,8 +19,12 @@ def train_router(
     out: Annotated[
         Path | None, typer.Option(help="artifact to write (default: the packaged app/routing/assets/router.npz)")
     ] = None,
+    rule: Annotated[
+        str,
+        typer.Option(help="the threshold maximizes cross-validated accuracy (default) or F-beta ('fbeta', see --beta)"),
+    ] = "accuracy",
     beta: Annotated[
-        float, typer.Option(help="the threshold maximizes cross-validated F-beta (beta<1 favours precision)")
+        float, typer.Option(help="with --rule fbeta: the threshold maximizes CV F-beta (beta<1 favours precision)")
     ] = 1.0,
     min_precision: Annotated[float, typer.Option(help="only thresholds with at least this CV precision")] = 0.70,
     threshold: Annotated[
@@ -29,21 +33,30 @@ def train_router(
     encoder: Annotated[
         str, typer.Option(help="feature encoder: onnx-int8 (default, fast), onnx-fp32 or torch-fp32 (reference)")
     ] = "onnx-int8",
+    head: Annotated[
+        str, typer.Option(help="the head: svm-rbf (default) or logistic (the head shipped before issue 24)")
+    ] = "svm-rbf",
     json_out: Annotated[bool, typer.Option("--json", help="print the training report as JSON")] = False,
 ) -> None:
     """Train the SoT-R router on LABELS_CSV (deterministic; CV on that file only) and write the artifact."""
     from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, ENCODERS
-    from sotrag.app.routing.training import LabelFileError, read_labels, train
+    from sotrag.app.routing.training import HEADS, THRESHOLD_RULES, LabelFileError, read_labels, train
 
     if encoder not in ENCODERS:
         raise fail(f"--encoder must be one of {', '.join(ENCODERS)}")
+    if head not in HEADS:
+        raise fail(f"--head must be one of {', '.join(HEADS)}")
+    if rule not in THRESHOLD_RULES:
+        raise fail(f"--rule must be one of {', '.join(THRESHOLD_RULES)}")
     if beta <= 0:
         raise fail("--beta must be > 0")
     if not 0.0 <= min_precision <= 1.0 or (threshold is not None and not 0.0 <= threshold <= 1.0):
         raise fail("--min-precision and --threshold must be in [0, 1]")
     try:
         data = read_labels(labels_csv)
-        report = train(data, encoder=encoder, beta=beta, min_precision=min_precision, threshold=threshold)
+        report = train(
+            data, encoder=encoder, head=head, rule=rule, beta=beta, min_precision=min_precision, threshold=threshold
+        )
     except LabelFileError as exc:
         raise fail(str(exc)) from None
     path = report.model.save(out or DEFAULT_ARTIFACT)
@@ -54,6 +67,7 @@ def train_router(
         "C": report.c,
         "threshold": report.model.threshold,
         "encoder": report.model.encoder,
+        "head": report.model.head,
         "cv_auc": round(report.cv_auc, 4),
         "cv": cv.as_dict(),
     }
@@ -63,7 +77,8 @@ def train_router(
     console = Console()
     console.print(f"trained on {cv.n} questions ({int(data.labels.sum())} suit SoT); wrote {path}")
     console.print(
-        f"C={report.c}  threshold={report.model.threshold:.2f}  {CV_NOTE}: AUC {report.cv_auc:.3f}, "
+        f"head={report.model.head}  C={report.c}  threshold={report.model.threshold:.2f}  "
+        f"{CV_NOTE}: AUC {report.cv_auc:.3f}, "
         f"accuracy {cv.accuracy:.3f}, precision {cv.precision:.3f}, recall {cv.recall:.3f}, F1 {cv.f1:.3f}"
     )
 

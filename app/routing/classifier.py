@@ -1,8 +1,9 @@
-"""The trained SoT-R question classifier: MiniLM features + a logistic head, and its artifact.
+"""The trained SoT-R question classifier: MiniLM features + a trained head, and its artifact.
 
 ``TrainedRouter`` embeds the question with the same MiniLM the retriever uses (mean-pooled hidden states of
-several layers, which carry more of the question's *form* than the final sentence embedding alone), and a
-logistic-regression head trained on the LIMA router labels gives P(suits SoT). Only a question at or above an
+several layers, which carry more of the question's *form* than the final sentence embedding alone), and a head
+trained on the LIMA router labels (an RBF SVM, ``heads.py``; older artifacts: logistic regression) gives
+P(suits SoT). Only a question at or above an
 explicit threshold goes to SoT: a list-unfriendly question forced into points costs answer quality, a missed
 one only costs speed.
 
@@ -36,10 +37,12 @@ import numpy as np
 
 from sotrag.app.engines.base import EngineLoad
 from sotrag.app.routing.base import QuestionClassifier, RouteDecision
+from sotrag.app.routing.heads import KERNEL, KernelHead
 from sotrag.app.routing.router import SoTRouter
 
-ARTIFACT_FORMAT = "sotrag-router/2"
-READABLE_FORMATS = ("sotrag-router/1", ARTIFACT_FORMAT)  # /1: no "encoder" key, always torch-fp32
+ARTIFACT_FORMAT = "sotrag-router/3"
+# /1: no "encoder" key, always torch-fp32; /2: no "head" key, always the logistic head
+READABLE_FORMATS = ("sotrag-router/1", "sotrag-router/2", ARTIFACT_FORMAT)
 DEFAULT_ARTIFACT = Path(__file__).parent / "assets" / "router.npz"
 ENCODERS = ("onnx-int8", "onnx-fp32", "torch-fp32")
 DEFAULT_ENCODER = "onnx-int8"
@@ -57,7 +60,8 @@ class RouterArtifactError(ValueError):
 
 @dataclass(frozen=True)
 class RouterModel:
-    """A logistic-regression head over standardized multi-layer MiniLM features.
+    """A head over standardized multi-layer MiniLM features: logistic regression (``coef``, ``intercept``) or,
+    when ``kernel`` is set, an RBF SVM (``heads.KernelHead``; ``coef`` is then empty).
 
     ``layers`` index the encoder's hidden states (0 = token embeddings, 6 = last layer of MiniLM-L6);
     each is mean-pooled over the question's tokens and L2-normalized, then all are concatenated.
@@ -74,13 +78,21 @@ class RouterModel:
     encoder: str = "torch-fp32"  # which encoder made the features the head was fit on (one of ENCODERS)
     info: dict[str, Any] = field(default_factory=dict)  # training data hash, CV metrics, hyperparameters
     tail_tokens: int = 0  # of a question over max_length tokens, how many of its last ones are kept (question_ids)
+    kernel: KernelHead | None = None  # the RBF SVM head; None: the logistic head
 
     @property
     def n_features(self) -> int:
-        return int(self.coef.shape[0])
+        return int(self.mean.shape[0])
+
+    @property
+    def head(self) -> str:
+        return KERNEL if self.kernel is not None else "logistic"
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        z = ((features - self.mean) / self.scale) @ self.coef + self.intercept
+        standardized = (features - self.mean) / self.scale
+        if self.kernel is not None:
+            return self.kernel.probabilities(standardized)
+        z = standardized @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
 
     def save(self, path: str | Path) -> Path:
@@ -96,13 +108,19 @@ class RouterModel:
             "intercept": float(self.intercept),
             "threshold": float(self.threshold),
             "info": self.info,
+            "head": self.head,
         }
         arrays = {
-            "header": np.array(json.dumps(header, sort_keys=True)),
             "mean": self.mean.astype(np.float32),
             "scale": self.scale.astype(np.float32),
-            "coef": self.coef.astype(np.float32),
         }
+        if self.kernel is None:
+            arrays["coef"] = self.coef.astype(np.float32)
+        else:
+            k = self.kernel
+            header |= {"kernel": {"intercept": k.intercept, "gamma": k.gamma, "platt": [k.platt_a, k.platt_b]}}
+            arrays |= {"support": k.support.astype(np.float16), "dual": k.dual.astype(np.float32)}
+        arrays = {"header": np.array(json.dumps(header, sort_keys=True)), **arrays}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         # An .npz written by hand with fixed zip timestamps: the same model gives the same bytes
@@ -124,18 +142,37 @@ class RouterModel:
         path = Path(path)
         if not path.is_file():
             raise RouterArtifactError(f"router artifact not found: {path} (run `sotrag train-router`)")
+        kernel = None
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
-                mean, scale, coef = (np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
-        except (OSError, ValueError, KeyError) as exc:
+                if header.get("format") not in READABLE_FORMATS:
+                    raise RouterArtifactError(
+                        f"{path} is not a {ARTIFACT_FORMAT} artifact (format={header.get('format')!r})"
+                    )
+                head = header.get("head", "logistic")  # absent before /3: the logistic head
+                if head not in ("logistic", KERNEL):
+                    raise RouterArtifactError(f"{path}: unknown head {head!r} (expected logistic or {KERNEL})")
+                mean, scale = (np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale"))
+                if head == KERNEL:
+                    k = header["kernel"]
+                    kernel = KernelHead(
+                        data["support"], data["dual"], float(k["intercept"]), float(k["gamma"]), *map(float, k["platt"])
+                    )
+                    coef = np.zeros(0)
+                else:
+                    coef = np.asarray(data["coef"], dtype=np.float64)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, RouterArtifactError):
+                raise
             raise RouterArtifactError(f"cannot read router artifact {path}: {exc}") from None
-        if header.get("format") not in READABLE_FORMATS:
-            raise RouterArtifactError(f"{path} is not a {ARTIFACT_FORMAT} artifact (format={header.get('format')!r})")
         encoder = str(header.get("encoder", "torch-fp32"))
         if encoder not in ENCODERS:
             raise RouterArtifactError(f"{path}: unknown encoder {encoder!r} (expected one of {', '.join(ENCODERS)})")
-        if not (mean.shape == scale.shape == coef.shape and coef.ndim == 1):
+        width = kernel.support.shape[1:] if kernel is not None else coef.shape
+        if not (mean.shape == scale.shape == width and mean.ndim == 1):
+            raise RouterArtifactError(f"{path}: inconsistent array shapes")
+        if kernel is not None and kernel.dual.shape != kernel.support.shape[:1]:
             raise RouterArtifactError(f"{path}: inconsistent array shapes")
         return cls(
             embedding_model=header["embedding_model"],
@@ -149,6 +186,7 @@ class RouterModel:
             encoder=encoder,
             info=header.get("info", {}),
             tail_tokens=int(header.get("tail_tokens", 0)),  # absent in older artifacts: head-only truncation
+            kernel=kernel,
         )
 
 
@@ -411,7 +449,8 @@ def make_encoder(
 # --------------------------------------------------------------------------------------------------------
 
 class TrainedRouter(QuestionClassifier):
-    """The trained router: MiniLM features + logistic head, thresholded. Loads the shipped artifact."""
+    """The trained router: MiniLM features + a trained head (RBF SVM or logistic), thresholded. Loads the shipped
+    artifact."""
 
     name = "router"
 
