@@ -72,11 +72,12 @@ class Grounding:
         return [by_number[n] for n in numbers if n in by_number]
 
     async def for_point(
-        self, retriever: Retriever, question: str, title: str, k: int
+        self, retriever: Retriever, question: str, title: str, k: int, filters: dict[str, str] | None = None
     ) -> list[tuple[int, Passage]]:
         """Up to ``k`` passages for one point (question + point title) not already given, numbered after the
-        shared ones. They go after the shared prompt prefix, so that prefix stays shared by every point."""
-        found = await retriever.aretrieve(f"{question} {title}", k + 3)
+        shared ones. They go after the shared prompt prefix, so that prefix stays shared by every point.
+        ``filters`` are the question's: a point never cites a document the request left out."""
+        found = await retriever.aretrieve(f"{question} {title}", k + 3, filters)
         known = {p.chunk_id or p.text for p in self.passages}
         fresh: list[tuple[int, Passage]] = []
         for passage in found:
