@@ -76,8 +76,12 @@ class Grounding:
     ) -> list[tuple[int, Passage]]:
         """Up to ``k`` passages for one point (question + point title) not already given, numbered after the
         shared ones. They go after the shared prompt prefix, so that prefix stays shared by every point.
-        ``filters`` are the question's: a point never cites a document the request left out."""
-        found = await retriever.aretrieve(f"{question} {title}", k + 3, filters)
+        ``filters`` are the question's: a point never cites a document the request left out.
+
+        The search asks for ``k`` more than the shared passages: the point's query contains the question, so the
+        shared passages often rank first, and a shallower search would leave the point fewer than ``k`` new ones
+        (``benchmarks/grounding.py`` counts them)."""
+        found = await retriever.aretrieve(f"{question} {title}", k + len(self.passages), filters)
         known = {p.chunk_id or p.text for p in self.passages}
         fresh: list[tuple[int, Passage]] = []
         for passage in found:

@@ -85,3 +85,12 @@ async def test_for_point_numbers_each_new_passage_once_across_points() -> None:
 
 def numbered(extra: Sequence[tuple[int, Passage]]) -> list[tuple[int, str]]:
     return [(n, p.source) for n, p in extra]
+
+
+async def test_for_point_finds_k_new_passages_when_the_shared_ones_rank_first() -> None:
+    shared = [passage(f"shared{i}.md", f"s{i}", "sleep") for i in range(5)]
+    own = [passage(f"own{i}.md", f"o{i}", "sleep") for i in range(3)]
+    retriever = FilteringRetriever([*shared, *own])  # every query ranks the shared passages first
+    grounding = Grounding(passages=list(shared), sources=[source_of(i, p) for i, p in enumerate(shared, 1)])
+    extra = await grounding.for_point(retriever, QUESTION, "Keep a schedule", 2)
+    assert numbered(extra) == [(6, "own0.md"), (7, "own1.md")]
