@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Literal
 
 from sotrag.app.engines.base import Engine, count_tokens_async
 from sotrag.app.events import Source
 from sotrag.prompts import build as prompts
 from sotrag.retrieval.types import Passage, Retriever
+
+PointQuery = Literal["question_title", "title"]
 
 
 def source_of(n: int, passage: Passage) -> Source:
@@ -72,16 +75,24 @@ class Grounding:
         return [by_number[n] for n in numbers if n in by_number]
 
     async def for_point(
-        self, retriever: Retriever, question: str, title: str, k: int, filters: dict[str, str] | None = None
+        self,
+        retriever: Retriever,
+        question: str,
+        title: str,
+        k: int,
+        filters: dict[str, str] | None = None,
+        query: PointQuery = "question_title",
     ) -> list[tuple[int, Passage]]:
-        """Up to ``k`` passages for one point (question + point title) not already given, numbered after the
-        shared ones. They go after the shared prompt prefix, so that prefix stays shared by every point.
-        ``filters`` are the question's: a point never cites a document the request left out.
+        """Up to ``k`` passages for one point not already given, numbered after the shared ones. They go after
+        the shared prompt prefix, so that prefix stays shared by every point. ``query``: search for the question
+        and the point's title, or for the title alone (``Settings.per_point_query``). ``filters`` are the
+        question's: a point never cites a document the request left out.
 
-        The search asks for ``k`` more than the shared passages: the point's query contains the question, so the
+        The search asks for ``k`` more than the shared passages: with the question in the point's query the
         shared passages often rank first, and a shallower search would leave the point fewer than ``k`` new ones
         (``benchmarks/grounding.py`` counts them)."""
-        found = await retriever.aretrieve(f"{question} {title}", k + len(self.passages), filters)
+        text = title if query == "title" else f"{question} {title}"
+        found = await retriever.aretrieve(text, k + len(self.passages), filters)
         known = {p.chunk_id or p.text for p in self.passages}
         fresh: list[tuple[int, Passage]] = []
         for passage in found:

@@ -57,7 +57,8 @@ async def test_per_point_queries_carry_the_question_filters_into_the_prompts_and
     assert isinstance(events[-1], AnswerDone)
     result = events[-1].result
 
-    assert len(retriever.queries) == 4  # the question, then one per point
+    assert retriever.queries[0] == QUESTION
+    assert sorted(retriever.queries[1:]) == [f"{QUESTION} Point number {w}" for w in ("one", "three", "two")]
     assert retriever.filters == [WANTED] * 4
     assert [s.source for s in result.sources] == ["room.md", "light.md", "sport.md"]
     for request in engine.requests:
@@ -94,3 +95,20 @@ async def test_for_point_finds_k_new_passages_when_the_shared_ones_rank_first() 
     grounding = Grounding(passages=list(shared), sources=[source_of(i, p) for i, p in enumerate(shared, 1)])
     extra = await grounding.for_point(retriever, QUESTION, "Keep a schedule", 2)
     assert numbered(extra) == [(6, "own0.md"), (7, "own1.md")]
+
+
+async def test_per_point_query_title_searches_for_each_title_alone() -> None:
+    engine = ScriptedEngine()
+    retriever = FilteringRetriever(corpus())
+    settings = Settings(
+        sampling=sampling(point_max_tokens=24, point_min_tokens=12, normal_max_tokens=48),
+        sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4, guided_skeleton=True),
+        per_point_retrieval=True,
+        per_point_query="title",
+    )
+    pipeline = SoTPipeline(engine, settings, retriever=retriever)
+    events = [e async for e in pipeline.stream(QUESTION, mode="sot", top_k=1)]
+    assert isinstance(events[-1], AnswerDone)
+    assert retriever.queries[0] == QUESTION
+    assert sorted(retriever.queries[1:]) == [f"Point number {w}" for w in ("one", "three", "two")]
+    assert Settings().per_point_query == "question_title"
