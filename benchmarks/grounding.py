@@ -1,19 +1,21 @@
 """Per-point grounding benchmark: does a point's prompt see (and would it cite) the passage that holds the
 point's content more often with per-point retrieval, and what does that add?
 
-No model writes text here (none can run at this scale on a CPU), so the answers are built from labelled parts:
+No model writes text here (none can run at this scale on a CPU), so answers are simulated from labelled data:
 
-* a compound question joins 2 to 4 dev questions (``--questions``, each labelled with its relevant page) whose
-  pages differ; its skeleton is simulated as one point per sub-question, titled either by the sub-question
-  itself (``question`` titles: the most a title can say) or by its first 8 content words (``short`` titles,
-  like a skeleton line);
-* the point's gold page is its sub-question's relevant page: the point's content is there.
+* multi-topic: a compound question joins 2 to 4 dev questions (``--questions``, each labelled with its relevant
+  page) whose pages differ; its skeleton is one point per sub-question, titled by the sub-question itself
+  (``question`` titles: the most a title can say) or by its first 8 content words (``short``: like a skeleton
+  line). A point's gold page is its sub-question's page.
+* single-topic: one dev question; its skeleton is the section headings (``##``) of its page, up to 4, as a
+  skeleton that follows the documentation would be. A point's gold is that page, and its own section.
 
-For every point it records whether a chunk of the gold page is among the passages the POINT's prompt sees, and
-at which source number, under: the shared retrieval alone (``shared k``: the question's top k, as with
-``per_point_retrieval=False``), the shared top 5 plus the point's own ``per_point_k`` (sotrag's own
-``Grounding.for_point`` on the real index, gathered per answer as the pipeline does), and the shared top
-5 + per_point_k (the same number of passages in every point prompt, all shared).
+For every point it records whether a chunk of the gold page (and section) is among the passages the POINT's
+prompt sees, and at which source number, under: the shared retrieval alone (``shared k``: the question's top
+k, as with ``per_point_retrieval=False``; k = 5 + per_point_k gives every point prompt as many passages as
+per-point retrieval does), and the shared top 5 plus each point's own ``per_point_k`` with either
+``per_point_query`` (sotrag's own ``Grounding.for_point`` on the real index, gathered per answer as the
+pipeline does).
 
 Simulated citation: the cited passage is the one of those the point sees whose embedding is nearest to the
 point's title (the point's text is not written here). A model may cite otherwise; this says whether the right
@@ -52,21 +54,23 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 SHARED_K = 5  # Settings.passages_k's default
+QUERIES = ("question_title", "title")  # Settings.per_point_query
 _STOP = "how do i can my the a an to of is what when should that it for with in on and or does are be which why "
 _STOP += "where me we you your this there from by as at if so instead like way"
 STOPWORDS = frozenset(_STOP.split())
 
 
 @dataclass(frozen=True)
-class Part:
-    question: str
-    gold: frozenset[str]
+class Point:
+    title: str
+    gold: frozenset[str]  # pages holding the point's content
+    section: str | None = None  # and the section, where known (cleaned heading)
 
 
 @dataclass(frozen=True)
-class Compound:
+class Case:
     question: str
-    parts: tuple[Part, ...]
+    points: tuple[Point, ...]
 
 
 def machine() -> dict[str, Any]:
@@ -99,90 +103,129 @@ def short_title(question: str, words: int = 8) -> str:
     return " ".join(kept[:words]).capitalize()
 
 
-def compounds(parts: list[Part], n: int, sizes: list[int], seed: int) -> list[Compound]:
+def clean_heading(text: str) -> str:
+    """A markdown heading as words: no ``{ #anchor }``, backticks or emphasis."""
+    return " ".join(re.sub(r"\{\s*#[^}]*\}|[`*]", "", text).split())
+
+
+def multi_topic(questions: list[Any], n: int, sizes: list[int], seed: int, short: bool) -> list[Case]:
     """``n`` compound questions, sizes in turn, each joining sub-questions whose gold pages do not overlap."""
     rng = random.Random(seed)
-    out: list[Compound] = []
+    out: list[Case] = []
     seen: set[tuple[str, ...]] = set()
     tries = 0
     while len(out) < n and tries < 100 * n:
         tries += 1
-        size = sizes[len(out) % len(sizes)]
-        pick = rng.sample(parts, size)
-        pages = [p for part in pick for p in part.gold]
-        key = tuple(sorted(p.question for p in pick))
+        pick = rng.sample(questions, sizes[len(out) % len(sizes)])
+        pages = [p for q in pick for p in q.relevant]
+        key = tuple(sorted(q.question for q in pick))
         if len(pages) != len(set(pages)) or key in seen:
             continue
         seen.add(key)
-        out.append(Compound(" ".join(p.question for p in pick), tuple(pick)))
+        points = tuple(Point(short_title(q.question) if short else q.question, frozenset(q.relevant)) for q in pick)
+        out.append(Case(" ".join(q.question for q in pick), points))
     return out
 
 
-def seen_row(numbered: list[tuple[int, Any]], gold: frozenset[str], shared_n: int) -> dict[str, Any]:
-    """Where the gold page is among the passages a point sees (numbers as the model sees them)."""
-    hits = [n for n, p in numbered if p.source in gold]
-    return {
+def single_topic(questions: list[Any], corpus: Path, max_points: int = 4) -> list[Case]:
+    """One case per page: its first dev question, its ``##`` headings as the skeleton."""
+    out: list[Case] = []
+    pages: set[str] = set()
+    for q in questions:
+        if len(q.relevant) != 1 or q.relevant[0] in pages or not (corpus / q.relevant[0]).is_file():
+            continue
+        lines = (corpus / q.relevant[0]).read_text(encoding="utf-8").splitlines()
+        heads = list(dict.fromkeys(clean_heading(x[3:]) for x in lines if x.startswith("## ")))[:max_points]
+        if len(heads) < 2:
+            continue
+        pages.add(q.relevant[0])
+        out.append(Case(q.question, tuple(Point(h, frozenset(q.relevant), h) for h in heads)))
+    return out
+
+
+def in_section(passage: Any, point: Point) -> bool:
+    return passage.source in point.gold and point.section in [clean_heading(s) for s in passage.heading.split(" > ")]
+
+
+def seen_row(numbered: list[tuple[int, Any]], point: Point, shared_n: int, extra: list[Any] | None) -> dict[str, Any]:
+    """Where the gold page (and section) is among the passages a point sees (numbers as the model sees them)."""
+    hits = [n for n, p in numbered if p.source in point.gold]
+    row: dict[str, Any] = {
         "seen": bool(hits),
         "first_n": min(hits) if hits else None,
         "via_point": bool(hits) and min(hits) > shared_n,
         "passages": len(numbered),
     }
+    if point.section is not None:
+        row["section_seen"] = any(in_section(p, point) for _, p in numbered)
+    if extra is not None:
+        row["fresh"] = len(extra)
+        row["fresh_off_gold_page"] = sum(p.source not in point.gold for _, p in extra)
+    return row
 
 
-async def answer_rows(index: Any, c: Compound, titles: list[str], ppks: list[int]) -> dict[str, Any]:
-    """Every condition for one compound question: what each of its points sees."""
+async def case_rows(index: Any, case: Case, ppks: list[int]) -> dict[str, list[tuple[dict, list, list | None]]]:
+    """Every condition for one question: per point, its row, the passages it sees, its own passages."""
     from sotrag.app.passages import Grounding, source_of
 
-    rows: dict[str, Any] = {}
-    ks = sorted({SHARED_K, *(SHARED_K + k for k in ppks)})
-    for k in ks:
-        found = await index.aretrieve(c.question, k)
-        numbered = list(enumerate(found, start=1))
-        rows[f"shared k={k}"] = [seen_row(numbered, part.gold, k) | {"numbered": numbered} for part in c.parts]
-    base = await index.aretrieve(c.question, SHARED_K)
-    for ppk in ppks:
-        g = Grounding(passages=list(base), sources=[source_of(i, p) for i, p in enumerate(base, start=1)])
-        extras = await asyncio.gather(*(g.for_point(index, c.question, t, ppk) for t in titles))
-        shared = list(enumerate(base, start=1))
-        rows[f"shared {SHARED_K} + point {ppk}"] = [
-            seen_row(shared + list(extra), part.gold, SHARED_K) | {"numbered": shared + list(extra), "extra": extra}
-            for part, extra in zip(c.parts, extras, strict=True)
-        ]
-    # The same, the point's query being its title alone (a design alternative, not what sotrag sends).
-    g = Grounding(passages=list(base), sources=[source_of(i, p) for i, p in enumerate(base, start=1)])
-    extras = await asyncio.gather(*(g.for_point(index, "", t, 2) for t in titles))
+    rows: dict[str, list[tuple[dict, list, list | None]]] = {}
+    for k in sorted({SHARED_K, *(SHARED_K + k for k in ppks)}):
+        numbered = list(enumerate(await index.aretrieve(case.question, k), start=1))
+        rows[f"shared k={k}"] = [(seen_row(numbered, p, k, None), numbered, None) for p in case.points]
+    base = await index.aretrieve(case.question, SHARED_K)
     shared = list(enumerate(base, start=1))
-    rows[f"shared {SHARED_K} + point 2 (title-only query)"] = [
-        seen_row(shared + list(extra), part.gold, SHARED_K) | {"numbered": shared + list(extra)}
-        for part, extra in zip(c.parts, extras, strict=True)
-    ]
+    for query in QUERIES:
+        for ppk in ppks:
+            g = Grounding(passages=list(base), sources=[source_of(n, p) for n, p in shared])
+            extras = await asyncio.gather(
+                *(g.for_point(index, case.question, p.title, ppk, query=query) for p in case.points)
+            )
+            rows[f"shared {SHARED_K} + point {ppk} ({query})"] = [
+                (seen_row(shared + list(e), p, SHARED_K, list(e)), shared + list(e), list(e))
+                for p, e in zip(case.points, extras, strict=True)
+            ]
     return rows
 
 
-def cite(embedder: Any, cache: dict[str, np.ndarray], point_text: str, numbered: list[tuple[int, Any]]) -> Any:
-    """Simulated citation: the seen passage nearest to the point's text by the embedder."""
-    missing = [p for _, p in numbered if (p.chunk_id or p.text) not in cache]
-    if missing:
-        for p, v in zip(missing, embedder.embed([f"{p.label}\n{p.text}" for p in missing]), strict=True):
-            cache[p.chunk_id or p.text] = v
-    q = embedder.embed_query(point_text)
-    scores = [float(cache[p.chunk_id or p.text] @ q) for _, p in numbered]
-    return numbered[int(np.argmax(scores))][1]
+class Citer:
+    """Simulated citation: the seen passage nearest to the point's title by the embedder."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+        self.cache: dict[str, np.ndarray] = {}
+
+    def cite(self, title: str, numbered: list[tuple[int, Any]]) -> Any:
+        new = {p.chunk_id or p.text: p for _, p in numbered}
+        missing = [(key, p) for key, p in new.items() if key not in self.cache]
+        if missing:
+            vecs = self.embedder.embed([f"{p.label}\n{p.text}" for _, p in missing])
+            self.cache.update({key: v for (key, _), v in zip(missing, vecs, strict=True)})
+        q = self.embedder.embed_query(title)
+        scores = [float(self.cache[p.chunk_id or p.text] @ q) for _, p in numbered]
+        return numbered[int(np.argmax(scores))][1]
 
 
-def summarize(rows: list[dict[str, Any]], cited: list[bool]) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], cited: list[bool], cited_section: list[bool]) -> dict[str, Any]:
     seen = [r for r in rows if r["seen"]]
-    return {
+    out: dict[str, Any] = {
         "points": len(rows),
         "gold_seen": round(len(seen) / len(rows), 4),
-        "gold_seen_via_point_passages": round(sum(r["via_point"] for r in rows) / len(rows), 4),
+        "gold_seen_only_via_point_passages": round(sum(r["via_point"] for r in rows) / len(rows), 4),
         "gold_first_n_mean": round(statistics.mean(r["first_n"] for r in seen), 2) if seen else None,
         "passages_per_point_prompt": round(statistics.mean(r["passages"] for r in rows), 2),
         "sim_cited_gold": round(sum(cited) / len(cited), 4),
     }
+    if "section_seen" in rows[0]:
+        out["section_seen"] = round(sum(r["section_seen"] for r in rows) / len(rows), 4)
+        out["sim_cited_section"] = round(sum(cited_section) / len(cited_section), 4)
+    if "fresh" in rows[0]:
+        out["fresh_passages_per_point"] = round(statistics.mean(r["fresh"] for r in rows), 2)
+        fresh = sum(r["fresh"] for r in rows)
+        out["fresh_off_gold_page_share"] = round(sum(r["fresh_off_gold_page"] for r in rows) / max(fresh, 1), 4)
+    return out
 
 
-def count_tokens_fn(tokenizer_dir: str | None, embedder: Any) -> tuple[Any, str]:
+def token_counter(tokenizer_dir: str | None, embedder: Any) -> tuple[Any, str]:
     if tokenizer_dir:
         from transformers import AutoTokenizer
 
@@ -194,40 +237,55 @@ def count_tokens_fn(tokenizer_dir: str | None, embedder: Any) -> tuple[Any, str]
     )
 
 
-async def timings(index: Any, cs: list[Compound], titles: list[list[str]], ppk: int, rounds: int) -> dict[str, Any]:
-    """Retrieval time on this CPU: shared query, the per-point queries of one answer gathered (as the pipeline
-    does), and one per-point query alone."""
+async def timings(index: Any, cases: list[Case], ppk: int, rounds: int) -> dict[str, Any]:
+    """Retrieval time on this CPU: the shared query, the per-point queries of one answer gathered (as the
+    pipeline does), and one per-point query alone; both query kinds, interleaved."""
     from sotrag.app.passages import Grounding
 
-    shared_ms: list[float] = []
-    answer_ms: list[float] = []
-    alone_ms: list[float] = []
-    points: list[int] = []
+    ms: dict[str, list[float]] = {}
+
+    def add(name: str, start: float) -> None:
+        ms.setdefault(name, []).append((time.perf_counter() - start) * 1000)
+
     for _ in range(rounds):
-        for c, ts in zip(cs, titles, strict=True):
+        for c in cases:
             t = time.perf_counter()
             base = await index.aretrieve(c.question, SHARED_K)
-            shared_ms.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
-            await asyncio.gather(*(Grounding(passages=list(base)).for_point(index, c.question, x, ppk) for x in ts))
-            answer_ms.append((time.perf_counter() - t) * 1000)
-            points.append(len(ts))
-            t = time.perf_counter()
-            await Grounding(passages=list(base)).for_point(index, c.question, ts[0], ppk)
-            alone_ms.append((time.perf_counter() - t) * 1000)
-
-    def pct(v: list[float]) -> dict[str, float]:
-        return {"p50": round(float(np.percentile(v, 50)), 1), "p90": round(float(np.percentile(v, 90)), 1)}
-
+            add("shared_query", t)
+            for q in QUERIES:
+                t = time.perf_counter()
+                await asyncio.gather(
+                    *(Grounding(passages=list(base)).for_point(index, c.question, p.title, ppk, query=q)
+                      for p in c.points)
+                )
+                add(f"points_of_one_answer_gathered ({q})", t)
+                t = time.perf_counter()
+                await Grounding(passages=list(base)).for_point(index, c.question, c.points[0].title, ppk, query=q)
+                add(f"one_point_alone ({q})", t)
     return {
-        "answers": len(answer_ms),
-        "points_per_answer_mean": round(statistics.mean(points), 2),
-        "shared_query_ms": pct(shared_ms),
-        "per_point_queries_of_one_answer_gathered_ms": pct(answer_ms),
-        "one_per_point_query_alone_ms": pct(alone_ms),
-        "retrieval_calls_per_answer_added": "1 embedding call + 1 vector search (+ the lexical side of hybrid) "
-        "for all points of the answer together (RetrieveBatcher), i.e. one per point unbatched",
+        "answers": len(cases) * rounds,
+        "points_per_answer_mean": round(statistics.mean(len(c.points) for c in cases), 2),
+        "per_point_k": ppk,
+        "ms": {k: {"p50": round(float(np.percentile(v, 50)), 1), "p90": round(float(np.percentile(v, 90)), 1)}
+               for k, v in ms.items()},
+        "calls_added_per_answer": "the points' queries of one answer are gathered into 1 embedding call of P "
+        "queries + 1 vector search + the lexical search of each (hybrid), for any number of points P",
     }
+
+
+def print_table(name: str, res: dict[str, Any]) -> None:
+    sec = "section_seen" in next(iter(res.values()))
+    print(f"\n{name}: {next(iter(res.values()))['points']} points")
+    head = f"  {'condition':38} {'gold seen':>9} {'only via pt':>11} {'first n':>7} {'passages':>8} {'sim-cited':>9}"
+    print(head + (f" {'section':>8} {'sim-cit sec':>11}" if sec else "") + f" {'fresh':>5} {'off-page':>8}")
+    for cond, m in res.items():
+        line = (f"  {cond:38} {m['gold_seen']:9.1%} {m['gold_seen_only_via_point_passages']:11.1%} "
+                f"{m['gold_first_n_mean'] or 0:7.2f} {m['passages_per_point_prompt']:8.2f} {m['sim_cited_gold']:9.1%}")
+        if sec:
+            line += f" {m['section_seen']:8.1%} {m['sim_cited_section']:11.1%}"
+        if "fresh_passages_per_point" in m:
+            line += f" {m['fresh_passages_per_point']:5.2f} {m['fresh_off_gold_page_share']:8.1%}"
+        print(line)
 
 
 def main() -> None:
@@ -236,8 +294,8 @@ def main() -> None:
     ap.add_argument("--questions", type=Path, required=True, help='JSONL: {"question": ..., "relevant": [page]}')
     ap.add_argument("--index-dir", type=Path, help="index folder to build or reuse (default: a temporary one)")
     ap.add_argument("--tokenizer", help="Hugging Face tokenizer folder for the prompt-token count")
-    ap.add_argument("--compounds", type=int, default=120, help="compound questions to build")
-    ap.add_argument("--sizes", default="2,3,4", help="sub-questions per compound question, in turn")
+    ap.add_argument("--compounds", type=int, default=120, help="multi-topic questions to build")
+    ap.add_argument("--sizes", default="2,3,4", help="sub-questions per multi-topic question, in turn")
     ap.add_argument("--per-point-k", default="1,2,3", help="per-point passages to compare (2 is the default)")
     ap.add_argument("--timing-answers", type=int, default=30)
     ap.add_argument("--timing-rounds", type=int, default=3)
@@ -245,106 +303,104 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "grounding.json")
     args = ap.parse_args()
 
-    from sotrag.app.passages import Grounding  # noqa: F401  (fail early if the package is not importable)
     from sotrag.prompts import build as prompts
     from sotrag.prompts import templates
     from sotrag.retrieval.evaluation import load_questions
     from sotrag.retrieval.index import DocumentIndex
 
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ppks = [int(s) for s in args.per_point_k.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         index = DocumentIndex.open(args.index_dir or Path(tmp) / "index", create=True)
         t = time.perf_counter()
         summary = index.ingest([args.corpus])
         chunks = index.stats()["chunks"]
-        print(f"[index] {chunks} chunks ({summary.chunks_embedded} embedded now) "
-              f"in {time.perf_counter() - t:.1f}s; search mode {index.search_config.mode}")
-        parts = [Part(q.question, frozenset(q.relevant)) for q in load_questions(args.questions)]
-        sizes = [int(s) for s in args.sizes.split(",")]
-        ppks = [int(s) for s in args.per_point_k.split(",")]
-        cs = compounds(parts, args.compounds, sizes, args.seed)
-        print(f"[questions] {len(cs)} compound questions of {sizes} parts from {len(parts)} dev questions")
-        embedder = index.embedder
-        count, tokenizer_name = count_tokens_fn(args.tokenizer, embedder)
-        cache: dict[str, np.ndarray] = {}
-        results: dict[str, Any] = {}
-        extra_tokens: dict[str, list[int]] = {}
-        fresh: dict[str, list[int]] = {}
-        for style in ("question", "short"):
-            per_cond: dict[str, list[dict[str, Any]]] = {}
-            cited: dict[str, list[bool]] = {}
-            for c in cs:
-                titles = [p.question if style == "question" else short_title(p.question) for p in c.parts]
-                rows = asyncio.run(answer_rows(index, c, titles, ppks))
-                for cond, point_rows in rows.items():
-                    for part, title, r in zip(c.parts, titles, point_rows, strict=True):
-                        cited_passage = cite(embedder, cache, title, r.pop("numbered"))
-                        cited.setdefault(cond, []).append(cited_passage.source in part.gold)
-                        extra = r.pop("extra", None)
-                        if extra is not None and style == "short":
-                            text = templates.POINT_PASSAGES.format(passages=prompts.format_passages(extra))
-                            extra_tokens.setdefault(cond, []).append(count(text) if extra else 0)
-                            fresh.setdefault(cond, []).append(len(extra))
-                        per_cond.setdefault(cond, []).append(r)
-            results[style] = {cond: summarize(rows, cited[cond]) for cond, rows in per_cond.items()}
-        costs = {
-            cond: {
-                "extra_prompt_tokens_per_point_mean": round(statistics.mean(v), 1),
-                "extra_prompt_tokens_per_point_p90": int(np.percentile(v, 90)),
-                "fresh_passages_per_point_mean": round(statistics.mean(fresh[cond]), 2),
-                "points_with_fewer_fresh_than_asked": round(
-                    sum(f < int(cond.rsplit(" ", 1)[1]) for f in fresh[cond]) / len(fresh[cond]), 4
-                ),
-            }
-            for cond, v in extra_tokens.items()
+        print(f"[index] {chunks} chunks ({summary.chunks_embedded} embedded now) in {time.perf_counter() - t:.1f}s; "
+              f"search mode {index.search_config.mode}")
+        questions = load_questions(args.questions)
+        scenarios = {
+            "multi-topic, question titles": multi_topic(questions, args.compounds, sizes, args.seed, short=False),
+            "multi-topic, short titles": multi_topic(questions, args.compounds, sizes, args.seed, short=True),
+            "single-topic, section titles": single_topic(questions, args.corpus),
         }
-        shared_tokens = [count(prompts.format_passages(list(enumerate(r, 1))))
-                         for r in [asyncio.run(index.aretrieve(c.question, SHARED_K)) for c in cs[:40]]]
-        timing_cs = cs[: args.timing_answers]
-        timing_titles = [[short_title(p.question) for p in c.parts] for c in timing_cs]
-        timing = asyncio.run(timings(index, timing_cs, timing_titles, 2, args.timing_rounds))
+        for name, cases in scenarios.items():
+            print(f"[cases] {name}: {len(cases)} questions, {sum(len(c.points) for c in cases)} points")
+        count, tokenizer_name = token_counter(args.tokenizer, index.embedder)
+        citer = Citer(index.embedder)
+        embedder_name = index.embedder.model_name
+        quality: dict[str, Any] = {}
+        tokens: dict[str, dict[str, list[int]]] = {}
+        chars: dict[str, dict[str, list[int]]] = {}
+        for name, cases in scenarios.items():
+            rows: dict[str, list[dict[str, Any]]] = {}
+            cited: dict[str, list[bool]] = {}
+            cited_sec: dict[str, list[bool]] = {}
+            for case in cases:
+                for cond, point_rows in asyncio.run(case_rows(index, case, ppks)).items():
+                    for point, (row, numbered, extra) in zip(case.points, point_rows, strict=True):
+                        chosen = citer.cite(point.title, numbered)
+                        rows.setdefault(cond, []).append(row)
+                        cited.setdefault(cond, []).append(chosen.source in point.gold)
+                        cited_sec.setdefault(cond, []).append(point.section is not None and in_section(chosen, point))
+                        if extra is not None:
+                            text = templates.POINT_PASSAGES.format(passages=prompts.format_passages(extra))
+                            tokens.setdefault(name, {}).setdefault(cond, []).append(count(text) if extra else 0)
+                            chars.setdefault(name, {}).setdefault(cond, []).append(len(text) if extra else 0)
+            quality[name] = {cond: summarize(r, cited[cond], cited_sec[cond]) for cond, r in rows.items()}
+        shared_tokens = [
+            count(prompts.format_passages(list(enumerate(asyncio.run(index.aretrieve(c.question, SHARED_K)), 1))))
+            for c in scenarios["multi-topic, short titles"][:40]
+        ]
+        timing = asyncio.run(
+            timings(index, scenarios["multi-topic, short titles"][: args.timing_answers], 2, args.timing_rounds)
+        )
         index.close()
 
-    print(f"\nPer-point grounding: {sum(len(c.parts) for c in cs)} points in {len(cs)} compound questions")
-    header = f"{'titles':9} {'condition':38} {'gold seen':>9} {'via point':>9} {'first n':>8} {'passages':>8} " \
-             f"{'sim-cited gold':>14}"
-    print(header)
-    for style, conds in results.items():
-        for cond, m in conds.items():
-            print(f"{style:9} {cond:38} {m['gold_seen']:9.1%} {m['gold_seen_via_point_passages']:9.1%} "
-                  f"{m['gold_first_n_mean'] or 0:8.2f} {m['passages_per_point_prompt']:8.2f} "
-                  f"{m['sim_cited_gold']:14.1%}")
-    print(f"\nExtra prompt tokens per point ({tokenizer_name}); the shared top {SHARED_K} passages are "
-          f"{statistics.mean(shared_tokens):.0f} tokens (mean):")
-    for cond, cst in costs.items():
-        print(f"  {cond:20} mean {cst['extra_prompt_tokens_per_point_mean']:6.1f}  p90 "
-              f"{cst['extra_prompt_tokens_per_point_p90']:5d}  fresh passages "
-              f"{cst['fresh_passages_per_point_mean']:.2f}  fewer than asked "
-              f"{cst['points_with_fewer_fresh_than_asked']:.1%}")
-    print(f"\nRetrieval time on this CPU (ms, per_point_k=2, {timing['answers']} answers of "
-          f"{timing['points_per_answer_mean']} points): shared {timing['shared_query_ms']}, per-point queries of "
-          f"one answer gathered {timing['per_point_queries_of_one_answer_gathered_ms']}, one alone "
-          f"{timing['one_per_point_query_alone_ms']}")
+    costs = {
+        name: {
+            cond: {
+                "mean": round(statistics.mean(v), 1),
+                "p90": int(np.percentile(v, 90)),
+                "chars_mean": round(statistics.mean(chars[name][cond]), 1),
+            }
+            for cond, v in conds.items()
+        }
+        for name, conds in tokens.items()
+    }
+    print("\nPer-point grounding (simulated skeletons and citations: see the docstring)")
+    for name, res in quality.items():
+        print_table(name, res)
+    print(f"\nExtra prompt tokens per point prompt ({tokenizer_name}); the shared top {SHARED_K} passages are "
+          f"{statistics.mean(shared_tokens):.0f} tokens (mean, multi-topic):")
+    for name, conds in costs.items():
+        for cond, c in conds.items():
+            print(f"  {name:30} {cond:38} mean {c['mean']:6.1f}  p90 {c['p90']:5d}  ({c['chars_mean']:.0f} chars)")
+    print(f"\nRetrieval time on this CPU, ms ({timing['answers']} answers of {timing['points_per_answer_mean']} "
+          f"points, per_point_k={timing['per_point_k']}):")
+    for k, v in timing["ms"].items():
+        print(f"  {k:45} p50 {v['p50']:6.1f}  p90 {v['p90']:6.1f}")
 
     out = {
         "machine": machine(),
-        "embedder": embedder.model_name,
+        "embedder": embedder_name,
         "index_chunks": chunks,
         "search_mode": "hybrid (the index default)",
-        "compound_questions": len(cs),
-        "points": sum(len(c.parts) for c in cs),
-        "sizes": sizes,
         "seed": args.seed,
+        "sizes": sizes,
+        "cases": {name: len(cases) for name, cases in scenarios.items()},
         "simulated": {
-            "skeleton": "one point per sub-question of a compound question built from labelled dev questions",
-            "titles": {"question": "the sub-question itself", "short": "its first 8 content words"},
-            "gold": "the sub-question's relevant page (any chunk of it holds the point's content)",
+            "skeleton": "multi-topic: one point per sub-question of a compound of labelled dev questions; "
+            "single-topic: the ## headings of the question's page",
+            "titles": {"question": "the sub-question itself", "short": "its first 8 content words",
+                       "section": "the heading text"},
+            "gold": "the sub-question's relevant page; single-topic also the heading's section",
             "citation": "the seen passage nearest (embedder cosine) to the point's title, standing for its text",
         },
-        "quality": results,
+        "quality": quality,
         "prompt_tokens": {
             "tokenizer": tokenizer_name,
             "shared_top5_passages_mean": round(statistics.mean(shared_tokens), 1),
-            "per_point": costs,
+            "per_point_extra": costs,
         },
         "retrieval_time_cpu": timing,
     }
