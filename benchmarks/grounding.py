@@ -273,6 +273,45 @@ async def timings(index: Any, cases: list[Case], ppk: int, rounds: int) -> dict[
     }
 
 
+def paired_gains(
+    rows: dict[str, list[dict[str, Any]]],
+    cited: dict[str, list[bool]],
+    cited_sec: dict[str, list[bool]],
+    ppks: list[int],
+    seed: int,
+    resamples: int = 2000,
+) -> dict[str, Any]:
+    """Per-point retrieval minus the shared top 5 + per_point_k (the same passages per point prompt), in
+    points of share, with a 95% bootstrap interval over questions (a question's points move together)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for query in QUERIES:
+        for ppk in ppks:
+            a, b = f"shared {SHARED_K} + point {ppk} ({query})", f"shared k={SHARED_K + ppk}"
+            cases = np.array([r["case"] for r in rows[a]])
+            metrics = {
+                "gold_seen": ([r["seen"] for r in rows[a]], [r["seen"] for r in rows[b]]),
+                "sim_cited_gold": (cited[a], cited[b]),
+            }
+            if "section_seen" in rows[a][0]:
+                metrics["section_seen"] = ([r["section_seen"] for r in rows[a]], [r["section_seen"] for r in rows[b]])
+                metrics["sim_cited_section"] = (cited_sec[a], cited_sec[b])
+            n = int(cases.max()) + 1
+            res: dict[str, Any] = {}
+            for metric, (x, y) in metrics.items():
+                diff = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+                per_case_sum = np.bincount(cases, weights=diff, minlength=n)
+                per_case_n = np.bincount(cases, minlength=n)
+                draws = rng.integers(0, n, size=(resamples, n))
+                boot = per_case_sum[draws].sum(axis=1) / per_case_n[draws].sum(axis=1)
+                res[metric] = {
+                    "gain": round(float(diff.mean()) * 100, 1),
+                    "ci95": [round(float(np.percentile(boot, q)) * 100, 1) for q in (2.5, 97.5)],
+                }
+            out[f"{a} vs {b}"] = res
+    return out
+
+
 def print_table(name: str, res: dict[str, Any]) -> None:
     sec = "section_seen" in next(iter(res.values()))
     print(f"\n{name}: {next(iter(res.values()))['points']} points")
@@ -329,17 +368,18 @@ def main() -> None:
         citer = Citer(index.embedder)
         embedder_name = index.embedder.model_name
         quality: dict[str, Any] = {}
+        gains: dict[str, Any] = {}
         tokens: dict[str, dict[str, list[int]]] = {}
         chars: dict[str, dict[str, list[int]]] = {}
         for name, cases in scenarios.items():
             rows: dict[str, list[dict[str, Any]]] = {}
             cited: dict[str, list[bool]] = {}
             cited_sec: dict[str, list[bool]] = {}
-            for case in cases:
+            for case_no, case in enumerate(cases):
                 for cond, point_rows in asyncio.run(case_rows(index, case, ppks)).items():
                     for point, (row, numbered, extra) in zip(case.points, point_rows, strict=True):
                         chosen = citer.cite(point.title, numbered)
-                        rows.setdefault(cond, []).append(row)
+                        rows.setdefault(cond, []).append(row | {"case": case_no})
                         cited.setdefault(cond, []).append(chosen.source in point.gold)
                         cited_sec.setdefault(cond, []).append(point.section is not None and in_section(chosen, point))
                         if extra is not None:
@@ -347,6 +387,7 @@ def main() -> None:
                             tokens.setdefault(name, {}).setdefault(cond, []).append(count(text) if extra else 0)
                             chars.setdefault(name, {}).setdefault(cond, []).append(len(text) if extra else 0)
             quality[name] = {cond: summarize(r, cited[cond], cited_sec[cond]) for cond, r in rows.items()}
+            gains[name] = paired_gains(rows, cited, cited_sec, ppks, args.seed)
         shared_tokens = [
             count(prompts.format_passages(list(enumerate(asyncio.run(index.aretrieve(c.question, SHARED_K)), 1))))
             for c in scenarios["multi-topic, short titles"][:40]
@@ -370,6 +411,13 @@ def main() -> None:
     print("\nPer-point grounding (simulated skeletons and citations: see the docstring)")
     for name, res in quality.items():
         print_table(name, res)
+    print("\nGain of per-point retrieval over the same passages all shared, points of share [95% CI over questions]:")
+    for name, pairs in gains.items():
+        for pair, metrics in pairs.items():
+            text = "  ".join(
+                f"{m} {v['gain']:+.1f} [{v['ci95'][0]:+.1f}, {v['ci95'][1]:+.1f}]" for m, v in metrics.items()
+            )
+            print(f"  {name:30} {pair:55} {text}")
     print(f"\nExtra prompt tokens per point prompt ({tokenizer_name}); the shared top {SHARED_K} passages are "
           f"{statistics.mean(shared_tokens):.0f} tokens (mean, multi-topic):")
     for name, conds in costs.items():
@@ -397,6 +445,7 @@ def main() -> None:
             "citation": "the seen passage nearest (embedder cosine) to the point's title, standing for its text",
         },
         "quality": quality,
+        "gain_over_equal_shared_passages": gains,
         "prompt_tokens": {
             "tokenizer": tokenizer_name,
             "shared_top5_passages_mean": round(statistics.mean(shared_tokens), 1),
