@@ -112,3 +112,54 @@ async def test_per_point_query_title_searches_for_each_title_alone() -> None:
     assert retriever.queries[0] == QUESTION
     assert sorted(retriever.queries[1:]) == [f"Point number {w}" for w in ("one", "three", "two")]
     assert Settings().per_point_query == "question_title"
+
+
+class RankedRetriever(ListRetriever):
+    """The shared passages for the question; for a point's query, the shared ones first, then ``extra``."""
+
+    def __init__(self, shared: list[Passage], extra: list[Passage]) -> None:
+        super().__init__(shared)
+        self.extra = extra
+
+    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
+        self.queries.append(query)
+        return self.passages[:k] if query == QUESTION else [*self.passages, *self.extra][:k]
+
+
+async def test_a_points_own_passages_fit_the_room_the_shared_ones_left_in_the_budget() -> None:
+    """With per_point_k large, a point's own passages used to come on top of a full budget and could push its
+    prompt past the model's context (the scripted engine refuses such a prompt, as vLLM does)."""
+    engine = ScriptedEngine(max_model_len=2048)
+    words = "sleep needs a cool dark quiet room and a fixed time "
+    shared = [Passage(text=words * 75, source="room.md", chunk_id="c1")]
+    extra = [
+        Passage(text=words * 50, source="big1.md", chunk_id="c2"),
+        Passage(text=words * 50, source="big2.md", chunk_id="c3"),
+        Passage(text="Morning light sets the body clock.", source="light.md", chunk_id="c4"),
+    ]
+    settings = Settings(
+        sampling=sampling(point_max_tokens=24, point_min_tokens=12, normal_max_tokens=48),
+        sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4, guided_skeleton=True),
+        per_point_retrieval=True,
+        per_point_k=3,
+        context_share=0.5,
+    )
+    budget = int(engine.max_model_len * settings.context_share)
+    assert engine.count_tokens(shared[0].text) < budget < engine.count_tokens(shared[0].text + extra[0].text)
+    pipeline = SoTPipeline(engine, settings, retriever=RankedRetriever(shared, extra))
+    events = [e async for e in pipeline.stream(QUESTION, mode="sot", top_k=1)]
+    assert isinstance(events[-1], AnswerDone)
+    result = events[-1].result
+
+    assert [(s.n, s.source) for s in result.sources] == [(1, "room.md"), (2, "light.md")]
+    _, *points = engine.requests
+    assert len(points) == 3
+    for request in points:
+        assert 'source="light.md"' in request.prompt and "big1.md" not in request.prompt
+
+
+async def test_for_point_without_an_engine_does_not_count() -> None:
+    shared = [passage("room.md", "c1", "sleep")]
+    grounding = Grounding(passages=list(shared), sources=[source_of(1, shared[0])], room=0)
+    extra = await grounding.for_point(FilteringRetriever(corpus()), QUESTION, "a", 1)
+    assert numbered(extra) == [(2, "coffee.md")]
