@@ -350,6 +350,11 @@ class Settings(BaseSettings):
         default=False, description="after the skeleton, retrieve again for each point (question + point title)"
     )
     per_point_k: int = Field(default=2, ge=1, le=10, description="extra passages per point")
+    per_point_query: Literal["question_title", "title"] = Field(
+        default="question_title",
+        description="what each point's search is: the question and the point's title, or the title alone "
+        "(docs/service.md, Per-point grounding)",
+    )
     context_share: float = Field(
         default=0.5, gt=0.0, le=0.9, description="share of the model's context that retrieved passages may fill"
     )

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Literal
 
 from sotrag.app.engines.base import Engine, count_tokens_async
 from sotrag.app.events import Source
 from sotrag.prompts import build as prompts
 from sotrag.retrieval.types import Passage, Retriever
+
+PointQuery = Literal["question_title", "title"]
 
 
 def source_of(n: int, passage: Passage) -> Source:
@@ -42,6 +45,7 @@ class Grounding:
     sources: list[Source] = field(default_factory=list)
     dropped: int = 0  # retrieved passages that did not fit the budget
     seconds: float = 0.0
+    room: int | None = None  # tokens of the budget the shared passages left for a point's own; None: not counted
     _extra_numbers: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -58,9 +62,9 @@ class Grounding:
         start = perf_counter()
         found = await retriever.aretrieve(question, k, filters)
         seconds = perf_counter() - start
-        passages = await fit(engine, found, budget)
+        passages, used = await fit(engine, found, budget)
         sources = [source_of(i, p) for i, p in enumerate(passages, start=1)]
-        return cls(passages, sources, len(found) - len(passages), seconds)
+        return cls(passages, sources, len(found) - len(passages), seconds, room=budget - used)
 
     def numbers(self) -> set[int]:
         """The numbers a citation may name now: every source given to the model so far."""
@@ -72,17 +76,40 @@ class Grounding:
         return [by_number[n] for n in numbers if n in by_number]
 
     async def for_point(
-        self, retriever: Retriever, question: str, title: str, k: int
+        self,
+        retriever: Retriever,
+        question: str,
+        title: str,
+        k: int,
+        filters: dict[str, str] | None = None,
+        query: PointQuery = "question_title",
+        engine: Engine | None = None,
     ) -> list[tuple[int, Passage]]:
-        """Up to ``k`` passages for one point (question + point title) not already given, numbered after the
-        shared ones. They go after the shared prompt prefix, so that prefix stays shared by every point."""
-        found = await retriever.aretrieve(f"{question} {title}", k + 3)
+        """Up to ``k`` passages for one point not already given, numbered after the shared ones. They go after
+        the shared prompt prefix, so that prefix stays shared by every point. ``query``: search for the question
+        and the point's title, or for the title alone (``Settings.per_point_query``). ``filters`` are the
+        question's: a point never cites a document the request left out.
+
+        The search asks for ``k`` more than the shared passages: with the question in the point's query the
+        shared passages often rank first, and a shallower search would leave the point fewer than ``k`` new ones
+        (``benchmarks/grounding.py`` counts them). With ``engine``, they also fit the ``room`` the shared passages
+        left in the answer's budget (counted in its tokens, as :func:`fit` does), so a point's prompt never holds
+        more passages than the budget allows, whatever ``k``."""
+        text = title if query == "title" else f"{question} {title}"
+        found = await retriever.aretrieve(text, k + len(self.passages), filters)
         known = {p.chunk_id or p.text for p in self.passages}
         fresh: list[tuple[int, Passage]] = []
+        room = self.room if engine is not None else None
         for passage in found:
             key = passage.chunk_id or passage.text
             if key in known:
                 continue
+            if room is not None and engine is not None:
+                n = self._extra_numbers.get(key, len(self.sources) + 1)
+                cost = await count_tokens_async(engine, prompts.format_passage(n, passage)) + 2
+                if cost > room:
+                    continue
+                room -= cost
             if key not in self._extra_numbers:
                 self._extra_numbers[key] = len(self.sources) + 1
                 self.sources.append(source_of(self._extra_numbers[key], passage))
@@ -92,19 +119,19 @@ class Grounding:
         return fresh
 
 
-async def fit(engine: Engine, found: list[Passage], budget: int) -> list[Passage]:
-    """The passages, in order, whose tokens (plus 2 each for their separators) fit ``budget``.
+async def fit(engine: Engine, found: list[Passage], budget: int) -> tuple[list[Passage], int]:
+    """The passages, in order, whose tokens (plus 2 each for their separators) fit ``budget``, and those tokens.
 
     First one count of the whole system text, as every prompt of the answer will carry it: when all passages fit
     (the usual case) that is the only tokenization of the passages, and the engine's content cache hands its ids
     to the skeleton and point prompts. Only when they do not all fit is each passage counted on its own, and the
     first ones that fit kept (``benchmarks/pipeline_cpu.py --tokenizer`` measures the difference)."""
     if not found:
-        return []
+        return [], 0
     whole = await count_tokens_async(engine, prompts.system_message(found).content)
     instruction = await count_tokens_async(engine, prompts.grounded_instruction())
     if whole - instruction + 2 * len(found) <= budget:
-        return list(found)
+        return list(found), whole - instruction + 2 * len(found)
     kept: list[Passage] = []
     used = 0
     for passage in found:
@@ -112,4 +139,4 @@ async def fit(engine: Engine, found: list[Passage], budget: int) -> list[Passage
         if used + cost <= budget:
             used += cost
             kept.append(passage)
-    return kept
+    return kept, used

@@ -316,7 +316,10 @@ class _Answer:
         retriever = self.p.retriever
         if retriever is not None and self.p.settings.per_point_retrieval and self.record.grounding.passages:
             k = self.p.settings.per_point_k
-            extra = await self.record.grounding.for_point(retriever, self.request.question, point.title, k)
+            r, query = self.request, self.p.settings.per_point_query
+            extra = await self.record.grounding.for_point(
+                retriever, r.question, point.title, k, r.filters, query, engine=self.p.engine
+            )
             point.citable.update(n for n, _ in extra)
         return await fork.point_request(point.index, point.title, skeleton_text, point.skeleton_ids, extra)
 
