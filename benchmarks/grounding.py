@@ -48,13 +48,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from sotrag.app.passages import PointQuery
+
 RESULTS = Path(__file__).parent / "results"
 SHARED_K = 5  # Settings.passages_k's default
-QUERIES = ("question_title", "title")  # Settings.per_point_query
+QUERIES: tuple[PointQuery, ...] = ("question_title", "title")  # Settings.per_point_query
 _STOP = "how do i can my the a an to of is what when should that it for with in on and or does are be which why "
 _STOP += "where me we you your this there from by as at if so instead like way"
 STOPWORDS = frozenset(_STOP.split())
