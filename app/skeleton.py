@@ -16,17 +16,25 @@ _WORD = r"[^ \n]{1,24}"
 
 MAX_TITLE_CHARS = 120
 
-# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1:" "(1)" (not "1.5" or
-# "10:30": a digit may not follow), "II." (Roman, up to XXXIX), "1️⃣", or "Step 1:" style words.
-# Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·" and a space.
+# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1:" "(1)" "1、" (not "1.5" or
+# "10:30": a digit may not follow), "1 - " (a spaced dash), "#1 ", "II." (Roman, up to XXXIX), "1️⃣", or
+# "Step 1:" style words.
 _NUMBER = re.compile(
-    r"(?:\((\d{1,2})\)|(\d{1,2})[.):])(?=\s|\*|_|$|[^\W\d_])|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])"
-    r"|\d\ufe0f?\u20e3"
+    r"(?:\((\d{1,2})\)|(\d{1,2})[.):])(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\uff0e\uff09]"
+    r"|\d{1,2}\s[-\u2013\u2014](?=\s)|#\d{1,2}(?=\s)"
+    r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|\d\ufe0f?\u20e3"
 )
 _KEYWORD = re.compile(
     r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+(\d{1,2})\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
 )
-_BULLET = re.compile(r"[-*•+–◦▪●‣·]\s+")
+# Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", arrows, check marks, stars and other symbol or
+# emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
+# then an optional task box ("[ ]", "[x]"). A single letter ("a." "B)" "(c)") reads as a bullet too, so a
+# lettered list under a numbered one stays its sub-items.
+_BULLET = re.compile(
+    r"(?:[-*•+–◦▪●‣·\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
+    r"|\(?[a-zA-Z][.)])\s+(?:\[[ xX]\]\s+)?"
+)
 _HEADING = re.compile(r"#{1,6}\s+")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), or a spaced dash.
@@ -34,7 +42,13 @@ _TITLE_END = re.compile(r":\s|:$|\s[-–—]\s")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 # An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
 _LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*))$")
-_GENERIC = re.compile(r"(?:the |my |a )?(?:skeleton|outline|answer|response|plan)\b", re.IGNORECASE)
+# A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
+_GENERIC = re.compile(
+    r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
+    r"(?:skeleton|outline|answer|response|plan|overview|summary)(?:\s+(?:skeleton|outline))?"
+    r"(?:\s+(?:of|for)\s+(?:the|my|this|your)\s+(?:answer|response|question))?",
+    re.IGNORECASE,
+)
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.
@@ -152,7 +166,7 @@ def parse_heading(line: str) -> tuple[int, str] | None:
     if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")):
         return None  # a label with nothing after its colon leads in to what follows
     title = clean_title(raw)
-    return (level, title) if title and not _GENERIC.match(title) else None
+    return (level, title) if title and not _GENERIC.fullmatch(title) else None
 
 
 def _indent(line: str) -> int:

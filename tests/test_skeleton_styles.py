@@ -47,8 +47,27 @@ _NUMBERED = [
     "{n}\ufe0f\u20e3 {t}",
     "#### **{n}) {t}**",
     "{r}. {t}",
+    "{n} - {t}",
+    "{n}\u3001{t}",
+    "#{n} {t}",
 ]
-_BULLETS = ["- {t}", "* {t}", "• {t}", "- **{t}**", "+ {t}", "◦ {t}"]
+_BULLETS = [
+    "- {t}",
+    "* {t}",
+    "• {t}",
+    "- **{t}**",
+    "+ {t}",
+    "◦ {t}",
+    "- [ ] {t}",
+    "* [x] {t}",
+    "\u2705 {t}",
+    "\U0001f539 {t}",
+    "\u2192 {t}",
+    "\u27a4 {t}",
+    "{l}) {t}",
+    "{l}. {t}",
+    "({l}) {t}",
+]
 _ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
 # how a description follows the title on its line, for a title written plain / in bold
 _DESC_PLAIN = ["{line}: {d}", "{line} - {d}", "{line} — {d}"]
@@ -110,7 +129,7 @@ def generated_lists(draw: st.DrawFn) -> Generated:
         if i == break_at:
             parts.append(draw(st.sampled_from(_LEAD_INS)) + gap)
             number = 1 if restart else number
-        line = style.format(n=number, t=title, r=_ROMAN[number - 1])
+        line = style.format(n=number, t=title, r=_ROMAN[number - 1], l="abcdefghijklmnop"[number - 1])
         number += 1
         description = draw(st.one_of(st.none(), _sentence))
         if description is not None and not loose:
@@ -237,12 +256,42 @@ def test_line_forms() -> None:
         "IV. Conclusion": "Conclusion",
         "2: Colon numbering": "Colon numbering",
         "3\ufe0f\u20e3 Keycap": "Keycap",
+        "1 - Create a schedule": "Create a schedule",
+        "2 \u2013 Sleep well: rest": "Sleep well",
+        "3\u3001Drink water": "Drink water",
+        "#4 Move more": "Move more",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
     nots = ("1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two")
-    for line in (*nots, "10:30 is late", "I think so.", "Vitamins help."):
+    for line in (*nots, "10:30 is late", "I think so.", "Vitamins help.", "P.S. thanks", "e.g. this one"):
         assert parse_line(line) is None, line
+    bullets = {
+        "- [ ] Buy milk": "Buy milk",
+        "* [x] Call mom": "Call mom",
+        "\u2705 Drink water": "Drink water",
+        "\U0001f449 **Sleep**: early": "Sleep",
+        "\u2192 Walk daily": "Walk daily",
+        "a) Apples": "Apples",
+        "(b) Pears": "Pears",
+        "C. Plums": "Plums",
+    }
+    for line, title in bullets.items():
+        assert parse_line(line) == ("bullet", title), line
+
+
+def test_lettered_and_symbol_items_under_numbers_are_sub_items() -> None:
+    assert parse_skeleton("1. Diet\na) eat greens\nb) drink water\n2. Exercise\n\u2705 daily") == ["Diet", "Exercise"]
+
+
+def test_a_heading_is_only_generic_as_a_whole() -> None:
+    """ "Plan ahead" is a point; "Plan", "The answer outline" and "Skeleton of the answer" name the skeleton."""
+    text = "## Skeleton of the answer\n\n## Plan ahead\nWrite it.\n\n## Answer emails early\nAt 9.\n\n## Rest\nOften."
+    assert parse_skeleton(text) == ["Plan ahead", "Answer emails early", "Rest"]
+    assert parse_skeleton("**Plan**\n\n**Response time**: fast.\n\n**Outline costs**: low.") == [
+        "Response time",
+        "Outline costs",
+    ]
 
 
 def test_bold_label_bullets_with_a_second_list_and_a_closing() -> None:
@@ -272,7 +321,9 @@ _HEADING_STYLES = ["**{t}**", "### {t}", "**{t}:** {d}", "**{t}.** {d}", "**{t}*
     st.lists(_title, min_size=2, max_size=8, unique_by=lambda t: " ".join(t.lower().split())).filter(
         # (not words that make a heading something else: "**Step 2.** Mix" is a numbered point)
         lambda ts: all(
-            t.split()[0].lower() not in {"skeleton", "outline", "answer", "response", "plan", "step"} for t in ts
+            t.split()[0].lower() != "step"
+            and t.lower() not in {"skeleton", "outline", "answer", "response", "plan", "overview", "summary"}
+            for t in ts
         )
     ),
     st.sampled_from(_HEADING_STYLES),
