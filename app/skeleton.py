@@ -36,6 +36,8 @@ _BULLET = re.compile(
     r"|\(?[a-zA-Z][.)])\s+(?:\[[ xX]\]\s+)?"
 )
 _HEADING = re.compile(r"#{1,6}\s+")
+# A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
+_SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), or a spaced dash.
 _TITLE_END = re.compile(r":\s|:$|\s[-–—]\s")
@@ -276,6 +278,8 @@ class SkeletonParser:
         indent = _indent(line)
         if self._base_indent is not None and indent > self._base_indent + 1:
             return None  # a sub-item or a continuation of the item above
+        if self._numbered and _SUB_NUMBER.match(stripped):
+            return None  # "2.1 ...": a sub-item of the item above, not text that may end the list
         parsed = parse_line(line)
         if parsed is not None and (parsed[0] == "num" or not self._numbered):
             if self._base_indent is None:

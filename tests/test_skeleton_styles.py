@@ -284,6 +284,15 @@ def test_lettered_and_symbol_items_under_numbers_are_sub_items() -> None:
     assert parse_skeleton("1. Diet\na) eat greens\nb) drink water\n2. Exercise\n\u2705 daily") == ["Diet", "Exercise"]
 
 
+def test_unindented_sub_numbers_are_sub_items_and_never_end_the_list() -> None:
+    parser = SkeletonParser()
+    for line in ("1. Diet\n", "2. Exercise\n", "2.1 Walk every day.\n", "**2.2** Lift twice a week.\n"):
+        parser.feed(line)
+        assert not parser.list_ended
+    parser.feed("3. Sleep\n")
+    assert parser.finish() == ["Diet", "Exercise", "Sleep"]
+
+
 def test_a_heading_is_only_generic_as_a_whole() -> None:
     """ "Plan ahead" is a point; "Plan", "The answer outline" and "Skeleton of the answer" name the skeleton."""
     text = "## Skeleton of the answer\n\n## Plan ahead\nWrite it.\n\n## Answer emails early\nAt 9.\n\n## Rest\nOften."
