@@ -94,3 +94,52 @@ def test_hybrid_search_is_rrf_then_page_boost(tmp_path: Path) -> None:
     idx.search_config = dataclasses.replace(cfg, page_weight=0.0)
     plain = idx.search(query, k=5, mode="hybrid")
     assert [p.score for p in plain] == pytest.approx([s for _, s in fused[:5]], abs=1e-6)
+
+
+def test_fusion_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sotrag.app.config import Settings
+    from sotrag.retrieval.errors import RetrievalError
+    from sotrag.retrieval.index_config import SearchConfig
+    from sotrag.retrieval.settings import RetrievalSettings, from_env
+
+    assert RetrievalSettings().search_config() == SearchConfig()  # one set of defaults
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "0")
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__RRF_K", "60")
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__EMBEDDING_MODEL", "/models/other")
+    for rs in (from_env(), Settings().retrieval):
+        assert rs.search_config() == dataclasses.replace(SearchConfig(), page_weight=0.0, rrf_k=60)
+        assert rs.embedding_model == "/models/other"
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "lots")
+    with pytest.raises(RetrievalError, match="SOTRAG_RETRIEVAL__PAGE_WEIGHT"):
+        from_env()
+
+
+def test_cli_search_reads_the_fusion_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from sotrag.retrieval.cli import register
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in PAGES.items():
+        (folder / name).write_text(text)
+    # Sections long enough to stay separate chunks at the default chunking: the page has several candidates.
+    filler = " Backups are kept for thirty days and checked weekly by the operator on duty." * 5
+    (folder / "backups.md").write_text(PAGES["backups.md"].replace("\n\n## Restoring", filler + "\n\n## Restoring")
+                                       + filler)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    ix = str(tmp_path / "index")
+    assert runner.invoke(app, ["ingest", str(folder), "--index", ix]).exit_code == 0
+    query = ["search", "how do I restore the database from a backup?", "--index", ix, "--json"]
+    boosted = json.loads(runner.invoke(app, query).stdout)
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "0")
+    plain = json.loads(runner.invoke(app, query).stdout)
+    assert boosted[0]["score"] > plain[0]["score"]  # the best chunk's page has another candidate
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "2")
+    res = runner.invoke(app, query)
+    assert res.exit_code == 1 and res.output.startswith("error: SOTRAG_RETRIEVAL__PAGE_WEIGHT")
