@@ -181,6 +181,8 @@ def main() -> None:
     ap.add_argument("--chunkers", type=int, default=len(CHUNKERS), help="how many of CHUNKERS to embed (in order)")
     ap.add_argument("--fresh", action="store_true",
                     help="embed every chunking from scratch (its own cache file), so ingest seconds compare")
+    ap.add_argument("--embedder", default="minilm",
+                    help="minilm (the packaged default) or NAME=PATH, a sentence-transformers folder")
     ap.add_argument("--out", type=Path, default=RESULTS / "retrieval-levers.json")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -189,13 +191,15 @@ def main() -> None:
 
     qs = load_questions(args.questions)
     halves = {h: [q for q in qs if split_half(q.question) == h] for h in ("tune", "test")}
-    cache = EmbedCache("minilm", None, args.cache)
-    result: dict[str, Any] = {"machine": machine(), "model": "all-MiniLM-L6-v2 (packaged), bf16 autocast",
+    emb_name, _, emb_path = args.embedder.partition("=")
+    cache = EmbedCache(emb_name, emb_path or None, args.cache)
+    model = "all-MiniLM-L6-v2 (packaged)" if emb_name == "minilm" else emb_name
+    result: dict[str, Any] = {"machine": machine(), "model": f"{model}, {cache.embedder.precision} autocast",
                               "split": {h: len(v) for h, v in halves.items()}, "chunkers": [], "grid": []}
     for n, ch in enumerate(CHUNKERS[: args.chunkers]):
         rows = chunk_corpus(args.corpus, ch)
         if args.fresh:
-            cache = EmbedCache(f"minilm-fresh{n}", None, args.cache)
+            cache = EmbedCache(f"{emb_name}-fresh{n}", emb_path or None, args.cache)
         s0, n0 = cache.seconds, cache.embedded
         t0 = time.perf_counter()
         matrix = cache([embed_text(r) for r in rows])
