@@ -143,3 +143,19 @@ def test_cli_search_reads_the_fusion_settings(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "2")
     res = runner.invoke(app, query)
     assert res.exit_code == 1 and res.output.startswith("error: SOTRAG_RETRIEVAL__PAGE_WEIGHT")
+
+
+def test_the_service_opens_its_index_with_the_retrieval_settings(tmp_path: Path) -> None:
+    from sotrag.app.config import Settings
+    from sotrag.app.factory import open_index
+    from sotrag.retrieval.errors import EmbeddingModelMismatchError
+    from sotrag.retrieval.settings import RetrievalSettings
+
+    settings = Settings(retrieval=RetrievalSettings(page_weight=0.0, lexical_weight=0.7))
+    idx = open_index(str(tmp_path / "index"), settings, create=True)
+    assert isinstance(idx, DocumentIndex)
+    assert (idx.search_config.page_weight, idx.search_config.lexical_weight) == (0.0, 0.7)
+    idx.close()
+    other = Settings(retrieval=RetrievalSettings(embedding_model="some/other-model"))
+    with pytest.raises(EmbeddingModelMismatchError):
+        open_index(str(tmp_path / "index"), other)
