@@ -188,6 +188,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from sotrag.retrieval.evaluation import load_questions
+    from sotrag.retrieval.fusion import reciprocal_rank_fusion
 
     qs = load_questions(args.questions)
     halves = {h: [q for q in qs if split_half(q.question) == h] for h in ("tune", "test")}
@@ -237,7 +238,6 @@ def main() -> None:
                     ranked_ids = []
                     for j, (d, x) in enumerate(zip(dense, lex, strict=True)):
                         sim = {src: float(psims[p, j]) for p, src in enumerate(pages)}
-                        from sotrag.retrieval.fusion import reciprocal_rank_fusion
                         fused3 = reciprocal_rank_fusion(
                             [[i for i, _ in d], [i for i, _ in x], page_ranked(d, x, rows, sim)], [1.0, 0.5, j_w], 30)
                         ranked_ids.append([i for i, _ in fused3])
