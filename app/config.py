@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationInfo, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sotrag.app.events import RequestedMode
+from sotrag.retrieval.settings import RetrievalSettings
 
 CPU_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -332,6 +333,9 @@ class Settings(BaseSettings):
     router: RouterConfig = Field(default_factory=RouterConfig)
     index_dir: str | None = Field(default=None, description="document index folder; None answers ungrounded")
     vector_search: VectorSearchConfig = Field(default_factory=VectorSearchConfig)
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="embedding model and hybrid fusion (SOTRAG_RETRIEVAL__...)"
+    )
     default_mode: RequestedMode = Field(
         default="auto",
         description="the decoding mode when a request names none, on every surface (REST, OpenAI route, UI, CLI, "

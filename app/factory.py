@@ -28,8 +28,12 @@ def open_index(index_dir: str, settings: Settings | None = None, create: bool = 
     """Open an existing document index (``sotrag ingest`` makes one); errors are user-facing."""
     from sotrag.retrieval.index import DocumentIndex, VectorSearch
 
-    vs = (settings or Settings()).vector_search
-    return DocumentIndex.open(index_dir, create=create, vector_search=VectorSearch(vs.backend, vs.device, vs.storage))
+    settings = settings or Settings()
+    vs, rs = settings.vector_search, settings.retrieval
+    return DocumentIndex.open(
+        index_dir, create=create, vector_search=VectorSearch(vs.backend, vs.device, vs.storage),
+        embedding_model=rs.embedding_model, search_config=rs.search_config(),
+    )
 
 
 def share_gpu_with_index(settings: Settings, retriever: Retriever | None) -> Settings:

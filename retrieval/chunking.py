@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.documents import Document
 from langchain_text_splitters import (
@@ -44,11 +44,24 @@ class Chunk:
         return f"{self.heading}\n\n{self.text}" if self.heading else self.text
 
 
+MergeScope = Literal["siblings", "page"]
+MERGE_SCOPES: tuple[str, ...] = ("siblings", "page")
+
+
 @dataclass(frozen=True)
 class ChunkingConfig:
+    """How Markdown is cut. A chunk shorter than ``min_chunk`` takes in the next section while both fit in
+    ``chunk_size``; ``merge_scope`` says which next sections may join: ``siblings`` (the same parent heading) or
+    any section of the ``page`` (the chunk is then headed by the common heading path, at least the title)."""
+
     chunk_size: int = DEFAULT_CHUNK_SIZE
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     min_chunk: int = DEFAULT_MIN_CHUNK
+    merge_scope: MergeScope = "siblings"
+
+    def __post_init__(self) -> None:
+        if self.merge_scope not in MERGE_SCOPES:
+            raise ValueError(f"unknown merge scope {self.merge_scope!r} (use siblings or page)")
 
 
 def clean_heading(text: str) -> str:
@@ -87,11 +100,8 @@ def split_markdown(text: str, title: str, cfg: ChunkingConfig) -> list[tuple[str
             prev_path, parts = merged[-1]
             size = sum(len(b) for _, b in parts)
             common = _common_prefix(prev_path, path)
-            if (
-                size < cfg.min_chunk
-                and size + len(body) < cfg.chunk_size
-                and len(common) >= max(min(1, len(prev_path)), len(prev_path) - 1)
-            ):
+            related = cfg.merge_scope == "page" or len(common) >= max(min(1, len(prev_path)), len(prev_path) - 1)
+            if size < cfg.min_chunk and size + len(body) < cfg.chunk_size and related:
                 merged[-1] = (common, [*parts, (path, body)])
                 continue
         merged.append((path, [(path, body)]))

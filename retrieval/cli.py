@@ -110,7 +110,11 @@ def ingest(
     prune: Annotated[bool, typer.Option(help="remove indexed files that are gone from these folders")] = False,
     index_type: Annotated[str | None, typer.Option(help="flat, hnsw, ivf or auto (new index: auto)")] = None,
     embedding_model: Annotated[
-        str | None, typer.Option(help="sentence-transformers name or path (new index: all-MiniLM-L6-v2)")
+        str | None,
+        typer.Option(
+            envvar="SOTRAG_RETRIEVAL__EMBEDDING_MODEL",
+            help="sentence-transformers name or path (new index: all-MiniLM-L6-v2)",
+        ),
     ] = None,
     precision: Annotated[str, typer.Option(help="embedding precision: auto, fp32 or bf16")] = "auto",
     max_file_mb: Annotated[float, typer.Option(min=0.001, help="skip files larger than this")] = 50.0,
@@ -230,10 +234,11 @@ def search(
     """Search the index; prints chunks with score, source and heading path."""
     _quiet_libraries(verbose)
     from sotrag.retrieval.index import DocumentIndex
+    from sotrag.retrieval.settings import from_env
 
     filters = _parse_filters(filter_)
     with _user_errors(verbose):
-        idx = DocumentIndex.open(index)
+        idx = DocumentIndex.open(index, search_config=from_env().search_config())
         passages = idx.search(query, k=k, filters=filters, mode=mode, use_mmr=use_mmr)
         idx.close()
     if as_json:
@@ -271,10 +276,11 @@ def eval_retrieval(
     _quiet_libraries(verbose)
     from sotrag.retrieval.evaluation import evaluate, load_questions
     from sotrag.retrieval.index import DocumentIndex
+    from sotrag.retrieval.settings import from_env
 
     with _user_errors(verbose):
         questions = load_questions(file)
-        idx = DocumentIndex.open(index)
+        idx = DocumentIndex.open(index, search_config=from_env().search_config())
         wanted = [m.strip() for m in modes.split(",") if m.strip()]
         results = {m: evaluate(idx, questions, m)["mean"] for m in wanted}
         idx.close()

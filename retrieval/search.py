@@ -1,5 +1,6 @@
 """Searching an index: dense (FAISS, or the torch backend's device copy), lexical (SQLite FTS5 BM25) or hybrid
-(reciprocal rank fusion), with filters applied inside the search and optional MMR re-ranking; and
+(reciprocal rank fusion, then a bounded boost for chunks whose page has another good candidate), with filters
+applied inside the search and optional MMR re-ranking; and
 ``RetrieveBatcher``, which gathers the retrievals an answer starts together into one search.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 from sotrag.retrieval import vectors
 from sotrag.retrieval.embedder import Embedder
 from sotrag.retrieval.errors import EmptyIndexError, RetrievalError
-from sotrag.retrieval.fusion import mmr, reciprocal_rank_fusion
+from sotrag.retrieval.fusion import mmr, page_boost, reciprocal_rank_fusion
 from sotrag.retrieval.index_config import SEARCH_MODES, SearchConfig
 from sotrag.retrieval.index_files import storage_errors
 from sotrag.retrieval.index_vectors import IndexVectors
@@ -104,6 +105,8 @@ class IndexSearch:
                         [cfg.dense_weight, cfg.lexical_weight],
                         cfg.rrf_k,
                     )
+                    if cfg.page_weight:
+                        ranked = page_boost(ranked, self._store.doc_ids([i for i, _ in ranked]), cfg.page_weight)
                 if use_mmr and ranked:
                     assert qvecs is not None
                     cand = [i for i, _ in ranked[:fetch]]

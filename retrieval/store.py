@@ -363,6 +363,16 @@ class Store:
                 out[int(vid)] = np.frombuffer(blob, dtype=np.float32)
         return out
 
+    def doc_ids(self, vector_ids: Sequence[int]) -> dict[int, str]:
+        """The document of each chunk (hybrid search's page boost needs nothing else)."""
+        out: dict[int, str] = {}
+        ids = list(vector_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = f"SELECT vector_id, doc_id FROM chunks WHERE vector_id IN ({','.join('?' * len(part))})"
+            out.update((int(vid), str(doc)) for vid, doc in self.conn.execute(q, part))
+        return out
+
     def chunks(self, vector_ids: Sequence[int]) -> dict[int, ChunkRow]:
         out: dict[int, ChunkRow] = {}
         ids = list(vector_ids)
