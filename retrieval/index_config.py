@@ -25,7 +25,7 @@ class SearchConfig:
     dense_weight: float = 1.0
     lexical_weight: float = 0.5  # BM25 helps with exact terms but is the weaker ranker here
     rrf_k: int = 30
-    page_weight: float = 0.1  # hybrid: + this x the best other candidate of the chunk's page (fusion.page_boost)
+    page_weight: float = 0.0  # hybrid: + this x the best other candidate of the chunk's page (off: docs/retrieval.md)
     fetch_k: int = 50  # candidates per retriever before fusion / MMR
     mmr_lambda: float = 0.5
 

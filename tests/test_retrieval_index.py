@@ -84,11 +84,11 @@ def test_ingest_then_search_every_mode(index: DocumentIndex) -> None:
     assert lexical[0].source == "kitchen/bread.md" and "autolyse" in lexical[0].text
     query = "ratio of coffee to water for pour-over"
     hybrid = index.search(query, k=3)
-    assert "kitchen/coffee.html" in [p.source for p in hybrid] and hybrid[0].metadata["mode"] == "hybrid"
-    # The page boost's known cost (docs/retrieval.md): here every chunk is a candidate, and bread.md's two chunks
-    # pass coffee.html's one, which is first in both rankings. Plain reciprocal rank fusion keeps it first.
-    index.search_config = dataclasses.replace(index.search_config, page_weight=0.0)
-    assert index.search(query, k=3)[0].source == "kitchen/coffee.html"
+    assert hybrid[0].source == "kitchen/coffee.html" and hybrid[0].metadata["mode"] == "hybrid"
+    # Why the page boost is off by default (docs/retrieval.md): in a corpus this small every chunk is a candidate,
+    # and at 0.1 bread.md's two chunks pass coffee.html's one, which is first in both rankings.
+    index.search_config = dataclasses.replace(index.search_config, page_weight=0.1)
+    assert index.search(query, k=3)[0].source != "kitchen/coffee.html"
     index.search_config = dataclasses.replace(index.search_config, page_weight=SearchConfig.page_weight)
     assert index.search("oven temperature runs hot", k=1)[0].source == "kitchen/notes.txt"
 

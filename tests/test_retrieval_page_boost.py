@@ -75,6 +75,7 @@ def test_hybrid_search_is_rrf_then_page_boost(tmp_path: Path) -> None:
     idx = DocumentIndex.open(tmp_path / "index", create=True, chunking=ChunkingConfig(chunk_size=200, min_chunk=10))
     idx.ingest([folder])
     query = "how do I restore the database from a backup?"
+    idx.search_config = dataclasses.replace(idx.search_config, page_weight=0.1)
     cfg = idx.search_config
     dense = idx.search(query, k=50, mode="dense")
     lexical = idx.search(query, k=50, mode="lexical")
@@ -85,7 +86,6 @@ def test_hybrid_search_is_rrf_then_page_boost(tmp_path: Path) -> None:
     expected = page_boost(fused, page_of, cfg.page_weight)
     got = idx.search(query, k=5, mode="hybrid")
     by_id = {n: c for c, n in ids.items()}
-    assert cfg.page_weight > 0
     want = {by_id[i]: s for i, s in expected}
     assert [p.score for p in got] == pytest.approx([s for _, s in expected[:5]], abs=1e-6)  # same order of scores
     assert all(p.score == pytest.approx(want[p.chunk_id], abs=1e-6) for p in got)  # each chunk its own score
@@ -103,11 +103,11 @@ def test_fusion_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     from sotrag.retrieval.settings import RetrievalSettings, from_env
 
     assert RetrievalSettings().search_config() == SearchConfig()  # one set of defaults
-    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "0")
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "0.2")
     monkeypatch.setenv("SOTRAG_RETRIEVAL__RRF_K", "60")
     monkeypatch.setenv("SOTRAG_RETRIEVAL__EMBEDDING_MODEL", "/models/other")
     for rs in (from_env(), Settings().retrieval):
-        assert rs.search_config() == dataclasses.replace(SearchConfig(), page_weight=0.0, rrf_k=60)
+        assert rs.search_config() == dataclasses.replace(SearchConfig(), page_weight=0.2, rrf_k=60)
         assert rs.embedding_model == "/models/other"
     monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "lots")
     with pytest.raises(RetrievalError, match="SOTRAG_RETRIEVAL__PAGE_WEIGHT"):
@@ -136,9 +136,9 @@ def test_cli_search_reads_the_fusion_settings(tmp_path: Path, monkeypatch: pytes
     ix = str(tmp_path / "index")
     assert runner.invoke(app, ["ingest", str(folder), "--index", ix]).exit_code == 0
     query = ["search", "how do I restore the database from a backup?", "--index", ix, "--json"]
+    plain = json.loads(runner.invoke(app, query).stdout)  # the default: no page boost
+    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "0.1")
     boosted = json.loads(runner.invoke(app, query).stdout)
-    monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "0")
-    plain = json.loads(runner.invoke(app, query).stdout)
     assert boosted[0]["score"] > plain[0]["score"]  # the best chunk's page has another candidate
     monkeypatch.setenv("SOTRAG_RETRIEVAL__PAGE_WEIGHT", "2")
     res = runner.invoke(app, query)
@@ -151,10 +151,10 @@ def test_the_service_opens_its_index_with_the_retrieval_settings(tmp_path: Path)
     from sotrag.retrieval.errors import EmbeddingModelMismatchError
     from sotrag.retrieval.settings import RetrievalSettings
 
-    settings = Settings(retrieval=RetrievalSettings(page_weight=0.0, lexical_weight=0.7))
+    settings = Settings(retrieval=RetrievalSettings(page_weight=0.1, lexical_weight=0.7))
     idx = open_index(str(tmp_path / "index"), settings, create=True)
     assert isinstance(idx, DocumentIndex)
-    assert (idx.search_config.page_weight, idx.search_config.lexical_weight) == (0.0, 0.7)
+    assert (idx.search_config.page_weight, idx.search_config.lexical_weight) == (0.1, 0.7)
     idx.close()
     other = Settings(retrieval=RetrievalSettings(embedding_model="some/other-model"))
     with pytest.raises(EmbeddingModelMismatchError):
