@@ -161,10 +161,14 @@ def page_ranked(dense: Ranked, lexical: Ranked, rows: Sequence[Row], page_sim: d
     return sorted(cand, key=lambda i: -page_sim[rows[i].source])
 
 
+def _weighted_at(alpha: float) -> Callable[[Ranked, Ranked], Ranked]:
+    return lambda d, x: weighted(d, x, alpha)
+
+
 FUSIONS: dict[str, Callable[[Ranked, Ranked], Ranked]] = {
     "rrf lw=0.5 k=30 (shipped)": lambda d, x: rrf(d, x, 0.5, 30),
     "rrf lw=1.0 k=60": lambda d, x: rrf(d, x, 1.0, 60),
-    **{f"weighted scores dense={a}": (lambda d, x, a=a: weighted(d, x, a)) for a in (0.5, 0.6, 0.7, 0.8)},
+    **{f"weighted scores dense={a}": _weighted_at(a) for a in (0.5, 0.6, 0.7, 0.8)},
 }
 BETAS = (0.1, 0.25, 0.5)
 BEFORE = "rrf lw=0.5 k=30 (shipped) | no page boost"
@@ -243,11 +247,11 @@ def main() -> None:
                         ranked_ids.append([i for i, _ in fused3])
                     per[half][f"rrf + page-headings ranker w={j_w}"] = score(ranked_ids, rows, hq)
             result["grid"].append({"chunker": ch.name, "query": qn, "metrics": per})
-            t, x = per["tune"], per["test"]
-            best = max((m for m in t if m not in ("dense", "lexical")), key=lambda m: t[m]["ndcg@10"])
-            print(f"{ch.name:52} | {qn:24} | before tune {t[BEFORE]['ndcg@10']:.3f} test {x[BEFORE]['ndcg@10']:.3f}"
-                  f" | after tune {t[AFTER]['ndcg@10']:.3f} test {x[AFTER]['ndcg@10']:.3f} | best on tune "
-                  f"{t[best]['ndcg@10']:.3f} ({best}) test {x[best]['ndcg@10']:.3f}", flush=True)
+            tn, ts = per["tune"], per["test"]
+            best = max((m for m in tn if m not in ("dense", "lexical")), key=lambda m: tn[m]["ndcg@10"])
+            print(f"{ch.name:52} | {qn:24} | before tune {tn[BEFORE]['ndcg@10']:.3f} test {ts[BEFORE]['ndcg@10']:.3f}"
+                  f" | after tune {tn[AFTER]['ndcg@10']:.3f} test {ts[AFTER]['ndcg@10']:.3f} | best on tune "
+                  f"{tn[best]['ndcg@10']:.3f} ({best}) test {ts[best]['ndcg@10']:.3f}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result["chunkers"], indent=1))
