@@ -16,16 +16,18 @@ _WORD = r"[^ \n]{1,24}"
 
 MAX_TITLE_CHARS = 120
 
-# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1:" "(1)" "1、" (not "1.5" or
-# "10:30": a digit may not follow), "1 - " (a spaced dash), "#1 ", "II." (Roman, up to XXXIX), "1️⃣", or
-# "Step 1:" style words.
+# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" (not "1.5"
+# or "10:30": a digit may not follow), "1 - " (a spaced dash), "#1 ", "II." (Roman, up to XXXIX), "1️⃣", "①", or
+# "Step 1:" style words ("Tip #2:", "Step Three:").
 _NUMBER = re.compile(
-    r"(?:\((\d{1,2})\)|(\d{1,2})[.):])(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\uff0e\uff09]"
-    r"|\d{1,2}\s[-\u2013\u2014](?=\s)|#\d{1,2}(?=\s)"
+    r"(?:\((\d{1,2})\)|(\d{1,2})(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\uff0e\uff09]"
+    r"|\d{1,2}\s[-\u2013\u2014](?=\s)|#\d{1,2}(?=\s)|[\u2460-\u2473\u2776-\u2793](?=\s)"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|\d\ufe0f?\u20e3"
 )
+_NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
-    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+(\d{1,2})\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
+    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+#?"
+    rf"(\d{{1,2}}|(?i:{_NUMBER_WORDS}))\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
 )
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,

@@ -50,6 +50,10 @@ _NUMBERED = [
     "{n} - {t}",
     "{n}\u3001{t}",
     "#{n} {t}",
+    "{n}.) {t}",
+    "Tip #{n}: {t}",
+    "{c} {t}",
+    "**Step {w}:** {t}",
 ]
 _BULLETS = [
     "- {t}",
@@ -68,6 +72,7 @@ _BULLETS = [
     "{l}. {t}",
     "({l}) {t}",
 ]
+_WORDS = ["One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten", "Eleven", "Twelve"]
 _ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
 # how a description follows the title on its line, for a title written plain / in bold
 _DESC_PLAIN = ["{line}: {d}", "{line} - {d}", "{line} — {d}"]
@@ -129,7 +134,14 @@ def generated_lists(draw: st.DrawFn) -> Generated:
         if i == break_at:
             parts.append(draw(st.sampled_from(_LEAD_INS)) + gap)
             number = 1 if restart else number
-        line = style.format(n=number, t=title, r=_ROMAN[number - 1], l="abcdefghijklmnop"[number - 1])
+        line = style.format(
+            n=number,
+            t=title,
+            r=_ROMAN[number - 1],
+            l="abcdefghijklmnop"[number - 1],
+            c=chr(0x2460 + number - 1),
+            w=_WORDS[number - 1],
+        )
         number += 1
         description = draw(st.one_of(st.none(), _sentence))
         if description is not None and not loose:
@@ -260,6 +272,10 @@ def test_line_forms() -> None:
         "2 \u2013 Sleep well: rest": "Sleep well",
         "3\u3001Drink water": "Drink water",
         "#4 Move more": "Move more",
+        "5.) Rest": "Rest",
+        "Tip #6: Read daily": "Read daily",
+        "\u2466 Walk": "Walk",
+        "Step Eight: Plan meals": "Plan meals",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
