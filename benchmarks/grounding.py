@@ -39,11 +39,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import re
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -51,6 +50,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host import machine  # the CPU, threads and versions of the run
 
 if TYPE_CHECKING:
     from sotrag.app.passages import PointQuery
@@ -74,30 +76,6 @@ class Point:
 class Case:
     question: str
     points: tuple[Point, ...]
-
-
-def machine() -> dict[str, Any]:
-    import faiss
-    import torch
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "faiss": faiss.__version__,
-        "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
 
 
 def short_title(question: str, words: int = 8) -> str:

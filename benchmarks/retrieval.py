@@ -24,9 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,29 +37,8 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 QUESTIONS = Path(__file__).parent / "data" / "fastapi_dev.jsonl"
 
-
-def machine() -> dict[str, Any]:
-    import faiss
-    import torch
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "faiss": faiss.__version__,
-        "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host import machine  # noqa: E402  (the CPU, threads and versions of a retrieval run)
 
 
 def save(part: str, data: dict[str, Any]) -> None:

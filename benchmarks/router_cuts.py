@@ -42,6 +42,13 @@ CUTS: dict[str, tuple[int, int]] = {
 }
 
 
+def machine() -> dict[str, Any]:
+    """The CPU model, cores and time of a run (recorded beside every router result)."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "unknown")
+    return {"cpu": cpu, "cores": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def holdout_mask(questions: list[str]) -> np.ndarray:
     """The fixed LIMA hold-out: 1 in 5 questions, by the SHA-1 of the text (no seed, no order dependence)."""
     return np.array([int(hashlib.sha1(q.encode()).hexdigest(), 16) % 5 == 0 for q in questions])
@@ -161,11 +168,9 @@ def main() -> None:
                     f"| vicuna {row['vicuna80']['accuracy']:.3f} | wizardlm {row['wizardlm']['accuracy']:.3f}",
                     flush=True,
                 )
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "machine": machine(),
         "encoder": "onnx-int8", "lima": {"train": len(y_tr), "holdout": len(y_ho)},
         "rows": rows,
     }, indent=1))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from router_cuts import CUTS, features, holdout_mask
+from router_cuts import CUTS, features, holdout_mask, machine
 
 RESULTS = Path(__file__).parent / "results"
 Predict = Callable[[str, np.ndarray], np.ndarray]  # (set name, row indices) -> P(suits SoT)
@@ -156,11 +155,9 @@ def main() -> None:
                   f"{row['lima_oof']['accuracy']:.3f} | hold-out {row['lima_holdout']['accuracy']:.3f} "
                   f"({row['lima_holdout']['correct']}) | vicuna {row['vicuna80']['accuracy']:.3f} "
                   f"| wizardlm {row['wizardlm']['accuracy']:.3f} | {time.perf_counter() - t0:.0f}s", flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "machine": machine(),
         "encoder": "onnx-int8", "cut": "first 24 + last 22 tokens",
         "lima": {"train": len(tr), "holdout": int(hold.sum())},
         "rows": rows,
