@@ -1,13 +1,13 @@
 """The router's kernel head: an RBF support-vector machine with Platt calibration, in plain numpy.
 
-Why a kernel head: on frozen MiniLM features a linear head stops near LIMA's out-of-fold AUC 0.87; richer linear
+Why a kernel head: on frozen MiniLM features a linear head stopped improving; richer linear
 inputs (lexical n-grams, the whole question next to its cut) did not move it, while an RBF SVM on the same
 features gave better out-of-fold log-loss and accuracy and a better LIMA hold-out (docs/router.md, "The head";
 ``benchmarks/router_heads.py``). It reads the same standardized features as the logistic head, so the encoder
 and its latency are unchanged; the head itself is one (support vectors x features) matrix-vector product.
 
 Fit with scikit-learn (``fit_kernel_head``), served without it (``KernelHead.decision``). The support vectors are
-stored as float16 (half the artifact's bytes; probabilities move by < 1e-3, checked in tests).
+stored as float16 (half the artifact's bytes; the probabilities barely move, checked in tests).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ class KernelHead:
     def decision(self, z: np.ndarray) -> np.ndarray:
         z32 = np.atleast_2d(np.asarray(z, dtype=np.float32))
         # einsum, not matmul: numpy's own C loop on the calling thread (over the transposed, contiguous support
-        # vectors: twice as fast as the other layout). A matmul of this size goes to BLAS, whose threads (OpenBLAS:
-        # one per core) fight the server's work for the cores: on a loaded 2-core host that made this product cost
-        # 16 ms at p50 instead of 0.2 (docs/router.md, "The head").
+        # vectors, the faster layout). A matmul of this size goes to BLAS, whose threads (OpenBLAS: one per core)
+        # fight the server's work for the cores: on a loaded host that made this product far slower (measured in
+        # docs/router.md, "The head").
         cross = np.einsum("qf,fs->qs", z32, self._support_t, optimize=False)
         d2 = self._sq[None, :] - 2.0 * cross + np.einsum("qf,qf->q", z32, z32, optimize=False)[:, None]
         k = np.exp(-self.gamma * np.maximum(d2, 0.0))

@@ -247,8 +247,8 @@ def fit_head(
     best_c = min(grid, key=lambda c: (losses[c], c))
     oof = oofs[best_c]
     t = choose_threshold(y, oof, beta, min_precision, rule) if threshold is None else float(threshold)
-    mean, scale = _standardizer(x)
     if head == KERNEL:
+        mean, scale = _standardizer(x)
         kernel = fit_kernel_head((x - mean) / scale, y, best_c, calibration[best_c]).rounded()
         coef, intercept = np.zeros(0), 0.0
     else:
