@@ -36,6 +36,7 @@ from retrieval_variants import (
     EmbedCache,
     Lexical,
     Row,
+    corpus_documents,
     keywords,
     machine,
     score,
@@ -63,25 +64,21 @@ CHUNKERS = (
 
 
 def chunk_corpus(corpus: Path, c: Chunker) -> list[Row]:
-    from sotrag.retrieval.chunking import ChunkingConfig, document_title, split_documents
-    from sotrag.retrieval.loaders import discover, file_kind, load_file
+    from sotrag.retrieval.chunking import ChunkingConfig, split_documents
 
     cfg = ChunkingConfig(chunk_size=c.size, chunk_overlap=c.overlap, min_chunk=c.min_chunk,
                          merge_scope=c.scope)  # type: ignore[arg-type]
     rows: list[Row] = []
-    for f in discover([corpus]):
-        kind = file_kind(f.path)
-        if kind is None:
-            continue
-        docs = load_file(f.path, f.path.read_bytes())
-        title = document_title(docs, kind, f.path.stem)
-        rows.extend(Row(f.source, title, ch.heading, ch.text) for ch in split_documents(docs, kind, title, cfg))
+    for source, kind, docs, title in corpus_documents(corpus):
+        rows.extend(Row(source, title, ch.heading, ch.text) for ch in split_documents(docs, kind, title, cfg))
     return rows
 
 
 def embed_text(r: Row) -> str:
-    """What the index embeds for a chunk (``Chunk.embed_text``)."""
-    return f"{r.heading}\n\n{r.text}" if r.heading else r.text
+    """What the index embeds for a chunk: the shipped ``Chunk.embed_text`` itself."""
+    from sotrag.retrieval.chunking import Chunk
+
+    return Chunk(text=r.text, heading=r.heading, position=0).embed_text
 
 
 QUERIES: dict[str, Callable[[str], str]] = {

@@ -32,7 +32,7 @@ import re
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,29 +113,36 @@ CHUNKINGS = (
 )
 
 
-def chunk_corpus(corpus: Path, c: Chunking) -> list[Row]:
-    from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
-
-    from sotrag.retrieval.chunking import ChunkingConfig, _clean_markdown, document_title, split_documents
+def corpus_documents(corpus: Path) -> Iterator[tuple[str, str, list[Any], str]]:
+    """Each supported file of ``corpus`` as the index loads it: (source, kind, LangChain documents, title)."""
+    from sotrag.retrieval.chunking import document_title
     from sotrag.retrieval.loaders import discover, file_kind, load_file
 
-    rows: list[Row] = []
     for f in discover([corpus]):
         kind = file_kind(f.path)
         if kind is None:
             continue
         docs = load_file(f.path, f.path.read_bytes())
-        title = document_title(docs, kind, f.path.stem)
+        yield f.source, kind, docs, document_title(docs, kind, f.path.stem)
+
+
+def chunk_corpus(corpus: Path, c: Chunking) -> list[Row]:
+    from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
+
+    from sotrag.retrieval.chunking import ChunkingConfig, _clean_markdown, split_documents
+
+    rows: list[Row] = []
+    for source, kind, docs, title in corpus_documents(corpus):
         if c.headings or kind != "markdown":
             cfg = ChunkingConfig(chunk_size=c.size, chunk_overlap=c.overlap, min_chunk=min(300, c.size // 3))
-            rows.extend(Row(f.source, title, ch.heading, ch.text) for ch in split_documents(docs, kind, title, cfg))
+            rows.extend(Row(source, title, ch.heading, ch.text) for ch in split_documents(docs, kind, title, cfg))
         else:
             splitter = RecursiveCharacterTextSplitter.from_language(
                 Language.MARKDOWN, chunk_size=c.size, chunk_overlap=c.overlap
             )
             for d in docs:
                 pieces = splitter.split_text(_clean_markdown(d.page_content))
-                rows.extend(Row(f.source, title, title, t) for t in pieces)
+                rows.extend(Row(source, title, title, t) for t in pieces)
     return rows
 
 
