@@ -168,15 +168,22 @@ class ScriptedEngine(EngineBase):
     def encode_chat(self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False) -> ChatPrompt:
         if self.tokenizer is not None:  # as VLLMEngine.encode_chat
             return chat_ids.encode_chat(
-                self.tokenizer, messages, continue_final_message=continue_final_message, plain=self.plain,
+                self.tokenizer,
+                messages,
+                continue_final_message=continue_final_message,
+                plain=self.plain,
                 template=self.template,
             )
         if not self.prompt_ids:
             text = self.render_chat(messages, continue_final_message=continue_final_message)
             return ChatPrompt(text=text, token_ids=())
         return chat_ids.encode_chat_with(
-            _render, self._template_ids, self._plain_ids, messages,
-            continue_final_message=continue_final_message, nonce="scripted",
+            _render,
+            self._template_ids,
+            self._plain_ids,
+            messages,
+            continue_final_message=continue_final_message,
+            nonce="scripted",
         )
 
     def count_tokens(self, text: str) -> int:
@@ -313,7 +320,7 @@ _MARKERS = {f"<|{name}|>": i for i, name in enumerate(("end", "system", "user", 
 
 
 def _stage_key(stage: str) -> str:
-    """"point12" -> "point"; "skeleton-guided" stays itself."""
+    """ "point12" -> "point"; "skeleton-guided" stays itself."""
     return stage.rstrip("0123456789")
 
 
@@ -341,3 +348,18 @@ class ListRetriever:
         self.queries.append(query)
         self.filters.append(filters)
         return self.passages[:k]
+
+
+class PerPointRetriever(ListRetriever):
+    """The shared passages for ``question`` itself; for any other query (a point's), the shared ones first, then
+    ``extra``: what a real index returns for question + point title."""
+
+    def __init__(self, question: str, shared: Sequence[Passage], extra: Sequence[Passage]) -> None:
+        super().__init__(shared)
+        self.question = question
+        self.extra = list(extra)
+
+    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
+        self.queries.append(query)
+        self.filters.append(filters)
+        return self.passages[:k] if query == self.question else [*self.passages, *self.extra][:k]

@@ -7,13 +7,14 @@ per-point query made without them would bring in a document the request left out
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.events import AnswerDone
 from sotrag.app.passages import Grounding, source_of
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.retrieval.types import Passage
-from tests.fakes import ListRetriever, ScriptedEngine, sampling
+from tests.fakes import ListRetriever, PerPointRetriever, ScriptedEngine, sampling
 
 QUESTION = "What are good ways to sleep better at night?"
 WANTED = {"folder": "sleep"}
@@ -43,15 +44,20 @@ def corpus() -> list[Passage]:
     ]
 
 
-async def test_per_point_queries_carry_the_question_filters_into_the_prompts_and_sources() -> None:
-    engine = ScriptedEngine()
-    retriever = FilteringRetriever(corpus())
-    settings = Settings(
+def per_point_settings(**kw: Any) -> Settings:
+    """Three guided points with per-point retrieval on, plus ``kw``."""
+    return Settings(
         sampling=sampling(point_max_tokens=24, point_min_tokens=12, normal_max_tokens=48),
         sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4, guided_skeleton=True),
         per_point_retrieval=True,
-        per_point_k=2,
+        **kw,
     )
+
+
+async def test_per_point_queries_carry_the_question_filters_into_the_prompts_and_sources() -> None:
+    engine = ScriptedEngine()
+    retriever = FilteringRetriever(corpus())
+    settings = per_point_settings(per_point_k=2)
     pipeline = SoTPipeline(engine, settings, retriever=retriever)
     events = [e async for e in pipeline.stream(QUESTION, mode="sot", top_k=1, filters=WANTED)]
     assert isinstance(events[-1], AnswerDone)
@@ -100,30 +106,13 @@ async def test_for_point_finds_k_new_passages_when_the_shared_ones_rank_first() 
 async def test_per_point_query_title_searches_for_each_title_alone() -> None:
     engine = ScriptedEngine()
     retriever = FilteringRetriever(corpus())
-    settings = Settings(
-        sampling=sampling(point_max_tokens=24, point_min_tokens=12, normal_max_tokens=48),
-        sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4, guided_skeleton=True),
-        per_point_retrieval=True,
-        per_point_query="title",
-    )
+    settings = per_point_settings(per_point_query="title")
     pipeline = SoTPipeline(engine, settings, retriever=retriever)
     events = [e async for e in pipeline.stream(QUESTION, mode="sot", top_k=1)]
     assert isinstance(events[-1], AnswerDone)
     assert retriever.queries[0] == QUESTION
     assert sorted(retriever.queries[1:]) == [f"Point number {w}" for w in ("one", "three", "two")]
     assert Settings().per_point_query == "question_title"
-
-
-class RankedRetriever(ListRetriever):
-    """The shared passages for the question; for a point's query, the shared ones first, then ``extra``."""
-
-    def __init__(self, shared: list[Passage], extra: list[Passage]) -> None:
-        super().__init__(shared)
-        self.extra = extra
-
-    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
-        self.queries.append(query)
-        return self.passages[:k] if query == QUESTION else [*self.passages, *self.extra][:k]
 
 
 async def test_a_points_own_passages_fit_the_room_the_shared_ones_left_in_the_budget() -> None:
@@ -137,16 +126,10 @@ async def test_a_points_own_passages_fit_the_room_the_shared_ones_left_in_the_bu
         Passage(text=words * 50, source="big2.md", chunk_id="c3"),
         Passage(text="Morning light sets the body clock.", source="light.md", chunk_id="c4"),
     ]
-    settings = Settings(
-        sampling=sampling(point_max_tokens=24, point_min_tokens=12, normal_max_tokens=48),
-        sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4, guided_skeleton=True),
-        per_point_retrieval=True,
-        per_point_k=3,
-        context_share=0.5,
-    )
+    settings = per_point_settings(per_point_k=3, context_share=0.5)
     budget = int(engine.max_model_len * settings.context_share)
     assert engine.count_tokens(shared[0].text) < budget < engine.count_tokens(shared[0].text + extra[0].text)
-    pipeline = SoTPipeline(engine, settings, retriever=RankedRetriever(shared, extra))
+    pipeline = SoTPipeline(engine, settings, retriever=PerPointRetriever(QUESTION, shared, extra))
     events = [e async for e in pipeline.stream(QUESTION, mode="sot", top_k=1)]
     assert isinstance(events[-1], AnswerDone)
     result = events[-1].result

@@ -45,7 +45,7 @@ from sotrag.app.events import (
 from sotrag.app.pipeline import QuestionTooLong, SoTPipeline
 from sotrag.retrieval.types import Passage
 from tests.conftest import TEST_BLOCK_SIZE
-from tests.fakes import DEFAULT_SCRIPT, ListRetriever, ScriptedEngine, sampling, stage_of
+from tests.fakes import DEFAULT_SCRIPT, ListRetriever, PerPointRetriever, ScriptedEngine, sampling, stage_of
 
 QUESTION = "What are good ways to sleep better at night?"
 # Points long enough to overlap in time; min_tokens keeps stop strings from ending a point at once. Seeded
@@ -325,18 +325,6 @@ async def test_question_longer_than_the_context_is_rejected_before_generation() 
     assert engine.requests == []
 
 
-class PerPointRetriever(ListRetriever):
-    """The shared passages for the question itself, other passages for question + point queries."""
-
-    def __init__(self, shared: list[Passage], extra: list[Passage]) -> None:
-        super().__init__(shared)
-        self.extra = extra
-
-    async def aretrieve(self, query: str, k: int, filters: dict[str, str] | None = None) -> list[Passage]:
-        self.queries.append(query)
-        return self.passages[:k] if query == QUESTION else [*self.passages, *self.extra][:k]
-
-
 async def test_per_point_retrieval_appends_after_the_shared_prefix(scripted_engine: ScriptedEngine) -> None:
     shared = [Passage(text="Keep the bedroom cool. " * 8, source="room.md", chunk_id="c1", score=0.9)]
     extra = [
@@ -344,7 +332,7 @@ async def test_per_point_retrieval_appends_after_the_shared_prefix(scripted_engi
         Passage(text="Exercise early in the day.", source="sport.md", chunk_id="c3", score=0.4),
     ]
     settings = Settings(sampling=SAMPLING, sot=sot(3), per_point_retrieval=True, per_point_k=2)
-    retriever = PerPointRetriever(shared, extra)
+    retriever = PerPointRetriever(QUESTION, shared, extra)
     pipeline = SoTPipeline(scripted_engine, settings, retriever=retriever)
     _, result = await collect(pipeline, top_k=1)
 
