@@ -69,6 +69,10 @@ INDEX_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "the server has no index"},
     503: {"model": ErrorResponse, "description": "the index is still loading"},
 }
+INDEX_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **INDEX_ERRORS,
+    423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
+}
 
 
 @router.get("/healthz", response_model=Health, tags=["status"], summary="The process is alive")
@@ -147,14 +151,12 @@ async def list_documents(service: ServiceDep) -> DocumentList:
     summary="Upload files (markdown, text, HTML, PDF) into the index",
     responses={
         **BODY_ERRORS,
-        404: {"model": ErrorResponse, "description": "the server has no index"},
+        **INDEX_WRITE_ERRORS,
         409: {"model": ErrorResponse, "description": "two files of the upload have the same name"},
         413: {"model": ErrorResponse, "description": "a file is over the upload size limit"},
         415: {"model": ErrorResponse, "description": "unsupported file type"},
         422: {"model": ErrorResponse, "description": "nothing could be indexed from the files"},
         507: {"model": ErrorResponse, "description": "the index cannot be written (disk full, read-only)"},
-        423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
-        503: {"model": ErrorResponse, "description": "the index is still loading"},
     },
 )
 async def upload_documents(
@@ -179,9 +181,8 @@ async def upload_documents(
     summary="Remove a document from the index",
     responses={
         **AUTH_ERRORS,
+        **INDEX_WRITE_ERRORS,
         404: {"model": ErrorResponse, "description": "no such document, or the server has no index"},
-        423: {"model": ErrorResponse, "description": "another process is writing to the index; try again"},
-        503: {"model": ErrorResponse, "description": "the index is still loading"},
     },
 )
 async def delete_document(doc_id: str, service: ServiceDep) -> DeleteResponse:
