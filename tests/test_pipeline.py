@@ -503,10 +503,13 @@ async def test_stream_interval_coalesces_point_and_normal_deltas_not_the_skeleto
     for rid, sizes in recording.deltas.items():
         by_stage.setdefault(rid.rsplit("-", 1)[-1].rstrip("0123456789"), []).append([s for s in sizes if s])
     assert sorted(by_stage) == ["normal", "point", "skeleton"], recording.deltas
-    assert all(max(sizes) == 1 for sizes in by_stage["skeleton"]), by_stage["skeleton"]
+    # AsyncLLM merges the deltas a slow reader has not taken yet (RequestOutputCollector), so on a busy machine
+    # a delta may carry two tokens; token by token still means far more deltas than `interval` would allow.
+    assert all(sum(sizes) >= 8 and len(sizes) > 2 + sum(sizes) // interval
+               for sizes in by_stage["skeleton"]), by_stage["skeleton"]
     for sizes in by_stage["point"] + by_stage["normal"]:
-        # The first token comes at once, then deltas of `interval`, then the rest at the end.
-        assert sum(sizes) == n and max(sizes) == interval and len(sizes) <= 2 + n // interval, sizes
+        # The first token comes at once, then deltas of `interval` (or more, merged as above), then the rest.
+        assert sum(sizes) == n and max(sizes) >= interval and len(sizes) <= 2 + n // interval, sizes
     # Each request's options carry it: the points' and the normal answer's, not the skeleton's.
     intervals = {r.request_id.rsplit("-", 1)[-1].rstrip("0123456789"): r.sampling.stream_interval
                  for r in recording.requests}

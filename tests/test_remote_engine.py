@@ -383,12 +383,15 @@ async def test_stream_interval_reaches_the_server_for_points_and_normal_answers_
     skeleton, points, answer = tap.stage("skeleton"), tap.stage("point"), tap.stage("normal")
     assert len(skeleton) == 1 and len(points) == 3 and len(answer) == 1, tap.sent
     assert "stream_interval" not in tap.bodies[skeleton[0]]
-    assert max(tap.chunks[skeleton[0]]) == 1, tap.chunks[skeleton[0]]  # token by token
+    # vLLM merges the deltas a slow reader has not taken yet (RequestOutputCollector), so on a busy machine a
+    # chunk may carry two tokens; token by token still means far more chunks than `interval` would allow.
+    skel = [c for c in tap.chunks[skeleton[0]] if c]
+    assert sum(skel) >= 8 and len(skel) > 2 + sum(skel) // interval, skel
     for rid in points + answer:
         assert tap.bodies[rid]["stream_interval"] == interval
         sizes = [c for c in tap.chunks[rid] if c]
-        # The first token comes at once, then chunks of `interval`, then the rest at the end.
-        assert sum(sizes) == n and max(sizes) == interval and len(sizes) <= 2 + n // interval, (rid, sizes)
+        # The first token comes at once, then chunks of `interval` (or more, merged as above), then the rest.
+        assert sum(sizes) == n and max(sizes) >= interval and len(sizes) <= 2 + n // interval, (rid, sizes)
 
 
 async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
