@@ -235,8 +235,8 @@ class SkeletonParser:
             self._refs = self._ended = True
             return None
         item = parse_item(line)
-        if item is not None and item[2] == "bracket" and self._family not in (None, "bracket"):
-            item = None  # "[1] ..." under a list numbered another way: a references list
+        if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
+            item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and (item[0] == "num" or not self._numbered):
             if item[0] == "num" and self._family is None:
                 self._family = item[2]

@@ -12,12 +12,13 @@ MAX_TITLE_CHARS = 120
 
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" (not "1.5"
 # or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash before a
-# space), "#1 " or "#1. ", "II." (Roman, up to XXXIX), "1️⃣", "🔟", "①", "⑴", "⒈", or "Step 1:" style words
-# ("Tip #2:", "Step Three:", "Day 4 -", "Q5:").
+# space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①", "⑴", "⒈",
+# or "Step 1:" style words ("Tip #2:", "Step Three:", "Day 4 -", "Q5:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\uff0e\uff09\uff1a]"
     r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s)"
-    r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|\d\ufe0f?\u20e3|\d{1,2}(?:/|\s\.)(?=\s)|\[\d{1,2}\](?=\s)"
+    r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
+    r"|\[\d{1,2}\](?=\s)"
 )
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
@@ -26,12 +27,12 @@ _KEYWORD = re.compile(
     rf"(\d{{1,2}}|(?i:{_NUMBER_WORDS}))(?:\s+of\s+\d{{1,2}})?(?:\*\*|__)?\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
-# Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", arrows, check marks, stars and other symbol or
+# Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
 # then an optional task box ("[ ]", "[x]"). A single letter ("a." "B)" "(c)") or a lower-case Roman number
 # ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items.
 _BULLET = re.compile(
-    r"(?:[-*•+–◦▪●‣·\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
+    r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
     r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
 )
 _HEADING = re.compile(r"#{1,6}\s+")
@@ -51,6 +52,8 @@ _GENERIC = re.compile(
     r"(?:\s+(?:of|for)\s+(?:the|my|this|your)\s+(?:answer|response|question))?",
     re.IGNORECASE,
 )
+# Words of a label that leads in to a list instead of heading one part of it.
+_LEAD_IN = re.compile(r"\b(?:here|following|below|these|some|tips|ways|steps|ideas|points|key)\b", re.IGNORECASE)
 # The heading of a references list ("References:", "## Sources", "**Further reading**"): what follows is no point.
 REFERENCES = re.compile(
     r"(?:#{1,6}\s+)?(?:\*\*|__)?(?:references|sources|citations|bibliography|works cited|further reading)"
@@ -162,17 +165,17 @@ def parse_heading(line: str) -> tuple[int, str] | None:
         level, raw, after = 7, m.group(4), m.group(5).strip()
         if after and after[0] not in _SEPARATORS and not after[0].isupper():
             return None
-    if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")):
-        return None  # a label with nothing after its colon leads in to what follows
+    if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")) and _LEAD_IN.search(raw):
+        return None  # "**Here are the tips:**" leads in to what follows ("**Pros:**" heads its bullets)
     title = clean_title(raw)
     return (level, title) if title and not _GENERIC.fullmatch(title) else None
 
 
 def is_bare(line: str) -> bool:
-    """A numbered line that is all heading or all bold ("### 2. Title", "**2. Title**"): a section title,
-    so the prose under it is its text, not a closing."""
-    s = line.strip()
-    return s.startswith("#") or (s.startswith(("**", "__")) and s.endswith(("**", "__")))
+    """A numbered line that is a heading or ends in bold ("### 2. Title", "**2. Title**", "2. **Title**"): a
+    section title, so the prose under it is its text, not a closing."""
+    s = line.strip().rstrip(":")
+    return s.startswith("#") or s.endswith(("**", "__"))
 
 
 def table_row_title(line: str) -> str:
