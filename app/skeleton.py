@@ -285,9 +285,7 @@ class SkeletonParser:
             if depth > self._html_top:
                 return None  # an item of a nested list
             kind = "num" if self._html and self._html[-1] == "ol" else "bullet"
-            item = parse_item(text)
-            title = item[1] if item is not None and item[0] == "num" else body_title(text)
-            return self._item(self._base_indent or 0, kind, title)
+            return self._item(self._base_indent or 0, kind, body_title(text))
         return None
 
     def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> str | None:

@@ -71,7 +71,7 @@ _HTML_TAG = re.compile(r"<(/?)(li|ol|ul)\b[^<>]*>", re.IGNORECASE)
 _HTML_STRONG = re.compile(r"</?(?:strong|b)\b[^<>]*>", re.IGNORECASE)
 _HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
 # A table's separator row ("|---|:---:|"); a cell that only numbers its row ("1", "#2", "3.", "Step 4", "IV").
-TABLE_SEPARATOR = re.compile(r"\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)+\|?")
+TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?")
 _ROW_NUMBER = re.compile(r"(?:#|no\.?\s*|(?:step|day|part|phase|stage)\s+)?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?", re.I)
 
 
@@ -192,11 +192,11 @@ def table_row_title(line: str) -> str:
 def html_piece(piece: str) -> tuple[str, str]:
     """(tag, text) of a piece of an HTML list cut at ``HTML_BREAK``: ``tag`` is "li", "/li", "ol", "/ol", "ul",
     "/ul" or "" (no list tag first); ``text`` is the rest with ``<strong>``/``<b>`` as ``**`` and other tags
-    dropped."""
+    as spaces ("<p>T</p><p>D</p>" is two words)."""
     m = _HTML_TAG.match(piece)
     tag = (m.group(1) + m.group(2).lower()) if m else ""
     rest = piece[m.end() :] if m else piece
-    rest = _HTML_ANY.sub("", _HTML_STRONG.sub("**", rest))
+    rest = _HTML_ANY.sub(" ", _HTML_STRONG.sub("**", rest))
     return tag, " ".join(rest.split())
 
 

@@ -54,6 +54,20 @@ _NUMBERED = [
     "Tip #{n}: {t}",
     "{c} {t}",
     "**Step {w}:** {t}",
+    "{n}/ {t}",
+    "[{n}] {t}",
+    "{n} . {t}",
+    "{n}- {t}",
+    "#{n}. {t}",
+    "{n}. ### {t}",
+    "Day {n}: {t}",
+    "Step {n} of 9: {t}",
+    "**Step {n}** - {t}",
+    "{n}\\. {t}",
+    "Q{n}: {t}",
+    "{n}.\t{t}",
+    "{f}. {t}",
+    "{n}\uff0e{t}",
 ]
 _BULLETS = [
     "- {t}",
@@ -71,6 +85,9 @@ _BULLETS = [
     "{l}) {t}",
     "{l}. {t}",
     "({l}) {t}",
+    "{ro}. {t}",
+    "({ro}) {t}",
+    "\u2043 {t}",
 ]
 _WORDS = ["One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten", "Eleven", "Twelve"]
 _ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
@@ -141,6 +158,8 @@ def generated_lists(draw: st.DrawFn) -> Generated:
             l="abcdefghijklmnop"[number - 1],
             c=chr(0x2460 + number - 1),
             w=_WORDS[number - 1],
+            f=chr(0xFF10 + number),
+            ro=_ROMAN[number - 1].lower(),
         )
         number += 1
         description = draw(st.one_of(st.none(), _sentence))
@@ -163,6 +182,10 @@ def generated_lists(draw: st.DrawFn) -> Generated:
     text = "".join(parts)
     if draw(st.booleans()):
         text = text.rstrip("\r\n")  # no final newline
+    if draw(st.integers(0, 5)) == 0:  # the whole answer inside a blockquote
+        last_line = text[:end].count("\n")
+        lines = ["> " + line if line.strip() else ">" + line for line in text.split("\n")]
+        text, end = "\n".join(lines), len("\n".join(lines[: last_line + 1]))
     return Generated(text, [" ".join(t.split()) for t in titles], end)
 
 
@@ -276,10 +299,26 @@ def test_line_forms() -> None:
         "Tip #6: Read daily": "Read daily",
         "\u2466 Walk": "Walk",
         "Step Eight: Plan meals": "Plan meals",
+        "1/ Slash numbering": "Slash numbering",
+        "[2] Bracket numbering": "Bracket numbering",
+        "3 . Spaced dot": "Spaced dot",
+        "4- Dash after the number": "Dash after the number",
+        "#5. Hash and dot": "Hash and dot",
+        "6\\. Escaped dot": "Escaped dot",
+        "7. ### Heading after the number": "Heading after the number",
+        "Day 3: Visit the museum": "Visit the museum",
+        "Q4: Costs": "Costs",
+        "Step 2 of 5: Mix": "Mix",
+        "**Step 1** - Gather tools": "Gather tools",
+        "1. **Sleep**\uff1aseven hours": "Sleep",
+        "1\ufe0f\u20e30\ufe0f\u20e3 Ten": "Ten",
+        "\U0001f51f Ten": "Ten",
+        "\u2474 Parenthesised": "Parenthesised",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
     nots = ("1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two")
+    nots += ("1/2 cup flour", "24/7 support", "[1] https://example.org/a", "[2] Smith et al. (2020). Sleep.")
     for line in (*nots, "10:30 is late", "I think so.", "Vitamins help.", "P.S. thanks", "e.g. this one"):
         assert parse_line(line) is None, line
     bullets = {
@@ -291,6 +330,10 @@ def test_line_forms() -> None:
         "a) Apples": "Apples",
         "(b) Pears": "Pears",
         "C. Plums": "Plums",
+        "ii. Figs": "Figs",
+        "(iv) Kiwis": "Kiwis",
+        "\u2043 Limes": "Limes",
+        "- 1/2 cup flour": "1/2 cup flour",
     }
     for line, title in bullets.items():
         assert parse_line(line) == ("bullet", title), line
