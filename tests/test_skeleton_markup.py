@@ -16,8 +16,10 @@ from sotrag.app.skeleton import SkeletonParser, parse_skeleton
 _word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=9)
 _odd = st.sampled_from(["1.5", "1/2", "24/7", "6:30", "(optional)", "don't", "self-care", "No. 1"])
 # (a title is more than a row number: "No. 1" or "IV" alone would number a table row)
-_title = st.lists(st.one_of(_word, _word, _odd), min_size=1, max_size=6).map(" ".join).filter(
-    lambda t: any(w.isalpha() and w != "No" and w.strip("IVX") for w in t.split())
+_title = (
+    st.lists(st.one_of(_word, _word, _odd), min_size=1, max_size=6)
+    .map(" ".join)
+    .filter(lambda t: any(w.isalpha() and w != "No" and w.strip("IVX") for w in t.split()))
 )
 _titles = st.lists(_title, min_size=1, max_size=8, unique_by=lambda t: " ".join(t.lower().split()))
 _cuts = st.lists(st.integers(0, 10_000), max_size=30)
