@@ -39,8 +39,9 @@ _HEADING = re.compile(r"#{1,6}\s+")
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
-# Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", or a spaced dash.
-_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–—]\s")
+# Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
+# an HTML line break ("1. Title<br>description").
+_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–—]\s|<br\s*/?>", re.IGNORECASE)
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 # An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
@@ -62,6 +63,7 @@ REFERENCES = re.compile(
 )
 # A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
 _CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
+_URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
 # A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it.
 QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
 # Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
@@ -72,7 +74,7 @@ _HTML_STRONG = re.compile(r"</?(?:strong|b)\b[^<>]*>", re.IGNORECASE)
 _HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
 # A table's separator row ("|---|:---:|"); a cell that only numbers its row ("1", "#2", "3.", "Step 4", "IV").
 TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?")
-_ROW_NUMBER = re.compile(r"(?:#|no\.?\s*|(?:step|day|part|phase|stage)\s+)?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?", re.I)
+_ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
 
 
 def clean_title(raw: str) -> str:
@@ -130,7 +132,7 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         return "bullet", body_title(s[bullet.end() :].strip()), ""
     family = "bracket" if marker.group().startswith("[") else ""
     body = rest[marker.end() :].strip()
-    if family and _CITATION.search(body):
+    if (family and _CITATION.search(body)) or _URL.fullmatch(body):
         return None  # a reference, not a point
     if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number
         body = body[len(mark) :].strip()

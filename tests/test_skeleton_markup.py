@@ -153,6 +153,7 @@ def test_a_references_list_adds_no_points() -> None:
     bracketed = "[1] Sleep early\n[2] Drink water\n[3] Walk daily\n\n"
     assert parse_skeleton(bracketed + refs[1]) == expected
     assert parse_skeleton(bracketed + "**Sources:**\n[1] Smith, J. Sleep.\n[2] Doe, K. Water.") == expected
+    assert parse_skeleton(listed + "1. https://example.org/a\n2. <https://example.org/b>") == expected
     parser = SkeletonParser()
     parser.feed(listed + "References:\n")
     assert parser.list_ended  # nothing after a references heading is a point

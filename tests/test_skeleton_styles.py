@@ -314,6 +314,7 @@ def test_line_forms() -> None:
         "1\ufe0f\u20e30\ufe0f\u20e3 Ten": "Ten",
         "\U0001f51f Ten": "Ten",
         "\u2474 Parenthesised": "Parenthesised",
+        "1. Title<br>Its description": "Title",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
