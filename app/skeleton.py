@@ -129,6 +129,9 @@ class SkeletonParser:
     _html: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
     _html_top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
     _in_li: bool = False  # inside an <li>: its further lines are its text
+    _nested: bool = False  # a sub-item came under an item: prose right under an item may be its text too
+    _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
+    _pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
     _ended: bool = False
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
@@ -215,22 +218,26 @@ class SkeletonParser:
         if self._in_code:
             return None
         if not stripped:
-            self._table = 0
+            self._table, self._gap, self._pipes = 0, True, False
             return None
         if is_html(stripped):
             return self._html_line(stripped)
         if self._in_li:
             return None  # more text of an HTML item
+        pipes, self._pipes = self._pipes, "|" in stripped
+        if pipes and not self._table and TABLE_SEPARATOR.fullmatch(stripped):
+            self._table = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
         if stripped.startswith("|") or (self._table and "|" in stripped):
             return self._table_row(stripped)
         self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         indent = _indent(line)
-        if self._base_indent is not None and indent > self._base_indent + 1:
+        if (self._base_indent is not None and indent > self._base_indent + 1) or (
+            self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
+        ):
+            self._nested, self._gap = True, False
             return None  # a sub-item or a continuation of the item above
-        if self._numbered and SUB_NUMBER.match(stripped):
-            return None  # "2.1 ...": a sub-item of the item above, not text that may end the list
         if self._refs or (self._items and REFERENCES.fullmatch(stripped)):
             self._refs = self._ended = True
             return None
@@ -244,12 +251,16 @@ class SkeletonParser:
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
-        if item is not None or self._items == 0:
-            return None  # a bullet under a numbered list; a preamble
+        if item is not None:
+            self._nested, self._gap = True, False
+            return None  # a bullet under a numbered list
+        if self._items == 0:
+            return None  # a preamble
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered
-        if self._items >= 2 and not (self._loose or self._bare or headed) and _is_closing(stripped):
+        under = self._bare or (self._nested and not self._gap)  # prose right under an item: its text
+        if self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
             self._ended = True
         return None
 
@@ -295,7 +306,7 @@ class SkeletonParser:
         self._numbered = self._numbered or kind == "num"
         self._items += 1
         self._loose = self._loose or self._between
-        self._between = self._ended = False
+        self._between = self._ended = self._gap = False
         self._bare = bare
         return self._take(kind, title)
 

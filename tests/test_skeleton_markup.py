@@ -82,6 +82,8 @@ def test_a_table_header_and_a_table_under_a_list_are_no_points() -> None:
     assert parse_skeleton("| 1 | Sleep |\n| 2 | Water |\n") == []  # no separator: no table, no points
     listed = "1. Sleep early\n2. Drink water\n\n| Tip | Cost |\n|---|---|\n| Walk | free |\n| Gym | paid |\n"
     assert parse_skeleton(listed) == ["Sleep early", "Drink water"]
+    outer = "# | Tip | Why\n--|-----|----\n1 | Plan | less stress\n2 | Focus | faster\n"  # no outer pipes
+    assert parse_skeleton(outer) == ["Plan", "Focus"]
     parser = SkeletonParser()
     parser.feed("| Step | Details |\n")
     assert parser.points == []

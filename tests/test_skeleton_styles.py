@@ -251,6 +251,24 @@ def test_a_new_item_clears_the_signal() -> None:
     assert not parser.list_ended and parser.points == ["A point", "B point", "C point"]
 
 
+def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items() -> None:
+    """Prose right under a bold or heading item, or right under an item in a list whose items have sub-items,
+    is that item's text: no end, even before the list has shown text between two items."""
+    for text in (
+        "1. **Plan**\n2. **Focus**\n\nFocus helps every task.\n",
+        "### 1. Plan\n### 2. Focus\n\nFocus helps every task.\n",
+        "**1. Plan**\n**2. Focus**\nFocus helps every task.\n",
+        "Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\nWhisk well.\n",
+        "1. Plan\n   - a list\n2. Focus\n   - one thing\nIt helps.\n",
+    ):
+        parser = SkeletonParser()
+        parser.feed(text)
+        assert not parser.list_ended, text
+    parser = SkeletonParser()
+    parser.feed("Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\n- eggs\n\nEnjoy your pancakes!\n")
+    assert parser.list_ended  # after a blank line, a closing still ends such a list
+
+
 def test_list_ended_needs_two_items() -> None:
     parser = SkeletonParser()
     parser.feed("1. Only one\nA sentence about it.\n")
@@ -413,6 +431,16 @@ def test_heading_lists(titles: list[str], style: str, preamble: str, cuts: list[
         parser.feed(chunk)
         assert not parser.list_ended
     assert parser.finish() == [" ".join(t.split()) for t in titles]
+
+
+def test_colon_labels_head_their_bullets_but_a_lead_in_label_does_not() -> None:
+    text = "**Keep a schedule:**\n- wake at 7\n- sleep at 11\n\n**Drink water:**\n- 2 litres\n\n**Walk:**\n- daily\n"
+    assert parse_skeleton(text) == ["Keep a schedule", "Drink water", "Walk"]
+    assert parse_skeleton("**Here are the tips:**\n- wake at 7\n- sleep at 11\n\n**Key points:**\n- walk") == [
+        "wake at 7",
+        "sleep at 11",
+        "walk",
+    ]
 
 
 def test_headings_yield_to_numbers_and_to_bullets_that_come_first() -> None:
