@@ -197,12 +197,14 @@ class SkeletonParser:
         return self.points
 
     def _next_piece(self) -> str | None:
-        """The next complete line of the buffer; an HTML list tag also starts a new piece (one-line lists)."""
+        """The next complete line of the buffer; an HTML list tag after a tag also starts a new piece (one-line
+        lists), but not one in prose ("1. Use <ol> for order" is one line)."""
         end, skip = self._buffer.find("\n"), 1
         if "<" in self._buffer:
-            html = HTML_BREAK.search(self._buffer, 1, end if end >= 0 else len(self._buffer))
-            if html is not None:
-                end, skip = html.start(), 0
+            for html in HTML_BREAK.finditer(self._buffer, 1, end if end >= 0 else len(self._buffer)):
+                if self._buffer.lstrip().startswith("<") or self._buffer[: html.start()].rstrip().endswith(">"):
+                    end, skip = html.start(), 0
+                    break
         if end < 0:
             return None
         piece, self._buffer = self._buffer[:end], self._buffer[end + skip :]

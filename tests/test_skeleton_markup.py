@@ -134,6 +134,8 @@ def test_html_items_stream_one_by_one_on_one_line() -> None:
     assert parser.feed("i><li>Walk</li></ol>") == ["Drink water", "Walk"]
     assert parser.finish() == ["Sleep early", "Drink water", "Walk"]
     assert parse_skeleton("<ol><li>A point<ol><li>sub</li></ol></li><li>Another</li></ol>") == ["A point", "Another"]
+    prose = "1. Use <ol> and <li> for order\n2. Use <ul> for the rest\n3. Close every <li> tag"
+    assert parse_skeleton(prose) == ["Use <ol> and <li> for order", "Use <ul> for the rest", "Close every <li> tag"]
 
 
 # -- blockquotes, references, fractions ---------------------------------------------------------------------

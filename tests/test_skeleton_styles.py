@@ -333,10 +333,13 @@ def test_line_forms() -> None:
         "\U0001f51f Ten": "Ten",
         "\u2474 Parenthesised": "Parenthesised",
         "1. Title<br>Its description": "Title",
+        "Part II: Build the frame": "Build the frame",
+        "Step1: Preheat": "Preheat",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
     nots = ("1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two")
+    nots += ("Pointless: a word", "Stepping up.", "Part Ivy League")
     nots += ("1/2 cup flour", "24/7 support", "[1] https://example.org/a", "[2] Smith et al. (2020). Sleep.")
     for line in (*nots, "10:30 is late", "I think so.", "Vitamins help.", "P.S. thanks", "e.g. this one"):
         assert parse_line(line) is None, line
