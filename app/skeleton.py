@@ -1,7 +1,9 @@
 """Skeleton handling: the regex that guides the skeleton request, and the parser that reads points back.
 
 The parser is incremental (``SkeletonParser.feed``) so eager expansion can start a point the moment its line
-is complete, and the same code reads a finished skeleton, so both paths agree on what the points are.
+is complete, and the same code reads a finished skeleton, so both paths agree on what the points are. What one
+line says (its marker, its title) is ``skeleton_lines``; this module keeps what spans lines: which lines are the
+list, its sub-items, tables, HTML lists, and whether the list has ended.
 """
 
 from __future__ import annotations
