@@ -260,10 +260,11 @@ class SkeletonParser:
             return None  # a bullet under a numbered list
         if self._items == 0:
             return None  # a preamble
+        # prose right under an item (no blank line, no other prose since it) is its text
+        under = self._bare or (self._nested and not self._gap and not self._between)
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered
-        under = self._bare or (self._nested and not self._gap)  # prose right under an item: its text
         if self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
             self._ended = True
         return None

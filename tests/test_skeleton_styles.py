@@ -267,6 +267,9 @@ def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items
     parser = SkeletonParser()
     parser.feed("Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\n- eggs\n\nEnjoy your pancakes!\n")
     assert parser.list_ended  # after a blank line, a closing still ends such a list
+    parser = SkeletonParser()
+    parser.feed("Section 1: Plan\n\nSection 2: Focus\n\nConclusion\n- Recap the points.\nThat is the outline.\n")
+    assert parser.list_ended  # the bullets sit under "Conclusion", not under an item
 
 
 def test_list_ended_needs_two_items() -> None:
