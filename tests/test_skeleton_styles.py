@@ -137,6 +137,9 @@ def generated_lists(draw: st.DrawFn) -> Generated:
     style = draw(st.sampled_from(_BULLETS if bullets else _NUMBERED))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     gap = newline * draw(st.integers(1, 2))
+    rule = draw(st.sampled_from(["", "---", "***", "* * *"])) if draw(st.integers(0, 4)) == 0 else ""
+    gap_after = gap if not rule else newline * 2 + rule + newline * 2  # a rule line between items
+    trailing = draw(st.sampled_from(["", "", "  ", "\t"]))  # after an item's line
     loose = draw(st.integers(0, 3)) == 0  # a description paragraph under every item, not on the item's line
     # a line between two parts of the list, after which the numbering starts again or goes on
     break_at = draw(st.integers(1, n - 1)) if n >= 2 and not bullets and draw(st.booleans()) else None
@@ -168,14 +171,14 @@ def generated_lists(draw: st.DrawFn) -> Generated:
             line = draw(st.sampled_from(_DESC_BOLD if bold and style.endswith("**") else _DESC_PLAIN)).format(
                 line=line, d=description
             )
-        parts.append(line)
+        parts.append(line + trailing)
         end = sum(map(len, parts))
         if loose:
             parts.append(gap + (description or "Some words about it."))
         for _ in range(draw(st.integers(0, 2))):
             sub = draw(st.sampled_from(_SUBS[:-1] if bullets else _SUBS))
             parts.append(newline + sub.format(d=draw(_sentence)))
-        parts.append(gap)
+        parts.append(gap_after)
     closing = draw(st.sampled_from(["", *_CLOSINGS]))
     if closing:
         parts.append(closing + newline)
