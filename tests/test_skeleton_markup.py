@@ -84,6 +84,7 @@ def test_a_table_header_and_a_table_under_a_list_are_no_points() -> None:
     assert parse_skeleton(listed) == ["Sleep early", "Drink water"]
     outer = "# | Tip | Why\n--|-----|----\n1 | Plan | less stress\n2 | Focus | faster\n"  # no outer pipes
     assert parse_skeleton(outer) == ["Plan", "Focus"]
+    assert parse_skeleton("| Tip |\n|---|\n| Plan |\n| Focus |\n") == ["Plan", "Focus"]  # one column
     parser = SkeletonParser()
     parser.feed("| Step | Details |\n")
     assert parser.points == []
