@@ -125,6 +125,8 @@ class SkeletonParser:
     _loose: bool = False  # such a line came between two items: text under items is part of the list
     _bare: bool = False  # the last item was a section title ("### 2. T", "**2. T**"): prose under it is its text
     _in_code: bool = False
+    _fenced: SkeletonParser | None = None  # reads the first plain or markdown code fence, if any
+    _in_fenced: bool = False  # inside that fence
     _refs: bool = False  # a references heading came after the points: nothing after it is a point
     _table: int = 0  # 0 no table, 1 header row read, 2 in a table of points, 3 in a table that is not the list
     _table_list: bool = False  # a table's rows were points
@@ -145,10 +147,12 @@ class SkeletonParser:
     @property
     def points(self) -> list[str]:
         """Points found so far: numbered ones; else headings (``parse_heading``), when two or more of one level
-        have bullets under them (or there are no bullets); else bullets."""
+        have bullets under them (or there are no bullets); else bullets; else those of a list written inside a
+        plain or markdown code fence (a skeleton wrapped in "```")."""
         if self._titles:
             return list(self._titles)
-        return self._heading_points() or list(self._bullets)
+        own = self._heading_points() or list(self._bullets)
+        return own or (self._fenced.points if self._fenced is not None else [])
 
     def _heading_points(self) -> list[str]:
         levels: dict[int, list[tuple[str, int]]] = {}
@@ -218,8 +222,14 @@ class SkeletonParser:
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code
+            first = self._in_code and self._fenced is None and stripped.strip("`~ ").lower() in _PLAIN_FENCES
+            if first:
+                self._fenced = SkeletonParser(max_points=self.max_points)
+            self._in_fenced = first
             return None
         if self._in_code:
+            if self._in_fenced and self._fenced is not None:
+                self._fenced._line(line)
             return None
         if not stripped:
             self._table, self._gap, self._pipes = 0, True, False
@@ -328,6 +338,9 @@ class SkeletonParser:
         self._seen.add(key)
         self._titles.append(title)
         return title
+
+
+_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 
 def _key(title: str) -> str:

@@ -289,8 +289,12 @@ def test_restarted_numbering_goes_on_and_drops_repeats() -> None:
     assert parse_skeleton(text) == ["Costs", "Risks", "Savings", "Speed"]
 
 
-def test_code_fences_hold_no_points() -> None:
+def test_code_fences_hold_no_points_unless_the_list_is_only_there() -> None:
     assert parse_skeleton("```\n1. not a point\n```\n1. A point\n2. Another") == ["A point", "Another"]
+    fenced = "Skeleton:\n```markdown\n1. A point\n   - sub\n2. Another\n```\nDone."
+    assert parse_skeleton(fenced) == ["A point", "Another"]
+    assert parse_skeleton("```\n- A point\n- Another\n```\n```\n1. Later\n```") == ["A point", "Another"]
+    assert parse_skeleton("```python\n1. not a point\n```\n") == []
 
 
 def test_sub_items_under_bullets_and_numbers() -> None:
