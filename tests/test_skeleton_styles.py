@@ -68,6 +68,7 @@ _NUMBERED = [
     "{n}.\t{t}",
     "{f}. {t}",
     "{n}\uff0e{t}",
+    "**{n}**. {t}",
 ]
 _BULLETS = [
     "- {t}",
@@ -345,6 +346,8 @@ def test_line_forms() -> None:
         "1. Title<br>Its description": "Title",
         "Part II: Build the frame": "Build the frame",
         "Step1: Preheat": "Preheat",
+        "**1**. Bold number only": "Bold number only",
+        "*2.* Italic number": "Italic number",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
