@@ -13,7 +13,8 @@ MAX_TITLE_CHARS = 120
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
 # (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
 # before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
-# "⑴", "⒈", or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Step1:", "Q5:").
+# "⑴", "⒈", or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):",
+# "Step1:", "Q5:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\uff0e\uff09\uff1a]"
     r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s)"
@@ -24,7 +25,7 @@ _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
     r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|chapter|lesson|rule|strategy|"
     r"method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round)"
-    rf"(?:\s*#?\d{{1,2}}|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}})(?:\s+of\s+\d{{1,2}})?(?:\*\*|__)?"
+    rf"(?:\s*#?\d{{1,2}}|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}})(?:\s+of\s+\d{{1,2}}|\s*\([^()\n]{{1,30}}\))?(?:\*\*|__)?"
     r"\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )

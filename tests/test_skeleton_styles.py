@@ -346,6 +346,7 @@ def test_line_forms() -> None:
         "1. Title<br>Its description": "Title",
         "Part II: Build the frame": "Build the frame",
         "Step1: Preheat": "Preheat",
+        "Day 1 (Monday): Arrive": "Arrive",
         "**1**. Bold number only": "Bold number only",
         "*2.* Italic number": "Italic number",
     }
