@@ -100,9 +100,10 @@ class SkeletonParser:
     The rows of a markdown table that comes before any item are numbered points (the table is the list; its
     header row is not a point), and so are the top-level ``<li>`` of an HTML list (``<ol>``; ``<ul>`` gives
     bullets). A list inside a blockquote ("> 1. T") is read like one outside it.
-    Not points: a preamble or closing text, headings, lines inside a code fence, sub-items (any line indented
-    deeper than the first list line, bullets under a numbered list, an ``<li>`` of a nested HTML list), "[1]"
-    lines under a list numbered another way (a references list), and anything after a "References:" heading.
+    Not points: a preamble or closing text, headings, lines inside a code fence (unless the only list is inside
+    a plain or markdown fence: a skeleton wrapped in "```"), sub-items (any line indented deeper than the first
+    list line, bullets under a numbered list, an ``<li>`` of a nested HTML list), "[1]" lines under a list
+    written another way (a references list), and anything after a "References:" heading.
     A numbering that restarts (a second list from 1) goes on: its points follow the first list's. Empty titles
     and duplicates (case- and space-insensitive) are dropped; at most ``max_points`` are kept; points are
     renumbered 1..n in the order written. CRLF line ends and a last line without a newline are read like any
@@ -246,6 +247,10 @@ class SkeletonParser:
         self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
+        return self._text_line(line, stripped)
+
+    def _text_line(self, line: str, stripped: str) -> str | None:
+        """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
         indent = _indent(line)
         if (self._base_indent is not None and indent > self._base_indent + 1) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
