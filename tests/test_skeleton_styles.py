@@ -276,6 +276,16 @@ def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items
     assert parser.list_ended  # the bullets sit under "Conclusion", not under an item
 
 
+def test_a_plain_sentence_between_tight_items_reads_as_a_closing() -> None:
+    """The known limit: after a tight list, one plain sentence cannot be told from a closing by its text, so
+    the signal comes on; the next item clears it and the points stay whole (the stop also needs min_points)."""
+    parser = SkeletonParser()
+    parser.feed("1. Plan\n2. Focus\n\nThis one matters most.\n\n")
+    assert parser.list_ended
+    parser.feed("3. Rest\n")
+    assert not parser.list_ended and parser.finish() == ["Plan", "Focus", "Rest"]
+
+
 def test_list_ended_needs_two_items() -> None:
     parser = SkeletonParser()
     parser.feed("1. Only one\nA sentence about it.\n")
