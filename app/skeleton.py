@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import (
     HTML_BREAK,
+    LIST_OPENED,
     MAX_TITLE_CHARS,
     QUOTE,
     REFERENCES,
@@ -247,6 +248,9 @@ class SkeletonParser:
         self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
+        if opened := LIST_OPENED.search(stripped):
+            self._html.append(opened.group(1).lower())
+            line = stripped = stripped[: opened.start()]
         return self._text_line(line, stripped)
 
     def _text_line(self, line: str, stripped: str) -> str | None:
@@ -299,24 +303,27 @@ class SkeletonParser:
         return self._item(self._base_indent or 0, "num", table_row_title(row))
 
     def _html_line(self, piece: str) -> str | None:
-        """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item."""
+        """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item. A tag
+        with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
         tag, text = html_piece(piece)
-        if tag in ("ol", "ul"):
+        if tag in ("ol", "ul") and not text:
             self._html.append(tag)
+        elif tag == "li" and self._html:
+            depth = len(self._html)
+            self._html_top = depth if self._html_top is None else self._html_top
+            self._in_li = True
+            if depth > self._html_top:
+                return None  # an item of a nested list
+            kind = "num" if self._html[-1] == "ol" else "bullet"
+            return self._item(self._base_indent or 0, kind, body_title(text))
         elif tag in ("/ol", "/ul", "/li"):
             self._in_li = False
             if tag != "/li" and self._html:
                 self._html.pop()
             if text and not self._html:
                 return self._line(text)  # "</ol> I hope this helps."
-        elif tag == "li":
-            depth = len(self._html)
-            self._html_top = depth if self._html_top is None else self._html_top
-            self._in_li = True
-            if depth > self._html_top:
-                return None  # an item of a nested list
-            kind = "num" if self._html and self._html[-1] == "ol" else "bullet"
-            return self._item(self._base_indent or 0, kind, body_title(text))
+        elif text and not self._html:
+            return self._line(text)
         return None
 
     def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> str | None:

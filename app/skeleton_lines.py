@@ -72,6 +72,8 @@ QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
 # "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
 HTML_BREAK = re.compile(r"(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<(/?)(li|ol|ul)\b[^<>]*>", re.IGNORECASE)
+# A lead-in that opens an HTML list at its end ("Here are some tips: <ol>").
+LIST_OPENED = re.compile(r"(?<=:)\s*<(ol|ul)\b[^<>]*>$", re.IGNORECASE)
 _HTML_STRONG = re.compile(r"</?(?:strong|b)\b[^<>]*>", re.IGNORECASE)
 _HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
 # A table's separator row ("|---|:---:|"); a cell that only numbers its row ("1", "#2", "3.", "Step 4", "IV").

@@ -137,6 +137,8 @@ def test_html_items_stream_one_by_one_on_one_line() -> None:
     assert parse_skeleton("<ol><li>A point<ol><li>sub</li></ol></li><li>Another</li></ol>") == ["A point", "Another"]
     prose = "1. Use <ol> and <li> for order\n2. Use <ul> for the rest\n3. Close every <li> tag"
     assert parse_skeleton(prose) == ["Use <ol> and <li> for order", "Use <ul> for the rest", "Close every <li> tag"]
+    about = "1. Ordered lists\n<ol> numbers its items.\n<li> marks one item.\n2. Unordered lists\n3. Nesting"
+    assert parse_skeleton(about) == ["Ordered lists", "Unordered lists", "Nesting"]  # tags named in prose
 
 
 # -- blockquotes, references, fractions ---------------------------------------------------------------------
