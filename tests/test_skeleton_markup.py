@@ -171,3 +171,50 @@ def test_fractions_are_no_slash_numbering() -> None:
     assert parse_skeleton("1/2 cup of oats is a start.\n\n1. Mix\n2. Bake") == ["Mix", "Bake"]
     assert parse_skeleton("1. Mix\n1/2 cup flour is enough.\n2. Bake 24/7") == ["Mix", "Bake 24/7"]
     assert parse_skeleton("1/ Mix\n2/ Bake\n\n1/2 cup is plenty.") == ["Mix", "Bake"]
+
+
+# -- any text -----------------------------------------------------------------------------------------------
+
+_pieces = st.sampled_from(
+    [
+        "1. ",
+        "2) ",
+        "[1] ",
+        "1/ ",
+        "- ",
+        "* ",
+        "> ",
+        "| ",
+        " | ",
+        "|---|---|",
+        "<ol>",
+        "<li>",
+        "</li>",
+        "</ol>",
+        "<ul>",
+        "```",
+        "**",
+        "# ",
+        "   ",
+        "\n",
+        "\n",
+        "\r\n",
+        "Title",
+        "words here",
+        ": ",
+        ".",
+        "References:",
+        "a) ",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_pieces, max_size=40).map("".join), _cuts)
+def test_any_text_reads_the_same_whole_and_streamed(text: str, cuts: list[int]) -> None:
+    """Whatever the text, chunking never changes the points (each line is read once it is complete)."""
+    parser = SkeletonParser(max_points=20)
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    for a, b in zip([0, *points], [*points, len(text)], strict=True):
+        parser.feed(text[a:b])
+    assert parser.finish() == parse_skeleton(text, max_points=20)
