@@ -51,7 +51,8 @@ _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # such a line is no sign that the list has ended.
 _MORE = re.compile(
     r"\b(?:following|here (?:are|is)|below|as follows|next|additionally|also|another|in addition|moreover|"
-    r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional)\b",
+    r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|beyond|"
+    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to)\b",
     re.IGNORECASE,
 )
 

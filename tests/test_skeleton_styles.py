@@ -232,7 +232,8 @@ def test_list_ended_after_a_tight_list_and_a_closing_sentence() -> None:
 
 
 def test_list_ended_not_at_a_lead_in_heading_or_label() -> None:
-    for line in ("In contrast, here are the costs:", "### Costs", "**Costs**", "Costs"):
+    leads = ("Beyond these basics, sleep matters.", "Let's look at the costs.", "Finally, one habit matters.")
+    for line in ("In contrast, here are the costs:", "### Costs", "**Costs**", "Costs", *leads):
         parser = SkeletonParser()
         parser.feed(f"1. One thing\n2. Two things\n\n{line}\n")
         assert not parser.list_ended, line
