@@ -358,6 +358,8 @@ def test_line_forms() -> None:
         "Part II: Build the frame": "Build the frame",
         "Step1: Preheat": "Preheat",
         "Day 1 (Monday): Arrive": "Arrive",
+        "2\u3002Ideographic stop": "Ideographic stop",
+        "\uff13\uff09Fullwidth digit and parenthesis": "Fullwidth digit and parenthesis",
         "**1**. Bold number only": "Bold number only",
         "*2.* Italic number": "Italic number",
     }
