@@ -126,7 +126,7 @@ class SkeletonParser:
     _items: int = 0  # top-level list lines read (duplicates and empty titles included)
     _between: bool = False  # a top-level non-list line came after the last item
     _loose: bool = False  # such a line came between two items: text under items is part of the list
-    _bare: bool = False  # the last item was a section title ("### 2. T", "**2. T**"): prose under it is its text
+    _bare: bool = False  # the last item was a section title ("### 2. T", "**2. T**"): prose right under it is its text
     _in_code: bool = False
     _fenced: SkeletonParser | None = None  # reads the first plain or markdown code fence, if any
     _in_fenced: bool = False  # inside that fence
@@ -180,10 +180,11 @@ class SkeletonParser:
         top-level text between any two of them), and then a complete top-level prose line that ends a sentence
         ("Remember, ...", "I hope this helps!"); or a references heading after the points. A line that may lead
         in to more ("...:", or words such as "here are", "also", "more", "next"), a heading or a bold label does
-        not end it, and neither does text under an item when the list has shown text between its items or the
-        item is a section title ("### 2. T", "**2. T**"), nor anything once a heading came before the first
-        bullet; a new item clears it. Only complete lines count, so the stop never cuts a point's line. Not
-        certain (a model may still write a second list after a plain sentence), so it is kept rare."""
+        not end it, and neither does text under an item when the list has shown text between its items, nor
+        prose right under (no blank line) an item that is a section title ("### 2. T", "**2. T**") or that has
+        sub-items, nor anything once a heading came before the first bullet; a new item clears it. Only
+        complete lines count, so the stop never cuts a point's line. Not certain (a model may still write a
+        second list after a plain sentence), so it is kept rare."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -280,8 +281,9 @@ class SkeletonParser:
             return None  # a bullet under a numbered list
         if self._items == 0:
             return None  # a preamble
-        # prose right under an item (no blank line, no other prose since it) is its text
-        under = self._bare or (self._nested and not self._gap and not self._between)
+        # prose right under a section-title item or an item with sub-items (no blank line, no prose since) is
+        # its text (a closing there ends the list one line later at most)
+        under = (self._bare or self._nested) and not self._gap and not self._between
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered

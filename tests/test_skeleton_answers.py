@@ -214,12 +214,12 @@ ANSWERS = [
         id="quote-nested",
     ),
     pytest.param(
-        "1. **Keep a schedule**\n2. **Drink water**\n\nWater helps every organ work.\n\n3. **Walk daily**\n",
+        "1. **Keep a schedule**\n2. **Drink water**\nWater helps every organ work.\n3. **Walk daily**\n",
         ["Keep a schedule", "Drink water", "Walk daily"],
         id="para-under-bold",
     ),
     pytest.param(
-        "### 1. Keep a schedule\n### 2. Drink water\n\nWater helps every organ work.\n\n### 3. Walk daily\n",
+        "### 1. Keep a schedule\n### 2. Drink water\nWater helps every organ work.\n### 3. Walk daily\n",
         ["Keep a schedule", "Drink water", "Walk daily"],
         id="h3-para-under-2nd",
     ),

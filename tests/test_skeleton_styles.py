@@ -257,11 +257,11 @@ def test_a_new_item_clears_the_signal() -> None:
 
 
 def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items() -> None:
-    """Prose right under a bold or heading item, or right under an item in a list whose items have sub-items,
-    is that item's text: no end, even before the list has shown text between two items."""
+    """Prose right under (no blank line) a bold or heading item, or an item in a list whose items have
+    sub-items, is that item's text: no end, even before the list has shown text between two items."""
     for text in (
-        "1. **Plan**\n2. **Focus**\n\nFocus helps every task.\n",
-        "### 1. Plan\n### 2. Focus\n\nFocus helps every task.\n",
+        "1. **Plan**\n2. **Focus**\nFocus helps every task.\n",
+        "### 1. Plan\n### 2. Focus\nFocus helps every task.\n",
         "**1. Plan**\n**2. Focus**\nFocus helps every task.\n",
         "Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\nWhisk well.\n",
         "1. Plan\n   - a list\n2. Focus\n   - one thing\nIt helps.\n",
@@ -272,6 +272,10 @@ def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items
     parser = SkeletonParser()
     parser.feed("Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\n- eggs\n\nEnjoy your pancakes!\n")
     assert parser.list_ended  # after a blank line, a closing still ends such a list
+    for text in ("1. **Plan**\n2. **Focus**\n\nRemember, focus.\n", "1. **Plan**\n2. **Focus**\nRemember.\nNow go.\n"):
+        parser = SkeletonParser()
+        parser.feed(text)
+        assert parser.list_ended, text  # a closing after a blank line, or the second prose line, still ends it
     parser = SkeletonParser()
     parser.feed("Section 1: Plan\n\nSection 2: Focus\n\nConclusion\n- Recap the points.\nThat is the outline.\n")
     assert parser.list_ended  # the bullets sit under "Conclusion", not under an item
