@@ -1,7 +1,9 @@
 """Skeleton handling: the regex that guides the skeleton request, and the parser that reads points back.
 
 The parser is incremental (``SkeletonParser.feed``) so eager expansion can start a point the moment its line
-is complete, and the same code reads a finished skeleton, so both paths agree on what the points are.
+is complete, and the same code reads a finished skeleton, so both paths agree on what the points are. What one
+line says (its marker, its title) is ``skeleton_lines``; this module keeps what spans lines: which lines are the
+list, its sub-items, tables, HTML lists, and whether the list has ended.
 """
 
 from __future__ import annotations
@@ -10,55 +12,47 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sotrag.app.skeleton_lines import (
+    HTML_BREAK,
+    LIST_OPENED,
+    MAX_TITLE_CHARS,
+    QUOTE,
+    REFERENCES,
+    SUB_NUMBER,
+    TABLE_SEPARATOR,
+    body_title,
+    clean_title,
+    html_piece,
+    is_bare,
+    is_html,
+    parse_heading,
+    parse_item,
+    parse_line,
+    table_row_title,
+)
+
+__all__ = [
+    "MAX_TITLE_CHARS",
+    "SkeletonParser",
+    "clean_title",
+    "parse_heading",
+    "parse_line",
+    "parse_skeleton",
+    "skeleton_line_regex",
+    "skeleton_regex",
+]
+
 # One word of a guided skeleton line: no spaces, no newlines, bounded so a weak model cannot run one
 # "word" to the token limit.
 _WORD = r"[^ \n]{1,24}"
 
-MAX_TITLE_CHARS = 120
-
-# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" (not "1.5"
-# or "10:30": a digit may not follow), "1 - " (a spaced dash), "#1 ", "II." (Roman, up to XXXIX), "1️⃣", "①", or
-# "Step 1:" style words ("Tip #2:", "Step Three:").
-_NUMBER = re.compile(
-    r"(?:\((\d{1,2})\)|(\d{1,2})(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\uff0e\uff09]"
-    r"|\d{1,2}\s[-\u2013\u2014](?=\s)|#\d{1,2}(?=\s)|[\u2460-\u2473\u2776-\u2793](?=\s)"
-    r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|\d\ufe0f?\u20e3"
-)
-_NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
-_KEYWORD = re.compile(
-    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way)\s+#?"
-    rf"(\d{{1,2}}|(?i:{_NUMBER_WORDS}))\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
-)
-# Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", arrows, check marks, stars and other symbol or
-# emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
-# then an optional task box ("[ ]", "[x]"). A single letter ("a." "B)" "(c)") reads as a bullet too, so a
-# lettered list under a numbered one stays its sub-items.
-_BULLET = re.compile(
-    r"(?:[-*•+–◦▪●‣·\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
-    r"|\(?[a-zA-Z][.)])\s+(?:\[[ xX]\]\s+)?"
-)
-_HEADING = re.compile(r"#{1,6}\s+")
-# A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
-_SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
-_EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
-# Where a title ends and its description starts: ": " (or a final ":"), or a spaced dash.
-_TITLE_END = re.compile(r":\s|:$|\s[-–—]\s")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-# An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
-_LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*))$")
-# A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
-_GENERIC = re.compile(
-    r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
-    r"(?:skeleton|outline|answer|response|plan|overview|summary)(?:\s+(?:skeleton|outline))?"
-    r"(?:\s+(?:of|for)\s+(?:the|my|this|your)\s+(?:answer|response|question))?",
-    re.IGNORECASE,
-)
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.
 _MORE = re.compile(
     r"\b(?:following|here (?:are|is)|below|as follows|next|additionally|also|another|in addition|moreover|"
-    r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional)\b",
+    r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|beyond|"
+    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to)\b",
     re.IGNORECASE,
 )
 
@@ -94,85 +88,6 @@ def _numbered(line: Callable[[int], str], min_points: int, max_points: int) -> s
     return "".join(line(k) for k in range(1, min_points + 1)) + tail
 
 
-def clean_title(raw: str) -> str:
-    """A point title without markdown or a description: emphasis and links unwrapped, the part before a
-    ": " or a spaced dash, no trailing punctuation; an overlong title is cut at a word boundary."""
-    title = _LINK.sub(r"\1", raw)
-    title = title.replace("**", "").replace("__", "")
-    title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
-    title = " ".join(title.split()).strip(" \t*_:;,.-–—")
-    if len(title) > MAX_TITLE_CHARS:
-        cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
-        title = cut or title[:MAX_TITLE_CHARS]
-    return title
-
-
-def _emphasis_label(body: str) -> str | None:
-    """The emphasised text of ``**Title**: description`` (a label: nothing, a separator or a new sentence after
-    it); None when the line only starts with an emphasised word ("**Don't** skip breakfast")."""
-    opener = _EMPHASIS.match(body)
-    if opener is None:
-        return None
-    mark = opener.group()
-    close = body.find(mark, len(mark))
-    if close < 0:
-        return None
-    after = body[close + len(mark) :].lstrip()
-    if after and after[0] not in ":.-–—" and not after[0].isupper():
-        return None
-    return body[len(mark) : close]
-
-
-def parse_line(line: str) -> tuple[str, str] | None:
-    """Return (kind, title) for a numbered ("num") or bulleted ("bullet") line, else None.
-
-    Numbered: "1. T", "1) T", "1: T", "(1) T", "IV. T", "1️⃣ T", "Step 1: T" (also Point/Tip/Part/Section/...),
-    after an optional "#" heading, with emphasis around the number, the title or both ("**1.** T", "**1. T**",
-    "1. **T**: d"). The title is what ``clean_title`` keeps; a bold label ("**T**: d", "**T.** D") is the title.
-    """
-    s = line.strip()
-    heading = _HEADING.match(s)
-    if heading:
-        s = s[heading.end() :]
-    opener = _EMPHASIS.match(s)
-    mark = opener.group() if opener else ""
-    rest = s[len(mark) :].lstrip()
-    marker = _NUMBER.match(rest) or _KEYWORD.match(rest)
-    if marker is None:
-        bullet = None if heading or mark else _BULLET.match(s)
-        if bullet is None:
-            return None
-        body = s[bullet.end() :].strip()
-        label = _emphasis_label(body)
-        return "bullet", clean_title(body if label is None else label)
-    body = rest[marker.end() :].strip()
-    if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number
-        body = body[len(mark) :].strip()
-    elif mark:  # "**1. Title**: description": the emphasis opened before the number holds the title
-        close = body.find(mark)
-        return "num", clean_title(body if close < 0 else body[:close])
-    label = _emphasis_label(body)
-    return "num", clean_title(body if label is None else label)
-
-
-def parse_heading(line: str) -> tuple[int, str] | None:
-    """(level, title) of an unnumbered heading or bold label line; level 7 is a bold label. None for a lead-in
-    ("**Skeleton:**", "## Outline") or a line that only starts with a bold word."""
-    m = _LABEL_LINE.match(line.strip())
-    if m is None:
-        return None
-    if m.group(1):
-        level, raw, after = len(m.group(1)), m.group(2), ""
-    else:
-        level, raw, after = 7, m.group(4), m.group(5).strip()
-        if after and after[0] not in ":.-–—" and not after[0].isupper():
-            return None
-    if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")):
-        return None  # a label with nothing after its colon leads in to what follows
-    title = clean_title(raw)
-    return (level, title) if title and not _GENERIC.fullmatch(title) else None
-
-
 def _indent(line: str) -> int:
     expanded = line.expandtabs(4)
     return len(expanded) - len(expanded.lstrip(" "))
@@ -184,11 +99,17 @@ class SkeletonParser:
 
     Points: numbered lines (see ``parse_line``); bullets count only if the skeleton has no numbered line, and
     unnumbered headings or bold label lines only if it has neither (or they come first: see ``points``).
-    Not points: a preamble or closing text, headings, lines inside a code fence, and sub-items (any line
-    indented deeper than the first list line, and bullets under a numbered list). A numbering that restarts
-    (a second list from 1) goes on: its points follow the first list's. Empty titles and duplicates (case- and
-    space-insensitive) are dropped; at most ``max_points`` are kept; points are renumbered 1..n in the order
-    written. CRLF line ends and a last line without a newline are read like any other line.
+    The rows of a markdown table that comes before any item are numbered points (the table is the list; its
+    header row is not a point), and so are the top-level ``<li>`` of an HTML list (``<ol>``; ``<ul>`` gives
+    bullets). A list inside a blockquote ("> 1. T") is read like one outside it.
+    Not points: a preamble or closing text, headings, lines inside a code fence (unless the only list is inside
+    a plain or markdown fence: a skeleton wrapped in "```"), sub-items (any line indented deeper than the first
+    list line, bullets under a numbered list, an ``<li>`` of a nested HTML list), "[1]" lines under a list
+    written another way (a references list), and anything after a "References:" heading.
+    A numbering that restarts (a second list from 1) goes on: its points follow the first list's. Empty titles
+    and duplicates (case- and space-insensitive) are dropped; at most ``max_points`` are kept; points are
+    renumbered 1..n in the order written. CRLF line ends and a last line without a newline are read like any
+    other line.
 
     ``list_ended`` is the early-stop signal (see its docstring).
     """
@@ -201,10 +122,23 @@ class SkeletonParser:
     _bullets: list[str] = field(default_factory=list)
     _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
     _numbered: bool = False  # a top-level numbered line was read: bullets are sub-items from now on
+    _family: str | None = None  # "bracket" when the first numbered line was "[1] T", else ""
     _items: int = 0  # top-level list lines read (duplicates and empty titles included)
     _between: bool = False  # a top-level non-list line came after the last item
     _loose: bool = False  # such a line came between two items: text under items is part of the list
+    _bare: bool = False  # the last item was a section title ("### 2. T", "**2. T**"): prose right under it is its text
     _in_code: bool = False
+    _fenced: SkeletonParser | None = None  # reads the first plain or markdown code fence, if any
+    _in_fenced: bool = False  # inside that fence
+    _refs: bool = False  # a references heading came after the points: nothing after it is a point
+    _table: int = 0  # 0 no table, 1 header row read, 2 in a table of points, 3 in a table that is not the list
+    _table_list: bool = False  # a table's rows were points
+    _html: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
+    _html_top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
+    _in_li: bool = False  # inside an <li>: its further lines are its text
+    _nested: bool = False  # a sub-item came under an item: prose right under an item may be its text too
+    _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
+    _pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
     _ended: bool = False
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
@@ -216,10 +150,12 @@ class SkeletonParser:
     @property
     def points(self) -> list[str]:
         """Points found so far: numbered ones; else headings (``parse_heading``), when two or more of one level
-        have bullets under them (or there are no bullets); else bullets."""
+        have bullets under them (or there are no bullets); else bullets; else those of a list written inside a
+        plain or markdown code fence (a skeleton wrapped in "```")."""
         if self._titles:
             return list(self._titles)
-        return self._heading_points() or list(self._bullets)
+        own = self._heading_points() or list(self._bullets)
+        return own or (self._fenced.points if self._fenced is not None else [])
 
     def _heading_points(self) -> list[str]:
         levels: dict[int, list[tuple[str, int]]] = {}
@@ -242,11 +178,13 @@ class SkeletonParser:
     def list_ended(self) -> bool:
         """True when the list has ended, as far as text can tell: at least two items, written tight (no
         top-level text between any two of them), and then a complete top-level prose line that ends a sentence
-        ("Remember, ...", "I hope this helps!"). A line that may lead in to more ("...:", or words such as
-        "here are", "also", "more", "next"), a heading or a bold label does not end it, and neither does text
-        under an item when the list has shown text between its items, nor anything once a heading came before
-        the first bullet; a new item clears it. Only complete lines count, so the stop never cuts a point's
-        line. Not certain (a model may still write a second list after a plain sentence), so it is kept rare."""
+        ("Remember, ...", "I hope this helps!"); or a references heading after the points. A line that may lead
+        in to more ("...:", or words such as "here are", "also", "more", "next"), a heading or a bold label does
+        not end it, and neither does text under an item when the list has shown text between its items, nor
+        prose right under (no blank line) an item that is a section title ("### 2. T", "**2. T**") or that has
+        sub-items, nor anything once a heading came before the first bullet; a new item clears it. Only
+        complete lines count, so the stop never cuts a point's line. Not certain (a model may still write a
+        second list after a plain sentence), so it is kept rare."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -254,9 +192,8 @@ class SkeletonParser:
         self._text += delta
         self._buffer += delta
         new: list[str] = []
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
-            title = self._line(line.rstrip("\r"))
+        while (piece := self._next_piece()) is not None:
+            title = self._line(piece)
             if title is not None:
                 new.append(title)
         return new
@@ -269,39 +206,139 @@ class SkeletonParser:
         self._buffer = ""
         return self.points
 
+    def _next_piece(self) -> str | None:
+        """The next complete line of the buffer; an HTML list tag after a tag also starts a new piece (one-line
+        lists), but not one in prose ("1. Use <ol> for order" is one line)."""
+        end, skip = self._buffer.find("\n"), 1
+        if "<" in self._buffer:
+            for html in HTML_BREAK.finditer(self._buffer, 1, end if end >= 0 else len(self._buffer)):
+                if self._buffer.lstrip().startswith("<") or self._buffer[: html.start()].rstrip().endswith(">"):
+                    end, skip = html.start(), 0
+                    break
+        if end < 0:
+            return None
+        piece, self._buffer = self._buffer[:end], self._buffer[end + skip :]
+        return piece.rstrip("\r")
+
     def _line(self, line: str) -> str | None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
+        line = QUOTE.sub("", line)
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code
+            first = self._in_code and self._fenced is None and stripped.strip("`~ ").lower() in _PLAIN_FENCES
+            if first:
+                self._fenced = SkeletonParser(max_points=self.max_points)
+            self._in_fenced = first
             return None
-        if self._in_code or not stripped:
+        if self._in_code:
+            if self._in_fenced and self._fenced is not None:
+                self._fenced._line(line)
             return None
+        if not stripped:
+            self._table, self._gap, self._pipes = 0, True, False
+            return None
+        if is_html(stripped):
+            return self._html_line(stripped)
+        if self._in_li:
+            return None  # more text of an HTML item
+        pipes, self._pipes = self._pipes, "|" in stripped
+        if pipes and not self._table and TABLE_SEPARATOR.fullmatch(stripped):
+            self._table = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
+        if stripped.startswith("|") or (self._table and "|" in stripped):
+            return self._table_row(stripped)
+        self._table = 0
+        if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
+            line = stripped = html_piece(stripped)[1]
+        if opened := LIST_OPENED.search(stripped):
+            self._html.append(opened.group(1).lower())
+            line = stripped = stripped[: opened.start()]
+        return self._text_line(line, stripped)
+
+    def _text_line(self, line: str, stripped: str) -> str | None:
+        """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
         indent = _indent(line)
-        if self._base_indent is not None and indent > self._base_indent + 1:
+        if (self._base_indent is not None and indent > self._base_indent + 1) or (
+            self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
+        ):
+            self._nested, self._gap = True, False
             return None  # a sub-item or a continuation of the item above
-        if self._numbered and _SUB_NUMBER.match(stripped):
-            return None  # "2.1 ...": a sub-item of the item above, not text that may end the list
-        parsed = parse_line(line)
-        if parsed is not None and (parsed[0] == "num" or not self._numbered):
-            if self._base_indent is None:
-                self._base_indent = indent
-            self._numbered = self._numbered or parsed[0] == "num"
-            self._items += 1
-            self._loose = self._loose or self._between
-            self._between = self._ended = False
-            return self._take(*parsed)
-        if parsed is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
+        if self._refs or (self._items and REFERENCES.fullmatch(stripped)):
+            self._refs = self._ended = True
+            return None
+        item = parse_item(line)
+        if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
+            item = None  # "[1] ..." under a list written another way: a references list
+        if item is not None and (item[0] == "num" or not self._numbered):
+            if item[0] == "num" and self._family is None:
+                self._family = item[2]
+            return self._item(indent, item[0], item[1], bare=is_bare(stripped))
+        if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
-        if parsed is not None or self._items == 0:
-            return None  # a bullet under a numbered list; a preamble
+        if item is not None:
+            self._nested, self._gap = True, False
+            return None  # a bullet under a numbered list
+        if self._items == 0:
+            return None  # a preamble
+        # prose right under a section-title item or an item with sub-items (no blank line, no prose since) is
+        # its text (a closing there ends the list one line later at most)
+        under = (self._bare or self._nested) and not self._gap and not self._between
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered
-        if self._items >= 2 and not self._loose and not headed and _is_closing(stripped):
+        if self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
             self._ended = True
         return None
+
+    def _table_row(self, row: str) -> str | None:
+        """A markdown table line: the first is its header (never a point), then the separator; the rows after
+        are points if the table came before any other item (the table is the list)."""
+        if self._table == 0 or (self._table == 1 and not TABLE_SEPARATOR.fullmatch(row)):
+            self._table = 1
+            return None
+        if self._table == 1:
+            self._table = 2 if self._items == 0 or self._table_list else 3
+            return None
+        if self._table == 3:
+            return None
+        self._table_list = True
+        return self._item(self._base_indent or 0, "num", table_row_title(row))
+
+    def _html_line(self, piece: str) -> str | None:
+        """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item. A tag
+        with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
+        tag, text = html_piece(piece)
+        if tag in ("ol", "ul") and not text:
+            self._html.append(tag)
+        elif tag == "li" and self._html:
+            depth = len(self._html)
+            self._html_top = depth if self._html_top is None else self._html_top
+            self._in_li = True
+            if depth > self._html_top:
+                return None  # an item of a nested list
+            kind = "num" if self._html[-1] == "ol" else "bullet"
+            return self._item(self._base_indent or 0, kind, body_title(text))
+        elif tag in ("/ol", "/ul", "/li"):
+            self._in_li = False
+            if tag != "/li" and self._html:
+                self._html.pop()
+            if text and not self._html:
+                return self._line(text)  # "</ol> I hope this helps."
+        elif text and not self._html:
+            return self._line(text)
+        return None
+
+    def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> str | None:
+        """A top-level list item: count it, clear the end signal, keep its point."""
+        if self._base_indent is None:
+            self._base_indent = indent
+        self._numbered = self._numbered or kind == "num"
+        self._items += 1
+        self._loose = self._loose or self._between
+        self._between = self._ended = self._gap = False
+        self._bare = bare
+        return self._take(kind, title)
 
     def _take(self, kind: str, title: str) -> str | None:
         key = _key(title)
@@ -316,6 +353,9 @@ class SkeletonParser:
         self._seen.add(key)
         self._titles.append(title)
         return title
+
+
+_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 
 def _key(title: str) -> str:

@@ -54,6 +54,21 @@ _NUMBERED = [
     "Tip #{n}: {t}",
     "{c} {t}",
     "**Step {w}:** {t}",
+    "{n}/ {t}",
+    "[{n}] {t}",
+    "{n} . {t}",
+    "{n}- {t}",
+    "#{n}. {t}",
+    "{n}. ### {t}",
+    "Day {n}: {t}",
+    "Step {n} of 9: {t}",
+    "**Step {n}** - {t}",
+    "{n}\\. {t}",
+    "Q{n}: {t}",
+    "{n}.\t{t}",
+    "{f}. {t}",
+    "{n}\uff0e{t}",
+    "**{n}**. {t}",
 ]
 _BULLETS = [
     "- {t}",
@@ -71,6 +86,9 @@ _BULLETS = [
     "{l}) {t}",
     "{l}. {t}",
     "({l}) {t}",
+    "{ro}. {t}",
+    "({ro}) {t}",
+    "\u2043 {t}",
 ]
 _WORDS = ["One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten", "Eleven", "Twelve"]
 _ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
@@ -120,6 +138,9 @@ def generated_lists(draw: st.DrawFn) -> Generated:
     style = draw(st.sampled_from(_BULLETS if bullets else _NUMBERED))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     gap = newline * draw(st.integers(1, 2))
+    rule = draw(st.sampled_from(["", "---", "***", "* * *"])) if draw(st.integers(0, 4)) == 0 else ""
+    gap_after = gap if not rule else newline * 2 + rule + newline * 2  # a rule line between items
+    trailing = draw(st.sampled_from(["", "", "  ", "\t"]))  # after an item's line
     loose = draw(st.integers(0, 3)) == 0  # a description paragraph under every item, not on the item's line
     # a line between two parts of the list, after which the numbering starts again or goes on
     break_at = draw(st.integers(1, n - 1)) if n >= 2 and not bullets and draw(st.booleans()) else None
@@ -141,6 +162,8 @@ def generated_lists(draw: st.DrawFn) -> Generated:
             l="abcdefghijklmnop"[number - 1],
             c=chr(0x2460 + number - 1),
             w=_WORDS[number - 1],
+            f=chr(0xFF10 + number),
+            ro=_ROMAN[number - 1].lower(),
         )
         number += 1
         description = draw(st.one_of(st.none(), _sentence))
@@ -149,20 +172,24 @@ def generated_lists(draw: st.DrawFn) -> Generated:
             line = draw(st.sampled_from(_DESC_BOLD if bold and style.endswith("**") else _DESC_PLAIN)).format(
                 line=line, d=description
             )
-        parts.append(line)
+        parts.append(line + trailing)
         end = sum(map(len, parts))
         if loose:
             parts.append(gap + (description or "Some words about it."))
         for _ in range(draw(st.integers(0, 2))):
             sub = draw(st.sampled_from(_SUBS[:-1] if bullets else _SUBS))
             parts.append(newline + sub.format(d=draw(_sentence)))
-        parts.append(gap)
+        parts.append(gap_after)
     closing = draw(st.sampled_from(["", *_CLOSINGS]))
     if closing:
         parts.append(closing + newline)
     text = "".join(parts)
     if draw(st.booleans()):
         text = text.rstrip("\r\n")  # no final newline
+    if draw(st.integers(0, 5)) == 0:  # the whole answer inside a blockquote
+        last_line = text[:end].count("\n")
+        lines = ["> " + line if line.strip() else ">" + line for line in text.split("\n")]
+        text, end = "\n".join(lines), len("\n".join(lines[: last_line + 1]))
     return Generated(text, [" ".join(t.split()) for t in titles], end)
 
 
@@ -205,7 +232,8 @@ def test_list_ended_after_a_tight_list_and_a_closing_sentence() -> None:
 
 
 def test_list_ended_not_at_a_lead_in_heading_or_label() -> None:
-    for line in ("In contrast, here are the costs:", "### Costs", "**Costs**", "Costs"):
+    leads = ("Beyond these basics, sleep matters.", "Let's look at the costs.", "Finally, one habit matters.")
+    for line in ("In contrast, here are the costs:", "### Costs", "**Costs**", "Costs", *leads):
         parser = SkeletonParser()
         parser.feed(f"1. One thing\n2. Two things\n\n{line}\n")
         assert not parser.list_ended, line
@@ -228,6 +256,41 @@ def test_a_new_item_clears_the_signal() -> None:
     assert not parser.list_ended and parser.points == ["A point", "B point", "C point"]
 
 
+def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items() -> None:
+    """Prose right under (no blank line) a bold or heading item, or an item in a list whose items have
+    sub-items, is that item's text: no end, even before the list has shown text between two items."""
+    for text in (
+        "1. **Plan**\n2. **Focus**\nFocus helps every task.\n",
+        "### 1. Plan\n### 2. Focus\nFocus helps every task.\n",
+        "**1. Plan**\n**2. Focus**\nFocus helps every task.\n",
+        "Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\nWhisk well.\n",
+        "1. Plan\n   - a list\n2. Focus\n   - one thing\nIt helps.\n",
+    ):
+        parser = SkeletonParser()
+        parser.feed(text)
+        assert not parser.list_ended, text
+    parser = SkeletonParser()
+    parser.feed("Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\n- eggs\n\nEnjoy your pancakes!\n")
+    assert parser.list_ended  # after a blank line, a closing still ends such a list
+    for text in ("1. **Plan**\n2. **Focus**\n\nRemember, focus.\n", "1. **Plan**\n2. **Focus**\nRemember.\nNow go.\n"):
+        parser = SkeletonParser()
+        parser.feed(text)
+        assert parser.list_ended, text  # a closing after a blank line, or the second prose line, still ends it
+    parser = SkeletonParser()
+    parser.feed("Section 1: Plan\n\nSection 2: Focus\n\nConclusion\n- Recap the points.\nThat is the outline.\n")
+    assert parser.list_ended  # the bullets sit under "Conclusion", not under an item
+
+
+def test_a_plain_sentence_between_tight_items_reads_as_a_closing() -> None:
+    """The known limit: after a tight list, one plain sentence cannot be told from a closing by its text, so
+    the signal comes on; the next item clears it and the points stay whole (the stop also needs min_points)."""
+    parser = SkeletonParser()
+    parser.feed("1. Plan\n2. Focus\n\nThis one matters most.\n\n")
+    assert parser.list_ended
+    parser.feed("3. Rest\n")
+    assert not parser.list_ended and parser.finish() == ["Plan", "Focus", "Rest"]
+
+
 def test_list_ended_needs_two_items() -> None:
     parser = SkeletonParser()
     parser.feed("1. Only one\nA sentence about it.\n")
@@ -242,8 +305,12 @@ def test_restarted_numbering_goes_on_and_drops_repeats() -> None:
     assert parse_skeleton(text) == ["Costs", "Risks", "Savings", "Speed"]
 
 
-def test_code_fences_hold_no_points() -> None:
+def test_code_fences_hold_no_points_unless_the_list_is_only_there() -> None:
     assert parse_skeleton("```\n1. not a point\n```\n1. A point\n2. Another") == ["A point", "Another"]
+    fenced = "Skeleton:\n```markdown\n1. A point\n   - sub\n2. Another\n```\nDone."
+    assert parse_skeleton(fenced) == ["A point", "Another"]
+    assert parse_skeleton("```\n- A point\n- Another\n```\n```\n1. Later\n```") == ["A point", "Another"]
+    assert parse_skeleton("```python\n1. not a point\n```\n") == []
 
 
 def test_sub_items_under_bullets_and_numbers() -> None:
@@ -276,10 +343,35 @@ def test_line_forms() -> None:
         "Tip #6: Read daily": "Read daily",
         "\u2466 Walk": "Walk",
         "Step Eight: Plan meals": "Plan meals",
+        "1/ Slash numbering": "Slash numbering",
+        "[2] Bracket numbering": "Bracket numbering",
+        "3 . Spaced dot": "Spaced dot",
+        "4- Dash after the number": "Dash after the number",
+        "#5. Hash and dot": "Hash and dot",
+        "6\\. Escaped dot": "Escaped dot",
+        "7. ### Heading after the number": "Heading after the number",
+        "Day 3: Visit the museum": "Visit the museum",
+        "Q4: Costs": "Costs",
+        "Step 2 of 5: Mix": "Mix",
+        "**Step 1** - Gather tools": "Gather tools",
+        "1. **Sleep**\uff1aseven hours": "Sleep",
+        "1\ufe0f\u20e30\ufe0f\u20e3 Ten": "Ten",
+        "\U0001f51f Ten": "Ten",
+        "\u2474 Parenthesised": "Parenthesised",
+        "1. Title<br>Its description": "Title",
+        "Part II: Build the frame": "Build the frame",
+        "Step1: Preheat": "Preheat",
+        "Day 1 (Monday): Arrive": "Arrive",
+        "2\u3002Ideographic stop": "Ideographic stop",
+        "\uff13\uff09Fullwidth digit and parenthesis": "Fullwidth digit and parenthesis",
+        "**1**. Bold number only": "Bold number only",
+        "*2.* Italic number": "Italic number",
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
     nots = ("1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two")
+    nots += ("Pointless: a word", "Stepping up.", "Part Ivy League")
+    nots += ("1/2 cup flour", "24/7 support", "[1] https://example.org/a", "[2] Smith et al. (2020). Sleep.")
     for line in (*nots, "10:30 is late", "I think so.", "Vitamins help.", "P.S. thanks", "e.g. this one"):
         assert parse_line(line) is None, line
     bullets = {
@@ -291,6 +383,10 @@ def test_line_forms() -> None:
         "a) Apples": "Apples",
         "(b) Pears": "Pears",
         "C. Plums": "Plums",
+        "ii. Figs": "Figs",
+        "(iv) Kiwis": "Kiwis",
+        "\u2043 Limes": "Limes",
+        "- 1/2 cup flour": "1/2 cup flour",
     }
     for line, title in bullets.items():
         assert parse_line(line) == ("bullet", title), line
@@ -369,6 +465,16 @@ def test_heading_lists(titles: list[str], style: str, preamble: str, cuts: list[
         parser.feed(chunk)
         assert not parser.list_ended
     assert parser.finish() == [" ".join(t.split()) for t in titles]
+
+
+def test_colon_labels_head_their_bullets_but_a_lead_in_label_does_not() -> None:
+    text = "**Keep a schedule:**\n- wake at 7\n- sleep at 11\n\n**Drink water:**\n- 2 litres\n\n**Walk:**\n- daily\n"
+    assert parse_skeleton(text) == ["Keep a schedule", "Drink water", "Walk"]
+    assert parse_skeleton("**Here are the tips:**\n- wake at 7\n- sleep at 11\n\n**Key points:**\n- walk") == [
+        "wake at 7",
+        "sleep at 11",
+        "walk",
+    ]
 
 
 def test_headings_yield_to_numbers_and_to_bullets_that_come_first() -> None:

@@ -1,0 +1,210 @@
+"""One line of a skeleton: is it a list item, and what is its title (the skeleton reader's line rules).
+
+``SkeletonParser`` (``skeleton.py``) keeps the state across lines; everything here reads one line (or one
+table row, or one piece of an HTML list) on its own, so the rules can be tested line by line.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_TITLE_CHARS = 120
+
+# A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
+# (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
+# before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
+# "⑴", "⒈", or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):",
+# "Step1:", "Q5:").
+_NUMBER = re.compile(
+    r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
+    r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s)"
+    r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
+    r"|\[\d{1,2}\](?=\s)"
+)
+_NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+_KEYWORD = re.compile(
+    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|chapter|lesson|rule|strategy|"
+    r"method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round)"
+    rf"(?:\s*#?\d{{1,2}}|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}})(?:\s+of\s+\d{{1,2}}|\s*\([^()\n]{{1,30}}\))?(?:\*\*|__)?"
+    r"\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
+    r"|Q\d{1,2}[:.)](?=\s)"
+)
+# Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
+# emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
+# then an optional task box ("[ ]", "[x]"). A single letter ("a." "B)" "(c)") or a lower-case Roman number
+# ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items.
+_BULLET = re.compile(
+    r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
+    r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
+)
+_HEADING = re.compile(r"#{1,6}\s+")
+# A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
+SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
+_EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
+# Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
+# an HTML line break ("1. Title<br>description").
+_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–—]\s|<br\s*/?>", re.IGNORECASE)
+_SEPARATORS = ":.-–—\uff1a"
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
+_LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*))$")
+# A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
+_GENERIC = re.compile(
+    r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
+    r"(?:skeleton|outline|answer|response|plan|overview|summary)(?:\s+(?:skeleton|outline))?"
+    r"(?:\s+(?:of|for)\s+(?:the|my|this|your)\s+(?:answer|response|question))?",
+    re.IGNORECASE,
+)
+# Words of a label that leads in to a list instead of heading one part of it.
+_LEAD_IN = re.compile(r"\b(?:here|following|below|these|some|tips|ways|steps|ideas|points|key)\b", re.IGNORECASE)
+# The heading of a references list ("References:", "## Sources", "**Further reading**"): what follows is no point.
+REFERENCES = re.compile(
+    r"(?:#{1,6}\s+)?(?:\*\*|__)?(?:references|sources|citations|bibliography|works cited|further reading)"
+    r"\s*:?\s*(?:\*\*|__)?\s*:?",
+    re.IGNORECASE,
+)
+# A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
+_CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
+_URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
+# A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it.
+QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
+# Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
+# "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
+HTML_BREAK = re.compile(r"(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<(/?)(li|ol|ul)\b[^<>]*>", re.IGNORECASE)
+# A lead-in that opens an HTML list at its end ("Here are some tips: <ol>").
+LIST_OPENED = re.compile(r"(?<=:)\s*<(ol|ul)\b[^<>]*>$", re.IGNORECASE)
+_HTML_STRONG = re.compile(r"</?(?:strong|b)\b[^<>]*>", re.IGNORECASE)
+_HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
+# A table's separator row ("|---|:---:|"); a cell that only numbers its row ("1", "#2", "3.", "Step 4", "IV").
+TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?\s*\|")
+_ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
+
+
+def clean_title(raw: str) -> str:
+    """A point title without emphasis or a description: emphasis and links unwrapped, the part before a ": "
+    or a spaced dash, no trailing punctuation; an overlong title is cut at a word boundary. Code spans and
+    quotes stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more often")."""
+    title = _LINK.sub(r"\1", raw)
+    title = title.replace("**", "").replace("__", "")
+    title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
+    title = " ".join(title.split()).strip(" \t*_:;,.-–—")
+    if len(title) > MAX_TITLE_CHARS:
+        cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
+        title = cut or title[:MAX_TITLE_CHARS]
+    return title
+
+
+def _emphasis_label(body: str) -> str | None:
+    """The emphasised text of ``**Title**: description`` (a label: nothing, a separator or a new sentence after
+    it); None when the line only starts with an emphasised word ("**Don't** skip breakfast")."""
+    opener = _EMPHASIS.match(body)
+    if opener is None:
+        return None
+    mark = opener.group()
+    close = body.find(mark, len(mark))
+    if close < 0:
+        return None
+    after = body[close + len(mark) :].lstrip()
+    if after and after[0] not in _SEPARATORS and not after[0].isupper():
+        return None
+    return body[len(mark) : close]
+
+
+def body_title(body: str) -> str:
+    """The title of an item's text after its marker: a bold label if it has one, else the text up to its
+    description."""
+    label = _emphasis_label(body)
+    return clean_title(body if label is None else label)
+
+
+def parse_item(line: str) -> tuple[str, str, str] | None:
+    """(kind, title, family) of a list line, else None; ``family`` is "bracket" for "[1] T" (a references list
+    is numbered that way: the parser takes such lines only where the list itself is), else ""."""
+    s = line.strip()
+    heading = _HEADING.match(s)
+    if heading:
+        s = s[heading.end() :]
+    opener = _EMPHASIS.match(s)
+    mark = opener.group() if opener else ""
+    rest = s[len(mark) :].lstrip()
+    marker = _NUMBER.match(rest) or _KEYWORD.match(rest)
+    if marker is None:
+        bullet = None if heading or mark else _BULLET.match(s)
+        if bullet is None:
+            return None
+        return "bullet", body_title(s[bullet.end() :].strip()), ""
+    family = "bracket" if marker.group().startswith("[") else ""
+    body = rest[marker.end() :].strip()
+    if (family and _CITATION.search(body)) or _URL.fullmatch(body):
+        return None  # a reference, not a point
+    if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number
+        body = body[len(mark) :].strip()
+    elif mark:  # "**1. Title**: description": the emphasis opened before the number holds the title
+        close = body.find(mark)
+        return "num", clean_title(body if close < 0 else body[:close]), family
+    inner = _HEADING.match(body)  # "1. ### Title"
+    return "num", body_title(body[inner.end() :] if inner else body), family
+
+
+def parse_line(line: str) -> tuple[str, str] | None:
+    """Return (kind, title) for a numbered ("num") or bulleted ("bullet") line, else None.
+
+    Numbered: "1. T", "1) T", "1: T", "(1) T", "1/ T", "[1] T", "IV. T", "1️⃣ T", "Step 1: T" (also
+    Point/Tip/Part/Section/Day/...), after an optional "#" heading, with emphasis around the number, the title
+    or both ("**1.** T", "**1. T**", "1. **T**: d"). The title is what ``clean_title`` keeps; a bold label
+    ("**T**: d", "**T.** D") is the title.
+    """
+    item = parse_item(line)
+    return None if item is None else (item[0], item[1])
+
+
+def parse_heading(line: str) -> tuple[int, str] | None:
+    """(level, title) of an unnumbered heading or bold label line; level 7 is a bold label. None for a lead-in
+    ("**Skeleton:**", "## Outline") or a line that only starts with a bold word."""
+    m = _LABEL_LINE.match(line.strip())
+    if m is None:
+        return None
+    if m.group(1):
+        level, raw, after = len(m.group(1)), m.group(2), ""
+    else:
+        level, raw, after = 7, m.group(4), m.group(5).strip()
+        if after and after[0] not in _SEPARATORS and not after[0].isupper():
+            return None
+    if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")) and _LEAD_IN.search(raw):
+        return None  # "**Here are the tips:**" leads in to what follows ("**Pros:**" heads its bullets)
+    title = clean_title(raw)
+    return (level, title) if title and not _GENERIC.fullmatch(title) else None
+
+
+def is_bare(line: str) -> bool:
+    """A numbered line that is a heading or ends in bold ("### 2. Title", "**2. Title**", "2. **Title**"): a
+    section title, so the prose under it is its text, not a closing."""
+    s = line.strip().rstrip(":")
+    return s.startswith("#") or s.endswith(("**", "__"))
+
+
+def table_row_title(line: str) -> str:
+    """The title of a table row ("| 1 | Title | details |"): the first cell, or the second where the first only
+    numbers the row. HTML inside a cell ("<br>") is dropped."""
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    first = clean_title(cells[0])
+    if len(cells) > 1 and (not first or _ROW_NUMBER.fullmatch(first)):
+        return body_title(_HTML_ANY.sub(" ", cells[1]))
+    item = parse_item(cells[0])
+    return item[1] if item is not None and item[0] == "num" else body_title(_HTML_ANY.sub(" ", cells[0]))
+
+
+def html_piece(piece: str) -> tuple[str, str]:
+    """(tag, text) of a piece of an HTML list cut at ``HTML_BREAK``: ``tag`` is "li", "/li", "ol", "/ol", "ul",
+    "/ul" or "" (no list tag first); ``text`` is the rest with ``<strong>``/``<b>`` as ``**`` and other tags
+    as spaces ("<p>T</p><p>D</p>" is two words)."""
+    m = _HTML_TAG.match(piece)
+    tag = (m.group(1) + m.group(2).lower()) if m else ""
+    rest = piece[m.end() :] if m else piece
+    rest = _HTML_ANY.sub(" ", _HTML_STRONG.sub("**", rest))
+    return tag, " ".join(rest.split())
+
+
+def is_html(piece: str) -> bool:
+    return _HTML_TAG.match(piece) is not None
