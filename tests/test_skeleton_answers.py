@@ -7,11 +7,10 @@ point sit among them: fractions ("1/2 cup"), references lists, table headers, li
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from sotrag.app.skeleton import SkeletonParser, parse_skeleton
+from sotrag.app.skeleton import parse_skeleton
+from tests.skeleton_stream import stream_skeleton
 
 ANSWERS = [
     pytest.param(
@@ -645,17 +644,7 @@ ANSWERS = [
 
 
 def _stream(text: str, seed: int) -> tuple[list[str], int | None]:
-    """Feed ``text`` in random chunks; return the points and how much was fed when ``list_ended`` came on."""
-    rnd = random.Random(seed)
-    parser = SkeletonParser(max_points=20)
-    fed, ended = 0, None
-    while fed < len(text):
-        step = rnd.randint(1, 9)
-        parser.feed(text[fed : fed + step])
-        fed = min(len(text), fed + step)
-        if parser.list_ended and ended is None:
-            ended = fed
-    return parser.finish(), ended
+    return stream_skeleton(text, seed, max_points=20, max_chunk=9)
 
 
 @pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])

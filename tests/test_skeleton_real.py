@@ -6,13 +6,12 @@ Vicuna-80 questions, split by ``benchmarks/real_corpus.py`` (see ``REAL_ANSWERS_
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
 from benchmarks.real_corpus import derive, read
-from sotrag.app.skeleton import SkeletonParser
+from tests.skeleton_stream import stream_skeleton
 
 ROWS = read(Path(__file__).parent / "data" / "real_answers.jsonl")
 IDS = [f"{r['source_model']}-{r['question_id']}" for r in ROWS]
@@ -30,17 +29,7 @@ def _distinct(titles: list[str]) -> list[str]:
 
 
 def _stream(text: str, seed: int) -> tuple[list[str], int | None]:
-    """Feed ``text`` in random chunks; return the points and where ``list_ended`` first came on."""
-    rnd = random.Random(seed)
-    parser = SkeletonParser(max_points=100)
-    fed, ended = 0, None
-    while fed < len(text):
-        step = rnd.randint(1, 16)
-        parser.feed(text[fed : fed + step])
-        fed = min(len(text), fed + step)
-        if parser.list_ended and ended is None:
-            ended = fed
-    return parser.finish(), ended
+    return stream_skeleton(text, seed, max_points=100, max_chunk=16)
 
 
 def test_the_fixture_covers_the_three_models_and_the_styles() -> None:
