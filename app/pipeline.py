@@ -368,6 +368,6 @@ def _skeleton_regex(sot: SoTConfig, min_points: int, max_points: int) -> str:
 
 def _enough_points(parser: SkeletonParser, min_points: int) -> bool:
     """The skeleton may stop here: ``max_points`` lines, or the reader saw the list end (a closing sentence after
-    the list, ``SkeletonParser.list_ended``) after ``min_points``. Never at a blank line alone: real lists put blank
-    lines between their items."""
+    the list and a line after it that does not go on with the list, ``SkeletonParser.list_ended``) after
+    ``min_points``. Never at a blank line alone: real lists put blank lines between their items."""
     return len(parser.points) >= parser.max_points or (parser.list_ended and len(parser.points) >= min_points)

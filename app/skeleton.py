@@ -46,6 +46,7 @@ __all__ = [
 # "word" to the token limit.
 _WORD = r"[^ \n]{1,24}"
 
+_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.
@@ -106,7 +107,8 @@ class SkeletonParser:
     a plain or markdown fence: a skeleton wrapped in "```"), sub-items (any line indented deeper than the first
     list line, bullets under a numbered list, an ``<li>`` of a nested HTML list), "[1]" lines under a list
     written another way (a references list), and anything after a "References:" heading.
-    A numbering that restarts (a second list from 1) goes on: its points follow the first list's. Empty titles
+    A numbering that restarts (a second list from 1, after a lead-in or a heading) goes on: its points follow
+    the first list's; after a closing sentence it is the whole answer starting (``list_ended``). Empty titles
     and duplicates (case- and space-insensitive) are dropped; at most ``max_points`` are kept; points are
     renumbered 1..n in the order written. CRLF line ends and a last line without a newline are read like any
     other line.
@@ -139,7 +141,9 @@ class SkeletonParser:
     _nested: bool = False  # a sub-item came under an item: prose right under an item may be its text too
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
     _pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
+    _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
     _ended: bool = False
+    _last_number: int | None = None  # the number of the last numbered item written with digits
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
 
@@ -177,14 +181,17 @@ class SkeletonParser:
     @property
     def list_ended(self) -> bool:
         """True when the list has ended, as far as text can tell: at least two items, written tight (no
-        top-level text between any two of them), and then a complete top-level prose line that ends a sentence
-        ("Remember, ...", "I hope this helps!"); or a references heading after the points. A line that may lead
-        in to more ("...:", or words such as "here are", "also", "more", "next"), a heading or a bold label does
-        not end it, and neither does text under an item when the list has shown text between its items, nor
-        prose right under (no blank line) an item that is a section title ("### 2. T", "**2. T**") or that has
-        sub-items, nor anything once a heading came before the first bullet; a new item clears it. Only
-        complete lines count, so the stop never cuts a point's line. Not certain (a model may still write a
-        second list after a plain sentence), so it is kept rare."""
+        top-level text between any two of them), then a complete top-level prose line that ends a sentence
+        ("Remember, ...", "I hope this helps!"), and then what shows the list does not go on: another line of
+        prose, or an item that starts the list again (its number not above the last one's, or a title already
+        read: the model writing the whole answer). An item that goes on (the next number, a new title) clears
+        it, so a sentence written between two items never ends the list. A references heading after the points
+        ends it too. A line that may lead in to more ("...:", or words such as "here are", "also", "more",
+        "next"), a heading or a bold label neither ends nor confirms, and text under an item does not end it
+        when the list has shown text between its items, nor prose right under (no blank line) an item that is
+        a section title ("### 2. T", "**2. T**") or has sub-items, nor anything once a heading came before the
+        first bullet. Only complete lines count, so the stop never cuts a point's line; it comes one line
+        after the closing at the earliest (a closing followed by the end of the text needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -270,13 +277,21 @@ class SkeletonParser:
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and (item[0] == "num" or not self._numbered):
+            number = _item_number(stripped) if item[0] == "num" else None
+            if (self._closing or self._ended) and self._starts_again(number, item[1]):
+                self._ended = True  # after a closing, the list again from its start: the whole answer follows
+                return None
             if item[0] == "num" and self._family is None:
                 self._family = item[2]
+            self._last_number = number if number is not None else self._last_number
             return self._item(indent, item[0], item[1], bare=is_bare(stripped))
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
         if item is not None:
+            if self._closing or self._ended:
+                self._ended = True  # a bullet after the closing: the numbered list does not go on
+                return None
             self._nested, self._gap = True, False
             return None  # a bullet under a numbered list
         if self._items == 0:
@@ -287,9 +302,19 @@ class SkeletonParser:
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered
-        if self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
-            self._ended = True
+        if self._closing and not _leads_on(stripped):
+            self._ended = True  # prose after the closing: the list is over
+        elif self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
+            self._closing = True
         return None
+
+    def _starts_again(self, number: int | None, title: str) -> bool:
+        """An item that repeats the list rather than continuing it: numbered from (or below) where the list
+        was, or with a title already read."""
+        if number is not None and self._last_number is not None and number <= self._last_number:
+            return True
+        key = _key(title)
+        return bool(key) and (key in self._seen or key in map(_key, self._bullets))
 
     def _table_row(self, row: str) -> str | None:
         """A markdown table line: the first is its header (never a point), then the separator; the rows after
@@ -336,7 +361,7 @@ class SkeletonParser:
         self._numbered = self._numbered or kind == "num"
         self._items += 1
         self._loose = self._loose or self._between
-        self._between = self._ended = self._gap = False
+        self._between = self._ended = self._closing = self._gap = False
         self._bare = bare
         return self._take(kind, title)
 
@@ -360,6 +385,17 @@ _PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 def _key(title: str) -> str:
     return " ".join(title.lower().split())
+
+
+def _item_number(line: str) -> int | None:
+    """The number of a numbered item written with digits ("2.", "**2.**", "### 2)", "[2]", "Step 2:")."""
+    m = _DIGITS.match(line)
+    return int(m.group(1)) if m else None
+
+
+def _leads_on(line: str) -> bool:
+    """A line that may lead in to more of the list (a heading, a bold label, "...:", "also", "here are")."""
+    return line.startswith(("#", "**", "__", "|", ">")) or line.rstrip("*_ ").endswith(":") or bool(_MORE.search(line))
 
 
 def _is_closing(line: str) -> bool:

@@ -90,6 +90,8 @@ def test_a_table_header_and_a_table_under_a_list_are_no_points() -> None:
     assert parser.points == []
     assert parser.feed("|---|---|\n| Plan | first |\n| Do | then |\n") == ["Plan", "Do"]
     parser.feed("\nI hope this helps.\n")
+    assert not parser.list_ended  # a closing: the end once the next line shows the table does not go on
+    parser.feed("Now the full answer.\n")
     assert parser.list_ended
 
 

@@ -58,11 +58,19 @@ async def test_unguided_skeleton_is_plain_decoding_and_stops_at_max_points() -> 
 
 
 async def test_a_closing_sentence_after_min_points_ends_the_skeleton() -> None:
-    engine = scripted(["1. Keep a schedule\n2. Dark cool room\n\nThat is the plan.\nNow the answer: 3. late"])
+    """A closing, then a line that shows the list does not go on: the request is aborted there."""
+    engine = scripted(["1. Keep a schedule\n2. Dark cool room\n\nThat is the plan.\nNow the answer.\n3. late"])
     _, result = await run(engine, settings())
     assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room"]
     assert engine.requests[0].request_id in engine.aborted
     assert "late" not in engine.streamed[engine.requests[0].request_id]
+
+
+async def test_a_sentence_between_two_items_does_not_end_the_skeleton() -> None:
+    engine = scripted(["1. Keep a schedule\n2. Dark cool room\n\nThis one matters most.\n\n3. No late caffeine\n"])
+    _, result = await run(engine, settings(max_points=5))
+    assert [p.title for p in result.points] == ["Keep a schedule", "Dark cool room", "No late caffeine"]
+    assert engine.requests[0].request_id not in engine.aborted
 
 
 async def test_blank_lines_between_points_do_not_end_the_skeleton() -> None:

@@ -111,6 +111,8 @@ _CLOSINGS = [
     "**Note:** this is a plan only.",
 ]
 _SUBS = ["   - {d}", "  * {d}", "    1. {d}", "\t- {d}", "   {d}", "- {d}"]
+# A sentence between two items that a closing could also be (the list goes on after it)
+_ASIDES = ["This one matters most.", "Keep this in mind.", "I hope this helps!"]
 _LEAD_INS = [
     "In contrast, here are the benefits:",
     "### Cons",
@@ -152,8 +154,8 @@ def generated_lists(draw: st.DrawFn) -> Generated:
     end = 0
     number = 1
     for i, title in enumerate(titles):
-        if i == break_at:
-            parts.append(draw(st.sampled_from(_LEAD_INS)) + gap)
+        if i == break_at:  # a plain sentence may sit between items where the numbering goes on
+            parts.append(draw(st.sampled_from(_LEAD_INS if restart else _LEAD_INS + _ASIDES)) + gap)
             number = 1 if restart else number
         line = style.format(
             n=number,
@@ -228,7 +230,23 @@ def test_list_ended_after_a_tight_list_and_a_closing_sentence() -> None:
     parser.feed("Remember, sleep is a habit")
     assert not parser.list_ended  # the line is not complete yet
     parser.feed(".\n")
-    assert parser.list_ended
+    assert not parser.list_ended  # a closing, but an item may still follow it
+    parser.feed("Now, the answer in full")
+    assert not parser.list_ended
+    parser.feed(".\n")
+    assert parser.list_ended  # a second line of prose: the list is over
+
+
+def test_after_a_closing_the_list_started_again_is_the_end_and_no_point() -> None:
+    """The model writing the whole answer after its skeleton: an item numbered from the start again, or one
+    with a title already read, ends the list at once and adds no point."""
+    for again in ("1. Keep a schedule: every day.\n", "2. Fresh air\n", "- Dark cool room\n"):
+        parser = SkeletonParser()
+        parser.feed("1. Keep a schedule\n2. Dark cool room\n3. No late caffeine\n\nI hope this helps!\n\n")
+        assert not parser.list_ended
+        parser.feed(again)
+        assert parser.list_ended, again
+        assert parser.finish() == ["Keep a schedule", "Dark cool room", "No late caffeine"], again
 
 
 def test_list_ended_not_at_a_lead_in_heading_or_label() -> None:
@@ -250,7 +268,7 @@ def test_list_ended_not_when_text_sits_between_items() -> None:
 
 def test_a_new_item_clears_the_signal() -> None:
     parser = SkeletonParser()
-    parser.feed("1. A point\n2. B point\nThat covers costs.\n")
+    parser.feed("1. A point\n2. B point\nThat covers costs.\nThat is all for now.\n")
     assert parser.list_ended
     parser.feed("3. C point\n")
     assert not parser.list_ended and parser.points == ["A point", "B point", "C point"]
@@ -270,24 +288,34 @@ def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items
         parser.feed(text)
         assert not parser.list_ended, text
     parser = SkeletonParser()
-    parser.feed("Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\n- eggs\n\nEnjoy your pancakes!\n")
-    assert parser.list_ended  # after a blank line, a closing still ends such a list
-    for text in ("1. **Plan**\n2. **Focus**\n\nRemember, focus.\n", "1. **Plan**\n2. **Focus**\nRemember.\nNow go.\n"):
+    parser.feed("Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\n- eggs\n\nEnjoy your pancakes!\nBon appetit.\n")
+    assert parser.list_ended  # after a blank line, a closing (and a line after it) still ends such a list
+    for text in (
+        "1. **Plan**\n2. **Focus**\n\nRemember, focus.\nGood luck.\n",
+        "1. **Plan**\n2. **Focus**\nRemember.\nNow go.\nGood luck.\n",
+    ):
         parser = SkeletonParser()
         parser.feed(text)
         assert parser.list_ended, text  # a closing after a blank line, or the second prose line, still ends it
     parser = SkeletonParser()
-    parser.feed("Section 1: Plan\n\nSection 2: Focus\n\nConclusion\n- Recap the points.\nThat is the outline.\n")
+    parser.feed(
+        "Section 1: Plan\n\nSection 2: Focus\n\nConclusion\n- Recap the points.\nThat is the outline.\nGood luck.\n"
+    )
     assert parser.list_ended  # the bullets sit under "Conclusion", not under an item
 
 
-def test_a_plain_sentence_between_tight_items_reads_as_a_closing() -> None:
-    """The known limit: after a tight list, one plain sentence cannot be told from a closing by its text, so
-    the signal comes on; the next item clears it and the points stay whole (the stop also needs min_points)."""
+def test_a_plain_sentence_between_tight_items_does_not_end_the_list() -> None:
+    """One plain sentence after a tight list cannot be told from a closing by its text: the signal waits for
+    the next line, and an item that goes on (the next number, a new title) keeps the list whole."""
+    for rest in ("3. Rest\n4. Review\n", "**3.** Rest\n", "Step 3: Rest\n"):
+        parser = SkeletonParser()
+        parser.feed("1. Plan\n2. Focus\n\nThis one matters most.\n\n")
+        assert not parser.list_ended
+        parser.feed(rest)
+        assert not parser.list_ended, rest
+        assert parser.finish()[:3] == ["Plan", "Focus", "Rest"], rest
     parser = SkeletonParser()
-    parser.feed("1. Plan\n2. Focus\n\nThis one matters most.\n\n")
-    assert parser.list_ended
-    parser.feed("3. Rest\n")
+    parser.feed("- Plan\n- Focus\n\nThis one matters most.\n\n- Rest\n")
     assert not parser.list_ended and parser.finish() == ["Plan", "Focus", "Rest"]
 
 
@@ -369,9 +397,9 @@ def test_line_forms() -> None:
     }
     for line, title in cases.items():
         assert parse_line(line) == ("num", title), line
-    nots = ("1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two")
-    nots += ("Pointless: a word", "Stepping up.", "Part Ivy League")
-    nots += ("1/2 cup flour", "24/7 support", "[1] https://example.org/a", "[2] Smith et al. (2020). Sleep.")
+    nots = ["1.5 hours a night is enough.", "2023 was a year.", "10 tips for sleep:", "**Pros**", "Step two"]
+    nots += ["Pointless: a word", "Stepping up.", "Part Ivy League"]
+    nots += ["1/2 cup flour", "24/7 support", "[1] https://example.org/a", "[2] Smith et al. (2020). Sleep."]
     for line in (*nots, "10:30 is late", "I think so.", "Vitamins help.", "P.S. thanks", "e.g. this one"):
         assert parse_line(line) is None, line
     bullets = {
