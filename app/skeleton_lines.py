@@ -46,9 +46,6 @@ _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 _TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–—]\s|<br\s*/?>", re.IGNORECASE)
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-# Citation markers at a title's end ("Path parameters [2]", "Caching [1, 3]", "Limits [2-4]"): a model told to cite
-# may cite in its skeleton too. The marker stays in the skeleton text the points see; the title is only the name.
-_TRAILING_CITES = re.compile(r"\s+(?:\[\d{1,2}(?:\s*[,\u2013-]\s*\d{1,2})*\]\s*)+$")
 # An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
 _LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*))$")
 # A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
@@ -86,13 +83,12 @@ _ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?
 
 def clean_title(raw: str) -> str:
     """A point title without emphasis or a description: emphasis and links unwrapped, the part before a ": "
-    or a spaced dash, no trailing punctuation or citation markers; an overlong title is cut at a word boundary.
+    or a spaced dash, no trailing punctuation; an overlong title is cut at a word boundary.
     Code spans and quotes stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more often")."""
     title = _LINK.sub(r"\1", raw)
     title = title.replace("**", "").replace("__", "")
     title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
-    title = _TRAILING_CITES.sub("", " ".join(title.split()).strip(" \t*_:;,.-–—"))
-    title = title.strip(" \t*_:;,.-–—")
+    title = " ".join(title.split()).strip(" \t*_:;,.-–—")
     if len(title) > MAX_TITLE_CHARS:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]
