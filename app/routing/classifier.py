@@ -37,7 +37,7 @@ import numpy as np
 
 from sotrag.app.engines.base import EngineLoad
 from sotrag.app.routing.base import QuestionClassifier, RouteDecision
-from sotrag.app.routing.heads import KERNEL, KernelHead
+from sotrag.app.routing.heads import KERNEL, KernelHead, head_probabilities
 from sotrag.app.routing.router import SoTRouter
 
 ARTIFACT_FORMAT = "sotrag-router/3"
@@ -89,11 +89,7 @@ class RouterModel:
         return KERNEL if self.kernel is not None else "logistic"
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        standardized = (features - self.mean) / self.scale
-        if self.kernel is not None:
-            return self.kernel.probabilities(standardized)
-        z = standardized @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-z))
+        return head_probabilities(features, self.mean, self.scale, self.coef, self.intercept, self.kernel)
 
     def save(self, path: str | Path) -> Path:
         """Write the artifact (``.npz``: float32 arrays and a JSON header). Same model, same bytes."""

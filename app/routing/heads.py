@@ -62,6 +62,17 @@ class KernelHead:
         )
 
 
+def head_probabilities(
+    features: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float,
+    kernel: KernelHead | None,
+) -> np.ndarray:
+    """P(suits SoT) of raw feature rows: standardized, then the kernel head, or the logistic one (``coef``)."""
+    z = (features - mean) / scale
+    if kernel is not None:
+        return kernel.probabilities(z)
+    return platt(z @ coef, 1.0, intercept)
+
+
 def platt(f: np.ndarray, a: float, b: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(a * np.asarray(f) + b)))
 

@@ -27,7 +27,15 @@ from sotrag.app.routing.classifier import (
     TrainedRouter,
     make_encoder,
 )
-from sotrag.app.routing.heads import KERNEL, KernelHead, fit_kernel_head, fit_platt, platt, svm_decisions
+from sotrag.app.routing.heads import (
+    KERNEL,
+    KernelHead,
+    fit_kernel_head,
+    fit_platt,
+    head_probabilities,
+    platt,
+    svm_decisions,
+)
 from sotrag.retrieval.embedder import DEFAULT_EMBEDDING_MODEL
 
 # Chosen by 5-fold CV on LIMA (out-of-fold AUC and log-loss), see docs/router.md.
@@ -146,11 +154,6 @@ def _fit_head(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, np.nd
     return mean, scale, clf.coef_[0].astype(np.float64), float(clf.intercept_[0])
 
 
-def _predict(head: tuple[np.ndarray, np.ndarray, np.ndarray, float], x: np.ndarray) -> np.ndarray:
-    mean, scale, coef, intercept = head
-    return 1.0 / (1.0 + np.exp(-(((x - mean) / scale) @ coef + intercept)))
-
-
 def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -170,7 +173,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, c: float, folds: int = CV_FOLDS, h
             mean, scale = _standardizer(x[train])
             oof[test] = svm_decisions((x[train] - mean) / scale, y[train], c, (x[test] - mean) / scale)
         else:
-            oof[test] = _predict(_fit_head(x[train], y[train], c), x[test])
+            oof[test] = head_probabilities(x[test], *_fit_head(x[train], y[train], c), kernel=None)
     return oof
 
 
@@ -210,10 +213,7 @@ class HeadFit:
     cv_log_loss: dict[float, float]
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        z = (x - self.mean) / self.scale
-        if self.kernel is not None:
-            return self.kernel.probabilities(z)
-        return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept)))
+        return head_probabilities(x, self.mean, self.scale, self.coef, self.intercept, self.kernel)
 
 
 def fit_head(
