@@ -25,6 +25,8 @@ GPU_MAX_BATCHED = 8192
 
 
 DistributedBackend = Literal["mp", "ray", "uni", "external_launcher"]
+# What a point's own search is (``per_point_query``): the question and the point's title, or the title alone.
+PointQuery = Literal["question_title", "title"]
 
 
 class EngineConfig(BaseModel):
@@ -354,7 +356,7 @@ class Settings(BaseSettings):
         default=False, description="after the skeleton, retrieve again for each point (question + point title)"
     )
     per_point_k: int = Field(default=2, ge=1, le=10, description="extra passages per point")
-    per_point_query: Literal["question_title", "title"] = Field(
+    per_point_query: PointQuery = Field(
         default="question_title",
         description="what each point's search is: the question and the point's title, or the title alone "
         "(docs/service.md, Per-point grounding)",

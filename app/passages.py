@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Literal
 
+from sotrag.app.config import PointQuery
 from sotrag.app.engines.base import Engine, count_tokens_async
 from sotrag.app.events import Source
 from sotrag.prompts import build as prompts
 from sotrag.retrieval.types import Passage, Retriever
-
-PointQuery = Literal["question_title", "title"]
 
 
 def source_of(n: int, passage: Passage) -> Source:

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import machine  # the CPU, threads and versions of the run
 
 if TYPE_CHECKING:
-    from sotrag.app.passages import PointQuery
+    from sotrag.app.config import PointQuery
 
 RESULTS = Path(__file__).parent / "results"
 SHARED_K = 5  # Settings.passages_k's default
