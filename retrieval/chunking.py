@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from langchain_core.documents import Document
 from langchain_text_splitters import (
@@ -45,7 +45,7 @@ class Chunk:
 
 
 MergeScope = Literal["siblings", "page"]
-MERGE_SCOPES: tuple[str, ...] = ("siblings", "page")
+MERGE_SCOPES: tuple[str, ...] = get_args(MergeScope)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,14 +335,8 @@ class Store:
 
     def cached_embeddings(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Embeddings already in the store, by chunk text hash (re-ingests only embed what is new)."""
-        out: dict[str, np.ndarray] = {}
-        hashes = list(set(text_hashes))
-        for i in range(0, len(hashes), 500):
-            part = hashes[i : i + 500]
-            q = f"SELECT text_hash, embedding FROM chunks WHERE text_hash IN ({','.join('?' * len(part))})"
-            for h, blob in self.conn.execute(q, part):
-                out[h] = np.frombuffer(blob, dtype=np.float32)
-        return out
+        q = "SELECT text_hash, embedding FROM chunks WHERE text_hash IN ({})"
+        return {h: np.frombuffer(blob, dtype=np.float32) for h, blob in self._rows_in(q, set(text_hashes))}
 
     def all_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         ids, vecs = [], []
@@ -354,38 +348,31 @@ class Store:
         return np.asarray(ids, dtype=np.int64), np.vstack(vecs)
 
     def embeddings_for(self, vector_ids: Sequence[int]) -> dict[int, np.ndarray]:
-        out: dict[int, np.ndarray] = {}
-        ids = list(vector_ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            q = f"SELECT vector_id, embedding FROM chunks WHERE vector_id IN ({','.join('?' * len(part))})"
-            for vid, blob in self.conn.execute(q, part):
-                out[int(vid)] = np.frombuffer(blob, dtype=np.float32)
-        return out
+        q = "SELECT vector_id, embedding FROM chunks WHERE vector_id IN ({})"
+        return {int(vid): np.frombuffer(blob, dtype=np.float32) for vid, blob in self._rows_in(q, vector_ids)}
 
     def doc_ids(self, vector_ids: Sequence[int]) -> dict[int, str]:
         """The document of each chunk (hybrid search's page boost needs nothing else)."""
-        out: dict[int, str] = {}
-        ids = list(vector_ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            q = f"SELECT vector_id, doc_id FROM chunks WHERE vector_id IN ({','.join('?' * len(part))})"
-            out.update((int(vid), str(doc)) for vid, doc in self.conn.execute(q, part))
-        return out
+        q = "SELECT vector_id, doc_id FROM chunks WHERE vector_id IN ({})"
+        return {int(vid): str(doc) for vid, doc in self._rows_in(q, vector_ids)}
 
     def chunks(self, vector_ids: Sequence[int]) -> dict[int, ChunkRow]:
-        out: dict[int, ChunkRow] = {}
-        ids = list(vector_ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            q = (
-                "SELECT c.vector_id, c.chunk_id, c.doc_id, d.source, d.title, c.position, c.heading, c.text,"
-                " c.metadata FROM chunks c JOIN documents d USING (doc_id)"
-                f" WHERE c.vector_id IN ({','.join('?' * len(part))})"
-            )
-            for r in self.conn.execute(q, part):
-                out[int(r[0])] = ChunkRow(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], json.loads(r[8]))
-        return out
+        q = (
+            "SELECT c.vector_id, c.chunk_id, c.doc_id, d.source, d.title, c.position, c.heading, c.text,"
+            " c.metadata FROM chunks c JOIN documents d USING (doc_id) WHERE c.vector_id IN ({})"
+        )
+        return {
+            int(r[0]): ChunkRow(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], json.loads(r[8]))
+            for r in self._rows_in(q, vector_ids)
+        }
+
+    def _rows_in(self, query: str, keys: Iterable[Any]) -> Iterator[Any]:
+        """The rows of ``query`` (its ``IN ({})`` filled with placeholders) for ``keys``, 500 keys a statement (under
+        SQLite's limit on bound parameters)."""
+        keys = list(keys)
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            yield from self.conn.execute(query.format(",".join("?" * len(part))), part)
 
     def filter_ids(self, filters: dict[str, str]) -> list[int]:
         """Vector ids of chunks matching every filter: source (glob), doc_id, heading (glob), kind."""
