@@ -31,6 +31,7 @@ import os
 import re
 import sqlite3
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,12 +45,8 @@ QUICKSTART = ["The weather is lovely today.", "It's so sunny outside!", "He drov
 MINILM_QUICKSTART = (0.6660, 0.1046, 0.1411)  # the sentence-transformers quickstart's all-MiniLM-L6-v2 output
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown")
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host import machine  # noqa: E402  (the CPU, threads and versions of the run)
 
 # A setting replaces the shipped one only if it gains at least this much hybrid nDCG@10 on the tune half (about one
 # question's best document falling from rank 1 to 2: (1 - 1/log2(3)) / 37 = 0.010), and the test half confirms

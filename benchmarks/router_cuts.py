@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,8 @@ CUTS: dict[str, tuple[int, int]] = {
 }
 
 
-def machine() -> dict[str, Any]:
-    """The CPU model, cores and time of a run (recorded beside every router result)."""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown")
-    return {"cpu": cpu, "cores": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host import machine  # noqa: E402  (the CPU, threads and versions of the run, beside every router result)
 
 
 def holdout_mask(questions: list[str]) -> np.ndarray:
