@@ -52,6 +52,7 @@ def main() -> None:
         C_GRID,
         DEFAULT_LAYERS,
         SVM_C_GRID,
+        HeadOptions,
         choose_threshold,
         fit_head,
         metrics,
@@ -93,7 +94,7 @@ def main() -> None:
 
     def shipped_head(kind: str, grid: tuple[float, ...]) -> Callable[[], tuple[np.ndarray, Predict, float]]:
         def run() -> tuple[np.ndarray, Predict, float]:
-            fit = fit_head(x["lima"][tr], y_tr, head=kind, c_grid=grid)
+            fit = fit_head(x["lima"][tr], y_tr, HeadOptions(head=kind, c_grid=grid))
             return fit.oof, lambda n, r: fit.probabilities(x[n][r]), fit.c
         return run
 

@@ -22,7 +22,7 @@ from sotrag.app.routing.classifier import (
     question_ids,
 )
 from sotrag.app.routing.heads import KernelHead, fit_platt, svm_decisions
-from sotrag.app.routing.training import LabelFileError, fit_head, metrics, read_labels, train
+from sotrag.app.routing.training import HeadOptions, LabelFileError, fit_head, metrics, read_labels, train
 
 TINY = Path(__file__).parent / "data" / "router_tiny.csv"
 
@@ -49,7 +49,7 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
 
 def test_the_logistic_head_still_trains_and_loads(tmp_path: Path) -> None:
     data = read_labels(TINY)
-    report = train(data, head="logistic", rule="fbeta")
+    report = train(data, options=HeadOptions(head="logistic", rule="fbeta"))
     loaded = RouterModel.load(report.model.save(tmp_path / "lr.npz"))
     assert loaded.head == "logistic" and loaded.kernel is None and loaded.coef.shape == (loaded.n_features,)
     assert loaded.info["threshold_rule"]["rule"] == "fbeta"
@@ -80,14 +80,14 @@ def test_fit_head_chooses_c_and_threshold_out_of_fold() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(150, 16))
     y = (np.linalg.norm(x[:, :2], axis=1) < 1.2).astype(np.int64)  # a disc: no linear head separates it
-    svm = fit_head(x, y, head="svm-rbf", c_grid=(0.3, 3.0))
-    lr = fit_head(x, y, head="logistic", c_grid=(0.01, 1.0))
+    svm = fit_head(x, y, HeadOptions(head="svm-rbf", c_grid=(0.3, 3.0)))
+    lr = fit_head(x, y, HeadOptions(head="logistic", c_grid=(0.01, 1.0)))
     assert set(svm.cv_log_loss) == {0.3, 3.0} and svm.c == min(svm.cv_log_loss, key=lambda c: svm.cv_log_loss[c])
     assert svm.cv_log_loss[svm.c] < min(lr.cv_log_loss.values())  # the kernel head sees the disc
     assert metrics(y, svm.oof >= svm.threshold).precision >= 0.70
     assert metrics(y, svm.probabilities(x) >= svm.threshold).accuracy > 0.9
     with pytest.raises(ValueError, match="unknown router head"):
-        fit_head(x, y, head="forest")
+        fit_head(x, y, HeadOptions(head="forest"))
 
 
 def test_shipped_artifact_loads_without_training_data(shipped: TrainedRouter) -> None:
@@ -299,7 +299,7 @@ def test_artifact_records_its_encoder_and_old_artifacts_still_load(shipped: Trai
     assert loaded.encoder == "torch-fp32" and isinstance(TrainedRouter(loaded).encoder, QuestionEncoder)
 
     # Artifacts from before the SVM head (sotrag-router/2, no "head" key) hold a logistic head.
-    lr_model = train(read_labels(TINY), head="logistic").model
+    lr_model = train(read_labels(TINY), options=HeadOptions(head="logistic")).model
     with np.load(lr_model.save(tmp_path / "lr.npz"), allow_pickle=False) as raw:
         arrays = {k: raw[k] for k in raw.files}
     header = json.loads(str(arrays["header"]))

@@ -40,7 +40,7 @@ def train_router(
 ) -> None:
     """Train the SoT-R router on LABELS_CSV (deterministic; CV on that file only) and write the artifact."""
     from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, ENCODERS
-    from sotrag.app.routing.training import HEADS, THRESHOLD_RULES, LabelFileError, read_labels, train
+    from sotrag.app.routing.training import HEADS, THRESHOLD_RULES, HeadOptions, LabelFileError, read_labels, train
 
     if encoder not in ENCODERS:
         raise fail(f"--encoder must be one of {', '.join(ENCODERS)}")
@@ -54,9 +54,8 @@ def train_router(
         raise fail("--min-precision and --threshold must be in [0, 1]")
     try:
         data = read_labels(labels_csv)
-        report = train(
-            data, encoder=encoder, head=head, rule=rule, beta=beta, min_precision=min_precision, threshold=threshold
-        )
+        options = HeadOptions(head=head, rule=rule, beta=beta, min_precision=min_precision, threshold=threshold)
+        report = train(data, encoder=encoder, options=options)
     except LabelFileError as exc:
         raise fail(str(exc)) from None
     path = report.model.save(out or DEFAULT_ARTIFACT)

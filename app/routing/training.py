@@ -198,6 +198,19 @@ def choose_threshold(
 
 
 @dataclass(frozen=True)
+class HeadOptions:
+    """How the head is chosen: its kind, the C grid (None: the kind's own), and the threshold: a fixed one, or the
+    best by ``rule`` (accuracy, or F-``beta``) among those with out-of-fold precision >= ``min_precision``."""
+
+    head: str = DEFAULT_HEAD
+    c_grid: Sequence[float] | None = None
+    beta: float = 1.0
+    min_precision: float = 0.70
+    threshold: float | None = None
+    rule: str = DEFAULT_THRESHOLD_RULE
+
+
+@dataclass(frozen=True)
 class HeadFit:
     """A head fit on feature rows, with what cross-validation chose (C, the threshold) and measured."""
 
@@ -216,24 +229,15 @@ class HeadFit:
         return head_probabilities(x, self.mean, self.scale, self.coef, self.intercept, self.kernel)
 
 
-def fit_head(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    head: str = DEFAULT_HEAD,
-    c_grid: Sequence[float] | None = None,
-    beta: float = 1.0,
-    min_precision: float = 0.70,
-    threshold: float | None = None,
-    rule: str = DEFAULT_THRESHOLD_RULE,
-) -> HeadFit:
+def fit_head(x: np.ndarray, y: np.ndarray, options: HeadOptions = HeadOptions()) -> HeadFit:
     """Choose C by out-of-fold log-loss, the threshold on the out-of-fold probabilities, then fit on all rows.
     ``benchmarks/router_heads.py`` runs this same function on a LIMA split."""
     from sklearn.metrics import log_loss
 
+    head, o = options.head, options
     if head not in HEADS:
         raise ValueError(f"unknown router head {head!r} (expected one of {', '.join(HEADS)})")
-    grid = tuple(c_grid or (SVM_C_GRID if head == KERNEL else C_GRID))
+    grid = tuple(o.c_grid or (SVM_C_GRID if head == KERNEL else C_GRID))
     losses: dict[float, float] = {}
     oofs: dict[float, np.ndarray] = {}
     calibration: dict[float, tuple[float, float]] = {}
@@ -246,7 +250,7 @@ def fit_head(
         losses[c] = float(log_loss(y, np.clip(scores, 1e-7, 1 - 1e-7)))
     best_c = min(grid, key=lambda c: (losses[c], c))
     oof = oofs[best_c]
-    t = choose_threshold(y, oof, beta, min_precision, rule) if threshold is None else float(threshold)
+    t = choose_threshold(y, oof, o.beta, o.min_precision, o.rule) if o.threshold is None else float(o.threshold)
     if head == KERNEL:
         mean, scale = _standardizer(x)
         kernel = fit_kernel_head((x - mean) / scale, y, best_c, calibration[best_c]).rounded()
@@ -274,12 +278,7 @@ def train(
     layers: Sequence[int] = DEFAULT_LAYERS,
     max_length: int = DEFAULT_MAX_LENGTH,
     tail_tokens: int = DEFAULT_TAIL_TOKENS,
-    head: str = DEFAULT_HEAD,
-    c_grid: Sequence[float] | None = None,
-    beta: float = 1.0,
-    min_precision: float = 0.70,
-    threshold: float | None = None,
-    rule: str = DEFAULT_THRESHOLD_RULE,
+    options: HeadOptions = HeadOptions(),
 ) -> TrainReport:
     """Fit the router head on ``data``; tune C and the threshold by cross-validation on ``data`` only."""
     from sklearn.metrics import roc_auc_score
@@ -288,13 +287,13 @@ def train(
     if len(np.unique(y)) < 2 or np.bincount(y).min() < 2:
         raise LabelFileError(f"{data.path}: need at least 2 questions of each label to train")
     x = make_encoder(encoder, embedding_model, layers, max_length, tail_tokens=tail_tokens).encode(data.questions)
-    fit = fit_head(
-        x, y, head=head, c_grid=c_grid, beta=beta, min_precision=min_precision, threshold=threshold, rule=rule
-    )
+    fit = fit_head(x, y, options)
     cv = metrics(y, fit.oof >= fit.threshold)
     auc = float(roc_auc_score(y, fit.oof))
     head_info: dict[str, object] = {
-        "kind": "svm_rbf" if head == KERNEL else "logistic_regression", "C": fit.c, "c_grid": list(fit.cv_log_loss)
+        "kind": "svm_rbf" if options.head == KERNEL else "logistic_regression",
+        "C": fit.c,
+        "c_grid": list(fit.cv_log_loss),
     }
     if fit.kernel is not None:
         head_info["support_vectors"] = int(fit.kernel.support.shape[0])
@@ -302,7 +301,8 @@ def train(
         "trained_on": {"file": Path(data.path).name, "sha256": data.sha256, "n": len(y), "positives": int(y.sum())},
         "head": head_info,
         "threshold_rule": {
-            "rule": rule, "beta": beta, "min_precision": min_precision, "fixed": threshold is not None
+            "rule": options.rule, "beta": options.beta, "min_precision": options.min_precision,
+            "fixed": options.threshold is not None,
         },
         "cv": {
             "folds": CV_FOLDS,
