@@ -64,6 +64,11 @@ class EngineConfig(BaseModel):
     )
     load_format: str = "auto"
     enforce_eager: bool = False
+    admit_points_together: bool = Field(
+        default=True,
+        description="in-process vLLM: when the engine is idle, hold its scheduler while one answer's point requests "
+        "go in, so that one engine step prefills them all (they would otherwise start over several steps)",
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="any other AsyncEngineArgs field")
     # Remote engine: a non-empty ``urls`` drives running vLLM OpenAI servers instead of starting one in-process.
     urls: list[str] = Field(

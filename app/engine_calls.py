@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 
@@ -22,6 +22,7 @@ from sotrag.app.engines.base import (
     GenerationRequest,
     SamplingOptions,
     encode_chat_async,
+    with_defaults,
 )
 
 
@@ -96,11 +97,31 @@ class EngineCalls:
         self, request: GenerationRequest, trace: RequestTrace
     ) -> AsyncGenerator[GenerationDelta, None]:
         """Run one engine request, recording its trace; closing this generator early aborts the request."""
+        request = self._sent(request)
+        async for delta in self._traced(request, trace, self.engine.generate(request)):
+            yield delta
+
+    async def generate_group(
+        self, requests: Sequence[GenerationRequest], traces: Sequence[RequestTrace]
+    ) -> list[AsyncGenerator[GenerationDelta, None]]:
+        """Run requests that should start decoding together (an answer's points: ``Engine.generate_group``),
+        each recorded in its trace. The engine may hold them already: read each stream to its end or close it,
+        and ``abort_all`` aborts any stream never read."""
+        sent = [self._sent(request) for request in requests]
+        streams = await with_defaults(self.engine).generate_group(sent)
+        return [self._traced(r, t, s) for r, t, s in zip(sent, traces, streams, strict=True)]
+
+    def _sent(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` with the answer's affinity key, counted in flight until its stream ends."""
         if request.affinity is None:
             request = dataclasses.replace(request, affinity=self.answer_id)
         self._in_flight.add(request.request_id)
+        return request
+
+    async def _traced(
+        self, request: GenerationRequest, trace: RequestTrace, deltas: AsyncIterator[GenerationDelta]
+    ) -> AsyncGenerator[GenerationDelta, None]:
         trace.prompt_token_ids = request.prompt_token_ids or ()
-        deltas = self.engine.generate(request)
         try:
             async for delta in deltas:
                 now = self.now()

@@ -287,18 +287,17 @@ class _Answer:
 
     async def expand(self, titles: Sequence[str], skeleton_text: str, fork: Fork) -> AsyncIterator[Event]:
         """Every point not started yet (all of them unless eager), at once; then every point's events until
-        the last one is done. All requests are built first and handed to the engine together: points that reach
-        vLLM one by one are prefilled in separate engine steps, which puts an extra step between the skeleton
-        and the answer (docs/BENCHMARKS.md). Every task is created before the first event goes out: a consumer
-        that awaits on an event (a server writing to its socket) would otherwise let the first point reach the
-        engine before the others exist."""
+        the last one is done. All requests are built first and handed to the engine as one group
+        (``generate_group``): points that reach vLLM one by one are prefilled in separate engine steps, which
+        puts an extra step between the skeleton and the answer (docs/BENCHMARKS.md). Every task is created
+        before the first event goes out."""
         citable = self.record.grounding.numbers()
         batch = [self.points.new(title, self.record.skeleton, citable) for title in titles[len(self.points.points) :]]
         built = await asyncio.gather(*(self.point_request(p, skeleton_text, fork) for p in batch))
-        started = []
-        for point, (request, prefix) in zip(batch, built, strict=True):
+        for point, (_, prefix) in zip(batch, built, strict=True):
             point.skeleton_prefix_tokens = prefix
-            started.append(self.points.start(point, request))
+        streams = await self.calls.generate_group([request for request, _ in built], [p.trace for p in batch])
+        started = [self.points.start(point, stream) for point, stream in zip(batch, streams, strict=True)]
         for started_event in started:
             yield started_event
         async for event in self.points.drain(wait=True):

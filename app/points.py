@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sotrag.app.citations import CitationStream
 from sotrag.app.engine_calls import EngineCalls, RequestTrace
-from sotrag.app.engines.base import GenerationRequest
+from sotrag.app.engines.base import GenerationDelta, GenerationRequest
 from sotrag.app.events import Event, PointDelta, PointDone, PointStarted, Source
 from sotrag.app.fork import SkeletonIds
 
@@ -35,6 +35,9 @@ class Point:
 
 # Builds a point's engine request (and its skeleton-prefix token count) inside the point's task.
 Prepare = Callable[[Point], Awaitable[tuple[GenerationRequest, int]]]
+# What a point task reads: its deltas from a request already handed to the engine (``EngineCalls.generate_group``),
+# or a request, or a ``Prepare``, which the task runs itself.
+Work = AsyncIterator[GenerationDelta] | GenerationRequest | Prepare
 
 
 class _TaskEnd:
@@ -62,18 +65,25 @@ class PointGroup:
         self.points.append(point)
         return point
 
-    def start(self, point: Point, request: GenerationRequest | Prepare) -> PointStarted:
-        """Run ``point`` in its own task: its ``request`` as given, or built in the task by a ``Prepare``."""
-        self._tasks.append(asyncio.create_task(self._expand(point, request)))
+    def start(self, point: Point, work: Work) -> PointStarted:
+        """Run ``point`` in its own task: its deltas as given, its ``request``, or one built in the task by a
+        ``Prepare``."""
+        self._tasks.append(asyncio.create_task(self._expand(point, work)))
         self._left += 1
         return PointStarted(index=point.index, title=point.title)
 
-    async def _expand(self, point: Point, request: GenerationRequest | Prepare) -> None:
+    async def _deltas(self, point: Point, work: Work) -> AsyncIterator[GenerationDelta]:
+        if isinstance(work, GenerationRequest):
+            return self.calls.generate(work, point.trace)
+        if callable(work):
+            request, point.skeleton_prefix_tokens = await work(point)
+            return self.calls.generate(request, point.trace)
+        return work
+
+    async def _expand(self, point: Point, work: Work) -> None:
         error: BaseException | None = None
         try:
-            if not isinstance(request, GenerationRequest):
-                request, point.skeleton_prefix_tokens = await request(point)
-            async for delta in self.calls.generate(request, point.trace):
+            async for delta in await self._deltas(point, work):
                 self._show(point, *point.reader.feed(delta.text))
             self._show(point, *point.reader.finish())
             done = PointDone(

@@ -181,7 +181,8 @@ class EngineBase(Engine):
     Inherit it and override what the engine knows better: ``health`` (vLLM's engine-core process can die),
     ``aencode_chat``/``acount_tokens`` (an engine that tokenizes through a server must not block the event loop),
     ``num_unfinished_requests`` (vLLM and a remote engine know theirs), ``servers`` (a remote engine's servers,
-    for ``/readyz``). An engine that only satisfies the ``Engine`` protocol gets these defaults (``with_defaults``)."""
+    for ``/readyz``), ``generate_group`` (in-process vLLM hands a group of requests to its core at once). An
+    engine that only satisfies the ``Engine`` protocol gets these defaults (``with_defaults``)."""
 
     def health(self) -> EngineHealth | bool | Awaitable[EngineHealth | bool]:
         """Whether the engine can still serve (sync or async, an ``EngineHealth`` or a bool): alive by default."""
@@ -200,6 +201,12 @@ class EngineBase(Engine):
     def num_unfinished_requests(self) -> int | None:
         """Requests the engine still holds (running or waiting); None when it cannot tell."""
         return None
+
+    async def generate_group(self, requests: Sequence[GenerationRequest]) -> list[AsyncIterator[GenerationDelta]]:
+        """One stream per request of a group that should start decoding together (an answer's points). By
+        default each request starts when its stream is first read; an engine that can hand a group over at once
+        (``VLLMEngine``) overrides this. Every stream must be read to its end or closed: closing aborts it."""
+        return [self.generate(request) for request in requests]
 
     def servers(self) -> list[dict[str, object]] | None:
         """Each server the engine sends to, up or down (for ``/readyz``); None for an engine without servers."""

@@ -187,6 +187,8 @@ class VLLMEngine(EngineBase):
         self._model = model
         self._max_model_len = int(llm.model_config.max_model_len)
         self._chat = LocalTokenizer(tokenizer)  # its caches: an answer's requests share their contents
+        self._admission = asyncio.Lock()  # one group at a time holds the scheduler
+        self.admit_together = config.admit_points_together  # ``generate_group`` may hold an idle scheduler
         vllm_config = getattr(llm, "vllm_config", None)
         self._seeds_safe = vllm_config is None or seeds_are_safe(
             str(vllm_config.device_config.device_type), bool(vllm_config.scheduler_config.enable_chunked_prefill)
@@ -246,9 +248,51 @@ class VLLMEngine(EngineBase):
         return self._chat.count_tokens(text)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        from vllm import SamplingParams
+        collector, prompt_tokens = await self._submit(request)
+        deltas = self._stream(collector, request.request_id, prompt_tokens)
+        try:
+            async for delta in deltas:
+                yield delta
+        finally:
+            await deltas.aclose()  # type: ignore[attr-defined]  # closed early: aborts the request now, not at GC
+
+    async def generate_group(self, requests: Sequence[GenerationRequest]) -> list[AsyncIterator[GenerationDelta]]:
+        """Every request of the group in vLLM before its core schedules any of them (where it is idle).
+
+        Why: vLLM takes requests in between engine steps and starts a step as soon as one request is there. An
+        answer's points, sent one after the other, would be prefilled over two or three steps, and the last
+        one starts decoding a step or more after the first (docs/BENCHMARKS.md, the hand-over). So, when no
+        other request is in the engine (nobody else waits on the hold), its scheduler is paused (vLLM's "keep"
+        pause, caches kept) while the group goes in, and resumed right after: one step prefills them all.
+        Under load the engine is stepping anyway and takes the group in at its next step boundary."""
+        hold = self.admit_together and len(requests) > 1 and self.num_unfinished_requests() == 0
+        submitted: list[tuple[Any, GenerationRequest, int]] = []
+        async with self._admission:
+            paused = hold and await self._pause_scheduler()
+            try:
+                for request in requests:
+                    collector, prompt_tokens = await self._submit(request)
+                    submitted.append((collector, request, prompt_tokens))
+            except BaseException:
+                for _, done, _ in submitted:
+                    await self.abort(done.request_id)
+                raise
+            finally:
+                if paused:
+                    await asyncio.shield(self._llm.engine_core.resume_scheduler_async())
+        return [_Submitted(self, c, r.request_id, n) for c, r, n in submitted]
+
+    async def _pause_scheduler(self) -> bool:
+        """Pause vLLM's scheduler, keeping its requests and caches; False where this vLLM cannot."""
+        pause = getattr(getattr(self._llm, "engine_core", None), "pause_scheduler_async", None)
+        if pause is None:
+            return False
+        await pause(mode="keep", clear_cache=False)
+        return True
+
+    async def _submit(self, request: GenerationRequest) -> tuple[Any, int]:
+        """Hand ``request`` to vLLM: its output collector, and its prompt's length in tokens."""
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         # Ids built by encode_chat (or continued from an earlier request's) go in exactly as they are; bare
         # text is plain text: a special-token marker written in it never becomes a special token.
@@ -261,8 +305,15 @@ class VLLMEngine(EngineBase):
             raise EngineError(
                 f"the prompt is {len(prompt_ids)} tokens, over the model's context of {self._max_model_len} tokens"
             )
-        s = request.sampling
-        params = SamplingParams(
+        params = self._sampling_params(request.sampling, room)
+        collector = await self._llm.add_request(request.request_id, TokensPrompt(prompt_token_ids=prompt_ids), params)
+        return collector, len(prompt_ids)
+
+    def _sampling_params(self, s: SamplingOptions, room: int) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+        return SamplingParams(
             n=1,
             max_tokens=min(s.max_tokens, room),
             min_tokens=min(s.min_tokens, room),
@@ -277,22 +328,28 @@ class VLLMEngine(EngineBase):
             output_kind=RequestOutputKind.DELTA,
             **_stream_interval(s.stream_interval),
         )
+
+    async def _stream(self, collector: Any, request_id: str, prompt_tokens: int) -> AsyncIterator[GenerationDelta]:
+        """The deltas of a submitted request, read from its vLLM output collector the way ``AsyncLLM.generate``
+        reads them; closed early (client gone, task cancelled), the request is aborted at once."""
         finished = False
         try:
-            async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request.request_id):
+            while not finished:
+                out = collector.get_nowait() or await collector.get()  # no task switch while outputs wait
                 completion = out.outputs[0]
-                finished = completion.finish_reason is not None
+                finished = completion.finish_reason is not None or bool(out.finished)
                 yield GenerationDelta(
                     text=completion.text,
                     new_tokens=len(completion.token_ids),
-                    prompt_tokens=len(prompt_ids),
+                    prompt_tokens=prompt_tokens,
                     cached_prompt_tokens=int(out.num_cached_tokens or 0),
                     finish_reason=completion.finish_reason,
                     token_ids=tuple(t for t in completion.token_ids if t not in self._chat.special_ids),
                 )
         finally:
+            collector.close()
             if not finished:  # closed early (client gone, task cancelled): free the sequence now
-                await self.abort(request.request_id)
+                await self.abort(request_id)
 
     def _seed(self, s: SamplingOptions) -> int | None:
         """The request's seed, or None where a seed could kill the engine (``seeds_are_safe``): such a request is
@@ -340,6 +397,30 @@ class VLLMEngine(EngineBase):
 
 
 @functools.cache
+class _Submitted:
+    """A request already in vLLM (``generate_group``), read as a stream of deltas. Closed before it was read, it
+    is aborted too (an async generator closed before its first step runs none of its code)."""
+
+    def __init__(self, engine: VLLMEngine, collector: Any, request_id: str, prompt_tokens: int) -> None:
+        self._engine, self._collector, self._request_id = engine, collector, request_id
+        self._deltas = engine._stream(collector, request_id, prompt_tokens)
+        self._started = False
+
+    def __aiter__(self) -> _Submitted:
+        return self
+
+    async def __anext__(self) -> GenerationDelta:
+        self._started = True
+        return await anext(self._deltas)
+
+    async def aclose(self) -> None:
+        if not self._started:
+            self._started = True
+            self._collector.close()
+            await self._engine.abort(self._request_id)
+        await self._deltas.aclose()  # type: ignore[attr-defined]
+
+
 def _warn_seed_dropped() -> None:
     log.warning(
         "per-request sampling seeds are ignored: on a CPU with chunked prefill vLLM's engine would crash on them "

@@ -23,8 +23,8 @@ shape comes from configuration, through the same mechanism a user has (``Samplin
     ``context_share=0.9``, and ``skeleton_fallback="normal"``, since a guided retry cannot write "1. " from
     that set (a fallback is counted in the results);
   - a stand-in retriever (below): no embedding or FAISS search in any number;
-  - ``--trace`` REBINDS the engine's ``AsyncLLM.generate`` to a pass-through (``request_tap.RequestTap``): one
-    more async-generator layer and a dict write per output, for the pipeline and engine-direct runs alike;
+  - ``--trace`` REBINDS the engine's ``AsyncLLM.add_request`` to a pass-through (``request_tap.RequestTap``): one
+    wrapper call and a dict write per output, for the pipeline and engine-direct runs alike;
   - part ``headline-no-content-cache`` SWAPS the engine's content cache (``VLLMEngine._plain``) for a fresh
     encode of every content, for that part only;
   - mode ``auto`` (``--router``) runs the real ``SoTRouter`` and ``LoadPolicy`` on the live engine's load, but
@@ -731,7 +731,7 @@ def main() -> None:
     ap.add_argument("--table1-contexts", default="0,1500,4000")
     ap.add_argument("--no-eager", action="store_true", help="headline without the eager SoT run")
     ap.add_argument("--trace", action="store_true", help="headline: vLLM's per-request timestamps for the pipeline's "
-                    "and the engine-direct SoT answers (benchmarks/gpu/request_tap.py rebinds AsyncLLM.generate to "
+                    "and the engine-direct SoT answers (benchmarks/gpu/request_tap.py rebinds AsyncLLM.add_request to "
                     "a pass-through that records them; outputs unchanged)")
     ap.add_argument("--gpu-mem", type=float, default=0.85)
     ap.add_argument("--attention-backend", default="FLASH_ATTN")

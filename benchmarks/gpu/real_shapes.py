@@ -24,10 +24,14 @@ Parts (``--parts``): ``real`` (each recorded answer: normal, SoT, SoT eager, int
 through), ``perpoint`` (SoT vs SoT with per-point grounding on, the points' extra passages unshared: what it
 costs the GPU), ``load`` (Poisson arrivals of the recorded questions at ``--rates``: normal, sot, sot-eager, auto).
 
-Rows (``benchmarks/results/gpu_real_shapes.json``): one per machine start, question and mode (``sot`` or
-``sot-eager``): speed-up = normal's wall time / SoT's, bound = normal's decode steps / (skeleton's + longest
-point's) for ``sot``, and for ``sot-eager`` normal's steps / max over points of (skeleton tokens up to that
-point's line + that point's tokens).
+``--apart`` (real part): each answer also as ``sot-apart``, SoT with ``VLLMEngine.admit_together`` switched off
+for that answer only, so its points reach vLLM one by one (the hand-over before ``generate_group``), in turns
+with ``sot``: what holding the idle scheduler for the points changes, on one engine start.
+
+Rows (``benchmarks/results/gpu_real_shapes.json``): one per machine start, question and mode (``sot``,
+``sot-apart`` or ``sot-eager``): speed-up = normal's wall time / SoT's, bound = normal's decode steps /
+(skeleton's + longest point's) for ``sot`` and ``sot-apart``, and for ``sot-eager`` normal's steps / max over
+points of (skeleton tokens up to that point's line + that point's tokens).
 """
 
 from __future__ import annotations
@@ -174,7 +178,18 @@ def line_ends(tokenizer: Any, skeleton: str) -> list[int]:
     return ends
 
 
-def q_rows(machine: str, info: dict, row: dict, n: dict, s: dict, e: dict, tokenizer: Any) -> list[dict]:
+async def one_apart(engine: Any, row: dict, vocab: pb.Vocabulary) -> dict:
+    """SoT with the points handed to vLLM one by one (``VLLMEngine.admit_together`` off for this answer only):
+    the hand-over users had before ``generate_group`` held an idle scheduler."""
+    before = engine.admit_together
+    engine.admit_together = False
+    try:
+        return await one(engine, row, "sot", vocab)
+    finally:
+        engine.admit_together = before
+
+
+def q_rows(machine: str, info: dict, row: dict, n: dict, runs: dict[str, dict], tokenizer: Any) -> list[dict]:
     base = {
         "gpu": info["gpu"],
         "host_cpu": info["host"]["cpu_model"],
@@ -188,10 +203,10 @@ def q_rows(machine: str, info: dict, row: dict, n: dict, s: dict, e: dict, token
     }
     out = []
     ends = line_ends(tokenizer, row["skeleton"])
-    for mode, r in (("sot", s), ("sot-eager", e)):
+    for mode, r in runs.items():
         pts = r["point_tokens"]
         longest = max(pts) if pts else 0
-        if mode == "sot":
+        if mode != "sot-eager":
             bound = n["tokens"] / (r["skeleton_tokens"] + longest) if pts else None
         else:
             path = [ends[i] + t for i, t in enumerate(pts) if i < len(ends)]
@@ -228,7 +243,7 @@ def hand_over(rows: list[dict]) -> dict[str, dict[str, float]]:
     spread of the points' first scheduling, the first to the last point's first token, and the last point's
     first token to its last output."""
     out: dict[str, dict[str, float]] = {}
-    for mode in ("sot", "sot-eager"):
+    for mode in ("sot", "sot-apart", "sot-eager"):
         traces = [r["trace"] for r in rows if r.get("trace") and r["mode"] == mode and r["trace"].get("skeleton")]
         traces = [t for t in traces if "points_first_token_ts_max" in t]
         if not traces:
@@ -448,18 +463,25 @@ async def main_async(a: argparse.Namespace) -> None:
         if "real" in parts and a.replay:
             before = replay_stats()
             t_real = time.perf_counter()
-            for row in rows:
+            for i, row in enumerate(rows):
                 nr = await one(engine, row, "normal", vocab)
-                sr = await one(engine, row, "sot", vocab)
-                er = await one(engine, row, "sot-eager", vocab)
-                qr = q_rows(a.machine, info, row, nr, sr, er, tok)
-                res["rows"].extend(qr)
+                runs: dict[str, dict] = {}
+                if a.apart and i % 2:  # the two hand-overs in turns, so that neither always runs first
+                    runs["sot-apart"] = await one_apart(engine, row, vocab)
+                runs["sot"] = await one(engine, row, "sot", vocab)
+                if a.apart and not i % 2:
+                    runs["sot-apart"] = await one_apart(engine, row, vocab)
+                runs["sot-eager"] = await one(engine, row, "sot-eager", vocab)
+                qr = {q["mode"]: q for q in q_rows(a.machine, info, row, nr, runs, tok)}
+                res["rows"].extend(qr.values())
+                sr, er, sq, eq = runs["sot"], runs["sot-eager"], qr["sot"], qr["sot-eager"]
+                apart = f" | apart x{qr['sot-apart']['speedup']:.2f}" if "sot-apart" in qr else ""
                 print(
                     f"[{a.machine}] {row['source_model']:<14} q{row['question_id']:>2}: {len(row['points']):>2} pts, "
                     f"normal {nr['tokens']:>4} tok {nr['wall_s'] * 1e3:5.0f} ms | sot skel {sr['skeleton_tokens']:>3} "
-                    f"longest {qr[0]['longest_point_tokens']:>3} {sr['wall_s'] * 1e3:5.0f} ms x{qr[0]['speedup']:.2f} "
-                    f"(bound x{qr[0]['bound'] or 0:.2f}) | eager {er['wall_s'] * 1e3:5.0f} ms x{qr[1]['speedup']:.2f} "
-                    f"(bound x{qr[1]['bound'] or 0:.2f}){' FALLBACK' if sr['fallback'] else ''}",
+                    f"longest {sq['longest_point_tokens']:>3} {sr['wall_s'] * 1e3:5.0f} ms x{sq['speedup']:.2f} "
+                    f"(bound x{sq['bound'] or 0:.2f}){apart} | eager {er['wall_s'] * 1e3:5.0f} ms x{eq['speedup']:.2f} "
+                    f"(bound x{eq['bound'] or 0:.2f}){' FALLBACK' if sr['fallback'] else ''}",
                     flush=True,
                 )
                 save()
@@ -581,7 +603,13 @@ def main() -> None:
         "--trace",
         action="store_true",
         help="record vLLM's per-request timestamps of the SoT answers (request_tap.RequestTap rebinds "
-        "AsyncLLM.generate to a pass-through that leaves its outputs unchanged)",
+        "AsyncLLM.add_request to a pass-through that leaves its outputs unchanged)",
+    )
+    ap.add_argument(
+        "--apart",
+        action="store_true",
+        help="also run each answer as sot-apart: SoT with VLLMEngine.admit_together off for that answer (its "
+        "points reach vLLM one by one, as before generate_group), in turns with sot",
     )
     ap.add_argument("--cpu-smoke", action="store_true", help="the tiny test model on a CPU (tests/tiny_model.py)")
     ap.add_argument("--workdir", default="/tmp", help="where the replay script and its stats file go")

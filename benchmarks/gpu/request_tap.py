@@ -1,12 +1,13 @@
 """Where the time of one request goes, from vLLM's own per-request timestamps: a benchmark-only tap that rebinds
-``AsyncLLM.generate`` and leaves its outputs unchanged.
+``AsyncLLM.add_request`` and leaves its outputs unchanged.
 
-``RequestTap(llm)`` replaces the AsyncLLM's ``generate`` with a pass-through that records, per request id: when
-it was called (this process), vLLM's engine-core timestamps from ``RequestOutput.metrics`` (``queued_ts``: the
-core took the request in; ``scheduled_ts``: first scheduled; ``first_token_ts``: its first token came out of a
-step), and when its first and last outputs reached this event loop. The outputs pass through unchanged, so the
-pipeline and the engine-direct reference run as they do without it; the only added work is a dict write per
-output. The core's timestamps are ``time.monotonic()`` in another process, which on Linux is the same clock as
+``RequestTap(llm)`` replaces the AsyncLLM's ``add_request`` (sotrag's engine sends every request through it, and
+``AsyncLLM.generate`` calls it) with a pass-through whose output collector records, per request id: when it was
+called (this process), vLLM's engine-core timestamps from ``RequestOutput.metrics`` (``queued_ts``: the core took
+the request in; ``scheduled_ts``: first scheduled; ``first_token_ts``: its first token came out of a step), and
+when its first and last outputs reached this event loop. The outputs pass through unchanged, so the pipeline and
+the engine-direct reference run as they do without it; the only added work is one wrapper call and a dict write
+per output. The core's timestamps are ``time.monotonic()`` in another process, which on Linux is the same clock as
 ``time.perf_counter()`` here (CLOCK_MONOTONIC), so the two can be subtracted.
 
 ``GCPauses`` records every garbage collection of this process (``gc.callbacks``) with its generation and
@@ -23,26 +24,47 @@ from typing import Any
 STAGES = ("call", "queued_ts", "scheduled_ts", "first_token_ts", "first_recv", "last_recv")
 
 
+class _TappedCollector:
+    """A request's vLLM output collector, passed through: records when outputs reach this event loop."""
+
+    def __init__(self, inner: Any, rec: dict[str, float]) -> None:
+        self._inner, self._rec = inner, rec
+
+    def _seen(self, out: Any) -> Any:
+        if out is None:
+            return out
+        now = time.perf_counter()
+        rec = self._rec
+        if "first_recv" not in rec and out.outputs and out.outputs[0].token_ids:
+            rec["first_recv"] = now
+            metrics = getattr(out, "metrics", None)
+            for key in ("queued_ts", "scheduled_ts", "first_token_ts"):
+                value = getattr(metrics, key, 0.0) or 0.0
+                if value:
+                    rec[key] = float(value)
+        rec["last_recv"] = now
+        return out
+
+    def get_nowait(self) -> Any:
+        return self._seen(self._inner.get_nowait())
+
+    async def get(self) -> Any:
+        return self._seen(await self._inner.get())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 class RequestTap:
     def __init__(self, llm: Any) -> None:
         self.log: dict[str, dict[str, float]] = {}
-        inner = llm.generate
+        inner = llm.add_request
 
-        async def generate(prompt: Any, params: Any, request_id: str, *args: Any, **kw: Any) -> Any:
+        async def add_request(request_id: str, *args: Any, **kw: Any) -> Any:
             rec = self.log[request_id] = {"call": time.perf_counter()}
-            async for out in inner(prompt, params, request_id, *args, **kw):
-                now = time.perf_counter()
-                if "first_recv" not in rec and out.outputs and out.outputs[0].token_ids:
-                    rec["first_recv"] = now
-                    metrics = getattr(out, "metrics", None)
-                    for key in ("queued_ts", "scheduled_ts", "first_token_ts"):
-                        value = getattr(metrics, key, 0.0) or 0.0
-                        if value:
-                            rec[key] = float(value)
-                rec["last_recv"] = now
-                yield out
+            return _TappedCollector(await inner(request_id, *args, **kw), rec)
 
-        llm.generate = generate
+        llm.add_request = add_request
 
     def between(self, t0: float, t1: float) -> dict[str, dict[str, float]]:
         """The requests called in [t0, t1], their timestamps in ms from ``t0``."""

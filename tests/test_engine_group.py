@@ -1,0 +1,146 @@
+"""An answer's points reach vLLM as one group (``VLLMEngine.generate_group``): on an idle engine its scheduler is
+held while they go in, so one engine step schedules them all; the hold is always released, and a group that
+fails half-way leaves nothing behind. Real vLLM (the session's tiny engine); the scheduling step is read from
+vLLM's own per-request timestamps (``RequestOutput.metrics.scheduled_ts``, one value per ``schedule()`` call)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sotrag.app.engines.base import GenerationDelta, GenerationRequest, SamplingOptions
+
+if TYPE_CHECKING:
+    from sotrag.app.engines.vllm import VLLMEngine
+
+pytestmark = pytest.mark.engine
+
+
+def _requests(tag: str, n: int) -> list[GenerationRequest]:
+    options = SamplingOptions(max_tokens=4, min_tokens=4, temperature=0.0)
+    return [
+        GenerationRequest(f"group-{tag}-{i}", "", options, prompt_token_ids=tuple(range(10 + i, 60 + i)))
+        for i in range(n)
+    ]
+
+
+class _ScheduledAt:
+    """Records each request's first scheduling time (vLLM's ``scheduled_ts``) from the outputs it hands out."""
+
+    def __init__(self, engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch, *, gap_s: float = 0.0) -> None:
+        self.at: dict[str, float] = {}
+        llm = engine._llm
+        inner = llm.add_request
+        owner = self
+
+        class Collector:
+            def __init__(self, q: Any, rid: str) -> None:
+                self.q, self.rid = q, rid
+
+            def _seen(self, out: Any) -> Any:
+                ts = getattr(getattr(out, "metrics", None), "scheduled_ts", 0.0) if out is not None else 0.0
+                if ts:
+                    owner.at.setdefault(self.rid, ts)
+                return out
+
+            def get_nowait(self) -> Any:
+                return self._seen(self.q.get_nowait())
+
+            async def get(self) -> Any:
+                return self._seen(await self.q.get())
+
+            def close(self) -> None:
+                self.q.close()
+
+        async def add_request(request_id: str, *args: Any, **kw: Any) -> Any:
+            q = await inner(request_id, *args, **kw)
+            if gap_s:  # the next request reaches vLLM this much later: a step can start in between
+                await asyncio.sleep(gap_s)
+            return Collector(q, request_id)
+
+        monkeypatch.setattr(llm, "add_request", add_request)
+
+
+async def _read_all(streams: list[AsyncIterator[GenerationDelta]]) -> list[int]:
+    async def one(stream: AsyncIterator[GenerationDelta]) -> int:
+        return sum([d.new_tokens async for d in stream])
+
+    return list(await asyncio.gather(*(one(s) for s in streams)))
+
+
+@pytest.mark.parametrize("together", [True, False])
+async def test_an_idle_engine_schedules_a_group_in_one_step(
+    engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch, together: bool
+) -> None:
+    # Each request reaches vLLM 50 ms after the one before: without the hold, vLLM starts a step with the first.
+    seen = _ScheduledAt(engine, monkeypatch, gap_s=0.05)
+    monkeypatch.setattr(engine, "admit_together", together)
+    assert engine.num_unfinished_requests() == 0
+    reqs = _requests(f"idle-{together}", 4)
+    tokens = await _read_all(await engine.generate_group(reqs))
+    assert tokens == [4, 4, 4, 4]
+    assert set(seen.at) == {r.request_id for r in reqs}
+    steps = {seen.at[r.request_id] for r in reqs}
+    assert (len(steps) == 1) is together, steps
+    assert not await engine._llm.is_paused()
+    assert engine.num_unfinished_requests() == 0
+
+
+async def test_a_busy_engine_is_not_held(engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another request is running: holding the scheduler would stall it, so the group goes in without a pause.
+    pauses: list[bool] = []
+
+    async def pause() -> bool:
+        pauses.append(True)
+        return False
+
+    monkeypatch.setattr(engine, "_pause_scheduler", pause)
+    options = SamplingOptions(max_tokens=200, min_tokens=200, ignore_eos=True)
+    running = engine.generate(GenerationRequest("group-busy-long", "", options, prompt_token_ids=tuple(range(5, 40))))
+    first = await anext(running)
+    assert first.new_tokens >= 1
+    assert engine.num_unfinished_requests() == 1
+    assert await _read_all(await engine.generate_group(_requests("busy", 3))) == [4, 4, 4]
+    await running.aclose()  # type: ignore[attr-defined]  # closing early aborts it
+    assert pauses == []
+    assert engine.num_unfinished_requests() == 0
+    # and an idle engine is held
+    await _read_all(await engine.generate_group(_requests("busy-after", 2)))
+    assert pauses == [True]
+
+
+async def test_a_group_failing_half_way_aborts_what_went_in_and_releases_the_hold(
+    engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submit = engine._submit
+    calls = 0
+
+    async def flaky(request: GenerationRequest) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("the third request could not be built")
+        return await submit(request)
+
+    monkeypatch.setattr(engine, "_submit", flaky)
+    with pytest.raises(RuntimeError, match="third"):
+        await engine.generate_group(_requests("fail", 4))
+    monkeypatch.undo()
+    assert not await engine._llm.is_paused()
+    await asyncio.sleep(0.05)
+    assert engine.num_unfinished_requests() == 0
+    # the engine still serves
+    assert await _read_all(await engine.generate_group(_requests("fail-after", 2))) == [4, 4]
+
+
+async def test_a_stream_of_a_group_closed_unread_is_aborted(engine: VLLMEngine) -> None:
+    streams = await engine.generate_group(_requests("unread", 3))
+    assert engine.num_unfinished_requests() == 3
+    first = streams[0]
+    assert (await anext(first)).new_tokens >= 1
+    for s in streams:
+        await s.aclose()  # type: ignore[attr-defined]
+    assert engine.num_unfinished_requests() == 0
