@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import (
     HTML_BREAK,
+    INVISIBLE,
     LIST_OPENED,
     MAX_TITLE_CHARS,
     QUOTE,
@@ -229,7 +230,7 @@ class SkeletonParser:
 
     def _line(self, line: str) -> str | None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
-        line = QUOTE.sub("", line)
+        line = QUOTE.sub("", line.translate(INVISIBLE))
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code

@@ -15,19 +15,36 @@ MAX_TITLE_CHARS = 120
 # before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
 # "⑴", "⒈", or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):",
 # "Step1:", "Q5:").
+_HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
     r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s)"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
+    # Chinese: "一、" "（一）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so "第一次" is a word)
+    rf"|[{_HAN}]{{1,3}}[\u3001\uff0e.]|[(\uff08][{_HAN}]{{1,3}}[)\uff09]"
+    rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
+    r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
-    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|chapter|lesson|rule|strategy|"
-    r"method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round)"
-    rf"(?:\s*#?\d{{1,2}}|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}})(?:\s+of\s+\d{{1,2}}|\s*\([^()\n]{{1,30}}\))?(?:\*\*|__)?"
-    r"\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
+    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
+    r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
+    r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
+    r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"
+    r"approach|case|problem|issue|practice|pillar|law|component|element|"
+    # the same words in Spanish, German, French and Italian ("Paso 1:", "Schritt 2:", "Étape 3 :")
+    r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
+    r"jour|semaine|mois|passo|fase|giorno)s?"
+    # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
+    rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
+    r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
+    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s))"
     r"|Q\d{1,2}[:.)](?=\s)"
+)
+# A symbol or emoji written before a number ("🔹 1. T", "### ✅ 1. T"): decoration, the number is the marker.
+_DECORATION = re.compile(
+    r"[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
 )
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
@@ -42,8 +59,9 @@ _HEADING = re.compile(r"#{1,6}\s+")
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
-# an HTML line break ("1. Title<br>description").
-_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–—]\s|<br\s*/?>", re.IGNORECASE)
+# an HTML line break ("1. Title<br>description"); an em dash ends it even unspaced ("Title—description"), an
+# en dash only spaced ("7–9 hours" is one title).
+_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–]\s|\u2014|<br\s*/?>", re.IGNORECASE)
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 # An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
@@ -65,6 +83,9 @@ REFERENCES = re.compile(
 )
 # A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
 _CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
+# Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, direction
+# marks): they would stop a marker from matching or stay in a title.
+INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f"))
 _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
 # A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it.
 QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
@@ -81,14 +102,16 @@ TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?
 _ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
 
 
-def clean_title(raw: str) -> str:
+def clean_title(raw: str, *, whole: bool = False) -> str:
     """A point title without emphasis or a description: emphasis and links unwrapped, the part before a ": "
-    or a spaced dash, no trailing punctuation; an overlong title is cut at a word boundary.
+    or a spaced dash (unless ``whole``: an emphasised label is the title as a whole, "**Python 3.11: faster**"),
+    no trailing punctuation; an overlong title is cut at a word boundary.
     Code spans and quotes stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more often")."""
     title = _LINK.sub(r"\1", raw)
     title = title.replace("**", "").replace("__", "")
-    title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
-    title = " ".join(title.split()).strip(" \t*_:;,.-–—")
+    if not whole:
+        title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
+    title = " ".join(title.split()).strip(" \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a")
     if len(title) > MAX_TITLE_CHARS:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]
@@ -115,7 +138,7 @@ def body_title(body: str) -> str:
     """The title of an item's text after its marker: a bold label if it has one, else the text up to its
     description."""
     label = _emphasis_label(body)
-    return clean_title(body if label is None else label)
+    return clean_title(body) if label is None else clean_title(label, whole=True)
 
 
 def parse_item(line: str) -> tuple[str, str, str] | None:
@@ -128,6 +151,9 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     opener = _EMPHASIS.match(s)
     mark = opener.group() if opener else ""
     rest = s[len(mark) :].lstrip()
+    decoration = _DECORATION.match(rest)
+    if decoration and _NUMBER.match(rest[decoration.end() :]):
+        rest = rest[decoration.end() :]
     marker = _NUMBER.match(rest) or _KEYWORD.match(rest)
     if marker is None:
         bullet = None if heading or mark else _BULLET.match(s)
@@ -135,6 +161,8 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
             return None
         return "bullet", body_title(s[bullet.end() :].strip()), ""
     family = "bracket" if marker.group().startswith("[") else ""
+    if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
+        mark = ""
     body = rest[marker.end() :].strip()
     if (family and _CITATION.search(body)) or _URL.fullmatch(body):
         return None  # a reference, not a point
@@ -142,7 +170,7 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         body = body[len(mark) :].strip()
     elif mark:  # "**1. Title**: description": the emphasis opened before the number holds the title
         close = body.find(mark)
-        return "num", clean_title(body if close < 0 else body[:close]), family
+        return "num", clean_title(body) if close < 0 else clean_title(body[:close], whole=True), family
     inner = _HEADING.match(body)  # "1. ### Title"
     return "num", body_title(body[inner.end() :] if inner else body), family
 
