@@ -47,6 +47,9 @@ __all__ = [
 # "word" to the token limit.
 _WORD = r"[^ \n]{1,24}"
 
+# A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
+# or a Unicode line or paragraph separator.
+_LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
 _DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
@@ -121,6 +124,7 @@ class SkeletonParser:
     _buffer: str = ""
     _text: str = ""
     _titles: list[str] = field(default_factory=list)
+    _new: list[str] = field(default_factory=list)  # points completed by the text fed since the last feed returned
     _seen: set[str] = field(default_factory=set)
     _bullets: list[str] = field(default_factory=list)
     _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
@@ -199,11 +203,9 @@ class SkeletonParser:
         """Add streamed text; return the numbered points completed by it (in order)."""
         self._text += delta
         self._buffer += delta
-        new: list[str] = []
         while (piece := self._next_piece()) is not None:
-            title = self._line(piece)
-            if title is not None:
-                new.append(title)
+            self._line(piece)
+        new, self._new = self._new, []
         return new
 
     def finish(self, *, truncated: bool = False) -> list[str]:
@@ -217,7 +219,8 @@ class SkeletonParser:
     def _next_piece(self) -> str | None:
         """The next complete line of the buffer; an HTML list tag after a tag also starts a new piece (one-line
         lists), but not one in prose ("1. Use <ol> for order" is one line)."""
-        end, skip = self._buffer.find("\n"), 1
+        newline = _LINE_END.search(self._buffer)
+        end, skip = (newline.start(), 1) if newline else (-1, 1)
         if "<" in self._buffer:
             for html in HTML_BREAK.finditer(self._buffer, 1, end if end >= 0 else len(self._buffer)):
                 if self._buffer.lstrip().startswith("<") or self._buffer[: html.start()].rstrip().endswith(">"):
@@ -228,7 +231,7 @@ class SkeletonParser:
         piece, self._buffer = self._buffer[:end], self._buffer[end + skip :]
         return piece.rstrip("\r")
 
-    def _line(self, line: str) -> str | None:
+    def _line(self, line: str) -> None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
         line = QUOTE.sub("", line.translate(INVISIBLE))
         stripped = line.strip()
@@ -238,42 +241,44 @@ class SkeletonParser:
             if first:
                 self._fenced = SkeletonParser(max_points=self.max_points)
             self._in_fenced = first
-            return None
+            return
         if self._in_code:
             if self._in_fenced and self._fenced is not None:
                 self._fenced._line(line)
-            return None
+            return
         if not stripped:
             self._table, self._gap, self._pipes = 0, True, False
-            return None
+            return
         if is_html(stripped):
-            return self._html_line(stripped)
+            self._html_line(stripped)
+            return
         if self._in_li:
-            return None  # more text of an HTML item
+            return  # more text of an HTML item
         pipes, self._pipes = self._pipes, "|" in stripped
         if pipes and not self._table and TABLE_SEPARATOR.fullmatch(stripped):
             self._table = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
         if stripped.startswith("|") or (self._table and "|" in stripped):
-            return self._table_row(stripped)
+            self._table_row(stripped)
+            return
         self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         if opened := LIST_OPENED.search(stripped):
             self._html.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
-        return self._text_line(line, stripped)
+        self._text_line(line, stripped)
 
-    def _text_line(self, line: str, stripped: str) -> str | None:
+    def _text_line(self, line: str, stripped: str) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
         indent = _indent(line)
         if (self._base_indent is not None and indent > self._base_indent + 1) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
             self._nested, self._gap = True, False
-            return None  # a sub-item or a continuation of the item above
+            return  # a sub-item or a continuation of the item above
         if self._refs or (self._items and REFERENCES.fullmatch(stripped)):
             self._refs = self._ended = True
-            return None
+            return
         item = parse_item(line)
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
@@ -281,22 +286,23 @@ class SkeletonParser:
             number = _item_number(stripped) if item[0] == "num" else None
             if (self._closing or self._ended) and self._starts_again(number, item[1]):
                 self._ended = True  # after a closing, the list again from its start: the whole answer follows
-                return None
+                return
             if item[0] == "num" and self._family is None:
                 self._family = item[2]
             self._last_number = number if number is not None else self._last_number
-            return self._item(indent, item[0], item[1], bare=is_bare(stripped))
+            self._item(indent, item[0], item[1], bare=is_bare(stripped))
+            return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
         if item is not None:
             if self._closing or self._ended:
                 self._ended = True  # a bullet after the closing: the numbered list does not go on
-                return None
+                return
             self._nested, self._gap = True, False
-            return None  # a bullet under a numbered list
+            return  # a bullet under a numbered list
         if self._items == 0:
-            return None  # a preamble
+            return  # a preamble
         # prose right under a section-title item or an item with sub-items (no blank line, no prose since) is
         # its text (a closing there ends the list one line later at most)
         under = (self._bare or self._nested) and not self._gap and not self._between
@@ -307,7 +313,6 @@ class SkeletonParser:
             self._ended = True  # prose after the closing: the list is over
         elif self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
             self._closing = True
-        return None
 
     def _starts_again(self, number: int | None, title: str) -> bool:
         """An item that repeats the list rather than continuing it: numbered from (or below) where the list
@@ -317,21 +322,21 @@ class SkeletonParser:
         key = _key(title)
         return bool(key) and (key in self._seen or key in map(_key, self._bullets))
 
-    def _table_row(self, row: str) -> str | None:
+    def _table_row(self, row: str) -> None:
         """A markdown table line: the first is its header (never a point), then the separator; the rows after
         are points if the table came before any other item (the table is the list)."""
         if self._table == 0 or (self._table == 1 and not TABLE_SEPARATOR.fullmatch(row)):
             self._table = 1
-            return None
+            return
         if self._table == 1:
             self._table = 2 if self._items == 0 or self._table_list else 3
-            return None
+            return
         if self._table == 3:
-            return None
+            return
         self._table_list = True
-        return self._item(self._base_indent or 0, "num", table_row_title(row))
+        self._item(self._base_indent or 0, "num", table_row_title(row))
 
-    def _html_line(self, piece: str) -> str | None:
+    def _html_line(self, piece: str) -> None:
         """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item. A tag
         with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
         tag, text = html_piece(piece)
@@ -342,20 +347,19 @@ class SkeletonParser:
             self._html_top = depth if self._html_top is None else self._html_top
             self._in_li = True
             if depth > self._html_top:
-                return None  # an item of a nested list
+                return  # an item of a nested list
             kind = "num" if self._html[-1] == "ol" else "bullet"
-            return self._item(self._base_indent or 0, kind, body_title(text))
+            self._item(self._base_indent or 0, kind, body_title(text))
         elif tag in ("/ol", "/ul", "/li"):
             self._in_li = False
             if tag != "/li" and self._html:
                 self._html.pop()
             if text and not self._html:
-                return self._line(text)  # "</ol> I hope this helps."
+                self._line(text)  # "</ol> I hope this helps."
         elif text and not self._html:
-            return self._line(text)
-        return None
+            self._line(text)
 
-    def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> str | None:
+    def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
         if self._base_indent is None:
             self._base_indent = indent
@@ -364,21 +368,21 @@ class SkeletonParser:
         self._loose = self._loose or self._between
         self._between = self._ended = self._closing = self._gap = False
         self._bare = bare
-        return self._take(kind, title)
+        self._take(kind, title)
 
-    def _take(self, kind: str, title: str) -> str | None:
+    def _take(self, kind: str, title: str) -> None:
         key = _key(title)
         if not key or key in self._seen:
-            return None
+            return
         if kind == "bullet":
             if len(self._bullets) < self.max_points and key not in set(map(_key, self._bullets)):
                 self._bullets.append(title)
-            return None
+            return
         if len(self._titles) >= self.max_points:
-            return None
+            return
         self._seen.add(key)
         self._titles.append(title)
-        return title
+        self._new.append(title)
 
 
 _PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
