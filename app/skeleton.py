@@ -26,6 +26,7 @@ from sotrag.app.skeleton_lines import (
     html_piece,
     is_bare,
     is_html,
+    parse_dotted,
     parse_heading,
     parse_item,
     parse_line,
@@ -149,6 +150,12 @@ class SkeletonParser:
     _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
     _ended: bool = False
     _last_number: int | None = None  # the number of the last numbered item written with digits
+    _auto: bool = True  # every such item had the same number ("1." "1." "1.": markdown numbers them itself)
+    _pending: tuple[int, int | None, str] | None = None  # indent, number, family of a number alone on its line
+    _dotted: tuple[int, ...] | None = None  # the last number of a list numbered "1.1" "1.2" from its start
+    _held: tuple[int, tuple[int, ...], str, bool] | None = None  # a first "1.1 T" line, until the next confirms it
+    _columns: int = 0  # cells in the header row of the last table
+    _resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
 
@@ -247,8 +254,10 @@ class SkeletonParser:
                 self._fenced._line(line)
             return
         if not stripped:
+            self._resume = self._resume or self._table == 2
             self._table, self._gap, self._pipes = 0, True, False
             return
+        resume, self._resume = self._resume, False
         if is_html(stripped):
             self._html_line(stripped)
             return
@@ -258,7 +267,7 @@ class SkeletonParser:
         if pipes and not self._table and TABLE_SEPARATOR.fullmatch(stripped):
             self._table = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
         if stripped.startswith("|") or (self._table and "|" in stripped):
-            self._table_row(stripped)
+            self._table_row(stripped, resume=resume)
             return
         self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
@@ -271,6 +280,10 @@ class SkeletonParser:
     def _text_line(self, line: str, stripped: str) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
         indent = _indent(line)
+        if self._title_under_number(line, stripped):
+            return
+        if self._dotted_item(indent, stripped):
+            return
         if (self._base_indent is not None and indent > self._base_indent + 1) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
@@ -284,13 +297,10 @@ class SkeletonParser:
             item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and (item[0] == "num" or not self._numbered):
             number = _item_number(stripped) if item[0] == "num" else None
-            if (self._closing or self._ended) and self._starts_again(number, item[1]):
-                self._ended = True  # after a closing, the list again from its start: the whole answer follows
+            if item[0] == "num" and not item[1]:
+                self._pending = (indent, number, item[2])  # "1." alone: its title is on the next line
                 return
-            if item[0] == "num" and self._family is None:
-                self._family = item[2]
-            self._last_number = number if number is not None else self._last_number
-            self._item(indent, item[0], item[1], bare=is_bare(stripped))
+            self._list_item(indent, item[0], item[1], number, family=item[2], bare=is_bare(stripped))
             return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
@@ -314,19 +324,68 @@ class SkeletonParser:
         elif self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
             self._closing = True
 
+    def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str, bare: bool) -> None:
+        """A top-level item line: a point, unless it starts the list again after a closing."""
+        if (self._closing or self._ended) and self._starts_again(number, title):
+            self._ended = True  # after a closing, the list again from its start: the whole answer follows
+            return
+        if kind == "num" and self._family is None:
+            self._family = family
+        if number is not None:
+            self._auto = self._auto and self._last_number in (None, number)
+            self._last_number = number
+        self._item(indent, kind, title, bare=bare)
+
+    def _title_under_number(self, line: str, stripped: str) -> bool:
+        """The line after a number written alone ("1." then "Title", "**1.**" then "**Title**"): its title,
+        unless it is an item itself."""
+        pending, self._pending = self._pending, None
+        if pending is None or parse_item(line) is not None:
+            return False
+        indent, number, family = pending
+        heading = parse_heading(stripped)
+        title = heading[1] if heading else body_title(stripped)
+        self._list_item(indent, "num", title, number, family=family, bare=True)
+        return True
+
+    def _dotted_item(self, indent: int, stripped: str) -> bool:
+        """A line numbered "1.2": an item of a list numbered that way from its start (the first such line is
+        held until the next one follows it: "1.5 hours is enough." alone is prose); else False (a sub-item
+        under "1.", or prose)."""
+        if self._numbered and self._dotted is None:
+            return False
+        dotted = parse_dotted(stripped)
+        if dotted is None or (self._dotted is not None and not _follows(self._dotted, dotted[0])):
+            return False
+        if self._dotted is None:
+            if self._items:
+                return False
+            held, self._held = self._held, (indent, dotted[0], dotted[1], is_bare(stripped))
+            if held is None or not _follows(held[1], dotted[0]):
+                return True
+            self._list_item(held[0], "num", held[2], None, family="", bare=held[3])
+        self._dotted = dotted[0]
+        self._list_item(indent, "num", dotted[1], None, family="", bare=is_bare(stripped))
+        return True
+
     def _starts_again(self, number: int | None, title: str) -> bool:
         """An item that repeats the list rather than continuing it: numbered from (or below) where the list
-        was, or with a title already read."""
-        if number is not None and self._last_number is not None and number <= self._last_number:
+        was (the same number goes on where every item had it), or with a title already read."""
+        last = self._last_number
+        if number is not None and last is not None and number <= last and not (self._auto and number == last):
             return True
         key = _key(title)
         return bool(key) and (key in self._seen or key in map(_key, self._bullets))
 
-    def _table_row(self, row: str) -> None:
+    def _table_row(self, row: str, *, resume: bool = False) -> None:
         """A markdown table line: the first is its header (never a point), then the separator; the rows after
-        are points if the table came before any other item (the table is the list)."""
+        are points if the table came before any other item (the table is the list). A row with as many cells
+        right after a blank line goes on with a table of points (a table split by a blank line)."""
+        cells = row.strip().strip("|").count("|") + 1
+        if resume and not self._table and cells == self._columns and not TABLE_SEPARATOR.fullmatch(row):
+            self._table = 2
         if self._table == 0 or (self._table == 1 and not TABLE_SEPARATOR.fullmatch(row)):
-            self._table = 1
+            self._table, self._columns = 1, cells
             return
         if self._table == 1:
             self._table = 2 if self._items == 0 or self._table_list else 3
@@ -390,6 +449,15 @@ _PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 def _key(title: str) -> str:
     return " ".join(title.lower().split())
+
+
+def _follows(last: tuple[int, ...], numbers: tuple[int, ...]) -> bool:
+    """``numbers`` comes next after ``last`` in a list numbered "1.1" "1.2" "2.1"."""
+    if len(numbers) != len(last):
+        return False
+    return (numbers[:-1] == last[:-1] and numbers[-1] == last[-1] + 1) or (
+        numbers[0] == last[0] + 1 and all(n <= 1 for n in numbers[1:])
+    )
 
 
 def _item_number(line: str) -> int | None:

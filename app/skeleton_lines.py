@@ -57,6 +57,8 @@ _BULLET = re.compile(
 _HEADING = re.compile(r"#{1,6}\s+")
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
+# The number of such a line as a list's own numbering, after any heading hashes and an opening emphasis.
+_DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
 # an HTML line break ("1. Title<br>description"); an em dash ends it even unspaced ("Title—description"), an
@@ -203,6 +205,19 @@ def parse_heading(line: str) -> tuple[int, str] | None:
         return None  # "**Here are the tips:**" leads in to what follows ("**Pros:**" heads its bullets)
     title = clean_title(raw)
     return (level, title) if title and not _GENERIC.fullmatch(title) else None
+
+
+def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:
+    """(numbers, title) of an item numbered like a sub-item ("1.2 T", "**1.2 T**", "### 1.2. T"): the point of a
+    list that is numbered that way from its start (the parser decides). The title is read as "1. T" would be."""
+    s = line.strip()
+    m = _DOTTED.match(s)
+    if m is None:
+        return None
+    item = parse_item(s[: m.start(1)] + "1." + s[m.end(1) :])
+    if item is None or item[0] != "num" or not item[1]:
+        return None
+    return tuple(int(n) for n in m.group(1).rstrip(".").split(".")), item[1]
 
 
 def is_bare(line: str) -> bool:
