@@ -362,7 +362,7 @@ class SkeletonParser:
                 return False
             held, self._held = self._held, (indent, dotted[0], dotted[1], is_bare(stripped))
             if held is None or not _follows(held[1], dotted[0]):
-                return True
+                return False  # read as any line meanwhile (a preamble, a heading)
             self._list_item(held[0], "num", held[2], None, family="", bare=held[3])
         self._dotted = dotted[0]
         self._list_item(indent, "num", dotted[1], None, family="", bare=is_bare(stripped))
