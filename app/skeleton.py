@@ -100,14 +100,45 @@ def _indent(line: str) -> int:
 
 
 @dataclass
+class _Dotted:
+    """A list numbered "1.1" "1.2" "2.1" from its start (an outline's section numbers). Its first line is held
+    until the next one follows it, as "1.5 hours is enough." alone is prose."""
+
+    last: tuple[int, ...] | None = None  # the number of the last item, once the list has started
+    held: tuple[int, tuple[int, ...], str, bool] | None = None  # indent, number, title, bare of a first line
+
+    @property
+    def started(self) -> bool:
+        return self.last is not None
+
+    def read(self, indent: int, stripped: str, *, may_start: bool) -> list[tuple[int, str, bool]] | None:
+        """The items (indent, title, bare) this line gives, the held first one included once the list starts;
+        None when it is no item (yet): another line, a number that does not follow, or a first line held."""
+        dotted = parse_dotted(stripped)
+        if dotted is None or (self.last is not None and not _follows(self.last, dotted[0])):
+            return None
+        item = (indent, dotted[1], is_bare(stripped))
+        if self.last is None:
+            if not may_start:
+                return None
+            held, self.held = self.held, (indent, dotted[0], dotted[1], item[2])
+            if held is None or not _follows(held[1], dotted[0]):
+                return None  # read as any other line meanwhile (a preamble, a heading)
+            self.last = dotted[0]
+            return [(held[0], held[2], held[3]), item]
+        self.last = dotted[0]
+        return [item]
+
+
+@dataclass
 class SkeletonParser:
     """Feed skeleton text as it streams; read complete points as they appear.
 
     Points: numbered lines (see ``parse_line``); bullets count only if the skeleton has no numbered line, and
     unnumbered headings or bold label lines only if it has neither (or they come first: see ``points``).
     The rows of a markdown table that comes before any item are numbered points (the table is the list; its
-    header row is not a point), and so are the top-level ``<li>`` of an HTML list (``<ol>``; ``<ul>`` gives
-    bullets). A list inside a blockquote ("> 1. T") is read like one outside it.
+    header row is not a point; a blank line inside it does not end it), and so are the top-level ``<li>`` of an
+    HTML list (``<ol>``; ``<ul>`` gives bullets). A list inside a blockquote ("> 1. T") is read like one outside it.
     Not points: a preamble or closing text, headings, lines inside a code fence (unless the only list is inside
     a plain or markdown fence: a skeleton wrapped in "```"), sub-items (any line indented deeper than the first
     list line, bullets under a numbered list, an ``<li>`` of a nested HTML list), "[1]" lines under a list
@@ -115,8 +146,11 @@ class SkeletonParser:
     A numbering that restarts (a second list from 1, after a lead-in or a heading) goes on: its points follow
     the first list's; after a closing sentence it is the whole answer starting (``list_ended``). Empty titles
     and duplicates (case- and space-insensitive) are dropped; at most ``max_points`` are kept; points are
-    renumbered 1..n in the order written. CRLF line ends and a last line without a newline are read like any
-    other line.
+    renumbered 1..n in the order written. CRLF, a lone CR or U+2028 line ends, and a last line without a newline
+    are read like any other line; a byte order mark or zero-width space is ignored.
+    Numberings that only show over two lines: a number alone on its line ("1." or "**1.**", then the title on
+    the next line), and a list numbered "1.1" "1.2" from its start (its first point comes with its second line);
+    "1." on every item (markdown numbers the list itself) goes on, and is no restart.
 
     ``list_ended`` is the early-stop signal (see its docstring).
     """
@@ -152,8 +186,7 @@ class SkeletonParser:
     _last_number: int | None = None  # the number of the last numbered item written with digits
     _auto: bool = True  # every such item had the same number ("1." "1." "1.": markdown numbers them itself)
     _pending: tuple[int, int | None, str] | None = None  # indent, number, family of a number alone on its line
-    _dotted: tuple[int, ...] | None = None  # the last number of a list numbered "1.1" "1.2" from its start
-    _held: tuple[int, tuple[int, ...], str, bool] | None = None  # a first "1.1 T" line, until the next confirms it
+    _dotted: _Dotted = field(default_factory=_Dotted)
     _columns: int = 0  # cells in the header row of the last table
     _resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
@@ -195,15 +228,16 @@ class SkeletonParser:
         """True when the list has ended, as far as text can tell: at least two items, written tight (no
         top-level text between any two of them), then a complete top-level prose line that ends a sentence
         ("Remember, ...", "I hope this helps!"), and then what shows the list does not go on: another line of
-        prose, or an item that starts the list again (its number not above the last one's, or a title already
-        read: the model writing the whole answer). An item that goes on (the next number, a new title) clears
-        it, so a sentence written between two items never ends the list. A references heading after the points
-        ends it too. A line that may lead in to more ("...:", or words such as "here are", "also", "more",
-        "next"), a heading or a bold label neither ends nor confirms, and text under an item does not end it
-        when the list has shown text between its items, nor prose right under (no blank line) an item that is
-        a section title ("### 2. T", "**2. T**") or has sub-items, nor anything once a heading came before the
-        first bullet. Only complete lines count, so the stop never cuts a point's line; it comes one line
-        after the closing at the earliest (a closing followed by the end of the text needs no stop)."""
+        prose, or an item that starts the list again (its number not above the last one's, unless every item
+        had that number, or a title already read: the model writing the whole answer). An item that goes on (the
+        next number, a new title) clears it, so a sentence written between two items never ends the list. A
+        references heading after the points ends it too. A line that may lead in to more ("...:", or words such
+        as "here are", "also", "more", "next"), a heading or a bold label neither ends nor confirms, and text
+        under an item does not end it when the list has shown text between its items, nor prose right under (no
+        blank line) an item that is a section title ("### 2. T", "**2. T**") or has sub-items, nor anything once
+        a heading came before the first bullet. Only complete lines count, so the stop never cuts a point's
+        line; it comes one line after the closing at the earliest (a closing followed by the end of the text
+        needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -349,24 +383,14 @@ class SkeletonParser:
         return True
 
     def _dotted_item(self, indent: int, stripped: str) -> bool:
-        """A line numbered "1.2": an item of a list numbered that way from its start (the first such line is
-        held until the next one follows it: "1.5 hours is enough." alone is prose); else False (a sub-item
-        under "1.", or prose)."""
-        if self._numbered and self._dotted is None:
+        """A line numbered "1.2" that is an item of a list numbered that way (``_Dotted``); False for any other
+        line, and for "2.1" under "2." (a sub-item)."""
+        if self._numbered and not self._dotted.started:
             return False
-        dotted = parse_dotted(stripped)
-        if dotted is None or (self._dotted is not None and not _follows(self._dotted, dotted[0])):
-            return False
-        if self._dotted is None:
-            if self._items:
-                return False
-            held, self._held = self._held, (indent, dotted[0], dotted[1], is_bare(stripped))
-            if held is None or not _follows(held[1], dotted[0]):
-                return False  # read as any line meanwhile (a preamble, a heading)
-            self._list_item(held[0], "num", held[2], None, family="", bare=held[3])
-        self._dotted = dotted[0]
-        self._list_item(indent, "num", dotted[1], None, family="", bare=is_bare(stripped))
-        return True
+        items = self._dotted.read(indent, stripped, may_start=not self._items)
+        for item_indent, title, bare in items or ():
+            self._list_item(item_indent, "num", title, None, family="", bare=bare)
+        return items is not None
 
     def _starts_again(self, number: int | None, title: str) -> bool:
         """An item that repeats the list rather than continuing it: numbered from (or below) where the list
