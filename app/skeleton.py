@@ -164,7 +164,7 @@ class SkeletonParser:
     _bullets: list[str] = field(default_factory=list)
     _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
     _numbered: bool = False  # a top-level numbered line was read: bullets are sub-items from now on
-    _family: str | None = None  # "bracket" when the first numbered line was "[1] T", else ""
+    _family: str | None = None  # the first numbered line's family: "bracket" ("[1] T"), "keyword" ("Step 1:"), ""
     _items: int = 0  # top-level list lines read (duplicates and empty titles included)
     _between: bool = False  # a top-level non-list line came after the last item
     _loose: bool = False  # such a line came between two items: text under items is part of the list
@@ -329,6 +329,9 @@ class SkeletonParser:
         item = parse_item(line)
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
+        if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
+            self._nested, self._gap = True, False
+            return
         if item is not None and (item[0] == "num" or not self._numbered):
             number = _item_number(stripped) if item[0] == "num" else None
             if item[0] == "num" and not item[1]:
@@ -369,6 +372,14 @@ class SkeletonParser:
             self._auto = self._auto and self._last_number in (None, number)
             self._last_number = number
         self._item(indent, kind, title, bare=bare)
+
+    def _sub_family(self, family: str, number: int | None) -> bool:
+        """A numbered line of the other family than the list's ("1." under "Step 1:" items, "Example 1:" under
+        "1." items) is a sub-item, unless it goes on with the list after a blank line ("Step 3: T" after "2. T")."""
+        first, last = self._family, self._last_number
+        if first is None or family == first or "keyword" not in (first, family):
+            return False
+        return not (self._gap and number is not None and last is not None and number == last + 1)
 
     def _title_under_number(self, line: str, stripped: str) -> bool:
         """The line after a number written alone ("1." then "Title", "**1.**" then "**Title**"): its title,

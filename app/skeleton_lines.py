@@ -145,7 +145,9 @@ def body_title(body: str) -> str:
 
 def parse_item(line: str) -> tuple[str, str, str] | None:
     """(kind, title, family) of a list line, else None; ``family`` is "bracket" for "[1] T" (a references list
-    is numbered that way: the parser takes such lines only where the list itself is), else ""."""
+    is numbered that way: the parser takes such lines only where the list itself is), "keyword" for "Step 1: T"
+    (numbered lines of the other family under such items are their sub-items, and the other way round), else
+    ""."""
     s = line.strip()
     heading = _HEADING.match(s)
     if heading:
@@ -162,11 +164,11 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         if bullet is None:
             return None
         return "bullet", body_title(s[bullet.end() :].strip()), ""
-    family = "bracket" if marker.group().startswith("[") else ""
+    family = "bracket" if marker.group().startswith("[") else "keyword" if marker.re is _KEYWORD else ""
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
     body = rest[marker.end() :].strip()
-    if (family and _CITATION.search(body)) or _URL.fullmatch(body):
+    if (family == "bracket" and _CITATION.search(body)) or _URL.fullmatch(body):
         return None  # a reference, not a point
     if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number
         body = body[len(mark) :].strip()

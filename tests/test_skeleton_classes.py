@@ -105,6 +105,24 @@ ANSWERS = [
     ),
     pytest.param("Schritt 1: Vorbereiten\nSchritt 2: Kneten\n", ["Vorbereiten", "Kneten"], id="kw-de"),
     pytest.param("Étape 1 : Préparer\nÉtape 2 : Mélanger\n", ["Préparer", "Mélanger"], id="kw-fr"),
+    # numbered lines of the other family under an item ("1." under "Step 1:", "Example 1:" under "1.") are its
+    # sub-items; one that goes on with the numbering after a blank line is an item ("Step 3:" after "2.")
+    pytest.param(
+        "Step 1: Gather the flour\n1. sift it\n2. weigh it\nStep 2: Mix the batter\n1. whisk\nStep 3: Bake\n",
+        ["Gather the flour", "Mix the batter", "Bake"],
+        id="family-digits-under-steps",
+    ),
+    pytest.param(
+        "### Day 1: Rome\n1. Colosseum\n2. Forum\n\n### Day 2: Florence\n1. Uffizi\n",
+        ["Rome", "Florence"],
+        id="family-digits-under-days",
+    ),
+    pytest.param(
+        "1. Use loops\nExample 1: a for loop\n2. Write functions\nOption 1: a def\nOption 2: a lambda\n3. Test\n",
+        ["Use loops", "Write functions", "Test"],
+        id="family-keywords-under-digits",
+    ),
+    pytest.param("1. Plan\n2. Focus\n\nStep 3: Rest\n", ["Plan", "Focus", "Rest"], id="family-goes-on"),
     # an emoji before the number
     pytest.param(_lines("\U0001f539 {n}. {t}", T[:3]), T[:3], id="emoji-before-number"),
     pytest.param(_lines("### \u2705 {n}. **{t}**\nText.", T[:3], "\n\n"), T[:3], id="emoji-before-number-heading"),
