@@ -42,9 +42,10 @@ _KEYWORD = re.compile(
     r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
-# A symbol or emoji written before a number ("🔹 1. T", "### ✅ 1. T"): decoration, the number is the marker.
+# A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
+# is the marker.
 _DECORATION = re.compile(
-    r"[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
+    r"[-*•+\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
 )
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
@@ -54,7 +55,7 @@ _BULLET = re.compile(
     r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
     r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
 )
-_HEADING = re.compile(r"#{1,6}\s+")
+_HEADING = re.compile(r"#{1,6}\s+|#{2,6}(?=\d)")  # "### T", or "###1. T" (but "#1 T" is a number)
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # The number of such a line as a list's own numbering, after any heading hashes and an opening emphasis.

@@ -126,6 +126,8 @@ ANSWERS = [
     # an emoji before the number
     pytest.param(_lines("\U0001f539 {n}. {t}", T[:3]), T[:3], id="emoji-before-number"),
     pytest.param(_lines("### \u2705 {n}. **{t}**\nText.", T[:3], "\n\n"), T[:3], id="emoji-before-number-heading"),
+    pytest.param(_lines("- {n}. {t}", T[:3]), T[:3], id="bullet-before-number"),
+    pytest.param(_lines("###{n}. {t}\nText.", T[:3]), T[:3], id="heading-without-space"),
     # an unspaced em dash ends a title (an en dash in a range does not)
     pytest.param(_lines("{n}. {t}\u2014more about it.", T[:3]), T[:3], id="em-dash-unspaced"),
     pytest.param(_lines("{n}. **{t}**\u2014more about it.", T[:3]), T[:3], id="em-dash-unspaced-bold"),
@@ -205,6 +207,8 @@ def test_line_forms_of_the_new_classes() -> None:
         "**Part B: Build the frame**": "Build the frame",
         "\U0001f539 2. Focus": "Focus",
         "1. Rome\u2014the eternal city": "Rome",
+        "* 3) Rest": "Rest",
+        "##2. Focus": "Focus",
         "1. **Pros: the short list**": "Pros: the short list",
     }
     for line, title in cases.items():
@@ -212,3 +216,5 @@ def test_line_forms_of_the_new_classes() -> None:
     for line in ("第一次去北京", "一个好习惯", "Python 3 is great.", "Option A is better.", "Sign up today."):
         assert parse_line(line) is None, line
     assert parse_line("\U0001f51f Ten") == ("num", "Ten")  # an emoji that is the number itself
+    assert parse_line("#1 Move more") == ("num", "Move more")  # a hash number, not a heading
+    assert parse_line("- 1/2 cup flour") == ("bullet", "1/2 cup flour")
