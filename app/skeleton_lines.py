@@ -18,11 +18,12 @@ MAX_TITLE_CHARS = 120
 _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
-    r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s)"
+    r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
-    # Chinese: "一、" "（一）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so "第一次" is a word)
-    rf"|[{_HAN}]{{1,3}}[\u3001\uff0e.]|[(\uff08][{_HAN}]{{1,3}}[)\uff09]"
+    # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so
+    # "第一次" is a word)
+    rf"|[{_HAN}]{{1,3}}[\u3001\uff0e.]|[(\uff08][{_HAN}]{{1,3}}[)\uff09]|\uff08\d{{1,2}}\uff09"
     rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )

@@ -86,6 +86,8 @@ ANSWERS = [
     pytest.param("（一）保持规律作息\n（二）保持房间黑暗\n（三）避免咖啡因\n", ZH, id="zh-paren-numerals"),
     pytest.param("第一，保持规律作息。\n第二，保持房间黑暗。\n第三，避免咖啡因。\n", ZH, id="zh-ordinals"),
     pytest.param("第1步：保持规律作息\n第2步：保持房间黑暗\n步骤3：避免咖啡因\n", ZH, id="zh-steps"),
+    pytest.param("（1）早寝早起\n（2）部屋を暗くする\n", ["早寝早起", "部屋を暗くする"], id="ja-fullwidth-paren"),
+    pytest.param("①早寝早起\n②部屋を暗くする\n", ["早寝早起", "部屋を暗くする"], id="ja-circled-no-space"),
     pytest.param(
         "以下是一些建议：\n\n一、保持规律作息\n每天同一时间睡觉。\n\n二、保持房间黑暗\n使用遮光窗帘。\n\n三、避免咖啡因\n下午不喝。\n\n希望对你有帮助！\n",
         ZH,
