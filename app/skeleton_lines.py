@@ -148,8 +148,8 @@ def body_title(body: str) -> str:
 def parse_item(line: str) -> tuple[str, str, str] | None:
     """(kind, title, family) of a list line, else None; ``family`` is "bracket" for "[1] T" (a references list
     is numbered that way: the parser takes such lines only where the list itself is), "keyword" for "Step 1: T"
-    (numbered lines of the other family under such items are their sub-items, and the other way round), else
-    ""."""
+    and "dash" for "- 1. T" (numbered lines of another family under such items are their sub-items, and the
+    other way round), else ""."""
     s = line.strip()
     heading = _HEADING.match(s)
     if heading:
@@ -158,8 +158,9 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     mark = opener.group() if opener else ""
     rest = s[len(mark) :].lstrip()
     decoration = _DECORATION.match(rest)
+    dash = False
     if decoration and _NUMBER.match(rest[decoration.end() :]):
-        rest = rest[decoration.end() :]
+        rest, dash = rest[decoration.end() :], rest[0] in "-*•+"
     marker = _NUMBER.match(rest) or _KEYWORD.match(rest)
     if marker is None:
         bullet = None if heading or mark else _BULLET.match(s)
@@ -167,6 +168,7 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
             return None
         return "bullet", body_title(s[bullet.end() :].strip()), ""
     family = "bracket" if marker.group().startswith("[") else "keyword" if marker.re is _KEYWORD else ""
+    family = "dash" if dash else family
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
     body = rest[marker.end() :].strip()

@@ -129,6 +129,9 @@ ANSWERS = [
     pytest.param(_lines("\U0001f539 {n}. {t}", T[:3]), T[:3], id="emoji-before-number"),
     pytest.param(_lines("### \u2705 {n}. **{t}**\nText.", T[:3], "\n\n"), T[:3], id="emoji-before-number-heading"),
     pytest.param(_lines("- {n}. {t}", T[:3]), T[:3], id="bullet-before-number"),
+    pytest.param(
+        "1. Plan\n- 1. a sub-step\n- 2. another\n2. Focus\n", ["Plan", "Focus"], id="bullet-number-under-number"
+    ),
     pytest.param(_lines("###{n}. {t}\nText.", T[:3]), T[:3], id="heading-without-space"),
     # an unspaced em dash ends a title (an en dash in a range does not)
     pytest.param(_lines("{n}. {t}\u2014more about it.", T[:3]), T[:3], id="em-dash-unspaced"),
