@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 
 MAX_TITLE_CHARS = 120
+_HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
 # (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
 # before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
-# "⑴", "⒈", or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):",
-# "Step1:", "Q5:").
-_HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
+# "⑴", "⒈" (also right before a word: "①T"), Chinese and Japanese forms (below), or "Step 1:" style words
+# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
     r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
@@ -59,7 +59,7 @@ _BULLET = re.compile(
 _HEADING = re.compile(r"#{1,6}\s+|#{2,6}(?=\d)")  # "### T", or "###1. T" (but "#1 T" is a number)
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
-# The number of such a line as a list's own numbering, after any heading hashes and an opening emphasis.
+# Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
@@ -167,8 +167,8 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         if bullet is None:
             return None
         return "bullet", body_title(s[bullet.end() :].strip()), ""
-    family = "bracket" if marker.group().startswith("[") else "keyword" if marker.re is _KEYWORD else ""
-    family = "dash" if dash else family
+    bracket, keyword = marker.group().startswith("["), marker.re is _KEYWORD
+    family = "dash" if dash else "bracket" if bracket else "keyword" if keyword else ""
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
     body = rest[marker.end() :].strip()
