@@ -348,6 +348,10 @@ class SkeletonParser:
                 return
             self._nested, self._gap = True, False
             return  # a bullet under a numbered list
+        self._prose(stripped)
+
+    def _prose(self, stripped: str) -> None:
+        """A top-level line that is no item: a preamble, text between or under items, or a closing."""
         if self._items == 0:
             return  # a preamble
         # prose right under a section-title item or an item with sub-items (no blank line, no prose since) is
