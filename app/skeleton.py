@@ -203,25 +203,9 @@ class SkeletonParser:
         plain or markdown code fence (a skeleton wrapped in "```")."""
         if self._titles:
             return list(self._titles)
-        own = self._heading_points() or list(self._bullets)
+        headed = _heading_points(self._headings, self._items, self._base_indent or 0)[: self.max_points]
+        own = headed or list(self._bullets)
         return own or (self._fenced.points if self._fenced is not None else [])
-
-    def _heading_points(self) -> list[str]:
-        levels: dict[int, list[tuple[str, int]]] = {}
-        for level, title, before in self._headings:
-            levels.setdefault(level, []).append((title, before))
-        best = max(levels.values(), key=len, default=[])
-        if len(best) < 2:
-            return []
-        if self._items:  # bullets too: they must come after the first heading, indented or under two headings
-            ends = [before for _, before in best[1:]] + [self._items]
-            under = sum(1 for (_, before), end in zip(best, ends, strict=True) if end > before)
-            if best[0][1] > 0 or (under < 2 and (self._base_indent or 0) < 2):
-                return []
-        distinct: dict[str, str] = {}
-        for title, _ in best:
-            distinct.setdefault(_key(title), title)
-        return list(distinct.values())[: self.max_points]
 
     @property
     def list_ended(self) -> bool:
@@ -485,6 +469,26 @@ class SkeletonParser:
 
 
 _PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
+
+
+def _heading_points(headings: list[tuple[int, str, int]], items: int, base_indent: int) -> list[str]:
+    """The titles of the most frequent heading level (level, title, bullet lines before it), when two or more and
+    any bullets (``items``) come after the first heading, indented or under two headings; else none."""
+    levels: dict[int, list[tuple[str, int]]] = {}
+    for level, title, before in headings:
+        levels.setdefault(level, []).append((title, before))
+    best = max(levels.values(), key=len, default=[])
+    if len(best) < 2:
+        return []
+    if items:  # bullets too: they must come after the first heading, indented or under two headings
+        ends = [before for _, before in best[1:]] + [items]
+        under = sum(1 for (_, before), end in zip(best, ends, strict=True) if end > before)
+        if best[0][1] > 0 or (under < 2 and base_indent < 2):
+            return []
+    distinct: dict[str, str] = {}
+    for title, _ in best:
+        distinct.setdefault(_key(title), title)
+    return list(distinct.values())
 
 
 def _key(title: str) -> str:
