@@ -68,8 +68,9 @@ _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 _TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–]\s|\u2014|<br\s*/?>", re.IGNORECASE)
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-# An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
-_LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*))$")
+# An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain
+# label ("Pros:").
+_LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*)|([^\W\d_a-z][^\W\d_]*(?:[ '’-][^\W\d_]+){0,4}):)$")
 # A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
 _GENERIC = re.compile(
     r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
@@ -196,13 +197,16 @@ def parse_line(line: str) -> tuple[str, str] | None:
 
 
 def parse_heading(line: str) -> tuple[int, str] | None:
-    """(level, title) of an unnumbered heading or bold label line; level 7 is a bold label. None for a lead-in
-    ("**Skeleton:**", "## Outline") or a line that only starts with a bold word."""
+    """(level, title) of an unnumbered heading or bold label line; level 7 is a bold label, 8 a plain label of a
+    few words ("Pros:", heading its bullets). None for a lead-in ("**Skeleton:**", "## Outline", "Here are some
+    tips:") or a line that only starts with a bold word."""
     m = _LABEL_LINE.match(line.strip())
     if m is None:
         return None
     if m.group(1):
         level, raw, after = len(m.group(1)), m.group(2), ""
+    elif m.group(6):  # up to five words, the first capitalised, no digits or code ("else:", "def f(x):")
+        level, raw, after = 8, m.group(6) + ":", ""
     else:
         level, raw, after = 7, m.group(4), m.group(5).strip()
         if after and after[0] not in _SEPARATORS and not after[0].isupper():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from sotrag.app.skeleton import SkeletonParser, parse_line, parse_skeleton
+from sotrag.app.skeleton import SkeletonParser, parse_heading, parse_line, parse_skeleton
 from tests.skeleton_stream import stream_skeleton
 
 T = ["Keep a regular schedule", "Make your room dark", "Avoid late caffeine", "Exercise during the day"]
@@ -125,6 +125,17 @@ ANSWERS = [
         id="family-keywords-under-digits",
     ),
     pytest.param("1. Plan\n2. Focus\n\nStep 3: Rest\n", ["Plan", "Focus", "Rest"], id="family-goes-on"),
+    # short plain labels heading groups of bullets are the points, as bold labels are (one label alone, or a lead-in,
+    # leaves the bullets the points)
+    pytest.param(
+        "Pros:\n- cheap\n- fast\n\nCons:\n- loud\n\nOverall, it depends.\nThanks.\n",
+        ["Pros", "Cons"],
+        id="plain-labels",
+    ),
+    pytest.param("Ingredients:\n- flour\n- eggs\n", ["flour", "eggs"], id="plain-label-alone"),
+    pytest.param(
+        "Here are some tips:\n- Plan\n- Focus\n\nMore tips:\n- Rest\n", ["Plan", "Focus", "Rest"], id="lead-ins"
+    ),
     # an emoji before the number
     pytest.param(_lines("\U0001f539 {n}. {t}", T[:3]), T[:3], id="emoji-before-number"),
     pytest.param(_lines("### \u2705 {n}. **{t}**\nText.", T[:3], "\n\n"), T[:3], id="emoji-before-number-heading"),
@@ -223,3 +234,11 @@ def test_line_forms_of_the_new_classes() -> None:
     assert parse_line("\U0001f51f Ten") == ("num", "Ten")  # an emoji that is the number itself
     assert parse_line("#1 Move more") == ("num", "Move more")  # a hash number, not a heading
     assert parse_line("- 1/2 cup flour") == ("bullet", "1/2 cup flour")
+
+
+def test_plain_labels_are_short_capitalised_words_not_lead_ins_or_code() -> None:
+    assert parse_heading("Pros:") == (8, "Pros")
+    assert parse_heading("Morning routine:") == (8, "Morning routine")
+    for line in ("else:", "def f(x):", "Dividing both sides by 7:", "Here are some tips:", "Key points:"):
+        assert parse_heading(line) is None, line
+    assert parse_heading("Benefits of regular exercise for you:") is None  # a sentence, not a label
