@@ -362,9 +362,9 @@ class SkeletonParser:
         self._item(indent, kind, title, bare=bare)
 
     def _sub_family(self, family: str, number: int | None) -> bool:
-        """A numbered line of another family than the list's ("1." under "Step 1:" items, "Example 1:" or "- 1."
-        under "1." items) is a sub-item, unless it goes on with the list after a blank line ("Step 3: T" after
-        "2. T")."""
+        """A numbered line of another family than the list's ("1." under "Step 1:" or "一、" items, "Example 1:",
+        "- 1." or "(1)" under "1." items) is a sub-item, unless it goes on with the list after a blank line
+        ("Step 3: T" after "2. T")."""
         first, last = self._family, self._last_number
         if first is None or family == first or {first, family} <= {"", "bracket"}:
             return False

@@ -27,6 +27,7 @@ _NUMBER = re.compile(
     rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
+_HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
     r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
@@ -148,9 +149,9 @@ def body_title(body: str) -> str:
 
 def parse_item(line: str) -> tuple[str, str, str] | None:
     """(kind, title, family) of a list line, else None; ``family`` is "bracket" for "[1] T" (a references list
-    is numbered that way: the parser takes such lines only where the list itself is), "keyword" for "Step 1: T"
-    and "dash" for "- 1. T" (numbered lines of another family under such items are their sub-items, and the
-    other way round), else ""."""
+    is numbered that way: the parser takes such lines only where the list itself is), "keyword" for "Step 1: T",
+    "dash" for "- 1. T", or another of ``_family`` (numbered lines of another family under an item are its
+    sub-items: "1." under "Step 1:" or "一、", "(1)" under "1.")."""
     s = line.strip()
     heading = _HEADING.match(s)
     if heading:
@@ -168,8 +169,7 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         if bullet is None:
             return None
         return "bullet", body_title(s[bullet.end() :].strip()), ""
-    bracket, keyword = marker.group().startswith("["), marker.re is _KEYWORD
-    family = "dash" if dash else "bracket" if bracket else "keyword" if keyword else ""
+    family = "dash" if dash else "keyword" if marker.re is _KEYWORD else _family(marker.group())
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
     body = rest[marker.end() :].strip()
@@ -182,6 +182,17 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         return "num", clean_title(body) if close < 0 else clean_title(body[:close], whole=True), family
     inner = _HEADING.match(body)  # "1. ### Title"
     return "num", body_title(body[inner.end() :] if inner else body), family
+
+
+def _family(marker: str) -> str:
+    """The family of a numbering marker: "bracket" ("[1]"), "paren" ("(1)", "（1）", "⑴"), "han" ("一、", "第一，"),
+    "hanparen" ("（一）"), else "" ("1." "1)" "①" ...)."""
+    if marker.startswith("["):
+        return "bracket"
+    han = _HAN_START.match(marker)
+    if han:
+        return "hanparen" if han.group(1) else "han"
+    return "paren" if marker[0] in "(\uff08" or "\u2474" <= marker[0] <= "\u2487" else ""
 
 
 def parse_line(line: str) -> tuple[str, str] | None:

@@ -125,6 +125,13 @@ ANSWERS = [
         id="family-keywords-under-digits",
     ),
     pytest.param("1. Plan\n2. Focus\n\nStep 3: Rest\n", ["Plan", "Focus", "Rest"], id="family-goes-on"),
+    pytest.param(
+        "一、饮食\n1. 多吃蔬菜\n2. 少吃糖\n二、运动\n（1）每天散步\n三、睡眠\n",
+        ["饮食", "运动", "睡眠"],
+        id="family-zh-outline",
+    ),
+    pytest.param("（一）饮食\n1. 多吃蔬菜\n（二）运动\n", ["饮食", "运动"], id="family-zh-paren-outline"),
+    pytest.param("1. Diet\n(1) greens\n(2) water\n2. Sleep\n", ["Diet", "Sleep"], id="family-paren-under-digits"),
     # short plain labels heading groups of bullets are the points, as bold labels are (one label alone, or a lead-in,
     # leaves the bullets the points)
     pytest.param(
