@@ -141,8 +141,9 @@ class SkeletonParser:
     HTML list (``<ol>``; ``<ul>`` gives bullets). A list inside a blockquote ("> 1. T") is read like one outside it.
     Not points: a preamble or closing text, headings, lines inside a code fence (unless the only list is inside
     a plain or markdown fence: a skeleton wrapped in "```"), sub-items (any line indented deeper than the first
-    list line, bullets under a numbered list, an ``<li>`` of a nested HTML list), "[1]" lines under a list
-    written another way (a references list), and anything after a "References:" heading.
+    list line, bullets under a numbered list, numbered lines of another family right under an item: "1." under
+    "Step 1:", "(1)" under "1.", an ``<li>`` of a nested HTML list), "[1]" lines under a list written another way
+    (a references list), and anything after a "References:" heading.
     A numbering that restarts (a second list from 1, after a lead-in or a heading) goes on: its points follow
     the first list's; after a closing sentence it is the whole answer starting (``list_ended``). Empty titles
     and duplicates (case- and space-insensitive) are dropped; at most ``max_points`` are kept; points are
