@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import (
     HTML_BREAK,
+    INVISIBLE,
     LIST_OPENED,
     MAX_TITLE_CHARS,
     QUOTE,
@@ -25,6 +26,7 @@ from sotrag.app.skeleton_lines import (
     html_piece,
     is_bare,
     is_html,
+    parse_dotted,
     parse_heading,
     parse_item,
     parse_line,
@@ -46,6 +48,9 @@ __all__ = [
 # "word" to the token limit.
 _WORD = r"[^ \n]{1,24}"
 
+# A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
+# or a Unicode line or paragraph separator.
+_LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
 _DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
@@ -95,23 +100,58 @@ def _indent(line: str) -> int:
 
 
 @dataclass
+class _Dotted:
+    """A list numbered "1.1" "1.2" "2.1" from its start (an outline's section numbers). Its first line is held
+    until the next one follows it, as "1.5 hours is enough." alone is prose."""
+
+    last: tuple[int, ...] | None = None  # the number of the last item, once the list has started
+    held: tuple[int, tuple[int, ...], str, bool] | None = None  # indent, number, title, bare of a first line
+
+    @property
+    def started(self) -> bool:
+        return self.last is not None
+
+    def read(self, indent: int, stripped: str, *, may_start: bool) -> list[tuple[int, str, bool]] | None:
+        """The items (indent, title, bare) this line gives, the held first one included once the list starts;
+        None when it is no item (yet): another line, a number that does not follow, or a first line held."""
+        dotted = parse_dotted(stripped)
+        if dotted is None or (self.last is not None and not _follows(self.last, dotted[0])):
+            return None
+        item = (indent, dotted[1], is_bare(stripped))
+        if self.last is None:
+            if not may_start:
+                return None
+            held, self.held = self.held, (indent, dotted[0], dotted[1], item[2])
+            if held is None or not _follows(held[1], dotted[0]):
+                return None  # read as any other line meanwhile (a preamble, a heading)
+            self.last = dotted[0]
+            return [(held[0], held[2], held[3]), item]
+        self.last = dotted[0]
+        return [item]
+
+
+@dataclass
 class SkeletonParser:
     """Feed skeleton text as it streams; read complete points as they appear.
 
     Points: numbered lines (see ``parse_line``); bullets count only if the skeleton has no numbered line, and
     unnumbered headings or bold label lines only if it has neither (or they come first: see ``points``).
     The rows of a markdown table that comes before any item are numbered points (the table is the list; its
-    header row is not a point), and so are the top-level ``<li>`` of an HTML list (``<ol>``; ``<ul>`` gives
-    bullets). A list inside a blockquote ("> 1. T") is read like one outside it.
+    header row is not a point; a blank line inside it does not end it), and so are the top-level ``<li>`` of an
+    HTML list (``<ol>``; ``<ul>`` gives bullets). A list inside a blockquote ("> 1. T") is read like one outside it.
     Not points: a preamble or closing text, headings, lines inside a code fence (unless the only list is inside
     a plain or markdown fence: a skeleton wrapped in "```"), sub-items (any line indented deeper than the first
-    list line, bullets under a numbered list, an ``<li>`` of a nested HTML list), "[1]" lines under a list
-    written another way (a references list), and anything after a "References:" heading.
+    list line, bullets under a numbered list, numbered lines of another family right under an item: "1." under
+    "Step 1:", "(1)" under "1.", an ``<li>`` of a nested HTML list), "[1]" lines under a list written another way
+    (a references list), and anything after a "References:" heading.
     A numbering that restarts (a second list from 1, after a lead-in or a heading) goes on: its points follow
     the first list's; after a closing sentence it is the whole answer starting (``list_ended``). Empty titles
     and duplicates (case- and space-insensitive) are dropped; at most ``max_points`` are kept; points are
-    renumbered 1..n in the order written. CRLF line ends and a last line without a newline are read like any
-    other line.
+    renumbered 1..n in the order written. CRLF, a lone CR or U+2028 line ends, and a last line without a newline
+    are read like any other line; a byte order mark or zero-width space is ignored.
+    Numberings that only show over two lines: a number alone on its line ("1." or "**1.**", then the title on
+    the next line), and a list numbered "1.1" "1.2" from its start (its first point comes with its second line);
+    "1." on every item (markdown numbers the list itself) goes on, and is no restart.
 
     ``list_ended`` is the early-stop signal (see its docstring).
     """
@@ -120,11 +160,12 @@ class SkeletonParser:
     _buffer: str = ""
     _text: str = ""
     _titles: list[str] = field(default_factory=list)
+    _new: list[str] = field(default_factory=list)  # points completed by the text fed since the last feed returned
     _seen: set[str] = field(default_factory=set)
     _bullets: list[str] = field(default_factory=list)
     _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
     _numbered: bool = False  # a top-level numbered line was read: bullets are sub-items from now on
-    _family: str | None = None  # "bracket" when the first numbered line was "[1] T", else ""
+    _family: str | None = None  # the first numbered line's family: "bracket" ("[1] T"), "keyword" ("Step 1:"), ""
     _items: int = 0  # top-level list lines read (duplicates and empty titles included)
     _between: bool = False  # a top-level non-list line came after the last item
     _loose: bool = False  # such a line came between two items: text under items is part of the list
@@ -144,6 +185,11 @@ class SkeletonParser:
     _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
     _ended: bool = False
     _last_number: int | None = None  # the number of the last numbered item written with digits
+    _auto: bool = True  # every such item had the same number ("1." "1." "1.": markdown numbers them itself)
+    _pending: tuple[int, int | None, str] | None = None  # indent, number, family of a number alone on its line
+    _dotted: _Dotted = field(default_factory=_Dotted)
+    _columns: int = 0  # cells in the header row of the last table
+    _resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
 
@@ -158,51 +204,34 @@ class SkeletonParser:
         plain or markdown code fence (a skeleton wrapped in "```")."""
         if self._titles:
             return list(self._titles)
-        own = self._heading_points() or list(self._bullets)
+        headed = _heading_points(self._headings, self._items, self._base_indent or 0)[: self.max_points]
+        own = headed or list(self._bullets)
         return own or (self._fenced.points if self._fenced is not None else [])
-
-    def _heading_points(self) -> list[str]:
-        levels: dict[int, list[tuple[str, int]]] = {}
-        for level, title, before in self._headings:
-            levels.setdefault(level, []).append((title, before))
-        best = max(levels.values(), key=len, default=[])
-        if len(best) < 2:
-            return []
-        if self._items:  # bullets too: they must come after the first heading, indented or under two headings
-            ends = [before for _, before in best[1:]] + [self._items]
-            under = sum(1 for (_, before), end in zip(best, ends, strict=True) if end > before)
-            if best[0][1] > 0 or (under < 2 and (self._base_indent or 0) < 2):
-                return []
-        distinct: dict[str, str] = {}
-        for title, _ in best:
-            distinct.setdefault(_key(title), title)
-        return list(distinct.values())[: self.max_points]
 
     @property
     def list_ended(self) -> bool:
         """True when the list has ended, as far as text can tell: at least two items, written tight (no
         top-level text between any two of them), then a complete top-level prose line that ends a sentence
         ("Remember, ...", "I hope this helps!"), and then what shows the list does not go on: another line of
-        prose, or an item that starts the list again (its number not above the last one's, or a title already
-        read: the model writing the whole answer). An item that goes on (the next number, a new title) clears
-        it, so a sentence written between two items never ends the list. A references heading after the points
-        ends it too. A line that may lead in to more ("...:", or words such as "here are", "also", "more",
-        "next"), a heading or a bold label neither ends nor confirms, and text under an item does not end it
-        when the list has shown text between its items, nor prose right under (no blank line) an item that is
-        a section title ("### 2. T", "**2. T**") or has sub-items, nor anything once a heading came before the
-        first bullet. Only complete lines count, so the stop never cuts a point's line; it comes one line
-        after the closing at the earliest (a closing followed by the end of the text needs no stop)."""
+        prose, or an item that starts the list again (its number not above the last one's, unless every item
+        had that number, or a title already read: the model writing the whole answer). An item that goes on (the
+        next number, a new title) clears it, so a sentence written between two items never ends the list. A
+        references heading after the points ends it too. A line that may lead in to more ("...:", or words such
+        as "here are", "also", "more", "next"), a heading or a bold label neither ends nor confirms, and text
+        under an item does not end it when the list has shown text between its items, nor prose right under (no
+        blank line) an item that is a section title ("### 2. T", "**2. T**") or has sub-items, nor anything once
+        a heading came before the first bullet. Only complete lines count, so the stop never cuts a point's
+        line; it comes one line after the closing at the earliest (a closing followed by the end of the text
+        needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
         """Add streamed text; return the numbered points completed by it (in order)."""
         self._text += delta
         self._buffer += delta
-        new: list[str] = []
         while (piece := self._next_piece()) is not None:
-            title = self._line(piece)
-            if title is not None:
-                new.append(title)
+            self._line(piece)
+        new, self._new = self._new, []
         return new
 
     def finish(self, *, truncated: bool = False) -> list[str]:
@@ -216,7 +245,8 @@ class SkeletonParser:
     def _next_piece(self) -> str | None:
         """The next complete line of the buffer; an HTML list tag after a tag also starts a new piece (one-line
         lists), but not one in prose ("1. Use <ol> for order" is one line)."""
-        end, skip = self._buffer.find("\n"), 1
+        newline = _LINE_END.search(self._buffer)
+        end, skip = (newline.start(), 1) if newline else (-1, 1)
         if "<" in self._buffer:
             for html in HTML_BREAK.finditer(self._buffer, 1, end if end >= 0 else len(self._buffer)):
                 if self._buffer.lstrip().startswith("<") or self._buffer[: html.start()].rstrip().endswith(">"):
@@ -227,9 +257,9 @@ class SkeletonParser:
         piece, self._buffer = self._buffer[:end], self._buffer[end + skip :]
         return piece.rstrip("\r")
 
-    def _line(self, line: str) -> str | None:
+    def _line(self, line: str) -> None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
-        line = QUOTE.sub("", line)
+        line = QUOTE.sub("", line.translate(INVISIBLE))
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code
@@ -237,65 +267,78 @@ class SkeletonParser:
             if first:
                 self._fenced = SkeletonParser(max_points=self.max_points)
             self._in_fenced = first
-            return None
+            return
         if self._in_code:
             if self._in_fenced and self._fenced is not None:
                 self._fenced._line(line)
-            return None
+            return
         if not stripped:
+            self._resume = self._resume or self._table == 2
             self._table, self._gap, self._pipes = 0, True, False
-            return None
+            return
+        resume, self._resume = self._resume, False
         if is_html(stripped):
-            return self._html_line(stripped)
+            self._html_line(stripped)
+            return
         if self._in_li:
-            return None  # more text of an HTML item
+            return  # more text of an HTML item
         pipes, self._pipes = self._pipes, "|" in stripped
         if pipes and not self._table and TABLE_SEPARATOR.fullmatch(stripped):
             self._table = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
         if stripped.startswith("|") or (self._table and "|" in stripped):
-            return self._table_row(stripped)
+            self._table_row(stripped, resume=resume)
+            return
         self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         if opened := LIST_OPENED.search(stripped):
             self._html.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
-        return self._text_line(line, stripped)
+        self._text_line(line, stripped)
 
-    def _text_line(self, line: str, stripped: str) -> str | None:
+    def _text_line(self, line: str, stripped: str) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
         indent = _indent(line)
+        if self._title_under_number(line, stripped):
+            return
+        if self._dotted_item(indent, stripped):
+            return
         if (self._base_indent is not None and indent > self._base_indent + 1) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
             self._nested, self._gap = True, False
-            return None  # a sub-item or a continuation of the item above
+            return  # a sub-item or a continuation of the item above
         if self._refs or (self._items and REFERENCES.fullmatch(stripped)):
             self._refs = self._ended = True
-            return None
+            return
         item = parse_item(line)
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
+        if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
+            self._nested, self._gap = True, False
+            return
         if item is not None and (item[0] == "num" or not self._numbered):
             number = _item_number(stripped) if item[0] == "num" else None
-            if (self._closing or self._ended) and self._starts_again(number, item[1]):
-                self._ended = True  # after a closing, the list again from its start: the whole answer follows
-                return None
-            if item[0] == "num" and self._family is None:
-                self._family = item[2]
-            self._last_number = number if number is not None else self._last_number
-            return self._item(indent, item[0], item[1], bare=is_bare(stripped))
+            if item[0] == "num" and not item[1]:
+                self._pending = (indent, number, item[2])  # "1." alone: its title is on the next line
+                return
+            self._list_item(indent, item[0], item[1], number, family=item[2], bare=is_bare(stripped))
+            return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
         if item is not None:
             if self._closing or self._ended:
                 self._ended = True  # a bullet after the closing: the numbered list does not go on
-                return None
+                return
             self._nested, self._gap = True, False
-            return None  # a bullet under a numbered list
+            return  # a bullet under a numbered list
+        self._prose(stripped)
+
+    def _prose(self, stripped: str) -> None:
+        """A top-level line that is no item: a preamble, text between or under items, or a closing."""
         if self._items == 0:
-            return None  # a preamble
+            return  # a preamble
         # prose right under a section-title item or an item with sub-items (no blank line, no prose since) is
         # its text (a closing there ends the list one line later at most)
         under = (self._bare or self._nested) and not self._gap and not self._between
@@ -306,31 +349,78 @@ class SkeletonParser:
             self._ended = True  # prose after the closing: the list is over
         elif self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
             self._closing = True
-        return None
+
+    def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str, bare: bool) -> None:
+        """A top-level item line: a point, unless it starts the list again after a closing."""
+        if (self._closing or self._ended) and self._starts_again(number, title):
+            self._ended = True  # after a closing, the list again from its start: the whole answer follows
+            return
+        if kind == "num" and self._family is None:
+            self._family = family
+        if number is not None:
+            self._auto = self._auto and self._last_number in (None, number)
+            self._last_number = number
+        self._item(indent, kind, title, bare=bare)
+
+    def _sub_family(self, family: str, number: int | None) -> bool:
+        """A numbered line of another family than the list's ("1." under "Step 1:" or "一、" items, "Example 1:",
+        "- 1." or "(1)" under "1." items) is a sub-item, unless it goes on with the list after a blank line
+        ("Step 3: T" after "2. T")."""
+        first, last = self._family, self._last_number
+        if first is None or family == first or {first, family} <= {"", "bracket"}:
+            return False
+        return not (self._gap and number is not None and last is not None and number == last + 1)
+
+    def _title_under_number(self, line: str, stripped: str) -> bool:
+        """The line after a number written alone ("1." then "Title", "**1.**" then "**Title**"): its title,
+        unless it is an item itself."""
+        pending, self._pending = self._pending, None
+        if pending is None or parse_item(line) is not None:
+            return False
+        indent, number, family = pending
+        heading = parse_heading(stripped)
+        title = heading[1] if heading else body_title(stripped)
+        self._list_item(indent, "num", title, number, family=family, bare=True)
+        return True
+
+    def _dotted_item(self, indent: int, stripped: str) -> bool:
+        """A line numbered "1.2" that is an item of a list numbered that way (``_Dotted``); False for any other
+        line, and for "2.1" under "2." (a sub-item)."""
+        if self._numbered and not self._dotted.started:
+            return False
+        items = self._dotted.read(indent, stripped, may_start=not self._items)
+        for item_indent, title, bare in items or ():
+            self._list_item(item_indent, "num", title, None, family="", bare=bare)
+        return items is not None
 
     def _starts_again(self, number: int | None, title: str) -> bool:
         """An item that repeats the list rather than continuing it: numbered from (or below) where the list
-        was, or with a title already read."""
-        if number is not None and self._last_number is not None and number <= self._last_number:
+        was (the same number goes on where every item had it), or with a title already read."""
+        last = self._last_number
+        if number is not None and last is not None and number <= last and not (self._auto and number == last):
             return True
         key = _key(title)
         return bool(key) and (key in self._seen or key in map(_key, self._bullets))
 
-    def _table_row(self, row: str) -> str | None:
+    def _table_row(self, row: str, *, resume: bool = False) -> None:
         """A markdown table line: the first is its header (never a point), then the separator; the rows after
-        are points if the table came before any other item (the table is the list)."""
+        are points if the table came before any other item (the table is the list). A row with as many cells
+        right after a blank line goes on with a table of points (a table split by a blank line)."""
+        cells = row.strip().strip("|").count("|") + 1
+        if resume and not self._table and cells == self._columns and not TABLE_SEPARATOR.fullmatch(row):
+            self._table = 2
         if self._table == 0 or (self._table == 1 and not TABLE_SEPARATOR.fullmatch(row)):
-            self._table = 1
-            return None
+            self._table, self._columns = 1, cells
+            return
         if self._table == 1:
             self._table = 2 if self._items == 0 or self._table_list else 3
-            return None
+            return
         if self._table == 3:
-            return None
+            return
         self._table_list = True
-        return self._item(self._base_indent or 0, "num", table_row_title(row))
+        self._item(self._base_indent or 0, "num", table_row_title(row))
 
-    def _html_line(self, piece: str) -> str | None:
+    def _html_line(self, piece: str) -> None:
         """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item. A tag
         with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
         tag, text = html_piece(piece)
@@ -341,20 +431,19 @@ class SkeletonParser:
             self._html_top = depth if self._html_top is None else self._html_top
             self._in_li = True
             if depth > self._html_top:
-                return None  # an item of a nested list
+                return  # an item of a nested list
             kind = "num" if self._html[-1] == "ol" else "bullet"
-            return self._item(self._base_indent or 0, kind, body_title(text))
+            self._item(self._base_indent or 0, kind, body_title(text))
         elif tag in ("/ol", "/ul", "/li"):
             self._in_li = False
             if tag != "/li" and self._html:
                 self._html.pop()
             if text and not self._html:
-                return self._line(text)  # "</ol> I hope this helps."
+                self._line(text)  # "</ol> I hope this helps."
         elif text and not self._html:
-            return self._line(text)
-        return None
+            self._line(text)
 
-    def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> str | None:
+    def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
         if self._base_indent is None:
             self._base_indent = indent
@@ -363,28 +452,57 @@ class SkeletonParser:
         self._loose = self._loose or self._between
         self._between = self._ended = self._closing = self._gap = False
         self._bare = bare
-        return self._take(kind, title)
+        self._take(kind, title)
 
-    def _take(self, kind: str, title: str) -> str | None:
+    def _take(self, kind: str, title: str) -> None:
         key = _key(title)
         if not key or key in self._seen:
-            return None
+            return
         if kind == "bullet":
             if len(self._bullets) < self.max_points and key not in set(map(_key, self._bullets)):
                 self._bullets.append(title)
-            return None
+            return
         if len(self._titles) >= self.max_points:
-            return None
+            return
         self._seen.add(key)
         self._titles.append(title)
-        return title
+        self._new.append(title)
 
 
 _PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 
+def _heading_points(headings: list[tuple[int, str, int]], items: int, base_indent: int) -> list[str]:
+    """The titles of the most frequent heading level (level, title, bullet lines before it), when two or more and
+    any bullets (``items``) come after the first heading, indented or under two headings; else none."""
+    levels: dict[int, list[tuple[str, int]]] = {}
+    for level, title, before in headings:
+        levels.setdefault(level, []).append((title, before))
+    best = max(levels.values(), key=len, default=[])
+    if len(best) < 2:
+        return []
+    if items:  # bullets too: they must come after the first heading, indented or under two headings
+        ends = [before for _, before in best[1:]] + [items]
+        under = sum(1 for (_, before), end in zip(best, ends, strict=True) if end > before)
+        if best[0][1] > 0 or (under < 2 and base_indent < 2):
+            return []
+    distinct: dict[str, str] = {}
+    for title, _ in best:
+        distinct.setdefault(_key(title), title)
+    return list(distinct.values())
+
+
 def _key(title: str) -> str:
     return " ".join(title.lower().split())
+
+
+def _follows(last: tuple[int, ...], numbers: tuple[int, ...]) -> bool:
+    """``numbers`` comes next after ``last`` in a list numbered "1.1" "1.2" "2.1"."""
+    if len(numbers) != len(last):
+        return False
+    return (numbers[:-1] == last[:-1] and numbers[-1] == last[-1] + 1) or (
+        numbers[0] == last[0] + 1 and all(n <= 1 for n in numbers[1:])
+    )
 
 
 def _item_number(line: str) -> int | None:

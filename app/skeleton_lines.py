@@ -9,25 +9,45 @@ from __future__ import annotations
 import re
 
 MAX_TITLE_CHARS = 120
+_HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
 # (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
 # before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
-# "⑴", "⒈", or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):",
-# "Step1:", "Q5:").
+# "⑴", "⒈" (also right before a word: "①T"), Chinese and Japanese forms (below), or "Step 1:" style words
+# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
-    r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s)"
+    r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
+    # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so
+    # "第一次" is a word)
+    rf"|[{_HAN}]{{1,3}}[\u3001\uff0e.]|[(\uff08][{_HAN}]{{1,3}}[)\uff09]|\uff08\d{{1,2}}\uff09"
+    rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
+    r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
+_HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
-    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|chapter|lesson|rule|strategy|"
-    r"method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round)"
-    rf"(?:\s*#?\d{{1,2}}|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}})(?:\s+of\s+\d{{1,2}}|\s*\([^()\n]{{1,30}}\))?(?:\*\*|__)?"
-    r"\s*(?:[:.)](?!\d)|\s[-–—](?=\s))"
+    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
+    r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
+    r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
+    r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"
+    r"approach|case|problem|issue|practice|pillar|law|component|element|"
+    # the same words in Spanish, German, French and Italian ("Paso 1:", "Schritt 2:", "Étape 3 :")
+    r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
+    r"jour|semaine|mois|passo|fase|giorno)s?"
+    # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
+    rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
+    r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
+    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s))"
     r"|Q\d{1,2}[:.)](?=\s)"
+)
+# A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
+# is the marker.
+_DECORATION = re.compile(
+    r"[-*•+\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
 )
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
@@ -37,17 +57,21 @@ _BULLET = re.compile(
     r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
     r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
 )
-_HEADING = re.compile(r"#{1,6}\s+")
+_HEADING = re.compile(r"#{1,6}\s+|#{2,6}(?=\d)")  # "### T", or "###1. T" (but "#1 T" is a number)
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
+# Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
+_DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
-# an HTML line break ("1. Title<br>description").
-_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–—]\s|<br\s*/?>", re.IGNORECASE)
+# an HTML line break ("1. Title<br>description"); an em dash ends it even unspaced ("Title—description"), an
+# en dash only spaced ("7–9 hours" is one title).
+_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–]\s|\u2014|<br\s*/?>", re.IGNORECASE)
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-# An unnumbered heading ("## T") or a line that is a bold label ("**T**", "**T:** description").
-_LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*))$")
+# An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain
+# label ("Pros:").
+_LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*)|([^\W\d_a-z][^\W\d_]*(?:[ '’-][^\W\d_]+){0,4}):)$")
 # A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
 _GENERIC = re.compile(
     r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
@@ -65,6 +89,9 @@ REFERENCES = re.compile(
 )
 # A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
 _CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
+# Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, direction
+# marks): they would stop a marker from matching or stay in a title.
+INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f"))
 _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
 # A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it.
 QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
@@ -81,14 +108,16 @@ TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?
 _ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
 
 
-def clean_title(raw: str) -> str:
+def clean_title(raw: str, *, whole: bool = False) -> str:
     """A point title without emphasis or a description: emphasis and links unwrapped, the part before a ": "
-    or a spaced dash, no trailing punctuation; an overlong title is cut at a word boundary.
+    or a spaced dash (unless ``whole``: an emphasised label is the title as a whole, "**Python 3.11: faster**"),
+    no trailing punctuation; an overlong title is cut at a word boundary.
     Code spans and quotes stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more often")."""
     title = _LINK.sub(r"\1", raw)
     title = title.replace("**", "").replace("__", "")
-    title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
-    title = " ".join(title.split()).strip(" \t*_:;,.-–—")
+    if not whole:
+        title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
+    title = " ".join(title.split()).strip(" \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a")
     if len(title) > MAX_TITLE_CHARS:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]
@@ -115,12 +144,14 @@ def body_title(body: str) -> str:
     """The title of an item's text after its marker: a bold label if it has one, else the text up to its
     description."""
     label = _emphasis_label(body)
-    return clean_title(body if label is None else label)
+    return clean_title(body) if label is None else clean_title(label, whole=True)
 
 
 def parse_item(line: str) -> tuple[str, str, str] | None:
     """(kind, title, family) of a list line, else None; ``family`` is "bracket" for "[1] T" (a references list
-    is numbered that way: the parser takes such lines only where the list itself is), else ""."""
+    is numbered that way: the parser takes such lines only where the list itself is), "keyword" for "Step 1: T",
+    "dash" for "- 1. T", or another of ``_family`` (numbered lines of another family under an item are its
+    sub-items: "1." under "Step 1:" or "一、", "(1)" under "1.")."""
     s = line.strip()
     heading = _HEADING.match(s)
     if heading:
@@ -128,23 +159,40 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     opener = _EMPHASIS.match(s)
     mark = opener.group() if opener else ""
     rest = s[len(mark) :].lstrip()
+    decoration = _DECORATION.match(rest)
+    dash = False
+    if decoration and _NUMBER.match(rest[decoration.end() :]):
+        rest, dash = rest[decoration.end() :], rest[0] in "-*•+"
     marker = _NUMBER.match(rest) or _KEYWORD.match(rest)
     if marker is None:
         bullet = None if heading or mark else _BULLET.match(s)
         if bullet is None:
             return None
         return "bullet", body_title(s[bullet.end() :].strip()), ""
-    family = "bracket" if marker.group().startswith("[") else ""
+    family = "dash" if dash else "keyword" if marker.re is _KEYWORD else _family(marker.group())
+    if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
+        mark = ""
     body = rest[marker.end() :].strip()
-    if (family and _CITATION.search(body)) or _URL.fullmatch(body):
+    if (family == "bracket" and _CITATION.search(body)) or _URL.fullmatch(body):
         return None  # a reference, not a point
     if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number
         body = body[len(mark) :].strip()
     elif mark:  # "**1. Title**: description": the emphasis opened before the number holds the title
         close = body.find(mark)
-        return "num", clean_title(body if close < 0 else body[:close]), family
+        return "num", clean_title(body) if close < 0 else clean_title(body[:close], whole=True), family
     inner = _HEADING.match(body)  # "1. ### Title"
     return "num", body_title(body[inner.end() :] if inner else body), family
+
+
+def _family(marker: str) -> str:
+    """The family of a numbering marker: "bracket" ("[1]"), "paren" ("(1)", "（1）", "⑴"), "han" ("一、", "第一，"),
+    "hanparen" ("（一）"), else "" ("1." "1)" "①" ...)."""
+    if marker.startswith("["):
+        return "bracket"
+    han = _HAN_START.match(marker)
+    if han:
+        return "hanparen" if han.group(1) else "han"
+    return "paren" if marker[0] in "(\uff08" or "\u2474" <= marker[0] <= "\u2487" else ""
 
 
 def parse_line(line: str) -> tuple[str, str] | None:
@@ -160,13 +208,16 @@ def parse_line(line: str) -> tuple[str, str] | None:
 
 
 def parse_heading(line: str) -> tuple[int, str] | None:
-    """(level, title) of an unnumbered heading or bold label line; level 7 is a bold label. None for a lead-in
-    ("**Skeleton:**", "## Outline") or a line that only starts with a bold word."""
+    """(level, title) of an unnumbered heading or bold label line; level 7 is a bold label, 8 a plain label of a
+    few words ("Pros:", heading its bullets). None for a lead-in ("**Skeleton:**", "## Outline", "Here are some
+    tips:") or a line that only starts with a bold word."""
     m = _LABEL_LINE.match(line.strip())
     if m is None:
         return None
     if m.group(1):
         level, raw, after = len(m.group(1)), m.group(2), ""
+    elif m.group(6):  # up to five words, the first capitalised, no digits or code ("else:", "def f(x):")
+        level, raw, after = 8, m.group(6) + ":", ""
     else:
         level, raw, after = 7, m.group(4), m.group(5).strip()
         if after and after[0] not in _SEPARATORS and not after[0].isupper():
@@ -175,6 +226,19 @@ def parse_heading(line: str) -> tuple[int, str] | None:
         return None  # "**Here are the tips:**" leads in to what follows ("**Pros:**" heads its bullets)
     title = clean_title(raw)
     return (level, title) if title and not _GENERIC.fullmatch(title) else None
+
+
+def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:
+    """(numbers, title) of an item numbered like a sub-item ("1.2 T", "**1.2 T**", "### 1.2. T"): the point of a
+    list that is numbered that way from its start (the parser decides). The title is read as "1. T" would be."""
+    s = line.strip()
+    m = _DOTTED.match(s)
+    if m is None:
+        return None
+    item = parse_item(s[: m.start(1)] + "1." + s[m.end(1) :])
+    if item is None or item[0] != "num" or not item[1]:
+        return None
+    return tuple(int(n) for n in m.group(1).rstrip(".").split(".")), item[1]
 
 
 def is_bare(line: str) -> bool:

@@ -69,6 +69,14 @@ _NUMBERED = [
     "{f}. {t}",
     "{n}\uff0e{t}",
     "**{n}**. {t}",
+    "{z}\u3001{t}",
+    "\uff08{z}\uff09{t}",
+    "Example {n}: {t}",
+    "**Option {L}:** {t}",
+    "\U0001f539 {n}. {t}",
+    "### \u2705 {n}. **{t}**",
+    "{n}.\n{t}",
+    "**{n}.**\n**{t}**",
 ]
 _BULLETS = [
     "- {t}",
@@ -91,6 +99,7 @@ _BULLETS = [
     "\u2043 {t}",
 ]
 _WORDS = ["One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten", "Eleven", "Twelve"]
+_HAN = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二"]
 _ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
 # how a description follows the title on its line, for a title written plain / in bold
 _DESC_PLAIN = ["{line}: {d}", "{line} - {d}", "{line} — {d}"]
@@ -147,6 +156,7 @@ def generated_lists(draw: st.DrawFn) -> Generated:
     # a line between two parts of the list, after which the numbering starts again or goes on
     break_at = draw(st.integers(1, n - 1)) if n >= 2 and not bullets and draw(st.booleans()) else None
     restart = draw(st.booleans())
+    auto = draw(st.integers(0, 5)) == 0  # every item numbered 1 (markdown numbers such a list itself)
     parts: list[str] = []
     preamble = draw(st.sampled_from(["", *_PREAMBLES]))
     if preamble:
@@ -166,8 +176,10 @@ def generated_lists(draw: st.DrawFn) -> Generated:
             w=_WORDS[number - 1],
             f=chr(0xFF10 + number),
             ro=_ROMAN[number - 1].lower(),
+            z=_HAN[number - 1],
+            L="ABCDEFGHIJKL"[number - 1],
         )
-        number += 1
+        number += 0 if auto else 1
         description = draw(st.one_of(st.none(), _sentence))
         if description is not None and not loose:
             bold = "**" in style
