@@ -13,14 +13,11 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from langchain_core.documents import Document
-from langchain_text_splitters import (
-    Language,
-    MarkdownHeaderTextSplitter,
-    RecursiveCharacterTextSplitter,
-)
+if TYPE_CHECKING:  # LangChain loads only where text is split: the settings (ChunkingConfig) import without it
+    from langchain_core.documents import Document
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
 DEFAULT_CHUNK_SIZE = 1000
@@ -83,6 +80,8 @@ def _split_long(text: str, splitter: RecursiveCharacterTextSplitter) -> list[str
 
 def split_markdown(text: str, title: str, cfg: ChunkingConfig) -> list[tuple[str, str]]:
     """(heading path, text) pairs for one Markdown document."""
+    from langchain_text_splitters import Language, MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
     sections = MarkdownHeaderTextSplitter(HEADERS, strip_headers=True).split_text(_clean_markdown(text))
     recursive = RecursiveCharacterTextSplitter.from_language(
         Language.MARKDOWN, chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap
@@ -130,6 +129,8 @@ def split_documents(docs: Sequence[Document], kind: str, title: str, cfg: Chunki
         for d in docs:
             pieces.extend((h, t, {}) for h, t in split_markdown(d.page_content, title, cfg))
     else:
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
         splitter = RecursiveCharacterTextSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
         for d in docs:
             extra: dict[str, Any] = {}

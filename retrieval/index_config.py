@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sotrag.retrieval.chunking import ChunkingConfig
-from sotrag.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
+
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024  # a file larger than this is skipped when documents are loaded
 
 SearchMode = Literal["dense", "lexical", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = ("dense", "lexical", "hybrid")

@@ -33,7 +33,6 @@ TEXT_SUFFIXES = {".txt", ".text", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
-DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
