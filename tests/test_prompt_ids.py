@@ -1,13 +1,12 @@
 """Prompts as token ids: only the chat template makes special tokens, and points continue the skeleton's ids.
 
-Checked on the token ids that reach vLLM (a tap on ``AsyncLLM.generate``), with the tiny model, whose chat
+Checked on the token ids that reach vLLM (a tap on ``AsyncLLM.add_request``), with the tiny model, whose chat
 template markers ``<|im_start|>``/``<|im_end|>`` are special tokens.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -185,31 +184,51 @@ def test_a_passage_cannot_close_its_block_or_forge_a_label() -> None:
 
 
 class VLLMTap:
-    """Records what ``AsyncLLM.generate`` is given and what it reports: the ids that really reach vLLM."""
+    """Records what ``AsyncLLM.add_request`` is given and what its outputs report: the ids that really reach vLLM
+    (sotrag's engine sends every request through ``add_request``; ``AsyncLLM.generate`` calls it too)."""
 
     def __init__(self, llm: Any) -> None:
-        self.inner = llm.generate
+        self.inner = llm.add_request
         self.submitted: dict[str, list[int]] = {}
         self.reported: dict[str, list[int]] = {}
         self.generated: dict[str, list[int]] = {}
 
-    async def generate(self, prompt: Any, params: Any, request_id: str, *args: Any, **kw: Any) -> AsyncIterator[Any]:
+    async def add_request(self, request_id: str, prompt: Any, *args: Any, **kw: Any) -> Any:
         self.submitted[request_id] = list(prompt["prompt_token_ids"])
-        async for out in self.inner(prompt, params, request_id, *args, **kw):
+        return _TappedOutputs(self, request_id, await self.inner(request_id, prompt, *args, **kw))
+
+    def seen(self, request_id: str, out: Any) -> Any:
+        if out is not None:
             if out.prompt_token_ids is not None:
                 self.reported.setdefault(request_id, list(out.prompt_token_ids))
             self.generated.setdefault(request_id, []).extend(out.outputs[0].token_ids)
-            yield out
+        return out
 
     def stage(self, name: str) -> list[str]:
         """Request ids of one stage, in submission order ("skeleton" also finds a guided retry's "skeleton-guided")."""
         return [rid for rid in self.submitted if rid.split("-", 2)[-1].startswith(name)]
 
 
+class _TappedOutputs:
+    """A request's vLLM output collector, passed through to the engine; each output is recorded on its way."""
+
+    def __init__(self, tap: VLLMTap, request_id: str, inner: Any) -> None:
+        self.tap, self.request_id, self.inner = tap, request_id, inner
+
+    def get_nowait(self) -> Any:
+        return self.tap.seen(self.request_id, self.inner.get_nowait())
+
+    async def get(self) -> Any:
+        return self.tap.seen(self.request_id, await self.inner.get())
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @pytest.fixture
 def tap(engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch) -> VLLMTap:
     recorder = VLLMTap(engine._llm)
-    monkeypatch.setattr(engine._llm, "generate", recorder.generate)
+    monkeypatch.setattr(engine._llm, "add_request", recorder.add_request)
     return recorder
 
 
