@@ -14,6 +14,9 @@ cp -r "$SRC/benchmarks/gpu" "$DEST/gpu"; cp "$SRC/benchmarks/hf_baseline.py" "$D
 rm -rf "$DEST/gpu/__pycache__"
 for d in __init__.py app prompts retrieval kernels; do cp -r "$SRC/$d" "$DEST/src/sotrag/"; done
 find "$DEST/src" -name __pycache__ -prune -exec rm -rf {} +
+# the router's trained head: the GPU runs use router_probs.py's precomputed probabilities instead, and the carried
+# stage must stay under the device's 64 MiB together with the checkout
+rm -f "$DEST/src/sotrag/app/routing/assets/router.npz"
 [ -f "$QUESTIONS" ] && cp "$QUESTIONS" "$DEST/data/"
 # real shapes (issue 22): the recorded answers the replay writes, and the everyday English the 7B tokenizer is
 # trained on besides Python's documentation (question sets and prose; never the replayed answers)
