@@ -2,8 +2,10 @@
 
 Why ``AsyncLLM`` and not the offline ``LLM.generate``: SoT's whole point is many requests of one answer in
 flight at once, each streamed as it decodes, and cancellable. ``AsyncLLM`` gives continuous batching across
-concurrent ``generate`` calls, per-request ``abort``, and ``num_cached_tokens`` to show the prefix cache at
-work. Create the engine inside the event loop that will use it: AsyncLLM binds to that loop.
+concurrent requests, per-request ``abort``, and ``num_cached_tokens`` to show the prefix cache at work. Requests
+go in through ``AsyncLLM.add_request`` and are read from its output collectors (what ``AsyncLLM.generate`` does),
+so that an answer's points can all be in vLLM before any is read (``generate_group``). Create the engine inside
+the event loop that will use it: AsyncLLM binds to that loop.
 
 Every prompt reaches vLLM as token ids (``TokensPrompt``): built by ``chat_ids.encode_chat`` so that only the
 chat template makes special tokens, or given by the caller (a point continuing the skeleton's own ids).
