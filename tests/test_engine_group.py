@@ -144,3 +144,42 @@ async def test_a_stream_of_a_group_closed_unread_is_aborted(engine: VLLMEngine) 
     for s in streams:
         await s.aclose()  # type: ignore[attr-defined]
     assert engine.num_unfinished_requests() == 0
+
+
+async def test_a_group_cancelled_while_the_pause_goes_out_still_resumes_the_scheduler(
+    engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = engine._llm.engine_core
+    real_pause = core.pause_scheduler_async
+    reached = asyncio.Event()
+
+    async def slow_reply(*args: Any, **kwargs: Any) -> None:
+        await real_pause(*args, **kwargs)  # the core is paused now
+        reached.set()
+        await asyncio.sleep(10)  # ... and the caller is cancelled before it hears back
+
+    monkeypatch.setattr(core, "pause_scheduler_async", slow_reply)
+    task = asyncio.create_task(engine.generate_group(_requests("cancel", 3)))
+    await asyncio.wait_for(reached.wait(), 30)
+    assert await engine._llm.is_paused()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+    await asyncio.sleep(0.05)  # the shielded resume
+    assert not await engine._llm.is_paused()
+    assert engine.num_unfinished_requests() == 0
+    assert await _read_all(await engine.generate_group(_requests("cancel-after", 2))) == [4, 4]
+
+
+async def test_a_vllm_that_refuses_the_pause_still_serves_the_group(
+    engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("Invalid pause mode: keep")
+
+    monkeypatch.setattr(engine._llm.engine_core, "pause_scheduler_async", refuse)
+    monkeypatch.setattr(engine, "admit_together", True)
+    assert await _read_all(await engine.generate_group(_requests("refused", 3))) == [4, 4, 4]
+    assert engine.admit_together is False  # not asked again
+    assert not await engine._llm.is_paused()

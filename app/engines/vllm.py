@@ -264,14 +264,18 @@ class VLLMEngine(EngineBase):
         Why: vLLM takes requests in between engine steps and starts a step as soon as one request is there. An
         answer's points, sent one after the other, would be prefilled over two or three steps, and the last
         one starts decoding a step or more after the first (docs/BENCHMARKS.md, the hand-over). So, when no
-        other request is in the engine (nobody else waits on the hold), its scheduler is paused (vLLM's "keep"
-        pause, caches kept) while the group goes in, and resumed right after: one step prefills them all.
-        Under load the engine is stepping anyway and takes the group in at its next step boundary."""
+        other request is in the engine, its scheduler is paused (vLLM's "keep" pause, caches kept) while the
+        group goes in, and resumed right after: one step prefills them all (a request of another answer that
+        arrives meanwhile waits those few milliseconds). Under load the engine is stepping anyway and takes the
+        group in at its next step boundary, so nothing is paused."""
         hold = self.admit_together and len(requests) > 1 and self.num_unfinished_requests() == 0
         submitted: list[tuple[Any, GenerationRequest, int]] = []
         async with self._admission:
-            paused = hold and await self._pause_scheduler()
+            resume = False
             try:
+                if hold:
+                    resume = True  # a pause cancelled on its way may still reach the core: resume in any case
+                    resume = await self._pause_scheduler()
                 for request in requests:
                     collector, prompt_tokens = await self._submit(request)
                     submitted.append((collector, request, prompt_tokens))
@@ -280,16 +284,22 @@ class VLLMEngine(EngineBase):
                     await self.abort(done.request_id)
                 raise
             finally:
-                if paused:
+                if resume:
                     await asyncio.shield(self._llm.engine_core.resume_scheduler_async())
         return [_Submitted(self, c, r.request_id, n) for c, r, n in submitted]
 
     async def _pause_scheduler(self) -> bool:
-        """Pause vLLM's scheduler, keeping its requests and caches; False where this vLLM cannot."""
+        """Pause vLLM's scheduler, keeping its requests and caches. Returns whether to resume it: False where this
+        vLLM has no such pause. A vLLM that refuses it is not asked again (groups then go in one by one)."""
         pause = getattr(getattr(self._llm, "engine_core", None), "pause_scheduler_async", None)
         if pause is None:
+            self.admit_together = False
             return False
-        await pause(mode="keep", clear_cache=False)
+        try:
+            await pause(mode="keep", clear_cache=False)
+        except Exception as exc:  # an older or newer vLLM: serve without the hold
+            log.warning("vLLM refused the scheduler pause (%s: %s); points go in one by one", type(exc).__name__, exc)
+            self.admit_together = False
         return True
 
     async def _submit(self, request: GenerationRequest) -> tuple[Any, int]:
