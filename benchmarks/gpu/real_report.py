@@ -74,6 +74,26 @@ def stage_breakdown(run: dict) -> dict | None:
     }
 
 
+def group_hand_over(run: dict) -> dict | None:
+    """Runs with ``--apart``: per answer, SoT with its points handed to vLLM one by one minus SoT with them as one
+    group (the two ran in turns on the same engine start)."""
+    rows = [r for r in run.get("rows", []) if r["source_model"] != "fixed-7x80"]
+    apart = {(r["source_model"], r["question_id"]): r["sot_s"] for r in rows if r["mode"] == "sot-apart"}
+    diffs = [
+        apart[(r["source_model"], r["question_id"])] - r["sot_s"]
+        for r in rows
+        if r["mode"] == "sot" and (r["source_model"], r["question_id"]) in apart
+    ]
+    if not diffs:
+        return None
+    return {
+        "n": len(diffs),
+        "apart_minus_group_ms_median": statistics.median(diffs) * 1e3,
+        "apart_minus_group_ms_mean": statistics.fmean(diffs) * 1e3,
+        "group_faster": sum(d > 0 for d in diffs),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("raw", nargs="+")
@@ -118,6 +138,7 @@ def main() -> None:
             if bt:
                 m["median_speedup_over_time_bound"] = statistics.median(bt)
         m["stages"] = stage_breakdown(run)
+        m["group_hand_over"] = group_hand_over(run)
         m["per_point"] = run.get("per_point_summary")
         fixed = [r for r in run.get("rows", []) if r["source_model"] == "fixed-7x80"]
         for mode in ("sot", "sot-eager"):
@@ -171,6 +192,14 @@ def main() -> None:
             )
             if g["hand_over_ms"]:
                 print(f"[{label}] hand-over (median ms): {g['hand_over_ms']}")
+        if m["group_hand_over"]:
+            h = m["group_hand_over"]
+            print(
+                f"[{label}] the points as one group against one by one, paired per answer: one by one took "
+                f"{h['apart_minus_group_ms_median']:.1f} ms longer at the median "
+                f"(mean {h['apart_minus_group_ms_mean']:.1f}); "
+                f"the group was faster in {h['group_faster']} of {h['n']}"
+            )
         if m["per_point"]:
             pp = m["per_point"]
             print(
