@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sotrag.app.skeleton import SkeletonParser
+from sotrag.app.skeleton import SkeletonParser, parse_skeleton
 
 
 def stream_skeleton(text: str, seed: int, *, max_points: int, max_chunk: int) -> tuple[list[str], int | None]:
@@ -20,3 +20,24 @@ def stream_skeleton(text: str, seed: int, *, max_points: int, max_chunk: int) ->
         if parser.list_ended and ended is None:
             ended = fed
     return parser.finish(), ended
+
+
+def last_line_end(text: str, title: str) -> int:
+    """Where the line of the last point ends (any line end the reader knows; the text's end if none)."""
+    start = text.rfind(title)
+    ends = [i for i in (text.find(c, start) for c in "\n\r\u2028") if i >= 0]
+    return min(ends, default=len(text))
+
+
+def check_read_whole_and_streamed(text: str, titles: list[str], *, crlf: bool = False, seeds: int = 4) -> None:
+    """``text`` gives exactly ``titles`` read whole and fed in random chunks (LF, or CR LF with ``crlf``), and the
+    early stop never comes on before the last point's line is complete."""
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    assert parse_skeleton(text, max_points=20) == titles
+    end = last_line_end(text, titles[-1]) if titles else -1
+    for seed in range(seeds):
+        points, ended = stream_skeleton(text, seed, max_points=20, max_chunk=9)
+        assert points == titles, seed
+        if ended is not None:  # never before the last point's line is complete
+            assert end >= 0 and ended > end, (seed, ended)

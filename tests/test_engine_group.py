@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sotrag.app.engines.base import GenerationDelta, GenerationRequest, SamplingOptions
+from tests.vllm_tap import tap_add_request
 
 if TYPE_CHECKING:
     from sotrag.app.engines.vllm import VLLMEngine
@@ -32,36 +33,17 @@ class _ScheduledAt:
 
     def __init__(self, engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch, *, gap_s: float = 0.0) -> None:
         self.at: dict[str, float] = {}
-        llm = engine._llm
-        inner = llm.add_request
-        owner = self
+        self.gap_s = gap_s
+        tap_add_request(engine._llm, monkeypatch, self._output, self._submitted)
 
-        class Collector:
-            def __init__(self, q: Any, rid: str) -> None:
-                self.q, self.rid = q, rid
+    def _output(self, request_id: str, out: Any) -> None:
+        ts = getattr(getattr(out, "metrics", None), "scheduled_ts", 0.0)
+        if ts:
+            self.at.setdefault(request_id, ts)
 
-            def _seen(self, out: Any) -> Any:
-                ts = getattr(getattr(out, "metrics", None), "scheduled_ts", 0.0) if out is not None else 0.0
-                if ts:
-                    owner.at.setdefault(self.rid, ts)
-                return out
-
-            def get_nowait(self) -> Any:
-                return self._seen(self.q.get_nowait())
-
-            async def get(self) -> Any:
-                return self._seen(await self.q.get())
-
-            def close(self) -> None:
-                self.q.close()
-
-        async def add_request(request_id: str, *args: Any, **kw: Any) -> Any:
-            q = await inner(request_id, *args, **kw)
-            if gap_s:  # the next request reaches vLLM this much later: a step can start in between
-                await asyncio.sleep(gap_s)
-            return Collector(q, request_id)
-
-        monkeypatch.setattr(llm, "add_request", add_request)
+    async def _submitted(self, request_id: str, prompt: Any) -> None:
+        if self.gap_s:  # the next request reaches vLLM this much later: a step can start in between
+            await asyncio.sleep(self.gap_s)
 
 
 async def _read_all(streams: list[AsyncIterator[GenerationDelta]]) -> list[int]:

@@ -22,6 +22,7 @@ from sotrag.prompts import build
 from sotrag.retrieval.types import Passage
 from tests.conftest import TEST_BLOCK_SIZE
 from tests.fakes import ListRetriever, sampling
+from tests.vllm_tap import tap_add_request
 
 SAMPLING = sampling(point_max_tokens=16, point_min_tokens=8, normal_max_tokens=16)
 # Text an attacker can put in a document, a question or a history turn: role markers and a forged passage.
@@ -184,51 +185,30 @@ def test_a_passage_cannot_close_its_block_or_forge_a_label() -> None:
 
 
 class VLLMTap:
-    """Records what ``AsyncLLM.add_request`` is given and what its outputs report: the ids that really reach vLLM
-    (sotrag's engine sends every request through ``add_request``; ``AsyncLLM.generate`` calls it too)."""
+    """Records what ``AsyncLLM.add_request`` is given and what its outputs report: the ids that really reach vLLM."""
 
-    def __init__(self, llm: Any) -> None:
-        self.inner = llm.add_request
+    def __init__(self) -> None:
         self.submitted: dict[str, list[int]] = {}
         self.reported: dict[str, list[int]] = {}
         self.generated: dict[str, list[int]] = {}
 
-    async def add_request(self, request_id: str, prompt: Any, *args: Any, **kw: Any) -> Any:
+    def on_submit(self, request_id: str, prompt: Any) -> None:
         self.submitted[request_id] = list(prompt["prompt_token_ids"])
-        return _TappedOutputs(self, request_id, await self.inner(request_id, prompt, *args, **kw))
 
-    def seen(self, request_id: str, out: Any) -> Any:
-        if out is not None:
-            if out.prompt_token_ids is not None:
-                self.reported.setdefault(request_id, list(out.prompt_token_ids))
-            self.generated.setdefault(request_id, []).extend(out.outputs[0].token_ids)
-        return out
+    def on_output(self, request_id: str, out: Any) -> None:
+        if out.prompt_token_ids is not None:
+            self.reported.setdefault(request_id, list(out.prompt_token_ids))
+        self.generated.setdefault(request_id, []).extend(out.outputs[0].token_ids)
 
     def stage(self, name: str) -> list[str]:
         """Request ids of one stage, in submission order ("skeleton" also finds a guided retry's "skeleton-guided")."""
         return [rid for rid in self.submitted if rid.split("-", 2)[-1].startswith(name)]
 
 
-class _TappedOutputs:
-    """A request's vLLM output collector, passed through to the engine; each output is recorded on its way."""
-
-    def __init__(self, tap: VLLMTap, request_id: str, inner: Any) -> None:
-        self.tap, self.request_id, self.inner = tap, request_id, inner
-
-    def get_nowait(self) -> Any:
-        return self.tap.seen(self.request_id, self.inner.get_nowait())
-
-    async def get(self) -> Any:
-        return self.tap.seen(self.request_id, await self.inner.get())
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 @pytest.fixture
 def tap(engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch) -> VLLMTap:
-    recorder = VLLMTap(engine._llm)
-    monkeypatch.setattr(engine._llm, "add_request", recorder.add_request)
+    recorder = VLLMTap()
+    tap_add_request(engine._llm, monkeypatch, recorder.on_output, recorder.on_submit)
     return recorder
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sotrag.app.skeleton import parse_skeleton
-from tests.skeleton_stream import stream_skeleton
+from tests.skeleton_stream import check_read_whole_and_streamed
 
 ANSWERS = [
     pytest.param(
@@ -643,19 +642,7 @@ ANSWERS = [
 ]
 
 
-def _stream(text: str, seed: int) -> tuple[list[str], int | None]:
-    return stream_skeleton(text, seed, max_points=20, max_chunk=9)
-
-
 @pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
 @pytest.mark.parametrize(("text", "titles"), ANSWERS)
 def test_answer_styles_are_read_whole_and_streamed(text: str, titles: list[str], crlf: bool) -> None:
-    if crlf:
-        text = text.replace("\n", "\r\n")
-    assert parse_skeleton(text, max_points=20) == titles
-    last_line_end = text.find("\n", text.rfind(titles[-1])) if titles else -1
-    for seed in range(4):
-        points, ended = _stream(text, seed)
-        assert points == titles
-        if ended is not None:  # never before the last point's line is complete
-            assert last_line_end >= 0 and ended > last_line_end, (seed, ended)
+    check_read_whole_and_streamed(text, titles, crlf=crlf)

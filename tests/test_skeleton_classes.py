@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from sotrag.app.skeleton import SkeletonParser, parse_heading, parse_line, parse_skeleton
-from tests.skeleton_stream import stream_skeleton
+from tests.skeleton_stream import check_read_whole_and_streamed
 
 T = ["Keep a regular schedule", "Make your room dark", "Avoid late caffeine", "Exercise during the day"]
 ZH = ["保持规律作息", "保持房间黑暗", "避免咖啡因"]
@@ -170,25 +170,10 @@ ANSWERS = [
 ]
 
 
-def _last_line_end(text: str, title: str) -> int:
-    """Where the line of the last point ends (any line end the reader knows; the text's end if none)."""
-    start = text.rfind(title)
-    ends = [i for i in (text.find(c, start) for c in "\n\r\u2028") if i >= 0]
-    return min(ends, default=len(text))
-
-
 @pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
 @pytest.mark.parametrize(("text", "titles"), ANSWERS)
 def test_list_style_classes_are_read_whole_and_streamed(text: str, titles: list[str], crlf: bool) -> None:
-    if crlf:
-        text = text.replace("\n", "\r\n")
-    assert parse_skeleton(text, max_points=20) == titles
-    last_line_end = _last_line_end(text, titles[-1])
-    for seed in range(4):
-        points, ended = stream_skeleton(text, seed, max_points=20, max_chunk=9)
-        assert points == titles, seed
-        if ended is not None:  # never before the last point's line is complete
-            assert ended > last_line_end, (seed, ended)
+    check_read_whole_and_streamed(text, titles, crlf=crlf)
 
 
 def test_auto_numbering_goes_on_after_a_closing_but_a_restart_still_ends_the_list() -> None:

@@ -14,6 +14,7 @@ chat template makes special tokens, or given by the caller (a point continuing t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import statistics
@@ -270,7 +271,7 @@ class VLLMEngine(EngineBase):
         group in at its next step boundary, so nothing is paused."""
         hold = self.admit_together and len(requests) > 1 and self.num_unfinished_requests() == 0
         submitted: list[tuple[Any, GenerationRequest, int]] = []
-        async with self._admission:
+        async with self._admission if hold else contextlib.nullcontext():  # one hold at a time; the rest go in
             resume = False
             try:
                 if hold:
