@@ -74,12 +74,13 @@ async def test_an_idle_engine_schedules_a_group_in_one_step(
 async def test_a_busy_engine_is_not_held(engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     # Another request is running: holding the scheduler would stall it, so the group goes in without a pause.
     pauses: list[bool] = []
+    send_pause = engine._send_pause
 
-    async def pause() -> bool:
+    def pause() -> Any:
         pauses.append(True)
-        return False
+        return send_pause()
 
-    monkeypatch.setattr(engine, "_pause_scheduler", pause)
+    monkeypatch.setattr(engine, "_send_pause", pause)
     options = SamplingOptions(max_tokens=200, min_tokens=200, ignore_eos=True)
     running = engine.generate(GenerationRequest("group-busy-long", "", options, prompt_token_ids=tuple(range(5, 40))))
     first = await anext(running)
@@ -128,30 +129,73 @@ async def test_a_stream_of_a_group_closed_unread_is_aborted(engine: VLLMEngine) 
     assert engine.num_unfinished_requests() == 0
 
 
-async def test_a_group_cancelled_while_the_pause_goes_out_still_resumes_the_scheduler(
+async def test_the_requests_go_in_while_the_pause_reply_is_on_its_way(
     engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The pause is not awaited before the requests: they reach vLLM while its reply is held back here, the
+    # paused core schedules none of them, and the resume follows the reply: one step schedules them all.
     core = engine._llm.engine_core
     real_pause = core.pause_scheduler_async
-    reached = asyncio.Event()
+    answer = asyncio.Event()
 
-    async def slow_reply(*args: Any, **kwargs: Any) -> None:
+    async def late_reply(*args: Any, **kwargs: Any) -> None:
         await real_pause(*args, **kwargs)  # the core is paused now
-        reached.set()
-        await asyncio.sleep(10)  # ... and the caller is cancelled before it hears back
+        await answer.wait()
 
-    monkeypatch.setattr(core, "pause_scheduler_async", slow_reply)
-    task = asyncio.create_task(engine.generate_group(_requests("cancel", 3)))
-    await asyncio.wait_for(reached.wait(), 30)
-    assert await engine._llm.is_paused()
+    monkeypatch.setattr(core, "pause_scheduler_async", late_reply)
+    monkeypatch.setattr(engine, "admit_together", True)
+    seen = _ScheduledAt(engine, monkeypatch)
+    submitted: list[str] = []
+    tap_add_request(engine._llm, monkeypatch, seen._output, lambda rid, _: submitted.append(rid))
+    reqs = _requests("late-reply", 3)
+    task = asyncio.create_task(engine.generate_group(reqs))
+    for _ in range(600):
+        if len(submitted) == len(reqs):
+            break
+        await asyncio.sleep(0.01)
+    assert submitted == [r.request_id for r in reqs]  # all in before the pause was answered
+    await asyncio.sleep(0.2)
+    assert not task.done() and seen.at == {}  # held: nothing scheduled
+    answer.set()
+    tokens = await _read_all(await asyncio.wait_for(task, 30))
+    assert tokens == [4, 4, 4]
+    assert len({seen.at[r.request_id] for r in reqs}) == 1
+    assert not await engine._llm.is_paused()
+
+
+@pytest.mark.parametrize("when", ["before the requests", "between requests"])
+async def test_a_cancelled_group_resumes_the_scheduler_and_leaves_nothing(
+    engine: VLLMEngine, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    monkeypatch.setattr(engine, "admit_together", True)
+    gate = asyncio.Event()
+    submitted: list[str] = []
+
+    async def on_submit(request_id: str, prompt: Any) -> None:
+        submitted.append(request_id)
+        gate.set()
+        if when == "between requests":
+            await asyncio.sleep(10)  # the caller is cancelled before the next request goes in
+
+    tap_add_request(engine._llm, monkeypatch, lambda rid, out: None, on_submit)
+    task = asyncio.create_task(engine.generate_group(_requests(f"cancel-{when}", 3)))
+    if when == "before the requests":
+        await asyncio.sleep(0)  # the group has sent the pause and yields once before its first request
+    else:
+        await asyncio.wait_for(gate.wait(), 30)
+        assert await engine._llm.is_paused()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     monkeypatch.undo()
-    await asyncio.sleep(0.05)  # the shielded resume
+    for _ in range(300):  # the shielded release: the pause's reply, then the resume
+        if not await engine._llm.is_paused() and engine.num_unfinished_requests() == 0:
+            break
+        await asyncio.sleep(0.01)
     assert not await engine._llm.is_paused()
     assert engine.num_unfinished_requests() == 0
-    assert await _read_all(await engine.generate_group(_requests("cancel-after", 2))) == [4, 4]
+    assert len(submitted) == (1 if when == "between requests" else 0)
+    assert await _read_all(await engine.generate_group(_requests(f"cancel-after-{when}", 2))) == [4, 4]
 
 
 async def test_a_vllm_that_refuses_the_pause_still_serves_the_group(

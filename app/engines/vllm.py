@@ -272,11 +272,10 @@ class VLLMEngine(EngineBase):
         hold = self.admit_together and len(requests) > 1 and self.num_unfinished_requests() == 0
         submitted: list[tuple[Any, GenerationRequest, int]] = []
         async with self._admission if hold else contextlib.nullcontext():  # one hold at a time; the rest go in
-            resume = False
+            pause = self._send_pause() if hold else None
             try:
-                if hold:
-                    resume = True  # a pause cancelled on its way may still reach the core: resume in any case
-                    resume = await self._pause_scheduler()
+                if pause is not None:
+                    await asyncio.sleep(0)  # the pause goes out first; its reply is awaited after the requests
                 for request in requests:
                     collector, prompt_tokens = await self._submit(request)
                     submitted.append((collector, request, prompt_tokens))
@@ -285,23 +284,29 @@ class VLLMEngine(EngineBase):
                     await self.abort(done.request_id)
                 raise
             finally:
-                if resume:
-                    await asyncio.shield(self._llm.engine_core.resume_scheduler_async())
+                if pause is not None:
+                    await asyncio.shield(self._release(pause))
         return [_Submitted(self, c, r.request_id, n) for c, r, n in submitted]
 
-    async def _pause_scheduler(self) -> bool:
-        """Pause vLLM's scheduler, keeping its requests and caches. Returns whether to resume it: False where this
-        vLLM has no such pause. A vLLM that refuses it is not asked again (groups then go in one by one)."""
+    def _send_pause(self) -> asyncio.Future[None] | None:
+        """Pause vLLM's scheduler, keeping its requests and caches, without waiting for its reply: the requests go
+        in while the reply is on its way (vLLM takes a client's messages in the order they were sent). None
+        where this vLLM has no such pause (groups then go in one by one)."""
         pause = getattr(getattr(self._llm, "engine_core", None), "pause_scheduler_async", None)
         if pause is None:
             self.admit_together = False
-            return False
+            return None
+        return asyncio.ensure_future(pause(mode="keep", clear_cache=False))
+
+    async def _release(self, pause: asyncio.Future[None]) -> None:
+        """Resume the scheduler once the pause has been answered (so the resume can never reach the core before
+        it), cancelled or not. A vLLM that refuses the pause is not asked again."""
         try:
-            await pause(mode="keep", clear_cache=False)
+            await pause
         except Exception as exc:  # an older or newer vLLM: serve without the hold
             log.warning("vLLM refused the scheduler pause (%s: %s); points go in one by one", type(exc).__name__, exc)
             self.admit_together = False
-        return True
+        await self._llm.engine_core.resume_scheduler_async()
 
     async def _submit(self, request: GenerationRequest) -> tuple[Any, int]:
         """Hand ``request`` to vLLM: its output collector, and its prompt's length in tokens."""
