@@ -350,6 +350,70 @@ async def load_real(
     }
 
 
+async def profile_start(engine: Any, rows: list[dict], vocab: pb.Vocabulary, label: str, out: Path) -> dict:
+    """Where an answer's time goes before its first request reaches vLLM (part ``profile``): stages of the
+    pipeline's start are timed (``SoTPipeline.validate``, ``Grounding.retrieve`` with the passages' fit,
+    ``EngineCalls.chat_request``, ``VLLMEngine._submit``) over normal and SoT answers; then the same answers run
+    under cProfile (this process: the pipeline and vLLM's frontend, not its engine core), whose top functions go
+    to ``<out>.profile.txt``. The timers and the profiler change nothing but add their own cost."""
+    import cProfile
+    import io
+    import pstats
+
+    from sotrag.app.engine_calls import EngineCalls
+    from sotrag.app.passages import Grounding
+
+    spans: dict[str, list[float]] = {}
+
+    def timer(inner: Any, name: str) -> Any:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                spans.setdefault(name, []).append((time.perf_counter() - t) * 1e3)
+
+        return timed
+
+    originals = {
+        (SoTPipeline, "validate"): SoTPipeline.__dict__["validate"],
+        (EngineCalls, "chat_request"): EngineCalls.__dict__["chat_request"],
+        (Grounding, "retrieve"): Grounding.__dict__["retrieve"],
+    }
+    SoTPipeline.validate = timer(SoTPipeline.validate, "validate")  # type: ignore[method-assign]
+    EngineCalls.chat_request = timer(EngineCalls.chat_request, "chat_request")  # type: ignore[method-assign]
+    Grounding.retrieve = classmethod(timer(originals[(Grounding, "retrieve")].__func__, "retrieve+fit"))  # type: ignore[assignment,method-assign]
+    engine._submit = timer(engine._submit, "submit (add_request)")
+    starts: list[float] = []
+    try:
+        for row in rows:
+            for mode in ("normal", "sot"):
+                r = await one(engine, row, mode, vocab)
+                skeleton = r.get("trace", {}).get("skeleton")
+                if skeleton:
+                    starts.append(skeleton["call"])
+    finally:
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+        del engine._submit
+    medians = {k: round(statistics.median(v), 3) for k, v in spans.items()}
+    if starts:
+        medians["answer start -> skeleton add_request (traced)"] = round(statistics.median(starts), 3)
+    print(f"[{label}] start of an answer, median ms per call: {medians}", flush=True)
+    prof = cProfile.Profile()
+    prof.enable()
+    for row in rows:
+        for mode in ("normal", "sot"):
+            await one(engine, row, mode, vocab)
+    prof.disable()
+    text = io.StringIO()
+    stats = pstats.Stats(prof, stream=text)
+    stats.sort_stats("cumulative").print_stats(60)
+    stats.sort_stats("tottime").print_stats(40)
+    out.with_suffix(".profile.txt").write_text(text.getvalue())
+    return {"medians_ms": medians, "answers": len(rows), "calls": {k: len(v) for k, v in spans.items()}}
+
+
 async def main_async(a: argparse.Namespace) -> None:
     from sotrag.app.engines.vllm import VLLMEngine
     from sotrag.app.serving.service import freeze_startup_heap
@@ -460,6 +524,9 @@ async def main_async(a: argparse.Namespace) -> None:
                     flush=True,
                 )
                 save()
+        if "profile" in parts and a.replay:
+            res["profile"] = await profile_start(engine, rows[: a.limit or 10], vocab, a.machine, Path(a.out))
+            save()
         if "real" in parts and a.replay:
             before = replay_stats()
             t_real = time.perf_counter()
