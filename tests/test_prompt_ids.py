@@ -34,6 +34,11 @@ PASSAGES = [
 ]
 QUESTION = f"How can I sleep better? {INJECTED}"
 HISTORY = [(f"Earlier question {INJECTED}", f"Earlier answer {INJECTED}")]
+# The same, long enough (with the grounded system text) to be encoded off the event loop (``LocalTokenizer``).
+LONG_PASSAGES = [
+    Passage(text=f"Keep the bedroom dark. {INJECTED} " * 13 + FORGED, source="sleep/room.md", score=0.9),
+    PASSAGES[1],
+]
 REAL_PASSAGE_TAG = re.compile(r'<passage n="(\d+)" source="([^"]*)">')
 
 
@@ -260,12 +265,15 @@ async def test_eager_points_continue_from_the_ids_written_so_far(engine: VLLMEng
 
 
 @pytest.mark.engine
+@pytest.mark.parametrize("passages", [PASSAGES, LONG_PASSAGES], ids=["short", "long, encoded off the loop"])
 async def test_no_special_token_from_documents_questions_or_history_reaches_vllm(
-    engine: VLLMEngine, tap: VLLMTap
+    engine: VLLMEngine, tap: VLLMTap, passages: list[Passage]
 ) -> None:
     start, end, eot = specials(engine.tokenizer)
-    settings = Settings(sampling=SAMPLING, sot=sot(3))
-    pipeline = SoTPipeline(engine, settings, retriever=ListRetriever(PASSAGES))
+    settings = Settings(sampling=SAMPLING, sot=sot(3), context_share=0.9)
+    system = build.system_message(passages).content
+    assert (len(system) >= engine._chat.off_loop_chars) is (passages is LONG_PASSAGES)
+    pipeline = SoTPipeline(engine, settings, retriever=ListRetriever(passages))
     sot_result = await pipeline.run(QUESTION, mode="sot", history=HISTORY, top_k=2)
     await pipeline.run(QUESTION, mode="normal", history=HISTORY, top_k=2)
     await LLMRouter(engine).aclassify(QUESTION)

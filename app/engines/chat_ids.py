@@ -60,17 +60,27 @@ class PlainEncoder:
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> tuple[int, ...]:
-        short = len(text) < self.min_chars
-        cache = self._short if short else self._ids
         with self._lock:
-            hit = cache.get_fresh(text)
+            hit = self._cache(text).get_fresh(text)
         if hit is not None:
             return tuple(hit)
-        ids = tuple(self._encode(text))
+        return self.remember(text, self._encode(text))
+
+    def cached(self, text: str) -> bool:
+        with self._lock:
+            return text in self._cache(text)
+
+    def remember(self, text: str, ids: Sequence[int]) -> tuple[int, ...]:
+        """Keep ``ids`` as ``text``'s encoding (made elsewhere, e.g. off the event loop, by an equal encoder)."""
+        ids = tuple(ids)
+        short = len(text) < self.min_chars
         if short or len(ids) <= self.max_ids:  # one long text over the whole budget is not kept
             with self._lock:
-                cache.put(text, ids, weight=1 if short else len(ids))
+                self._cache(text).put(text, ids, weight=1 if short else len(ids))
         return ids
+
+    def _cache(self, text: str) -> LRU:
+        return self._short if len(text) < self.min_chars else self._ids
 
     def _encode(self, text: str) -> list[int]:
         return encode_plain(self.tokenizer, text)

@@ -109,4 +109,6 @@ class RemoteEngine(EngineBase):
         return self.transport.servers()
 
     async def aclose(self) -> None:
+        if self.tokens.local is not None:
+            self.tokens.local.close()
         await self.transport.aclose()

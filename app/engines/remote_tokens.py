@@ -138,15 +138,15 @@ class RemoteTokens:
         self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
     ) -> ChatPrompt:
         """``encode_chat`` for the event loop: through the server it makes blocking round trips (``/tokenize``),
-        so it runs in a worker thread then; the local tokenizer runs in place (CPU only, no I/O)."""
+        so it runs in a worker thread then; the local tokenizer encodes long new contents in its own worker."""
         if self.local is not None:
-            return self.encode_chat(messages, continue_final_message=continue_final_message)
+            return await self.local.aencode_chat(messages, continue_final_message=continue_final_message)
         return await asyncio.to_thread(self.encode_chat, messages, continue_final_message=continue_final_message)
 
     async def acount_tokens(self, text: str) -> int:
         """``count_tokens`` for the event loop (a worker thread when it would ask the server)."""
         if self.local is not None:
-            return self.count_tokens(text)
+            return await self.local.acount_tokens(text)
         return await asyncio.to_thread(self.count_tokens, text)
 
     def _render_pairs(self, pairs: list[tuple[str, str]], continue_final_message: bool) -> str:

@@ -250,6 +250,14 @@ class VLLMEngine(EngineBase):
     def count_tokens(self, text: str) -> int:
         return self._chat.count_tokens(text)
 
+    async def aencode_chat(
+        self, messages: Sequence[ChatMessage], *, continue_final_message: bool = False
+    ) -> ChatPrompt:
+        return await self._chat.aencode_chat(messages, continue_final_message=continue_final_message)
+
+    async def acount_tokens(self, text: str) -> int:
+        return await self._chat.acount_tokens(text)
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         collector, prompt_tokens = await self._submit(request)
         deltas = self._stream(collector, request.request_id, prompt_tokens)
@@ -407,6 +415,7 @@ class VLLMEngine(EngineBase):
         )
 
     async def aclose(self) -> None:
+        self._chat.close()
         llm, self._llm = self._llm, _Closed()
         llm.shutdown()
         # AsyncLLM.__del__ shuts down a second time, and if that happens during interpreter teardown it
