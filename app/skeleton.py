@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from sotrag.app.skeleton_lines import (
     HTML_BREAK,
@@ -21,6 +21,8 @@ from sotrag.app.skeleton_lines import (
     REFERENCES,
     SUB_NUMBER,
     TABLE_SEPARATOR,
+    THINK_CLOSE,
+    THINK_OPEN,
     body_title,
     clean_title,
     html_piece,
@@ -131,6 +133,30 @@ class _Dotted:
 
 
 @dataclass
+class _Reasoning:
+    """A reasoning block ("<think>" ... "</think>") that a reasoning model writes before its answer: numbered
+    steps and closing sentences in it are its thinking, not the list, and must not stop the skeleton either."""
+
+    inside: bool = False
+
+    def outside(self, line: str) -> tuple[str | None, bool]:
+        """The part of ``line`` outside the block (None if nothing is), and whether everything before it was
+        reasoning: a "</think>" with no "<think>" before it (a chat template that opens the block in the prompt)."""
+        lone = False
+        if not self.inside:
+            opened = THINK_OPEN.match(line)
+            if opened is None and THINK_CLOSE.search(line) is None:
+                return line, False
+            self.inside, lone = True, opened is None
+            line = line[opened.end() :] if opened else line
+        closed = THINK_CLOSE.search(line)
+        if closed is None:
+            return None, False
+        self.inside, rest = False, line[closed.end() :]
+        return (rest if rest.strip() else None), lone
+
+
+@dataclass
 class SkeletonParser:
     """Feed skeleton text as it streams; read complete points as they appear.
 
@@ -192,6 +218,7 @@ class SkeletonParser:
     _resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
+    _reasoning: _Reasoning = field(default_factory=_Reasoning)
 
     @property
     def text(self) -> str:
@@ -259,7 +286,15 @@ class SkeletonParser:
 
     def _line(self, line: str) -> None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
-        line = QUOTE.sub("", line.translate(INVISIBLE))
+        outside, start_over = self._reasoning.outside(line.translate(INVISIBLE))
+        if start_over:  # what was read was reasoning ("</think>" alone): read again from here
+            kept = {"_text": self._text, "_buffer": self._buffer, "_reasoning": self._reasoning}
+            fresh = SkeletonParser(max_points=self.max_points)
+            for f in fields(self):
+                setattr(self, f.name, kept.get(f.name, getattr(fresh, f.name)))
+        if outside is None:
+            return
+        line = QUOTE.sub("", outside)
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code

@@ -87,6 +87,10 @@ REFERENCES = re.compile(
     r"\s*:?\s*(?:\*\*|__)?\s*:?",
     re.IGNORECASE,
 )
+# A reasoning block's tags ("<think>" ... "</think>", as DeepSeek-R1 and Qwen3 write them before the answer; also
+# "<thinking>" and "<reasoning>"): what is inside is the model's reasoning, never the list.
+THINK_OPEN = re.compile(r"\s*<(?:think|thinking|reasoning)>", re.IGNORECASE)
+THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
 # A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
 _CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
 # Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, direction

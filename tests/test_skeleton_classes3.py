@@ -1,0 +1,76 @@
+"""List styles a third adversarial probe found misread (issue 22), one group per class, read whole and streamed.
+
+As in ``test_skeleton_classes.py``: each example stands for its class, every answer is read whole and fed in
+random chunks (CR LF line ends too), the points are the listed titles, and the early stop never comes before
+the last point's line is complete. Look-alikes that must stay what they were sit next to each class.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sotrag.app.skeleton import SkeletonParser, parse_skeleton
+from tests.skeleton_stream import check_read_whole_and_streamed
+
+T = ["Keep a consistent schedule", "Limit screens before bed", "Avoid caffeine after noon"]
+
+
+def _lines(fmt: str, titles: list[str], sep: str = "\n") -> str:
+    return sep.join(fmt.format(n=i, t=t) for i, t in enumerate(titles, 1)) + "\n"
+
+
+ANSWERS = [
+    # a reasoning block before the answer (DeepSeek-R1, Qwen3, QwQ): its numbered steps are no points
+    pytest.param(
+        "<think>\nThe user wants sleep tips. Let me list them:\n1. schedule\n2. screens\nOkay, three points.\n"
+        "</think>\n\n" + _lines("{n}. {t}", T),
+        T,
+        id="think-numbered-steps",
+    ),
+    pytest.param(
+        "<think>\nLet me think.\n\n**1. Schedule** is the most important.\n2. Screens matter.\n\nThat should do.\n"
+        "Now I will write it.\n</think>\n" + _lines("{n}. **{t}**", T),
+        T,
+        id="think-closing-inside",
+    ),
+    pytest.param("<think>1. schedule, then screens</think>\n" + _lines("{n}. {t}", T), T, id="think-one-line"),
+    pytest.param(
+        "<think>Plan it.</think>1. " + T[0] + "\n" + _lines("{n}. {t}", T)[3 + len(T[0]) :],
+        T,
+        id="think-list-on-its-line",
+    ),
+    pytest.param("<thinking>\n1. think\n2. more\n</thinking>\n" + _lines("{n}) {t}", T), T, id="thinking-tag"),
+    pytest.param("<reasoning>\n- a\n- b\n</reasoning>\n" + _lines("- {t}", T), T, id="reasoning-tag-bullets"),
+    # "</think>" alone: the chat template opened the block in the prompt; what came before it was reasoning
+    pytest.param(
+        "Okay, the user wants tips.\n1. schedule\n2. screens\nGood.\n</think>\n\n" + _lines("{n}. {t}", T),
+        T,
+        id="think-close-alone",
+    ),
+]
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+@pytest.mark.parametrize(("text", "titles"), ANSWERS)
+def test_list_style_classes_are_read_whole_and_streamed(text: str, titles: list[str], crlf: bool) -> None:
+    check_read_whole_and_streamed(text, titles, crlf=crlf)
+
+
+def test_a_reasoning_block_never_stops_the_skeleton() -> None:
+    """A tight list, a closing and more prose inside the block would end a list outside it: inside, nothing
+    counts, so the early stop waits for the answer's own list."""
+    parser = SkeletonParser()
+    parser.feed("<think>\n1. schedule\n2. screens\n\nThat works.\nNow I will write the answer.\n")
+    assert not parser.list_ended and parser.points == []
+    parser.feed("</think>\n\n1. Keep a consistent schedule\n2. Limit screens\n\nHope this helps!\nBye.\n")
+    assert parser.list_ended and parser.points == ["Keep a consistent schedule", "Limit screens"]
+
+
+def test_an_empty_reasoning_block_is_no_text() -> None:
+    """(A guard, read right before the class was fixed too: Qwen3 with thinking off writes an empty block.)"""
+    check_read_whole_and_streamed("<think>\n\n</think>\n\n" + _lines("{n}. {t}", T), T, crlf=True)
+
+
+def test_an_unclosed_reasoning_block_gives_no_points() -> None:
+    """Cut by the token limit while still reasoning: no point, so the pipeline asks again."""
+    assert parse_skeleton("<think>\n1. schedule\n2. screens\n3. caffeine\n") == []
