@@ -72,6 +72,8 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 # An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain
 # label ("Pros:").
 _LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*)|([^\W\d_a-z][^\W\d_]*(?:[ '’-][^\W\d_]+){0,4}):)$")
+# A letter that numbers a heading or a bold label ("## A. Diet", "**B.** Sleep", "**C) Rest**"): not the title.
+_LETTER = re.compile(r"[A-Za-z][.)](?:\s+|$)")
 # A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
 _GENERIC = re.compile(
     r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
@@ -224,11 +226,14 @@ def parse_heading(line: str) -> tuple[int, str] | None:
         level, raw, after = 8, m.group(6) + ":", ""
     else:
         level, raw, after = 7, m.group(4), m.group(5).strip()
+        if _LETTER.fullmatch(raw):  # "**B.** Sleep": the emphasis held only the letter
+            raw, after = after, ""
         if after and after[0] not in _SEPARATORS and not after[0].isupper():
             return None
     if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")) and _LEAD_IN.search(raw):
         return None  # "**Here are the tips:**" leads in to what follows ("**Pros:**" heads its bullets)
-    title = clean_title(raw)
+    letter = _LETTER.match(raw) if level < 8 else None
+    title = clean_title(raw[letter.end() :] if letter else raw)
     return (level, title) if title and not _GENERIC.fullmatch(title) else None
 
 

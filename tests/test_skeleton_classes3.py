@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sotrag.app.skeleton import SkeletonParser, parse_skeleton
+from sotrag.app.skeleton import SkeletonParser, parse_heading, parse_skeleton
 from tests.skeleton_stream import check_read_whole_and_streamed
 
 T = ["Keep a consistent schedule", "Limit screens before bed", "Avoid caffeine after noon"]
@@ -47,6 +47,19 @@ ANSWERS = [
         T,
         id="think-close-alone",
     ),
+    # a letter numbering headings or bold labels ("## A. T", "**A.** T", "**A. T**"): the letter is no part of the title
+    pytest.param(
+        _lines("## {n}. {t}\nText.", T, "\n\n").replace("1.", "A.").replace("2.", "B.").replace("3.", "C."),
+        T,
+        id="letter-headings",
+    ),
+    pytest.param("**A.** " + T[0] + "\n**B.** " + T[1] + "\n**C.** " + T[2] + "\n", T, id="letter-bold"),
+    pytest.param("**a) " + T[0] + "**\nText.\n\n**b) " + T[1] + "**\nText.\n", T[:2], id="letter-bold-title"),
+    pytest.param(
+        "### A. Evening\n- dim the lights\n- no phone\n\n### B. Morning\n- get sunlight\n",
+        ["Evening", "Morning"],
+        id="letter-headings-over-bullets",
+    ),
 ]
 
 
@@ -74,3 +87,11 @@ def test_an_empty_reasoning_block_is_no_text() -> None:
 def test_an_unclosed_reasoning_block_gives_no_points() -> None:
     """Cut by the token limit while still reasoning: no point, so the pipeline asks again."""
     assert parse_skeleton("<think>\n1. schedule\n2. screens\n3. caffeine\n") == []
+
+
+def test_a_heading_or_label_starting_with_a_word_keeps_it() -> None:
+    """Only a letter with its "." or ")" numbers a heading: "A Guide" and "**A** great idea" are words."""
+    assert parse_heading("## A Guide to sleep") == (2, "A Guide to sleep")
+    assert parse_heading("## A. Guide to sleep") == (2, "Guide to sleep")
+    assert parse_heading("**A** great idea") is None
+    assert parse_heading("**B.** Sleep: more of it") == (7, "Sleep")
