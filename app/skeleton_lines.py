@@ -57,6 +57,8 @@ _BULLET = re.compile(
     r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
     r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
 )
+# A number alone in a heading or in bold ("### 1", "**2**"): a number alone on its line, its title on the next.
+_NUMBER_ALONE = re.compile(r"(?:#{1,6}\s*(\*\*|__)?|(\*\*|__))\d{1,2}(?:\1|\2)?")
 _HEADING = re.compile(r"#{1,6}\s+|#{2,6}(?=\d)")  # "### T", or "###1. T" (but "#1 T" is a number)
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
@@ -159,6 +161,8 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     "dash" for "- 1. T", or another of ``_family`` (numbered lines of another family under an item are its
     sub-items: "1." under "Step 1:" or "一、", "(1)" under "1.")."""
     s = line.strip()
+    if _NUMBER_ALONE.fullmatch(s):
+        return "num", "", ""
     heading = _HEADING.match(s)
     if heading:
         s = s[heading.end() :]

@@ -60,6 +60,12 @@ ANSWERS = [
         ["Evening", "Morning"],
         id="letter-headings-over-bullets",
     ),
+    # a number alone in a heading or in bold, without "." or ")" ("### 1", "**1**"), the title on the next line
+    pytest.param(_lines("### {n}\n{t}\n\nText.", T, "\n\n"), T, id="heading-number-alone"),
+    pytest.param(_lines("**{n}**\n**{t}**: text.", T, "\n\n"), T, id="bold-number-alone"),
+    pytest.param(
+        _lines("## **{n}**\n\n{t}", T, "\n\n") + "\nHope this helps.\nBye.\n", T, id="heading-bold-number-alone"
+    ),
 ]
 
 
@@ -95,3 +101,9 @@ def test_a_heading_or_label_starting_with_a_word_keeps_it() -> None:
     assert parse_heading("## A. Guide to sleep") == (2, "Guide to sleep")
     assert parse_heading("**A** great idea") is None
     assert parse_heading("**B.** Sleep: more of it") == (7, "Sleep")
+
+
+def test_a_plain_number_alone_stays_text() -> None:
+    """(A guard, read so before too.) Only a heading or bold makes a bare number a marker: "1" alone is text."""
+    assert parse_skeleton("1\nKeep a consistent schedule\n2\nLimit screens\n") == []
+    assert parse_skeleton("### 2024\nA good year\n### 2025\nA better one\n") == ["2024", "2025"]
