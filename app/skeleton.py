@@ -18,6 +18,7 @@ from sotrag.app.skeleton_lines import (
     LIST_OPENED,
     MAX_TITLE_CHARS,
     QUOTE,
+    RECAP,
     REFERENCES,
     SUB_NUMBER,
     TABLE_SEPARATOR,
@@ -343,7 +344,7 @@ class SkeletonParser:
         ):
             self._nested, self._gap = True, False
             return  # a sub-item or a continuation of the item above
-        if self._refs or (self._items and REFERENCES.fullmatch(stripped)):
+        if self._refs or (self._items and REFERENCES.fullmatch(stripped)) or self._recap(stripped):
             self._refs = self._ended = True
             return
         item = parse_item(line)
@@ -369,6 +370,10 @@ class SkeletonParser:
             self._nested, self._gap = True, False
             return  # a bullet under a numbered list
         self._prose(stripped)
+
+    def _recap(self, line: str) -> bool:
+        """A recap's heading after the items ("## Summary"; not in a list of headings, where it is one)."""
+        return bool(self._items) and (self._numbered or not self._headings) and bool(RECAP.fullmatch(line))
 
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""

@@ -91,6 +91,14 @@ REFERENCES = re.compile(
     r"\s*:?\s*(?:\*\*|__)?\s*:?",
     re.IGNORECASE,
 )
+# The heading of a recap after the points ("## Summary", "**Key takeaways:**", "In summary:", "**TL;DR:** ..."):
+# what follows repeats the points (often as a list numbered from 1 again), so it adds none.
+RECAP = re.compile(
+    r"(?:#{1,6}\s+)?(\*\*|__)?(?:in\s+(?:summary|conclusion|short|a\s+nutshell)|to\s+(?:summari[sz]e|sum\s+up|recap)"
+    r"|(?:quick\s+|brief\s+)?(?:summary|recap|conclusion)|key\s+takeaways?|final\s+thoughts|bottom\s+line|tl;?\s?dr)"
+    r"\s*:?\s*(?:\1\s*:?(?:\s.*)?)?",
+    re.IGNORECASE,
+)
 # A reasoning block's tags ("<think>" ... "</think>", as DeepSeek-R1 and Qwen3 write them before the answer; also
 # "<thinking>" and "<reasoning>"): what is inside is the model's reasoning, never the list.
 THINK_OPEN = re.compile(r"\s*<(?:think|thinking|reasoning)>", re.IGNORECASE)

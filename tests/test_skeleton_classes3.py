@@ -66,6 +66,25 @@ ANSWERS = [
     pytest.param(
         _lines("## **{n}**\n\n{t}", T, "\n\n") + "\nHope this helps.\nBye.\n", T, id="heading-bold-number-alone"
     ),
+    # a recap after the points ("### Summary", "In summary:", "**Key takeaways:**") repeats them: no new points
+    pytest.param(
+        _lines("### {n}. {t}\nText.", T, "\n\n") + "\n### Summary\n1. Schedule\n2. Screens\n",
+        T,
+        id="recap-heading-list",
+    ),
+    pytest.param(_lines("{n}. {t}", T) + "\nIn summary:\n1. Be consistent\n2. Less light\n", T, id="recap-lead-in"),
+    pytest.param(
+        _lines("{n}. **{t}**: text.", T) + "\n**Key takeaways:**\n1. Consistency\n2. Darkness\n",
+        T,
+        id="recap-bold-label",
+    ),
+    pytest.param(_lines("{n}. {t}", T) + "\n**TL;DR:** sleep.\n1. Sleep more\n", T, id="recap-tldr"),
+    # (a guard: a list of headings keeps its "Conclusion" heading as a point)
+    pytest.param(
+        "## Evening\n- dim lights\n- no phone\n\n## Morning\n- sunlight\n\n## Conclusion\n- routine\n",
+        ["Evening", "Morning", "Conclusion"],
+        id="summary-among-headings",
+    ),
 ]
 
 
@@ -107,3 +126,10 @@ def test_a_plain_number_alone_stays_text() -> None:
     """(A guard, read so before too.) Only a heading or bold makes a bare number a marker: "1" alone is text."""
     assert parse_skeleton("1\nKeep a consistent schedule\n2\nLimit screens\n") == []
     assert parse_skeleton("### 2024\nA good year\n### 2025\nA better one\n") == ["2024", "2025"]
+
+
+def test_a_recap_heading_ends_the_list_at_once() -> None:
+    parser = SkeletonParser()
+    parser.feed(_lines("{n}. {t}", T) + "\n## Summary\n")
+    assert parser.list_ended and parser.points == T
+    assert parse_skeleton("## Summary\n" + _lines("{n}. {t}", T)) == T  # a summary heading first is a preamble
