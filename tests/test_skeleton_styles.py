@@ -480,9 +480,11 @@ _HEADING_STYLES = ["**{t}**", "### {t}", "**{t}:** {d}", "**{t}.** {d}", "**{t}*
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(_title, min_size=2, max_size=8, unique_by=lambda t: " ".join(t.lower().split())).filter(
-        # (not words that make a heading something else: "**Step 2.** Mix" is a numbered point)
+        # (not words that make a heading something else: "**Step 2.** Mix" is a numbered point, "**A.** Mix" a
+        # lettered one)
         lambda ts: all(
             t.split()[0].lower() != "step"
+            and not re.fullmatch(r"[A-Za-z][.)]?", t.split()[0])
             and t.lower() not in {"skeleton", "outline", "answer", "response", "plan", "overview", "summary"}
             for t in ts
         )
