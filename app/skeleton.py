@@ -134,6 +134,44 @@ class _Dotted:
 
 
 @dataclass
+class _Table:
+    """A markdown table: its first line is the header (never a point), then the separator; the rows after are
+    points if the table came before any other item (the table is the list). A row with as many cells right
+    after a blank line goes on with a table of points (a table split by a blank line)."""
+
+    state: int = 0  # 0 no table, 1 header row read, 2 in a table of points, 3 in a table that is not the list
+    is_list: bool = False  # a table's rows were points
+    pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
+    columns: int = 0  # cells in the header row of the last table
+    resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
+
+    def blank(self) -> None:
+        self.resume = self.resume or self.state == 2
+        self.state, self.pipes = 0, False
+
+    def read(self, row: str, *, resume: bool, first: bool) -> tuple[bool, str | None]:
+        """Whether ``row`` (a stripped line) is a table line, and the point it gives, if any; ``resume``: a blank
+        line came right before it, ``first``: no item came before it."""
+        pipes, self.pipes = self.pipes, "|" in row
+        if pipes and not self.state and TABLE_SEPARATOR.fullmatch(row):
+            self.state = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
+        if not (row.startswith("|") or (self.state and "|" in row)):
+            self.state = 0
+            return False, None
+        cells = row.strip("|").count("|") + 1
+        if resume and not self.state and cells == self.columns and not TABLE_SEPARATOR.fullmatch(row):
+            self.state = 2
+        if self.state == 0 or (self.state == 1 and not TABLE_SEPARATOR.fullmatch(row)):
+            self.state, self.columns = 1, cells
+        elif self.state == 1:
+            self.state = 2 if first or self.is_list else 3
+        elif self.state == 2:
+            self.is_list = True
+            return True, table_row_title(row)
+        return True, None
+
+
+@dataclass
 class _Reasoning:
     """A reasoning block ("<think>" ... "</think>") that a reasoning model writes before its answer: numbered
     steps and closing sentences in it are its thinking, not the list, and must not stop the skeleton either."""
@@ -201,22 +239,18 @@ class SkeletonParser:
     _fenced: SkeletonParser | None = None  # reads the first plain or markdown code fence, if any
     _in_fenced: bool = False  # inside that fence
     _refs: bool = False  # a references heading came after the points: nothing after it is a point
-    _table: int = 0  # 0 no table, 1 header row read, 2 in a table of points, 3 in a table that is not the list
-    _table_list: bool = False  # a table's rows were points
+    _table: _Table = field(default_factory=_Table)
     _html: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
     _html_top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
     _in_li: bool = False  # inside an <li>: its further lines are its text
     _nested: bool = False  # a sub-item came under an item: prose right under an item may be its text too
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
-    _pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
     _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
     _ended: bool = False
     _last_number: int | None = None  # the number of the last numbered item written with digits
     _auto: bool = True  # every such item had the same number ("1." "1." "1.": markdown numbers them itself)
     _pending: tuple[int, int | None, str] | None = None  # indent, number, family of a number alone on its line
     _dotted: _Dotted = field(default_factory=_Dotted)
-    _columns: int = 0  # cells in the header row of the last table
-    _resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
     _reasoning: _Reasoning = field(default_factory=_Reasoning)
@@ -309,22 +343,20 @@ class SkeletonParser:
                 self._fenced._line(line)
             return
         if not stripped:
-            self._resume = self._resume or self._table == 2
-            self._table, self._gap, self._pipes = 0, True, False
+            self._table.blank()
+            self._gap = True
             return
-        resume, self._resume = self._resume, False
+        resume, self._table.resume = self._table.resume, False
         if is_html(stripped):
             self._html_line(stripped)
             return
         if self._in_li:
             return  # more text of an HTML item
-        pipes, self._pipes = self._pipes, "|" in stripped
-        if pipes and not self._table and TABLE_SEPARATOR.fullmatch(stripped):
-            self._table = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
-        if stripped.startswith("|") or (self._table and "|" in stripped):
-            self._table_row(stripped, resume=resume)
+        is_row, title = self._table.read(stripped, resume=resume, first=not self._items)
+        if title is not None:
+            self._item(self._base_indent or 0, "num", title)
+        if is_row:
             return
-        self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         if opened := LIST_OPENED.search(stripped):
@@ -441,24 +473,6 @@ class SkeletonParser:
             return True
         key = _key(title)
         return bool(key) and (key in self._seen or key in map(_key, self._bullets))
-
-    def _table_row(self, row: str, *, resume: bool = False) -> None:
-        """A markdown table line: the first is its header (never a point), then the separator; the rows after
-        are points if the table came before any other item (the table is the list). A row with as many cells
-        right after a blank line goes on with a table of points (a table split by a blank line)."""
-        cells = row.strip().strip("|").count("|") + 1
-        if resume and not self._table and cells == self._columns and not TABLE_SEPARATOR.fullmatch(row):
-            self._table = 2
-        if self._table == 0 or (self._table == 1 and not TABLE_SEPARATOR.fullmatch(row)):
-            self._table, self._columns = 1, cells
-            return
-        if self._table == 1:
-            self._table = 2 if self._items == 0 or self._table_list else 3
-            return
-        if self._table == 3:
-            return
-        self._table_list = True
-        self._item(self._base_indent or 0, "num", table_row_title(row))
 
     def _html_line(self, piece: str) -> None:
         """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item. A tag
