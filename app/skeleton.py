@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from sotrag.app.skeleton_lines import (
     HTML_BREAK,
+    IMAGE,
     INVISIBLE,
     LIST_OPENED,
     MAX_TITLE_CHARS,
@@ -22,12 +23,12 @@ from sotrag.app.skeleton_lines import (
     REFERENCES,
     SUB_NUMBER,
     TABLE_SEPARATOR,
+    THEMATIC_BREAK,
     THINK_CLOSE,
     THINK_OPEN,
     body_title,
     clean_title,
     html_piece,
-    is_bare,
     is_html,
     parse_dotted,
     parse_heading,
@@ -108,27 +109,27 @@ class _Dotted:
     until the next one follows it, as "1.5 hours is enough." alone is prose."""
 
     last: tuple[int, ...] | None = None  # the number of the last item, once the list has started
-    held: tuple[int, tuple[int, ...], str, bool] | None = None  # indent, number, title, bare of a first line
+    held: tuple[int, tuple[int, ...], str] | None = None  # indent, number, title of a first line
 
     @property
     def started(self) -> bool:
         return self.last is not None
 
-    def read(self, indent: int, stripped: str, *, may_start: bool) -> list[tuple[int, str, bool]] | None:
-        """The items (indent, title, bare) this line gives, the held first one included once the list starts;
+    def read(self, indent: int, stripped: str, *, may_start: bool) -> list[tuple[int, str]] | None:
+        """The items (indent, title) this line gives, the held first one included once the list starts;
         None when it is no item (yet): another line, a number that does not follow, or a first line held."""
         dotted = parse_dotted(stripped)
         if dotted is None or (self.last is not None and not _follows(self.last, dotted[0])):
             return None
-        item = (indent, dotted[1], is_bare(stripped))
+        item = (indent, dotted[1])
         if self.last is None:
             if not may_start:
                 return None
-            held, self.held = self.held, (indent, dotted[0], dotted[1], item[2])
+            held, self.held = self.held, (indent, dotted[0], dotted[1])
             if held is None or not _follows(held[1], dotted[0]):
                 return None  # read as any other line meanwhile (a preamble, a heading)
             self.last = dotted[0]
-            return [(held[0], held[2], held[3]), item]
+            return [(held[0], held[2]), item]
         self.last = dotted[0]
         return [item]
 
@@ -234,7 +235,6 @@ class SkeletonParser:
     _items: int = 0  # top-level list lines read (duplicates and empty titles included)
     _between: bool = False  # a top-level non-list line came after the last item
     _loose: bool = False  # such a line came between two items: text under items is part of the list
-    _bare: bool = False  # the last item was a section title ("### 2. T", "**2. T**"): prose right under it is its text
     _in_code: bool = False
     _fenced: SkeletonParser | None = None  # reads the first plain or markdown code fence, if any
     _in_fenced: bool = False  # inside that fence
@@ -243,8 +243,8 @@ class SkeletonParser:
     _html: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
     _html_top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
     _in_li: bool = False  # inside an <li>: its further lines are its text
-    _nested: bool = False  # a sub-item came under an item: prose right under an item may be its text too
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
+    _blank: bool = False  # the last line was blank (or a thematic break: "---")
     _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
     _ended: bool = False
     _last_number: int | None = None  # the number of the last numbered item written with digits
@@ -272,19 +272,20 @@ class SkeletonParser:
 
     @property
     def list_ended(self) -> bool:
-        """True when the list has ended, as far as text can tell: at least two items, written tight (no
-        top-level text between any two of them), then a complete top-level prose line that ends a sentence
-        ("Remember, ...", "I hope this helps!"), and then what shows the list does not go on: another line of
-        prose, or an item that starts the list again (its number not above the last one's, unless every item
-        had that number, or a title already read: the model writing the whole answer). An item that goes on (the
-        next number, a new title) clears it, so a sentence written between two items never ends the list. A
-        references heading after the points ends it too. A line that may lead in to more ("...:", or words such
-        as "here are", "also", "more", "next"), a heading or a bold label neither ends nor confirms, and text
-        under an item does not end it when the list has shown text between its items, nor prose right under (no
-        blank line) an item that is a section title ("### 2. T", "**2. T**") or has sub-items, nor anything once
-        a heading came before the first bullet. Only complete lines count, so the stop never cuts a point's
-        line; it comes one line after the closing at the earliest (a closing followed by the end of the text
-        needs no stop)."""
+        """True when the list has ended, as far as text can tell: at least two items, written tight (no top-level
+        text between any two of them), then, after a blank line, a complete top-level prose line that ends a
+        sentence ("Remember, ...", "I hope this helps!"), and then what shows the list does not go on: another
+        line of prose, or an item that starts the list again (its number not above the last one's, unless every
+        item had that number, or a title already read: the model writing the whole answer). An item that goes on
+        (the next number, a new title) clears it, so a sentence written between two items never ends the list. A
+        references or a recap heading ("## Summary") after the points ends it too. A line that may lead in to
+        more ("...:", or words such as "here are", "also", "more", "next"), a heading, a bold label, an image or
+        a thematic break ("---") neither ends nor confirms, and text under an item does not end it when the list
+        has shown text between its items, nor does prose right under (no blank line) an item or its sub-items:
+        markdown reads it as the item's text (a sentence there may still be a closing that a restarted numbering
+        confirms), nor a bullet right under a sentence (the sentence led in to it), nor anything once a heading
+        came before the first bullet. Only complete lines count, so the stop never cuts a point's line; it comes
+        one line after the closing at the earliest (a closing followed by the end of the text needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -329,7 +330,7 @@ class SkeletonParser:
                 setattr(self, f.name, kept.get(f.name, getattr(fresh, f.name)))
         if outside is None:
             return
-        line = QUOTE.sub("", outside)
+        line = QUOTE.sub(r"\1", outside)
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code
@@ -342,10 +343,11 @@ class SkeletonParser:
             if self._in_fenced and self._fenced is not None:
                 self._fenced._line(line)
             return
-        if not stripped:
+        if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does
             self._table.blank()
-            self._gap = True
+            self._gap = self._blank = True
             return
+        after_blank, self._blank = self._blank, False
         resume, self._table.resume = self._table.resume, False
         if is_html(stripped):
             self._html_line(stripped)
@@ -362,9 +364,9 @@ class SkeletonParser:
         if opened := LIST_OPENED.search(stripped):
             self._html.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
-        self._text_line(line, stripped)
+        self._text_line(line, stripped, after_blank=after_blank)
 
-    def _text_line(self, line: str, stripped: str) -> None:
+    def _text_line(self, line: str, stripped: str, *, after_blank: bool) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
         indent = _indent(line)
         if self._title_under_number(line, stripped):
@@ -374,7 +376,7 @@ class SkeletonParser:
         if (self._base_indent is not None and indent > self._base_indent + 1) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
-            self._nested, self._gap = True, False
+            self._sub_item()
             return  # a sub-item or a continuation of the item above
         if self._refs or (self._items and REFERENCES.fullmatch(stripped)) or self._recap(stripped):
             self._refs = self._ended = True
@@ -383,25 +385,31 @@ class SkeletonParser:
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
-            self._nested, self._gap = True, False
+            self._sub_item()
             return
         if item is not None and (item[0] == "num" or not self._numbered):
             number = _item_number(stripped) if item[0] == "num" else None
             if item[0] == "num" and not item[1]:
                 self._pending = (indent, number, item[2])  # "1." alone: its title is on the next line
                 return
-            self._list_item(indent, item[0], item[1], number, family=item[2], bare=is_bare(stripped))
+            self._list_item(indent, item[0], item[1], number, family=item[2])
             return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
         if item is not None:
-            if self._closing or self._ended:
+            if (self._closing and after_blank) or self._ended:
                 self._ended = True  # a bullet after the closing: the numbered list does not go on
                 return
-            self._nested, self._gap = True, False
+            self._closing = False  # (a sentence right above the bullet led in to it)
+            self._sub_item()
             return  # a bullet under a numbered list
         self._prose(stripped)
+
+    def _sub_item(self) -> None:
+        """A sub-item or an item's continuation: text right under it is its item's, unless a blank line and
+        prose came before it (then it sits under that prose)."""
+        self._gap = self._gap and self._between
 
     def _recap(self, line: str) -> bool:
         """A recap's heading after the items ("## Summary"; not in a list of headings, where it is one)."""
@@ -409,20 +417,21 @@ class SkeletonParser:
 
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""
-        if self._items == 0:
-            return  # a preamble
-        # prose right under a section-title item or an item with sub-items (no blank line, no prose since) is
-        # its text (a closing there ends the list one line later at most)
-        under = (self._bare or self._nested) and not self._gap and not self._between
+        if self._items == 0 or IMAGE.fullmatch(stripped):
+            return  # a preamble, or an image: no sign either way
+        # prose right under an item or its sub-items (no blank line since) is its text, as markdown reads it (a
+        # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
+        # which a restarted numbering after it confirms)
+        under = not self._gap
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered
-        if self._closing and not _leads_on(stripped):
+        if self._closing and not under and not _leads_on(stripped):
             self._ended = True  # prose after the closing: the list is over
-        elif self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
+        elif self._items >= 2 and not (self._loose or headed) and _is_closing(stripped):
             self._closing = True
 
-    def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str, bare: bool) -> None:
+    def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str) -> None:
         """A top-level item line: a point, unless it starts the list again after a closing."""
         if (self._closing or self._ended) and self._starts_again(number, title):
             self._ended = True  # after a closing, the list again from its start: the whole answer follows
@@ -432,7 +441,7 @@ class SkeletonParser:
         if number is not None:
             self._auto = self._auto and self._last_number in (None, number)
             self._last_number = number
-        self._item(indent, kind, title, bare=bare)
+        self._item(indent, kind, title)
 
     def _sub_family(self, family: str, number: int | None) -> bool:
         """A numbered line of another family than the list's ("1." under "Step 1:" or "一、" items, "Example 1:",
@@ -452,7 +461,7 @@ class SkeletonParser:
         indent, number, family = pending
         heading = parse_heading(stripped)
         title = heading[1] if heading else body_title(stripped)
-        self._list_item(indent, "num", title, number, family=family, bare=True)
+        self._list_item(indent, "num", title, number, family=family)
         return True
 
     def _dotted_item(self, indent: int, stripped: str) -> bool:
@@ -461,8 +470,8 @@ class SkeletonParser:
         if self._numbered and not self._dotted.started:
             return False
         items = self._dotted.read(indent, stripped, may_start=not self._items)
-        for item_indent, title, bare in items or ():
-            self._list_item(item_indent, "num", title, None, family="", bare=bare)
+        for item_indent, title in items or ():
+            self._list_item(item_indent, "num", title, None, family="")
         return items is not None
 
     def _starts_again(self, number: int | None, title: str) -> bool:
@@ -497,7 +506,7 @@ class SkeletonParser:
         elif text and not self._html:
             self._line(text)
 
-    def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> None:
+    def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
         if self._base_indent is None:
             self._base_indent = indent
@@ -505,7 +514,6 @@ class SkeletonParser:
         self._items += 1
         self._loose = self._loose or self._between
         self._between = self._ended = self._closing = self._gap = False
-        self._bare = bare
         self._take(kind, title)
 
     def _take(self, kind: str, title: str) -> None:

@@ -109,8 +109,13 @@ _CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.
 # marks): they would stop a marker from matching or stay in a title.
 INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f"))
 _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
-# A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it.
-QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
+# A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it; the indentation
+# before them stays (a quote indented under an item is part of it).
+QUOTE = re.compile(r"^([ \t]{0,3})(?:>[ \t]?)+")
+# A thematic break ("---", "***", "* * *", "___"): it separates blocks, as a blank line does.
+THEMATIC_BREAK = re.compile(r"([-*_])[ \t]*(?:\1[ \t]*){2,}")
+# An image alone on its line ("![chart](chart.png)"): no text.
+IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
 # "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
 HTML_BREAK = re.compile(r"(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
@@ -260,13 +265,6 @@ def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:
     if item is None or item[0] != "num" or not item[1]:
         return None
     return tuple(int(n) for n in m.group(1).rstrip(".").split(".")), item[1]
-
-
-def is_bare(line: str) -> bool:
-    """A numbered line that is a heading or ends in bold ("### 2. Title", "**2. Title**", "2. **Title**"): a
-    section title, so the prose under it is its text, not a closing."""
-    s = line.strip().rstrip(":")
-    return s.startswith("#") or s.endswith(("**", "__"))
 
 
 def table_row_title(line: str) -> str:

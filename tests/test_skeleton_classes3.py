@@ -85,6 +85,43 @@ ANSWERS = [
         ["Evening", "Morning", "Conclusion"],
         id="summary-among-headings",
     ),
+    # text right under an item (no blank line: markdown's lazy continuation) is the item's, however many lines,
+    # and whatever it is: a sentence and a bullet, a quote, italics, an example, a note in parentheses
+    pytest.param(
+        "1. {}\n2. {}\nBlue light delays melatonin.\n- Use night mode\n3. {}\n".format(*T), T, id="under-bullet"
+    ),
+    pytest.param(
+        "1. {}\n2. {}\n> Blue light delays melatonin.\n> Use night mode.\n3. {}\n".format(*T), T, id="under-quote"
+    ),
+    pytest.param(
+        "1. {}\n2. {}\n*Blue light delays melatonin.*\n*Use night mode.*\n3. {}\n".format(*T), T, id="under-italics"
+    ),
+    pytest.param(
+        "1. {}\n2. {}\nExample: stop at 9 pm.\nExample: read a book.\n3. {}\n".format(*T), T, id="under-examples"
+    ),
+    pytest.param(
+        "1. {}\n2. {}\n(e.g., stop at 9 pm.)\n(Or read a book.)\n3. {}\n".format(*T), T, id="under-parentheses"
+    ),
+    # an indented quote after a blank line is the item's too (its indentation stays when the quote marks go)
+    pytest.param(
+        "1. {}\n2. {}\n\n   > Blue light delays melatonin.\n   > Use night mode.\n\n3. {}\n".format(*T),
+        T,
+        id="indented-quote",
+    ),
+    # a bullet right under a sentence: the sentence led in to it, it ends nothing
+    pytest.param(
+        "1. {}\n2. {}\n\nBlue light delays melatonin.\n- Use night mode\n- Dim the lights\n\n3. {}\n".format(*T),
+        T,
+        id="sentence-then-bullets",
+    ),
+    # a thematic break or an image after a sentence between items confirms no end
+    pytest.param("1. {}\n2. {}\n\nThis is key.\n\n---\n\n3. {}\n".format(*T), T, id="rule-after-sentence"),
+    pytest.param("1. {}\n2. {}\n\nThis is key.\n\n* * *\n\n3. {}\n".format(*T), T, id="stars-rule-after-sentence"),
+    pytest.param(
+        "1. {}\n2. {}\n\nThis is key.\n\n![chart](chart.png)\n\n3. {}\n".format(*T), T, id="image-after-sentence"
+    ),
+    # (a guard: the whole answer after the skeleton, a sentence right under its last item, still ends it)
+    pytest.param("1. {}\n2. {}\n3. {}\nNow the full answer.\n1. Not a point\n".format(*T), T, id="restart-after-under"),
 ]
 
 
@@ -133,3 +170,19 @@ def test_a_recap_heading_ends_the_list_at_once() -> None:
     parser.feed(_lines("{n}. {t}", T) + "\n## Summary\n")
     assert parser.list_ended and parser.points == T
     assert parse_skeleton("## Summary\n" + _lines("{n}. {t}", T)) == T  # a summary heading first is a preamble
+
+
+def test_a_closing_after_a_blank_line_still_ends_the_list() -> None:
+    """What the lazy-continuation rule keeps: a blank line, a closing and a line after it end a tight list; a rule
+    after the list does not hide it."""
+    for text in (
+        _lines("{n}. {t}", T) + "\nHope this helps!\nBye.\n",
+        _lines("{n}. {t}", T) + "\n---\n\nHope this helps!\nLet me know.\n",
+        _lines("{n}. {t}", T) + "Hope this helps!\n\nLet me know.\n",
+    ):
+        parser = SkeletonParser()
+        parser.feed(text)
+        assert parser.list_ended and parser.points == T, text
+    parser = SkeletonParser()
+    parser.feed(_lines("{n}. {t}", T) + "Hope this helps!\nLet me know.\n")
+    assert not parser.list_ended  # (right under the last item: its text, as far as markdown can tell)
