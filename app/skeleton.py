@@ -29,6 +29,7 @@ from sotrag.app.skeleton_lines import (
     body_title,
     clean_title,
     html_piece,
+    inline_items,
     is_html,
     parse_dotted,
     parse_heading,
@@ -364,7 +365,8 @@ class SkeletonParser:
         if opened := LIST_OPENED.search(stripped):
             self._html.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
-        self._text_line(line, stripped, after_blank=after_blank)
+        for piece in inline_items(line):  # (one piece, unless a list is written on one line)
+            self._text_line(piece, piece.strip(), after_blank=after_blank)
 
     def _text_line(self, line: str, stripped: str, *, after_blank: bool) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""

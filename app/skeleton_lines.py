@@ -116,6 +116,9 @@ QUOTE = re.compile(r"^([ \t]{0,3})(?:>[ \t]?)+")
 THEMATIC_BREAK = re.compile(r"([-*_])[ \t]*(?:\1[ \t]*){2,}")
 # An image alone on its line ("![chart](chart.png)"): no text.
 IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+# The first and the next numbers of a list written on one line ("1. A 2. B 3. C").
+_INLINE_FIRST = re.compile(r"\s*(\d{1,2})([.)])\s+(?=\S)")
+_INLINE_NEXT = re.compile(r"(?<=\s)(\d{1,2})([.)])\s+(?=\S)")
 # Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
 # "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
 HTML_BREAK = re.compile(r"(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
@@ -252,6 +255,25 @@ def parse_heading(line: str) -> tuple[int, str] | None:
     letter = _LETTER.match(raw) if level < 8 else None
     title = clean_title(raw[letter.end() :] if letter else raw)
     return (level, title) if title and not _GENERIC.fullmatch(title) else None
+
+
+def inline_items(line: str) -> list[str]:
+    """A numbered line that holds the next items too ("1. A 2. B 3. C": a list written on one line): one piece
+    per item (indented as the line), when at least two more follow it in order, numbered the same way; else
+    the line. ("1. Read chapter 2. Then rest" stays one item: one number alone may be part of a title.)"""
+    first = _INLINE_FIRST.match(line)
+    if first is None:
+        return [line]
+    number, mark = int(first.group(1)), first.group(2)
+    cuts: list[int] = []
+    for m in _INLINE_NEXT.finditer(line, first.end()):
+        if m.group(2) == mark and int(m.group(1)) == number + 1 + len(cuts):
+            cuts.append(m.start(1))
+    if len(cuts) < 2:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    ends = [*cuts, len(line)]
+    return [line[: cuts[0]].rstrip()] + [indent + line[a:b].rstrip() for a, b in zip(cuts, ends[1:], strict=True)]
 
 
 def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from sotrag.app.skeleton import SkeletonParser, parse_heading, parse_skeleton
+from sotrag.app.skeleton_lines import inline_items
 from tests.skeleton_stream import check_read_whole_and_streamed
 
 T = ["Keep a consistent schedule", "Limit screens before bed", "Avoid caffeine after noon"]
@@ -122,6 +123,18 @@ ANSWERS = [
     ),
     # (a guard: the whole answer after the skeleton, a sentence right under its last item, still ends it)
     pytest.param("1. {}\n2. {}\n3. {}\nNow the full answer.\n1. Not a point\n".format(*T), T, id="restart-after-under"),
+    # a list written on one line ("1. A 2. B 3. C", as weak models write a skeleton), with text after each title too
+    pytest.param("1. {} 2. {} 3. {}\n".format(*T), T, id="inline"),
+    pytest.param(
+        "1) {}. It anchors you. 2) {}. 3) {}.\n\nHope this helps!\nBye.\n".format(*T),
+        [T[0] + ". It anchors you", *T[1:]],
+        id="inline-sentences",
+    ),
+    pytest.param(
+        "1. {} 2. {}\n3. {}\n".format(*T),
+        ["Keep a consistent schedule 2. Limit screens before bed", T[2]],
+        id="inline-one-more",
+    ),
 ]
 
 
@@ -186,3 +199,14 @@ def test_a_closing_after_a_blank_line_still_ends_the_list() -> None:
     parser = SkeletonParser()
     parser.feed(_lines("{n}. {t}", T) + "Hope this helps!\nLet me know.\n")
     assert not parser.list_ended  # (right under the last item: its text, as far as markdown can tell)
+
+
+def test_only_a_run_of_numbers_in_order_splits_a_line() -> None:
+    """Two more numbers in order, numbered the same way, after a numbered start: a number or two inside a title
+    ("chapter 2.", "2.5", "2 cups", "6.") stay in it."""
+    assert inline_items("1. Read chapter 2. Then rest") == ["1. Read chapter 2. Then rest"]
+    assert inline_items("1. Raise it 2.5 times 3. Stop") == ["1. Raise it 2.5 times 3. Stop"]
+    assert inline_items("1. Mix 2 cups 3. Bake") == ["1. Mix 2 cups 3. Bake"]
+    assert inline_items("1. Mix 2) Bake 3. Serve") == ["1. Mix 2) Bake 3. Serve"]
+    assert inline_items("Steps: 1. Mix 2. Bake 3. Serve") == ["Steps: 1. Mix 2. Bake 3. Serve"]  # (not read: a limit)
+    assert inline_items("  4. Wake at 6. 5. Eat. 6. Go.") == ["  4. Wake at 6.", "  5. Eat.", "  6. Go."]
