@@ -246,6 +246,7 @@ class SkeletonParser:
     _in_li: bool = False  # inside an <li>: its further lines are its text
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
     _blank: bool = False  # the last line was blank (or a thematic break: "---")
+    _subs: bool = False  # a sub-item (or indented text) came under the last item
     _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
     _ended: bool = False
     _last_number: int | None = None  # the number of the last numbered item written with digits
@@ -375,7 +376,7 @@ class SkeletonParser:
             return
         if self._dotted_item(indent, stripped):
             return
-        if (self._base_indent is not None and indent > self._base_indent + 1) or (
+        if (self._base_indent is not None and indent > self._base_indent + 1 and not self._drifts(line, indent)) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
             self._sub_item()
@@ -412,6 +413,17 @@ class SkeletonParser:
         """A sub-item or an item's continuation: text right under it is its item's, unless a blank line and
         prose came before it (then it sits under that prose)."""
         self._gap = self._gap and self._between
+        self._subs = True
+
+    def _drifts(self, line: str, indent: int) -> bool:
+        """A numbered line indented 2 spaces deeper than the list (less than a sub-item needs under "1. " in
+        markdown) that goes on with its numbering (the next number, numbered the same way) with nothing under the
+        last item: the list's indentation drifting, not a sub-item (after "  1." under "1.", "  2." is one)."""
+        if self._subs or indent > (self._base_indent or 0) + 2 or self._last_number is None:
+            return False
+        item = parse_item(line)
+        number = _item_number(line.strip())
+        return item is not None and item[0] == "num" and item[2] == self._family and number == self._last_number + 1
 
     def _recap(self, line: str) -> bool:
         """A recap's heading after the items ("## Summary"; not in a list of headings, where it is one)."""
@@ -515,7 +527,7 @@ class SkeletonParser:
         self._numbered = self._numbered or kind == "num"
         self._items += 1
         self._loose = self._loose or self._between
-        self._between = self._ended = self._closing = self._gap = False
+        self._between = self._ended = self._closing = self._gap = self._subs = False
         self._take(kind, title)
 
     def _take(self, kind: str, title: str) -> None:

@@ -135,6 +135,13 @@ ANSWERS = [
         ["Keep a consistent schedule 2. Limit screens before bed", T[2]],
         id="inline-one-more",
     ),
+    # a list whose indentation drifts by a space at each item ("1." " 2." "  3."): the next number 2 spaces deeper,
+    # with nothing under the item above, goes on with the list
+    pytest.param("1. {}\n 2. {}\n  3. {}\n".format(*T), T, id="indent-drift"),
+    pytest.param("  1. {}\n  2. {}\n    3. {}\n".format(*T), T, id="indent-drift-indented-list"),
+    # (guards: a sub-list 2 spaces deep stays one, and 3 spaces deep is a sub-item whatever its number)
+    pytest.param("1. {}\n  1. a\n  2. b\n2. {}\n".format(*T), T[:2], id="two-space-sub-list"),
+    pytest.param("1. {}\n   2. a\n2. {}\n".format(*T), T[:2], id="three-space-sub-item"),
 ]
 
 
