@@ -174,6 +174,34 @@ class _Table:
 
 
 @dataclass
+class _Html:
+    """HTML lists: list tags open and close levels; a top-level ``<li>`` is an item (``<ol>`` numbered, ``<ul>``
+    a bullet). A tag with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
+
+    open: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
+    top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
+    in_li: bool = False  # inside an <li>: its further lines are its text
+
+    def read(self, piece: str) -> tuple[tuple[str, str] | None, str]:
+        """The item (kind, title) a piece cut at ``HTML_BREAK`` gives, if any, and its text to read as a line
+        of its own (after a list closes: "</ol> I hope this helps.")."""
+        tag, text = html_piece(piece)
+        if tag in ("ol", "ul") and not text:
+            self.open.append(tag)
+        elif tag == "li" and self.open:
+            depth = len(self.open)
+            self.top = depth if self.top is None else self.top
+            self.in_li = True
+            if depth == self.top:  # (not an item of a nested list)
+                return ("num" if self.open[-1] == "ol" else "bullet", body_title(text)), ""
+        elif tag in ("/ol", "/ul", "/li"):
+            self.in_li = False
+            if tag != "/li" and self.open:
+                self.open.pop()
+        return None, (text if text and not self.open else "")
+
+
+@dataclass
 class _Reasoning:
     """A reasoning block ("<think>" ... "</think>") that a reasoning model writes before its answer: numbered
     steps and closing sentences in it are its thinking, not the list, and must not stop the skeleton either."""
@@ -241,9 +269,7 @@ class SkeletonParser:
     _in_fenced: bool = False  # inside that fence
     _refs: bool = False  # a references heading came after the points: nothing after it is a point
     _table: _Table = field(default_factory=_Table)
-    _html: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
-    _html_top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
-    _in_li: bool = False  # inside an <li>: its further lines are its text
+    _html: _Html = field(default_factory=_Html)
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
     _blank: bool = False  # the last line was blank (or a thematic break: "---")
     _subs: bool = False  # a sub-item (or indented text) came under the last item
@@ -352,9 +378,13 @@ class SkeletonParser:
         after_blank, self._blank = self._blank, False
         resume, self._table.resume = self._table.resume, False
         if is_html(stripped):
-            self._html_line(stripped)
+            item, rest = self._html.read(stripped)
+            if item is not None:
+                self._item(self._base_indent or 0, *item)
+            if rest:
+                self._line(rest)
             return
-        if self._in_li:
+        if self._html.in_li:
             return  # more text of an HTML item
         is_row, title = self._table.read(stripped, resume=resume, first=not self._items)
         if title is not None:
@@ -364,7 +394,7 @@ class SkeletonParser:
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         if opened := LIST_OPENED.search(stripped):
-            self._html.append(opened.group(1).lower())
+            self._html.open.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
         for piece in inline_items(line):  # (one piece, unless a list is written on one line)
             self._text_line(piece, piece.strip(), after_blank=after_blank)
@@ -496,29 +526,6 @@ class SkeletonParser:
             return True
         key = _key(title)
         return bool(key) and (key in self._seen or key in map(_key, self._bullets))
-
-    def _html_line(self, piece: str) -> None:
-        """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item. A tag
-        with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
-        tag, text = html_piece(piece)
-        if tag in ("ol", "ul") and not text:
-            self._html.append(tag)
-        elif tag == "li" and self._html:
-            depth = len(self._html)
-            self._html_top = depth if self._html_top is None else self._html_top
-            self._in_li = True
-            if depth > self._html_top:
-                return  # an item of a nested list
-            kind = "num" if self._html[-1] == "ol" else "bullet"
-            self._item(self._base_indent or 0, kind, body_title(text))
-        elif tag in ("/ol", "/ul", "/li"):
-            self._in_li = False
-            if tag != "/li" and self._html:
-                self._html.pop()
-            if text and not self._html:
-                self._line(text)  # "</ol> I hope this helps."
-        elif text and not self._html:
-            self._line(text)
 
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
