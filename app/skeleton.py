@@ -28,6 +28,7 @@ from sotrag.app.skeleton_lines import (
     THINK_OPEN,
     body_title,
     clean_title,
+    end_of_turn,
     html_piece,
     inline_items,
     is_html,
@@ -282,6 +283,7 @@ class SkeletonParser:
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
     _reasoning: _Reasoning = field(default_factory=_Reasoning)
+    _over: bool = False  # an end-of-turn token came: nothing after it is read
 
     @property
     def text(self) -> str:
@@ -350,6 +352,12 @@ class SkeletonParser:
 
     def _line(self, line: str) -> None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
+        if self._over:
+            return
+        if (cut := end_of_turn(line)) is not None:  # the turn is over: read what came before the token, no more
+            self._line(line[:cut])
+            self._over = self._ended = True
+            return
         outside, start_over = self._reasoning.outside(line.translate(INVISIBLE))
         if start_over:  # what was read was reasoning ("</think>" alone): read again from here
             kept = {"_text": self._text, "_buffer": self._buffer, "_reasoning": self._reasoning}

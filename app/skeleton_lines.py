@@ -103,6 +103,12 @@ RECAP = re.compile(
 # "<thinking>" and "<reasoning>"): what is inside is the model's reasoning, never the list.
 THINK_OPEN = re.compile(r"\s*<(?:think|thinking|reasoning)>", re.IGNORECASE)
 THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
+# A token that ends the model's turn, written out as text (a chat template or tokenizer that does not hide it):
+# ChatML, Llama 3, Phi, Gemma, Command R, DeepSeek, and Llama 2's "</s>".
+_END_OF_TURN = re.compile(
+    r"<\|(?:im_end|im_start|eot_id|end|endoftext|end_of_text|start_header_id|END_OF_TURN_TOKEN)\|>|<end_of_turn>"
+    r"|<\uff5cend\u2581of\u2581sentence\uff5c>|</s>"
+)
 # A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
 _CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
 # Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, direction
@@ -255,6 +261,15 @@ def parse_heading(line: str) -> tuple[int, str] | None:
     letter = _LETTER.match(raw) if level < 8 else None
     title = clean_title(raw[letter.end() :] if letter else raw)
     return (level, title) if title and not _GENERIC.fullmatch(title) else None
+
+
+def end_of_turn(line: str) -> int | None:
+    """Where an end-of-turn token written out as text starts in ``line``, if one does: nothing after it is the
+    answer. ("</s>" after an "<s>" closes a strikethrough.)"""
+    m = _END_OF_TURN.search(line)
+    if m is None or (m.group() == "</s>" and "<s>" in line[: m.start()]):
+        return None
+    return m.start()
 
 
 def inline_items(line: str) -> list[str]:

@@ -142,6 +142,21 @@ ANSWERS = [
     # (guards: a sub-list 2 spaces deep stays one, and 3 spaces deep is a sub-item whatever its number)
     pytest.param("1. {}\n  1. a\n  2. b\n2. {}\n".format(*T), T[:2], id="two-space-sub-list"),
     pytest.param("1. {}\n   2. a\n2. {}\n".format(*T), T[:2], id="three-space-sub-item"),
+    # an end-of-turn token written out as text (a template that does not hide it): the answer ends there
+    pytest.param(_lines("{n}. {t}", T).rstrip("\n") + "<|im_end|>", T, id="im-end"),
+    pytest.param(_lines("{n}. {t}", T).rstrip("\n") + "</s>", T, id="llama2-eos"),
+    pytest.param(
+        _lines("{n}. {t}", T[:2]) + f"3. {T[2]}<|eot_id|><|start_header_id|>user\n1. Next question\n",
+        T,
+        id="eot-then-more",
+    ),
+    pytest.param(_lines("{n}. {t}", T) + "<end_of_turn>\n<start_of_turn>user\n4. More\n", T, id="gemma-end-of-turn"),
+    # (a guard: "</s>" closing a strikethrough is text)
+    pytest.param(
+        "1. Use <s>old</s> for deleted text\n2. Mark it\n",
+        ["Use <s>old</s> for deleted text", "Mark it"],
+        id="strikethrough",
+    ),
 ]
 
 
@@ -217,3 +232,9 @@ def test_only_a_run_of_numbers_in_order_splits_a_line() -> None:
     assert inline_items("1. Mix 2) Bake 3. Serve") == ["1. Mix 2) Bake 3. Serve"]
     assert inline_items("Steps: 1. Mix 2. Bake 3. Serve") == ["Steps: 1. Mix 2. Bake 3. Serve"]  # (not read: a limit)
     assert inline_items("  4. Wake at 6. 5. Eat. 6. Go.") == ["  4. Wake at 6.", "  5. Eat.", "  6. Go."]
+
+
+def test_an_end_of_turn_token_ends_the_list() -> None:
+    parser = SkeletonParser()
+    parser.feed(_lines("{n}. {t}", T) + "<|im_end|>\n")
+    assert parser.list_ended and parser.points == T
