@@ -35,9 +35,10 @@ _KEYWORD = re.compile(
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
     r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"
     r"approach|case|problem|issue|practice|pillar|law|component|element|"
-    # the same words in Spanish, German, French and Italian ("Paso 1:", "Schritt 2:", "Étape 3 :")
+    # the same words in Spanish, German, French, Italian, Portuguese, Dutch, Polish, Turkish and Russian ("Paso 1:",
+    # "Schritt 2:", "Étape 3 :", "Dica 1:", "Stap 2:", "Krok 3:", "Adım 4:", "Шаг 5:")
     r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
-    r"jour|semaine|mois|passo|fase|giorno)s?"
+    r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя)s?"
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
@@ -65,10 +66,13 @@ SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
-# Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
+# Where a title ends and its description starts: ": " (or a final ":"), a full-width "：" (or ":" right after a
+# Chinese, Japanese or Korean character: "标题:描述"), a spaced dash, or
 # an HTML line break ("1. Title<br>description"); an em dash ends it even unspaced ("Title—description"), an
 # en dash only spaced ("7–9 hours" is one title).
-_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–]\s|\u2014|<br\s*/?>", re.IGNORECASE)
+_TITLE_END = re.compile(
+    r":\s|:$|\uff1a|(?<=[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]):|\s[-–]\s|\u2014|<br\s*/?>", re.IGNORECASE
+)
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 # An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain

@@ -157,6 +157,17 @@ ANSWERS = [
         ["Use <s>old</s> for deleted text", "Mark it"],
         id="strikethrough",
     ),
+    # keyword labels in more languages, and a Chinese, Japanese or Korean title ended by an ASCII colon
+    pytest.param("Шаг 1: Подготовка\nШаг 2: Смешивание\n", ["Подготовка", "Смешивание"], id="kw-ru"),
+    pytest.param("Dica 1: Durma cedo\nDica 2: Evite telas\n", ["Durma cedo", "Evite telas"], id="kw-pt"),
+    pytest.param("Stap 1: Voorbereiden\nStap 2: Mengen\n", ["Voorbereiden", "Mengen"], id="kw-nl"),
+    pytest.param("Adım 1: Hazırlık\nAdım 2: Karıştırma\n", ["Hazırlık", "Karıştırma"], id="kw-tr"),
+    pytest.param("Krok 1: Przygotuj\nKrok 2: Wymieszaj\n", ["Przygotuj", "Wymieszaj"], id="kw-pl"),
+    pytest.param(
+        "1. 规律作息:每天同一时间睡觉\n2. 减少屏幕:睡前一小时\n", ["规律作息", "减少屏幕"], id="cjk-ascii-colon"
+    ),
+    # (a guard: a Latin title keeps "Time:10:30", a colon without a space)
+    pytest.param("1. Wake at Time:10:30\n2. Sleep\n", ["Wake at Time:10:30", "Sleep"], id="latin-colon-no-space"),
 ]
 
 
