@@ -464,8 +464,10 @@ class SkeletonParser:
         return item is not None and item[0] == "num" and item[2] == self._family and number == self._last_number + 1
 
     def _recap(self, line: str) -> bool:
-        """A recap's heading after the items ("## Summary"; not in a list of headings, where it is one)."""
-        return bool(self._items) and (self._numbered or not self._headings) and bool(RECAP.fullmatch(line))
+        """A recap's heading after the items and a blank line ("## Summary"; not right under an item, where it
+        is the item's, nor in a list of headings, where it is one)."""
+        recap = self._items and self._gap and (self._numbered or not self._headings)
+        return bool(recap and RECAP.fullmatch(line))
 
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""

@@ -95,12 +95,13 @@ REFERENCES = re.compile(
     r"\s*:?\s*(?:\*\*|__)?\s*:?",
     re.IGNORECASE,
 )
-# The heading of a recap after the points ("## Summary", "**Key takeaways:**", "In summary:", "**TL;DR:** ..."):
-# what follows repeats the points (often as a list numbered from 1 again), so it adds none.
+# The heading of a recap after the points, alone on its line ("## Summary", "**Key takeaways:**", "In summary:"):
+# what follows repeats the points (often as a list numbered from 1 again), so it adds none. (A label with text
+# after it, "**Key takeaway:** ...", is more often an item's own.)
 RECAP = re.compile(
     r"(?:#{1,6}\s+)?(\*\*|__)?(?:in\s+(?:summary|conclusion|short|a\s+nutshell)|to\s+(?:summari[sz]e|sum\s+up|recap)"
     r"|(?:quick\s+|brief\s+)?(?:summary|recap|conclusion)|key\s+takeaways?|final\s+thoughts|bottom\s+line|tl;?\s?dr)"
-    r"\s*:?\s*(?:\1\s*:?(?:\s.*)?)?",
+    r"\s*:?\s*(?:\1\s*:?)?",
     re.IGNORECASE,
 )
 # A reasoning block's tags ("<think>" ... "</think>", as DeepSeek-R1 and Qwen3 write them before the answer; also

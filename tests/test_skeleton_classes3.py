@@ -79,7 +79,10 @@ ANSWERS = [
         T,
         id="recap-bold-label",
     ),
-    pytest.param(_lines("{n}. {t}", T) + "\n**TL;DR:** sleep.\n1. Sleep more\n", T, id="recap-tldr"),
+    pytest.param(_lines("{n}. {t}", T) + "\n**TL;DR**\n1. Sleep more\n", T, id="recap-tldr"),
+    # (guards: a label with text after it, or one right under an item, is the item's)
+    pytest.param(_lines("## {n}. {t}\n\n**Key takeaway:** same time.", T, "\n\n"), T, id="takeaway-label-in-items"),
+    pytest.param(_lines("{n}. **{t}**\n**Summary**\nIt helps.", T, "\n\n"), T, id="summary-label-under-items"),
     # (a guard: a list of headings keeps its "Conclusion" heading as a point)
     pytest.param(
         "## Evening\n- dim lights\n- no phone\n\n## Morning\n- sunlight\n\n## Conclusion\n- routine\n",
