@@ -252,3 +252,24 @@ def test_an_end_of_turn_token_ends_the_list() -> None:
     parser = SkeletonParser()
     parser.feed(_lines("{n}. {t}", T) + "<|im_end|>\n")
     assert parser.list_ended and parser.points == T
+
+
+def test_decisions_of_the_third_round() -> None:
+    """What the reader decides where a style is ambiguous (docs/BENCHMARKS.md, known limits)."""
+    # a number that repeats the last one after a closing is taken for a restart: the early stop, no point
+    parser = SkeletonParser()
+    parser.feed("1. Plan\n2. Focus\n\nThis is crucial.\n\n2. Rest\n")
+    assert parser.list_ended and parser.finish() == ["Plan", "Focus"]
+    # ordinal words are no numbering: bold ones are labels
+    assert parse_skeleton("**First:** Plan it\n**Second:** Focus\n") == ["First", "Second"]
+    # a bold single letter with a dot numbers its item
+    assert parse_skeleton("**A.** Mix\n**B.** Bake\n") == ["Mix", "Bake"]
+    # not read: setext headings, a fraction-like numbering, a one-line list after a lead-in on its line
+    assert parse_skeleton("Plan it\n-------\nText.\n\nFocus\n-----\nText.\n") == []
+    assert parse_skeleton("1/3 Plan it\n2/3 Focus\n3/3 Rest\n") == []
+    assert parse_skeleton("Steps: 1. Plan 2. Focus 3. Rest\n") == []
+    # a lone "</think>" restarts the reading, but what was handed out before it stays handed out
+    parser = SkeletonParser()
+    assert parser.feed("1. schedule\n2. screens\n") == ["schedule", "screens"]
+    assert parser.feed("</think>\n1. Plan\n2. Focus\n") == ["Plan", "Focus"]
+    assert parser.finish() == ["Plan", "Focus"]
