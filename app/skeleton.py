@@ -274,7 +274,9 @@ class SkeletonParser:
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
     _blank: bool = False  # the last line was blank (or a thematic break: "---")
     _subs: bool = False  # a sub-item (or indented text) came under the last item
-    _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
+    # a closing line came after a tight list: the end, unless the list goes on; _CLOSING_UNDER where it was right
+    # under an item (then only a restarted numbering confirms it)
+    _closing: int = 0
     _ended: bool = False
     _last_number: int | None = None  # the number of the last numbered item written with digits
     _auto: bool = True  # every such item had the same number ("1." "1." "1.": markdown numbers them itself)
@@ -439,10 +441,10 @@ class SkeletonParser:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
         if item is not None:
-            if (self._closing and after_blank) or self._ended:
+            if (self._closing == _CLOSING and after_blank) or self._ended:
                 self._ended = True  # a bullet after the closing: the numbered list does not go on
                 return
-            self._closing = False  # (a sentence right above the bullet led in to it)
+            self._closing = 0  # (a sentence right above the bullet led in to it)
             self._sub_item()
             return  # a bullet under a numbered list
         self._prose(stripped)
@@ -480,10 +482,10 @@ class SkeletonParser:
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered
-        if self._closing and not under and not _leads_on(stripped):
+        if self._closing == _CLOSING and not under and not _leads_on(stripped):
             self._ended = True  # prose after the closing: the list is over
         elif self._items >= 2 and not (self._loose or headed) and _is_closing(stripped):
-            self._closing = True
+            self._closing = _CLOSING_UNDER if under else _CLOSING
 
     def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str) -> None:
         """A top-level item line: a point, unless it starts the list again after a closing."""
@@ -544,7 +546,8 @@ class SkeletonParser:
         self._numbered = self._numbered or kind == "num"
         self._items += 1
         self._loose = self._loose or self._between
-        self._between = self._ended = self._closing = self._gap = self._subs = False
+        self._between = self._ended = self._gap = self._subs = False
+        self._closing = 0
         self._take(kind, title)
 
     def _take(self, kind: str, title: str) -> None:
@@ -562,6 +565,7 @@ class SkeletonParser:
         self._new.append(title)
 
 
+_CLOSING, _CLOSING_UNDER = 2, 1
 _PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 

@@ -124,6 +124,15 @@ ANSWERS = [
     pytest.param(
         "1. {}\n2. {}\n\nThis is key.\n\n![chart](chart.png)\n\n3. {}\n".format(*T), T, id="image-after-sentence"
     ),
+    # a sentence right under an item, then one after a blank line: one sentence between the items, not two
+    pytest.param(
+        "1. {}\n2. {}\nNote: optional.\n\nThis one matters most.\n\n3. {}\n".format(*T), T, id="under-then-sentence"
+    ),
+    pytest.param(
+        "**1.** {}\n**2.** {}\n(Side note.)\n\n> Quote after a blank.\n\n**3.** {}\n".format(*T),
+        T,
+        id="under-then-quote",
+    ),
     # (a guard: the whole answer after the skeleton, a sentence right under its last item, still ends it)
     pytest.param("1. {}\n2. {}\n3. {}\nNow the full answer.\n1. Not a point\n".format(*T), T, id="restart-after-under"),
     # a list written on one line ("1. A 2. B 3. C", as weak models write a skeleton), with text after each title too
@@ -227,14 +236,14 @@ def test_a_closing_after_a_blank_line_still_ends_the_list() -> None:
     for text in (
         _lines("{n}. {t}", T) + "\nHope this helps!\nBye.\n",
         _lines("{n}. {t}", T) + "\n---\n\nHope this helps!\nLet me know.\n",
-        _lines("{n}. {t}", T) + "Hope this helps!\n\nLet me know.\n",
     ):
         parser = SkeletonParser()
         parser.feed(text)
         assert parser.list_ended and parser.points == T, text
-    parser = SkeletonParser()
-    parser.feed(_lines("{n}. {t}", T) + "Hope this helps!\nLet me know.\n")
-    assert not parser.list_ended  # (right under the last item: its text, as far as markdown can tell)
+    for text in ("Hope this helps!\nLet me know.\n", "Hope this helps!\n\nLet me know.\n"):
+        parser = SkeletonParser()
+        parser.feed(_lines("{n}. {t}", T) + text)
+        assert not parser.list_ended  # (right under the last item: its text, as far as markdown can tell)
 
 
 def test_only_a_run_of_numbers_in_order_splits_a_line() -> None:

@@ -293,6 +293,7 @@ def test_list_ended_not_at_prose_under_an_item() -> None:
         "1. **Plan**\n2. **Focus**\nFocus helps every task.\n",
         "1. **Plan**\n2. **Focus**\nRemember.\nNow go.\nGood luck.\n",
         "1. Plan\n2. Focus\nThat covers it.\nThat is all for now.\n",
+        "1. **Plan**\n2. **Focus**\nRemember.\n\nNow go.\n",  # (a sentence after it and a blank line: one more)
         "### 1. Plan\n### 2. Focus\nFocus helps every task.\n",
         "**1. Plan**\n**2. Focus**\nFocus helps every task.\n",
         "Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\nWhisk well.\n",
@@ -306,7 +307,6 @@ def test_list_ended_not_at_prose_under_an_item() -> None:
     assert parser.list_ended  # after a blank line, a closing (and a line after it) still ends such a list
     for text in (
         "1. **Plan**\n2. **Focus**\n\nRemember, focus.\nGood luck.\n",
-        "1. **Plan**\n2. **Focus**\nRemember.\n\nNow go.\n",
         "1. Plan\n2. Focus\nThat is all.\n1. Plan: make one.\n",
     ):
         parser = SkeletonParser()
