@@ -83,6 +83,12 @@ ANSWERS = [
     # (guards: a label with text after it, or one right under an item, is the item's)
     pytest.param(_lines("## {n}. {t}\n\n**Key takeaway:** same time.", T, "\n\n"), T, id="takeaway-label-in-items"),
     pytest.param(_lines("{n}. **{t}**\n**Summary**\nIt helps.", T, "\n\n"), T, id="summary-label-under-items"),
+    # a bullet list with bold labels under its items, then a recap: the labels are no list of headings
+    pytest.param(
+        "- {}\n**Why:** It works.\n\n- {}\n**Why:** It helps.\n\n## Summary\n1. a\n2. b\n".format(*T),
+        T[:2],
+        id="recap-after-bullets",
+    ),
     # (a guard: a list of headings keeps its "Conclusion" heading as a point)
     pytest.param(
         "## Evening\n- dim lights\n- no phone\n\n## Morning\n- sunlight\n\n## Conclusion\n- routine\n",
