@@ -61,6 +61,7 @@ _BULLET = re.compile(
 # A number alone in a heading or in bold ("### 1", "**2**"): a number alone on its line, its title on the next.
 _NUMBER_ALONE = re.compile(r"(?:#{1,6}\s*(\*\*|__)?|(\*\*|__))\d{1,2}(?:\1|\2)?")
 _HEADING = re.compile(r"#{1,6}\s+|#{2,6}(?=\d)")  # "### T", or "###1. T" (but "#1 T" is a number)
+_HEADING_CLOSE = re.compile(r"\s+#+\s*$")  # a heading's optional closing hashes ("## 1. T ##")
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
@@ -192,7 +193,7 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         return "num", "", ""
     heading = _HEADING.match(s)
     if heading:
-        s = s[heading.end() :]
+        s = _HEADING_CLOSE.sub("", s[heading.end() :])
     opener = _EMPHASIS.match(s)
     mark = opener.group() if opener else ""
     rest = s[len(mark) :].lstrip()
@@ -252,7 +253,7 @@ def parse_heading(line: str) -> tuple[int, str] | None:
     if m is None:
         return None
     if m.group(1):
-        level, raw, after = len(m.group(1)), m.group(2), ""
+        level, raw, after = len(m.group(1)), _HEADING_CLOSE.sub("", m.group(2)), ""
     elif m.group(6):  # up to five words, the first capitalised, no digits or code ("else:", "def f(x):")
         level, raw, after = 8, m.group(6) + ":", ""
     else:

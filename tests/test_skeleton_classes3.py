@@ -61,6 +61,9 @@ ANSWERS = [
         ["Evening", "Morning"],
         id="letter-headings-over-bullets",
     ),
+    # a heading's closing hashes ("## 1. T ##") are no part of its title
+    pytest.param(_lines("## {n}. {t} ##", T), T, id="heading-closing-hashes"),
+    pytest.param(_lines("### {t} ###\nText.", T, "\n\n"), T, id="heading-closing-hashes-unnumbered"),
     # a number alone in a heading or in bold, without "." or ")" ("### 1", "**1**"), the title on the next line
     pytest.param(_lines("### {n}\n{t}\n\nText.", T, "\n\n"), T, id="heading-number-alone"),
     pytest.param(_lines("**{n}**\n**{t}**: text.", T, "\n\n"), T, id="bold-number-alone"),
