@@ -76,6 +76,9 @@ _TITLE_END = re.compile(
 )
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_TRIM = " \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a"  # what a title does not start or end with
+_WORD_COUNT = re.compile(r"\s*[(\[]\s*\d{1,2}\s+words?\s*[)\]]$", re.IGNORECASE)  # "(4 words)" after a title
+_QUOTES = dict(zip("\"\u201c'\u2018\u300c\u300e", "\"\u201d'\u2019\u300d\u300f", strict=True))  # opening: closing
 # An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain
 # label ("Pros:").
 _LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*)|([^\W\d_a-z][^\W\d_]*(?:[ '’-][^\W\d_]+){0,4}):)$")
@@ -147,13 +150,19 @@ _ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?
 def clean_title(raw: str, *, whole: bool = False) -> str:
     """A point title without emphasis or a description: emphasis and links unwrapped, the part before a ": "
     or a spaced dash (unless ``whole``: an emphasised label is the title as a whole, "**Python 3.11: faster**"),
-    no trailing punctuation; an overlong title is cut at a word boundary.
-    Code spans and quotes stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more often")."""
+    no trailing punctuation, no word count a model wrote after it ("(4 words)"), no quotes around all of it; an
+    overlong title is cut at a word boundary.
+    Code spans and quotes inside stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more
+    often")."""
     title = _LINK.sub(r"\1", raw)
     title = title.replace("**", "").replace("__", "")
     if not whole:
         title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
-    title = " ".join(title.split()).strip(" \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a")
+    title = " ".join(title.split()).strip(_TRIM)
+    title = _WORD_COUNT.sub("", title).rstrip(_TRIM)
+    inner = title[1:-1]
+    if len(title) > 2 and _QUOTES.get(title[0]) == title[-1] and title[0] not in inner and title[-1] not in inner:
+        title = inner.strip(_TRIM)  # '"Keep a schedule"': the quotes hold the whole title
     if len(title) > MAX_TITLE_CHARS:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]

@@ -64,6 +64,16 @@ ANSWERS = [
     # a heading's closing hashes ("## 1. T ##") are no part of its title
     pytest.param(_lines("## {n}. {t} ##", T), T, id="heading-closing-hashes"),
     pytest.param(_lines("### {t} ###\nText.", T, "\n\n"), T, id="heading-closing-hashes-unnumbered"),
+    # quotes around a whole title, or a word count a model wrote after it, are no part of it (quotes inside are)
+    pytest.param(_lines('{n}. "{t}"', T), T, id="quoted-titles"),
+    pytest.param(_lines("{n}. \u201c{t}.\u201d", T), T, id="curly-quoted-sentences"),
+    pytest.param(_lines("{n}. {t} (4 words)", T), T, id="word-counts"),
+    pytest.param(_lines("- {t} [4 words]", T), T, id="word-counts-bullets"),
+    pytest.param(
+        '1. Say "no" more often\n2. "No" means no\n3. Read "Deep Work"\n',
+        ['Say "no" more often', '"No" means no', 'Read "Deep Work"'],
+        id="quotes-inside-stay",
+    ),
     # a number alone in a heading or in bold, without "." or ")" ("### 1", "**1**"), the title on the next line
     pytest.param(_lines("### {n}\n{t}\n\nText.", T, "\n\n"), T, id="heading-number-alone"),
     pytest.param(_lines("**{n}**\n**{t}**: text.", T, "\n\n"), T, id="bold-number-alone"),
