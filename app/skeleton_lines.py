@@ -6,6 +6,7 @@ table row, or one piece of an HTML list) on its own, so the rules can be tested 
 
 from __future__ import annotations
 
+import itertools
 import re
 
 MAX_TITLE_CHARS = 120
@@ -133,6 +134,7 @@ THEMATIC_BREAK = re.compile(r"([-*_])[ \t]*(?:\1[ \t]*){2,}")
 IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # The first and the next numbers of a list written on one line ("1. A 2. B 3. C").
 _INLINE_FIRST = re.compile(r"\s*(\d{1,2})([.)])\s+(?=\S)")
+_INLINE_AFTER_COLON = re.compile(r"(?<=:)\s+(1)([.)])\s+(?=\S)")
 _INLINE_NEXT = re.compile(r"(?<=\s)(\d{1,2})([.)])\s+(?=\S)")
 # Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
 # "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
@@ -288,10 +290,11 @@ def end_of_turn(line: str) -> int | None:
 
 
 def inline_items(line: str) -> list[str]:
-    """A numbered line that holds the next items too ("1. A 2. B 3. C": a list written on one line): one piece
-    per item (indented as the line), when at least two more follow it in order, numbered the same way; else
-    the line. ("1. Read chapter 2. Then rest" stays one item: one number alone may be part of a title.)"""
-    first = _INLINE_FIRST.match(line)
+    """A numbered line that holds the next items too ("1. A 2. B 3. C": a list written on one line; also after
+    a lead-in that ends with a colon, "Tips: 1. A 2. B 3. C"): one piece per item (indented as the line) and one
+    for the lead-in, when at least two more follow the first in order, numbered the same way; else the line.
+    ("1. Read chapter 2. Then rest" stays one item: one number alone may be part of a title.)"""
+    first = _INLINE_FIRST.match(line) or _INLINE_AFTER_COLON.search(line)
     if first is None:
         return [line]
     number, mark = int(first.group(1)), first.group(2)
@@ -301,9 +304,10 @@ def inline_items(line: str) -> list[str]:
             cuts.append(m.start(1))
     if len(cuts) < 2:
         return [line]
-    indent = line[: len(line) - len(line.lstrip())]
-    ends = [*cuts, len(line)]
-    return [line[: cuts[0]].rstrip()] + [indent + line[a:b].rstrip() for a, b in zip(cuts, ends[1:], strict=True)]
+    indent, head = line[: len(line) - len(line.lstrip())], line[: first.start(1)]
+    bounds = [first.start(1), *cuts, len(line)]
+    items = [indent + line[a:b].strip() for a, b in itertools.pairwise(bounds)]
+    return [head.rstrip(), *items] if head.strip() else items
 
 
 def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:

@@ -156,6 +156,7 @@ ANSWERS = [
     pytest.param("1. {}\n2. {}\n3. {}\nNow the full answer.\n1. Not a point\n".format(*T), T, id="restart-after-under"),
     # a list written on one line ("1. A 2. B 3. C", as weak models write a skeleton), with text after each title too
     pytest.param("1. {} 2. {} 3. {}\n".format(*T), T, id="inline"),
+    pytest.param("Here are some tips: 1. {}. 2. {}. 3. {}.\n".format(*T), T, id="inline-after-lead-in"),
     pytest.param(
         "1) {}. It anchors you. 2) {}. 3) {}.\n\nHope this helps!\nBye.\n".format(*T),
         [T[0] + ". It anchors you", *T[1:]],
@@ -272,7 +273,8 @@ def test_only_a_run_of_numbers_in_order_splits_a_line() -> None:
     assert inline_items("1. Raise it 2.5 times 3. Stop") == ["1. Raise it 2.5 times 3. Stop"]
     assert inline_items("1. Mix 2 cups 3. Bake") == ["1. Mix 2 cups 3. Bake"]
     assert inline_items("1. Mix 2) Bake 3. Serve") == ["1. Mix 2) Bake 3. Serve"]
-    assert inline_items("Steps: 1. Mix 2. Bake 3. Serve") == ["Steps: 1. Mix 2. Bake 3. Serve"]  # (not read: a limit)
+    assert inline_items("See 1. Mix 2. Bake 3. Serve") == ["See 1. Mix 2. Bake 3. Serve"]  # (no lead-in colon)
+    assert inline_items("Note: 2. Mix 3. Bake 4. Serve") == ["Note: 2. Mix 3. Bake 4. Serve"]  # (after one, from 1)
     assert inline_items("  4. Wake at 6. 5. Eat. 6. Go.") == ["  4. Wake at 6.", "  5. Eat.", "  6. Go."]
 
 
@@ -292,10 +294,9 @@ def test_decisions_of_the_third_round() -> None:
     assert parse_skeleton("**First:** Plan it\n**Second:** Focus\n") == ["First", "Second"]
     # a bold single letter with a dot numbers its item
     assert parse_skeleton("**A.** Mix\n**B.** Bake\n") == ["Mix", "Bake"]
-    # not read: setext headings, a fraction-like numbering, a one-line list after a lead-in on its line
+    # not read: setext headings, a fraction-like numbering
     assert parse_skeleton("Plan it\n-------\nText.\n\nFocus\n-----\nText.\n") == []
     assert parse_skeleton("1/3 Plan it\n2/3 Focus\n3/3 Rest\n") == []
-    assert parse_skeleton("Steps: 1. Plan 2. Focus 3. Rest\n") == []
     # a lone "</think>" restarts the reading, but what was handed out before it stays handed out
     parser = SkeletonParser()
     assert parser.feed("1. schedule\n2. screens\n") == ["schedule", "screens"]
