@@ -468,9 +468,9 @@ class SkeletonParser:
     def _recap(self, line: str) -> bool:
         """A recap's heading after the items and a blank line ("## Summary"; not right under an item, where it
         is the item's, nor in a list of headings, where it is one)."""
-        headed = _heading_points(self._headings, self._items, self._base_indent or 0)
-        recap = self._items and self._gap and (self._numbered or not headed)
-        return bool(recap and RECAP.fullmatch(line))
+        if not (self._items and self._gap and RECAP.fullmatch(line)):
+            return False
+        return self._numbered or not _heading_points(self._headings, self._items, self._base_indent or 0)
 
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""
