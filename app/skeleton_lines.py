@@ -19,7 +19,7 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
-    r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
+    r"|\d{1,2}\s?[-\u2013\u2014](?=\s|\*\*|__)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
     # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so
@@ -43,7 +43,7 @@ _KEYWORD = re.compile(
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
-    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s))"
+    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
@@ -205,11 +205,15 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     heading = _HEADING.match(s)
     if heading:
         s = _HEADING_CLOSE.sub("", s[heading.end() :])
+    bulleted = None if heading else _DECORATION.match(s)
+    inner = s[bulleted.end() :] if bulleted else ""
+    dash = False
+    if bulleted and (bold := _EMPHASIS.match(inner)) and _NUMBER.match(inner[bold.end() :].lstrip()):
+        s, dash = inner, s[0] in "-*•+"  # "- **1. T**": a bullet before a bold number (as "- 1. T")
     opener = _EMPHASIS.match(s)
     mark = opener.group() if opener else ""
     rest = s[len(mark) :].lstrip()
     decoration = _DECORATION.match(rest)
-    dash = False
     if decoration and _NUMBER.match(rest[decoration.end() :]):
         rest, dash = rest[decoration.end() :], rest[0] in "-*•+"
     marker = _NUMBER.match(rest) or _KEYWORD.match(rest)

@@ -74,6 +74,13 @@ ANSWERS = [
         ['Say "no" more often', '"No" means no', 'Read "Deep Work"'],
         id="quotes-inside-stay",
     ),
+    # a dash after the number inside the bold ("**Tip 1 –** T", "**1 —** T"), a bullet before a bold number
+    # ("- **1. T**"; under a numbered item it stays a sub-item, as "- 1. T" does)
+    pytest.param(_lines("**Tip {n} \u2013** {t}", T), T, id="bold-keyword-dash"),
+    pytest.param(_lines("**{n} \u2014** {t}", T), T, id="bold-number-dash"),
+    pytest.param(_lines("- **{n}. {t}**", T), T, id="bullet-bold-number"),
+    pytest.param(_lines("* **{n}.** {t}: text.", T), T, id="bullet-bold-number-only"),
+    pytest.param("1. {}\n- **1. a sub-step**\n2. {}\n".format(*T), T[:2], id="bullet-bold-number-under-number"),
     # a number alone in a heading or in bold, without "." or ")" ("### 1", "**1**"), the title on the next line
     pytest.param(_lines("### {n}\n{t}\n\nText.", T, "\n\n"), T, id="heading-number-alone"),
     pytest.param(_lines("**{n}**\n**{t}**: text.", T, "\n\n"), T, id="bold-number-alone"),
