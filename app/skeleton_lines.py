@@ -69,11 +69,11 @@ SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：" (or ":" right after a
-# Chinese, Japanese or Korean character: "标题:描述"), a spaced dash, or
+# Chinese, Japanese or Korean character: "标题:描述"), a spaced dash (or "--"), or
 # an HTML line break ("1. Title<br>description"); an em dash ends it even unspaced ("Title—description"), an
 # en dash only spaced ("7–9 hours" is one title).
 _TITLE_END = re.compile(
-    r":\s|:$|\uff1a|(?<=[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]):|\s[-–]\s|\u2014|<br\s*/?>", re.IGNORECASE
+    r":\s|:$|\uff1a|(?<=[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]):|\s(?:--|[-–])\s|\u2014|<br\s*/?>", re.IGNORECASE
 )
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")

@@ -81,6 +81,9 @@ ANSWERS = [
     pytest.param(_lines("- **{n}. {t}**", T), T, id="bullet-bold-number"),
     pytest.param(_lines("* **{n}.** {t}: text.", T), T, id="bullet-bold-number-only"),
     pytest.param("1. {}\n- **1. a sub-step**\n2. {}\n".format(*T), T[:2], id="bullet-bold-number-under-number"),
+    # a double hyphen as a dash between a title and its description (after a bold title it was read before too)
+    pytest.param(_lines("{n}. {t} -- more about it.", T), T, id="double-hyphen"),
+    pytest.param(_lines("{n}. **{t}** -- more about it.", T), T, id="double-hyphen-bold"),
     # a number alone in a heading or in bold, without "." or ")" ("### 1", "**1**"), the title on the next line
     pytest.param(_lines("### {n}\n{t}\n\nText.", T, "\n\n"), T, id="heading-number-alone"),
     pytest.param(_lines("**{n}**\n**{t}**: text.", T, "\n\n"), T, id="bold-number-alone"),
