@@ -206,10 +206,10 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     if heading:
         s = _HEADING_CLOSE.sub("", s[heading.end() :])
     bulleted = None if heading else _DECORATION.match(s)
-    inner = s[bulleted.end() :] if bulleted else ""
+    unbulleted = s[bulleted.end() :] if bulleted else ""
     dash = False
-    if bulleted and (bold := _EMPHASIS.match(inner)) and _NUMBER.match(inner[bold.end() :].lstrip()):
-        s, dash = inner, s[0] in "-*•+"  # "- **1. T**": a bullet before a bold number (as "- 1. T")
+    if bulleted and (bold := _EMPHASIS.match(unbulleted)) and _NUMBER.match(unbulleted[bold.end() :].lstrip()):
+        s, dash = unbulleted, s[0] in "-*•+"  # "- **1. T**": a bullet before a bold number (as "- 1. T")
     opener = _EMPHASIS.match(s)
     mark = opener.group() if opener else ""
     rest = s[len(mark) :].lstrip()
