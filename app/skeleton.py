@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from sotrag.app.skeleton_lines import (
     HTML_BREAK,
+    IMAGE,
     INVISIBLE,
     LIST_OPENED,
     MAX_TITLE_CHARS,
     QUOTE,
+    RECAP,
     REFERENCES,
     SUB_NUMBER,
     TABLE_SEPARATOR,
+    THEMATIC_BREAK,
+    THINK_CLOSE,
+    THINK_OPEN,
     body_title,
     clean_title,
+    end_of_turn,
     html_piece,
-    is_bare,
+    inline_items,
     is_html,
     parse_dotted,
     parse_heading,
@@ -105,29 +111,119 @@ class _Dotted:
     until the next one follows it, as "1.5 hours is enough." alone is prose."""
 
     last: tuple[int, ...] | None = None  # the number of the last item, once the list has started
-    held: tuple[int, tuple[int, ...], str, bool] | None = None  # indent, number, title, bare of a first line
+    held: tuple[int, tuple[int, ...], str] | None = None  # indent, number, title of a first line
 
     @property
     def started(self) -> bool:
         return self.last is not None
 
-    def read(self, indent: int, stripped: str, *, may_start: bool) -> list[tuple[int, str, bool]] | None:
-        """The items (indent, title, bare) this line gives, the held first one included once the list starts;
+    def read(self, indent: int, stripped: str, *, may_start: bool) -> list[tuple[int, str]] | None:
+        """The items (indent, title) this line gives, the held first one included once the list starts;
         None when it is no item (yet): another line, a number that does not follow, or a first line held."""
         dotted = parse_dotted(stripped)
         if dotted is None or (self.last is not None and not _follows(self.last, dotted[0])):
             return None
-        item = (indent, dotted[1], is_bare(stripped))
+        item = (indent, dotted[1])
         if self.last is None:
             if not may_start:
                 return None
-            held, self.held = self.held, (indent, dotted[0], dotted[1], item[2])
+            held, self.held = self.held, (indent, dotted[0], dotted[1])
             if held is None or not _follows(held[1], dotted[0]):
                 return None  # read as any other line meanwhile (a preamble, a heading)
             self.last = dotted[0]
-            return [(held[0], held[2], held[3]), item]
+            return [(held[0], held[2]), item]
         self.last = dotted[0]
         return [item]
+
+
+@dataclass
+class _Table:
+    """A markdown table: its first line is the header (never a point), then the separator; the rows after are
+    points if the table came before any other item (the table is the list). A row with as many cells right
+    after a blank line goes on with a table of points (a table split by a blank line)."""
+
+    state: int = 0  # 0 no table, 1 header row read, 2 in a table of points, 3 in a table that is not the list
+    is_list: bool = False  # a table's rows were points
+    pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
+    columns: int = 0  # cells in the header row of the last table
+    resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
+
+    def blank(self) -> None:
+        self.resume = self.resume or self.state == 2
+        self.state, self.pipes = 0, False
+
+    def read(self, row: str, *, resume: bool, first: bool) -> tuple[bool, str | None]:
+        """Whether ``row`` (a stripped line) is a table line, and the point it gives, if any; ``resume``: a blank
+        line came right before it, ``first``: no item came before it."""
+        pipes, self.pipes = self.pipes, "|" in row
+        if pipes and not self.state and TABLE_SEPARATOR.fullmatch(row):
+            self.state = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
+        if not (row.startswith("|") or (self.state and "|" in row)):
+            self.state = 0
+            return False, None
+        cells = row.strip("|").count("|") + 1
+        if resume and not self.state and cells == self.columns and not TABLE_SEPARATOR.fullmatch(row):
+            self.state = 2
+        if self.state == 0 or (self.state == 1 and not TABLE_SEPARATOR.fullmatch(row)):
+            self.state, self.columns = 1, cells
+        elif self.state == 1:
+            self.state = 2 if first or self.is_list else 3
+        elif self.state == 2:
+            self.is_list = True
+            return True, table_row_title(row)
+        return True, None
+
+
+@dataclass
+class _Html:
+    """HTML lists: list tags open and close levels; a top-level ``<li>`` is an item (``<ol>`` numbered, ``<ul>``
+    a bullet). A tag with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
+
+    open: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
+    top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
+    in_li: bool = False  # inside an <li>: its further lines are its text
+
+    def read(self, piece: str) -> tuple[tuple[str, str] | None, str]:
+        """The item (kind, title) a piece cut at ``HTML_BREAK`` gives, if any, and its text to read as a line
+        of its own (after a list closes: "</ol> I hope this helps.")."""
+        tag, text = html_piece(piece)
+        if tag in ("ol", "ul") and not text:
+            self.open.append(tag)
+        elif tag == "li" and self.open:
+            depth = len(self.open)
+            self.top = depth if self.top is None else self.top
+            self.in_li = True
+            if depth == self.top:  # (not an item of a nested list)
+                return ("num" if self.open[-1] == "ol" else "bullet", body_title(text)), ""
+        elif tag in ("/ol", "/ul", "/li"):
+            self.in_li = False
+            if tag != "/li" and self.open:
+                self.open.pop()
+        return None, (text if text and not self.open else "")
+
+
+@dataclass
+class _Reasoning:
+    """A reasoning block ("<think>" ... "</think>") that a reasoning model writes before its answer: numbered
+    steps and closing sentences in it are its thinking, not the list, and must not stop the skeleton either."""
+
+    inside: bool = False
+
+    def outside(self, line: str) -> tuple[str | None, bool]:
+        """The part of ``line`` outside the block (None if nothing is), and whether everything before it was
+        reasoning: a "</think>" with no "<think>" before it (a chat template that opens the block in the prompt)."""
+        lone = False
+        if not self.inside:
+            opened = THINK_OPEN.match(line)
+            if opened is None and THINK_CLOSE.search(line) is None:
+                return line, False
+            self.inside, lone = True, opened is None
+            line = line[opened.end() :] if opened else line
+        closed = THINK_CLOSE.search(line)
+        if closed is None:
+            return None, False
+        self.inside, rest = False, line[closed.end() :]
+        return (rest if rest.strip() else None), lone
 
 
 @dataclass
@@ -169,29 +265,27 @@ class SkeletonParser:
     _items: int = 0  # top-level list lines read (duplicates and empty titles included)
     _between: bool = False  # a top-level non-list line came after the last item
     _loose: bool = False  # such a line came between two items: text under items is part of the list
-    _bare: bool = False  # the last item was a section title ("### 2. T", "**2. T**"): prose right under it is its text
     _in_code: bool = False
     _fenced: SkeletonParser | None = None  # reads the first plain or markdown code fence, if any
     _in_fenced: bool = False  # inside that fence
     _refs: bool = False  # a references heading came after the points: nothing after it is a point
-    _table: int = 0  # 0 no table, 1 header row read, 2 in a table of points, 3 in a table that is not the list
-    _table_list: bool = False  # a table's rows were points
-    _html: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
-    _html_top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
-    _in_li: bool = False  # inside an <li>: its further lines are its text
-    _nested: bool = False  # a sub-item came under an item: prose right under an item may be its text too
+    _table: _Table = field(default_factory=_Table)
+    _html: _Html = field(default_factory=_Html)
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
-    _pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
-    _closing: bool = False  # a closing line came after a tight list: the end, unless the list goes on
+    _blank: bool = False  # the last line was blank (or a thematic break: "---")
+    _subs: bool = False  # a sub-item (or indented text) came under the last item
+    # a closing line came after a tight list: the end, unless the list goes on; _CLOSING_UNDER where it was right
+    # under an item (then only a restarted numbering confirms it)
+    _closing: int = 0
     _ended: bool = False
     _last_number: int | None = None  # the number of the last numbered item written with digits
     _auto: bool = True  # every such item had the same number ("1." "1." "1.": markdown numbers them itself)
     _pending: tuple[int, int | None, str] | None = None  # indent, number, family of a number alone on its line
     _dotted: _Dotted = field(default_factory=_Dotted)
-    _columns: int = 0  # cells in the header row of the last table
-    _resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
     _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     _headings_first: bool = False  # a heading came before any bullet
+    _reasoning: _Reasoning = field(default_factory=_Reasoning)
+    _over: bool = False  # an end-of-turn token came: nothing after it is read
 
     @property
     def text(self) -> str:
@@ -210,19 +304,20 @@ class SkeletonParser:
 
     @property
     def list_ended(self) -> bool:
-        """True when the list has ended, as far as text can tell: at least two items, written tight (no
-        top-level text between any two of them), then a complete top-level prose line that ends a sentence
-        ("Remember, ...", "I hope this helps!"), and then what shows the list does not go on: another line of
-        prose, or an item that starts the list again (its number not above the last one's, unless every item
-        had that number, or a title already read: the model writing the whole answer). An item that goes on (the
-        next number, a new title) clears it, so a sentence written between two items never ends the list. A
-        references heading after the points ends it too. A line that may lead in to more ("...:", or words such
-        as "here are", "also", "more", "next"), a heading or a bold label neither ends nor confirms, and text
-        under an item does not end it when the list has shown text between its items, nor prose right under (no
-        blank line) an item that is a section title ("### 2. T", "**2. T**") or has sub-items, nor anything once
-        a heading came before the first bullet. Only complete lines count, so the stop never cuts a point's
-        line; it comes one line after the closing at the earliest (a closing followed by the end of the text
-        needs no stop)."""
+        """True when the list has ended, as far as text can tell: at least two items, written tight (no top-level
+        text between any two of them), then, after a blank line, a complete top-level prose line that ends a
+        sentence ("Remember, ...", "I hope this helps!"), and then what shows the list does not go on: another
+        line of prose, or an item that starts the list again (its number not above the last one's, unless every
+        item had that number, or a title already read: the model writing the whole answer). An item that goes on
+        (the next number, a new title) clears it, so a sentence written between two items never ends the list. A
+        references or a recap heading ("## Summary") after the points ends it too. A line that may lead in to
+        more ("...:", or words such as "here are", "also", "more", "next"), a heading, a bold label, an image or
+        a thematic break ("---") neither ends nor confirms, and text under an item does not end it when the list
+        has shown text between its items, nor does prose right under (no blank line) an item or its sub-items:
+        markdown reads it as the item's text (a sentence there may still be a closing that a restarted numbering
+        confirms), nor a bullet right under a sentence (the sentence led in to it), nor anything once a heading
+        came before the first bullet. Only complete lines count, so the stop never cuts a point's line; it comes
+        one line after the closing at the earliest (a closing followed by the end of the text needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -259,7 +354,21 @@ class SkeletonParser:
 
     def _line(self, line: str) -> None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
-        line = QUOTE.sub("", line.translate(INVISIBLE))
+        if self._over:
+            return
+        if (cut := end_of_turn(line)) is not None:  # the turn is over: read what came before the token, no more
+            self._line(line[:cut])
+            self._over = self._ended = True
+            return
+        outside, start_over = self._reasoning.outside(line.translate(INVISIBLE))
+        if start_over:  # what was read was reasoning ("</think>" alone): read again from here
+            kept = {"_text": self._text, "_buffer": self._buffer, "_reasoning": self._reasoning}
+            fresh = SkeletonParser(max_points=self.max_points)
+            for f in fields(self):
+                setattr(self, f.name, kept.get(f.name, getattr(fresh, f.name)))
+        if outside is None:
+            return
+        line = QUOTE.sub(r"\1", outside)
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code
@@ -272,85 +381,114 @@ class SkeletonParser:
             if self._in_fenced and self._fenced is not None:
                 self._fenced._line(line)
             return
-        if not stripped:
-            self._resume = self._resume or self._table == 2
-            self._table, self._gap, self._pipes = 0, True, False
+        if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does
+            self._table.blank()
+            self._gap = self._blank = True
             return
-        resume, self._resume = self._resume, False
+        after_blank, self._blank = self._blank, False
+        resume, self._table.resume = self._table.resume, False
         if is_html(stripped):
-            self._html_line(stripped)
+            item, rest = self._html.read(stripped)
+            if item is not None:
+                self._item(self._base_indent or 0, *item)
+            if rest:
+                self._line(rest)
             return
-        if self._in_li:
+        if self._html.in_li:
             return  # more text of an HTML item
-        pipes, self._pipes = self._pipes, "|" in stripped
-        if pipes and not self._table and TABLE_SEPARATOR.fullmatch(stripped):
-            self._table = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
-        if stripped.startswith("|") or (self._table and "|" in stripped):
-            self._table_row(stripped, resume=resume)
+        is_row, title = self._table.read(stripped, resume=resume, first=not self._items)
+        if title is not None:
+            self._item(self._base_indent or 0, "num", title)
+        if is_row:
             return
-        self._table = 0
         if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         if opened := LIST_OPENED.search(stripped):
-            self._html.append(opened.group(1).lower())
+            self._html.open.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
-        self._text_line(line, stripped)
+        for piece in inline_items(line):  # (one piece, unless a list is written on one line)
+            self._text_line(piece, piece.strip(), after_blank=after_blank)
 
-    def _text_line(self, line: str, stripped: str) -> None:
+    def _text_line(self, line: str, stripped: str, *, after_blank: bool) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
         indent = _indent(line)
         if self._title_under_number(line, stripped):
             return
         if self._dotted_item(indent, stripped):
             return
-        if (self._base_indent is not None and indent > self._base_indent + 1) or (
+        if (self._base_indent is not None and indent > self._base_indent + 1 and not self._drifts(line, indent)) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
-            self._nested, self._gap = True, False
+            self._sub_item()
             return  # a sub-item or a continuation of the item above
-        if self._refs or (self._items and REFERENCES.fullmatch(stripped)):
+        if self._refs or (self._items and REFERENCES.fullmatch(stripped)) or self._recap(stripped):
             self._refs = self._ended = True
             return
         item = parse_item(line)
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
-            self._nested, self._gap = True, False
+            self._sub_item()
             return
         if item is not None and (item[0] == "num" or not self._numbered):
             number = _item_number(stripped) if item[0] == "num" else None
             if item[0] == "num" and not item[1]:
                 self._pending = (indent, number, item[2])  # "1." alone: its title is on the next line
                 return
-            self._list_item(indent, item[0], item[1], number, family=item[2], bare=is_bare(stripped))
+            self._list_item(indent, item[0], item[1], number, family=item[2])
             return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
         if item is not None:
-            if self._closing or self._ended:
+            if (self._closing == _CLOSING and after_blank) or self._ended:
                 self._ended = True  # a bullet after the closing: the numbered list does not go on
                 return
-            self._nested, self._gap = True, False
+            self._closing = 0  # (a sentence right above the bullet led in to it)
+            self._sub_item()
             return  # a bullet under a numbered list
         self._prose(stripped)
 
+    def _sub_item(self) -> None:
+        """A sub-item or an item's continuation: text right under it is its item's, unless a blank line and
+        prose came before it (then it sits under that prose)."""
+        self._gap = self._gap and self._between
+        self._subs = True
+
+    def _drifts(self, line: str, indent: int) -> bool:
+        """A numbered line indented 2 spaces deeper than the list (less than a sub-item needs under "1. " in
+        markdown) that goes on with its numbering (the next number, numbered the same way) with nothing under the
+        last item: the list's indentation drifting, not a sub-item (after "  1." under "1.", "  2." is one)."""
+        if self._subs or indent > (self._base_indent or 0) + 2 or self._last_number is None:
+            return False
+        item = parse_item(line)
+        number = _item_number(line.strip())
+        return item is not None and item[0] == "num" and item[2] == self._family and number == self._last_number + 1
+
+    def _recap(self, line: str) -> bool:
+        """A recap's heading after the items and a blank line ("## Summary"; not right under an item, where it
+        is the item's, nor in a list of headings, where it is one)."""
+        if not (self._items and self._gap and RECAP.fullmatch(line)):
+            return False
+        return self._numbered or not _heading_points(self._headings, self._items, self._base_indent or 0)
+
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""
-        if self._items == 0:
-            return  # a preamble
-        # prose right under a section-title item or an item with sub-items (no blank line, no prose since) is
-        # its text (a closing there ends the list one line later at most)
-        under = (self._bare or self._nested) and not self._gap and not self._between
+        if self._items == 0 or IMAGE.fullmatch(stripped):
+            return  # a preamble, or an image: no sign either way
+        # prose right under an item or its sub-items (no blank line since) is its text, as markdown reads it (a
+        # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
+        # which a restarted numbering after it confirms)
+        under = not self._gap
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings_first and not self._numbered
-        if self._closing and not _leads_on(stripped):
+        if self._closing == _CLOSING and not under and not _leads_on(stripped):
             self._ended = True  # prose after the closing: the list is over
-        elif self._items >= 2 and not (self._loose or under or headed) and _is_closing(stripped):
-            self._closing = True
+        elif self._items >= 2 and not (self._loose or headed) and _is_closing(stripped):
+            self._closing = _CLOSING_UNDER if under else _CLOSING
 
-    def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str, bare: bool) -> None:
+    def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str) -> None:
         """A top-level item line: a point, unless it starts the list again after a closing."""
         if (self._closing or self._ended) and self._starts_again(number, title):
             self._ended = True  # after a closing, the list again from its start: the whole answer follows
@@ -360,7 +498,7 @@ class SkeletonParser:
         if number is not None:
             self._auto = self._auto and self._last_number in (None, number)
             self._last_number = number
-        self._item(indent, kind, title, bare=bare)
+        self._item(indent, kind, title)
 
     def _sub_family(self, family: str, number: int | None) -> bool:
         """A numbered line of another family than the list's ("1." under "Step 1:" or "一、" items, "Example 1:",
@@ -380,7 +518,7 @@ class SkeletonParser:
         indent, number, family = pending
         heading = parse_heading(stripped)
         title = heading[1] if heading else body_title(stripped)
-        self._list_item(indent, "num", title, number, family=family, bare=True)
+        self._list_item(indent, "num", title, number, family=family)
         return True
 
     def _dotted_item(self, indent: int, stripped: str) -> bool:
@@ -389,8 +527,8 @@ class SkeletonParser:
         if self._numbered and not self._dotted.started:
             return False
         items = self._dotted.read(indent, stripped, may_start=not self._items)
-        for item_indent, title, bare in items or ():
-            self._list_item(item_indent, "num", title, None, family="", bare=bare)
+        for item_indent, title in items or ():
+            self._list_item(item_indent, "num", title, None, family="")
         return items is not None
 
     def _starts_again(self, number: int | None, title: str) -> bool:
@@ -402,56 +540,15 @@ class SkeletonParser:
         key = _key(title)
         return bool(key) and (key in self._seen or key in map(_key, self._bullets))
 
-    def _table_row(self, row: str, *, resume: bool = False) -> None:
-        """A markdown table line: the first is its header (never a point), then the separator; the rows after
-        are points if the table came before any other item (the table is the list). A row with as many cells
-        right after a blank line goes on with a table of points (a table split by a blank line)."""
-        cells = row.strip().strip("|").count("|") + 1
-        if resume and not self._table and cells == self._columns and not TABLE_SEPARATOR.fullmatch(row):
-            self._table = 2
-        if self._table == 0 or (self._table == 1 and not TABLE_SEPARATOR.fullmatch(row)):
-            self._table, self._columns = 1, cells
-            return
-        if self._table == 1:
-            self._table = 2 if self._items == 0 or self._table_list else 3
-            return
-        if self._table == 3:
-            return
-        self._table_list = True
-        self._item(self._base_indent or 0, "num", table_row_title(row))
-
-    def _html_line(self, piece: str) -> None:
-        """A piece of an HTML list: list tags open and close levels; a top-level ``<li>`` is an item. A tag
-        with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
-        tag, text = html_piece(piece)
-        if tag in ("ol", "ul") and not text:
-            self._html.append(tag)
-        elif tag == "li" and self._html:
-            depth = len(self._html)
-            self._html_top = depth if self._html_top is None else self._html_top
-            self._in_li = True
-            if depth > self._html_top:
-                return  # an item of a nested list
-            kind = "num" if self._html[-1] == "ol" else "bullet"
-            self._item(self._base_indent or 0, kind, body_title(text))
-        elif tag in ("/ol", "/ul", "/li"):
-            self._in_li = False
-            if tag != "/li" and self._html:
-                self._html.pop()
-            if text and not self._html:
-                self._line(text)  # "</ol> I hope this helps."
-        elif text and not self._html:
-            self._line(text)
-
-    def _item(self, indent: int, kind: str, title: str, *, bare: bool = False) -> None:
+    def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
         if self._base_indent is None:
             self._base_indent = indent
         self._numbered = self._numbered or kind == "num"
         self._items += 1
         self._loose = self._loose or self._between
-        self._between = self._ended = self._closing = self._gap = False
-        self._bare = bare
+        self._between = self._ended = self._gap = self._subs = False
+        self._closing = 0
         self._take(kind, title)
 
     def _take(self, kind: str, title: str) -> None:
@@ -469,6 +566,7 @@ class SkeletonParser:
         self._new.append(title)
 
 
+_CLOSING, _CLOSING_UNDER = 2, 1
 _PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 

@@ -6,6 +6,7 @@ table row, or one piece of an HTML list) on its own, so the rules can be tested 
 
 from __future__ import annotations
 
+import itertools
 import re
 
 MAX_TITLE_CHARS = 120
@@ -18,7 +19,7 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
-    r"|\d{1,2}\s?[-\u2013\u2014](?=\s)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
+    r"|\d{1,2}\s?[-\u2013\u2014](?=\s|\*\*|__)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
     # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so
@@ -35,13 +36,14 @@ _KEYWORD = re.compile(
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
     r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"
     r"approach|case|problem|issue|practice|pillar|law|component|element|"
-    # the same words in Spanish, German, French and Italian ("Paso 1:", "Schritt 2:", "Étape 3 :")
+    # the same words in Spanish, German, French, Italian, Portuguese, Dutch, Polish, Turkish and Russian ("Paso 1:",
+    # "Schritt 2:", "Étape 3 :", "Dica 1:", "Stap 2:", "Krok 3:", "Adım 4:", "Шаг 5:")
     r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
-    r"jour|semaine|mois|passo|fase|giorno)s?"
+    r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя)s?"
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
-    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s))"
+    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
@@ -57,21 +59,32 @@ _BULLET = re.compile(
     r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
     r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
 )
+# A number alone in a heading or in bold ("### 1", "**2**"): a number alone on its line, its title on the next.
+_NUMBER_ALONE = re.compile(r"(?:#{1,6}\s*(\*\*|__)?|(\*\*|__))\d{1,2}(?:\1|\2)?")
 _HEADING = re.compile(r"#{1,6}\s+|#{2,6}(?=\d)")  # "### T", or "###1. T" (but "#1 T" is a number)
+_HEADING_CLOSE = re.compile(r"\s+#+\s*$")  # a heading's optional closing hashes ("## 1. T ##")
 # A sub-number ("2.1 Details", "**1.2.3**"): under a point even when it is not indented.
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
-# Where a title ends and its description starts: ": " (or a final ":"), a full-width "：", a spaced dash, or
+# Where a title ends and its description starts: ": " (or a final ":"), a full-width "：" (or ":" right after a
+# Chinese, Japanese or Korean character: "标题:描述"), a spaced dash (or "--"), or
 # an HTML line break ("1. Title<br>description"); an em dash ends it even unspaced ("Title—description"), an
 # en dash only spaced ("7–9 hours" is one title).
-_TITLE_END = re.compile(r":\s|:$|\uff1a|\s[-–]\s|\u2014|<br\s*/?>", re.IGNORECASE)
+_TITLE_END = re.compile(
+    r":\s|:$|\uff1a|(?<=[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]):|\s(?:--|[-–])\s|\u2014|<br\s*/?>", re.IGNORECASE
+)
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_TRIM = " \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a"  # what a title does not start or end with
+_WORD_COUNT = re.compile(r"\s*[(\[]\s*\d{1,2}\s+words?\s*[)\]]$", re.IGNORECASE)  # "(4 words)" after a title
+_QUOTES = dict(zip("\"\u201c'\u2018\u300c\u300e", "\"\u201d'\u2019\u300d\u300f", strict=True))  # opening: closing
 # An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain
 # label ("Pros:").
 _LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*)|([^\W\d_a-z][^\W\d_]*(?:[ '’-][^\W\d_]+){0,4}):)$")
+# A letter that numbers a heading or a bold label ("## A. Diet", "**B.** Sleep", "**C) Rest**"): not the title.
+_LETTER = re.compile(r"[A-Za-z][.)](?:\s+|$)")
 # A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
 _GENERIC = re.compile(
     r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
@@ -87,14 +100,42 @@ REFERENCES = re.compile(
     r"\s*:?\s*(?:\*\*|__)?\s*:?",
     re.IGNORECASE,
 )
+# The heading of a recap after the points, alone on its line ("## Summary", "**Key takeaways:**", "In summary:"):
+# what follows repeats the points (often as a list numbered from 1 again), so it adds none. (A label with text
+# after it, "**Key takeaway:** ...", is more often an item's own.)
+RECAP = re.compile(
+    r"(?:#{1,6}\s+)?(\*\*|__)?(?:in\s+(?:summary|conclusion|short|a\s+nutshell)|to\s+(?:summari[sz]e|sum\s+up|recap)"
+    r"|(?:quick\s+|brief\s+)?(?:summary|recap|conclusion)|key\s+takeaways?|final\s+thoughts|bottom\s+line|tl;?\s?dr)"
+    r"\s*:?\s*(?:\1\s*:?)?",
+    re.IGNORECASE,
+)
+# A reasoning block's tags ("<think>" ... "</think>", as DeepSeek-R1 and Qwen3 write them before the answer; also
+# "<thinking>" and "<reasoning>"): what is inside is the model's reasoning, never the list.
+THINK_OPEN = re.compile(r"\s*<(?:think|thinking|reasoning)>", re.IGNORECASE)
+THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
+# A token that ends the model's turn, written out as text (a chat template or tokenizer that does not hide it):
+# ChatML, Llama 3, Phi, Gemma, Command R, DeepSeek, and Llama 2's "</s>".
+_END_OF_TURN = re.compile(
+    r"<\|(?:im_end|im_start|eot_id|end|endoftext|end_of_text|start_header_id|END_OF_TURN_TOKEN)\|>|<end_of_turn>"
+    r"|<\uff5cend\u2581of\u2581sentence\uff5c>|</s>"
+)
 # A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
 _CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
 # Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, direction
 # marks): they would stop a marker from matching or stay in a title.
 INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f"))
 _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
-# A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it.
-QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
+# A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it; the indentation
+# before them stays (a quote indented under an item is part of it).
+QUOTE = re.compile(r"^([ \t]{0,3})(?:>[ \t]?)+")
+# A thematic break ("---", "***", "* * *", "___"): it separates blocks, as a blank line does.
+THEMATIC_BREAK = re.compile(r"([-*_])[ \t]*(?:\1[ \t]*){2,}")
+# An image alone on its line ("![chart](chart.png)"): no text.
+IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+# The first and the next numbers of a list written on one line ("1. A 2. B 3. C").
+_INLINE_FIRST = re.compile(r"\s*(\d{1,2})([.)])\s+(?=\S)")
+_INLINE_AFTER_COLON = re.compile(r"(?<=:)\s+(1)([.)])\s+(?=\S)")
+_INLINE_NEXT = re.compile(r"(?<=\s)(\d{1,2})([.)])\s+(?=\S)")
 # Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
 # "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
 HTML_BREAK = re.compile(r"(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
@@ -111,13 +152,19 @@ _ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?
 def clean_title(raw: str, *, whole: bool = False) -> str:
     """A point title without emphasis or a description: emphasis and links unwrapped, the part before a ": "
     or a spaced dash (unless ``whole``: an emphasised label is the title as a whole, "**Python 3.11: faster**"),
-    no trailing punctuation; an overlong title is cut at a word boundary.
-    Code spans and quotes stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more often")."""
+    no trailing punctuation, no word count a model wrote after it ("(4 words)"), no quotes around all of it; an
+    overlong title is cut at a word boundary.
+    Code spans and quotes inside stay: they are part of what the title says ("Use `git bisect`", "Say \"no\" more
+    often")."""
     title = _LINK.sub(r"\1", raw)
     title = title.replace("**", "").replace("__", "")
     if not whole:
         title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
-    title = " ".join(title.split()).strip(" \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a")
+    title = " ".join(title.split()).strip(_TRIM)
+    title = _WORD_COUNT.sub("", title).rstrip(_TRIM)
+    inner = title[1:-1]
+    if len(title) > 2 and _QUOTES.get(title[0]) == title[-1] and title[0] not in inner and title[-1] not in inner:
+        title = inner.strip(_TRIM)  # '"Keep a schedule"': the quotes hold the whole title
     if len(title) > MAX_TITLE_CHARS:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]
@@ -153,14 +200,20 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     "dash" for "- 1. T", or another of ``_family`` (numbered lines of another family under an item are its
     sub-items: "1." under "Step 1:" or "一、", "(1)" under "1.")."""
     s = line.strip()
+    if _NUMBER_ALONE.fullmatch(s):
+        return "num", "", ""
     heading = _HEADING.match(s)
     if heading:
-        s = s[heading.end() :]
+        s = _HEADING_CLOSE.sub("", s[heading.end() :])
+    bulleted = None if heading else _DECORATION.match(s)
+    unbulleted = s[bulleted.end() :] if bulleted else ""
+    dash = False
+    if bulleted and (bold := _EMPHASIS.match(unbulleted)) and _NUMBER.match(unbulleted[bold.end() :].lstrip()):
+        s, dash = unbulleted, s[0] in "-*•+"  # "- **1. T**": a bullet before a bold number (as "- 1. T")
     opener = _EMPHASIS.match(s)
     mark = opener.group() if opener else ""
     rest = s[len(mark) :].lstrip()
     decoration = _DECORATION.match(rest)
-    dash = False
     if decoration and _NUMBER.match(rest[decoration.end() :]):
         rest, dash = rest[decoration.end() :], rest[0] in "-*•+"
     marker = _NUMBER.match(rest) or _KEYWORD.match(rest)
@@ -215,17 +268,50 @@ def parse_heading(line: str) -> tuple[int, str] | None:
     if m is None:
         return None
     if m.group(1):
-        level, raw, after = len(m.group(1)), m.group(2), ""
+        level, raw, after = len(m.group(1)), _HEADING_CLOSE.sub("", m.group(2)), ""
     elif m.group(6):  # up to five words, the first capitalised, no digits or code ("else:", "def f(x):")
         level, raw, after = 8, m.group(6) + ":", ""
     else:
         level, raw, after = 7, m.group(4), m.group(5).strip()
+        if _LETTER.fullmatch(raw):  # "**B.** Sleep": the emphasis held only the letter
+            raw, after = after, ""
         if after and after[0] not in _SEPARATORS and not after[0].isupper():
             return None
     if not after.lstrip(":").strip() and (raw.rstrip().endswith(":") or after.startswith(":")) and _LEAD_IN.search(raw):
         return None  # "**Here are the tips:**" leads in to what follows ("**Pros:**" heads its bullets)
-    title = clean_title(raw)
+    letter = _LETTER.match(raw) if level < 8 else None
+    title = clean_title(raw[letter.end() :] if letter else raw)
     return (level, title) if title and not _GENERIC.fullmatch(title) else None
+
+
+def end_of_turn(line: str) -> int | None:
+    """Where an end-of-turn token written out as text starts in ``line``, if one does: nothing after it is the
+    answer. ("</s>" after an "<s>" closes a strikethrough.)"""
+    m = _END_OF_TURN.search(line)
+    if m is None or (m.group() == "</s>" and "<s>" in line[: m.start()]):
+        return None
+    return m.start()
+
+
+def inline_items(line: str) -> list[str]:
+    """A numbered line that holds the next items too ("1. A 2. B 3. C": a list written on one line; also after
+    a lead-in that ends with a colon, "Tips: 1. A 2. B 3. C"): one piece per item (indented as the line) and one
+    for the lead-in, when at least two more follow the first in order, numbered the same way; else the line.
+    ("1. Read chapter 2. Then rest" stays one item: one number alone may be part of a title.)"""
+    first = _INLINE_FIRST.match(line) or _INLINE_AFTER_COLON.search(line)
+    if first is None:
+        return [line]
+    number, mark = int(first.group(1)), first.group(2)
+    cuts: list[int] = []
+    for m in _INLINE_NEXT.finditer(line, first.end()):
+        if m.group(2) == mark and int(m.group(1)) == number + 1 + len(cuts):
+            cuts.append(m.start(1))
+    if len(cuts) < 2:
+        return [line]
+    indent, head = line[: len(line) - len(line.lstrip())], line[: first.start(1)]
+    bounds = [first.start(1), *cuts, len(line)]
+    items = [indent + line[a:b].strip() for a, b in itertools.pairwise(bounds)]
+    return [head.rstrip(), *items] if head.strip() else items
 
 
 def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:
@@ -239,13 +325,6 @@ def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:
     if item is None or item[0] != "num" or not item[1]:
         return None
     return tuple(int(n) for n in m.group(1).rstrip(".").split(".")), item[1]
-
-
-def is_bare(line: str) -> bool:
-    """A numbered line that is a heading or ends in bold ("### 2. Title", "**2. Title**", "2. **Title**"): a
-    section title, so the prose under it is its text, not a closing."""
-    s = line.strip().rstrip(":")
-    return s.startswith("#") or s.endswith(("**", "__"))
 
 
 def table_row_title(line: str) -> str:

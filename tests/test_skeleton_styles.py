@@ -280,17 +280,20 @@ def test_list_ended_not_when_text_sits_between_items() -> None:
 
 def test_a_new_item_clears_the_signal() -> None:
     parser = SkeletonParser()
-    parser.feed("1. A point\n2. B point\nThat covers costs.\nThat is all for now.\n")
+    parser.feed("1. A point\n2. B point\n\nThat covers costs.\nThat is all for now.\n")
     assert parser.list_ended
     parser.feed("3. C point\n")
     assert not parser.list_ended and parser.points == ["A point", "B point", "C point"]
 
 
-def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items() -> None:
-    """Prose right under (no blank line) a bold or heading item, or an item in a list whose items have
-    sub-items, is that item's text: no end, even before the list has shown text between two items."""
+def test_list_ended_not_at_prose_under_an_item() -> None:
+    """Prose right under (no blank line) an item or its sub-items is that item's text, as markdown reads it: no
+    end, even before the list has shown text between two items, and however many lines it has."""
     for text in (
         "1. **Plan**\n2. **Focus**\nFocus helps every task.\n",
+        "1. **Plan**\n2. **Focus**\nRemember.\nNow go.\nGood luck.\n",
+        "1. Plan\n2. Focus\nThat covers it.\nThat is all for now.\n",
+        "1. **Plan**\n2. **Focus**\nRemember.\n\nNow go.\n",  # (a sentence after it and a blank line: one more)
         "### 1. Plan\n### 2. Focus\nFocus helps every task.\n",
         "**1. Plan**\n**2. Focus**\nFocus helps every task.\n",
         "Step 1: Gather\n- 1/2 cup flour\n\nStep 2: Mix\nWhisk well.\n",
@@ -304,11 +307,11 @@ def test_list_ended_not_at_prose_under_a_section_title_or_an_item_with_sub_items
     assert parser.list_ended  # after a blank line, a closing (and a line after it) still ends such a list
     for text in (
         "1. **Plan**\n2. **Focus**\n\nRemember, focus.\nGood luck.\n",
-        "1. **Plan**\n2. **Focus**\nRemember.\nNow go.\nGood luck.\n",
+        "1. Plan\n2. Focus\nThat is all.\n1. Plan: make one.\n",
     ):
         parser = SkeletonParser()
         parser.feed(text)
-        assert parser.list_ended, text  # a closing after a blank line, or the second prose line, still ends it
+        assert parser.list_ended, text  # a closing after a blank line, prose after a blank line, or a restart ends it
     parser = SkeletonParser()
     parser.feed(
         "Section 1: Plan\n\nSection 2: Focus\n\nConclusion\n- Recap the points.\nThat is the outline.\nGood luck.\n"
@@ -480,9 +483,11 @@ _HEADING_STYLES = ["**{t}**", "### {t}", "**{t}:** {d}", "**{t}.** {d}", "**{t}*
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(_title, min_size=2, max_size=8, unique_by=lambda t: " ".join(t.lower().split())).filter(
-        # (not words that make a heading something else: "**Step 2.** Mix" is a numbered point)
+        # (not words that make a heading something else: "**Step 2.** Mix" is a numbered point, "**A.** Mix" a
+        # lettered one)
         lambda ts: all(
             t.split()[0].lower() != "step"
+            and not re.fullmatch(r"[A-Za-z][.)]?", t.split()[0])
             and t.lower() not in {"skeleton", "outline", "answer", "response", "plan", "overview", "summary"}
             for t in ts
         )
