@@ -41,3 +41,8 @@ def check_read_whole_and_streamed(text: str, titles: list[str], *, crlf: bool = 
         assert points == titles, seed
         if ended is not None:  # never before the last point's line is complete
             assert end >= 0 and ended > end, (seed, ended)
+
+
+def numbered_lines(fmt: str, titles: list[str], sep: str = "\n") -> str:
+    """``titles`` as a list, one ``fmt`` line each (``{n}`` the number from 1, ``{t}`` the title)."""
+    return sep.join(fmt.format(n=i, t=t) for i, t in enumerate(titles, 1)) + "\n"

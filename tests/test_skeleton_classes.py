@@ -12,13 +12,10 @@ import pytest
 
 from sotrag.app.skeleton import SkeletonParser, parse_heading, parse_line, parse_skeleton
 from tests.skeleton_stream import check_read_whole_and_streamed
+from tests.skeleton_stream import numbered_lines as _lines
 
 T = ["Keep a regular schedule", "Make your room dark", "Avoid late caffeine", "Exercise during the day"]
 ZH = ["保持规律作息", "保持房间黑暗", "避免咖啡因"]
-
-
-def _lines(fmt: str, titles: list[str], sep: str = "\n") -> str:
-    return sep.join(fmt.format(n=i, t=t) for i, t in enumerate(titles, 1)) + "\n"
 
 
 ANSWERS = [

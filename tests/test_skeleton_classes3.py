@@ -12,12 +12,9 @@ import pytest
 from sotrag.app.skeleton import SkeletonParser, parse_heading, parse_skeleton
 from sotrag.app.skeleton_lines import inline_items
 from tests.skeleton_stream import check_read_whole_and_streamed
+from tests.skeleton_stream import numbered_lines as _lines
 
 T = ["Keep a consistent schedule", "Limit screens before bed", "Avoid caffeine after noon"]
-
-
-def _lines(fmt: str, titles: list[str], sep: str = "\n") -> str:
-    return sep.join(fmt.format(n=i, t=t) for i, t in enumerate(titles, 1)) + "\n"
 
 
 ANSWERS = [
