@@ -34,9 +34,10 @@ PASSAGES = [
 ]
 QUESTION = f"How can I sleep better? {INJECTED}"
 HISTORY = [(f"Earlier question {INJECTED}", f"Earlier answer {INJECTED}")]
-# The same, long enough (with the grounded system text) to be encoded off the event loop (``LocalTokenizer``).
+# The same, longer: with the grounded system text, over the length the test sets for encoding off the event loop
+# (``LocalTokenizer.off_loop_chars``), and short enough that every prompt of the answer fits the tiny context.
 LONG_PASSAGES = [
-    Passage(text=f"Keep the bedroom dark. {INJECTED} " * 13 + FORGED, source="sleep/room.md", score=0.9),
+    Passage(text=f"Keep the bedroom dark. {INJECTED} " * 6 + FORGED, source="sleep/room.md", score=0.9),
     PASSAGES[1],
 ]
 REAL_PASSAGE_TAG = re.compile(r'<passage n="(\d+)" source="([^"]*)">')
@@ -267,12 +268,22 @@ async def test_eager_points_continue_from_the_ids_written_so_far(engine: VLLMEng
 @pytest.mark.engine
 @pytest.mark.parametrize("passages", [PASSAGES, LONG_PASSAGES], ids=["short", "long, encoded off the loop"])
 async def test_no_special_token_from_documents_questions_or_history_reaches_vllm(
-    engine: VLLMEngine, tap: VLLMTap, passages: list[Passage]
+    engine: VLLMEngine, tap: VLLMTap, passages: list[Passage], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     start, end, eot = specials(engine.tokenizer)
-    settings = Settings(sampling=SAMPLING, sot=sot(3), context_share=0.9)
+    settings = Settings(sampling=SAMPLING, sot=sot(3))
+    monkeypatch.setattr(engine._chat, "off_loop_chars", 1000)
     system = build.system_message(passages).content
-    assert (len(system) >= engine._chat.off_loop_chars) is (passages is LONG_PASSAGES)
+    worker = engine._chat.worker
+    assert worker is not None
+    off_loop: list[str] = []
+    encode = worker.encode
+
+    async def recorded(text: str) -> Any:
+        off_loop.append(text)
+        return await encode(text)
+
+    monkeypatch.setattr(worker, "encode", recorded)
     pipeline = SoTPipeline(engine, settings, retriever=ListRetriever(passages))
     sot_result = await pipeline.run(QUESTION, mode="sot", history=HISTORY, top_k=2)
     await pipeline.run(QUESTION, mode="normal", history=HISTORY, top_k=2)
@@ -297,6 +308,7 @@ async def test_no_special_token_from_documents_questions_or_history_reaches_vllm
         if kind != "router":
             assert REAL_PASSAGE_TAG.findall(text) == [("1", "sleep/room.md"), ("2", "sleep/food.md")]
     assert seen == set(expected)
+    assert (system in off_loop) is (passages is LONG_PASSAGES)  # the long system text went through the worker
 
 
 # -- the remote engine's way, through a server's /tokenize (here a fake server over the tiny tokenizer) -------
