@@ -11,11 +11,50 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 
-from sotrag.app.config import PointQuery
+from sotrag.app.config import PointQuery, SoTConfig
 from sotrag.app.engines.base import Engine, count_tokens_async
 from sotrag.app.events import Source
+from sotrag.app.request import MIN_ANSWER_TOKENS
 from sotrag.prompts import build as prompts
+from sotrag.prompts import templates
 from sotrag.retrieval.types import Passage, Retriever
+
+TEMPLATE_TOKENS_PER_MESSAGE = 8  # a chat template's role markers and separators around one message (ChatML: 5)
+TITLE_TOKENS = 48  # a point's open "i. title" (titles are cut at 120 characters)
+
+
+async def passage_budget(
+    engine: Engine,
+    question: str,
+    history: Sequence[tuple[str, str]],
+    *,
+    share: float,
+    skeleton_tokens: int,
+    sot: SoTConfig,
+) -> int:
+    """Tokens the passages may take: ``share`` of the model's context, and never so many that the answer's longest
+    prompt, a point's, leaves fewer than ``MIN_ANSWER_TOKENS`` to write. A point's prompt carries, besides the
+    passages: the grounded instruction, the history, the question with the skeleton instruction, the skeleton (at
+    most ``skeleton_tokens``), the point's instruction and its open title. Without this a long history and full
+    passages made a point's prompt longer than the context part-way through an answer."""
+    count = [
+        await count_tokens_async(engine, text)
+        for text in (
+            prompts.grounded_instruction(),
+            prompts.skeleton_user_text(
+                question,
+                min_points=sot.min_points,
+                max_points=sot.max_points,
+                min_words=sot.min_words,
+                max_words=sot.max_words,
+            ),
+            templates.POINT_INSTRUCTION.format(index=sot.max_points, sentences=sot.point_sentences),
+            *(prompts.as_data(text) for turn in history for text in turn),
+        )
+    ]
+    messages = 5 + 2 * len(history)  # system, history, skeleton request, skeleton, point instruction, open title
+    used = sum(count) + messages * TEMPLATE_TOKENS_PER_MESSAGE + skeleton_tokens + TITLE_TOKENS + MIN_ANSWER_TOKENS
+    return max(0, min(int(engine.max_model_len * share), engine.max_model_len - used))
 
 
 def source_of(n: int, passage: Passage) -> Source:

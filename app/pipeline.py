@@ -42,7 +42,7 @@ from sotrag.app.events import (
     SourcesEvent,
 )
 from sotrag.app.fork import Fork
-from sotrag.app.passages import Grounding
+from sotrag.app.passages import Grounding, passage_budget
 from sotrag.app.points import Point, PointGroup
 from sotrag.app.request import (
     MIN_ANSWER_TOKENS,
@@ -160,8 +160,15 @@ class _Answer:
     # -- stage 0: passages and route -----------------------------------------------------------------
 
     async def retrieve(self, retriever: Retriever) -> Grounding:
-        budget = int(self.p.engine.max_model_len * self.p.settings.context_share)
         r = self.request
+        budget = await passage_budget(
+            self.p.engine,
+            r.question,
+            r.history,
+            share=self.p.settings.context_share,
+            skeleton_tokens=self.calls.sampling.skeleton_max_tokens,
+            sot=self.sot,
+        )
         return await Grounding.retrieve(retriever, self.p.engine, r.question, r.passages_k, r.filters, budget)
 
     async def route(self) -> tuple[Mode, int]:
