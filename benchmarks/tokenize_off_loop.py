@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # host.py
+
+from host import machine
 
 from sotrag.app.engines import chat_ids
 from sotrag.app.engines.local_tokenizer import LocalTokenizer
@@ -115,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = asyncio.run(measure(args))
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": machine(),
         "args": {k: str(v) for k, v in vars(args).items()},
         "notes": __doc__.split("\n\n")[2].replace("\n", " "),
         "rows": rows,
