@@ -22,7 +22,9 @@ per step is measured (``stats_file``) and reported beside the results (``replay_
 Parts (``--parts``): ``real`` (each recorded answer: normal, SoT, SoT eager, interleaved per question), ``fixed``
 (the 7 x 80 x 1500 headline of ``pipeline_bench.py`` on the same engine: the replay passes those requests
 through), ``perpoint`` (SoT vs SoT with per-point grounding on, the points' extra passages unshared: what it
-costs the GPU), ``load`` (Poisson arrivals of the recorded questions at ``--rates``: normal, sot, sot-eager, auto).
+costs the GPU), ``load`` (Poisson arrivals of the recorded questions at ``--rates``: normal, sot, sot-eager, auto;
+a load mode with the suffix ``+inplace``, ``auto+inplace``, runs with the tokenize worker bypassed, so each answer's
+passages are encoded on the event loop: the A/B of ``LocalTokenizer``'s worker under load, on one engine).
 
 ``--apart`` (real part): each answer also as ``sot-apart``, SoT with ``VLLMEngine.admit_together`` switched off
 for that answer only, so its points reach vLLM one by one (the hand-over before ``generate_group``), in turns
@@ -319,10 +321,28 @@ def print_summary(summary: list[dict], label: str) -> None:
         )
 
 
+INPLACE = "+inplace"  # a load mode's suffix: the same mode with every prompt encoded on the event loop
+
+
 async def load_real(
     engine: Any, rows: list[dict], mode: str, rate: float, arrivals: int, seed: int, router: Any = None
 ) -> dict:
-    """Poisson arrivals of recorded questions (the same sequence for every mode of a rate)."""
+    """Poisson arrivals of recorded questions (the same sequence for every mode of a rate). A mode ending in
+    ``+inplace`` runs with the engine's tokenize worker bypassed (``LocalTokenizer.off_loop_chars`` above any
+    content's length): an answer's passages are then encoded on the event loop, as before the worker."""
+    local = engine._chat
+    saved = local.off_loop_chars
+    if mode.endswith(INPLACE):
+        local.off_loop_chars = 1 << 40
+    try:
+        return await _load_real(engine, rows, mode, rate, arrivals, seed, router)
+    finally:
+        local.off_loop_chars = saved
+
+
+async def _load_real(
+    engine: Any, rows: list[dict], mode: str, rate: float, arrivals: int, seed: int, router: Any = None
+) -> dict:
     gaps = pb.arrival_gaps(rate, arrivals, seed)
     rng = random.Random(f"{seed}-{rate}-q")
     picks = [rows[rng.randrange(len(rows))] for _ in range(arrivals)]
@@ -332,7 +352,7 @@ async def load_real(
     t_start = time.perf_counter()
     for i, row in enumerate(picks):
         await asyncio.sleep(max(0.0, t_start + due[i] - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(engine, row, mode, vocab, router)))
+        tasks.append(asyncio.create_task(one(engine, row, mode.removesuffix(INPLACE), vocab, router)))
     res = await asyncio.gather(*tasks)
     t_end = time.perf_counter()
     lat = sorted(r["wall_s"] for r in res)
@@ -622,7 +642,7 @@ async def main_async(a: argparse.Namespace) -> None:
         if "load" in parts and a.replay:
             res["load"] = []
             router = pb.load_router(a.router) if a.router else None
-            modes = [m for m in a.load_modes.split(",") if m and (m != "auto" or router)]
+            modes = [m for m in a.load_modes.split(",") if m and (m.removesuffix(INPLACE) != "auto" or router)]
             for rate in [float(r) for r in a.rates.split(",")]:
                 for mode in modes:
                     r = await load_real(
@@ -632,7 +652,7 @@ async def main_async(a: argparse.Namespace) -> None:
                         rate,
                         a.arrivals,
                         a.seed,
-                        router=pb.load_router(a.router) if mode == "auto" else None,
+                        router=pb.load_router(a.router) if mode.removesuffix(INPLACE) == "auto" else None,
                     )
                     res["load"].append(r)
                     save()
