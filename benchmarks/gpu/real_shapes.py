@@ -327,7 +327,8 @@ INPLACE = "+inplace"  # a load mode's suffix: the same mode with every prompt en
 async def load_real(
     engine: Any, rows: list[dict], mode: str, rate: float, arrivals: int, seed: int, router: Any = None
 ) -> dict:
-    """Poisson arrivals of recorded questions (the same sequence for every mode of a rate). A mode ending in
+    """Poisson arrivals of recorded questions (the same sequence for every mode of a rate, each mode with passages
+    of its own: see ``pipeline_bench.context_seed``). A mode ending in
     ``+inplace`` runs with the engine's tokenize worker bypassed (``LocalTokenizer.off_loop_chars`` above any
     content's length): an answer's passages are then encoded on the event loop, as before the worker."""
     local = engine._chat
@@ -346,7 +347,7 @@ async def _load_real(
     gaps = pb.arrival_gaps(rate, arrivals, seed)
     rng = random.Random(f"{seed}-{rate}-q")
     picks = [rows[rng.randrange(len(rows))] for _ in range(arrivals)]
-    vocab = pb.Vocabulary(engine.tokenizer, seed=int(seed + 1000 * rate))
+    vocab = pb.Vocabulary(engine.tokenizer, seed=pb.context_seed(seed, rate, mode))
     due = list(itertools.accumulate([0.0, *gaps]))
     tasks = []
     t_start = time.perf_counter()
