@@ -99,7 +99,14 @@ def main() -> None:
     ap.add_argument("raw", nargs="+")
     ap.add_argument("--out", default="benchmarks/results/gpu_real_shapes.json")
     ap.add_argument("--note", default="", help="what the runs were (machine starts, versions), kept in the output")
+    ap.add_argument(
+        "--per-mode-contexts",
+        default="",
+        help="labels of runs whose load sets had passages of their own per mode, recorded before real_shapes.py "
+        "wrote load_contexts (comma-separated)",
+    )
     a = ap.parse_args()
+    per_mode = set(filter(None, a.per_mode_contexts.split(",")))
     runs = [json.loads(Path(p).read_text()) for p in a.raw]
     rows = [r for run in runs for r in run.get("rows", [])]
     machines = []
@@ -115,6 +122,11 @@ def main() -> None:
             "steps": run.get("steps"),
             "replay_cost": run.get("replay_cost"),
             "load": [{k: v for k, v in x.items() if k != "latencies"} for x in run.get("load", [])],
+            # "shared": every mode of a rate had the same passages, so each mode after the first found them in
+            # vLLM's prefix cache and the content cache: those tables favour the later modes (context_seed)
+            "load_contexts": run.get("load_contexts", "per mode" if label in per_mode else "shared")
+            if run.get("load")
+            else None,
             "summary": summarize([r for r in run.get("rows", [])]),
         }
         real = [r for r in run.get("rows", []) if r["source_model"] != "fixed-7x80" and r["mode"] == "sot"]
@@ -213,6 +225,11 @@ def main() -> None:
             print(
                 f"[{label}] replay cost {c['per_step_ms']:.4f} ms/step = {100 * c['share_of_batch1_step']:.2f}% of the "
                 f"batch-1 step ({c['batch1_step_ms']:.2f} ms)"
+            )
+        if m["load"] and m["load_contexts"] == "shared":
+            print(
+                f"[{label}] load: the same passages for every mode of a rate (before context_seed): each mode after "
+                f"the first ({m['load'][0]['mode']}) found its contexts cached, so the later modes are favoured"
             )
         for x in m["load"]:
             print(

@@ -642,6 +642,7 @@ async def main_async(a: argparse.Namespace) -> None:
             save()
         if "load" in parts and a.replay:
             res["load"] = []
+            res["load_contexts"] = "per mode"  # see pipeline_bench.context_seed
             router = pb.load_router(a.router) if a.router else None
             modes = [m for m in a.load_modes.split(",") if m and (m.removesuffix(INPLACE) != "auto" or router)]
             for rate in [float(r) for r in a.rates.split(",")]:
