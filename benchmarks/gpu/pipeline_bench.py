@@ -357,7 +357,7 @@ async def load_test_direct(llm: Any, mode: str, rate: float, arrivals: int, seed
     """Table 4's arrivals driven straight through the AsyncLLM on token ids (no chat template, no regex
     guidance, no parser): what the engine alone sustains for the pipeline's request shapes."""
     gaps = arrival_gaps(rate, arrivals, seed)
-    p = es.Prompts(seed)
+    p = es.Prompts(context_seed(seed, rate, mode))  # prompts of its own: none found cached from another mode
 
     async def one() -> dict:
         t0 = time.perf_counter()
