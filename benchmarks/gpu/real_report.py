@@ -235,6 +235,11 @@ def main() -> None:
             print(
                 f"[{label}] load {x['rate']:>4}/s {x['mode']:>9}: p50 {x['p50_s']:.2f}s p90 {x['p90_s']:.2f}s "
                 f"{x['output_tokens_per_s']:.0f} tok/s sot_share {x['sot_share']:.2f}"
+                + (
+                    f" first request cached {x['first_request_cached_tokens_median']:.0f} tokens"
+                    if "first_request_cached_tokens_median" in x
+                    else ""
+                )
             )
     overall = summarize(rows)
     print("== all runs together")

@@ -357,8 +357,12 @@ async def _load_real(
     res = await asyncio.gather(*tasks)
     t_end = time.perf_counter()
     lat = sorted(r["wall_s"] for r in res)
+    # an answer's first request (skeleton or normal) found this many prompt tokens in the prefix cache: the
+    # shared system instruction only, unless a set's contexts were prefilled before it (context_seed)
+    first_cached = [r["cached_prompt_tokens"]["skeleton"] or r["cached_prompt_tokens"]["normal"] for r in res]
     return {
         "mode": mode,
+        "first_request_cached_tokens_median": statistics.median(first_cached),
         "rate": rate,
         "arrivals": arrivals,
         "duration_s": t_end - t_start,
@@ -660,7 +664,8 @@ async def main_async(a: argparse.Namespace) -> None:
                     save()
                     print(
                         f"[{a.machine}] load rate={rate:>4} {mode:>9}: p50 {r['p50_s']:.2f}s p90 {r['p90_s']:.2f}s "
-                        f"{r['output_tokens_per_s']:.0f} tok/s sot_share={r['sot_share']:.2f}",
+                        f"{r['output_tokens_per_s']:.0f} tok/s sot_share={r['sot_share']:.2f} first request cached "
+                        f"{r['first_request_cached_tokens_median']:.0f} tokens (median)",
                         flush=True,
                     )
     finally:
