@@ -311,7 +311,8 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
         return {"start": t0, "latency_s": time.perf_counter() - t0, "first_visible_s": first,
                 "tokens": result.stats.tokens, "mode": result.mode, "route_reason": result.route_reason,
                 "route_cause": result.route_cause, "load": snap, "skeleton_tokens": result.stats.skeleton_tokens,
-                "skeleton_mode": result.stats.skeleton_mode, "fallback": result.fallback_reason}
+                "skeleton_mode": result.stats.skeleton_mode, "fallback": result.fallback_reason,
+                "first_cached": result.stats.cached_prompt_tokens.skeleton or result.stats.cached_prompt_tokens.normal}
 
     contexts = [ctx_vocab.passages(ctx) for _ in range(arrivals)]  # built before the clock starts
     LOOP_LAG.watch()  # every mode records the loop's lag (auto's router also reads it)
@@ -345,6 +346,8 @@ async def load_test(engine: Any, vocab: Vocabulary, questions: list[str], mode: 
         "running_p50": statistics.median(r["load"]["running"] for r in rows),
         "skeleton_tokens_p50": statistics.median(r["skeleton_tokens"] for r in rows),
         "fallbacks": sum(bool(r["fallback"]) for r in rows),
+        # the check that no set ran on another's contexts (context_seed): the system instruction only
+        "first_request_cached_tokens_median": statistics.median(r["first_cached"] for r in rows),
         "latencies": [r["latency_s"] for r in rows],
         "gc": GC.between(t_start, t_end),
         "route_reasons": [r["route_reason"] for r in rows],
