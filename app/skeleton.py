@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+from sotrag.app.skeleton_json import JSON_START, JsonList
 from sotrag.app.skeleton_lines import (
     HTML_BREAK,
     IMAGE,
@@ -21,6 +22,7 @@ from sotrag.app.skeleton_lines import (
     QUOTE,
     RECAP,
     REFERENCES,
+    SETEXT,
     SUB_NUMBER,
     TABLE_SEPARATOR,
     THEMATIC_BREAK,
@@ -36,6 +38,7 @@ from sotrag.app.skeleton_lines import (
     parse_heading,
     parse_item,
     parse_line,
+    parse_ordinal,
     table_row_title,
 )
 
@@ -286,6 +289,9 @@ class SkeletonParser:
     _headings_first: bool = False  # a heading came before any bullet
     _reasoning: _Reasoning = field(default_factory=_Reasoning)
     _over: bool = False  # an end-of-turn token came: nothing after it is read
+    _json: JsonList | None = None  # the skeleton written as JSON, once a line opened it
+    _setext: str | None = None  # the last line, if it was top-level text: a heading if "---" or "===" follows
+    _ordinals: list[tuple[int, str]] = field(default_factory=list)  # "First, T" "Second, T" lines held
 
     @property
     def text(self) -> str:
@@ -381,6 +387,11 @@ class SkeletonParser:
             if self._in_fenced and self._fenced is not None:
                 self._fenced._line(line)
             return
+        if self._json_line(line, stripped):
+            return
+        setext, self._setext = self._setext, None
+        if setext is not None and SETEXT.fullmatch(stripped) and self._setext_heading(setext, stripped):
+            return
         if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does
             self._table.blank()
             self._gap = self._blank = True
@@ -425,6 +436,8 @@ class SkeletonParser:
             self._refs = self._ended = True
             return
         item = parse_item(line)
+        if item is None and self._ordinal_item(indent, stripped):
+            return
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
@@ -440,6 +453,8 @@ class SkeletonParser:
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.append((*heading, self._items))
             self._headings_first = self._headings_first or not self._bullets
+        elif item is None:
+            self._setext = stripped
         if item is not None:
             if (self._closing == _CLOSING and after_blank) or self._ended:
                 self._ended = True  # a bullet after the closing: the numbered list does not go on
@@ -448,6 +463,48 @@ class SkeletonParser:
             self._sub_item()
             return  # a bullet under a numbered list
         self._prose(stripped)
+
+    def _json_line(self, line: str, stripped: str) -> bool:
+        """A line of a skeleton written as JSON (``skeleton_json``), which opens before any item: its elements
+        are the points, and its last bracket ends the list."""
+        if self._json is None:
+            if self._items or not JSON_START.match(stripped):
+                return False
+            self._json = JsonList()
+        elif self._json.done:
+            return False
+        for title in self._json.read(line):
+            self._item(0, "num", title)
+        self._ended = self._json.done and self._items > 0
+        return True
+
+    def _setext_heading(self, text: str, underline: str) -> bool:
+        """A line of text over "=====" or "-----": a heading (level 1 or 2), read as "# T" or "## T" is; under a
+        numbered list the underline stays a thematic break."""
+        if self._numbered or (heading := parse_heading("#" * (1 + (underline[0] == "-")) + " " + text)) is None:
+            return False
+        self._headings.append((*heading, self._items))
+        self._headings_first = self._headings_first or not self._bullets
+        return True
+
+    def _ordinal_item(self, indent: int, stripped: str) -> bool:
+        """A line numbered by an ordinal word ("First, T", ``parse_ordinal``): an item once the list is numbered
+        that way. Its first two lines are held until "Third" follows: "First, ..." and "Secondly, ..." are as
+        often two steps of a prose answer."""
+        if self._family not in (None, "ordinal") or (ordinal := parse_ordinal(stripped)) is None:
+            return False
+        number, title = ordinal
+        if self._family is None:
+            if number == 1 and not self._items:
+                self._ordinals = [(indent, title)]
+            elif number == len(self._ordinals) + 1 and number == 2 and not self._numbered:
+                self._ordinals.append((indent, title))
+            if number != 3 or len(self._ordinals) != 2 or self._numbered:
+                return False  # read as any other line meanwhile
+            for n, (held_indent, held) in enumerate(self._ordinals, 1):
+                self._list_item(held_indent, "num", held, n, family="ordinal")
+        self._list_item(indent, "num", title, number or (self._last_number or 0) + 1, family="ordinal")
+        return True
 
     def _sub_item(self) -> None:
         """A sub-item or an item's continuation: text right under it is its item's, unless a blank line and
@@ -567,7 +624,7 @@ class SkeletonParser:
 
 
 _CLOSING, _CLOSING_UNDER = 2, 1
-_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
+_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext", "json", "json5", "jsonc")
 
 
 def _heading_points(headings: list[tuple[int, str, int]], items: int, base_indent: int) -> list[str]:

@@ -35,7 +35,7 @@ _KEYWORD = re.compile(
     r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
     r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"
-    r"approach|case|problem|issue|practice|pillar|law|component|element|"
+    r"approach|case|problem|issue|practice|pillar|law|component|element|number|no\.|"
     # the same words in Spanish, German, French, Italian, Portuguese, Dutch, Polish, Turkish and Russian ("Paso 1:",
     # "Schritt 2:", "Étape 3 :", "Dica 1:", "Stap 2:", "Krok 3:", "Adım 4:", "Шаг 5:")
     r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
@@ -46,6 +46,15 @@ _KEYWORD = re.compile(
     r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
+# An ordinal word that numbers a line ("First, T", "Secondly: T", "**Third:** T", "### Fourth - T", "First of all,
+# T", "1st: T"; "Finally, T" or "Lastly, T" the next): a separator must follow it ("First things first" is prose).
+_ORDINAL = re.compile(
+    r"(?:#{1,6}\s+)?(\*\*|__)?(?i:(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)(?:ly)?"
+    r"(?:\s+of\s+all)?|(finally|lastly|last\s+but\s+not\s+least)|(\d{1,2})(?:st|nd|rd|th))"
+    r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+(?=\S)"
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")  # where a sentence ends: an ordinal item's title is its first
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
 # is the marker.
 _DECORATION = re.compile(
@@ -130,6 +139,8 @@ _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
 QUOTE = re.compile(r"^([ \t]{0,3})(?:>[ \t]?)+")
 # A thematic break ("---", "***", "* * *", "___"): it separates blocks, as a blank line does.
 THEMATIC_BREAK = re.compile(r"([-*_])[ \t]*(?:\1[ \t]*){2,}")
+# A setext heading's underline ("=====" or "-----" right under a line of text; "- - -" is a thematic break).
+SETEXT = re.compile(r"={2,}|-{2,}")
 # An image alone on its line ("![chart](chart.png)"): no text.
 IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # The first and the next numbers of a list written on one line ("1. A 2. B 3. C").
@@ -192,6 +203,25 @@ def body_title(body: str) -> str:
     description."""
     label = _emphasis_label(body)
     return clean_title(body) if label is None else clean_title(label, whole=True)
+
+
+def parse_ordinal(line: str) -> tuple[int, str] | None:
+    """(number, title) of a line numbered by an ordinal word (``_ORDINAL``); the number is 0 for "Finally" and
+    "Lastly" (the next one). The title is the first sentence, with a capital ("First, keep a schedule. It helps."
+    gives "Keep a schedule"); an emphasis opened before the word holds the title ("**First, keep it.** Text")."""
+    s = line.strip()
+    m = _ORDINAL.match(s)
+    if m is None:
+        return None
+    mark, rest = m.group(1), _SENTENCE.split(s[m.end() :], maxsplit=1)[0]
+    if mark and mark not in s[m.end(1) : m.end()]:
+        close = rest.find(mark)
+        title = clean_title(rest if close < 0 else rest[:close], whole=True)
+    else:
+        title = body_title(rest)
+    word, digits = m.group(2), m.group(4)
+    number = _ORDINALS.index(word.lower()) + 1 if word else int(digits or 0)
+    return (number, title[:1].upper() + title[1:]) if title else None
 
 
 def parse_item(line: str) -> tuple[str, str, str] | None:
