@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from sotrag.app.skeleton_json import JSON_START, JsonList
 from sotrag.app.skeleton_lines import (
+    BREAK_BEFORE_ITEM,
     HTML_BREAK,
     IMAGE,
     INVISIBLE,
@@ -60,7 +61,7 @@ _WORD = r"[^ \n]{1,24}"
 # A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
 # or a Unicode line or paragraph separator.
 _LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
-_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s*#?)?(\d{1,2})(?!\d)")
+_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s+)?(?:[A-Za-z]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.
@@ -417,8 +418,9 @@ class SkeletonParser:
         if opened := LIST_OPENED.search(stripped):
             self._html.open.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
-        for piece in inline_items(line):  # (one piece, unless a list is written on one line)
-            self._text_line(piece, piece.strip(), after_blank=after_blank)
+        for part in filter(str.strip, BREAK_BEFORE_ITEM.split(line)):
+            for piece in inline_items(part):  # (one piece, unless a list is written on one line)
+                self._text_line(piece, piece.strip(), after_blank=after_blank)
 
     def _text_line(self, line: str, stripped: str, *, after_blank: bool) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
@@ -489,8 +491,8 @@ class SkeletonParser:
 
     def _ordinal_item(self, indent: int, stripped: str) -> bool:
         """A line numbered by an ordinal word ("First, T", ``parse_ordinal``): an item once the list is numbered
-        that way. Its first two lines are held until "Third" follows: "First, ..." and "Secondly, ..." are as
-        often two steps of a prose answer."""
+        that way. Its first two lines are held until "Third" follows: "First, ...", "Secondly, ..." (and "Finally,
+        ...") are as often steps of a prose answer; "Finally" and "Lastly" go on with a list of three or more."""
         if self._family not in (None, "ordinal") or (ordinal := parse_ordinal(stripped)) is None:
             return False
         number, title = ordinal
@@ -624,7 +626,7 @@ class SkeletonParser:
 
 
 _CLOSING, _CLOSING_UNDER = 2, 1
-_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext", "json", "json5", "jsonc")
+_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext", "json", "json5", "jsonc", "yaml", "yml")
 
 
 def _heading_points(headings: list[tuple[int, str, int]], items: int, base_indent: int) -> list[str]:

@@ -31,7 +31,7 @@ _NUMBER = re.compile(
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
-    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
+    r"(?:[A-Z][a-z]{1,11}\s+)?(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
     r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
     r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"
@@ -42,19 +42,23 @@ _KEYWORD = re.compile(
     r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя)s?"
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
-    r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
+    r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
     r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # An ordinal word that numbers a line ("First, T", "Secondly: T", "**Third:** T", "### Fourth - T", "First of all,
-# T", "1st: T"; "Finally, T" or "Lastly, T" the next): a separator must follow it ("First things first" is prose).
+# T", "1st: T"; "Finally, T" or "Lastly, T" the next; Chinese "首先，" "其次，" "再次，" "最后，"): a separator must
+# follow it ("First things first" is prose).
 _ORDINAL = re.compile(
-    r"(?:#{1,6}\s+)?(\*\*|__)?(?i:(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)(?:ly)?"
+    r"(?:#{1,6}\s+)?(\*\*|__)?(?:(?i:(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)(?:ly)?"
     r"(?:\s+of\s+all)?|(finally|lastly|last\s+but\s+not\s+least)|(\d{1,2})(?:st|nd|rd|th))"
-    r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+(?=\S)"
+    r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
+    r"|(\u9996\u5148|\u5176\u6b21|\u518d\u6b21|\u6700\u540e)(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
 )
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")  # where a sentence ends: an ordinal item's title is its first
 _ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+_HAN_ORDINALS = ("\u6700\u540e", "\u9996\u5148", "\u5176\u6b21", "\u518d\u6b21")  # finally (0), first, second, third
+# Where a sentence ends: an ordinal item's title is its first.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|(?<=[\u3002\uff01\uff1f])")
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
 # is the marker.
 _DECORATION = re.compile(
@@ -86,7 +90,7 @@ _TITLE_END = re.compile(
 )
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_TRIM = " \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a"  # what a title does not start or end with
+_TRIM = " \t*_:;,.-–—\\\u3002\uff1b\uff0c\uff1a"  # what a title does not start or end with
 _WORD_COUNT = re.compile(r"\s*[(\[]\s*\d{1,2}\s+words?\s*[)\]]$", re.IGNORECASE)  # "(4 words)" after a title
 _QUOTES = dict(zip("\"\u201c'\u2018\u300c\u300e", "\"\u201d'\u2019\u300d\u300f", strict=True))  # opening: closing
 # An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain
@@ -139,6 +143,8 @@ _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
 QUOTE = re.compile(r"^([ \t]{0,3})(?:>[ \t]?)+")
 # A thematic break ("---", "***", "* * *", "___"): it separates blocks, as a blank line does.
 THEMATIC_BREAK = re.compile(r"([-*_])[ \t]*(?:\1[ \t]*){2,}")
+# A line break tag before the next item ("1. A<br>2. B<br>3. C"): the items' lines.
+BREAK_BEFORE_ITEM = re.compile(r"<br\s*/?>\s*(?=(?:\d{1,2}[.)]|[-*\u2022])\s)", re.IGNORECASE)
 # A setext heading's underline ("=====" or "-----" right under a line of text; "- - -" is a thematic break).
 SETEXT = re.compile(r"={2,}|-{2,}")
 # An image alone on its line ("![chart](chart.png)"): no text.
@@ -219,8 +225,8 @@ def parse_ordinal(line: str) -> tuple[int, str] | None:
         title = clean_title(rest if close < 0 else rest[:close], whole=True)
     else:
         title = body_title(rest)
-    word, digits = m.group(2), m.group(4)
-    number = _ORDINALS.index(word.lower()) + 1 if word else int(digits or 0)
+    word, digits, han = m.group(2), m.group(4), m.group(5)
+    number = _ORDINALS.index(word.lower()) + 1 if word else _HAN_ORDINALS.index(han) if han else int(digits or 0)
     return (number, title[:1].upper() + title[1:]) if title else None
 
 
