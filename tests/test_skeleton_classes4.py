@@ -1,0 +1,177 @@
+"""List styles a fourth adversarial probe found misread (issue 22), one group per class, read whole and streamed.
+
+As in ``test_skeleton_classes3.py``: each example stands for its class, every answer is read whole and fed in
+random chunks (CR LF line ends too), the points are the listed titles, and the early stop never comes before
+the last point's line is complete. Every group was misread by the reader before this round; the decisions where
+a style is ambiguous (and the look-alikes that must stay what they were) are the tests after the list.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sotrag.app.skeleton import SkeletonParser, parse_skeleton
+from sotrag.app.skeleton_lines import parse_ordinal
+from tests.skeleton_stream import check_read_whole_and_streamed
+from tests.skeleton_stream import numbered_lines as _lines
+
+T = ["Keep a consistent schedule", "Limit screens before bed", "Avoid caffeine after noon"]
+ZH = ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"]
+
+
+def _ordinals(fmt: str, words: list[str], titles: list[str] = T, sep: str = "\n") -> str:
+    """``titles`` as lines numbered by ``words`` (``{o}`` the word, ``{t}`` the title, ``{tl}`` it lower-cased)."""
+    lines = [fmt.format(o=o, t=t, tl=t[0].lower() + t[1:]) for o, t in zip(words, titles, strict=True)]
+    return sep.join(lines) + "\n"
+
+
+ORD = ["First", "Second", "Third"]
+
+ANSWERS = [
+    # a skeleton written as JSON: an array, bare or fenced, one line or many; an object holding it; objects with
+    # a title; an object numbered by its keys; a Python list; strings that carry their own numbering or bold
+    pytest.param(json.dumps(T) + "\n", T, id="json-array-one-line"),
+    pytest.param(json.dumps(T, indent=2) + "\n", T, id="json-array"),
+    pytest.param(json.dumps(T, indent=2), T, id="json-array-no-final-newline"),
+    pytest.param("```json\n" + json.dumps(T, indent=2) + "\n```\n", T, id="json-fenced"),
+    pytest.param("```\n" + json.dumps(T, indent=2) + "\n```\n", T, id="json-plain-fence"),
+    pytest.param(
+        "Here is the skeleton:\n\n```json\n" + json.dumps(T, indent=2) + "\n```\n\nLet me know if you want more.\n",
+        T,
+        id="json-fenced-preamble-closing",
+    ),
+    pytest.param(
+        "Sure, here is the outline as JSON:\n" + json.dumps(T, indent=2) + "\nLet me know!\n", T, id="json-preamble"
+    ),
+    pytest.param(json.dumps({"points": T}, indent=2) + "\n", T, id="json-object-holding-the-list"),
+    pytest.param("```json\n" + json.dumps({"skeleton": T}) + "\n```\n", T, id="json-object-one-line-fenced"),
+    pytest.param(
+        json.dumps([{"point": i, "title": t} for i, t in enumerate(T, 1)], indent=2) + "\n", T, id="json-objects"
+    ),
+    pytest.param(
+        json.dumps({"outline": [{"title": t, "subpoints": ["a", "b"]} for t in T]}, indent=4) + "\n",
+        T,
+        id="json-objects-with-sub-lists",
+    ),
+    pytest.param(json.dumps({str(i): t for i, t in enumerate(T, 1)}, indent=2) + "\n", T, id="json-numbered-keys"),
+    pytest.param(repr(T) + "\n", T, id="python-list"),
+    pytest.param(json.dumps([f"{i}. {t}" for i, t in enumerate(T, 1)], indent=2) + "\n", T, id="json-numbered"),
+    pytest.param(json.dumps([f"**{t}**: why it helps" for t in T]) + "\n", T, id="json-bold-labels"),
+    pytest.param('[\n  "Say \\"no\\" more often",\n  "Rest"\n]\n', ['Say "no" more often', "Rest"], id="json-escapes"),
+    # setext headings ("Title" over "-----" or "====="): the headings are the points, as "## Title" ones are
+    pytest.param(_lines("{t}\n--------------------\nSome text about it.", T, "\n\n"), T, id="setext-dash"),
+    pytest.param(_lines("{t}\n====================\nSome text about it.", T, "\n\n"), T, id="setext-equals"),
+    pytest.param(_lines("{t}\n---", T, "\n\n"), T, id="setext-short-underline"),
+    pytest.param(
+        "Sleep Better\n============\n\n" + _lines("{t}\n------------\nText.", T, "\n\n"), T, id="setext-under-a-title"
+    ),
+    pytest.param(_lines("{t}\n-----\n- a detail\n- another", T, "\n\n"), T, id="setext-over-bullets"),
+    # ordinal words as numbering: "First, t." "Firstly:" "**First:**" "**First**:" "### First -" "1st:"; the title
+    # is the first sentence, with a capital; "Finally" or "Lastly" go on with the list
+    pytest.param(_ordinals("{o}, {tl}.", ORD), T, id="ordinal-comma-sentences"),
+    pytest.param(_ordinals("{o}, {tl}. It helps a lot.", ORD, sep="\n\n"), T, id="ordinal-paragraphs"),
+    pytest.param(_ordinals("{o}: {t}", ["Firstly", "Secondly", "Thirdly"]), T, id="ordinal-ly-colon"),
+    pytest.param(_ordinals("**{o}:** {t}", ORD), T, id="ordinal-bold-colon-inside"),
+    pytest.param(_ordinals("**{o}**: {t}", ORD), T, id="ordinal-bold-colon-outside"),
+    pytest.param(_ordinals("**{o}, {tl}.** More text.", ORD, sep="\n\n"), T, id="ordinal-bold-sentence"),
+    pytest.param(_ordinals("### {o} - {t}\nText.", ORD, sep="\n\n"), T, id="ordinal-headings"),
+    pytest.param(_ordinals("{o}: {t}", ["1st", "2nd", "3rd"]), T, id="ordinal-suffix"),
+    pytest.param(
+        _ordinals("{o}, {tl}.", ["First of all", "Second", "Third", "Finally"], [*T, "Exercise early"]),
+        [*T, "Exercise early"],
+        id="ordinal-first-of-all-finally",
+    ),
+    pytest.param(
+        "Here are my tips:\n\n" + _ordinals("{o}, {tl}.", ORD, sep="\n\n") + "\nHope this helps.\nGood night!\n",
+        T,
+        id="ordinal-preamble-closing",
+    ),
+    pytest.param(
+        _ordinals("**{o}:** {t}\n- a detail\n- another", ORD, sep="\n\n"), T, id="ordinal-labels-over-bullets"
+    ),
+    pytest.param(
+        "首先，保持规律作息。\n其次，睡前少看屏幕。\n再次，中午后不喝咖啡。\n最后，早点运动。\n",
+        [*ZH, "早点运动"],
+        id="ordinal-chinese",
+    ),
+    # keyword labels: "No. 1:", "Number 1:", a capitalised word before the keyword ("Key Point 1:", "Pro Tip #2:"),
+    # a count after the number ("Step 1/3:")
+    pytest.param(_lines("No. {n}: {t}", T), T, id="kw-no"),
+    pytest.param(_lines("Number {n}: {t}", T), T, id="kw-number"),
+    pytest.param(_lines("Key Point {n}: {t}", T), T, id="kw-key-point"),
+    pytest.param(_lines("**Pro Tip #{n}:** {t}", T), T, id="kw-pro-tip"),
+    pytest.param(_lines("Step {n}/3: {t}", T), T, id="kw-step-of-count"),
+    # items on one line separated by line break tags; a markdown hard break ("\\" at the end) after a title
+    pytest.param("<br>".join(f"{i}. {t}" for i, t in enumerate(T, 1)) + "\n", T, id="br-between-items"),
+    pytest.param("<br/>".join(f"- {t}" for t in T) + "\n", T, id="br-between-bullets"),
+    pytest.param(_lines("{n}. {t}\\\nmore about it.", T), T, id="backslash-hard-break"),
+]
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+@pytest.mark.parametrize(("text", "titles"), ANSWERS)
+def test_list_style_classes_are_read_whole_and_streamed(text: str, titles: list[str], crlf: bool) -> None:
+    check_read_whole_and_streamed(text, titles, crlf=crlf, seeds=6)
+
+
+def test_a_json_list_gives_each_point_as_its_element_completes_and_ends_at_its_bracket() -> None:
+    """Eager expansion starts a point once its element is complete; the closing bracket is the list's end (the
+    early stop), and nothing after it is a point."""
+    parser = SkeletonParser()
+    assert parser.feed('[\n  "Keep a consistent schedule",\n') == [T[0]]
+    assert parser.feed('  "Limit screens before bed"') == []  # (its line, and its element, are not complete)
+    assert parser.feed("\n") == [] and not parser.list_ended
+    assert parser.feed("]\n") == [T[1]] and parser.list_ended
+    parser.feed("\nI hope this helps.\n")
+    assert parser.finish() == T[:2] and parser.list_ended
+
+
+def test_json_decisions() -> None:
+    """Only a value that opens before any item, on a line that starts with it, is read as JSON; a value with no
+    list of strings or titled objects gives no points; "[1] T" stays a numbered line."""
+    assert parse_skeleton(json.dumps(T)) == T
+    assert parse_skeleton('You can write a list as `["a", "b"]` in JSON.\n') == []
+    assert parse_skeleton('```json\n{"name": "Ada", "age": 36}\n```\n') == []
+    assert parse_skeleton("[\n  1,\n  2\n]\n") == []
+    assert parse_skeleton("[1] Keep a consistent schedule\n[2] Limit screens\n") == [T[0], "Limit screens"]
+    # after a markdown item, JSON is an example inside the answer: its elements are no points
+    assert parse_skeleton("1. Use arrays\n" + json.dumps(["x", "y"]) + "\n2. Use objects\n") == [
+        "Use arrays",
+        "Use objects",
+    ]
+
+
+def test_setext_decisions() -> None:
+    """Under a numbered list an underline stays a thematic break; one setext title over prose gives no points; a
+    "---" after a blank line is a thematic break."""
+    assert parse_skeleton("Plan it\n-------\nText.\n\nFocus\n-----\nText.\n") == ["Plan it", "Focus"]
+    assert parse_skeleton("Sleep tips\n----------\n\n" + _lines("{n}. {t}", T)) == T
+    assert parse_skeleton(_lines("{n}. {t}\nSome text.", T, "\n---\n")) == T
+    assert parse_skeleton("Sleep Tips\n==========\n\nSleep is important. Go to bed early.\n") == []
+    assert parse_skeleton("Sleep is important.\n\n---\n\nGo to bed early.\n") == []
+
+
+def test_ordinals_wait_for_the_third() -> None:
+    """"First, ..." and "Secondly, ..." are as often the steps of a prose answer (a real answer that reasons
+    "Firstly, ... Secondly, ..." and then computes): an ordinal list starts at its third item, which hands out the
+    two before it too; "Finally" alone does not make the third ("First, ... Then, ... Finally, ..." is prose)."""
+    parser = SkeletonParser()
+    assert parser.feed("First, keep a consistent schedule.\nSecond, limit screens before bed.\n") == []
+    assert parser.feed("Third, avoid caffeine after noon.\n") == T
+    assert parse_skeleton("Sleep matters.\n\nFirstly, you need a schedule.\n\nSecondly, avoid screens.\n\nSo.\n") == []
+    assert parse_skeleton("First, plan.\nThen, do it.\nFinally, rest.\n") == []
+    assert parse_skeleton("First, let me explain.\n\n" + _lines("{n}. {t}", T)) == T  # a preamble: "1." goes on
+    assert parse_skeleton(_lines("{n}. {t}", T) + "Second, this matters.\nThird, so does this.\n") == T
+
+
+def test_ordinal_line_forms() -> None:
+    """What one line says: the ordinal's number (0 for "Finally": the next) and the title's first sentence;
+    a word without its separator is no ordinal."""
+    assert parse_ordinal("First, keep a consistent schedule. It helps.") == (1, T[0])
+    assert parse_ordinal("**Third:** Avoid caffeine") == (3, "Avoid caffeine")
+    assert parse_ordinal("Lastly - rest") == (0, "Rest")
+    assert parse_ordinal("其次，睡前少看屏幕。然后放松。") == (2, ZH[1])
+    assert parse_ordinal("First things first, plan.") is None
+    assert parse_ordinal("**Second**") is None
