@@ -166,6 +166,11 @@ TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?
 _ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
 
 
+def title_key(title: str) -> str:
+    """What two titles share when they are the same point (case and spaces aside)."""
+    return " ".join(title.lower().split())
+
+
 def clean_title(raw: str, *, whole: bool = False) -> str:
     """A point title without emphasis or a description: emphasis and links unwrapped, the part before a ": "
     or a spaced dash (unless ``whole``: an emphasised label is the title as a whole, "**Python 3.11: faster**"),
