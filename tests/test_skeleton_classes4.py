@@ -103,6 +103,9 @@ ANSWERS = [
     pytest.param(_lines("Key Point {n}: {t}", T), T, id="kw-key-point"),
     pytest.param(_lines("**Pro Tip #{n}:** {t}", T), T, id="kw-pro-tip"),
     pytest.param(_lines("Step {n}/3: {t}", T), T, id="kw-step-of-count"),
+    # lenticular brackets as numbering ("【1】T", "**【一】T**")
+    pytest.param("".join(f"【{i}】{t}\n" for i, t in enumerate(T, 1)), T, id="lenticular"),
+    pytest.param("".join(f"**【{n}】{t}**\n" for n, t in zip("一二三", ZH, strict=True)), ZH, id="lenticular-han-bold"),
     # items on one line separated by line break tags; a markdown hard break ("\\" at the end) after a title
     pytest.param("<br>".join(f"{i}. {t}" for i, t in enumerate(T, 1)) + "\n", T, id="br-between-items"),
     pytest.param("<br/>".join(f"- {t}" for t in T) + "\n", T, id="br-between-bullets"),
