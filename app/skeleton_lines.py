@@ -69,10 +69,11 @@ _DECORATION = re.compile(
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
 # then an optional task box ("[ ]", "[x]"). A single letter ("a." "B)" "(c)") or a lower-case Roman number
-# ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items.
+# ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items; so does
+# LaTeX's "\item T".
 _BULLET = re.compile(
     r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
-    r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
+    r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)]|\\item(?:\[[^\]]*\])?)\s+(?:\[[ xX]\]\s+)?"
 )
 # A number alone in a heading or in bold ("### 1", "**2**"): a number alone on its line, its title on the next.
 _NUMBER_ALONE = re.compile(r"(?:#{1,6}\s*(\*\*|__)?|(\*\*|__))\d{1,2}(?:\1|\2)?")

@@ -106,6 +106,10 @@ ANSWERS = [
     # lenticular brackets as numbering ("【1】T", "**【一】T**")
     pytest.param("".join(f"【{i}】{t}\n" for i, t in enumerate(T, 1)), T, id="lenticular"),
     pytest.param("".join(f"**【{n}】{t}**\n" for n, t in zip("一二三", ZH, strict=True)), ZH, id="lenticular-han-bold"),
+    # LaTeX items ("\\item T", as a model asked for LaTeX writes a list)
+    pytest.param(
+        "\\begin{enumerate}\n" + _lines("  \\item {t}", T) + "\\end{enumerate}\n", T, id="latex-items"
+    ),
     # items on one line separated by line break tags; a markdown hard break ("\\" at the end) after a title
     pytest.param("<br>".join(f"{i}. {t}" for i, t in enumerate(T, 1)) + "\n", T, id="br-between-items"),
     pytest.param("<br/>".join(f"- {t}" for t in T) + "\n", T, id="br-between-bullets"),
