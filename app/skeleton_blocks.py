@@ -155,7 +155,7 @@ class Ordinals:
 
     def read(self, indent: int, stripped: str, *, started: bool, may_start: bool) -> list[tuple[int, str, int]] | None:
         """The items (indent, title, number; 0 for "the next") this line gives, the held ones included once the
-        list starts; None when it is no item (yet). ``may_start``: no item came before."""
+        list starts; none when it is held, None when it is no ordinal item. ``may_start``: no item came before."""
         ordinal = parse_ordinal(stripped)
         if ordinal is None:
             return None
@@ -164,10 +164,12 @@ class Ordinals:
             return [(indent, title, number)]
         if number == 1 and may_start:
             self.held = [(indent, title)]
-        elif number == 2 and len(self.held) == 1:
+            return []  # held: no text that may end a list (a bullet list under "First, ..." goes on)
+        if number == 2 and len(self.held) == 1:
             self.held.append((indent, title))
+            return []
         if number != 3 or len(self.held) != 2:
-            return None  # read as any other line meanwhile
+            return None
         return [(i, t, n) for n, (i, t) in enumerate(self.held, 1)] + [(indent, title, 3)]
 
 
@@ -184,14 +186,14 @@ class Headings:
         self.first = self.first or not bullets
 
     def setext(self, text: str | None, underline: str, items: int, *, bullets: bool, numbered: bool) -> bool:
-        """``text`` (the line above, if it was text) over ``underline`` ("=====" or "-----"): a heading of level
-        1 or 2, read as "# T" or "## T" is. False for another line, a lead-in or a generic title, and under a
-        numbered list (there "---" stays a thematic break)."""
+        """``text`` (the line above, if it was text) over ``underline`` ("=====" or "-----"): a heading, read as
+        "# T" or "## T" is, but of its own level (9 or 10: a "## Title" over setext sections is no section). False
+        for another line, a lead-in or a generic title, and under a numbered list ("---" is a thematic break)."""
         if not text or numbered or not SETEXT.fullmatch(underline):
             return False
-        heading = parse_heading("#" * (1 + (underline[0] == "-")) + " " + text)
+        heading = parse_heading("# " + text)
         if heading is not None:
-            self.add(heading, items, bullets=bullets)
+            self.add((9 + (underline[0] == "-"), heading[1]), items, bullets=bullets)
         return heading is not None
 
     def points(self, items: int, base_indent: int) -> list[str]:

@@ -68,6 +68,7 @@ ANSWERS = [
         "Sleep Better\n============\n\n" + _lines("{t}\n------------\nText.", T, "\n\n"), T, id="setext-under-a-title"
     ),
     pytest.param(_lines("{t}\n-----\n- a detail\n- another", T, "\n\n"), T, id="setext-over-bullets"),
+    pytest.param("## Sleep tips\n\n" + _lines("{t}\n" + "-" * 20, T, "\n\n"), T, id="setext-under-an-atx-title"),
     # ordinal words as numbering: "First, t." "Firstly:" "**First:**" "**First**:" "### First -" "1st:"; the title
     # is the first sentence, with a capital; "Finally" or "Lastly" go on with the list
     pytest.param(_ordinals("{o}, {tl}.", ORD), T, id="ordinal-comma-sentences"),
@@ -90,6 +91,13 @@ ANSWERS = [
     ),
     pytest.param(
         _ordinals("**{o}:** {t}\n- a detail\n- another", ORD, sep="\n\n"), T, id="ordinal-labels-over-bullets"
+    ),
+    pytest.param(  # (bullets under the held "First" and "Second" lines: the early stop waits for "Third")
+        "Sure! Here is the skeleton:\n\n"
+        + _ordinals("{o}, {tl}.\n- a detail\n- another", ORD)
+        + "\nHope this helps!\n",
+        T,
+        id="ordinal-sentences-over-bullets",
     ),
     pytest.param(
         "首先，保持规律作息。\n其次，睡前少看屏幕。\n再次，中午后不喝咖啡。\n最后，早点运动。\n",
