@@ -49,11 +49,11 @@ _KEYWORD = re.compile(
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # An ordinal word that numbers a line ("First, T", "Secondly: T", "**Third:** T", "### Fourth - T", "First of all,
-# T", "1st: T"; "Finally, T" or "Lastly, T" the next; Chinese "首先，" "其次，" "再次，" "最后，"): a separator must
-# follow it ("First things first" is prose).
+# T", "First step: T", "1st: T"; "Finally, T" or "Lastly, T" the next; Chinese "首先，" "其次，" "再次，" "最后，"):
+# a separator must follow it ("First things first" is prose).
 _ORDINAL = re.compile(
     r"(?:#{1,6}\s+)?(\*\*|__)?(?:(?i:(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)(?:ly)?"
-    r"(?:\s+of\s+all)?|(finally|lastly|last\s+but\s+not\s+least)|(\d{1,2})(?:st|nd|rd|th))"
+    r"(?:\s+of\s+all|\s+[A-Za-z]{2,12})?|(finally|lastly|last\s+but\s+not\s+least)|(\d{1,2})(?:st|nd|rd|th))"
     r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
     r"|(\u9996\u5148|\u5176\u6b21|\u518d\u6b21|\u6700\u540e)(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
 )
@@ -69,11 +69,13 @@ _DECORATION = re.compile(
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
 # then an optional task box ("[ ]", "[x]"). A single letter ("a." "B)" "(c)") or a lower-case Roman number
-# ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items; so does
-# LaTeX's "\item T".
+# ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items; so do
+# Cyrillic and Korean letters ("а)", "가."), LaTeX's "\item T", an em dash ("— T") and the Japanese "・T".
 _BULLET = re.compile(
-    r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
-    r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)]|\\item(?:\[[^\]]*\])?)\s+(?:\[[ xX]\]\s+)?"
+    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
+    r"\ufe0f?|\(?(?:[a-zA-Z\u0430-\u044f]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3})"
+    r"|[\uac00\ub098\ub2e4\ub77c\ub9c8\ubc14\uc0ac\uc544\uc790\ucc28\uce74\ud0c0\ud30c\ud558])[.)]"
+    r"|\\item(?:\[[^\]]*\])?)\s+|[\u30fb\uff65]\s*)(?:\[[ xX]\]\s+)?"
 )
 # A number alone in a heading or in bold ("### 1", "**2**"): a number alone on its line, its title on the next.
 _NUMBER_ALONE = re.compile(r"(?:#{1,6}\s*(\*\*|__)?|(\*\*|__))\d{1,2}(?:\1|\2)?")
@@ -83,6 +85,9 @@ _HEADING_CLOSE = re.compile(r"\s+#+\s*$")  # a heading's optional closing hashes
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
+_SYMBOLS_FIRST = re.compile(
+    r"(?:[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+(?=\S)"
+)
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：" (or ":" right after a
 # Chinese, Japanese or Korean character: "标题:描述"), a spaced dash (or "--"), or
@@ -214,7 +219,8 @@ def _emphasis_label(body: str) -> str | None:
 
 def body_title(body: str) -> str:
     """The title of an item's text after its marker: a bold label if it has one, else the text up to its
-    description."""
+    description; an emoji or symbol before it is decoration ("1. 🕐 **T**")."""
+    body = _SYMBOLS_FIRST.sub("", body)
     label = _emphasis_label(body)
     return clean_title(body) if label is None else clean_title(label, whole=True)
 

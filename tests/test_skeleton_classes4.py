@@ -118,6 +118,17 @@ ANSWERS = [
     pytest.param(
         "\\begin{enumerate}\n" + _lines("  \\item {t}", T) + "\\end{enumerate}\n", T, id="latex-items"
     ),
+    # more bullets: an em dash, the Japanese "・" (with or without a space), Cyrillic and Korean letters
+    pytest.param(_lines("\u2014 {t}", T), T, id="em-dash-bullets"),
+    pytest.param(_lines("\u30fb{t}", ZH), ZH, id="japanese-nakaguro"),
+    pytest.param(_lines("\u30fb {t}", T), T, id="japanese-nakaguro-space"),
+    pytest.param("".join(f"{c}) {t}\n" for c, t in zip("абв", T, strict=True)), T, id="cyrillic-letters"),
+    pytest.param("".join(f"{c}. {t}\n" for c, t in zip("가나다", T, strict=True)), T, id="korean-letters"),
+    # an emoji or symbol between the number and the title is decoration
+    pytest.param(_lines("### {n}. \U0001f550 **{t}**\nGo to bed.", T, "\n\n"), T, id="emoji-after-number"),
+    pytest.param(_lines("- \u2705 {t}", T), T, id="emoji-after-bullet"),
+    # an ordinal with a noun after it ("First step: T")
+    pytest.param(_ordinals("## {o} Step: {t}", ORD), T, id="ordinal-with-noun"),
     # items on one line separated by line break tags; a markdown hard break ("\\" at the end) after a title
     pytest.param("<br>".join(f"{i}. {t}" for i, t in enumerate(T, 1)) + "\n", T, id="br-between-items"),
     pytest.param("<br/>".join(f"- {t}" for t in T) + "\n", T, id="br-between-bullets"),
@@ -190,3 +201,11 @@ def test_ordinal_line_forms() -> None:
     assert parse_ordinal("其次，睡前少看屏幕。然后放松。") == (2, ZH[1])
     assert parse_ordinal("First things first, plan.") is None
     assert parse_ordinal("**Second**") is None
+
+
+def test_letters_of_other_scripts_are_bullets_so_sub_items_under_numbers() -> None:
+    """Korean and Cyrillic letters number a list as Latin ones do: its points where it is the list, sub-items
+    under a numbered item."""
+    assert parse_skeleton("가. {}\n나. {}\n".format(*T)) == T[:2]
+    assert parse_skeleton("1. {}\n   가. a detail\n   나. another\n2. {}\n".format(*T)) == T[:2]
+    assert parse_skeleton("1. {}\nа) a detail\nб) another\n2. {}\n".format(*T)) == T[:2]
