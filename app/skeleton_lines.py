@@ -48,17 +48,56 @@ _KEYWORD = re.compile(
     r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
-# An ordinal word that numbers a line ("First, T", "Secondly: T", "**Third:** T", "### Fourth - T", "First of all,
-# T", "First step: T", "1st: T"; "Finally, T" or "Lastly, T" the next; Chinese "首先，" "其次，" "再次，" "最后，"):
-# a separator must follow it ("First things first" is prose).
-_ORDINAL = re.compile(
-    r"(?:#{1,6}\s+)?(\*\*|__)?(?:(?i:(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)(?:ly)?"
-    r"(?:\s+of\s+all|\s+[A-Za-z]{2,12})?|(finally|lastly|last\s+but\s+not\s+least)|(\d{1,2})(?:st|nd|rd|th))"
-    r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
-    r"|(\u9996\u5148|\u5176\u6b21|\u518d\u6b21|\u6700\u540e)(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
+# Ordinal words that number lines, by their number (0: "Finally", the next one): English, Spanish, Portuguese,
+# Italian, German, French, Dutch, Russian, Polish, Turkish and Korean; then Chinese and Japanese ones.
+_ORDINAL_WORDS = (
+    "finally|lastly|last but not least|finalmente|por último|por fim|infine|schließlich|zuletzt|enfin|finalement|"
+    "tot slot|наконец|na koniec|son olarak|마지막으로",
+    "first|firstly|first of all|primero|en primer lugar|primeiro|em primeiro lugar|primo|in primo luogo|erstens|"
+    "premièrement|en premier lieu|ten eerste|во-первых|po pierwsze|birincisi|첫째",
+    "second|secondly|segundo|en segundo lugar|em segundo lugar|secondo|in secondo luogo|zweitens|deuxièmement|"
+    "en second lieu|ten tweede|во-вторых|po drugie|ikincisi|둘째",
+    "third|thirdly|tercero|en tercer lugar|terceiro|em terceiro lugar|terzo|in terzo luogo|drittens|troisièmement|"
+    "en troisième lieu|ten derde|в-третьих|po trzecie|üçüncüsü|셋째",
+    "fourth|fourthly|cuarto|quarto|viertens|quatrièmement|ten vierde|в-четвёртых|в-четвертых|po czwarte|"
+    "dördüncüsü|넷째",
+    "fifth|fifthly|quinto|fünftens|cinquièmement|ten vijfde|в-пятых|po piąte|beşincisi|다섯째",
+    "sixth|sexto|sesto|sechstens|sixièmement|в-шестых|여섯째",
+    "seventh|séptimo|sétimo|settimo|siebtens|septièmement|в-седьмых",
+    "eighth|octavo|oitavo|ottavo|achtens|huitièmement|в-восьмых",
+    "ninth|noveno|nono|neuntens|neuvièmement|в-девятых",
+    "tenth|décimo|decimo|zehntens|dixièmement|в-десятых",
 )
-_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
-_HAN_ORDINALS = ("\u6700\u540e", "\u9996\u5148", "\u5176\u6b21", "\u518d\u6b21")  # finally (0), first, second, third
+_HAN_ORDINAL_WORDS = (
+    "\u6700\u540e|\u6700\u5f8c\u306b",  # 最后, 最後に
+    "\u9996\u5148|\u7b2c\u4e00\u306b",  # 首先, 第一に
+    "\u5176\u6b21|\u7b2c\u4e8c\u306b",  # 其次, 第二に
+    "\u518d\u6b21|\u7b2c\u4e09\u306b",  # 再次, 第三に
+    "\u7b2c\u56db\u306b",
+    "\u7b2c\u4e94\u306b",
+)
+_ORDINAL_NUMBERS = {
+    word: number
+    for words in (_ORDINAL_WORDS, _HAN_ORDINAL_WORDS)
+    for number, alt in enumerate(words)
+    for word in alt.split("|")
+}
+
+
+def _alternation(words: tuple[str, ...]) -> str:
+    """A regex alternation of ``words`` ("a|b" groups), longest first ("firstly" before "first")."""
+    every = sorted((w for alt in words for w in alt.split("|")), key=len, reverse=True)
+    return "|".join(re.escape(w).replace("\\ ", "\\s+") for w in every)
+
+
+# A line numbered by an ordinal word ("First, T", "Secondly: T", "**Third:** T", "### Fourth - T", "First of all,
+# T", "First step: T", "1st: T", "Erstens, T", "Во-первых, T"; "Finally, T" the next; Chinese "首先，" "其次，"
+# "再次，" "最后，", Japanese "第一に、"): a separator must follow it ("First things first" is prose).
+_ORDINAL = re.compile(
+    rf"(?:#{{1,6}}\s+)?(\*\*|__)?(?:(?i:({_alternation(_ORDINAL_WORDS)})(?:\s+[A-Za-z]{{2,12}})?|(\d{{1,2}})(?:st|nd|rd|th))"
+    r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
+    rf"|({_alternation(_HAN_ORDINAL_WORDS)})(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
+)
 # Where a sentence ends: an ordinal item's title is its first.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|(?<=[\u3002\uff01\uff1f])")
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
@@ -239,8 +278,8 @@ def parse_ordinal(line: str) -> tuple[int, str] | None:
         title = clean_title(rest if close < 0 else rest[:close], whole=True)
     else:
         title = body_title(rest)
-    word, digits, han = m.group(2), m.group(4), m.group(5)
-    number = _ORDINALS.index(word.lower()) + 1 if word else _HAN_ORDINALS.index(han) if han else int(digits or 0)
+    word, digits = m.group(2) or m.group(4), m.group(3)
+    number = _ORDINAL_NUMBERS[" ".join(word.lower().split())] if word else int(digits)
     return (number, title[:1].upper() + title[1:]) if title else None
 
 
