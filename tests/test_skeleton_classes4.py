@@ -112,7 +112,9 @@ ANSWERS = [
     pytest.param(_ordinals("{o}, {t}.", ["Во-первых", "Во-вторых", "В-третьих"]), T, id="ordinal-ru"),
     pytest.param(_ordinals("{o}, {t}.", ["첫째", "둘째", "셋째"]), T, id="ordinal-ko"),
     pytest.param(
-        "第一に、早く寝る。\n第二に、画面を見ない。\n第三に、運動する。\n", ["早く寝る", "画面を見ない", "運動する"], id="ordinal-ja"
+        "第一に、早く寝る。\n第二に、画面を見ない。\n第三に、運動する。\n",
+        ["早く寝る", "画面を見ない", "運動する"],
+        id="ordinal-ja",
     ),
     # keyword labels: "No. 1:", "Number 1:", a capitalised word before the keyword ("Key Point 1:", "Pro Tip #2:"),
     # a count after the number ("Step 1/3:")
