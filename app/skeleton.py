@@ -125,7 +125,9 @@ class SkeletonParser:
     are read like any other line; a byte order mark or zero-width space is ignored.
     Numberings that only show over two lines: a number alone on its line ("1." or "**1.**", then the title on
     the next line), and a list numbered "1.1" "1.2" from its start (its first point comes with its second line);
-    "1." on every item (markdown numbers the list itself) goes on, and is no restart.
+    "1." on every item (markdown numbers the list itself) goes on, and is no restart; and ordinal words ("First,
+    T", ``Ordinals``), whose list starts at its third line. A skeleton written as JSON (``skeleton_json``) gives
+    its elements as points; setext headings ("Title" over "-----") are headings.
 
     ``list_ended`` is the early-stop signal (see its docstring).
     """
