@@ -147,11 +147,13 @@ class Reasoning:
 
 @dataclass
 class Ordinals:
-    """A list numbered by ordinal words ("First, T", ``parse_ordinal``). Its first two lines are held until
-    "Third" follows: "First, ...", "Secondly, ..." (and "Finally, ...") are as often steps of a prose answer;
-    "Finally" and "Lastly" go on with a list of three or more."""
+    """A list numbered by ordinal words ("First, T") or fractions ("1/5 T"), ``parse_ordinal``. Its first two
+    lines are held until the third follows: "First, ...", "Secondly, ..." (and "Finally, ...") are as often steps
+    of a prose answer, "1/3 cup" and "2/3 cup" a recipe's lines; "Finally" and "Lastly" go on with a list of
+    three or more, and a fraction's list keeps its denominator."""
 
     held: list[tuple[int, str]] = field(default_factory=list)  # indent, title of "First, T" and "Second, T"
+    kind: str = ""  # "" for words, "/5" for fractions of 5
 
     def read(self, indent: int, stripped: str, *, started: bool, may_start: bool) -> list[tuple[int, str, int]] | None:
         """The items (indent, title, number; 0 for "the next") this line gives, the held ones included once the
@@ -159,12 +161,14 @@ class Ordinals:
         ordinal = parse_ordinal(stripped)
         if ordinal is None:
             return None
-        number, title = ordinal
+        number, title, kind = ordinal
         if started:
-            return [(indent, title, number)]
+            return [(indent, title, number)] if kind == self.kind else None
         if number == 1 and may_start:
-            self.held = [(indent, title)]
+            self.held, self.kind = [(indent, title)], kind
             return []  # held: no text that may end a list (a bullet list under "First, ..." goes on)
+        if kind != self.kind:
+            return None
         if number == 2 and len(self.held) == 1:
             self.held.append((indent, title))
             return []

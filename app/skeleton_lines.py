@@ -62,11 +62,11 @@ _ORDINAL_WORDS = (
     "fourth|fourthly|cuarto|quarto|viertens|quatrièmement|ten vierde|в-четвёртых|в-четвертых|po czwarte|"
     "dördüncüsü|넷째",
     "fifth|fifthly|quinto|fünftens|cinquièmement|ten vijfde|в-пятых|po piąte|beşincisi|다섯째",
-    "sixth|sexto|sesto|sechstens|sixièmement|в-шестых|여섯째",
-    "seventh|séptimo|sétimo|settimo|siebtens|septièmement|в-седьмых",
-    "eighth|octavo|oitavo|ottavo|achtens|huitièmement|в-восьмых",
-    "ninth|noveno|nono|neuntens|neuvièmement|в-девятых",
-    "tenth|décimo|decimo|zehntens|dixièmement|в-десятых",
+    "sixth|sixthly|sexto|sesto|sechstens|sixièmement|в-шестых|여섯째",
+    "seventh|seventhly|séptimo|sétimo|settimo|siebtens|septièmement|в-седьмых",
+    "eighth|eighthly|octavo|oitavo|ottavo|achtens|huitièmement|в-восьмых",
+    "ninth|ninthly|noveno|nono|neuntens|neuvièmement|в-девятых",
+    "tenth|tenthly|décimo|decimo|zehntens|dixièmement|в-десятых",
 )
 _HAN_ORDINAL_WORDS = (
     "\u6700\u540e|\u6700\u5f8c\u306b",  # 最后, 最後に
@@ -97,6 +97,10 @@ _ORDINAL = re.compile(
     rf"(?:#{{1,6}}\s+)?(\*\*|__)?(?:(?i:({_alternation(_ORDINAL_WORDS)})(?:\s+[A-Za-z]{{2,12}})?|(\d{{1,2}})(?:st|nd|rd|th))"
     r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
     rf"|({_alternation(_HAN_ORDINAL_WORDS)})(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
+)
+# A fraction that numbers a line ("1/5 T", "**2/5:** T", as a thread is numbered; "1/ T" is a number's mark).
+_FRACTION = re.compile(
+    r"(?:#{1,6}\s+)?(\*\*|__)?(\d{1,2})/(\d{1,2})(?:\1)?(?:[.):]|\s[-\u2013\u2014])?(?:\1)?\s+(?=\S)"
 )
 # Where a sentence ends: an ordinal item's title is its first.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|(?<=[\u3002\uff01\uff1f])")
@@ -264,13 +268,14 @@ def body_title(body: str) -> str:
     return clean_title(body) if label is None else clean_title(label, whole=True)
 
 
-def parse_ordinal(line: str) -> tuple[int, str] | None:
-    """(number, title) of a line numbered by an ordinal word (``_ORDINAL``); the number is 0 for "Finally" and
-    "Lastly" (the next one). The title is the first sentence, with a capital ("First, keep a schedule. It helps."
-    gives "Keep a schedule"); an emphasis opened before the word holds the title ("**First, keep it.** Text")."""
+def parse_ordinal(line: str) -> tuple[int, str, str] | None:
+    """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``; kind "") or a fraction ("2/5 T",
+    kind "/5"); the number is 0 for "Finally" and "Lastly" (the next one). The title is the first sentence, with
+    a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened before the word
+    holds the title ("**First, keep it.** Text")."""
     s = line.strip()
-    m = _ORDINAL.match(s)
-    if m is None:
+    m = _ORDINAL.match(s) or _FRACTION.match(s)
+    if m is None or (m.re is _FRACTION and not 0 < int(m.group(2)) <= int(m.group(3))):
         return None
     mark, rest = m.group(1), _SENTENCE.split(s[m.end() :], maxsplit=1)[0]
     if mark and mark not in s[m.end(1) : m.end()]:
@@ -278,9 +283,12 @@ def parse_ordinal(line: str) -> tuple[int, str] | None:
         title = clean_title(rest if close < 0 else rest[:close], whole=True)
     else:
         title = body_title(rest)
+    title = title[:1].upper() + title[1:]
+    if m.re is _FRACTION:
+        return (int(m.group(2)), title, "/" + m.group(3)) if title else None
     word, digits = m.group(2) or m.group(4), m.group(3)
     number = _ORDINAL_NUMBERS[" ".join(word.lower().split())] if word else int(digits)
-    return (number, title[:1].upper() + title[1:]) if title else None
+    return (number, title, "") if title else None
 
 
 def parse_item(line: str) -> tuple[str, str, str] | None:

@@ -104,6 +104,10 @@ ANSWERS = [
         [*ZH, "早点运动"],
         id="ordinal-chinese",
     ),
+    # a numbering written as a fraction ("1/5 T", as threads are numbered): its list starts at its third line
+    pytest.param(_lines("{n}/3 {t}", T), T, id="fraction"),
+    pytest.param(_lines("**{n}/5:** {t}", T), T, id="fraction-bold"),
+    pytest.param(_lines("{n}/4 \U0001f9f5 {t}", T) + "4/4 Sleep well\n", [*T, "Sleep well"], id="fraction-thread"),
     # ordinal words in other languages (as keyword labels are read in them)
     pytest.param(_ordinals("{o}, {t}.", ["Erstens", "Zweitens", "Drittens"]), T, id="ordinal-de"),
     pytest.param(_ordinals("{o}, {t}.", ["En primer lugar", "En segundo lugar", "Tercero"]), T, id="ordinal-es"),
@@ -204,13 +208,24 @@ def test_ordinals_wait_for_the_third() -> None:
     assert parse_skeleton(_lines("{n}. {t}", T) + "Second, this matters.\nThird, so does this.\n") == T
 
 
+def test_fraction_decisions() -> None:
+    """A fraction numbers a list only when three lines count up from 1 over the same denominator: a recipe's
+    "1/3 cup" and "2/3 cup", "1/2" "2/3" "3/4", or "4/3 x pi" (a real answer's line) are text."""
+    assert parse_skeleton("1/3 Plan it\n2/3 Focus\n3/3 Rest\n") == ["Plan it", "Focus", "Rest"]
+    assert parse_skeleton("1/3 cup flour\n2/3 cup milk\n1 egg\n") == []
+    assert parse_skeleton("1/2 cup flour\n2/3 cup sugar\n3/4 cup milk\n") == []
+    assert parse_skeleton("4/3 x pi x r^3\n") == []
+
+
 def test_ordinal_line_forms() -> None:
     """What one line says: the ordinal's number (0 for "Finally": the next) and the title's first sentence;
     a word without its separator is no ordinal."""
-    assert parse_ordinal("First, keep a consistent schedule. It helps.") == (1, T[0])
-    assert parse_ordinal("**Third:** Avoid caffeine") == (3, "Avoid caffeine")
-    assert parse_ordinal("Lastly - rest") == (0, "Rest")
-    assert parse_ordinal("其次，睡前少看屏幕。然后放松。") == (2, ZH[1])
+    assert parse_ordinal("First, keep a consistent schedule. It helps.") == (1, T[0], "")
+    assert parse_ordinal("**Third:** Avoid caffeine") == (3, "Avoid caffeine", "")
+    assert parse_ordinal("Lastly - rest") == (0, "Rest", "")
+    assert parse_ordinal("其次，睡前少看屏幕。然后放松。") == (2, ZH[1], "")
+    assert parse_ordinal("2/5 - Rest") == (2, "Rest", "/5")
+    assert parse_ordinal("4/3 x pi") is None
     assert parse_ordinal("First things first, plan.") is None
     assert parse_ordinal("**Second**") is None
 
