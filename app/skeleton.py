@@ -299,8 +299,10 @@ class SkeletonParser:
             self._refs = self._ended = True
             return
         item = parse_item(line)
-        if item is None and self._ordinal_item(indent, stripped):
+        ordinals = self._ordinal_items(indent, stripped) if item is None else None
+        if ordinals:
             return
+        held = ordinals is not None  # ("First, T" before "Third": a heading still, no text that may end a list)
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
@@ -315,7 +317,7 @@ class SkeletonParser:
             return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
             self._headings.add(heading, self._items, bullets=bool(self._bullets))
-        elif item is None:
+        elif item is None and not held:
             self._setext = stripped
         if item is not None:
             if (self._closing == _CLOSING and after_blank) or self._ended:
@@ -324,7 +326,8 @@ class SkeletonParser:
             self._closing = 0  # (a sentence right above the bullet led in to it)
             self._sub_item()
             return  # a bullet under a numbered list
-        self._prose(stripped)
+        if not held:
+            self._prose(stripped)
 
     def _json_line(self, line: str, stripped: str) -> bool:
         """A line of a skeleton written as JSON (``skeleton_json``), which opens before any item: its elements
@@ -338,15 +341,16 @@ class SkeletonParser:
         self._ended = self._json.done and self._items > 0
         return True
 
-    def _ordinal_item(self, indent: int, stripped: str) -> bool:
-        """A line numbered by an ordinal word (``Ordinals``): an item once the list is numbered that way."""
+    def _ordinal_items(self, indent: int, stripped: str) -> int | None:
+        """A line numbered by an ordinal word (``Ordinals``): an item once the list is numbered that way. How many
+        items it gave (0: held until the list starts), or None for another line."""
         started = self._family == "ordinal"
         if not started and (self._family is not None or self._numbered):
-            return False
+            return None
         items = self._ordinals.read(indent, stripped, started=started, may_start=not self._items)
         for item_indent, title, number in items or ():
             self._list_item(item_indent, "num", title, number or (self._last_number or 0) + 1, family="ordinal")
-        return items is not None
+        return None if items is None else len(items)
 
     def _sub_item(self) -> None:
         """A sub-item or an item's continuation: text right under it is its item's, unless a blank line and

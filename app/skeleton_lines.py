@@ -16,7 +16,7 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
 # before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
 # "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and Japanese forms (below), or "Step 1:" style words
-# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:").
+# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
     r"|\d{1,2}\s?[-\u2013\u2014](?=\s|\*\*|__)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
@@ -33,7 +33,8 @@ _NUMBER = re.compile(
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
-    r"(?:[A-Z][a-z]{1,11}\s+)?(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
+    r"(?:(?:Key|Main|Pro|Bonus|Top|Core|Action|Quick|Final|Extra|Golden|Essential|Important|Practical|Daily|Big)\s+)?"
+    r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
     r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
     r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"

@@ -206,6 +206,10 @@ def test_ordinals_wait_for_the_third() -> None:
     assert parse_skeleton("First, plan.\nThen, do it.\nFinally, rest.\n") == []
     assert parse_skeleton("First, let me explain.\n\n" + _lines("{n}. {t}", T)) == T  # a preamble: "1." goes on
     assert parse_skeleton(_lines("{n}. {t}", T) + "Second, this matters.\nThird, so does this.\n") == T
+    # a held line is still a heading (a list of headings whose first starts with an ordinal or a fraction)
+    headings = "## First Steps: Getting started\nText.\n\n## Going further\nText.\n\n## Tips\nText.\n"
+    assert parse_skeleton(headings) == ["First Steps", "Going further", "Tips"]
+    assert parse_skeleton("### 1/2 cup tips\nText.\n\n### Other tips\nText.\n") == ["1/2 cup tips", "Other tips"]
 
 
 def test_fraction_decisions() -> None:
