@@ -105,6 +105,42 @@ def _indent(line: str) -> int:
 
 
 @dataclass
+class _Kept:
+    """The points kept so far: numbered titles (handed out as they come) and bullets, each without duplicates
+    (case and spaces aside) and at most ``limit`` of them."""
+
+    limit: int
+    titles: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)  # titles kept since ``fresh`` last returned
+    seen: set[str] = field(default_factory=set)  # the titles' keys
+
+    def take(self, kind: str, title: str) -> None:
+        key = title_key(title)
+        if not key or key in self.seen:
+            return
+        if kind == "bullet":
+            if len(self.bullets) < self.limit and key not in set(map(title_key, self.bullets)):
+                self.bullets.append(title)
+            return
+        if len(self.titles) >= self.limit:
+            return
+        self.seen.add(key)
+        self.titles.append(title)
+        self.new.append(title)
+
+    def known(self, title: str) -> bool:
+        """A title already kept (numbered or a bullet)."""
+        key = title_key(title)
+        return bool(key) and (key in self.seen or key in map(title_key, self.bullets))
+
+    def fresh(self) -> list[str]:
+        """The titles kept since the last call."""
+        new, self.new = self.new, []
+        return new
+
+
+@dataclass
 class SkeletonParser:
     """Feed skeleton text as it streams; read complete points as they appear.
 
@@ -135,10 +171,7 @@ class SkeletonParser:
     max_points: int = 10
     _buffer: str = ""
     _text: str = ""
-    _titles: list[str] = field(default_factory=list)
-    _new: list[str] = field(default_factory=list)  # points completed by the text fed since the last feed returned
-    _seen: set[str] = field(default_factory=set)
-    _bullets: list[str] = field(default_factory=list)
+    _kept: _Kept = field(init=False)
     _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
     _numbered: bool = False  # a top-level numbered line was read: bullets are sub-items from now on
     _family: str | None = None  # the first numbered line's family: "bracket" ("[1] T"), "keyword" ("Step 1:"), ""
@@ -169,6 +202,9 @@ class SkeletonParser:
     _setext: str | None = None  # the last line, if it was top-level text: a heading if "---" or "===" follows
     _ordinals: Ordinals = field(default_factory=Ordinals)
 
+    def __post_init__(self) -> None:
+        self._kept = _Kept(self.max_points)
+
     @property
     def text(self) -> str:
         return self._text
@@ -178,10 +214,10 @@ class SkeletonParser:
         """Points found so far: numbered ones; else headings (``parse_heading``), when two or more of one level
         have bullets under them (or there are no bullets); else bullets; else those of a list written inside a
         plain or markdown code fence (a skeleton wrapped in "```")."""
-        if self._titles:
-            return list(self._titles)
+        if self._kept.titles:
+            return list(self._kept.titles)
         headed = self._headings.points(self._items, self._base_indent or 0)[: self.max_points]
-        own = headed or list(self._bullets)
+        own = headed or list(self._kept.bullets)
         return own or (self._fenced.points if self._fenced is not None else [])
 
     @property
@@ -209,8 +245,7 @@ class SkeletonParser:
         while (cut := _next_piece(self._buffer)) is not None:
             piece, self._buffer = cut
             self._line(piece)
-        new, self._new = self._new, []
-        return new
+        return self._kept.fresh()
 
     def finish(self, *, truncated: bool = False) -> list[str]:
         """End of stream. The last line counts unless generation was cut by the token limit
@@ -252,7 +287,8 @@ class SkeletonParser:
         if self._json_line(line, stripped):
             return
         setext, self._setext = self._setext, None
-        if self._headings.setext(setext, stripped, self._items, bullets=bool(self._bullets), numbered=self._numbered):
+        headings, bullets = self._headings, bool(self._kept.bullets)
+        if headings.setext(setext, stripped, self._items, bullets=bullets, numbered=self._numbered):
             return
         if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does
             self._table.blank()
@@ -316,7 +352,7 @@ class SkeletonParser:
             self._list_item(indent, item[0], item[1], number, family=item[2])
             return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
-            self._headings.add(heading, self._items, bullets=bool(self._bullets))
+            self._headings.add(heading, self._items, bullets=bool(self._kept.bullets))
         elif item is None and not held:
             self._setext = stripped
         if item is not None:
@@ -440,8 +476,7 @@ class SkeletonParser:
         last = self._last_number
         if number is not None and last is not None and number <= last and not (self._auto and number == last):
             return True
-        key = title_key(title)
-        return bool(key) and (key in self._seen or key in map(title_key, self._bullets))
+        return self._kept.known(title)
 
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
@@ -452,21 +487,7 @@ class SkeletonParser:
         self._loose = self._loose or self._between
         self._between = self._ended = self._gap = self._subs = False
         self._closing = 0
-        self._take(kind, title)
-
-    def _take(self, kind: str, title: str) -> None:
-        key = title_key(title)
-        if not key or key in self._seen:
-            return
-        if kind == "bullet":
-            if len(self._bullets) < self.max_points and key not in set(map(title_key, self._bullets)):
-                self._bullets.append(title)
-            return
-        if len(self._titles) >= self.max_points:
-            return
-        self._seen.add(key)
-        self._titles.append(title)
-        self._new.append(title)
+        self._kept.take(kind, title)
 
 
 _CLOSING, _CLOSING_UNDER = 2, 1

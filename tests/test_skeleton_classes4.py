@@ -131,9 +131,7 @@ ANSWERS = [
     pytest.param("".join(f"【{i}】{t}\n" for i, t in enumerate(T, 1)), T, id="lenticular"),
     pytest.param("".join(f"**【{n}】{t}**\n" for n, t in zip("一二三", ZH, strict=True)), ZH, id="lenticular-han-bold"),
     # LaTeX items ("\\item T", as a model asked for LaTeX writes a list)
-    pytest.param(
-        "\\begin{enumerate}\n" + _lines("  \\item {t}", T) + "\\end{enumerate}\n", T, id="latex-items"
-    ),
+    pytest.param("\\begin{enumerate}\n" + _lines("  \\item {t}", T) + "\\end{enumerate}\n", T, id="latex-items"),
     # more bullets: an em dash, the Japanese "・" (with or without a space), Cyrillic and Korean letters
     pytest.param(_lines("\u2014 {t}", T), T, id="em-dash-bullets"),
     pytest.param(_lines("\u30fb{t}", ZH), ZH, id="japanese-nakaguro"),
@@ -196,7 +194,7 @@ def test_setext_decisions() -> None:
 
 
 def test_ordinals_wait_for_the_third() -> None:
-    """"First, ..." and "Secondly, ..." are as often the steps of a prose answer (a real answer that reasons
+    """ "First, ..." and "Secondly, ..." are as often the steps of a prose answer (a real answer that reasons
     "Firstly, ... Secondly, ..." and then computes): an ordinal list starts at its third item, which hands out the
     two before it too; "Finally" alone does not make the third ("First, ... Then, ... Finally, ..." is prose)."""
     parser = SkeletonParser()
