@@ -30,6 +30,7 @@ _NUMBER = re.compile(
     rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
+_ROMAN_MARKER = re.compile(r"[IVX]+[.)]")
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
@@ -337,9 +338,11 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
 
 def _family(marker: str) -> str:
     """The family of a numbering marker: "bracket" ("[1]"), "paren" ("(1)", "（1）", "⑴"), "han" ("一、", "第一，"),
-    "hanparen" ("（一）"), else "" ("1." "1)" "①" ...)."""
+    "hanparen" ("（一）"), "roman" ("II.": an outline's "1." under it is a sub-item), else "" ("1." "1)" "①" ...)."""
     if marker.startswith("["):
         return "bracket"
+    if _ROMAN_MARKER.fullmatch(marker):
+        return "roman"
     han = _HAN_START.match(marker)
     if han:
         return "hanparen" if han.group(1) else "han"

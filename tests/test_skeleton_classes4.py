@@ -120,6 +120,12 @@ ANSWERS = [
         ["早く寝る", "画面を見ない", "運動する"],
         id="ordinal-ja",
     ),
+    # a classic outline written without indentation: letters and numbers under Roman items are its sub-items
+    pytest.param(
+        "I. {}\nA. a hook\nB. a thesis\nII. {}\nA. a point\n1. a detail\n2. another detail\nIII. {}\n".format(*T),
+        T,
+        id="outline-unindented",
+    ),
     # keyword labels: "No. 1:", "Number 1:", a capitalised word before the keyword ("Key Point 1:", "Pro Tip #2:"),
     # a count after the number ("Step 1/3:")
     pytest.param(_lines("No. {n}: {t}", T), T, id="kw-no"),
