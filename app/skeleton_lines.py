@@ -131,7 +131,8 @@ SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _SYMBOLS_FIRST = re.compile(
-    r"(?:[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+(?=\S)"
+    r"(?:(?!\w)[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+"
+    r"(?=\S)"
 )
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：" (or ":" right after a
