@@ -12,7 +12,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+from sotrag.app.skeleton_blocks import Dotted, Headings, Html, Ordinals, Reasoning, Table
+from sotrag.app.skeleton_json import JSON_START, JsonList
 from sotrag.app.skeleton_lines import (
+    BREAK_BEFORE_ITEM,
     HTML_BREAK,
     IMAGE,
     INVISIBLE,
@@ -22,21 +25,17 @@ from sotrag.app.skeleton_lines import (
     RECAP,
     REFERENCES,
     SUB_NUMBER,
-    TABLE_SEPARATOR,
     THEMATIC_BREAK,
-    THINK_CLOSE,
-    THINK_OPEN,
     body_title,
     clean_title,
     end_of_turn,
     html_piece,
     inline_items,
     is_html,
-    parse_dotted,
     parse_heading,
     parse_item,
     parse_line,
-    table_row_title,
+    title_key,
 )
 
 __all__ = [
@@ -57,7 +56,7 @@ _WORD = r"[^ \n]{1,24}"
 # A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
 # or a Unicode line or paragraph separator.
 _LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
-_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s*#?)?(\d{1,2})(?!\d)")
+_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s+)?(?:[A-Za-z]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.
@@ -106,124 +105,39 @@ def _indent(line: str) -> int:
 
 
 @dataclass
-class _Dotted:
-    """A list numbered "1.1" "1.2" "2.1" from its start (an outline's section numbers). Its first line is held
-    until the next one follows it, as "1.5 hours is enough." alone is prose."""
+class _Kept:
+    """The points kept so far: numbered titles (handed out as they come) and bullets, each without duplicates
+    (case and spaces aside) and at most ``limit`` of them."""
 
-    last: tuple[int, ...] | None = None  # the number of the last item, once the list has started
-    held: tuple[int, tuple[int, ...], str] | None = None  # indent, number, title of a first line
+    limit: int
+    titles: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)  # titles kept since ``fresh`` last returned
+    seen: set[str] = field(default_factory=set)  # the titles' keys
 
-    @property
-    def started(self) -> bool:
-        return self.last is not None
+    def take(self, kind: str, title: str) -> None:
+        key = title_key(title)
+        if not key or key in self.seen:
+            return
+        if kind == "bullet":
+            if len(self.bullets) < self.limit and key not in set(map(title_key, self.bullets)):
+                self.bullets.append(title)
+            return
+        if len(self.titles) >= self.limit:
+            return
+        self.seen.add(key)
+        self.titles.append(title)
+        self.new.append(title)
 
-    def read(self, indent: int, stripped: str, *, may_start: bool) -> list[tuple[int, str]] | None:
-        """The items (indent, title) this line gives, the held first one included once the list starts;
-        None when it is no item (yet): another line, a number that does not follow, or a first line held."""
-        dotted = parse_dotted(stripped)
-        if dotted is None or (self.last is not None and not _follows(self.last, dotted[0])):
-            return None
-        item = (indent, dotted[1])
-        if self.last is None:
-            if not may_start:
-                return None
-            held, self.held = self.held, (indent, dotted[0], dotted[1])
-            if held is None or not _follows(held[1], dotted[0]):
-                return None  # read as any other line meanwhile (a preamble, a heading)
-            self.last = dotted[0]
-            return [(held[0], held[2]), item]
-        self.last = dotted[0]
-        return [item]
+    def known(self, title: str) -> bool:
+        """A title already kept (numbered or a bullet)."""
+        key = title_key(title)
+        return bool(key) and (key in self.seen or key in map(title_key, self.bullets))
 
-
-@dataclass
-class _Table:
-    """A markdown table: its first line is the header (never a point), then the separator; the rows after are
-    points if the table came before any other item (the table is the list). A row with as many cells right
-    after a blank line goes on with a table of points (a table split by a blank line)."""
-
-    state: int = 0  # 0 no table, 1 header row read, 2 in a table of points, 3 in a table that is not the list
-    is_list: bool = False  # a table's rows were points
-    pipes: bool = False  # the last line had a "|": a table header, if a separator row follows
-    columns: int = 0  # cells in the header row of the last table
-    resume: bool = False  # a blank line came right after a row of a table of points: its rows may go on
-
-    def blank(self) -> None:
-        self.resume = self.resume or self.state == 2
-        self.state, self.pipes = 0, False
-
-    def read(self, row: str, *, resume: bool, first: bool) -> tuple[bool, str | None]:
-        """Whether ``row`` (a stripped line) is a table line, and the point it gives, if any; ``resume``: a blank
-        line came right before it, ``first``: no item came before it."""
-        pipes, self.pipes = self.pipes, "|" in row
-        if pipes and not self.state and TABLE_SEPARATOR.fullmatch(row):
-            self.state = 1  # the line above, "# | Step | Details", was the header of a table without outer pipes
-        if not (row.startswith("|") or (self.state and "|" in row)):
-            self.state = 0
-            return False, None
-        cells = row.strip("|").count("|") + 1
-        if resume and not self.state and cells == self.columns and not TABLE_SEPARATOR.fullmatch(row):
-            self.state = 2
-        if self.state == 0 or (self.state == 1 and not TABLE_SEPARATOR.fullmatch(row)):
-            self.state, self.columns = 1, cells
-        elif self.state == 1:
-            self.state = 2 if first or self.is_list else 3
-        elif self.state == 2:
-            self.is_list = True
-            return True, table_row_title(row)
-        return True, None
-
-
-@dataclass
-class _Html:
-    """HTML lists: list tags open and close levels; a top-level ``<li>`` is an item (``<ol>`` numbered, ``<ul>``
-    a bullet). A tag with prose after it outside a list ("<ol> is the ordered list tag") is prose."""
-
-    open: list[str] = field(default_factory=list)  # open HTML lists ("ol", "ul"), outermost first
-    top: int | None = None  # how many HTML lists were open at the first <li>: deeper ones are sub-items
-    in_li: bool = False  # inside an <li>: its further lines are its text
-
-    def read(self, piece: str) -> tuple[tuple[str, str] | None, str]:
-        """The item (kind, title) a piece cut at ``HTML_BREAK`` gives, if any, and its text to read as a line
-        of its own (after a list closes: "</ol> I hope this helps.")."""
-        tag, text = html_piece(piece)
-        if tag in ("ol", "ul") and not text:
-            self.open.append(tag)
-        elif tag == "li" and self.open:
-            depth = len(self.open)
-            self.top = depth if self.top is None else self.top
-            self.in_li = True
-            if depth == self.top:  # (not an item of a nested list)
-                return ("num" if self.open[-1] == "ol" else "bullet", body_title(text)), ""
-        elif tag in ("/ol", "/ul", "/li"):
-            self.in_li = False
-            if tag != "/li" and self.open:
-                self.open.pop()
-        return None, (text if text and not self.open else "")
-
-
-@dataclass
-class _Reasoning:
-    """A reasoning block ("<think>" ... "</think>") that a reasoning model writes before its answer: numbered
-    steps and closing sentences in it are its thinking, not the list, and must not stop the skeleton either."""
-
-    inside: bool = False
-
-    def outside(self, line: str) -> tuple[str | None, bool]:
-        """The part of ``line`` outside the block (None if nothing is), and whether everything before it was
-        reasoning: a "</think>" with no "<think>" before it (a chat template that opens the block in the prompt)."""
-        lone = False
-        if not self.inside:
-            opened = THINK_OPEN.match(line)
-            if opened is None and THINK_CLOSE.search(line) is None:
-                return line, False
-            self.inside, lone = True, opened is None
-            line = line[opened.end() :] if opened else line
-        closed = THINK_CLOSE.search(line)
-        if closed is None:
-            return None, False
-        self.inside, rest = False, line[closed.end() :]
-        return (rest if rest.strip() else None), lone
+    def fresh(self) -> list[str]:
+        """The titles kept since the last call."""
+        new, self.new = self.new, []
+        return new
 
 
 @dataclass
@@ -247,7 +161,9 @@ class SkeletonParser:
     are read like any other line; a byte order mark or zero-width space is ignored.
     Numberings that only show over two lines: a number alone on its line ("1." or "**1.**", then the title on
     the next line), and a list numbered "1.1" "1.2" from its start (its first point comes with its second line);
-    "1." on every item (markdown numbers the list itself) goes on, and is no restart.
+    "1." on every item (markdown numbers the list itself) goes on, and is no restart; and ordinal words ("First,
+    T", ``Ordinals``), whose list starts at its third line. A skeleton written as JSON (``skeleton_json``) gives
+    its elements as points; setext headings ("Title" over "-----") are headings.
 
     ``list_ended`` is the early-stop signal (see its docstring).
     """
@@ -255,10 +171,7 @@ class SkeletonParser:
     max_points: int = 10
     _buffer: str = ""
     _text: str = ""
-    _titles: list[str] = field(default_factory=list)
-    _new: list[str] = field(default_factory=list)  # points completed by the text fed since the last feed returned
-    _seen: set[str] = field(default_factory=set)
-    _bullets: list[str] = field(default_factory=list)
+    _kept: _Kept = field(init=False)
     _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
     _numbered: bool = False  # a top-level numbered line was read: bullets are sub-items from now on
     _family: str | None = None  # the first numbered line's family: "bracket" ("[1] T"), "keyword" ("Step 1:"), ""
@@ -269,8 +182,8 @@ class SkeletonParser:
     _fenced: SkeletonParser | None = None  # reads the first plain or markdown code fence, if any
     _in_fenced: bool = False  # inside that fence
     _refs: bool = False  # a references heading came after the points: nothing after it is a point
-    _table: _Table = field(default_factory=_Table)
-    _html: _Html = field(default_factory=_Html)
+    _table: Table = field(default_factory=Table)
+    _html: Html = field(default_factory=Html)
     _gap: bool = False  # a blank line came after the last list line (an item or a sub-item)
     _blank: bool = False  # the last line was blank (or a thematic break: "---")
     _subs: bool = False  # a sub-item (or indented text) came under the last item
@@ -281,11 +194,16 @@ class SkeletonParser:
     _last_number: int | None = None  # the number of the last numbered item written with digits
     _auto: bool = True  # every such item had the same number ("1." "1." "1.": markdown numbers them itself)
     _pending: tuple[int, int | None, str] | None = None  # indent, number, family of a number alone on its line
-    _dotted: _Dotted = field(default_factory=_Dotted)
-    _headings: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
-    _headings_first: bool = False  # a heading came before any bullet
-    _reasoning: _Reasoning = field(default_factory=_Reasoning)
+    _dotted: Dotted = field(default_factory=Dotted)
+    _headings: Headings = field(default_factory=Headings)
+    _reasoning: Reasoning = field(default_factory=Reasoning)
     _over: bool = False  # an end-of-turn token came: nothing after it is read
+    _json: JsonList | None = None  # the skeleton written as JSON, once a line opened it
+    _setext: str | None = None  # the last line, if it was top-level text: a heading if "---" or "===" follows
+    _ordinals: Ordinals = field(default_factory=Ordinals)
+
+    def __post_init__(self) -> None:
+        self._kept = _Kept(self.max_points)
 
     @property
     def text(self) -> str:
@@ -296,10 +214,10 @@ class SkeletonParser:
         """Points found so far: numbered ones; else headings (``parse_heading``), when two or more of one level
         have bullets under them (or there are no bullets); else bullets; else those of a list written inside a
         plain or markdown code fence (a skeleton wrapped in "```")."""
-        if self._titles:
-            return list(self._titles)
-        headed = _heading_points(self._headings, self._items, self._base_indent or 0)[: self.max_points]
-        own = headed or list(self._bullets)
+        if self._kept.titles:
+            return list(self._kept.titles)
+        headed = self._headings.points(self._items, self._base_indent or 0)[: self.max_points]
+        own = headed or list(self._kept.bullets)
         return own or (self._fenced.points if self._fenced is not None else [])
 
     @property
@@ -324,10 +242,10 @@ class SkeletonParser:
         """Add streamed text; return the numbered points completed by it (in order)."""
         self._text += delta
         self._buffer += delta
-        while (piece := self._next_piece()) is not None:
+        while (cut := _next_piece(self._buffer)) is not None:
+            piece, self._buffer = cut
             self._line(piece)
-        new, self._new = self._new, []
-        return new
+        return self._kept.fresh()
 
     def finish(self, *, truncated: bool = False) -> list[str]:
         """End of stream. The last line counts unless generation was cut by the token limit
@@ -336,21 +254,6 @@ class SkeletonParser:
             self._line(self._buffer.rstrip("\r"))
         self._buffer = ""
         return self.points
-
-    def _next_piece(self) -> str | None:
-        """The next complete line of the buffer; an HTML list tag after a tag also starts a new piece (one-line
-        lists), but not one in prose ("1. Use <ol> for order" is one line)."""
-        newline = _LINE_END.search(self._buffer)
-        end, skip = (newline.start(), 1) if newline else (-1, 1)
-        if "<" in self._buffer:
-            for html in HTML_BREAK.finditer(self._buffer, 1, end if end >= 0 else len(self._buffer)):
-                if self._buffer.lstrip().startswith("<") or self._buffer[: html.start()].rstrip().endswith(">"):
-                    end, skip = html.start(), 0
-                    break
-        if end < 0:
-            return None
-        piece, self._buffer = self._buffer[:end], self._buffer[end + skip :]
-        return piece.rstrip("\r")
 
     def _line(self, line: str) -> None:
         """Read one complete line: keep its point, if any, and update the list-end state."""
@@ -381,6 +284,12 @@ class SkeletonParser:
             if self._in_fenced and self._fenced is not None:
                 self._fenced._line(line)
             return
+        if self._json_line(line, stripped):
+            return
+        setext, self._setext = self._setext, None
+        headings, bullets = self._headings, bool(self._kept.bullets)
+        if headings.setext(setext, stripped, self._items, bullets=bullets, numbered=self._numbered):
+            return
         if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does
             self._table.blank()
             self._gap = self._blank = True
@@ -406,8 +315,9 @@ class SkeletonParser:
         if opened := LIST_OPENED.search(stripped):
             self._html.open.append(opened.group(1).lower())
             line = stripped = stripped[: opened.start()]
-        for piece in inline_items(line):  # (one piece, unless a list is written on one line)
-            self._text_line(piece, piece.strip(), after_blank=after_blank)
+        for part in filter(str.strip, BREAK_BEFORE_ITEM.split(line)):
+            for piece in inline_items(part):  # (one piece, unless a list is written on one line)
+                self._text_line(piece, piece.strip(), after_blank=after_blank)
 
     def _text_line(self, line: str, stripped: str, *, after_blank: bool) -> None:
         """A line of markdown or prose: an item, a sub-item, a heading, or text that may end the list."""
@@ -425,6 +335,10 @@ class SkeletonParser:
             self._refs = self._ended = True
             return
         item = parse_item(line)
+        ordinals = self._ordinal_items(indent, stripped) if item is None else None
+        if ordinals:
+            return
+        held = ordinals is not None  # ("First, T" before "Third": a heading still, no text that may end a list)
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
         if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
@@ -438,8 +352,9 @@ class SkeletonParser:
             self._list_item(indent, item[0], item[1], number, family=item[2])
             return
         if item is None and not self._numbered and (heading := parse_heading(stripped)) is not None:
-            self._headings.append((*heading, self._items))
-            self._headings_first = self._headings_first or not self._bullets
+            self._headings.add(heading, self._items, bullets=bool(self._kept.bullets))
+        elif item is None and not held:
+            self._setext = stripped
         if item is not None:
             if (self._closing == _CLOSING and after_blank) or self._ended:
                 self._ended = True  # a bullet after the closing: the numbered list does not go on
@@ -447,7 +362,31 @@ class SkeletonParser:
             self._closing = 0  # (a sentence right above the bullet led in to it)
             self._sub_item()
             return  # a bullet under a numbered list
-        self._prose(stripped)
+        if not held:
+            self._prose(stripped)
+
+    def _json_line(self, line: str, stripped: str) -> bool:
+        """A line of a skeleton written as JSON (``skeleton_json``), which opens before any item: its elements
+        are the points, and its last bracket ends the list."""
+        if self._json is None and not self._items and JSON_START.match(stripped):
+            self._json = JsonList()
+        if self._json is None or self._json.done:
+            return False
+        for title in self._json.read(line):
+            self._item(0, "num", title)
+        self._ended = self._json.done and self._items > 0
+        return True
+
+    def _ordinal_items(self, indent: int, stripped: str) -> int | None:
+        """A line numbered by an ordinal word (``Ordinals``): an item once the list is numbered that way. How many
+        items it gave (0: held until the list starts), or None for another line."""
+        started = self._family == "ordinal"
+        if not started and (self._family is not None or self._numbered):
+            return None
+        items = self._ordinals.read(indent, stripped, started=started, may_start=not self._items)
+        for item_indent, title, number in items or ():
+            self._list_item(item_indent, "num", title, number or (self._last_number or 0) + 1, family="ordinal")
+        return None if items is None else len(items)
 
     def _sub_item(self) -> None:
         """A sub-item or an item's continuation: text right under it is its item's, unless a blank line and
@@ -470,7 +409,7 @@ class SkeletonParser:
         is the item's, nor in a list of headings, where it is one)."""
         if not (self._items and self._gap and RECAP.fullmatch(line)):
             return False
-        return self._numbered or not _heading_points(self._headings, self._items, self._base_indent or 0)
+        return self._numbered or not self._headings.points(self._items, self._base_indent or 0)
 
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""
@@ -482,7 +421,7 @@ class SkeletonParser:
         under = not self._gap
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
-        headed = self._headings_first and not self._numbered
+        headed = self._headings.first and not self._numbered
         if self._closing == _CLOSING and not under and not _leads_on(stripped):
             self._ended = True  # prose after the closing: the list is over
         elif self._items >= 2 and not (self._loose or headed) and _is_closing(stripped):
@@ -522,7 +461,7 @@ class SkeletonParser:
         return True
 
     def _dotted_item(self, indent: int, stripped: str) -> bool:
-        """A line numbered "1.2" that is an item of a list numbered that way (``_Dotted``); False for any other
+        """A line numbered "1.2" that is an item of a list numbered that way (``Dotted``); False for any other
         line, and for "2.1" under "2." (a sub-item)."""
         if self._numbered and not self._dotted.started:
             return False
@@ -537,8 +476,7 @@ class SkeletonParser:
         last = self._last_number
         if number is not None and last is not None and number <= last and not (self._auto and number == last):
             return True
-        key = _key(title)
-        return bool(key) and (key in self._seen or key in map(_key, self._bullets))
+        return self._kept.known(title)
 
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
@@ -549,58 +487,28 @@ class SkeletonParser:
         self._loose = self._loose or self._between
         self._between = self._ended = self._gap = self._subs = False
         self._closing = 0
-        self._take(kind, title)
-
-    def _take(self, kind: str, title: str) -> None:
-        key = _key(title)
-        if not key or key in self._seen:
-            return
-        if kind == "bullet":
-            if len(self._bullets) < self.max_points and key not in set(map(_key, self._bullets)):
-                self._bullets.append(title)
-            return
-        if len(self._titles) >= self.max_points:
-            return
-        self._seen.add(key)
-        self._titles.append(title)
-        self._new.append(title)
+        self._kept.take(kind, title)
 
 
 _CLOSING, _CLOSING_UNDER = 2, 1
-_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext")
 
 
-def _heading_points(headings: list[tuple[int, str, int]], items: int, base_indent: int) -> list[str]:
-    """The titles of the most frequent heading level (level, title, bullet lines before it), when two or more and
-    any bullets (``items``) come after the first heading, indented or under two headings; else none."""
-    levels: dict[int, list[tuple[str, int]]] = {}
-    for level, title, before in headings:
-        levels.setdefault(level, []).append((title, before))
-    best = max(levels.values(), key=len, default=[])
-    if len(best) < 2:
-        return []
-    if items:  # bullets too: they must come after the first heading, indented or under two headings
-        ends = [before for _, before in best[1:]] + [items]
-        under = sum(1 for (_, before), end in zip(best, ends, strict=True) if end > before)
-        if best[0][1] > 0 or (under < 2 and base_indent < 2):
-            return []
-    distinct: dict[str, str] = {}
-    for title, _ in best:
-        distinct.setdefault(_key(title), title)
-    return list(distinct.values())
+def _next_piece(buffer: str) -> tuple[str, str] | None:
+    """The next complete line of ``buffer`` and the rest; an HTML list tag after a tag also starts a new piece
+    (one-line lists), but not one in prose ("1. Use <ol> for order" is one line)."""
+    newline = _LINE_END.search(buffer)
+    end, skip = (newline.start(), 1) if newline else (-1, 1)
+    if "<" in buffer:
+        for html in HTML_BREAK.finditer(buffer, 1, end if end >= 0 else len(buffer)):
+            if buffer.lstrip().startswith("<") or buffer[: html.start()].rstrip().endswith(">"):
+                end, skip = html.start(), 0
+                break
+    if end < 0:
+        return None
+    return buffer[:end].rstrip("\r"), buffer[end + skip :]
 
 
-def _key(title: str) -> str:
-    return " ".join(title.lower().split())
-
-
-def _follows(last: tuple[int, ...], numbers: tuple[int, ...]) -> bool:
-    """``numbers`` comes next after ``last`` in a list numbered "1.1" "1.2" "2.1"."""
-    if len(numbers) != len(last):
-        return False
-    return (numbers[:-1] == last[:-1] and numbers[-1] == last[-1] + 1) or (
-        numbers[0] == last[0] + 1 and all(n <= 1 for n in numbers[1:])
-    )
+_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext", "json", "json5", "jsonc", "yaml", "yml")
 
 
 def _item_number(line: str) -> int | None:

@@ -15,37 +15,97 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
 # (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
 # before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
-# "⑴", "⒈" (also right before a word: "①T"), Chinese and Japanese forms (below), or "Step 1:" style words
-# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:").
+# "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and Japanese forms (below), or "Step 1:" style words
+# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:").
 _NUMBER = re.compile(
     r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
     r"|\d{1,2}\s?[-\u2013\u2014](?=\s|\*\*|__)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
+    # lenticular brackets: "【1】T", "【一】T"
+    rf"|\u3010(?:\d{{1,2}}|[{_HAN}]{{1,3}})\u3011"
     # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so
     # "第一次" is a word)
     rf"|[{_HAN}]{{1,3}}[\u3001\uff0e.]|[(\uff08][{_HAN}]{{1,3}}[)\uff09]|\uff08\d{{1,2}}\uff09"
     rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
+_ROMAN_MARKER = re.compile(r"[IVX]+[.)]")
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
+    r"(?:(?:Key|Main|Pro|Bonus|Top|Core|Action|Quick|Final|Extra|Golden|Essential|Important|Practical|Daily|Big)\s+)?"
     r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
     r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
     r"advantage|disadvantage|challenge|risk|consideration|aspect|topic|activity|session|module|unit|scenario|"
-    r"approach|case|problem|issue|practice|pillar|law|component|element|"
+    r"approach|case|problem|issue|practice|pillar|law|component|element|number|no\.|"
     # the same words in Spanish, German, French, Italian, Portuguese, Dutch, Polish, Turkish and Russian ("Paso 1:",
     # "Schritt 2:", "Étape 3 :", "Dica 1:", "Stap 2:", "Krok 3:", "Adım 4:", "Шаг 5:")
     r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
     r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя)s?"
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
-    r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
+    r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
     r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
+# Ordinal words that number lines, by their number (0: "Finally", the next one): English, Spanish, Portuguese,
+# Italian, German, French, Dutch, Russian, Polish, Turkish and Korean; then Chinese and Japanese ones.
+_ORDINAL_WORDS = (
+    "finally|lastly|last but not least|finalmente|por último|por fim|infine|schließlich|zuletzt|enfin|finalement|"
+    "tot slot|наконец|na koniec|son olarak|마지막으로",
+    "first|firstly|first of all|primero|en primer lugar|primeiro|em primeiro lugar|primo|in primo luogo|erstens|"
+    "premièrement|en premier lieu|ten eerste|во-первых|po pierwsze|birincisi|첫째",
+    "second|secondly|segundo|en segundo lugar|em segundo lugar|secondo|in secondo luogo|zweitens|deuxièmement|"
+    "en second lieu|ten tweede|во-вторых|po drugie|ikincisi|둘째",
+    "third|thirdly|tercero|en tercer lugar|terceiro|em terceiro lugar|terzo|in terzo luogo|drittens|troisièmement|"
+    "en troisième lieu|ten derde|в-третьих|po trzecie|üçüncüsü|셋째",
+    "fourth|fourthly|cuarto|quarto|viertens|quatrièmement|ten vierde|в-четвёртых|в-четвертых|po czwarte|"
+    "dördüncüsü|넷째",
+    "fifth|fifthly|quinto|fünftens|cinquièmement|ten vijfde|в-пятых|po piąte|beşincisi|다섯째",
+    "sixth|sixthly|sexto|sesto|sechstens|sixièmement|в-шестых|여섯째",
+    "seventh|seventhly|séptimo|sétimo|settimo|siebtens|septièmement|в-седьмых",
+    "eighth|eighthly|octavo|oitavo|ottavo|achtens|huitièmement|в-восьмых",
+    "ninth|ninthly|noveno|nono|neuntens|neuvièmement|в-девятых",
+    "tenth|tenthly|décimo|decimo|zehntens|dixièmement|в-десятых",
+)
+_HAN_ORDINAL_WORDS = (
+    "\u6700\u540e|\u6700\u5f8c\u306b",  # 最后, 最後に
+    "\u9996\u5148|\u7b2c\u4e00\u306b",  # 首先, 第一に
+    "\u5176\u6b21|\u7b2c\u4e8c\u306b",  # 其次, 第二に
+    "\u518d\u6b21|\u7b2c\u4e09\u306b",  # 再次, 第三に
+    "\u7b2c\u56db\u306b",
+    "\u7b2c\u4e94\u306b",
+)
+_ORDINAL_NUMBERS = {
+    word: number
+    for words in (_ORDINAL_WORDS, _HAN_ORDINAL_WORDS)
+    for number, alt in enumerate(words)
+    for word in alt.split("|")
+}
+
+
+def _alternation(words: tuple[str, ...]) -> str:
+    """A regex alternation of ``words`` ("a|b" groups), longest first ("firstly" before "first")."""
+    every = sorted((w for alt in words for w in alt.split("|")), key=len, reverse=True)
+    return "|".join(re.escape(w).replace("\\ ", "\\s+") for w in every)
+
+
+# A line numbered by an ordinal word ("First, T", "Secondly: T", "**Third:** T", "### Fourth - T", "First of all,
+# T", "First step: T", "1st: T", "Erstens, T", "Во-первых, T"; "Finally, T" the next; Chinese "首先，" "其次，"
+# "再次，" "最后，", Japanese "第一に、"): a separator must follow it ("First things first" is prose).
+_ORDINAL = re.compile(
+    rf"(?:#{{1,6}}\s+)?(\*\*|__)?(?:(?i:({_alternation(_ORDINAL_WORDS)})(?:\s+[A-Za-z]{{2,12}})?|(\d{{1,2}})(?:st|nd|rd|th))"
+    r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
+    rf"|({_alternation(_HAN_ORDINAL_WORDS)})(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
+)
+# A fraction that numbers a line ("1/5 T", "**2/5:** T", as a thread is numbered; "1/ T" is a number's mark).
+_FRACTION = re.compile(
+    r"(?:#{1,6}\s+)?(\*\*|__)?(\d{1,2})/(\d{1,2})(?:\1)?(?:[.):]|\s[-\u2013\u2014])?(?:\1)?\s+(?=\S)"
+)
+# Where a sentence ends: an ordinal item's title is its first.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|(?<=[\u3002\uff01\uff1f])")
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
 # is the marker.
 _DECORATION = re.compile(
@@ -54,10 +114,13 @@ _DECORATION = re.compile(
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
 # then an optional task box ("[ ]", "[x]"). A single letter ("a." "B)" "(c)") or a lower-case Roman number
-# ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items.
+# ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items; so do
+# Cyrillic and Korean letters ("а)", "가."), LaTeX's "\item T", an em dash ("— T") and the Japanese "・T".
 _BULLET = re.compile(
-    r"(?:[-*•+–◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?"
-    r"|\(?(?:[a-zA-Z]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3}))[.)])\s+(?:\[[ xX]\]\s+)?"
+    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
+    r"\ufe0f?|\(?(?:[a-zA-Z\u0430-\u044f]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3})"
+    r"|[\uac00\ub098\ub2e4\ub77c\ub9c8\ubc14\uc0ac\uc544\uc790\ucc28\uce74\ud0c0\ud30c\ud558])[.)]"
+    r"|\\item(?:\[[^\]]*\])?)\s+|[\u30fb\uff65]\s*)(?:\[[ xX]\]\s+)?"
 )
 # A number alone in a heading or in bold ("### 1", "**2**"): a number alone on its line, its title on the next.
 _NUMBER_ALONE = re.compile(r"(?:#{1,6}\s*(\*\*|__)?|(\*\*|__))\d{1,2}(?:\1|\2)?")
@@ -67,6 +130,10 @@ _HEADING_CLOSE = re.compile(r"\s+#+\s*$")  # a heading's optional closing hashes
 SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
+_SYMBOLS_FIRST = re.compile(
+    r"(?:(?!\w)[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+"
+    r"(?=\S)"
+)
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：" (or ":" right after a
 # Chinese, Japanese or Korean character: "标题:描述"), a spaced dash (or "--"), or
@@ -77,7 +144,7 @@ _TITLE_END = re.compile(
 )
 _SEPARATORS = ":.-–—\uff1a"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_TRIM = " \t*_:;,.-–—\u3002\uff1b\uff0c\uff1a"  # what a title does not start or end with
+_TRIM = " \t*_:;,.-–—\\\u3002\uff1b\uff0c\uff1a"  # what a title does not start or end with
 _WORD_COUNT = re.compile(r"\s*[(\[]\s*\d{1,2}\s+words?\s*[)\]]$", re.IGNORECASE)  # "(4 words)" after a title
 _QUOTES = dict(zip("\"\u201c'\u2018\u300c\u300e", "\"\u201d'\u2019\u300d\u300f", strict=True))  # opening: closing
 # An unnumbered heading ("## T"), a line that is a bold label ("**T**", "**T:** description"), or a short plain
@@ -130,6 +197,10 @@ _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
 QUOTE = re.compile(r"^([ \t]{0,3})(?:>[ \t]?)+")
 # A thematic break ("---", "***", "* * *", "___"): it separates blocks, as a blank line does.
 THEMATIC_BREAK = re.compile(r"([-*_])[ \t]*(?:\1[ \t]*){2,}")
+# A line break tag before the next item ("1. A<br>2. B<br>3. C"): the items' lines.
+BREAK_BEFORE_ITEM = re.compile(r"<br\s*/?>\s*(?=(?:\d{1,2}[.)]|[-*\u2022])\s)", re.IGNORECASE)
+# A setext heading's underline ("=====" or "-----" right under a line of text; "- - -" is a thematic break).
+SETEXT = re.compile(r"={2,}|-{2,}")
 # An image alone on its line ("![chart](chart.png)"): no text.
 IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # The first and the next numbers of a list written on one line ("1. A 2. B 3. C").
@@ -147,6 +218,11 @@ _HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
 # A table's separator row ("|---|:---:|"); a cell that only numbers its row ("1", "#2", "3.", "Step 4", "IV").
 TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?\s*\|")
 _ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
+
+
+def title_key(title: str) -> str:
+    """What two titles share when they are the same point (case and spaces aside)."""
+    return " ".join(title.lower().split())
 
 
 def clean_title(raw: str, *, whole: bool = False) -> str:
@@ -189,9 +265,33 @@ def _emphasis_label(body: str) -> str | None:
 
 def body_title(body: str) -> str:
     """The title of an item's text after its marker: a bold label if it has one, else the text up to its
-    description."""
+    description; an emoji or symbol before it is decoration ("1. 🕐 **T**")."""
+    body = _SYMBOLS_FIRST.sub("", body)
     label = _emphasis_label(body)
     return clean_title(body) if label is None else clean_title(label, whole=True)
+
+
+def parse_ordinal(line: str) -> tuple[int, str, str] | None:
+    """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``; kind "") or a fraction ("2/5 T",
+    kind "/5"); the number is 0 for "Finally" and "Lastly" (the next one). The title is the first sentence, with
+    a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened before the word
+    holds the title ("**First, keep it.** Text")."""
+    s = line.strip()
+    m = _ORDINAL.match(s) or _FRACTION.match(s)
+    if m is None or (m.re is _FRACTION and not 0 < int(m.group(2)) <= int(m.group(3))):
+        return None
+    mark, rest = m.group(1), _SENTENCE.split(s[m.end() :], maxsplit=1)[0]
+    if mark and mark not in s[m.end(1) : m.end()]:
+        close = rest.find(mark)
+        title = clean_title(rest if close < 0 else rest[:close], whole=True)
+    else:
+        title = body_title(rest)
+    title = title[:1].upper() + title[1:]
+    if m.re is _FRACTION:
+        return (int(m.group(2)), title, "/" + m.group(3)) if title else None
+    word, digits = m.group(2) or m.group(4), m.group(3)
+    number = _ORDINAL_NUMBERS[" ".join(word.lower().split())] if word else int(digits)
+    return (number, title, "") if title else None
 
 
 def parse_item(line: str) -> tuple[str, str, str] | None:
@@ -239,9 +339,11 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
 
 def _family(marker: str) -> str:
     """The family of a numbering marker: "bracket" ("[1]"), "paren" ("(1)", "（1）", "⑴"), "han" ("一、", "第一，"),
-    "hanparen" ("（一）"), else "" ("1." "1)" "①" ...)."""
+    "hanparen" ("（一）"), "roman" ("II.": an outline's "1." under it is a sub-item), else "" ("1." "1)" "①" ...)."""
     if marker.startswith("["):
         return "bracket"
+    if _ROMAN_MARKER.fullmatch(marker):
+        return "roman"
     han = _HAN_START.match(marker)
     if han:
         return "hanparen" if han.group(1) else "han"

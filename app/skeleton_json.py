@@ -1,0 +1,123 @@
+"""A skeleton written as JSON: its list's items, read line by line as they stream.
+
+Asked for a numbered list, some models (or a user's system prompt that asks for JSON) write the skeleton as a
+JSON array (``["A", "B"]``), an object holding one (``{"points": [...]}``), an array of objects
+(``[{"title": "A"}, ...]``) or an object numbered by its keys (``{"1": "A", "2": "B"}``), bare or in a
+```` ```json ```` fence; a Python list (``['A', 'B']``) too. ``SkeletonParser`` hands the lines here once a line
+opens such a value, and takes each item as its element completes, so eager expansion starts it as early as a
+markdown line's.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+
+from sotrag.app.skeleton_lines import body_title, parse_item
+
+# A line that opens a JSON list or object: "[" or "{" alone, "[" before a string, an object or an array, "{"
+# before a key ("[1] T" is a numbered line, "{x}" no JSON).
+JSON_START = re.compile(r"""(?:\[|\{)\s*$|\[\s*["'{\[]|\{\s*["']""")
+# Keys of an object element that hold its title, in order of preference.
+_TITLE_KEYS = ("title", "point", "heading", "name", "topic", "label", "summary", "text", "content", "description")
+# Keys that number an object's values ("1", "point 2", "step_3"): such an object is the list.
+_NUMBERED_KEY = re.compile(r"[^\W\d]{0,10}[ _-]?\d{1,2}")
+_CLOSE = {"[": "]", "{": "}"}
+
+
+@dataclass
+class JsonList:
+    """The state of a JSON value being read: open brackets, an open string, the text of the list's current
+    element. The list is the first array in the value (an object's first array value), or, if there is none, a
+    top-level object whose keys number its values."""
+
+    done: bool = False  # the value's last bracket has closed
+    _stack: list[str] = field(default_factory=list)
+    _quote: str = ""  # the quote of the string being read, if any
+    _escape: bool = False
+    _depth: int | None = None  # the depth of the list's elements, once its "[" came
+    _element: list[str] = field(default_factory=list)
+    _text: list[str] = field(default_factory=list)  # all of the value (for a numbered object)
+    _found: bool = False  # an array was the list
+
+    def read(self, line: str) -> list[str]:
+        """The titles of the elements that ``line`` (a complete line) completes."""
+        titles: list[str] = []
+        for char in line + "\n":
+            if self.done:
+                break
+            self._text.append(char)
+            if self._quote:
+                if self._escape:
+                    self._escape = False
+                elif char == "\\":
+                    self._escape = True
+                elif char == self._quote:
+                    self._quote = ""
+            elif char in "\"'":
+                self._quote = char
+            elif char in "[{":
+                self._stack.append(_CLOSE[char])
+                if self._depth is None and char == "[":
+                    self._depth, self._found = len(self._stack), True
+                    continue
+            elif char in "]}" and self._stack:
+                if len(self._stack) == self._depth:  # the list closes
+                    titles += self._take()
+                    self._depth = -1
+                elif self._depth is not None and len(self._stack) > self._depth > 0:
+                    self._element.append(char)
+                self._stack.pop()
+                self.done = not self._stack
+                continue
+            elif char == "," and len(self._stack) == self._depth:
+                titles += self._take()
+                continue
+            if self._depth is not None and len(self._stack) >= self._depth > 0:
+                self._element.append(char)
+        if self.done and not self._found:
+            titles += _numbered_object("".join(self._text))
+        return titles
+
+    def _take(self) -> list[str]:
+        text, self._element = "".join(self._element).strip(), []
+        title = _title(_load(text)) if text else ""
+        return [title] if title else []
+
+
+def _load(text: str) -> object:
+    """A JSON value, or a Python literal (single quotes); None if it is neither."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _title(value: object) -> str:
+    """The title of one element: a string, or an object's title (``_TITLE_KEYS``, else its first string)."""
+    if isinstance(value, dict):
+        named = {str(k).lower(): v for k, v in value.items() if isinstance(v, str)}
+        value = next((named[key] for key in _TITLE_KEYS if key in named), next(iter(named.values()), None))
+    return _string_title(value) if isinstance(value, str) else ""
+
+
+def _string_title(text: str) -> str:
+    """A string's title, read as a list line ("1. **T**: text" gives "T"), else as an item's text."""
+    item = parse_item(text.strip())
+    return item[1] if item is not None and item[1] else body_title(text.strip())
+
+
+def _numbered_object(text: str) -> list[str]:
+    """The values of an object numbered by its keys (``{"1": "A", "2": "B"}``), else none."""
+    value = _load(text.strip())
+    if not isinstance(value, dict) or len(value) < 2:
+        return []
+    if not all(isinstance(v, str) and _NUMBERED_KEY.fullmatch(str(k).strip()) for k, v in value.items()):
+        return []
+    return [t for t in map(_string_title, value.values()) if t]
