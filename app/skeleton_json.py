@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import body_title, parse_item
@@ -88,14 +89,20 @@ class JsonList:
 
 
 def _load(text: str) -> object:
-    """A JSON value, or a Python literal (single quotes); None if it is neither."""
+    """A JSON value, or a Python literal (single quotes); None if it is neither. Model text can be anything: a
+    value nested deeper than the parsers recurse is none, and Python's compiler may not warn about it (a
+    ``SyntaxWarning`` for ``1st`` would reach the server's log)."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
+    if not text.startswith(("'", '"', "[", "{", "(")):
+        return None
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
 
 

@@ -9,6 +9,7 @@ a style is ambiguous (and the look-alikes that must stay what they were) are the
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
@@ -244,3 +245,14 @@ def test_letters_of_other_scripts_are_bullets_so_sub_items_under_numbers() -> No
     assert parse_skeleton("가. {}\n나. {}\n".format(*T)) == T[:2]
     assert parse_skeleton("1. {}\n   가. a detail\n   나. another\n2. {}\n".format(*T)) == T[:2]
     assert parse_skeleton("1. {}\nа) a detail\nб) another\n2. {}\n".format(*T)) == T[:2]
+
+
+def test_json_the_model_nests_too_deep_or_writes_as_code_is_no_list_and_no_crash() -> None:
+    """Model text is anything: a JSON value nested deeper than the parsers recurse is no list (not an error that
+    ends the answer), and an element the Python compiler would warn about (``1st``) reads without a warning in
+    the server's log."""
+    assert parse_skeleton("[" * 5000 + '"a"' + "]" * 5000, max_points=10) == []
+    assert parse_skeleton("[\n" + "[" * 100000 + "\n", max_points=10) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parse_skeleton("[\n{'a': 1st},\n'Plan it',\n'Rest'\n]") == ["Plan it", "Rest"]
