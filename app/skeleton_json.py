@@ -26,13 +26,19 @@ _TITLE_KEYS = ("title", "point", "heading", "name", "topic", "label", "summary",
 # Keys that number an object's values ("1", "point 2", "step_3"): such an object is the list.
 _NUMBERED_KEY = re.compile(r"[^\W\d]{0,10}[ _-]?\d{1,2}")
 _CLOSE = {"[": "]", "{": "}"}
+# Keys of an object whose array is its metadata, not its list ({"tags": [...], "points": [...]}).
+_META_KEYS = frozenset(
+    {"tags", "keywords", "categories", "sources", "references", "citations", "links", "urls", "authors", "languages"}
+)
+# The key an array opens under: the object's text since its last "," or "{" ends in '"key":'.
+_KEY_BEFORE = re.compile(r"""["']([^"']{1,40})["']\s*:\s*$""")
 
 
 @dataclass
 class JsonList:
     """The state of a JSON value being read: open brackets, an open string, the text of the list's current
-    element. The list is the first array in the value (an object's first array value), or, if there is none, a
-    top-level object whose keys number its values."""
+    element. The list is the first array in the value (an object's first array value, skipping one under a
+    metadata key such as ``tags``), or, if there is none, a top-level object whose keys number its values."""
 
     done: bool = False  # the value's last bracket has closed
     _stack: list[str] = field(default_factory=list)
@@ -42,6 +48,7 @@ class JsonList:
     _element: list[str] = field(default_factory=list)
     _text: list[str] = field(default_factory=list)  # all of the value (for a numbered object)
     _found: bool = False  # an array was the list
+    _member: list[str] = field(default_factory=list)  # a top-level object's text since its last "," or "{"
 
     def read(self, line: str) -> list[str]:
         """The titles of the elements that ``line`` (a complete line) completes."""
@@ -61,7 +68,7 @@ class JsonList:
                 self._quote = char
             elif char in "[{":
                 self._stack.append(_CLOSE[char])
-                if self._depth is None and char == "[":
+                if self._depth is None and char == "[" and not self._under_meta_key():
                     self._depth, self._found = len(self._stack), True
                     continue
             elif char in "]}" and self._stack:
@@ -78,9 +85,18 @@ class JsonList:
                 continue
             if self._depth is not None and len(self._stack) >= self._depth > 0:
                 self._element.append(char)
+            if self._stack == ["}"]:  # a member of the top-level object: its key comes before its value
+                self._member = [] if char in ",{" else [*self._member, char]
         if self.done and not self._found:
             titles += _numbered_object("".join(self._text))
         return titles
+
+    def _under_meta_key(self) -> bool:
+        """Whether the array just opened is a top-level object's metadata (``"tags": [``)."""
+        if self._stack != ["}", "]"]:
+            return False
+        key = _KEY_BEFORE.search("".join(self._member))
+        return key is not None and key.group(1).strip().lower() in _META_KEYS
 
     def _take(self) -> list[str]:
         text, self._element = "".join(self._element).strip(), []

@@ -256,3 +256,15 @@ def test_json_the_model_nests_too_deep_or_writes_as_code_is_no_list_and_no_crash
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert parse_skeleton("[\n{'a': 1st},\n'Plan it',\n'Rest'\n]") == ["Plan it", "Rest"]
+
+
+def test_json_an_objects_metadata_array_is_not_its_list() -> None:
+    """An object's array under a metadata key (``tags``, ``sources``, ...) is no list, before or after the one that
+    is; an array under any other key is (the first one), and each element's own arrays stay inside it."""
+    guide = {"title": "Guide", "tags": ["sleep", "health"], "points": ["Plan it", "Focus", "Rest"]}
+    assert parse_skeleton(json.dumps(guide, indent=2)) == ["Plan it", "Focus", "Rest"]
+    check_read_whole_and_streamed(json.dumps(guide, indent=2) + "\n", ["Plan it", "Focus", "Rest"])
+    assert parse_skeleton(json.dumps({"steps": ["Plan it", "Rest"], "sources": ["a", "b"]})) == ["Plan it", "Rest"]
+    assert parse_skeleton(json.dumps({"tags": ["a", "b"]})) == []
+    titled = [{"title": "Plan it", "tags": ["x"]}, {"title": "Rest", "tags": ["y"]}]
+    assert parse_skeleton(json.dumps(titled, indent=2)) == ["Plan it", "Rest"]
