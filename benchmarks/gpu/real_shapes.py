@@ -325,29 +325,39 @@ INPLACE = "+inplace"  # a load mode's suffix: the same mode with every prompt en
 
 
 async def load_real(
-    engine: Any, rows: list[dict], mode: str, rate: float, arrivals: int, seed: int, router: Any = None
+    engine: Any,
+    rows: list[dict],
+    mode: str,
+    rate: float,
+    arrivals: int,
+    seed: int,
+    router: Any = None,
+    same_contexts: bool = False,
 ) -> dict:
     """Poisson arrivals of recorded questions (the same sequence for every mode of a rate, each mode with passages
     of its own: see ``pipeline_bench.context_seed``). A mode ending in
     ``+inplace`` runs with the engine's tokenize worker bypassed (``LocalTokenizer.off_loop_chars`` above any
-    content's length): an answer's passages are then encoded on the event loop, as before the worker."""
+    content's length): an answer's passages are then encoded on the event loop, as before the worker.
+    ``same_contexts``: every mode of a rate gets the same passages, as before ``context_seed`` (only to show that
+    ``first_request_cached_tokens_median`` exposes it)."""
     local = engine._chat
     saved = local.off_loop_chars
     if mode.endswith(INPLACE):
         local.off_loop_chars = 1 << 40
     try:
-        return await _load_real(engine, rows, mode, rate, arrivals, seed, router)
+        context_mode = "shared" if same_contexts else mode
+        return await _load_real(engine, rows, mode, rate, arrivals, seed, router, context_mode)
     finally:
         local.off_loop_chars = saved
 
 
 async def _load_real(
-    engine: Any, rows: list[dict], mode: str, rate: float, arrivals: int, seed: int, router: Any = None
+    engine: Any, rows: list[dict], mode: str, rate: float, arrivals: int, seed: int, router: Any, context_mode: str
 ) -> dict:
     gaps = pb.arrival_gaps(rate, arrivals, seed)
     rng = random.Random(f"{seed}-{rate}-q")
     picks = [rows[rng.randrange(len(rows))] for _ in range(arrivals)]
-    vocab = pb.Vocabulary(engine.tokenizer, seed=pb.context_seed(seed, rate, mode))
+    vocab = pb.Vocabulary(engine.tokenizer, seed=pb.context_seed(seed, rate, context_mode))
     due = list(itertools.accumulate([0.0, *gaps]))
     tasks = []
     t_start = time.perf_counter()
@@ -646,7 +656,7 @@ async def main_async(a: argparse.Namespace) -> None:
             save()
         if "load" in parts and a.replay:
             res["load"] = []
-            res["load_contexts"] = "per mode"  # see pipeline_bench.context_seed
+            res["load_contexts"] = "shared" if a.same_contexts else "per mode"  # see pipeline_bench.context_seed
             router = pb.load_router(a.router) if a.router else None
             modes = [m for m in a.load_modes.split(",") if m and (m.removesuffix(INPLACE) != "auto" or router)]
             for rate in [float(r) for r in a.rates.split(",")]:
@@ -659,6 +669,7 @@ async def main_async(a: argparse.Namespace) -> None:
                         a.arrivals,
                         a.seed,
                         router=pb.load_router(a.router) if mode.removesuffix(INPLACE) == "auto" else None,
+                        same_contexts=a.same_contexts,
                     )
                     res["load"].append(r)
                     save()
@@ -691,6 +702,12 @@ def main() -> None:
     ap.add_argument("--rates", default="1,4,32")
     ap.add_argument("--arrivals", type=int, default=24)
     ap.add_argument("--load-modes", default="normal,sot,sot-eager,auto")
+    ap.add_argument(
+        "--same-contexts",
+        action="store_true",
+        help="load: every mode of a rate gets the same passages (the old, biased design), to check that "
+        "first_request_cached_tokens_median shows the modes after the first finding them cached",
+    )
     ap.add_argument("--router", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
