@@ -342,6 +342,12 @@ class ReplayLogitsProcessor(LogitsProcessor):
         return _Request(self.unmatched_ids, output_ids, eos)
 
     def _decode(self, ids: list[int]) -> str:
+        """The tokenizer's ``decode``; for a fast tokenizer that cleans up no spaces, its Rust tokenizer's, which
+        is what ``decode`` returns then, without first checking every id in Python (most of the time spent
+        here, on the engine's thread)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and not getattr(self.tokenizer, "clean_up_tokenization_spaces", True):
+            return str(backend.decode(ids, skip_special_tokens=False))
         return str(self.tokenizer.decode(ids, skip_special_tokens=False))
 
     def _identify(self, prompt: list[int]) -> tuple[tuple[int, ...] | None, str]:

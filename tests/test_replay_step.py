@@ -1,8 +1,9 @@
 """The replay processor's per-step part without an engine: ``update_state`` under vLLM's batch updates (added,
 removed, moved, swapped) and ``apply`` on CPU logits, both of its paths (the replayed requests on the batch's
 first rows: one fill and a scatter; replayed rows elsewhere: rows filled and indexed by number), its lagging
-output lists and its buffers' growth. Every expected row is computed here from the scripts, never by the code
-under test; ``identify`` and the engine run are tested in ``test_replay.py``.
+output lists and its buffers' growth; and the decoding of a prompt's end when a request is added. Every expected
+row is computed here from the scripts, never by the code under test; ``identify`` and the engine run are tested
+in ``test_replay.py``.
 """
 
 from __future__ import annotations
@@ -100,13 +101,17 @@ def test_rows_not_replayed_are_left_alone_wherever_they_are() -> None:
     assert masked(p, 3)[0] == [None, script(2)[0], None]
 
 
-def test_the_position_is_the_live_output_length_and_the_end_id_follows_the_script() -> None:
+@pytest.mark.parametrize("sampled_first", [False, True], ids=["first rows", "rows by number"])
+def test_the_position_is_the_live_output_length_and_the_end_id_follows_the_script(sampled_first: bool) -> None:
     p = processor()
     out: list[int] = []
-    update(p, 1, added=[(0, 2, out)])
+    if sampled_first:
+        update(p, 2, added=[(0, PASS, []), (1, 2, out)])
+    else:
+        update(p, 1, added=[(0, 2, out)])
     seen = []
     for _ in range(len(script(2)) + 2):  # more steps than buffers in the ring
-        seen.append(masked(p, 1)[0][0])
+        seen.append(masked(p, 1 + sampled_first)[0][-1])
         out.append(-1)  # under async scheduling a placeholder stands for the token in flight: still one more
     assert seen == [*script(2), EOS, EOS]
 
@@ -127,3 +132,42 @@ def test_no_replayed_request_leaves_the_logits_alone() -> None:
     assert masked(p, 2)[0] == [None, None]
     update(p, 0, removed=[0, 1])
     assert p.requests == {}
+
+
+# -- update_state's decoding of prompt ends ----------------------------------------------------------------------
+
+
+def test_the_prompt_end_decodes_as_the_tokenizer_decodes() -> None:
+    from tests.replay_support import real_rows
+    from tests.tiny_model import build_tokenizer
+
+    tok = build_tokenizer()
+    p = processor()
+    p.tokenizer = tok
+    text = (
+        "<|im_start|>user\n" + "\n".join(r["normal"] for r in real_rows()[:3]) + "<|im_end|>\n<|im_start|>assistant\n"
+    )
+    ids = tok.encode(text, add_special_tokens=False)
+    for part in (ids, ids[-300:], ids[:256], ids[1:2], []):
+        assert p._decode(part) == tok.decode(part, skip_special_tokens=False)
+
+
+def test_a_tokenizer_that_cleans_up_spaces_decodes_through_its_own_decode() -> None:
+    class Backend:
+        def decode(self, ids: list[int], skip_special_tokens: bool) -> str:
+            return "backend"
+
+    class Tokenizer:
+        backend_tokenizer = Backend()
+
+        def __init__(self, clean_up: bool) -> None:
+            self.clean_up_tokenization_spaces = clean_up
+
+        def decode(self, ids: list[int], skip_special_tokens: bool) -> str:
+            return "tokenizer"
+
+    p = processor()
+    p.tokenizer = Tokenizer(clean_up=True)
+    assert p._decode([1]) == "tokenizer"
+    p.tokenizer = Tokenizer(clean_up=False)
+    assert p._decode([1]) == "backend"
