@@ -289,7 +289,7 @@ class ReplayLogitsProcessor(LogitsProcessor):
         self._host: list[Any] = []  # RING pinned (2, size) id buffers
         self._np: list[Any] = []  # their numpy views
         self._dev: Any = None  # the (2, size) device buffer they are copied to
-        self._views: dict[tuple[int, int, bool], tuple[Any, ...]] = {}  # (slot, rows, all) -> copy and index views
+        self._views: dict[tuple[int, int, bool], tuple[Any, ...]] = {}  # (slot, n, dense) -> copy and index views
         self._zeros: dict[Any, Any] = {}  # a device zero by logits dtype, for index_put_
         self._slot = 0
         self._size = 0  # the buffers' columns
