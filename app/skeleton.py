@@ -56,7 +56,7 @@ _WORD = r"[^ \n]{1,24}"
 # A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
 # or a Unicode line or paragraph separator.
 _LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
-_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s+)?(?:[A-Za-z]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
+_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[^\W\d_]{2,12}\s+)?(?:[^\W\d_]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.

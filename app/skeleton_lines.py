@@ -18,10 +18,13 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and Japanese forms (below), or "Step 1:" style words
 # ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:").
 _NUMBER = re.compile(
-    r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
+    r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
     r"|\d{1,2}\s?[-\u2013\u2014](?=\s|\*\*|__)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
+    # an arrow after the number ("1 -> T", "1 => T", "1 → T"; not "1 -> 2"), reStructuredText's auto-numbered "#.",
+    # the number sign ("№1. T") and Spanish or Portuguese ordinal indicators ("1º T", "2ª T")
+    r"|\d{1,2}\s?(?:->|=>|\u2192|\u21d2)(?=\s+[^\d\s])|#\.(?=\s)|\u2116\s?\d{1,2}[.):]?(?=\s)|\d{1,2}[\u00ba\u00aa]\.?(?=\s)"
     # lenticular brackets: "【1】T", "【一】T"
     rf"|\u3010(?:\d{{1,2}}|[{_HAN}]{{1,3}})\u3011"
     # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so
@@ -31,6 +34,9 @@ _NUMBER = re.compile(
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
 _ROMAN_MARKER = re.compile(r"[IVX]+[.)]")
+# A bullet that opens a YAML map with its title ("- title: T", "- name: 'T'", as a model asked for YAML writes
+# a list of points): the value is the title, not the key.
+_YAML_TITLE = re.compile(r"(?:title|point|heading|topic|name|label|step|tip|idea)\s*:\s+(\S.*)")
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
@@ -43,7 +49,9 @@ _KEYWORD = re.compile(
     # the same words in Spanish, German, French, Italian, Portuguese, Dutch, Polish, Turkish and Russian ("Paso 1:",
     # "Schritt 2:", "Étape 3 :", "Dica 1:", "Stap 2:", "Krok 3:", "Adım 4:", "Шаг 5:")
     r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
-    r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя)s?"
+    r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя|"
+    # German "Nr. 1:", Vietnamese, Indonesian and Japanese ("Bước 1:", "Langkah 1:", "ステップ1：", "ポイント2：")
+    r"nr\.|b\u01b0\u1edbc|m\u1eb9o|ng\u00e0y|langkah|hari|kiat|\u30b9\u30c6\u30c3\u30d7|\u30dd\u30a4\u30f3\u30c8|\u30d2\u30f3\u30c8)s?"
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
@@ -321,7 +329,7 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         bullet = None if heading or mark else _BULLET.match(s)
         if bullet is None:
             return None
-        return "bullet", body_title(s[bullet.end() :].strip()), ""
+        return "bullet", _bullet_title(s[bullet.end() :].strip()), ""
     family = "dash" if dash else "keyword" if marker.re is _KEYWORD else _family(marker.group())
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
@@ -335,6 +343,21 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         return "num", clean_title(body) if close < 0 else clean_title(body[:close], whole=True), family
     inner = _HEADING.match(body)  # "1. ### Title"
     return "num", body_title(body[inner.end() :] if inner else body), family
+
+
+def _bullet_title(body: str) -> str:
+    """A bullet's title: a keyword label's text ("- **Step 1:** T", "🔹 Tip 2: T" give "T", not "Step 1"), a YAML
+    map's title ("- title: T"), else the body's title."""
+    yaml = _YAML_TITLE.fullmatch(body)
+    if yaml:
+        return clean_title(yaml.group(1), whole=True)
+    opener = _EMPHASIS.match(body)
+    rest = body[opener.end() :] if opener else body
+    if _KEYWORD.match(rest):
+        item = parse_item(body)
+        if item is not None and item[1]:
+            return item[1]
+    return body_title(body)
 
 
 def _family(marker: str) -> str:

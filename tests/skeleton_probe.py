@@ -51,18 +51,32 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("roman-lower", "".join(f"{c}. {t}\n" for c, t in zip(["i", "ii", "iii"], T, strict=True)), T),
     ("step-emdash", _n("Step {n} \u2014 {t}"), T),
     ("q-numbers", _n("Q{n}: {t}"), T),
-    ("chinese", "".join(f"{c}、{t}\n" for c, t in zip("一二三", ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"], strict=True)),
-     ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"]),
-    ("fullwidth-digits", "".join(f"{c}．{t}\n" for c, t in zip("１２３", ["早く寝る", "画面を見ない", "運動する"], strict=True)),
-     ["早く寝る", "画面を見ない", "運動する"]),
+    (
+        "chinese",
+        "".join(
+            f"{c}、{t}\n" for c, t in zip("一二三", ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"], strict=True)
+        ),
+        ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"],
+    ),
+    (
+        "fullwidth-digits",
+        "".join(f"{c}．{t}\n" for c, t in zip("１２３", ["早く寝る", "画面を見ない", "運動する"], strict=True)),
+        ["早く寝る", "画面を見ない", "運動する"],
+    ),
     ("no-final-newline", _n("{n}. {t}").rstrip("\n"), T),
     ("bullets", "Key points:\n" + _n("- {t}"), T),
     ("star-bullets-bold", _n("* **{t}:** {d}"), T),
     ("think-block", "<think>\nThe user wants 3 points.\n1. maybe this\n</think>\n\n" + _n("{n}. {t}"), T),
     ("html-list", "<ol>\n" + _n("  <li>{t}</li>") + "</ol>\n", T),
     ("json-array", json.dumps(T, indent=2) + "\n", T),
-    ("ordinals", _n("{t}.", sep="\n\n").replace(T[0], "First, keep a consistent schedule", 1)
-     .replace(T[1], "Second, limit screens before bed", 1).replace(T[2], "Third, avoid caffeine after noon", 1), T),
+    (
+        "ordinals",
+        _n("{t}.", sep="\n\n")
+        .replace(T[0], "First, keep a consistent schedule", 1)
+        .replace(T[1], "Second, limit screens before bed", 1)
+        .replace(T[2], "Third, avoid caffeine after noon", 1),
+        T,
+    ),
     ("tab-after-number", _n("{n}.\t{t}"), T),
     ("bold-number-colon", _n("**{n}:** {t}"), T),
     ("hash-number", _n("#{n} {t}"), T),
@@ -72,8 +86,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("markdown-checklist", _n("- [ ] {t}"), T),
     ("latex", "\\begin{itemize}\n" + _n("  \\item {t}") + "\\end{itemize}\n", T),
     ("crlf-blank-lines", _n("{n}. **{t}**\n\n   {d}", sep="\n\n").replace("\n", "\r\n"), T),
-    ("restart-after-heading", "## Morning\n" + _n("{n}. {t}", T[:2]) + "\n## Evening\n" + _n("{n}. {t}", P[:2]),
-     [*T[:2], *P[:2]]),
+    (
+        "restart-after-heading",
+        "## Morning\n" + _n("{n}. {t}", T[:2]) + "\n## Evening\n" + _n("{n}. {t}", P[:2]),
+        [*T[:2], *P[:2]],
+    ),
     # --- the known limits of round 4 ---
     ("no-dot-number", _n("No. {n} {t}"), T),
     ("arrow-number", _n("{n} -> {t}"), T),
@@ -97,15 +114,31 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("json-comment-lines", "[\n  // the first point\n" + ",\n  // next\n".join(f'  "{t}"' for t in T) + "\n]\n", T),
     ("json-block-comment", '/* skeleton */\n[\n  /* 1 */ "' + '",\n  /* n */ "'.join(T) + '"\n]\n', T),
     ("python-comments", "[\n" + "".join(f"    '{t}',  # point {i}\n" for i, t in enumerate(T, 1)) + "]\n", T),
-    ("ordinals-finally-hope", "First, keep a consistent schedule.\n\nSecond, limit screens before bed.\n\n"
-     "Third, avoid caffeine after noon.\n\nFinally, I hope this helps you sleep better.\n", T),
-    ("ordinals-finally-item", "First, keep a consistent schedule.\nSecond, limit screens before bed.\n"
-     "Third, avoid caffeine after noon.\nFinally, exercise early in the day.\n", [*T, "Exercise early in the day"]),
-    ("first-step-sentences", "The first step is to define your goals. Write them down.\n\n"
-     "The second step is to break tasks into steps.\n\nThe third step is to review progress weekly.\n\n"
-     "The final step is to reward small wins.\n", P),
-    ("first-thing-sentences", "The first thing you should do is define your goals.\n"
-     "The second thing is to break tasks into steps.\nThe third thing is to review progress weekly.\n", P[:3]),
+    (
+        "ordinals-finally-hope",
+        "First, keep a consistent schedule.\n\nSecond, limit screens before bed.\n\n"
+        "Third, avoid caffeine after noon.\n\nFinally, I hope this helps you sleep better.\n",
+        T,
+    ),
+    (
+        "ordinals-finally-item",
+        "First, keep a consistent schedule.\nSecond, limit screens before bed.\n"
+        "Third, avoid caffeine after noon.\nFinally, exercise early in the day.\n",
+        [*T, "Exercise early in the day"],
+    ),
+    (
+        "first-step-sentences",
+        "The first step is to define your goals. Write them down.\n\n"
+        "The second step is to break tasks into steps.\n\nThe third step is to review progress weekly.\n\n"
+        "The final step is to reward small wins.\n",
+        P,
+    ),
+    (
+        "first-thing-sentences",
+        "The first thing you should do is define your goals.\n"
+        "The second thing is to break tasks into steps.\nThe third thing is to review progress weekly.\n",
+        P[:3],
+    ),
     # --- more numbering forms ---
     ("nr-german", _n("Nr. {n}: {t}"), T),
     ("numero-sign", _n("\u2116{n}. {t}"), T),
@@ -123,7 +156,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("org-numbers", "* Skeleton\n" + _n("{n}. {t}"), T),
     ("dash-number-dash", _n("- {n} - {t}"), T),
     ("number-bracket-close", _n("{n}] {t}"), T),
-    ("bold-title-only-numbers-in-heading", _n("#### Point {n}\n**{t}**", sep="\n\n"), ["Point 1", "Point 2", "Point 3"]),
+    (
+        "bold-title-only-numbers-in-heading",
+        _n("#### Point {n}\n**{t}**", sep="\n\n"),
+        ["Point 1", "Point 2", "Point 3"],
+    ),
     ("emoji-number-words", _n("\U0001f539 **Step {n}:** {t}"), T),
     ("pipe-table-no-outer", "# | Point | Why\n--|--|--\n" + _n("{n} | {t} | {d}"), T),
     ("table-then-closing", "| Step | Action |\n|---|---|\n" + _n("| {n} | {t} |") + "\nHope this helps!\nEnjoy.\n", T),
@@ -133,26 +170,61 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("spaced-paren", _n("( {n} ) {t}"), T),
     ("fullwidth-paren", _n("（{n}）{t}"), T),
     ("superscript-like", _n("{n}\u20e3 {t}"), T),
-    ("roman-upper-headings", "".join(f"## {r}. {t}\n\n{d}\n\n" for r, t, d in zip(["I", "II", "III"], T, D, strict=True)), T),
+    (
+        "roman-upper-headings",
+        "".join(f"## {r}. {t}\n\n{d}\n\n" for r, t, d in zip(["I", "II", "III"], T, D, strict=True)),
+        T,
+    ),
     ("step-word-bold-heading", _n("## Step {n}: {t}\n{d}", sep="\n\n"), T),
     ("vietnamese-buoc", _n("Bước {n}: {t}"), T),
     ("indonesian-langkah", _n("Langkah {n}: {t}"), T),
     ("japanese-step", _n("ステップ{n}：{t}"), T),
     ("arabic-digits", "".join(f"{d}. {t}\n" for d, t in zip("١٢٣", T, strict=True)), T),
     # --- whole answers with structure around the list ---
-    ("gpt-answer-sections", "Great question! Sleep matters.\n\n" + _n("{n}. **{t}**\n   - {d}\n   - Keep at it.", sep="\n\n")
-     + "\n### Summary\nFollow these and you will sleep better.\n", T),
-    ("claude-answer-closing", "Here are three ideas:\n\n" + _n("{n}. {t} - {d}") + "\nThese small changes add up. "
-     "Would you like more detail on any of them?\n", T),
-    ("llama-answer-closing-two", _n("{n}. **{t}**: {d}", sep="\n\n") + "\nBy following these tips, you can sleep "
-     "better.\n\nI hope this helps!\n", T),
-    ("qwen-cn-answer", "以下是提纲：\n\n" + "".join(f"{i}. **{t}**：说明。\n" for i, t in enumerate(["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"], 1))
-     + "\n希望对你有帮助！\n", ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"]),
-    ("deepseek-think-then-table", "<think>\nLet me plan.\n</think>\n\n| No. | Point |\n|----|----|\n" + _n("| {n} | {t} |"), T),
+    (
+        "gpt-answer-sections",
+        "Great question! Sleep matters.\n\n"
+        + _n("{n}. **{t}**\n   - {d}\n   - Keep at it.", sep="\n\n")
+        + "\n### Summary\nFollow these and you will sleep better.\n",
+        T,
+    ),
+    (
+        "claude-answer-closing",
+        "Here are three ideas:\n\n" + _n("{n}. {t} - {d}") + "\nThese small changes add up. "
+        "Would you like more detail on any of them?\n",
+        T,
+    ),
+    (
+        "llama-answer-closing-two",
+        _n("{n}. **{t}**: {d}", sep="\n\n") + "\nBy following these tips, you can sleep "
+        "better.\n\nI hope this helps!\n",
+        T,
+    ),
+    (
+        "qwen-cn-answer",
+        "以下是提纲：\n\n"
+        + "".join(
+            f"{i}. **{t}**：说明。\n" for i, t in enumerate(["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"], 1)
+        )
+        + "\n希望对你有帮助！\n",
+        ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"],
+    ),
+    (
+        "deepseek-think-then-table",
+        "<think>\nLet me plan.\n</think>\n\n| No. | Point |\n|----|----|\n" + _n("| {n} | {t} |"),
+        T,
+    ),
     ("phi-end-token", _n("{n}. {t}") + "<|end|>\nIgnored text\n", T),
-    ("list-then-second-list-after-lead-in", _n("{n}. {t}", T[:2]) + "\nAlso consider:\n" + _n("{n}. {t}", P[:2]),
-     [*T[:2], *P[:2]]),
-    ("table-1-col-number-title", "| Step | Title | Details |\n| --- | --- | --- |\n" + _n("| Step {n} | {t} | {d} |"), T),
+    (
+        "list-then-second-list-after-lead-in",
+        _n("{n}. {t}", T[:2]) + "\nAlso consider:\n" + _n("{n}. {t}", P[:2]),
+        [*T[:2], *P[:2]],
+    ),
+    (
+        "table-1-col-number-title",
+        "| Step | Title | Details |\n| --- | --- | --- |\n" + _n("| Step {n} | {t} | {d} |"),
+        T,
+    ),
     ("bold-lines-only", _n("**{t}**\n{d}", sep="\n\n"), T),
     ("headings-only", _n("## {t}\n{d}", sep="\n\n"), T),
     ("sub-bullets-plus", _n("{n}. {t}\n   + {d}"), T),
@@ -160,8 +232,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("nested-quote-list", "> Here is the plan:\n>\n" + _n("> {n}. {t}"), T),
     # --- prose that must stay prose ---
     ("prose-plain", "Sleep is important. Go to bed at the same time every day.\n\nAvoid screens late.\n", []),
-    ("prose-numbers", "In 2023 there were 3 studies.\n1 in 3 adults sleeps too little.\n2 hours of screen time "
-     "delays sleep.\n", []),
+    (
+        "prose-numbers",
+        "In 2023 there were 3 studies.\n1 in 3 adults sleeps too little.\n2 hours of screen time delays sleep.\n",
+        [],
+    ),
     ("prose-first-second", "First, let me explain why. Sleep helps memory.\n\nSecondly, it helps mood. So rest.\n", []),
     ("prose-first-then-finally", "First, plan it.\nThen, do it.\nFinally, review it.\n", []),
     ("prose-math", "The answer is 42.\n1 + 1 = 2\n2 + 2 = 4\n3 + 3 = 6\n", []),

@@ -1,0 +1,67 @@
+"""List styles the fifth probe (``tests/skeleton_probe.py``) found misread (issue 22), one group per class.
+
+As in ``test_skeleton_classes4.py``: each example stands for its class, every answer is read whole and fed in
+random chunks (CR LF line ends too), the points are the listed titles, and the early stop never comes before
+the last point's line is complete. Every group was misread by the reader before this round; the decisions where
+a style is ambiguous (and the look-alikes that must stay what they were) are the tests after the list.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sotrag.app.skeleton import parse_skeleton
+from tests.skeleton_stream import check_read_whole_and_streamed
+from tests.skeleton_stream import numbered_lines as _lines
+
+T = ["Keep a consistent schedule", "Limit screens before bed", "Avoid caffeine after noon"]
+
+ANSWERS = [
+    # more number marks: an arrow after the number, reStructuredText's auto-numbered "#.", the number sign "№",
+    # Spanish and Portuguese ordinal indicators, a closing bracket alone, spaces inside parentheses
+    pytest.param(_lines("{n} -> {t}", T), T, id="arrow"),
+    pytest.param(_lines("{n} => {t}", T), T, id="fat-arrow"),
+    pytest.param(_lines("{n} \u2192 {t}", T), T, id="unicode-arrow"),
+    pytest.param("Skeleton\n========\n\n" + _lines("#. {t}", T), T, id="rst-auto-numbered"),
+    pytest.param(_lines("#. **{t}**: why it helps", T), T, id="rst-auto-numbered-bold"),
+    pytest.param(_lines("\u2116{n}. {t}", T), T, id="numero-sign"),
+    pytest.param(_lines("\u2116 {n}: {t}", T), T, id="numero-sign-space"),
+    pytest.param(_lines("{n}\u00ba {t}", T), T, id="ordinal-indicator"),
+    pytest.param(_lines("{n}\u00aa. {t}", T), T, id="ordinal-indicator-feminine"),
+    pytest.param(_lines("{n}] {t}", T), T, id="closing-bracket"),
+    pytest.param(_lines("( {n} ) {t}", T), T, id="spaced-parentheses"),
+    # keyword labels in German ("Nr. 1:"), Vietnamese, Indonesian and Japanese
+    pytest.param(_lines("Nr. {n}: {t}", T), T, id="kw-nr"),
+    pytest.param(_lines("B\u01b0\u1edbc {n}: {t}", T), T, id="kw-vietnamese"),
+    pytest.param(_lines("**Langkah {n}:** {t}", T), T, id="kw-indonesian"),
+    pytest.param(_lines("\u30b9\u30c6\u30c3\u30d7{n}\uff1a{t}", T), T, id="kw-japanese-step"),
+    pytest.param(_lines("### \u30dd\u30a4\u30f3\u30c8{n}: {t}\nText.", T, "\n\n"), T, id="kw-japanese-point"),
+    # a keyword label after a bullet or an emoji: its text is the title, not "Step 1"
+    pytest.param(_lines("\U0001f539 **Step {n}:** {t}", T), T, id="emoji-bold-keyword"),
+    pytest.param(_lines("\u2705 Tip {n}: {t}", T), T, id="emoji-keyword"),
+    pytest.param(_lines("- **Day {n}:** {t}", T), T, id="bullet-bold-keyword"),
+    pytest.param("Here is the plan:\n\n" + _lines("* Step {n} - {t}\n  More on it.", T, "\n\n"), T, id="bullet-keyword"),
+    # a YAML list of maps with the title first: the title's value
+    pytest.param(_lines("- title: {t}\n  detail: Why it helps.", T), T, id="yaml-maps"),
+    pytest.param(
+        "```yaml\npoints:\n" + _lines("  - title: {t}\n    description: Why.", T) + "```\n", T, id="yaml-maps-fenced"
+    ),
+    pytest.param(_lines("- name: '{t}'\n  summary: \"Why: it helps.\"", T), T, id="yaml-maps-quoted"),
+]
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+@pytest.mark.parametrize(("text", "titles"), ANSWERS)
+def test_list_style_classes_are_read_whole_and_streamed(text: str, titles: list[str], crlf: bool) -> None:
+    check_read_whole_and_streamed(text, titles, crlf=crlf, seeds=6)
+
+
+def test_new_number_marks_stay_out_of_prose() -> None:
+    """An arrow between numbers is no marker ("1 -> 2"), a degree sign is no ordinal indicator ("20° outside"), and
+    a markdown bullet whose key is no title key keeps it ("- email: the address")."""
+    assert parse_skeleton("1 -> 2 is a transition.\nIt is common.\n") == []
+    assert parse_skeleton("20\u00b0 outside today.\nStay warm.\n") == []
+    assert parse_skeleton("- email: the address\n- phone: the number\n") == ["email", "phone"]
+    assert parse_skeleton("- **Step 1**\n- **Step 2**\n") == ["Step 1", "Step 2"]  # a label alone is the title
+    # under a numbered item a bulleted keyword label stays its sub-item
+    assert parse_skeleton("1. {}\n- **Step 1:** plan\n- **Step 2:** act\n2. {}\n".format(*T)) == T[:2]
