@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import (
+    CLOSING_WORDS,
     SETEXT,
     TABLE_SEPARATOR,
     THINK_CLOSE,
@@ -162,8 +163,9 @@ class Ordinals:
         if ordinal is None:
             return None
         number, title, kind = ordinal
-        if started:
-            return [(indent, title, number)] if kind == self.kind else None
+        if started:  # ("Finally, I hope this helps." closes the answer: prose)
+            closing = number == 0 and CLOSING_WORDS.match(title) is not None
+            return [(indent, title, number)] if kind == self.kind and not closing else None
         if number == 1 and may_start:
             self.held, self.kind = [(indent, title)], kind
             return []  # held: no text that may end a list (a bullet list under "First, ..." goes on)

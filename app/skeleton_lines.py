@@ -108,6 +108,18 @@ _ORDINAL = re.compile(
     r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
     rf"|({_alternation(_HAN_ORDINAL_WORDS)})(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
 )
+# A sentence that numbers itself ("The first step is to plan.", "The second thing you should do is rest.", "The
+# final step is to review."): the title is what follows.
+_ORDINAL_SENTENCE = re.compile(
+    r"(?i:the\s+(?:very\s+)?(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|next|final|last)"
+    r"(?:\s+(?!is\b)[a-z']{2,12}){0,4}?\s+(?:is|would\s+be|should\s+be|will\s+be)\s+(?:to\s+)?)(?=\S)"
+)
+# The text of a last ordinal line that closes the answer instead of adding a point ("Finally, I hope this helps.").
+CLOSING_WORDS = re.compile(
+    r"(?i:i\s+hope|hope\s+(?:this|these|that|it|you)|good\s+luck|best\s+of\s+luck|let\s+me\s+know|feel\s+free"
+    r"|thanks?\b|happy\s+\w+ing|enjoy\b|if\s+you\s+have\s+(?:any\s+)?(?:more\s+|further\s+)?questions"
+    r"|by\s+following|with\s+these|(?:all\s+)?these\s+(?:tips|steps|strategies|ideas|suggestions|practices|habits)\b)"
+)
 # A fraction that numbers a line ("1/5 T", "**2/5:** T", as a thread is numbered; "1/ T" is a number's mark).
 _FRACTION = re.compile(
     r"(?:#{1,6}\s+)?(\*\*|__)?(\d{1,2})/(\d{1,2})(?:\1)?(?:[.):]|\s[-\u2013\u2014])?(?:\1)?\s+(?=\S)"
@@ -285,6 +297,10 @@ def parse_ordinal(line: str) -> tuple[int, str, str] | None:
     a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened before the word
     holds the title ("**First, keep it.** Text")."""
     s = line.strip()
+    if sentence := _ORDINAL_SENTENCE.match(s):
+        title = body_title(_SENTENCE.split(s[sentence.end() :], maxsplit=1)[0])
+        title = title[:1].upper() + title[1:]
+        return (_ORDINAL_NUMBERS.get(sentence.group(1).lower(), 0), title, "") if title else None
     m = _ORDINAL.match(s) or _FRACTION.match(s)
     if m is None or (m.re is _FRACTION and not 0 < int(m.group(2)) <= int(m.group(3))):
         return None

@@ -40,13 +40,43 @@ ANSWERS = [
     pytest.param(_lines("\U0001f539 **Step {n}:** {t}", T), T, id="emoji-bold-keyword"),
     pytest.param(_lines("\u2705 Tip {n}: {t}", T), T, id="emoji-keyword"),
     pytest.param(_lines("- **Day {n}:** {t}", T), T, id="bullet-bold-keyword"),
-    pytest.param("Here is the plan:\n\n" + _lines("* Step {n} - {t}\n  More on it.", T, "\n\n"), T, id="bullet-keyword"),
+    pytest.param(
+        "Here is the plan:\n\n" + _lines("* Step {n} - {t}\n  More on it.", T, "\n\n"), T, id="bullet-keyword"
+    ),
     # a YAML list of maps with the title first: the title's value
     pytest.param(_lines("- title: {t}\n  detail: Why it helps.", T), T, id="yaml-maps"),
     pytest.param(
         "```yaml\npoints:\n" + _lines("  - title: {t}\n    description: Why.", T) + "```\n", T, id="yaml-maps-fenced"
     ),
     pytest.param(_lines("- name: '{t}'\n  summary: \"Why: it helps.\"", T), T, id="yaml-maps-quoted"),
+    # "The first step is to ..." sentences: an ordinal list (from its third item, as "First, ..." lines)
+    pytest.param(
+        "The first step is to keep a consistent schedule. It anchors the body clock.\n\n"
+        "The second step is to limit screens before bed.\n\nThe third step is to avoid caffeine after noon.\n\n"
+        "The final step is to exercise early in the day.\n",
+        [*T, "Exercise early in the day"],
+        id="ordinal-sentences",
+    ),
+    pytest.param(
+        "Here is how:\nThe first thing you should do is keep a consistent schedule.\n"
+        "The second thing would be to limit screens before bed.\nThe third thing is to avoid caffeine after noon.\n"
+        "\nI hope this helps.\nSleep well!\n",
+        T,
+        id="ordinal-sentences-thing",
+    ),
+    # a last ordinal line that closes the answer ("Finally, I hope this helps.") is no point
+    pytest.param(
+        "First, keep a consistent schedule.\n\nSecond, limit screens before bed.\n\n"
+        "Third, avoid caffeine after noon.\n\nFinally, I hope this helps you sleep better.\n",
+        T,
+        id="ordinal-finally-closing",
+    ),
+    pytest.param(
+        "Firstly, keep a consistent schedule.\nSecondly, limit screens before bed.\nThirdly, avoid caffeine after"
+        " noon.\nLastly, by following these tips you will sleep better.\n",
+        T,
+        id="ordinal-lastly-closing",
+    ),
 ]
 
 
@@ -65,3 +95,12 @@ def test_new_number_marks_stay_out_of_prose() -> None:
     assert parse_skeleton("- **Step 1**\n- **Step 2**\n") == ["Step 1", "Step 2"]  # a label alone is the title
     # under a numbered item a bulleted keyword label stays its sub-item
     assert parse_skeleton("1. {}\n- **Step 1:** plan\n- **Step 2:** act\n2. {}\n".format(*T)) == T[:2]
+
+
+def test_ordinal_sentences_and_closings_decisions() -> None:
+    """ "The first time ..." is no ordinal sentence (no "is" after its noun), two of them are prose (the list
+    starts at its third), and "Finally, ..." with a point's text stays the list's last point."""
+    assert parse_skeleton("The first time I tried it, it failed.\nThe second time it worked.\n") == []
+    assert parse_skeleton("The first step is to plan.\nThe second step is to act.\n") == []
+    last = "First, plan it.\nSecond, act on it.\nThird, review it.\nFinally, reward yourself.\n"
+    assert parse_skeleton(last) == ["Plan it", "Act on it", "Review it", "Reward yourself"]
