@@ -367,15 +367,14 @@ class SkeletonParser:
 
     def _json_line(self, line: str, stripped: str) -> bool:
         """A line of a skeleton written as JSON (``skeleton_json``), which opens before any item: its elements
-        are the points, and its last bracket ends the list."""
+        are the points, and its last bracket ends the list (JSON Lines, one object a line, go on)."""
         if self._json is None and not self._items and JSON_START.match(stripped):
             self._json = JsonList()
-        if self._json is None or self._json.done:
-            return False
-        for title in self._json.read(line):
+        titles = self._json.read(line) if self._json is not None else None
+        for title in titles or ():
             self._item(0, "num", title)
-        self._ended = self._json.done and self._items > 0
-        return True
+        self._ended = self._ended or (self._json is not None and self._json.ended and self._items > 0)
+        return titles is not None
 
     def _ordinal_items(self, indent: int, stripped: str) -> int | None:
         """A line numbered by an ordinal word (``Ordinals``): an item once the list is numbered that way. How many
@@ -508,7 +507,21 @@ def _next_piece(buffer: str) -> tuple[str, str] | None:
     return buffer[:end].rstrip("\r"), buffer[end + skip :]
 
 
-_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext", "json", "json5", "jsonc", "yaml", "yml")
+_PLAIN_FENCES = (
+    "",
+    "markdown",
+    "md",
+    "text",
+    "txt",
+    "plaintext",
+    "json",
+    "json5",
+    "jsonc",
+    "jsonl",
+    "ndjson",
+    "yaml",
+    "yml",
+)
 
 
 def _item_number(line: str) -> int | None:

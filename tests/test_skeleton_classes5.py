@@ -8,9 +8,11 @@ a style is ambiguous (and the look-alikes that must stay what they were) are the
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from sotrag.app.skeleton import parse_skeleton
+from sotrag.app.skeleton import SkeletonParser, parse_skeleton
 from tests.skeleton_stream import check_read_whole_and_streamed
 from tests.skeleton_stream import numbered_lines as _lines
 
@@ -49,6 +51,34 @@ ANSWERS = [
         "```yaml\npoints:\n" + _lines("  - title: {t}\n    description: Why.", T) + "```\n", T, id="yaml-maps-fenced"
     ),
     pytest.param(_lines("- name: '{t}'\n  summary: \"Why: it helps.\"", T), T, id="yaml-maps-quoted"),
+    # comments inside a JSON list (JSONC's "//" and "/* */", a Python list's "#"): no part of an element
+    pytest.param(
+        "[\n" + "".join(f'  "{t}", // point {i}\n' for i, t in enumerate(T, 1)) + "]\n", T, id="json-comments"
+    ),
+    pytest.param(
+        "```jsonc\n[ // the skeleton\n  // first\n" + ",\n  // next\n".join(f'  "{t}"' for t in T) + "\n]\n```\n",
+        T,
+        id="json-comment-lines",
+    ),
+    pytest.param('[\n  /* 1 */ "' + '",\n  /* a\n  longer one */ "'.join(T) + '"\n]\n', T, id="json-block-comments"),
+    pytest.param(
+        "[\n" + "".join(f"    '{t}',  # point {i}\n" for i, t in enumerate(T, 1)) + "]\n", T, id="python-comments"
+    ),
+    pytest.param(
+        '{\n  // the points\n  "points": [\n' + ",\n".join(f'    "{t}" /* why */' for t in T) + "\n  ]\n}\n",
+        T,
+        id="json-object-comments",
+    ),
+    # JSON Lines: one object a line, each an item (the first once a second follows)
+    pytest.param("".join(json.dumps({"point": i, "title": t}) + "\n" for i, t in enumerate(T, 1)), T, id="jsonl"),
+    pytest.param("```jsonl\n" + "".join(json.dumps({"title": t}) + "\n" for t in T) + "```\n", T, id="jsonl-fenced"),
+    pytest.param(
+        "Here are the points as JSON Lines:\n\n"
+        + "".join(json.dumps({"heading": t, "words": 4}) + "\n" for t in T)
+        + "\nHope this helps.\n",
+        T,
+        id="jsonl-preamble-closing",
+    ),
     # "The first step is to ..." sentences: an ordinal list (from its third item, as "First, ..." lines)
     pytest.param(
         "The first step is to keep a consistent schedule. It anchors the body clock.\n\n"
@@ -104,3 +134,16 @@ def test_ordinal_sentences_and_closings_decisions() -> None:
     assert parse_skeleton("The first step is to plan.\nThe second step is to act.\n") == []
     last = "First, plan it.\nSecond, act on it.\nThird, review it.\nFinally, reward yourself.\n"
     assert parse_skeleton(last) == ["Plan it", "Act on it", "Review it", "Reward yourself"]
+
+
+def test_json_comment_and_lines_decisions() -> None:
+    """Comment marks inside strings are text; one object alone is no list; after JSON Lines, the first line that is
+    no titled object ends them (and the list: the early stop)."""
+    urls = '[\n  "See http://example.com/a",\n  "Use # tags",\n  "Say // no"\n]\n'
+    assert parse_skeleton(urls) == ["See http://example.com/a", "Use # tags", "Say // no"]
+    assert parse_skeleton('{"answer": "Sleep more and avoid screens."}\n') == []
+    assert parse_skeleton('{"title": "Sleep guide"}\n\n' + _lines("{n}. {t}", T)) == T
+    parser = SkeletonParser()
+    assert parser.feed(json.dumps({"title": T[0]}) + "\n") == []
+    assert parser.feed(json.dumps({"title": T[1]}) + "\n") == T[:2] and not parser.list_ended
+    assert parser.feed("\n") == [] and parser.list_ended
