@@ -28,6 +28,7 @@ from sotrag.app.skeleton_lines import (
     THEMATIC_BREAK,
     body_title,
     clean_title,
+    definition_term,
     end_of_turn,
     html_piece,
     inline_items,
@@ -36,6 +37,7 @@ from sotrag.app.skeleton_lines import (
     parse_item,
     parse_line,
     title_key,
+    yaml_title,
 )
 
 __all__ = [
@@ -290,6 +292,9 @@ class SkeletonParser:
         headings, bullets = self._headings, bool(self._kept.bullets)
         if headings.setext(setext, stripped, self._items, bullets=bullets, numbered=self._numbered):
             return
+        if term := definition_term(setext, stripped):  # "Term" then ": definition": the term is an item
+            self._list_item(0, "num", term, None, family="definition")
+            return
         if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does
             self._table.blank()
             self._gap = self._blank = True
@@ -455,7 +460,7 @@ class SkeletonParser:
             return False
         indent, number, family = pending
         heading = parse_heading(stripped)
-        title = heading[1] if heading else body_title(stripped)
+        title = heading[1] if heading else yaml_title(stripped) or body_title(stripped)
         self._list_item(indent, "num", title, number, family=family)
         return True
 

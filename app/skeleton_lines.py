@@ -36,6 +36,8 @@ _NUMBER = re.compile(
 _ROMAN_MARKER = re.compile(r"[IVX]+[.)]")
 # A bullet that opens a YAML map with its title ("- title: T", "- name: 'T'", as a model asked for YAML writes
 # a list of points): the value is the title, not the key.
+_YAML_NUMBER = re.compile(r"(?:id|number|no|index|n|point|step|rank|order)\s*:\s*\d{1,2}")
+_DEFINITION = re.compile(r"[:~][ \t]+\S")  # a definition under its term ("Term" then ": text")
 _YAML_TITLE = re.compile(r"(?:title|point|heading|topic|name|label|step|tip|idea)\s*:\s+(\S.*)")
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
@@ -345,7 +347,10 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         bullet = None if heading or mark else _BULLET.match(s)
         if bullet is None:
             return None
-        return "bullet", _bullet_title(s[bullet.end() :].strip()), ""
+        body = s[bullet.end() :].strip()
+        if _YAML_NUMBER.fullmatch(body):  # "- id: 1": a YAML map whose title is on a line under it
+            return "num", "", ""
+        return "bullet", _bullet_title(body), ""
     family = "dash" if dash else "keyword" if marker.re is _KEYWORD else _family(marker.group())
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
@@ -361,12 +366,23 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     return "num", body_title(body[inner.end() :] if inner else body), family
 
 
+def yaml_title(line: str) -> str | None:
+    """The value of a YAML map's title key ("title: T", "name: 'T'"), else None."""
+    yaml = _YAML_TITLE.fullmatch(line)
+    return clean_title(yaml.group(1), whole=True) if yaml else None
+
+
+def definition_term(previous: str | None, line: str) -> str | None:
+    """The term of a definition list's entry (a line of text, then its definition on a line that starts with ": ",
+    as markdown extra and pandoc write one), when ``line`` is that definition and ``previous`` the text above."""
+    return (body_title(previous) or None) if previous and _DEFINITION.match(line) else None
+
+
 def _bullet_title(body: str) -> str:
     """A bullet's title: a keyword label's text ("- **Step 1:** T", "🔹 Tip 2: T" give "T", not "Step 1"), a YAML
     map's title ("- title: T"), else the body's title."""
-    yaml = _YAML_TITLE.fullmatch(body)
-    if yaml:
-        return clean_title(yaml.group(1), whole=True)
+    if (yaml := yaml_title(body)) is not None:
+        return yaml
     opener = _EMPHASIS.match(body)
     rest = body[opener.end() :] if opener else body
     if _KEYWORD.match(rest):

@@ -51,6 +51,14 @@ ANSWERS = [
         "```yaml\npoints:\n" + _lines("  - title: {t}\n    description: Why.", T) + "```\n", T, id="yaml-maps-fenced"
     ),
     pytest.param(_lines("- name: '{t}'\n  summary: \"Why: it helps.\"", T), T, id="yaml-maps-quoted"),
+    # a YAML map whose title comes under a number key ("- id: 1" then "  title: T")
+    pytest.param(_lines("- id: {n}\n  title: {t}\n  detail: Why it helps.", T), T, id="yaml-maps-id-first"),
+    pytest.param("steps:\n" + _lines('  - step: {n}\n    name: "{t}"', T), T, id="yaml-maps-step-name"),
+    # definition lists (markdown extra, pandoc): the terms are the points
+    pytest.param(_lines("{t}\n: Why it helps.", T, "\n\n"), T, id="definition-list"),
+    pytest.param(
+        "Three habits:\n\n" + _lines("{t}\n:   Why it helps.\n:   And more.", T), T, id="definition-list-tight"
+    ),
     # comments inside a JSON list (JSONC's "//" and "/* */", a Python list's "#"): no part of an element
     pytest.param(
         "[\n" + "".join(f'  "{t}", // point {i}\n' for i, t in enumerate(T, 1)) + "]\n", T, id="json-comments"
@@ -147,3 +155,16 @@ def test_json_comment_and_lines_decisions() -> None:
     assert parser.feed(json.dumps({"title": T[0]}) + "\n") == []
     assert parser.feed(json.dumps({"title": T[1]}) + "\n") == T[:2] and not parser.list_ended
     assert parser.feed("\n") == [] and parser.list_ended
+
+
+def test_definition_and_yaml_decisions() -> None:
+    """A ": " line under text makes it a term only as a definition (a colon inside prose does not); a number key
+    with no title under it gives no point; the early stop after a definition list waits for a closing as after
+    any list (its terms are text between items: none)."""
+    assert parse_skeleton("Sleep is vital.\n\nIt has many roles: memory, mood.\n") == []
+    assert parse_skeleton("- id: 1\n- id: 2\n") == []
+    # (bold terms were read before: as bold labels, which they stay)
+    check_read_whole_and_streamed(_lines("**{t}**\n~ Why it helps.", T, "\n\n"), T)
+    parser = SkeletonParser()
+    parser.feed(_lines("{t}\n: Why it helps.", T, "\n\n") + "\nI hope this helps.\nSleep well.\n")
+    assert parser.finish() == T and not parser.list_ended
