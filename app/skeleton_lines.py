@@ -116,6 +116,9 @@ _ORDINAL_SENTENCE = re.compile(
     r"(?i:the\s+(?:very\s+)?(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|next|final|last)"
     r"(?:\s+(?!is\b)[a-z']{2,12}){0,4}?\s+(?:is|would\s+be|should\s+be|will\s+be)\s+(?:to\s+)?)(?=\S)"
 )
+# "No. 1 T" with no separator after the number (with one, "No. 1:" is a keyword label): read as an ordinal list,
+# from its third line, since "No. 1 fan" alone is prose.
+_NO_NUMBER = re.compile(r"(?:#{1,6}\s+)?(\*\*|__)?(?:No|Nr|Number)\.?\s?(\d{1,2})(?:\1)?\s+(?=\S)")
 # The text of a last ordinal line that closes the answer instead of adding a point ("Finally, I hope this helps.").
 CLOSING_WORDS = re.compile(
     r"(?i:i\s+hope|hope\s+(?:this|these|that|it|you)|good\s+luck|best\s+of\s+luck|let\s+me\s+know|feel\s+free"
@@ -294,8 +297,9 @@ def body_title(body: str) -> str:
 
 
 def parse_ordinal(line: str) -> tuple[int, str, str] | None:
-    """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``; kind "") or a fraction ("2/5 T",
-    kind "/5"); the number is 0 for "Finally" and "Lastly" (the next one). The title is the first sentence, with
+    """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``, or a sentence: "The first step is
+    to T."; kind ""), a fraction ("2/5 T", kind "/5") or "No. 2 T" (kind "no"); the number is 0 for "Finally" and
+    "Lastly" (the next one). The title is the first sentence, with
     a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened before the word
     holds the title ("**First, keep it.** Text")."""
     s = line.strip()
@@ -303,6 +307,9 @@ def parse_ordinal(line: str) -> tuple[int, str, str] | None:
         title = body_title(_SENTENCE.split(s[sentence.end() :], maxsplit=1)[0])
         title = title[:1].upper() + title[1:]
         return (_ORDINAL_NUMBERS.get(sentence.group(1).lower(), 0), title, "") if title else None
+    if no := _NO_NUMBER.match(s):
+        title = body_title(s[no.end() :])
+        return (int(no.group(2)), title[:1].upper() + title[1:], "no") if title else None
     m = _ORDINAL.match(s) or _FRACTION.match(s)
     if m is None or (m.re is _FRACTION and not 0 < int(m.group(2)) <= int(m.group(3))):
         return None

@@ -51,6 +51,9 @@ ANSWERS = [
         "```yaml\npoints:\n" + _lines("  - title: {t}\n    description: Why.", T) + "```\n", T, id="yaml-maps-fenced"
     ),
     pytest.param(_lines("- name: '{t}'\n  summary: \"Why: it helps.\"", T), T, id="yaml-maps-quoted"),
+    # "No. 1 T" with no separator: an ordinal list (from its third line: "No. 1 fan" alone is prose)
+    pytest.param(_lines("No. {n} {t}", T), T, id="no-number"),
+    pytest.param("Top habits:\n\n" + _lines("**No. {n}** {t}\nWhy it helps.", T, "\n\n"), T, id="no-number-bold"),
     # a YAML map whose title comes under a number key ("- id: 1" then "  title: T")
     pytest.param(_lines("- id: {n}\n  title: {t}\n  detail: Why it helps.", T), T, id="yaml-maps-id-first"),
     pytest.param("steps:\n" + _lines('  - step: {n}\n    name: "{t}"', T), T, id="yaml-maps-step-name"),
@@ -140,6 +143,7 @@ def test_ordinal_sentences_and_closings_decisions() -> None:
     starts at its third), and "Finally, ..." with a point's text stays the list's last point."""
     assert parse_skeleton("The first time I tried it, it failed.\nThe second time it worked.\n") == []
     assert parse_skeleton("The first step is to plan.\nThe second step is to act.\n") == []
+    assert parse_skeleton("He was the No. 1 fan.\nNo. 1 fan here.\nNo. 2 fan there.\n") == []
     last = "First, plan it.\nSecond, act on it.\nThird, review it.\nFinally, reward yourself.\n"
     assert parse_skeleton(last) == ["Plan it", "Act on it", "Review it", "Reward yourself"]
 
