@@ -163,6 +163,8 @@ class Ordinals:
         if ordinal is None:
             return None
         number, title, kind = ordinal
+        if number < 0:  # "The next step is ...": the one after the last
+            number = 0 if started else len(self.held) + 1
         if started:  # ("Finally, I hope this helps." closes the answer: prose)
             closing = number == 0 and CLOSING_WORDS.match(title) is not None
             return [(indent, title, number)] if kind == self.kind and not closing else None

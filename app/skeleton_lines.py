@@ -24,6 +24,8 @@ _NUMBER = re.compile(
     r"|\[\d{1,2}\](?=\s)"
     # an arrow after the number ("1 -> T", "1 => T", "1 → T"; not "1 -> 2"), reStructuredText's auto-numbered "#.",
     # the number sign ("№1. T") and Spanish or Portuguese ordinal indicators ("1º T", "2ª T")
+    # Unicode Roman numerals ("Ⅱ. T"), Korean "1단계: T" ("step 1") and "1번. T" ("number 1")
+    r"|[\u2160-\u216b\u2170-\u217b][.)\u3001\uff0e](?=\s|[^\W\d_])|\d{1,2}\s?(?:\ub2e8\uacc4|\ubc88)[.:)]?(?=\s|\*\*|__)"
     r"|\d{1,2}\s?(?:->|=>|\u2192|\u21d2)(?=\s+[^\d\s])|#\.(?=\s)|\u2116\s?\d{1,2}[.):]?(?=\s)|\d{1,2}[\u00ba\u00aa]\.?(?=\s)"
     # lenticular brackets: "【1】T", "【一】T"
     rf"|\u3010(?:\d{{1,2}}|[{_HAN}]{{1,3}})\u3011"
@@ -33,7 +35,7 @@ _NUMBER = re.compile(
     rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
-_ROMAN_MARKER = re.compile(r"[IVX]+[.)]")
+_ROMAN_MARKER = re.compile(r"(?:[IVX]+|[\u2160-\u216b])[.)\u3001\uff0e]")
 # A bullet that opens a YAML map with its title ("- title: T", "- name: 'T'", as a model asked for YAML writes
 # a list of points): the value is the title, not the key.
 _YAML_NUMBER = re.compile(r"(?:id|number|no|index|n|point|step|rank|order)\s*:\s*\d{1,2}")
@@ -55,7 +57,7 @@ _KEYWORD = re.compile(
     # German "Nr. 1:", Vietnamese, Indonesian and Japanese ("Bước 1:", "Langkah 1:", "ステップ1：", "ポイント2：")
     r"nr\.|b\u01b0\u1edbc|m\u1eb9o|ng\u00e0y|langkah|hari|kiat|\u30b9\u30c6\u30c3\u30d7|\u30dd\u30a4\u30f3\u30c8|\u30d2\u30f3\u30c8)s?"
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
-    rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
+    rf"(?:\s*#?\d{{1,2}}(?:\ufe0f?\u20e3|\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
     r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
@@ -134,7 +136,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|(?<=[\u3002\uff01\uff1f])")
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
 # is the marker.
 _DECORATION = re.compile(
-    r"[-*•+\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
+    r"[-*•+\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
 )
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
@@ -142,7 +144,7 @@ _DECORATION = re.compile(
 # ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items; so do
 # Cyrillic and Korean letters ("а)", "가."), LaTeX's "\item T", an em dash ("— T") and the Japanese "・T".
 _BULLET = re.compile(
-    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
+    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
     r"\ufe0f?|\(?(?:[a-zA-Z\u0430-\u044f]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3})"
     r"|[\uac00\ub098\ub2e4\ub77c\ub9c8\ubc14\uc0ac\uc544\uc790\ucc28\uce74\ud0c0\ud30c\ud558])[.)]"
     r"|\\item(?:\[[^\]]*\])?)\s+|[\u30fb\uff65]\s*)(?:\[[ xX]\]\s+)?"
@@ -156,7 +158,7 @@ SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _SYMBOLS_FIRST = re.compile(
-    r"(?:(?!\w)[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+"
+    r"(?:(?!\w)[\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+"
     r"(?=\S)"
 )
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
@@ -242,7 +244,10 @@ _HTML_STRONG = re.compile(r"</?(?:strong|b)\b[^<>]*>", re.IGNORECASE)
 _HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
 # A table's separator row ("|---|:---:|"); a cell that only numbers its row ("1", "#2", "3.", "Step 4", "IV").
 TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?\s*\|")
-_ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
+_ROW_NUMBER = re.compile(
+    r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?|(?:\d\ufe0f?\u20e3)+"
+    r"|[\u2460-\u249b\u2776-\u2793\U0001f51f]"
+)
 
 
 def title_key(title: str) -> str:
@@ -299,14 +304,15 @@ def body_title(body: str) -> str:
 def parse_ordinal(line: str) -> tuple[int, str, str] | None:
     """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``, or a sentence: "The first step is
     to T."; kind ""), a fraction ("2/5 T", kind "/5") or "No. 2 T" (kind "no"); the number is 0 for "Finally" and
-    "Lastly" (the next one). The title is the first sentence, with
-    a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened before the word
-    holds the title ("**First, keep it.** Text")."""
+    "Lastly" (the next one, and the last), -1 for "The next step is ..." (the next one). The title is the first
+    sentence, with a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened
+    before the word holds the title ("**First, keep it.** Text")."""
     s = line.strip()
     if sentence := _ORDINAL_SENTENCE.match(s):
         title = body_title(_SENTENCE.split(s[sentence.end() :], maxsplit=1)[0])
         title = title[:1].upper() + title[1:]
-        return (_ORDINAL_NUMBERS.get(sentence.group(1).lower(), 0), title, "") if title else None
+        word = sentence.group(1).lower()
+        return (-1 if word == "next" else _ORDINAL_NUMBERS.get(word, 0), title, "") if title else None
     if no := _NO_NUMBER.match(s):
         title = body_title(s[no.end() :])
         return (int(no.group(2)), title[:1].upper() + title[1:], "no") if title else None

@@ -105,6 +105,30 @@ ANSWERS = [
         T,
         id="ordinal-sentences-thing",
     ),
+    pytest.param(
+        "The first step is to keep a consistent schedule.\nThe next step is to limit screens before bed.\n"
+        "The next step is to avoid caffeine after noon.\n",
+        T,
+        id="ordinal-sentences-next",
+    ),
+    # keycaps and symbols in more places: a keyword's number ("Step 1️⃣:"), a table's row number cell, an emoji of
+    # the Miscellaneous Technical block after the number ("1. ⏰ T")
+    pytest.param(_lines("Step {n}\ufe0f\u20e3: {t}", T), T, id="keyword-keycap"),
+    pytest.param("| | Point |\n|---|---|\n" + _lines("| {n}\ufe0f\u20e3 | {t} |", T), T, id="table-keycap-cells"),
+    pytest.param(
+        "| No. | Point |\n|---|---|\n" + "".join(f"| {c} | {t} |\n" for c, t in zip("①②③", T, strict=True)),
+        T,
+        id="table-circled",
+    ),
+    pytest.param(_lines("{n}. \u23f0 {t}", T), T, id="clock-emoji-after-number"),
+    pytest.param(_lines("- \u231b **{t}**: why", T), T, id="hourglass-bullets"),
+    # Unicode Roman numerals ("Ⅱ. T", as Chinese and Japanese answers write them) and Korean "1단계:" / "1번."
+    pytest.param("".join(f"{r}. {t}\n" for r, t in zip("\u2160\u2161\u2162", T, strict=True)), T, id="unicode-roman"),
+    pytest.param(
+        "".join(f"{r}、{t}\n" for r, t in zip("\u2160\u2161\u2162", T, strict=True)), T, id="unicode-roman-comma"
+    ),
+    pytest.param(_lines("{n}\ub2e8\uacc4: {t}", T), T, id="korean-stage"),
+    pytest.param(_lines("**{n}\ubc88.** {t}", T), T, id="korean-number"),
     # a last ordinal line that closes the answer ("Finally, I hope this helps.") is no point
     pytest.param(
         "First, keep a consistent schedule.\n\nSecond, limit screens before bed.\n\n"
