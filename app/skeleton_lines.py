@@ -13,20 +13,24 @@ MAX_TITLE_CHARS = 120
 _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
-# (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
-# before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
-# "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and Japanese forms (below), or "Step 1:" style words
-# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:").
+# (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - ", "1- " or "**1**- "
+# (a dash before a space), "1.- " or "1.-T" (as Spanish answers write it), "#1 " or "#1. ", "1\\. " (escaped), "II."
+# (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①", "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and
+# Japanese forms (below), or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1
+# (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:").
 _NUMBER = re.compile(
     r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
-    r"|\d{1,2}\s?[-\u2013\u2014](?=\s|\*\*|__)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
+    r"|\d{1,2}(?:\*\*|__)?\s?[-\u2013\u2014](?=\s|\*\*|__)|\d{1,2}\s?\.[-\u2013\u2014](?=\s|\*\*|__|[^\W\d_])"
+    r"|#\d{1,2}[.):]?(?=\s)"
+    r"|[\u2460-\u249b\u2776-\u2793\U0001f51f][.)\u3001]?(?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
-    # an arrow after the number ("1 -> T", "1 => T", "1 → T"; not "1 -> 2"), reStructuredText's auto-numbered "#.",
-    # the number sign ("№1. T") and Spanish or Portuguese ordinal indicators ("1º T", "2ª T")
     # Unicode Roman numerals ("Ⅱ. T"), Korean "1단계: T" ("step 1") and "1번. T" ("number 1")
     r"|[\u2160-\u216b\u2170-\u217b][.)\u3001\uff0e](?=\s|[^\W\d_])|\d{1,2}\s?(?:\ub2e8\uacc4|\ubc88)[.:)]?(?=\s|\*\*|__)"
-    r"|\d{1,2}\s?(?:->|=>|\u2192|\u21d2)(?=\s+[^\d\s])|#\.(?=\s)|\u2116\s?\d{1,2}[.):]?(?=\s)|\d{1,2}[\u00ba\u00aa]\.?(?=\s)"
+    # an arrow after the number ("1 -> T", "1 => T", "1 → T"; not "1 -> 2"), reStructuredText's auto-numbered "#.",
+    # the number sign ("№1. T") and ordinal indicators ("1º T", "2ª) T", "1°) T"; not "20° outside")
+    r"|\d{1,2}\s?(?:->|=>|\u2192|\u21d2)(?=\s+[^\d\s])|#\.(?=\s)|\u2116\s?\d{1,2}[.):]?(?=\s)"
+    r"|\d{1,2}(?:[\u00ba\u00aa][.)]?|\u00b0[.)])(?=\s)"
     # lenticular brackets: "【1】T", "【一】T"
     rf"|\u3010(?:\d{{1,2}}|[{_HAN}]{{1,3}})\u3011"
     # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so

@@ -32,6 +32,15 @@ ANSWERS = [
     pytest.param(_lines("{n}\u00aa. {t}", T), T, id="ordinal-indicator-feminine"),
     pytest.param(_lines("{n}] {t}", T), T, id="closing-bracket"),
     pytest.param(_lines("( {n} ) {t}", T), T, id="spaced-parentheses"),
+    # a dash right after the number's dot ("1.- T", "1.-T", as Spanish answers write it), a dash after a bold number
+    # ("**1**- T"), a circled number with a dot ("①. T"), an ordinal indicator or degree sign before ")" ("1°) T")
+    pytest.param(_lines("{n}.- {t}", T), T, id="dot-dash"),
+    pytest.param(_lines("{n}.-{t}", T), T, id="dot-dash-unspaced"),
+    pytest.param(_lines("{n}.\u2013 **{t}**: why", T), T, id="dot-en-dash"),
+    pytest.param(_lines("**{n}**- {t}", T), T, id="bold-number-dash"),
+    pytest.param("".join(f"{c}. {t}\n" for c, t in zip("①②③", T, strict=True)), T, id="circled-dot"),
+    pytest.param(_lines("{n}\u00b0) {t}", T), T, id="degree-paren"),
+    pytest.param(_lines("{n}\u00aa) {t}", T), T, id="indicator-paren"),
     # keyword labels in German ("Nr. 1:"), Vietnamese, Indonesian and Japanese
     pytest.param(_lines("Nr. {n}: {t}", T), T, id="kw-nr"),
     pytest.param(_lines("B\u01b0\u1edbc {n}: {t}", T), T, id="kw-vietnamese"),
@@ -156,6 +165,7 @@ def test_new_number_marks_stay_out_of_prose() -> None:
     a markdown bullet whose key is no title key keeps it ("- email: the address")."""
     assert parse_skeleton("1 -> 2 is a transition.\nIt is common.\n") == []
     assert parse_skeleton("20\u00b0 outside today.\nStay warm.\n") == []
+    assert parse_skeleton("1-on-1 meetings help.\n2-3 hours is enough.\n") == []  # (a dash right after a digit)
     assert parse_skeleton("- email: the address\n- phone: the number\n") == ["email", "phone"]
     assert parse_skeleton("- **Step 1**\n- **Step 2**\n") == ["Step 1", "Step 2"]  # a label alone is the title
     # under a numbered item a bulleted keyword label stays its sub-item
