@@ -17,6 +17,7 @@ from sotrag.app.skeleton_json import JSON_START, JsonList
 from sotrag.app.skeleton_lines import (
     BREAK_BEFORE_ITEM,
     HTML_BREAK,
+    HTML_BREAK_AFTER_TAG,
     IMAGE,
     INVISIBLE,
     LIST_OPENED,
@@ -502,11 +503,11 @@ def _next_piece(buffer: str) -> tuple[str, str] | None:
     (one-line lists), but not one in prose ("1. Use <ol> for order" is one line)."""
     newline = _LINE_END.search(buffer)
     end, skip = (newline.start(), 1) if newline else (-1, 1)
-    if "<" in buffer:
-        for html in HTML_BREAK.finditer(buffer, 1, end if end >= 0 else len(buffer)):
-            if buffer.lstrip().startswith("<") or buffer[: html.start()].rstrip().endswith(">"):
-                end, skip = html.start(), 0
-                break
+    if "<" in buffer:  # (the first break that counts, found by one search: a long line costs its length once)
+        after_tag = not buffer.lstrip().startswith("<")
+        html = (HTML_BREAK_AFTER_TAG if after_tag else HTML_BREAK).search(buffer, 1, end if end >= 0 else len(buffer))
+        if html is not None:
+            end, skip = html.end(1) if after_tag else html.start(), 0
     if end < 0:
         return None
     return buffer[:end].rstrip("\r"), buffer[end + skip :]

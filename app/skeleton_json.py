@@ -103,7 +103,10 @@ class JsonList:
             if self._depth is not None and len(self._stack) >= self._depth > 0:
                 self._element.append(char)
             if self._stack == ["}"]:  # a member of the top-level object: its key comes before its value
-                self._member = [] if char in ",{" else [*self._member, char]
+                if char in ",{":
+                    self._member = []
+                else:
+                    self._member.append(char)  # (in place: a long member must not cost its length squared)
         if self.done and not self._found:
             titles += _numbered_object("".join(self._text))
             if not titles and self._reads == 1:  # one object on one line: maybe the first of JSON Lines

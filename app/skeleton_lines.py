@@ -241,6 +241,8 @@ _INLINE_NEXT = re.compile(r"(?<=\s)(\d{1,2})([.)])\s+(?=\S)")
 # Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
 # "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
 HTML_BREAK = re.compile(r"(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
+# Such a break right after another tag (and any spaces): where a line that does not start with a tag is cut.
+HTML_BREAK_AFTER_TAG = re.compile(r"(?<=>)(\s*)(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<(/?)(li|ol|ul)\b[^<>]*>", re.IGNORECASE)
 # A lead-in that opens an HTML list at its end ("Here are some tips: <ol>").
 LIST_OPENED = re.compile(r"(?<=:)\s*<(ol|ul)\b[^<>]*>$", re.IGNORECASE)

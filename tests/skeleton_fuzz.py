@@ -244,7 +244,14 @@ def noise(rnd: random.Random) -> str:
         parts.insert(rnd.randrange(len(parts) + 1), text[a:b])
     if rnd.random() < 0.2:
         parts.append("".join(chr(rnd.randrange(32, 0x2FFFF)) for _ in range(20)))
-    return "".join(parts)
+    text = "".join(parts)
+    if rnd.random() < 0.5:  # a list with characters deleted, doubled or replaced by a noise piece
+        text = list(a_list(rnd)[1])
+        for _ in range(rnd.randint(1, 8)):
+            i = rnd.randrange(len(text))
+            text[i] = rnd.choice(["", text[i] * 2, rnd.choice(NOISE)])
+        text = "".join(text)
+    return text
 
 
 def main() -> None:
