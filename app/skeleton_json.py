@@ -163,7 +163,10 @@ class JsonLines:
     started: bool = False
 
     def read(self, stripped: str) -> list[str] | None:
-        """The items a line gives ([] while the first is held); None for a line that is no titled object."""
+        """The items a line gives ([] while the first is held, or for a blank line); None for a line that is no
+        titled object."""
+        if not stripped:
+            return []
         value = _load(stripped) if stripped.startswith("{") and stripped.endswith("}") else None
         title = _title(value) if isinstance(value, dict) else ""
         if not title:

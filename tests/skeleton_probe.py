@@ -281,6 +281,57 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("prose-inline-parens", "You need 1) a plan 2) time 3) rest.\nThat is it.\n", []),
     ("prose-definition-like", "The answer:\nIt depends on the case.\n", []),
     ("prose-jsonl-one", '{"title": "Sleep", "body": "Rest well."}\n\nThat is the answer.\n', []),
+    # --- a third batch: whole answers in the styles of current chat models ---
+    (
+        "gpt4o-emoji-headings-answer",
+        "Improving sleep comes down to a few habits. Here's what works:\n\n"
+        "### 1. \U0001f6cf\ufe0f Keep a consistent schedule\nGo to bed at the same time, **even on weekends**.\n\n"
+        "### 2. \U0001f4f5 Limit screens before bed\n- Blue light delays melatonin.\n- Try reading instead.\n\n"
+        "### 3. \u2615 Avoid caffeine after noon\nIts half-life is 5\u20136 hours.\n\n---\n\n"
+        "**Bottom line:** small changes add up. Want a printable checklist?\n",
+        T,
+    ),
+    (
+        "claude-bold-sentences",
+        "Here are some evidence-based strategies:\n\n"
+        + _n("**{t}.** {d} This matters more than most people think.", sep="\n\n")
+        + "\nIf problems persist, consider talking to a doctor.\n",
+        T,
+    ),
+    ("llama31-tip-hash-bold", _n("**Tip #{n}: {t}**\n{d}", sep="\n\n") + "\nSweet dreams!\n", T),
+    (
+        "gemini-bullets-summary",
+        "## How to sleep better\n\nHere's a breakdown:\n\n"
+        + _n("* **{t}:** {d}\n    * A detail.")
+        + "\n**In summary**, consistency is key.\n",
+        T,
+    ),
+    ("lettered-subitems", _n("{n}. {t}\n   a. a detail\n   b. another detail"), T),
+    ("phi3-steps-closing", _n("Step {n}: {t}") + "\nBy following these steps, you will sleep better.\n", T),
+    ("r1-answer-label", "<think>\nOk.\n</think>\n\n**Answer:**\n\n" + _n("{n}. {t}"), T),
+    ("llama2-indented", _n("  {n}. {t}"), T),
+    ("sub-numbered-headings", _n("### {n}. {t}\n#### {n}.1 Why\nText.\n#### {n}.2 How\nText.", sep="\n\n"), T),
+    ("table-title-desc", "| Habit | Why |\n|---|---|\n" + _n("| {t} | {d} |"), T),
+    (
+        "list-note-sources",
+        _n("{n}. {t}") + "\n**Note:** results vary.\n\nSources:\n1. Walker, 2017\n2. Chang, 2015\n",
+        T,
+    ),
+    # (a decision: an item written as sentences is its title whole, up to 120 characters)
+    (
+        "bold-number-paragraphs",
+        _n("**{n}.** {t}. {d}", sep="\n\n"),
+        [f"{t}. {d[:-1]}" for t, d in zip(T, D, strict=True)],
+    ),
+    (
+        "intro-body-conclusion",
+        "## Introduction\nText.\n\n## Main habits\nText.\n\n## Conclusion\nText.\n",
+        ["Introduction", "Main habits", "Conclusion"],
+    ),
+    ("numbered-question-restate", "**Question:** How can I sleep better?\n\n**Skeleton:**\n" + _n("{n}. {t}"), T),
+    ("bullets-then-numbered-sub", _n("- {t}\n  1. a step\n  2. another step"), T),
+    ("emoji-numbers-no-space", _n("{n}\ufe0f\u20e3{t}"), T),
+    ("numbered-with-trailing-colon", _n("{n}. {t}:\n   {d}"), T),
     # --- prose that must stay prose ---
     ("prose-plain", "Sleep is important. Go to bed at the same time every day.\n\nAvoid screens late.\n", []),
     (

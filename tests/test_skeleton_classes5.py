@@ -92,6 +92,7 @@ ANSWERS = [
     # JSON Lines: one object a line, each an item (the first once a second follows)
     pytest.param("".join(json.dumps({"point": i, "title": t}) + "\n" for i, t in enumerate(T, 1)), T, id="jsonl"),
     pytest.param("```jsonl\n" + "".join(json.dumps({"title": t}) + "\n" for t in T) + "```\n", T, id="jsonl-fenced"),
+    pytest.param("\n".join(json.dumps({"title": t}) + "\n" for t in T), T, id="jsonl-blank-lines"),
     pytest.param(
         "Here are the points as JSON Lines:\n\n"
         + "".join(json.dumps({"heading": t, "words": 4}) + "\n" for t in T)
@@ -184,7 +185,7 @@ def test_ordinal_sentences_and_closings_decisions() -> None:
 
 def test_json_comment_and_lines_decisions() -> None:
     """Comment marks inside strings are text; one object alone is no list; after JSON Lines, the first line that is
-    no titled object ends them (and the list: the early stop)."""
+    no titled object ends them (and the list: the early stop), a blank line does not."""
     urls = '[\n  "See http://example.com/a",\n  "Use # tags",\n  "Say // no"\n]\n'
     assert parse_skeleton(urls) == ["See http://example.com/a", "Use # tags", "Say // no"]
     assert parse_skeleton('{"answer": "Sleep more and avoid screens."}\n') == []
@@ -192,7 +193,9 @@ def test_json_comment_and_lines_decisions() -> None:
     parser = SkeletonParser()
     assert parser.feed(json.dumps({"title": T[0]}) + "\n") == []
     assert parser.feed(json.dumps({"title": T[1]}) + "\n") == T[:2] and not parser.list_ended
-    assert parser.feed("\n") == [] and parser.list_ended
+    assert parser.feed("\n") == [] and not parser.list_ended  # (a blank line between objects: they may go on)
+    assert parser.feed(json.dumps({"title": T[2]}) + "\n") == T[2:]
+    assert parser.feed("Hope this helps.\n") == [] and parser.list_ended
 
 
 def test_definition_and_yaml_decisions() -> None:
