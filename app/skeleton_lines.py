@@ -25,8 +25,8 @@ _NUMBER = re.compile(
     r"|[\u2460-\u249b\u2776-\u2793\U0001f51f][.)\u3001]?(?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
-    # Unicode Roman numerals ("Ⅱ. T"), Korean "1단계: T" ("step 1") and "1번. T" ("number 1")
-    r"|[\u2160-\u216b\u2170-\u217b][.)\u3001\uff0e](?=\s|[^\W\d_])|\d{1,2}\s?(?:\ub2e8\uacc4|\ubc88)[.:)]?(?=\s|\*\*|__)"
+    # Unicode Roman numerals ("Ⅱ. T"), Korean "1단계: T" ("step 1") and "1번. T" ("number 1"; "1번 출구" is prose)
+    r"|[\u2160-\u216b\u2170-\u217b][.)\u3001\uff0e](?=\s|[^\W\d_])|\d{1,2}\s?(?:\ub2e8\uacc4[.:)]?|\ubc88[.:)])(?=\s|\*\*|__)"
     # an arrow after the number ("1 -> T", "1 => T", "1 → T"; not "1 -> 2"), reStructuredText's auto-numbered "#.",
     # the number sign ("№1. T") and ordinal indicators ("1º T", "2ª) T", "1°) T"; not "20° outside")
     r"|\d{1,2}\s?(?:->|=>|\u2192|\u21d2)(?=\s+[^\d\s])|#\.(?=\s)|\u2116\s?\d{1,2}[.):]?(?=\s)"

@@ -167,6 +167,9 @@ def test_new_number_marks_stay_out_of_prose() -> None:
     assert parse_skeleton("1 -> 2 is a transition.\nIt is common.\n") == []
     assert parse_skeleton("20\u00b0 outside today.\nStay warm.\n") == []
     assert parse_skeleton("1-on-1 meetings help.\n2-3 hours is enough.\n") == []  # (a dash right after a digit)
+    assert (
+        parse_skeleton("1\ubc88 \ucd9c\uad6c\ub85c \ub098\uac00\uc138\uc694.\n") == []
+    )  # "take exit 1": 번 needs a mark
     assert parse_skeleton("- email: the address\n- phone: the number\n") == ["email", "phone"]
     assert parse_skeleton("- **Step 1**\n- **Step 2**\n") == ["Step 1", "Step 2"]  # a label alone is the title
     # under a numbered item a bulleted keyword label stays its sub-item
