@@ -22,7 +22,7 @@ _NUMBER = re.compile(
     r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
     r"|\d{1,2}(?:\*\*|__)?\s?[-\u2013\u2014](?=\s|\*\*|__)|\d{1,2}\s?\.[-\u2013\u2014](?=\s|\*\*|__|[^\W\d_])"
     r"|#\d{1,2}[.):]?(?=\s)"
-    r"|[\u2460-\u249b\u2776-\u2793\U0001f51f][.)\u3001]?(?=\s|[^\W\d_])"
+    r"|[\u2460-\u249b\u24eb-\u24fe\u2776-\u2793\u3220-\u3229\u3280-\u3289\U0001f51f][.)\u3001]?(?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
     # Unicode Roman numerals ("Ⅱ. T"), Korean "1단계: T" ("step 1") and "1번. T" ("number 1"; "1번 출구" is prose)
@@ -63,7 +63,7 @@ _KEYWORD = re.compile(
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\ufe0f?\u20e3|\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
-    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
+    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—|](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # Ordinal words that number lines, by their number (0: "Finally", the next one): English, Spanish, Portuguese,
@@ -112,7 +112,7 @@ def _alternation(words: tuple[str, ...]) -> str:
 # T", "First step: T", "1st: T", "Erstens, T", "Во-первых, T"; "Finally, T" the next; Chinese "首先，" "其次，"
 # "再次，" "最后，", Japanese "第一に、"): a separator must follow it ("First things first" is prose).
 _ORDINAL = re.compile(
-    rf"(?:#{{1,6}}\s+)?(\*\*|__)?(?:(?i:({_alternation(_ORDINAL_WORDS)})(?:\s+[A-Za-z]{{2,12}})?|(\d{{1,2}})(?:st|nd|rd|th))"
+    rf"(?:#{{1,6}}\s+)?(\*\*|__)?(?:(?i:({_alternation(_ORDINAL_WORDS)})|(\d{{1,2}})(?:st|nd|rd|th))(?:\s+[A-Za-z]{{2,12}})?"
     r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
     rf"|({_alternation(_HAN_ORDINAL_WORDS)})(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
 )
@@ -148,7 +148,7 @@ _DECORATION = re.compile(
 # ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items; so do
 # Cyrillic and Korean letters ("а)", "가."), LaTeX's "\item T", an em dash ("— T") and the Japanese "・T".
 _BULLET = re.compile(
-    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
+    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2219\u2981\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
     r"\ufe0f?|\(?(?:[a-zA-Z\u0430-\u044f]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3})"
     r"|[\uac00\ub098\ub2e4\ub77c\ub9c8\ubc14\uc0ac\uc544\uc790\ucc28\uce74\ud0c0\ud30c\ud558])[.)]"
     r"|\\item(?:\[[^\]]*\])?)\s+|[\u30fb\uff65]\s*)(?:\[[ xX]\]\s+)?"
@@ -182,7 +182,7 @@ _QUOTES = dict(zip("\"\u201c'\u2018\u300c\u300e", "\"\u201d'\u2019\u300d\u300f",
 # label ("Pros:").
 _LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*)|([^\W\d_a-z][^\W\d_]*(?:[ '’-][^\W\d_]+){0,4}):)$")
 # A letter that numbers a heading or a bold label ("## A. Diet", "**B.** Sleep", "**C) Rest**"): not the title.
-_LETTER = re.compile(r"[A-Za-z][.)](?:\s+|$)")
+_LETTER = re.compile(r"\(?[A-Za-z][.)](?:\s+|$)")
 # A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
 _GENERIC = re.compile(
     r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
@@ -252,7 +252,7 @@ _HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
 TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?\s*\|")
 _ROW_NUMBER = re.compile(
     r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?|(?:\d\ufe0f?\u20e3)+"
-    r"|[\u2460-\u249b\u2776-\u2793\U0001f51f]"
+    r"|[\u2460-\u249b\u24eb-\u24fe\u2776-\u2793\u3220-\u3229\u3280-\u3289\U0001f51f]"
 )
 
 

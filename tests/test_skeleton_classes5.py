@@ -41,6 +41,16 @@ ANSWERS = [
     pytest.param("".join(f"{c}. {t}\n" for c, t in zip("①②③", T, strict=True)), T, id="circled-dot"),
     pytest.param(_lines("{n}\u00b0) {t}", T), T, id="degree-paren"),
     pytest.param(_lines("{n}\u00aa) {t}", T), T, id="indicator-paren"),
+    # more circled numbers (double circled "⓵", negative "⓫", parenthesized and circled ideographs "㈠" "㊀"), the
+    # bullet operator "∙", a letter in parentheses numbering a bold label ("**(a)** T")
+    pytest.param("".join(f"{c} {t}\n" for c, t in zip("\u24f5\u24f6\u24f7", T, strict=True)), T, id="double-circled"),
+    pytest.param("".join(f"{c} {t}\n" for c, t in zip("\u3220\u3221\u3222", T, strict=True)), T, id="paren-ideograph"),
+    pytest.param("".join(f"{c}{t}\n" for c, t in zip("\u3280\u3281\u3282", T, strict=True)), T, id="circled-ideograph"),
+    pytest.param(_lines("\u2219 {t}", T), T, id="bullet-operator"),
+    pytest.param("".join(f"**({c})** {t}\n" for c, t in zip("abc", T, strict=True)), T, id="bold-paren-letter"),
+    # a keyword label with a spaced pipe after its number ("Step 1 | T"); an ordinal number with a noun ("1st Step: T")
+    pytest.param(_lines("Step {n} | {t}", T), T, id="kw-pipe"),
+    pytest.param("".join(f"{o} Step: {t}\n" for o, t in zip(["1st", "2nd", "3rd"], T, strict=True)), T, id="1st-step"),
     # keyword labels in German ("Nr. 1:"), Vietnamese, Indonesian and Japanese
     pytest.param(_lines("Nr. {n}: {t}", T), T, id="kw-nr"),
     pytest.param(_lines("B\u01b0\u1edbc {n}: {t}", T), T, id="kw-vietnamese"),
