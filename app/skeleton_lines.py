@@ -17,7 +17,7 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # (a dash before a space), "1.- " or "1.-T" (as Spanish answers write it), "#1 " or "#1. ", "1\\. " (escaped), "II."
 # (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①", "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and
 # Japanese forms (below), or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1
-# (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:").
+# (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:", "[Step 1] T", "Step 1 | T").
 _NUMBER = re.compile(
     r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
     r"|\d{1,2}(?:\*\*|__)?\s?[-\u2013\u2014](?=\s|\*\*|__)|\d{1,2}\s?\.[-\u2013\u2014](?=\s|\*\*|__|[^\W\d_])"
@@ -48,7 +48,7 @@ _YAML_TITLE = re.compile(r"(?:title|point|heading|topic|name|label|step|tip|idea
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
-    r"(?:(?:Key|Main|Pro|Bonus|Top|Core|Action|Quick|Final|Extra|Golden|Essential|Important|Practical|Daily|Big)\s+)?"
+    r"\[?(?:(?:Key|Main|Pro|Bonus|Top|Core|Action|Quick|Final|Extra|Golden|Essential|Important|Practical|Daily|Big)\s+)?"
     r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
     r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
@@ -63,7 +63,7 @@ _KEYWORD = re.compile(
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\ufe0f?\u20e3|\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
-    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—|](?=\s|\*\*|__))"
+    r"\s*(?:(?:\]:?|[:.)\uff1a])(?!\d)|\s[-–—|](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # Ordinal words that number lines, by their number (0: "Finally", the next one): English, Spanish, Portuguese,

@@ -50,6 +50,8 @@ ANSWERS = [
     pytest.param("".join(f"**({c})** {t}\n" for c, t in zip("abc", T, strict=True)), T, id="bold-paren-letter"),
     # a keyword label with a spaced pipe after its number ("Step 1 | T"); an ordinal number with a noun ("1st Step: T")
     pytest.param(_lines("Step {n} | {t}", T), T, id="kw-pipe"),
+    pytest.param(_lines("[Step {n}] {t}", T), T, id="kw-brackets"),
+    pytest.param(_lines("**[Tip {n}]:** {t}", T), T, id="kw-brackets-bold-colon"),
     pytest.param("".join(f"{o} Step: {t}\n" for o, t in zip(["1st", "2nd", "3rd"], T, strict=True)), T, id="1st-step"),
     # keyword labels in German ("Nr. 1:"), Vietnamese, Indonesian and Japanese
     pytest.param(_lines("Nr. {n}: {t}", T), T, id="kw-nr"),
