@@ -41,10 +41,11 @@ _NUMBER = re.compile(
 )
 _ROMAN_MARKER = re.compile(r"(?:[IVX]+|[\u2160-\u216b])[.)\u3001\uff0e]")
 # A bullet that opens a YAML map with its title ("- title: T", "- name: 'T'", as a model asked for YAML writes
-# a list of points): the value is the title, not the key.
+# a list of points): the value is the title, not the key; or with a number key ("- id: 1"): the title is on a line
+# under it, as under a number alone on its line.
+_YAML_TITLE = re.compile(r"(?:title|point|heading|topic|name|label|step|tip|idea)\s*:\s+(\S.*)")
 _YAML_NUMBER = re.compile(r"(?:id|number|no|index|n|point|step|rank|order)\s*:\s*\d{1,2}")
 _DEFINITION = re.compile(r"[:~][ \t]+\S")  # a definition under its term ("Term" then ": text")
-_YAML_TITLE = re.compile(r"(?:title|point|heading|topic|name|label|step|tip|idea)\s*:\s+(\S.*)")
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
