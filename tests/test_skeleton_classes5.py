@@ -179,9 +179,8 @@ def test_new_number_marks_stay_out_of_prose() -> None:
     assert parse_skeleton("1 -> 2 is a transition.\nIt is common.\n") == []
     assert parse_skeleton("20\u00b0 outside today.\nStay warm.\n") == []
     assert parse_skeleton("1-on-1 meetings help.\n2-3 hours is enough.\n") == []  # (a dash right after a digit)
-    assert (
-        parse_skeleton("1\ubc88 \ucd9c\uad6c\ub85c \ub098\uac00\uc138\uc694.\n") == []
-    )  # "take exit 1": 번 needs a mark
+    exit_1 = "1\ubc88 \ucd9c\uad6c\ub85c \ub098\uac00\uc138\uc694.\n"  # "take exit 1": 번 needs a mark after it
+    assert parse_skeleton(exit_1) == []
     assert parse_skeleton("- email: the address\n- phone: the number\n") == ["email", "phone"]
     assert parse_skeleton("- **Step 1**\n- **Step 2**\n") == ["Step 1", "Step 2"]  # a label alone is the title
     # under a numbered item a bulleted keyword label stays its sub-item
@@ -215,8 +214,8 @@ def test_json_comment_and_lines_decisions() -> None:
 
 def test_definition_and_yaml_decisions() -> None:
     """A ": " line under text makes it a term only as a definition (a colon inside prose does not); a number key
-    with no title under it gives no point; the early stop after a definition list waits for a closing as after
-    any list (its terms are text between items: none)."""
+    with no title under it gives no point; a definition list never sets the early stop, even after a closing (its
+    terms are read as text between items first, which makes it a loose list: a known limit)."""
     assert parse_skeleton("Sleep is vital.\n\nIt has many roles: memory, mood.\n") == []
     assert parse_skeleton("- id: 1\n- id: 2\n") == []
     # (bold terms were read before: as bold labels, which they stay)
