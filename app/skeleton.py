@@ -27,6 +27,7 @@ from sotrag.app.skeleton_lines import (
     REFERENCES,
     SUB_NUMBER,
     THEMATIC_BREAK,
+    XML_ITEM,
     body_title,
     clean_title,
     definition_term,
@@ -316,7 +317,7 @@ class SkeletonParser:
             self._item(self._base_indent or 0, "num", title)
         if is_row:
             return
-        if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
+        if stripped.startswith("<") and not XML_ITEM.fullmatch(stripped):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         if opened := LIST_OPENED.search(stripped):
             self._html.open.append(opened.group(1).lower())

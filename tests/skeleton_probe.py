@@ -350,6 +350,10 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("prose-korean-exit", "1\ubc88 \ucd9c\uad6c\ub85c \ub098\uac00\uc138\uc694.\n", []),
     ("prose-degrees", "20\u00b0 outside today.\nStay warm.\n", []),
     ("prose-1st-place", "1st place: the red team.\nThey won easily.\n", []),
+    ("xml-points", "<points>\n" + _n("  <point>{t}</point>") + "</points>\n", T),
+    ("xml-steps", _n('<step n="{n}">{t}</step>'), T),
+    ("claude-xml-wrapper", "<skeleton>\n" + _n("{n}. {t}") + "</skeleton>\n", T),
+    ("prose-html-paragraphs", "<p>Sleep is vital.</p>\n<p>Rest well.</p>\n", []),
     # --- prose that must stay prose ---
     ("prose-plain", "Sleep is important. Go to bed at the same time every day.\n\nAvoid screens late.\n", []),
     (

@@ -112,6 +112,13 @@ ANSWERS = [
         T,
         id="jsonl-preamble-closing",
     ),
+    # items written as XML elements, one a line (a wrapper element is no text)
+    pytest.param("<points>\n" + _lines("  <point>{t}</point>", T) + "</points>\n", T, id="xml-points"),
+    pytest.param(
+        _lines('<step n="{n}">{t}: why it helps</step>', T) + "\nHope this helps.\nGood night!\n",
+        T,
+        id="xml-steps-closing",
+    ),
     # "The first step is to ..." sentences: an ordinal list (from its third item, as "First, ..." lines)
     pytest.param(
         "The first step is to keep a consistent schedule. It anchors the body clock.\n\n"
@@ -218,6 +225,7 @@ def test_definition_and_yaml_decisions() -> None:
     terms are read as text between items first, which makes it a loose list: a known limit)."""
     assert parse_skeleton("Sleep is vital.\n\nIt has many roles: memory, mood.\n") == []
     assert parse_skeleton("- id: 1\n- id: 2\n") == []
+    assert parse_skeleton("<p>Sleep is vital.</p>\n<title>Sleep</title>\n") == []  # (not item elements)
     # (bold terms were read before: as bold labels, which they stay)
     check_read_whole_and_streamed(_lines("**{t}**\n~ Why it helps.", T, "\n\n"), T)
     parser = SkeletonParser()
