@@ -48,7 +48,7 @@ _YAML_NUMBER = re.compile(r"(?:id|number|no|index|n|point|step|rank|order)\s*:\s
 _DEFINITION = re.compile(r"[:~][ \t]+\S")  # a definition under its term ("Term" then ": text")
 # An item written as an XML element alone on its line ("<point>T</point>", "<step n="2">T</step>", as a model asked
 # for XML writes a list; a wrapper such as "<points>" is no text).
-XML_ITEM = re.compile(r"<(point|item|step|tip|idea|section|topic|entry)\b[^<>]*>(.*?\S.*?)</\1\s*>", re.IGNORECASE)
+XML_ITEM = re.compile(r"<(point|item|step|tip|idea|section|topic|entry)\b[^<>]*>(.+?)</\1\s*>", re.IGNORECASE)
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
@@ -351,7 +351,7 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     s = line.strip()
     if _NUMBER_ALONE.fullmatch(s):
         return "num", "", ""
-    if xml := XML_ITEM.fullmatch(s):
+    if (xml := XML_ITEM.fullmatch(s)) and xml.group(2).strip():
         return "num", body_title(_HTML_ANY.sub(" ", _HTML_STRONG.sub("**", xml.group(2)))), "xml"
     heading = _HEADING.match(s)
     if heading:
