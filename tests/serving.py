@@ -39,30 +39,28 @@ def free_port() -> int:
 
 def server_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(
-        {
-            "VLLM_CPU_KVCACHE_SPACE": "1",
-            "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "SOTRAG_ENGINE__MAX_MODEL_LEN": str(MAX_MODEL_LEN),
-            "SOTRAG_ENGINE__MAX_NUM_SEQS": "32",
-            "SOTRAG_ENGINE__ENFORCE_EAGER": "true",
-            "SOTRAG_ENGINE__KV_CACHE_GIB": "0.5",
-            "SOTRAG_ENGINE__EXTRA": f'{{"block_size": {TEST_BLOCK_SIZE}, "seed": 0}}',
-            "SOTRAG_SAMPLING__TEMPERATURE": "1.0",
-            "SOTRAG_SAMPLING__SEED": "1234",
-            "SOTRAG_SAMPLING__SKELETON_MAX_TOKENS": "512",
-            "SOTRAG_SAMPLING__POINT_MAX_TOKENS": str(POINT_MAX_TOKENS),
-            "SOTRAG_SAMPLING__POINT_MIN_TOKENS": "100000",
-            "SOTRAG_SAMPLING__NORMAL_MAX_TOKENS": str(NORMAL_MAX_TOKENS),
-            "SOTRAG_SAMPLING__NORMAL_MIN_TOKENS": "100000",
-            "SOTRAG_SOT__MIN_POINTS": "3",
-            "SOTRAG_SOT__MAX_POINTS": "4",
-            "SOTRAG_SOT__MIN_WORDS": "2",
-            "SOTRAG_SOT__MAX_WORDS": "4",
-        }
-    )
+    env.update({
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "SOTRAG_ENGINE__MAX_MODEL_LEN": str(MAX_MODEL_LEN),
+        "SOTRAG_ENGINE__MAX_NUM_SEQS": "32",
+        "SOTRAG_ENGINE__ENFORCE_EAGER": "true",
+        "SOTRAG_ENGINE__KV_CACHE_GIB": "0.5",
+        "SOTRAG_ENGINE__EXTRA": f'{{"block_size": {TEST_BLOCK_SIZE}, "seed": 0}}',
+        "SOTRAG_SAMPLING__TEMPERATURE": "1.0",
+        "SOTRAG_SAMPLING__SEED": "1234",
+        "SOTRAG_SAMPLING__SKELETON_MAX_TOKENS": "512",
+        "SOTRAG_SAMPLING__POINT_MAX_TOKENS": str(POINT_MAX_TOKENS),
+        "SOTRAG_SAMPLING__POINT_MIN_TOKENS": "100000",
+        "SOTRAG_SAMPLING__NORMAL_MAX_TOKENS": str(NORMAL_MAX_TOKENS),
+        "SOTRAG_SAMPLING__NORMAL_MIN_TOKENS": "100000",
+        "SOTRAG_SOT__MIN_POINTS": "3",
+        "SOTRAG_SOT__MAX_POINTS": "4",
+        "SOTRAG_SOT__MIN_WORDS": "2",
+        "SOTRAG_SOT__MAX_WORDS": "4",
+    })
     env.pop("SOTRAG_INDEX_DIR", None)
     return env
 
@@ -90,11 +88,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def run_server(
-    model_dir: Path,
-    workdir: Path,
-    *,
-    index_dir: Path | None,
-    extra_args: tuple[str, ...] = (),
+    model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> Iterator[ServerProcess]:
     """``sotrag serve`` in ``workdir``; yields once ``/readyz`` says ready; stops it (SIGTERM, then SIGKILL)."""
@@ -108,11 +102,7 @@ def run_server(
 
 
 def spawn_server(
-    model_dir: Path,
-    workdir: Path,
-    *,
-    index_dir: Path | None,
-    extra_args: tuple[str, ...] = (),
+    model_dir: Path, workdir: Path, *, index_dir: Path | None, extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start ``sotrag serve`` on a free port in ``workdir`` (log in ``server-PORT.log``); returns at once."""
@@ -122,7 +112,9 @@ def spawn_server(
     args += list(extra_args)
     log_path = workdir / f"server-{port}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=workdir, env=env or server_env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, cwd=workdir, env=env or server_env(), stdout=log, stderr=subprocess.STDOUT
+        )
     return ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
 
 

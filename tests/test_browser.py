@@ -57,14 +57,8 @@ def page(server: ServerProcess) -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
         )
         pg = browser.new_page(viewport={"width": 1400, "height": 1100})
         pg.console_errors = []

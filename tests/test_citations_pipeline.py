@@ -17,21 +17,10 @@ from tests.fakes import ListRetriever, Pieces, ScriptedEngine
 
 QUESTION = "How do I keep a FastAPI app secure?"
 PASSAGES = [
-    Passage(
-        text="Use HTTPS everywhere [7] and keep keys out of code.",
-        source="security.md",
-        heading="HTTPS",
-        score=0.9,
-        chunk_id="c1",
-    ),
-    Passage(
-        text="OAuth2 with password flow and bearer tokens.",
-        source="oauth.pdf",
-        heading="",
-        score=0.8,
-        chunk_id="c2",
-        metadata={"page": 3},
-    ),
+    Passage(text="Use HTTPS everywhere [7] and keep keys out of code.", source="security.md", heading="HTTPS",
+            score=0.9, chunk_id="c1"),
+    Passage(text="OAuth2 with password flow and bearer tokens.", source="oauth.pdf", heading="", score=0.8,
+            chunk_id="c2", metadata={"page": 3}),
 ]
 SKELETON = "1. Use HTTPS [1]\n2. Check tokens [9]\n3. Rotate keys\n"
 POINTS = {

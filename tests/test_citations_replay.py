@@ -64,10 +64,7 @@ async def test_replayed_markers_become_checked_citations_on_every_surface(replay
     try:
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1", timeout=300)
         client = openai.AsyncOpenAI(
-            base_url="http://127.0.0.1/v1",
-            api_key="unused",
-            max_retries=0,
-            http_client=http,  # type: ignore[arg-type]
+            base_url="http://127.0.0.1/v1", api_key="unused", max_retries=0, http_client=http  # type: ignore[arg-type]
         )
         completion = await client.chat.completions.create(
             model="sotrag-sot", messages=[{"role": "user", "content": CITED_QUESTION}]

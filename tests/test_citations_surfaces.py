@@ -59,16 +59,16 @@ def test_rest_json_sse_openai_and_library_give_the_same_citations(client: TestCl
     assert final["citations"] == whole["citations"] and final["answer"] == whole["answer"]
 
     openai = OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client)
-    completion = openai.chat.completions.create(model="sotrag-sot", messages=[{"role": "user", "content": QUESTION}])
+    completion = openai.chat.completions.create(
+        model="sotrag-sot", messages=[{"role": "user", "content": QUESTION}]
+    )
     extension = (completion.model_extra or {})["sotrag"]
     assert without_nulls(extension["citations"]) == without_nulls(whole["citations"])
     assert [numbers(p["citations"]) for p in extension["points"]] == EXPECTED
     assert completion.choices[0].message.content == whole["answer"]  # the markers users see, checked
-    chunks = list(
-        openai.chat.completions.create(
-            model="sotrag-sot", messages=[{"role": "user", "content": QUESTION}], stream=True
-        )
-    )
+    chunks = list(openai.chat.completions.create(
+        model="sotrag-sot", messages=[{"role": "user", "content": QUESTION}], stream=True
+    ))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed.strip() == whole["answer"]
     last = [c for c in chunks if (c.model_extra or {}).get("sotrag")][-1]

@@ -45,7 +45,9 @@ async def test_ngram_speculative_decoding_passes_through(tiny_model_dir: Path) -
 
 
 @pytest.mark.engine
-async def test_parallel_options_reach_async_engine_args(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_parallel_options_reach_async_engine_args(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``VLLMEngine.create`` hands the parallelism to ``AsyncLLM.from_engine_args`` (stopped there: this machine
     has no 8 devices), and a start failure is an ``EngineError``."""
     from vllm.v1.engine.async_llm import AsyncLLM

@@ -16,22 +16,8 @@ from sotrag.app.engines.base import GenerationRequest, SamplingOptions
 from sotrag.app.engines.vllm import VLLMEngine, seeds_are_safe
 
 WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "the",
-    "lazy",
-    "dog",
-    "keep",
-    "a",
-    "regular",
-    "schedule",
-    "avoid",
-    "caffeine",
-    "late",
+    "the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog",
+    "keep", "a", "regular", "schedule", "avoid", "caffeine", "late",
 ]
 
 

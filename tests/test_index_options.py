@@ -11,23 +11,13 @@ from sotrag.retrieval.index import DocumentIndex, IndexOptions, SearchConfig
 def test_options_and_keywords_open_the_same_index(tmp_path: Path) -> None:
     chunking = ChunkingConfig(chunk_size=300, chunk_overlap=30)
     options = IndexOptions(
-        index_type="flat",
-        search_config=SearchConfig(mode="dense"),
-        chunking=chunking,
-        max_file_bytes=4000,
-        auto_threshold=7,
-        batch_chunks=3,
+        index_type="flat", search_config=SearchConfig(mode="dense"), chunking=chunking, max_file_bytes=4000,
+        auto_threshold=7, batch_chunks=3,
     )
     by_options = DocumentIndex.open(tmp_path / "a", create=True, options=options)
     by_keywords = DocumentIndex.open(
-        tmp_path / "b",
-        create=True,
-        index_type="flat",
-        search_config=SearchConfig(mode="dense"),
-        chunking=chunking,
-        max_file_bytes=4000,
-        auto_threshold=7,
-        batch_chunks=3,
+        tmp_path / "b", create=True, index_type="flat", search_config=SearchConfig(mode="dense"), chunking=chunking,
+        max_file_bytes=4000, auto_threshold=7, batch_chunks=3,
     )
     for idx in (by_options, by_keywords):
         with idx:

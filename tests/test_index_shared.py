@@ -44,12 +44,8 @@ def test_a_reader_sees_the_writer_processs_new_generations(tmp_path: Path) -> No
     reader = DocumentIndex.open(index_dir, create=True)  # this test process is the reader replica
     reader.ingest([docs / "roses.md"])
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(index_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [sys.executable, "-c", WRITER, str(index_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     try:
         _ask(writer, "")  # started

@@ -44,7 +44,6 @@ async def test_an_idle_loop_has_no_lag_and_a_blocked_one_does() -> None:
 def test_a_loop_that_is_not_running_reports_nothing() -> None:
     lag = LoopLag()
     loop = asyncio.new_event_loop()
-
     async def start() -> None:
         lag.watch()
         await asyncio.sleep(0.02)

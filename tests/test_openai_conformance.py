@@ -29,11 +29,7 @@ QUESTION = "What are good ways to sleep better at night?"
 USER = [{"role": "user", "content": QUESTION}]
 SETTINGS = Settings(
     sampling=SamplingConfig(
-        temperature=0.0,
-        skeleton_max_tokens=512,
-        point_max_tokens=12,
-        point_min_tokens=12,
-        normal_max_tokens=24,
+        temperature=0.0, skeleton_max_tokens=512, point_max_tokens=12, point_min_tokens=12, normal_max_tokens=24,
     ),
     sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
 )
@@ -112,19 +108,8 @@ async def test_invalid_values_get_422(idle_client: httpx.AsyncClient, fields: di
 async def test_neutral_values_pass_to_the_engine(idle_client: httpx.AsyncClient) -> None:
     """Defaults a client sends anyway (LangChain, LlamaIndex) are not refused: here they reach the (not started)
     engine's 503."""
-    body = chat(
-        tool_choice="none",
-        logprobs=False,
-        presence_penalty=0,
-        frequency_penalty=0.0,
-        seed=3,
-        top_p=0.9,
-        stop=None,
-        response_format={"type": "text"},
-        user="me",
-        parallel_tool_calls=True,
-        n=1,
-    )
+    body = chat(tool_choice="none", logprobs=False, presence_penalty=0, frequency_penalty=0.0, seed=3, top_p=0.9,
+                stop=None, response_format={"type": "text"}, user="me", parallel_tool_calls=True, n=1)
     r = await idle_client.post("/v1/chat/completions", json=body)
     assert r.status_code == 503, r.text
 
@@ -200,7 +185,7 @@ async def test_stop_is_honoured_in_normal_mode(client: httpx.AsyncClient) -> Non
     full = (await client.post("/v1/chat/completions", json=chat())).json()
     text = full["choices"][0]["message"]["content"]
     cut = next(i for i in range(len(text) // 3, len(text)) if not text[i].isspace())
-    stop = text[cut : cut + 2]
+    stop = text[cut:cut + 2]
     at = text.index(stop)  # its first place in the answer
     for model in ("sotrag-normal", "sotrag-auto"):
         r = await client.post("/v1/chat/completions", json=chat(model=model, stop=[stop, "never seen"]))
@@ -212,12 +197,8 @@ async def test_stop_is_honoured_in_normal_mode(client: httpx.AsyncClient) -> Non
 
 @pytest.mark.engine
 async def test_response_format_json_schema_is_honoured(client: httpx.AsyncClient) -> None:
-    schema = {
-        "type": "object",
-        "properties": {"ok": {"type": "boolean"}},
-        "required": ["ok"],
-        "additionalProperties": False,
-    }
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
     body = chat(max_tokens=64, response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
     r = await client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.text
@@ -233,10 +214,7 @@ async def test_response_format_json_schema_is_honoured(client: httpx.AsyncClient
 async def test_openai_client_chat_and_completions(app: Any) -> None:
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=300)
     oa = openai.AsyncOpenAI(
-        base_url=f"{BASE}/v1",
-        api_key="unused",
-        max_retries=0,
-        http_client=http,  # type: ignore[arg-type]
+        base_url=f"{BASE}/v1", api_key="unused", max_retries=0, http_client=http  # type: ignore[arg-type]
     )
     completion = await oa.completions.create(model="sotrag-normal", prompt=QUESTION, max_tokens=4)
     assert Completion.model_validate(completion.model_dump(), strict=True).choices[0].finish_reason == "length"
@@ -248,9 +226,7 @@ async def test_openai_client_chat_and_completions(app: Any) -> None:
     assert text.startswith("1. ") and pieces[-1].choices[0].finish_reason == "length"
     with pytest.raises(openai.BadRequestError) as refused:
         await oa.chat.completions.create(
-            model="sotrag-normal",
-            messages=USER,
-            tools=[WEATHER_TOOL],  # type: ignore[arg-type, list-item]
+            model="sotrag-normal", messages=USER, tools=[WEATHER_TOOL]  # type: ignore[arg-type, list-item]
         )
     assert refused.value.param == "tools"
     await http.aclose()
@@ -267,14 +243,8 @@ async def test_langchain_chat_openai_and_bind_tools(app: Any) -> None:
         return "sunny"
 
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=300)
-    llm = ChatOpenAI(
-        model="sotrag-normal",
-        base_url=f"{BASE}/v1",
-        api_key="unused",
-        max_retries=0,  # type: ignore[arg-type, call-arg]
-        http_async_client=http,
-        max_tokens=4,
-    )
+    llm = ChatOpenAI(model="sotrag-normal", base_url=f"{BASE}/v1", api_key="unused", max_retries=0,  # type: ignore[arg-type, call-arg]
+                     http_async_client=http, max_tokens=4)
     reply = await llm.ainvoke(QUESTION)
     assert reply.content and reply.response_metadata["finish_reason"] == "length"
     streamed = [chunk async for chunk in llm.astream(QUESTION)]
@@ -295,9 +265,8 @@ async def test_langchain_chat_openai_and_bind_tools(app: Any) -> None:
 async def test_llamaindex_openai_like_with_its_defaults(app: Any) -> None:
     openai_like = pytest.importorskip("llama_index.llms.openai_like", reason="pip install sotrag[llamaindex]")
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=300)
-    llm = openai_like.OpenAILike(
-        model="sotrag-normal", api_base=f"{BASE}/v1", api_key="unused", max_retries=0, async_http_client=http
-    )
+    llm = openai_like.OpenAILike(model="sotrag-normal", api_base=f"{BASE}/v1", api_key="unused", max_retries=0,
+                                 async_http_client=http)
     assert not llm.metadata.is_chat_model  # its default: the legacy /v1/completions route
     reply = await llm.acomplete(QUESTION)
     assert reply.text

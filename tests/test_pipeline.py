@@ -113,9 +113,7 @@ async def test_points_finishing_out_of_order_keep_their_numbers() -> None:
     events, result = await collect(pipeline)
     assert [e.index for e in events if isinstance(e, PointDone)] == [3, 2, 1]
     assert [(e.index, e.text) for e in events if isinstance(e, PointDone)] == [
-        (3, " fast third."),
-        (2, " middle."),
-        (1, " slow first."),
+        (3, " fast third."), (2, " middle."), (1, " slow first.")
     ]
     assert result.answer == (
         "1. Point number one slow first.\n2. Point number two middle.\n3. Point number three fast third."
@@ -232,7 +230,8 @@ async def test_cancelling_the_stream_ends_every_point_task(how: str) -> None:
     """A consumer that stops reading (closes the stream, or its task is cancelled) ends every point's request:
     each stream is closed before its end, none is left open."""
     engine = ScriptedEngine({**DEFAULT_SCRIPT, "point": " word" * 400}, delay_s=0.001)
-    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING.model_copy(update={"point_max_tokens": 400}), sot=sot(5)))
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING.model_copy(update={"point_max_tokens": 400}),
+                                            sot=sot(5)))
     stop = await read_until_a_point(pipeline, how, timeout_s=30)
     assert engine.num_unfinished_requests() == 5
     await stop()
@@ -253,7 +252,8 @@ async def test_a_failing_point_request_ends_the_answer_and_its_other_points() ->
         return " word" * 300 if stage.startswith("point") else DEFAULT_SCRIPT["skeleton"]
 
     engine = ScriptedEngine(script, delay_s=0.001)
-    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING.model_copy(update={"point_max_tokens": 300}), sot=sot(3)))
+    pipeline = SoTPipeline(engine, Settings(sampling=SAMPLING.model_copy(update={"point_max_tokens": 300}),
+                                            sot=sot(3)))
     with pytest.raises(EngineError, match="lost point 2"):
         await collect(pipeline)
     assert engine.num_unfinished_requests() == 0
@@ -492,15 +492,8 @@ async def test_stream_interval_coalesces_point_and_normal_deltas_not_the_skeleto
     (fewer deltas for the event loop to handle), the skeleton still token by token (its lines are acted on as
     they end); no token is lost."""
     n, interval = 16, 4
-    sampling = SAMPLING.model_copy(
-        update={
-            "point_max_tokens": n,
-            "point_min_tokens": n,
-            "normal_max_tokens": n,
-            "normal_min_tokens": n,
-            "stream_interval": interval,
-        }
-    )
+    sampling = SAMPLING.model_copy(update={"point_max_tokens": n, "point_min_tokens": n, "normal_max_tokens": n,
+                                           "normal_min_tokens": n, "stream_interval": interval})
     recording = DeltaRecordingEngine(engine)
     pipeline = SoTPipeline(recording, Settings(sampling=sampling, sot=sot(3)))
     _, result = await collect(pipeline)
@@ -512,14 +505,12 @@ async def test_stream_interval_coalesces_point_and_normal_deltas_not_the_skeleto
     assert sorted(by_stage) == ["normal", "point", "skeleton"], recording.deltas
     # AsyncLLM merges the deltas a slow reader has not taken yet (RequestOutputCollector), so on a busy machine
     # a delta may carry two tokens; token by token still means far more deltas than `interval` would allow.
-    assert all(sum(sizes) >= 8 and len(sizes) > 2 + sum(sizes) // interval for sizes in by_stage["skeleton"]), by_stage[
-        "skeleton"
-    ]
+    assert all(sum(sizes) >= 8 and len(sizes) > 2 + sum(sizes) // interval
+               for sizes in by_stage["skeleton"]), by_stage["skeleton"]
     for sizes in by_stage["point"] + by_stage["normal"]:
         # The first token comes at once, then deltas of `interval` (or more, merged as above), then the rest.
         assert sum(sizes) == n and max(sizes) >= interval and len(sizes) <= 2 + n // interval, sizes
     # Each request's options carry it: the points' and the normal answer's, not the skeleton's.
-    intervals = {
-        r.request_id.rsplit("-", 1)[-1].rstrip("0123456789"): r.sampling.stream_interval for r in recording.requests
-    }
+    intervals = {r.request_id.rsplit("-", 1)[-1].rstrip("0123456789"): r.sampling.stream_interval
+                 for r in recording.requests}
     assert intervals == {"skeleton": 1, "point": interval, "normal": interval}

@@ -52,10 +52,7 @@ def servers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def _settings(servers: list[VLLMServer], model_dir: Path) -> Settings:
     return Settings(
         engine=EngineConfig(
-            urls=[s.url for s in servers],
-            model=str(model_dir),
-            max_num_seqs=16,
-            poll_interval_s=0.3,
+            urls=[s.url for s in servers], model=str(model_dir), max_num_seqs=16, poll_interval_s=0.3,
             read_timeout_s=120,
         ),
         # No special token from the random model: its points would otherwise often be all specials, which show
@@ -101,7 +98,6 @@ async def _until_drained(remote: RemoteEngine, quiet_s: float = 1.0, limit_s: fl
     """Wait until this process reads nothing more from its open streams (the servers are frozen): at least
     ``quiet_s`` without a byte or a stream ending. On a starved machine the client can be seconds behind what a
     server had already sent. Reads the engine's open responses (``httpx.Response.num_bytes_downloaded``)."""
-
     def seen() -> tuple[int, int]:
         open_now = list(remote.transport.open_streams.values())
         return len(open_now), sum(r.num_bytes_downloaded for r in open_now)
@@ -350,7 +346,7 @@ class HTTPTap:
             async def tapped() -> AsyncIterator[str]:
                 async for line in lines():
                     data = line[len("data:") :].strip() if line.startswith("data:") else "[DONE]"
-                    for choice in [] if data == "[DONE]" else jsonlib.loads(data).get("choices") or []:
+                    for choice in ([] if data == "[DONE]" else jsonlib.loads(data).get("choices") or []):
                         if choice.get("prompt_token_ids") is not None:
                             self.reported.setdefault(rid, list(choice["prompt_token_ids"]))
                         self.generated.setdefault(rid, []).extend(choice.get("token_ids") or [])
@@ -374,19 +370,9 @@ async def test_stream_interval_reaches_the_server_for_points_and_normal_answers_
     still comes token by token. Every token is still there: the points have their full length."""
     settings = _settings(servers, tiny_model_dir)
     n, interval = 16, 4
-    settings = settings.model_copy(
-        update={
-            "sampling": settings.sampling.model_copy(
-                update={
-                    "stream_interval": interval,
-                    "point_max_tokens": n,
-                    "point_min_tokens": n,
-                    "normal_max_tokens": n,
-                    "normal_min_tokens": n,
-                }
-            )
-        }
-    )
+    settings = settings.model_copy(update={"sampling": settings.sampling.model_copy(
+        update={"stream_interval": interval, "point_max_tokens": n, "point_min_tokens": n,
+                "normal_max_tokens": n, "normal_min_tokens": n})})
     tap = HTTPTap(remote)
     monkeypatch.setattr(remote.transport.client, "stream", tap.stream)
     pipeline = SoTPipeline(remote, settings)
@@ -431,12 +417,10 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
     # point that re-encoded the skeleton text would miss the cache on its output.
     single_chars = [i for i in range(len(tok)) if len(tok.decode([i])) == 1] + [tok.eos_token_id]
     settings = _settings(servers, tiny_model_dir)
-    settings = settings.model_copy(
-        update={
-            "sampling": settings.sampling.model_copy(update={"allowed_token_ids": single_chars, "point_min_tokens": 4}),
-            "sot": SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
-        }
-    )
+    settings = settings.model_copy(update={
+        "sampling": settings.sampling.model_copy(update={"allowed_token_ids": single_chars, "point_min_tokens": 4}),
+        "sot": SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4),
+    })
     server_side = await RemoteEngine.create(settings.engine.model_copy(update={"remote_tokenizer": "server"}))
     try:
         assert (remote.tokenizer_source, server_side.tokenizer_source) == ("local", "server")
@@ -458,10 +442,8 @@ async def test_prompt_ids_keep_content_plain_and_points_continue_the_skeleton(
 
             turns = 1 + 2 * len(HISTORY) + 1  # system, history, question
             expected = {  # (starts, ends) the chat template itself writes for each kind of request
-                "skeleton": (turns + 1, turns),
-                "normal": (turns + 1, turns),
-                "point": (turns + 3, turns + 2),
-                "router": (3, 2),
+                "skeleton": (turns + 1, turns), "normal": (turns + 1, turns),
+                "point": (turns + 3, turns + 2), "router": (3, 2),
             }
             seen = set()
             for rid, ids in tap.sent.items():
@@ -542,11 +524,8 @@ def sotrag_server(
     work = tmp_path_factory.mktemp("serve-remote")
     # Points of at least POINT_MIN_TOKENS tokens (or max_tokens, if less): the random model's points can end
     # at once, faster than a test can stop their server (CI saw that three times in a row).
-    env = {
-        **server_env(),
-        "SOTRAG_SAMPLING__POINT_MIN_TOKENS": str(POINT_MIN_TOKENS),
-        "SOTRAG_LIMITS__MAX_TOKENS": str(LONG_POINT_TOKENS),
-    }
+    env = {**server_env(), "SOTRAG_SAMPLING__POINT_MIN_TOKENS": str(POINT_MIN_TOKENS),
+           "SOTRAG_LIMITS__MAX_TOKENS": str(LONG_POINT_TOKENS)}
     with run_server(tiny_model_dir, work, index_dir=None, extra_args=tuple(urls), env=env) as server:
         yield server
     assert "unexpected error" not in server.log(), server.log()[-3000:]  # no 500 without a clear detail

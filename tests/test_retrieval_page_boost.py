@@ -49,9 +49,8 @@ GUIDE = (
 def test_merge_scope_page_packs_sections_of_different_parents() -> None:
     docs = load_file(Path("guide.md"), GUIDE.encode())
     siblings = split_documents(docs, "markdown", "Guide", ChunkingConfig(chunk_size=1000, min_chunk=1000))
-    page = split_documents(
-        docs, "markdown", "Guide", ChunkingConfig(chunk_size=1000, min_chunk=1000, merge_scope="page")
-    )
+    page = split_documents(docs, "markdown", "Guide", ChunkingConfig(chunk_size=1000, min_chunk=1000,
+                                                                      merge_scope="page"))
     # "Errors" is no sibling of "Usage > Start": only the page scope packs them.
     assert [c.heading for c in siblings] == ["Guide > Usage > Start", "Guide > Errors"]
     assert len(page) == 1 and page[0].heading == "Guide"  # headed by the common path of what was packed
@@ -82,11 +81,8 @@ def test_hybrid_search_is_rrf_then_page_boost(tmp_path: Path) -> None:
     lexical = idx.search(query, k=50, mode="lexical")
     ids = {p.chunk_id: n for n, p in enumerate({p.chunk_id: p for p in dense + lexical}.values())}
     page_of = {ids[p.chunk_id]: p.metadata["doc_id"] for p in dense + lexical}
-    fused = reciprocal_rank_fusion(
-        [[ids[p.chunk_id] for p in dense], [ids[p.chunk_id] for p in lexical]],
-        [cfg.dense_weight, cfg.lexical_weight],
-        cfg.rrf_k,
-    )
+    fused = reciprocal_rank_fusion([[ids[p.chunk_id] for p in dense], [ids[p.chunk_id] for p in lexical]],
+                                   [cfg.dense_weight, cfg.lexical_weight], cfg.rrf_k)
     expected = page_boost(fused, page_of, cfg.page_weight)
     got = idx.search(query, k=5, mode="hybrid")
     by_id = {n: c for c, n in ids.items()}
@@ -132,9 +128,8 @@ def test_cli_search_reads_the_fusion_settings(tmp_path: Path, monkeypatch: pytes
         (folder / name).write_text(text)
     # Sections long enough to stay separate chunks at the default chunking: the page has several candidates.
     filler = " Backups are kept for thirty days and checked weekly by the operator on duty." * 5
-    (folder / "backups.md").write_text(
-        PAGES["backups.md"].replace("\n\n## Restoring", filler + "\n\n## Restoring") + filler
-    )
+    (folder / "backups.md").write_text(PAGES["backups.md"].replace("\n\n## Restoring", filler + "\n\n## Restoring")
+                                       + filler)
     app = typer.Typer()
     register(app)
     runner = CliRunner()

@@ -249,10 +249,9 @@ def test_int8_features_and_probabilities_stay_close_to_the_reference(
     p_fast, p_ref = shipped.model.probabilities(fast), shipped.model.probabilities(ref)
     assert np.abs(p_fast - p_ref).max() < 0.15
     data = read_labels(TINY)  # clear cases: int8 and fp32 features give the same decisions
-    assert (
-        shipped.predict(data.questions).tolist()
-        == (shipped.model.probabilities(reference.encode(data.questions)) >= shipped.threshold).astype(int).tolist()
-    )
+    assert shipped.predict(data.questions).tolist() == (
+        shipped.model.probabilities(reference.encode(data.questions)) >= shipped.threshold
+    ).astype(int).tolist()
 
 
 def test_int8_features_are_deterministic_and_per_question(shipped: TrainedRouter) -> None:

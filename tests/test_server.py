@@ -99,36 +99,13 @@ def test_health_and_readiness(client: httpx.Client, tiny_model_dir: Path) -> Non
 def test_openapi_schema_is_complete(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    for path in (
-        "/v1/answer",
-        "/v1/chat/completions",
-        "/v1/models",
-        "/v1/documents",
-        "/v1/documents/{doc_id}",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    ):
+    for path in ("/v1/answer", "/v1/chat/completions", "/v1/models", "/v1/documents", "/v1/documents/{doc_id}",
+                 "/healthz", "/readyz", "/metrics"):
         assert path in paths, path
     components = schema["components"]["schemas"]
-    for name in (
-        "AnswerRequest",
-        "AnswerResponse",
-        "AnswerStats",
-        "PointResult",
-        "ChatCompletionRequest",
-        "ChatCompletion",
-        "ErrorResponse",
-        "OpenAIError",
-        "UploadResponse",
-        "DocumentList",
-        "Readiness",
-        "SkeletonDelta",
-        "PointDelta",
-        "PointDone",
-        "AnswerDone",
-        "ErrorEvent",
-    ):
+    for name in ("AnswerRequest", "AnswerResponse", "AnswerStats", "PointResult", "ChatCompletionRequest",
+                 "ChatCompletion", "ErrorResponse", "OpenAIError", "UploadResponse", "DocumentList", "Readiness",
+                 "SkeletonDelta", "PointDelta", "PointDone", "AnswerDone", "ErrorEvent"):
         assert name in components, name
     answer_200 = paths["/v1/answer"]["post"]["responses"]["200"]["content"]
     assert "text/event-stream" in answer_200 and "application/json" in answer_200
@@ -254,12 +231,8 @@ def test_non_streamed_answers(client: httpx.Client, roses: dict[str, Any]) -> No
     # Per-request token limit and a follow-up turn.
     follow = client.post(
         "/v1/answer",
-        json={
-            "question": "And in winter?",
-            "mode": "normal",
-            "max_tokens": 8,
-            "history": [{"question": QUESTION, "answer": normal["answer"]}],
-        },
+        json={"question": "And in winter?", "mode": "normal", "max_tokens": 8,
+              "history": [{"question": QUESTION, "answer": normal["answer"]}]},
     ).json()
     assert follow["stats"]["tokens"] == 8
     assert follow["stats"]["prompt_tokens"]["normal"] > normal["stats"]["prompt_tokens"]["normal"]
@@ -376,18 +349,10 @@ def test_bad_answer_requests(client: httpx.Client, body: Any, status: int, needl
     [
         ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "gpt-4o", "model"),
         ({"model": "sotrag-sot", "messages": [{"role": "user", "content": "  "}]}, 422, "empty", "messages"),
-        (
-            {"model": "sotrag-sot", "messages": [{"role": "user", "content": "roses " * (MAX_MODEL_LEN + 100)}]},
-            413,
-            str(MAX_MODEL_LEN),
-            "messages",
-        ),
-        (
-            {"model": "sotrag-sot", "messages": [{"role": "assistant", "content": "hi"}]},
-            422,
-            "last message",
-            "messages",
-        ),
+        ({"model": "sotrag-sot", "messages": [{"role": "user", "content": "roses " * (MAX_MODEL_LEN + 100)}]},
+         413, str(MAX_MODEL_LEN), "messages"),
+        ({"model": "sotrag-sot", "messages": [{"role": "assistant", "content": "hi"}]}, 422, "last message",
+         "messages"),
         ({"model": "sotrag-sot", "messages": []}, 422, "messages", "messages"),
         ({"model": "sotrag-sot", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "n", "n"),
         ('{"model": "sotrag-sot", "messages": [', 422, "malformed JSON", None),

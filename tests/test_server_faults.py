@@ -55,16 +55,14 @@ class Server:
 def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("faults")
     env = server_env()
-    env.update(
-        {
-            "SOTRAG_API_KEY": KEY,
-            "SOTRAG_ADMIN_API_KEY": ADMIN,
-            "SOTRAG_LIMITS__MAX_CONCURRENT_ANSWERS": "4",
-            "SOTRAG_LIMITS__MAX_QUEUED_ANSWERS": "8",
-            "SOTRAG_LIMITS__MAX_TOKENS": "32",  # schemathesis answers stay short
-            "SOTRAG_SERVER__ENGINE_DEATH_GRACE_S": "4",
-        }
-    )
+    env.update({
+        "SOTRAG_API_KEY": KEY,
+        "SOTRAG_ADMIN_API_KEY": ADMIN,
+        "SOTRAG_LIMITS__MAX_CONCURRENT_ANSWERS": "4",
+        "SOTRAG_LIMITS__MAX_QUEUED_ANSWERS": "8",
+        "SOTRAG_LIMITS__MAX_TOKENS": "32",  # schemathesis answers stay short
+        "SOTRAG_SERVER__ENGINE_DEATH_GRACE_S": "4",
+    })
     started = spawn_server(tiny_model_dir, work, index_dir=work / "index", env=env)
     s = Server(started.url, started.process, started.log_path)
     process = started.process
@@ -108,21 +106,13 @@ def _watch_start(s: Server) -> None:
 def test_health_answers_during_the_whole_engine_start(server: Server) -> None:
     latencies = sorted(h[2] for h in server.health if h[1] == 200)
     (ROOT / "tests" / "artifacts").mkdir(parents=True, exist_ok=True)
-    (ROOT / "tests" / "artifacts" / "healthz_during_start.json").write_text(
-        json.dumps(
-            {
-                "probes": len(server.health),
-                "start_s": round(server.health[-1][0], 1) if server.health else None,
-                "p50_s": latencies[len(latencies) // 2] if latencies else None,
-                "p99_s": latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
-                "max_s": latencies[-1] if latencies else None,
-                "over_100ms": sum(1 for x in latencies if x > 0.1),
-                "failed": [h for h in server.health if h[1] != 200],
-                "load_average": os.getloadavg(),
-            },
-            indent=1,
-        )
-    )
+    (ROOT / "tests" / "artifacts" / "healthz_during_start.json").write_text(json.dumps({
+        "probes": len(server.health), "start_s": round(server.health[-1][0], 1) if server.health else None,
+        "p50_s": latencies[len(latencies) // 2] if latencies else None,
+        "p99_s": latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+        "max_s": latencies[-1] if latencies else None, "over_100ms": sum(1 for x in latencies if x > 0.1),
+        "failed": [h for h in server.health if h[1] != 200], "load_average": os.getloadavg(),
+    }, indent=1))
     assert len(server.health) >= 10, server.health  # probed across the start, not just at the end
     late = [h for h in server.health if h[1] != 200]
     assert not late, f"/healthz did not answer within {HEALTH_TIMEOUT_S} s at: {late}"
@@ -140,7 +130,8 @@ def test_short_load_no_5xx_and_nothing_left(server: Server) -> None:
 
     from benchmarks.load import run_load
 
-    report = asyncio.run(run_load(server.url, clients=24, duration_s=12, pid=server.process.pid, api_key=KEY, warmup=1))
+    report = asyncio.run(run_load(server.url, clients=24, duration_s=12, pid=server.process.pid, api_key=KEY,
+                                  warmup=1))
     summary = report.summary()
     assert summary["server_errors_5xx"] == 0, summary
     assert summary["failed"] == 0, summary["failures"]
@@ -149,47 +140,26 @@ def test_short_load_no_5xx_and_nothing_left(server: Server) -> None:
     assert all(p["not_200"] == 0 for p in summary["probes"].values()), summary["probes"]
 
 
-def test_schemathesis_finds_no_5xx_and_cannot_delete_without_the_admin_key(server: Server, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_5xx_and_cannot_delete_without_the_admin_key(
+    server: Server, tmp_path: Path
+) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as c:
-        added = c.post(
-            "/v1/documents",
-            headers={"authorization": f"Bearer {ADMIN}"},
-            files={"files": ("roses.md", (DOCS / "garden" / "roses.md").read_bytes())},
-        )
+        added = c.post("/v1/documents", headers={"authorization": f"Bearer {ADMIN}"},
+                       files={"files": ("roses.md", (DOCS / "garden" / "roses.md").read_bytes())})
         assert added.status_code == 201, added.text
         before = c.get("/v1/documents", headers=AUTH).json()["documents"]
     report = tmp_path / "schemathesis.json"
     cmd = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "run",
-        f"{server.url}/openapi.json",
-        "--header",
-        f"Authorization: Bearer {KEY}",
-        "--checks",
-        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-        "--max-examples",
-        "8",
-        "--max-time",
-        "90",
-        "--seed",
-        "11",
-        "--no-shrink",
-        "--request-timeout",
-        "60",
-        "--suppress-health-check",
-        "all",
-        "--warnings",
-        "off",
-        "--report",
-        "ndjson",
-        "--report-ndjson-path",
-        str(report),
+        sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
+        "--header", f"Authorization: Bearer {KEY}",
+        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                    "response_schema_conformance",
+        "--max-examples", "8", "--max-time", "90", "--seed", "11", "--no-shrink",
+        "--request-timeout", "60", "--suppress-health-check", "all", "--warnings", "off",
+        "--report", "ndjson", "--report-ndjson-path", str(report),
     ]
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"}
-    )
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env={**os.environ, "NO_COLOR": "1"})
     out = done.stdout[-6000:] + done.stderr[-2000:]
     assert done.returncode == 0, out
     assert "Server error" not in out
@@ -214,7 +184,7 @@ def _engine_core(pid: int) -> Any:
     raise AssertionError("no engine-core process found under the server")
 
 
-INTERNALS = ("stack trace", "EngineCore", "Traceback", "EngineDeadError", "vllm", 'File "')
+INTERNALS = ("stack trace", "EngineCore", "Traceback", "EngineDeadError", "vllm", "File \"")
 
 
 def test_engine_death_is_reported_and_the_server_exits_for_its_supervisor(server: Server) -> None:
@@ -227,9 +197,9 @@ def test_engine_death_is_reported_and_the_server_exits_for_its_supervisor(server
             event = ""
             for line in r.iter_lines():
                 if line.startswith("event: "):
-                    event = line[len("event: ") :]
+                    event = line[len("event: "):]
                 elif line.startswith("data: "):
-                    events.append((event, line[len("data: ") :]))
+                    events.append((event, line[len("data: "):]))
                     if event == "skeleton_delta" and len(events) == 2:
                         core.send_signal(signal.SIGKILL)  # mid-answer: the skeleton is being written
         kinds = [e for e, _ in events]
@@ -249,9 +219,8 @@ def test_engine_death_is_reported_and_the_server_exits_for_its_supervisor(server
             r = c.post("/v1/answer", json=payload)
             assert r.status_code == 503, r.text
             assert "engine" in r.json()["detail"] and not any(w in r.json()["detail"] for w in INTERNALS)
-        oa = c.post(
-            "/v1/chat/completions", json={"model": "sotrag-sot", "messages": [{"role": "user", "content": "hi"}]}
-        )
+        oa = c.post("/v1/chat/completions", json={"model": "sotrag-sot",
+                                                  "messages": [{"role": "user", "content": "hi"}]})
         assert oa.status_code == 503 and "engine" in oa.json()["error"]["message"]
         assert c.get("/healthz").status_code == 200  # the process is alive until it exits
     code = server.process.wait(timeout=90)

@@ -44,8 +44,7 @@ def engine() -> ScriptedEngine:
     """This module's engine: scripted, 5 ms a token, the tiny model's context (2048 tokens)."""
     return ScriptedEngine(
         {"skeleton": default_skeleton(), "point": " word" * 3000, "normal": " word" * 3000},
-        delay_s=0.005,
-        max_model_len=2048,
+        delay_s=0.005, max_model_len=2048,
     )
 
 
@@ -61,9 +60,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def app_client(
-    engine: Any, s: Settings, *, index: Any = None, ui: bool = False
-) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+async def app_client(engine: Any, s: Settings, *, index: Any = None, ui: bool = False
+                     ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     from sotrag.retrieval.index import DocumentIndex
 
     opened = DocumentIndex.open(index, create=True) if index is not None else None
@@ -140,43 +138,29 @@ async def test_cross_site_writes_cors_and_unknown_methods(engine: Any, index: An
     open_settings = settings(api_key=None, admin_api_key=None)
     async with app_client(engine, open_settings, index=index, ui=True) as (c, _):
         files = {"files": ("bread.md", (DOCS / "kitchen" / "bread.md").read_bytes())}
-        for headers in (
-            {"origin": "http://evil.example"},
-            {"origin": "null"},
-            {"sec-fetch-site": "cross-site"},
-            {"origin": "http://localhost:1234"},
-        ):
+        for headers in ({"origin": "http://evil.example"}, {"origin": "null"}, {"sec-fetch-site": "cross-site"},
+                        {"origin": "http://localhost:1234"}):
             clean_error(await c.post("/v1/documents", files=files, headers=headers), 403)
             clean_error(await c.delete("/v1/documents/0000000000000000", headers=headers), 403)
             clean_error(await c.post("/v1/answer", json={"question": "hi"}, headers=headers), 403)
             r = await c.post("/gradio_api/queue/join", json={}, headers=headers)  # the UI's own routes too
             assert r.status_code == 403, r.text
-        same = await c.post(
-            "/v1/answer",
-            json={"question": "hi", "mode": "normal"},
-            headers={"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"},
-        )
+        same = await c.post("/v1/answer", json={"question": "hi", "mode": "normal"},
+                            headers={"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"})
         assert same.status_code == 200, same.text
 
         # CORS is off: preflights are refused and no Access-Control header leaves the app (UI included).
         for path in ("/v1/answer", "/", "/gradio_api/info"):
-            pre = await c.options(
-                path, headers={"origin": "http://localhost:5173", "access-control-request-method": "POST"}
-            )
+            pre = await c.options(path, headers={"origin": "http://localhost:5173",
+                                                 "access-control-request-method": "POST"})
             assert pre.status_code == 403, (path, pre.status_code)
             assert not any(k.lower().startswith("access-control-") for k in pre.headers)
             got = await c.get(path, headers={"origin": "http://localhost:5173"})
             assert not any(k.lower().startswith("access-control-") for k in got.headers), path
 
         # Unknown methods on known routes: 405 with Allow; unknown API paths: a JSON 404.
-        for method, path in [
-            ("PUT", "/v1/answer"),
-            ("GET", "/v1/answer"),
-            ("DELETE", "/v1/documents"),
-            ("POST", "/healthz"),
-            ("PATCH", "/v1/documents/abc"),
-            ("DELETE", "/v1/models"),
-        ]:
+        for method, path in [("PUT", "/v1/answer"), ("GET", "/v1/answer"), ("DELETE", "/v1/documents"),
+                             ("POST", "/healthz"), ("PATCH", "/v1/documents/abc"), ("DELETE", "/v1/models")]:
             r = await c.request(method, path)
             assert r.status_code == 405, (method, path, r.status_code)
             assert r.headers["allow"]
@@ -210,11 +194,9 @@ async def test_past_the_queue_limit_answers_get_429_with_retry_after(engine: Any
             await asyncio.sleep(0.02)
         assert (service.limiter.running, service.limiter.queued) == (1, 1)
         assert (await c.get("/readyz")).json()["answers_queued"] == 1
-        for route, payload in [
-            ("/v1/answer", body),
-            ("/v1/answer", {**body, "stream": True}),
-            ("/v1/chat/completions", {"model": "sotrag-normal", "messages": [{"role": "user", "content": "hi"}]}),
-        ]:
+        for route, payload in [("/v1/answer", body), ("/v1/answer", {**body, "stream": True}),
+                               ("/v1/chat/completions",
+                                {"model": "sotrag-normal", "messages": [{"role": "user", "content": "hi"}]})]:
             r = await c.post(route, json=payload)
             clean_error(r, 429)
             assert r.headers["retry-after"] == "3"
@@ -229,7 +211,7 @@ async def test_past_the_time_limit_an_answer_ends_with_an_error_and_no_engine_re
         async with c.stream("POST", "/v1/answer", json=body) as r:
             assert r.status_code == 200
             lines = [line async for line in r.aiter_lines() if line.startswith("data: ")]
-        last = json.loads(lines[-1][len("data: ") :])
+        last = json.loads(lines[-1][len("data: "):])
         assert last["type"] == "error" and "limit of 1 s" in last["detail"], last
         r = await c.post("/v1/answer", json={**body, "stream": False, "mode": "normal"})
         assert "limit" in clean_error(r, 504)
@@ -245,39 +227,30 @@ SURROGATE = '"\\ud800 roses"'
 
 async def test_client_errors_are_4xx_not_500(engine: Any, index: Any) -> None:
     async with app_client(engine, settings(api_key=None, admin_api_key=None), index=index) as (c, _):
-
         def raw(path: str, text: str) -> Any:
             return c.post(path, content=text.encode(), headers={"content-type": "application/json"})
 
         def raw_bytes(body: bytes) -> Any:
             return c.post("/v1/answer", content=body, headers={"content-type": "application/json"})
 
-        assert "Unicode" in clean_error(await raw("/v1/answer", '{"question": ' + SURROGATE + "}"), 422)
-        history = '{"question": "hi", "history": [{"question": "q", "answer": ' + SURROGATE + "}]}"
+        assert "Unicode" in clean_error(await raw("/v1/answer", '{"question": ' + SURROGATE + '}'), 422)
+        history = '{"question": "hi", "history": [{"question": "q", "answer": ' + SURROGATE + '}]}'
         assert "Unicode" in clean_error(await raw("/v1/answer", history), 422)
-        for content in (SURROGATE, '[{"type": "text", "text": ' + SURROGATE + "}]"):
-            body = '{"model": "sotrag-sot", "messages": [{"role": "user", "content": ' + content + "}]}"
+        for content in (SURROGATE, '[{"type": "text", "text": ' + SURROGATE + '}]'):
+            body = '{"model": "sotrag-sot", "messages": [{"role": "user", "content": ' + content + '}]}'
             assert "Unicode" in clean_error(await raw("/v1/chat/completions", body), 422)
-        assert "filters" in clean_error(await c.post("/v1/answer", json={"question": "hi", "filters": {"x": "y"}}), 422)
+        assert "filters" in clean_error(await c.post("/v1/answer", json={"question": "hi", "filters": {"x": "y"}}),
+                                        422)
         # A history that overflows the context (the question alone is short): 413, before any engine work.
         turns = [{"question": "roses " * 400, "answer": "feed them " * 400}] * 3
         r = await c.post("/v1/answer", json={"question": "and in winter?", "history": turns})
         assert "history" in clean_error(r, 413)
-        r = await c.post(
-            "/v1/chat/completions",
-            json={
-                "model": "sotrag-sot",
-                "messages": [
-                    {"role": "user", "content": "roses " * 1500},
-                    {"role": "assistant", "content": "feed " * 1500},
-                    {"role": "user", "content": "and in winter?"},
-                ],
-            },
-        )
+        r = await c.post("/v1/chat/completions", json={"model": "sotrag-sot", "messages": [
+            {"role": "user", "content": "roses " * 1500}, {"role": "assistant", "content": "feed " * 1500},
+            {"role": "user", "content": "and in winter?"}]})
         assert "history" in clean_error(r, 413)
-        assert "max_tokens" in clean_error(
-            await c.post("/v1/answer", json={"question": "hi", "max_tokens": 30000}), 422
-        )
+        assert "max_tokens" in clean_error(await c.post("/v1/answer", json={"question": "hi", "max_tokens": 30000}),
+                                           422)
         assert "limit" in clean_error(await c.post("/v1/answer", json={"question": "x " * 50_001}), 413)
         # A question with nothing to read (control or zero-width characters only) is an empty one, on both routes.
         for blank in ("\u0000\u0001", "\u200b \u200b", "\ufeff"):
@@ -325,25 +298,16 @@ async def test_writes_while_another_process_holds_the_index_lock_get_423(engine:
 def _malformed_bodies() -> list[tuple[str, bytes, str]]:
     return [
         ("broken json", b'{"question": "hi",', "application/json"),
-        (
-            "lone surrogate",
-            b'{"question": "\\udc00", "model": "\\udc00", "messages": [{"role": "user", '
-            b'"content": "\\udc00"}], "filters": {"source": "\\udc00"}}',
-            "application/json",
-        ),
-        (
-            "wrong types",
-            b'{"question": 5, "model": [], "messages": {}, "top_k": "x", "history": "no"}',
-            "application/json",
-        ),
-        ("huge numbers", b'{"question": "hi", "top_k": 1e400, "max_tokens": 99999999999999999999}', "application/json"),
+        ("lone surrogate", b'{"question": "\\udc00", "model": "\\udc00", "messages": [{"role": "user", '
+                           b'"content": "\\udc00"}], "filters": {"source": "\\udc00"}}', "application/json"),
+        ("wrong types", b'{"question": 5, "model": [], "messages": {}, "top_k": "x", "history": "no"}',
+         "application/json"),
+        ("huge numbers", b'{"question": "hi", "top_k": 1e400, "max_tokens": 99999999999999999999}',
+         "application/json"),
         ("not utf-8", b'{"question": "\xff\xfe"}', "application/json"),
         ("nested deep", b"[" * 5000 + b"]" * 5000, "application/json"),
-        (
-            "broken multipart",
-            b'--xx\r\nContent-Disposition: form-data; name="files"\r\n\r\nabc',
-            "multipart/form-data; boundary=xx",
-        ),
+        ("broken multipart", b"--xx\r\nContent-Disposition: form-data; name=\"files\"\r\n\r\nabc",
+         "multipart/form-data; boundary=xx"),
         ("multipart without boundary", b"abc", "multipart/form-data"),
         ("text", b"question=hi", "text/plain"),
     ]
@@ -358,7 +322,8 @@ async def test_no_route_answers_500_to_malformed_input(engine: Any, index: Any) 
             concrete = path.replace("{doc_id}", "%ED%A0%80").replace("{model_id}", "..%2F..%2Fetc")
             for method in ops:
                 for name, body, content_type in _malformed_bodies():
-                    r = await c.request(method.upper(), concrete, content=body, headers={"content-type": content_type})
+                    r = await c.request(method.upper(), concrete, content=body,
+                                        headers={"content-type": content_type})
                     tried += 1
                     assert r.status_code < 500, (method, path, name, r.status_code, r.text[:300])
                     assert "Traceback" not in r.text
@@ -370,16 +335,10 @@ async def test_no_route_answers_500_to_malformed_input(engine: Any, index: Any) 
 
 def test_serving_beyond_loopback_without_a_key_warns(tmp_path: Path) -> None:
     """The warning comes before anything starts (here the model is missing, so it stops right after)."""
-
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "SOTRAG_API_KEY"}
-        return subprocess.run(
-            [sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"), "--port", "0", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        return subprocess.run([sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"),
+                               "--port", "0", *args], capture_output=True, text=True, timeout=120, env=env)
 
     warned = serve("--host", "0.0.0.0")
     assert warned.returncode == 1 and "without an API key" in warned.stderr, warned.stderr
@@ -393,16 +352,10 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_anything_starts(tmp_p
     """A port in use or an unknown host: one line and exit 2, before the model or the engine is touched (the model
     here does not exist, so getting past the check would fail differently). It used to be a traceback, after the
     engine had started, with "ready" logged."""
-
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "SOTRAG_API_KEY": "k"}  # not --api-key: that flag warns (the key shows in ps)
-        return subprocess.run(
-            [sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"), "--no-index", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        return subprocess.run([sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"),
+                               "--no-index", *args], capture_output=True, text=True, timeout=120, env=env)
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
@@ -433,12 +386,8 @@ def test_no_pickle_anywhere() -> None:
     """Nothing the project loads can run code on load: no pickle, numpy without pickles, torch weights only."""
     root = Path(__file__).resolve().parent.parent
     bad = []
-    for path in [
-        *root.glob("app/**/*.py"),
-        *root.glob("retrieval/**/*.py"),
-        *root.glob("prompts/**/*.py"),
-        *root.glob("kernels/**/*.py"),
-    ]:
+    for path in [*root.glob("app/**/*.py"), *root.glob("retrieval/**/*.py"), *root.glob("prompts/**/*.py"),
+                 *root.glob("kernels/**/*.py")]:
         text = path.read_text()
         for needle in ("import pickle", "cPickle", "joblib", "allow_pickle=True", "import dill"):
             if needle in text:

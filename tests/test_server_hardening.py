@@ -56,9 +56,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
 
 @pytest.mark.parametrize("value", ["", "   ", " key-with-spaces "])
 @pytest.mark.parametrize("name", ["SOTRAG_API_KEY", "SOTRAG_ADMIN_API_KEY", "SOTRAG_ENGINE__API_KEY"])
-def test_a_blank_key_in_the_environment_is_refused(
-    clean_env: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
-) -> None:
+def test_a_blank_key_in_the_environment_is_refused(clean_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=r"empty|spaces"):
         Settings()
@@ -93,23 +92,9 @@ def test_create_app_refuses_a_blank_key_that_skipped_validation() -> None:
 def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SOTRAG_")}
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sotrag.app.cli",
-            "serve",
-            "--model",
-            str(tmp_path / "none"),
-            "--no-index",
-            "--port",
-            "0",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**base, **(env or {})},
-        cwd=tmp_path,
+        [sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"), "--no-index",
+         "--port", "0", *args],
+        capture_output=True, text=True, timeout=180, env={**base, **(env or {})}, cwd=tmp_path,
     )
 
 
@@ -122,9 +107,8 @@ def one_error_line(proc: subprocess.CompletedProcess[str], needle: str) -> None:
 def test_serve_refuses_a_blank_key_in_one_line(tmp_path: Path) -> None:
     """From the environment, a flag or a key file: one line, exit 2, before anything starts. The model folder
     does not exist, so getting past the check would fail differently (exit 1)."""
-    one_error_line(
-        serve(tmp_path, "--host", "0.0.0.0", env={"SOTRAG_API_KEY": "", "SOTRAG_ADMIN_API_KEY": ""}), "SOTRAG_API_KEY"
-    )
+    one_error_line(serve(tmp_path, "--host", "0.0.0.0", env={"SOTRAG_API_KEY": "", "SOTRAG_ADMIN_API_KEY": ""}),
+                   "SOTRAG_API_KEY")
     one_error_line(serve(tmp_path, "--api-key", " "), "--api-key is empty")
     (tmp_path / "blank").write_text("\n")
     one_error_line(serve(tmp_path, "--admin-api-key-file", str(tmp_path / "blank")), "--admin-api-key-file is empty")
@@ -198,9 +182,8 @@ async def test_a_rebound_host_is_refused_everywhere_but_the_probes(keyless_ui_ap
         assert (await c.get("/readyz")).status_code == 503  # starting (the engine is not started here)
 
 
-@pytest.mark.parametrize(
-    "host", ["127.0.0.1:8000", "localhost", "localhost:7860", "[::1]:8000", "[::1]", "LOCALHOST:80"]
-)
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost", "localhost:7860", "[::1]:8000", "[::1]",
+                                  "LOCALHOST:80"])
 async def test_loopback_hosts_are_answered(keyless_ui_app: Any, host: str) -> None:
     async with client_for(keyless_ui_app, host) as c:
         r = await c.post("/v1/answer", json={"question": "hi"})
@@ -211,14 +194,8 @@ async def test_loopback_hosts_are_answered(keyless_ui_app: Any, host: str) -> No
 async def test_configured_hosts_are_answered_and_others_not() -> None:
     s = Settings(server=ServerConfig(allowed_hosts=["sotrag.example.com", "*.internal"]))
     app = create_app(s, ui=False)
-    for host, allowed in [
-        ("sotrag.example.com", True),
-        ("sotrag.example.com:443", True),
-        ("a.b.internal", True),
-        ("internal", False),
-        ("sotrag.example.com.evil.example", False),
-        ("127.0.0.1", True),
-    ]:
+    for host, allowed in [("sotrag.example.com", True), ("sotrag.example.com:443", True), ("a.b.internal", True),
+                          ("internal", False), ("sotrag.example.com.evil.example", False), ("127.0.0.1", True)]:
         async with client_for(app, host) as c:
             r = await c.get("/v1/models")
             assert (r.status_code != 421) == allowed, (host, r.status_code)
@@ -238,10 +215,8 @@ async def test_a_json_body_over_the_limit_gets_413_on_every_route(small_body_app
     async with client_for(small_body_app) as c:
         r = await c.post("/v1/answer", json={"question": big})
         assert r.status_code == 413 and "over the limit of 16384 bytes" in r.json()["detail"], r.text
-        r = await c.post(
-            "/v1/chat/completions",
-            json={"model": "sotrag-sot", "messages": [{"role": "user", "content": "hi"}], "user": big},
-        )
+        r = await c.post("/v1/chat/completions", json={"model": "sotrag-sot",
+                                                        "messages": [{"role": "user", "content": "hi"}], "user": big})
         assert r.status_code == 413 and r.json()["error"]["message"], r.text  # OpenAI's error format
         r = await c.post("/gradio_api/queue/join", json={"data": [big], "fn_index": 0, "session_hash": "x"})
         assert r.status_code == 413, r.text
@@ -373,6 +348,7 @@ async def test_head_is_answered_on_get_routes_after_the_key_check() -> None:
         assert "HEAD" in (await c.post("/v1/models", headers=AUTH)).headers["allow"]
 
 
+
 # -- 5. the small ones ---------------------------------------------------------------------------------------
 
 
@@ -449,21 +425,16 @@ async def test_the_ui_adds_and_removes_documents_with_the_admin_key(hash_index: 
 async def test_error_details_name_fields_not_validators_and_do_not_echo_kilobytes(hash_index: Any) -> None:
     app = create_app(Settings(), index=hash_index, ui=False)
     async with client_for(app) as c:
-        chat = await c.post(
-            "/v1/chat/completions",
-            content=b'{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}',
-            headers={"content-type": "application/json"},
-        )
-        filters = await c.post(
-            "/v1/answer",
-            content=b'{"question": "hi", "filters": {"\\ud800": "x"}}',
-            headers={"content-type": "application/json"},
-        )
+        chat = await c.post("/v1/chat/completions", content=b'{"model": "m", "messages": [{"role": "user", '
+                            b'"content": "\\ud800"}]}', headers={"content-type": "application/json"})
+        filters = await c.post("/v1/answer", content=b'{"question": "hi", "filters": {"\\ud800": "x"}}',
+                               headers={"content-type": "application/json"})
         for r in (chat, filters):
             assert r.status_code in (400, 422), r.text
             assert "function-after" not in r.text and "[key]" not in r.text and "Value error" not in r.text, r.text
         long_id = await c.delete("/v1/documents/" + "a" * 10_000)
         assert long_id.status_code == 404 and len(long_id.json()["detail"]) <= 500, len(long_id.text)
+
 
 
 def test_the_engine_processes_are_niced_below_the_server() -> None:
@@ -473,10 +444,8 @@ def test_the_engine_processes_are_niced_below_the_server() -> None:
 
     from sotrag.app.cli.serve import lower_engine_priority
 
-    script = (
-        "import threading, time; [threading.Thread(target=time.sleep, args=(60,)).start() for _ in range(3)]; "
-        "time.sleep(60)"
-    )
+    script = "import threading, time; [threading.Thread(target=time.sleep, args=(60,)).start() for _ in range(3)]; " \
+             "time.sleep(60)"
     child = subprocess.Popen([sys.executable, "-c", script])
     try:
         proc = psutil.Process(child.pid)

@@ -25,14 +25,8 @@ QUESTION = "What are good ways to sleep better at night?"
 
 def scripted(skeletons: list[str | Pieces]) -> ScriptedEngine:
     """Plays back ``skeletons`` (one text per skeleton request, word by word) and a fixed point text."""
-    return ScriptedEngine(
-        {
-            "skeleton": skeletons,
-            "skeleton-guided": skeletons[1:] or skeletons,
-            "point": " expanded point text.",
-            "normal": "A plain answer.",
-        }
-    )
+    return ScriptedEngine({"skeleton": skeletons, "skeleton-guided": skeletons[1:] or skeletons,
+                           "point": " expanded point text.", "normal": "A plain answer."})
 
 
 def settings(**sot: object) -> Settings:

@@ -90,29 +90,10 @@ def run_vllm_servers(model_dir: Path, workdir: Path, count: int = 2) -> Iterator
         for _ in range(count):
             port = free_port()
             args = [
-                sys.executable,
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                str(model_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--enforce-eager",
-                "--max-model-len",
-                str(MAX_MODEL_LEN),
-                "--max-num-seqs",
-                "16",
-                "--block-size",
-                str(TEST_BLOCK_SIZE),
-                "--seed",
-                "0",
-                "--dtype",
-                "float32",
-                "--kv-cache-memory-bytes",
-                str(KV_CACHE_BYTES),
-                "--enable-prompt-tokens-details",
+                sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+                "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN),
+                "--max-num-seqs", "16", "--block-size", str(TEST_BLOCK_SIZE), "--seed", "0", "--dtype", "float32",
+                "--kv-cache-memory-bytes", str(KV_CACHE_BYTES), "--enable-prompt-tokens-details",
                 "--enable-log-requests",  # "Added/Aborted request(s) ID" lines: the abort test reads them
             ]
             log_path = workdir / f"vllm-{port}.log"
