@@ -30,7 +30,6 @@ from sotrag.app.skeleton_lines import (
     XML_ITEM,
     body_title,
     clean_title,
-    definition_term,
     end_of_turn,
     html_piece,
     inline_items,
@@ -294,7 +293,7 @@ class SkeletonParser:
         headings, bullets = self._headings, bool(self._kept.bullets)
         if headings.setext(setext, stripped, self._items, bullets=bullets, numbered=self._numbered):
             return
-        if term := definition_term(setext, stripped):  # "Term" then ": definition": the term is an item
+        if term := headings.term(setext, stripped):  # "Term" then ": definition": the term is an item
             self._list_item(0, "num", term, None, family="definition")
             return
         if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does

@@ -100,6 +100,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("rst-auto-plain", _n("#. {t}"), T),
     ("definition-list", _n("{t}\n: {d}", sep="\n\n"), T),
     ("definition-list-tight", _n("{t}\n:   {d}"), T),
+    ("definition-list-loose", _n("{t}\n\n: {d}", sep="\n\n"), T),
     ("yaml-maps", _n("- title: {t}\n  detail: {d}"), T),
     ("yaml-maps-fenced", "```yaml\npoints:\n" + _n("  - title: {t}\n    description: {d}") + "```\n", T),
     ("yaml-maps-id-first", _n("- id: {n}\n  title: {t}\n  detail: {d}"), T),

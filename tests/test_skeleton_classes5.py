@@ -80,6 +80,7 @@ ANSWERS = [
     pytest.param("steps:\n" + _lines('  - step: {n}\n    name: "{t}"', T), T, id="yaml-maps-step-name"),
     # definition lists (markdown extra, pandoc): the terms are the points
     pytest.param(_lines("{t}\n: Why it helps.", T, "\n\n"), T, id="definition-list"),
+    pytest.param(_lines("{t}\n\n:   Why it helps.", T, "\n\n"), T, id="definition-list-loose"),
     pytest.param(
         "Three habits:\n\n" + _lines("{t}\n:   Why it helps.\n:   And more.", T), T, id="definition-list-tight"
     ),
@@ -224,6 +225,7 @@ def test_definition_and_yaml_decisions() -> None:
     with no title under it gives no point; a definition list never sets the early stop, even after a closing (its
     terms are read as text between items first, which makes it a loose list: a known limit)."""
     assert parse_skeleton("Sleep is vital.\n\nIt has many roles: memory, mood.\n") == []
+    assert parse_skeleton("Sleep is vital.\n\n\n: a definition two blank lines down is none\n") == []
     assert parse_skeleton("- id: 1\n- id: 2\n") == []
     assert parse_skeleton("<p>Sleep is vital.</p>\n<title>Sleep</title>\n") == []  # (not item elements)
     # (bold terms were read before: as bold labels, which they stay)
