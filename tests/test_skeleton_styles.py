@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sotrag.app.skeleton import SkeletonParser, parse_line, parse_skeleton, skeleton_line_regex
+from sotrag.app.skeleton_lines import parse_item
 
 # -- generated styles ---------------------------------------------------------------------------------------
 
@@ -27,7 +28,7 @@ _word = st.one_of(_plain_word, _plain_word, _plain_word, _odd_word)
 _title = (
     st.lists(_word, min_size=1, max_size=7)
     .map(" ".join)
-    .filter(lambda t: any(c.isalpha() for c in t) and (parse_line(t + ": Text") or ("",))[0] != "num")
+    .filter(lambda t: any(c.isalpha() for c in t) and (parse_item(t + ": Text") or ("", "", ""))[2] != "keyword")
 )
 # a description is a sentence: it starts with a capital, which is what tells "**Title** Description" apart
 # from a line that only starts with an emphasised word
