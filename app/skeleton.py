@@ -17,6 +17,7 @@ from sotrag.app.skeleton_json import JSON_START, JsonList
 from sotrag.app.skeleton_lines import (
     BREAK_BEFORE_ITEM,
     HTML_BREAK,
+    HTML_BREAK_AFTER_TAG,
     IMAGE,
     INVISIBLE,
     LIST_OPENED,
@@ -26,6 +27,7 @@ from sotrag.app.skeleton_lines import (
     REFERENCES,
     SUB_NUMBER,
     THEMATIC_BREAK,
+    XML_ITEM,
     body_title,
     clean_title,
     end_of_turn,
@@ -36,6 +38,7 @@ from sotrag.app.skeleton_lines import (
     parse_item,
     parse_line,
     title_key,
+    yaml_title,
 )
 
 __all__ = [
@@ -56,7 +59,7 @@ _WORD = r"[^ \n]{1,24}"
 # A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
 # or a Unicode line or paragraph separator.
 _LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
-_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[A-Za-z]{2,12}\s+)?(?:[A-Za-z]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
+_DIGITS = re.compile(r"[^\w\n]{0,8}(?:[^\W\d_]{2,12}\s+)?(?:[^\W\d_]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended.
@@ -290,6 +293,9 @@ class SkeletonParser:
         headings, bullets = self._headings, bool(self._kept.bullets)
         if headings.setext(setext, stripped, self._items, bullets=bullets, numbered=self._numbered):
             return
+        if term := headings.term(setext, stripped):  # "Term" then ": definition": the term is an item
+            self._list_item(0, "num", term, None, family="definition")
+            return
         if not stripped or THEMATIC_BREAK.fullmatch(stripped):  # "---" between items separates them as a blank does
             self._table.blank()
             self._gap = self._blank = True
@@ -310,7 +316,7 @@ class SkeletonParser:
             self._item(self._base_indent or 0, "num", title)
         if is_row:
             return
-        if stripped.startswith("<"):  # "<p>I hope this helps.</p>"
+        if stripped.startswith("<") and not XML_ITEM.fullmatch(stripped):  # "<p>I hope this helps.</p>"
             line = stripped = html_piece(stripped)[1]
         if opened := LIST_OPENED.search(stripped):
             self._html.open.append(opened.group(1).lower())
@@ -367,15 +373,14 @@ class SkeletonParser:
 
     def _json_line(self, line: str, stripped: str) -> bool:
         """A line of a skeleton written as JSON (``skeleton_json``), which opens before any item: its elements
-        are the points, and its last bracket ends the list."""
+        are the points, and its last bracket ends the list (JSON Lines, one object a line, go on)."""
         if self._json is None and not self._items and JSON_START.match(stripped):
             self._json = JsonList()
-        if self._json is None or self._json.done:
-            return False
-        for title in self._json.read(line):
+        titles = self._json.read(line) if self._json is not None else None
+        for title in titles or ():
             self._item(0, "num", title)
-        self._ended = self._json.done and self._items > 0
-        return True
+        self._ended = self._ended or (self._json is not None and self._json.ended and self._items > 0)
+        return titles is not None
 
     def _ordinal_items(self, indent: int, stripped: str) -> int | None:
         """A line numbered by an ordinal word (``Ordinals``): an item once the list is numbered that way. How many
@@ -456,7 +461,7 @@ class SkeletonParser:
             return False
         indent, number, family = pending
         heading = parse_heading(stripped)
-        title = heading[1] if heading else body_title(stripped)
+        title = heading[1] if heading else yaml_title(stripped) or body_title(stripped)
         self._list_item(indent, "num", title, number, family=family)
         return True
 
@@ -498,17 +503,31 @@ def _next_piece(buffer: str) -> tuple[str, str] | None:
     (one-line lists), but not one in prose ("1. Use <ol> for order" is one line)."""
     newline = _LINE_END.search(buffer)
     end, skip = (newline.start(), 1) if newline else (-1, 1)
-    if "<" in buffer:
-        for html in HTML_BREAK.finditer(buffer, 1, end if end >= 0 else len(buffer)):
-            if buffer.lstrip().startswith("<") or buffer[: html.start()].rstrip().endswith(">"):
-                end, skip = html.start(), 0
-                break
+    if "<" in buffer:  # (the first break that counts, found by one search: a long line costs its length once)
+        after_tag = not buffer.lstrip().startswith("<")
+        html = (HTML_BREAK_AFTER_TAG if after_tag else HTML_BREAK).search(buffer, 1, end if end >= 0 else len(buffer))
+        if html is not None:
+            end, skip = html.end(1) if after_tag else html.start(), 0
     if end < 0:
         return None
     return buffer[:end].rstrip("\r"), buffer[end + skip :]
 
 
-_PLAIN_FENCES = ("", "markdown", "md", "text", "txt", "plaintext", "json", "json5", "jsonc", "yaml", "yml")
+_PLAIN_FENCES = (
+    "",
+    "markdown",
+    "md",
+    "text",
+    "txt",
+    "plaintext",
+    "json",
+    "json5",
+    "jsonc",
+    "jsonl",
+    "ndjson",
+    "yaml",
+    "yml",
+)
 
 
 def _item_number(line: str) -> int | None:

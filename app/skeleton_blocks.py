@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import (
+    CLOSING_WORDS,
     SETEXT,
     TABLE_SEPARATOR,
     THINK_CLOSE,
     THINK_OPEN,
     body_title,
+    definition_term,
     html_piece,
     parse_dotted,
     parse_heading,
@@ -162,8 +164,11 @@ class Ordinals:
         if ordinal is None:
             return None
         number, title, kind = ordinal
-        if started:
-            return [(indent, title, number)] if kind == self.kind else None
+        if number < 0:  # "The next step is ...": the one after the last
+            number = 0 if started else len(self.held) + 1
+        if started:  # ("Finally, I hope this helps." closes the answer: prose)
+            closing = number == 0 and CLOSING_WORDS.match(title) is not None
+            return [(indent, title, number)] if kind == self.kind and not closing else None
         if number == 1 and may_start:
             self.held, self.kind = [(indent, title)], kind
             return []  # held: no text that may end a list (a bullet list under "First, ..." goes on)
@@ -180,10 +185,17 @@ class Ordinals:
 @dataclass
 class Headings:
     """Unnumbered headings and label lines (``parse_heading``), setext headings among them ("Title" over "-----"
-    or "====="): the points of a list written as headings (``points``)."""
+    or "====="): the points of a list written as headings (``points``); and the terms of a definition list."""
 
     found: list[tuple[int, str, int]] = field(default_factory=list)  # level, title, bullet lines before
     first: bool = False  # a heading came before any bullet
+    kept: str | None = None  # the line of text above a blank line: a definition may follow the blank
+
+    def term(self, text: str | None, line: str) -> str | None:
+        """The term of a definition list's entry when ``line`` is its definition (``definition_term``) and
+        ``text`` the line above, or the line above a blank one (markdown extra allows one between them)."""
+        kept, self.kept = self.kept, (text if not line.strip() else None)
+        return definition_term(text or kept, line)
 
     def add(self, heading: tuple[int, str], items: int, *, bullets: bool) -> None:
         self.found.append((*heading, items))

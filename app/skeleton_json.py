@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import body_title, parse_item
 
-# A line that opens a JSON list or object: "[" or "{" alone, "[" before a string, an object or an array, "{"
-# before a key ("[1] T" is a numbered line, "{x}" no JSON).
-JSON_START = re.compile(r"""(?:\[|\{)\s*$|\[\s*["'{\[]|\{\s*["']""")
+# A line that opens a JSON list or object: "[" or "{" alone (or before a comment), "[" before a string, an object
+# or an array, "{" before a key ("[1] T" is a numbered line, "{x}" no JSON).
+JSON_START = re.compile(r"""(?:\[|\{)\s*(?:$|//|/\*|\#)|\[\s*["'{\[]|\{\s*["']""")
 # Keys of an object element that hold its title, in order of preference.
 _TITLE_KEYS = ("title", "point", "heading", "name", "topic", "label", "summary", "text", "content", "description")
 # Keys that number an object's values ("1", "point 2", "step_3"): such an object is the list.
@@ -49,13 +49,30 @@ class JsonList:
     _text: list[str] = field(default_factory=list)  # all of the value (for a numbered object)
     _found: bool = False  # an array was the list
     _member: list[str] = field(default_factory=list)  # a top-level object's text since its last "," or "{"
+    _reads: int = 0  # lines read
+    _lines: JsonLines | None = None  # JSON Lines, while each line after the value is one more object
+    _comment: str = ""  # the comment being skipped: "//" (to the line's end) or "/*"
+    _comment_at: int = 0  # where a "/*" opened on its line (its "*" closes nothing)
 
-    def read(self, line: str) -> list[str]:
-        """The titles of the elements that ``line`` (a complete line) completes."""
+    @property
+    def ended(self) -> bool:
+        """The list is over: the value's last bracket closed (JSON Lines may go on)."""
+        return self.done and self._lines is None
+
+    def read(self, line: str) -> list[str] | None:
+        """The titles of the elements that ``line`` (a complete line) completes; None for a line after the value
+        (no more of it)."""
+        if self.done:
+            return self._next_line(line.strip())
         titles: list[str] = []
-        for char in line + "\n":
+        text = line + "\n"
+        self._reads += 1
+        self._comment_at = -2  # (a "/*" opened on an earlier line: any "*/" closes it)
+        for i, char in enumerate(text):
             if self.done:
                 break
+            if self._skip(text, i):
+                continue
             self._text.append(char)
             if self._quote:
                 if self._escape:
@@ -86,10 +103,43 @@ class JsonList:
             if self._depth is not None and len(self._stack) >= self._depth > 0:
                 self._element.append(char)
             if self._stack == ["}"]:  # a member of the top-level object: its key comes before its value
-                self._member = [] if char in ",{" else [*self._member, char]
+                if char in ",{":
+                    self._member = []
+                else:
+                    self._member.append(char)  # (in place: a long member must not cost its length squared)
         if self.done and not self._found:
             titles += _numbered_object("".join(self._text))
+            if not titles and self._reads == 1:  # one object on one line: maybe the first of JSON Lines
+                self._lines = JsonLines()
+                self._next_line("".join(self._text).strip())
         return titles
+
+    def _next_line(self, stripped: str) -> list[str] | None:
+        """A line after the value: the next object of JSON Lines, if they go on; else None."""
+        titles = self._lines.read(stripped) if self._lines is not None else None
+        if titles is None:
+            self._lines = None
+        return titles
+
+    def _skip(self, text: str, i: int) -> bool:
+        """Whether ``text[i]`` is inside a comment (JSONC's ``//`` and ``/* */``, Python's ``#``), outside strings:
+        a comment is no part of an element (it would make the element no JSON)."""
+        if self._comment == "/*":
+            if text[i - 1 : i + 1] == "*/" and i > self._comment_at + 1:
+                self._comment = ""
+            return True
+        if self._comment == "//":
+            if text[i] != "\n":
+                return True
+            self._comment = ""
+            return False
+        if self._quote or text[i] not in "/#":
+            return False
+        opened = "#" if text[i] == "#" else text[i : i + 2]
+        if opened not in ("#", "//", "/*"):
+            return False
+        self._comment, self._comment_at = ("/*", i) if opened == "/*" else ("//", i)
+        return True
 
     def _under_meta_key(self) -> bool:
         """Whether the array just opened is a top-level object's metadata (``"tags": [``)."""
@@ -102,6 +152,32 @@ class JsonList:
         text, self._element = "".join(self._element).strip(), []
         title = _title(_load(text)) if text else ""
         return [title] if title else []
+
+
+@dataclass
+class JsonLines:
+    """JSON Lines: one object a line, each an item (its title as an array's object element's). The first is held
+    until a second follows: one object alone is no list."""
+
+    held: str | None = None
+    started: bool = False
+
+    def read(self, stripped: str) -> list[str] | None:
+        """The items a line gives ([] while the first is held, or for a blank line); None for a line that is no
+        titled object."""
+        if not stripped:
+            return []
+        value = _load(stripped) if stripped.startswith("{") and stripped.endswith("}") else None
+        title = _title(value) if isinstance(value, dict) else ""
+        if not title:
+            return None
+        if self.started:
+            return [title]
+        if self.held is None:
+            self.held = title
+            return []
+        self.started = True
+        return [self.held, title]
 
 
 def _load(text: str) -> object:

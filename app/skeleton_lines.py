@@ -13,15 +13,24 @@ MAX_TITLE_CHARS = 120
 _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
-# (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - " or "1- " (a dash
-# before a space), "#1 " or "#1. ", "1\\. " (escaped), "II." (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①",
-# "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and Japanese forms (below), or "Step 1:" style words
-# ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1 (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:").
+# (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - ", "1- " or "**1**- "
+# (a dash before a space), "1.- " or "1.-T" (as Spanish answers write it), "#1 " or "#1. ", "1\\. " (escaped), "II."
+# (Roman, up to XXXIX), "1️⃣", "1️⃣0️⃣", "🔟", "①", "⑴", "⒈" (also right before a word: "①T"), "【1】", Chinese and
+# Japanese forms (below), or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1
+# (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:", "[Step 1] T", "Step 1 | T").
 _NUMBER = re.compile(
-    r"(?:\((\d{1,2})\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
-    r"|\d{1,2}\s?[-\u2013\u2014](?=\s|\*\*|__)|#\d{1,2}[.):]?(?=\s)|[\u2460-\u249b\u2776-\u2793\U0001f51f](?=\s|[^\W\d_])"
+    r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
+    r"|\d{1,2}(?:\*\*|__)?\s?[-\u2013\u2014](?=\s|\*\*|__)|\d{1,2}\s?\.[-\u2013\u2014](?=\s|\*\*|__|[^\W\d_])"
+    r"|#\d{1,2}[.):]?(?=\s)"
+    r"|[\u2460-\u249b\u24eb-\u24fe\u2776-\u2793\u3220-\u3229\u3280-\u3289\U0001f51f][.)\u3001]?(?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s)"
+    # Unicode Roman numerals ("Ⅱ. T"), Korean "1단계: T" ("step 1") and "1번. T" ("number 1"; "1번 출구" is prose)
+    r"|[\u2160-\u216b\u2170-\u217b][.)\u3001\uff0e](?=\s|[^\W\d_])|\d{1,2}\s?(?:\ub2e8\uacc4[.:)]?|\ubc88[.:)])(?=\s|\*\*|__)"
+    # an arrow after the number ("1 -> T", "1 => T", "1 → T"; not "1 -> 2"), reStructuredText's auto-numbered "#.",
+    # the number sign ("№1. T") and ordinal indicators ("1º T", "2ª) T", "1°) T"; not "20° outside")
+    r"|\d{1,2}\s?(?:->|=>|\u2192|\u21d2)(?=\s+[^\d\s])|#\.(?=\s)|\u2116\s?\d{1,2}[.):]?(?=\s)"
+    r"|\d{1,2}(?:[\u00ba\u00aa][.)]?|\u00b0[.)])(?=\s)"
     # lenticular brackets: "【1】T", "【一】T"
     rf"|\u3010(?:\d{{1,2}}|[{_HAN}]{{1,3}})\u3011"
     # Chinese and Japanese: "一、" "（一）" "（1）" "第一，" "第2步：" "步骤3：" (a separator or a space after, so
@@ -30,11 +39,20 @@ _NUMBER = re.compile(
     rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
-_ROMAN_MARKER = re.compile(r"[IVX]+[.)]")
+_ROMAN_MARKER = re.compile(r"(?:[IVX]+|[\u2160-\u216b])[.)\u3001\uff0e]")
+# A bullet that opens a YAML map with its title ("- title: T", "- name: 'T'", as a model asked for YAML writes
+# a list of points): the value is the title, not the key; or with a number key ("- id: 1"): the title is on a line
+# under it, as under a number alone on its line.
+_YAML_TITLE = re.compile(r"(?:title|point|heading|topic|name|label|step|tip|idea)\s*:\s+(\S.*)")
+_YAML_NUMBER = re.compile(r"(?:id|number|no|index|n|point|step|rank|order)\s*:\s*\d{1,2}")
+_DEFINITION = re.compile(r"[:~][ \t]+\S")  # a definition under its term ("Term" then ": text")
+# An item written as an XML element alone on its line ("<point>T</point>", "<step n="2">T</step>", as a model asked
+# for XML writes a list; a wrapper such as "<points>" is no text).
+XML_ITEM = re.compile(r"<(point|item|step|tip|idea|section|topic|entry)\b[^<>]*>(.+?)</\1\s*>", re.IGNORECASE)
 _HAN_START = re.compile(rf"([(\uff08])?[{_HAN}\u7b2c\u6b65]")
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _KEYWORD = re.compile(
-    r"(?:(?:Key|Main|Pro|Bonus|Top|Core|Action|Quick|Final|Extra|Golden|Essential|Important|Practical|Daily|Big)\s+)?"
+    r"\[?(?:(?:Key|Main|Pro|Bonus|Top|Core|Action|Quick|Final|Extra|Golden|Essential|Important|Practical|Daily|Big)\s+)?"
     r"(?i:step|point|tip|part|section|stage|phase|item|idea|reason|way|day|week|month|year|chapter|lesson|rule|"
     r"strategy|method|option|factor|benefit|principle|habit|technique|question|task|goal|level|round|example|"
     r"suggestion|recommendation|myth|mistake|sign|tool|trick|hack|fact|feature|trend|skill|exercise|solution|"
@@ -43,11 +61,13 @@ _KEYWORD = re.compile(
     # the same words in Spanish, German, French, Italian, Portuguese, Dutch, Polish, Turkish and Russian ("Paso 1:",
     # "Schritt 2:", "Étape 3 :", "Dica 1:", "Stap 2:", "Krok 3:", "Adım 4:", "Шаг 5:")
     r"paso|etapa|consejo|punto|d[ií]a|semana|mes|schritt|tipp|tag|woche|monat|punkt|regel|[ée]tape|conseil|"
-    r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя)s?"
+    r"jour|semaine|mois|passo|fase|giorno|dica|stap|dag|krok|ad[ıi]m|ipucu|шаг|совет|пункт|день|этап|неделя|"
+    # German "Nr. 1:", Vietnamese, Indonesian and Japanese ("Bước 1:", "Langkah 1:", "ステップ1：", "ポイント2：")
+    r"nr\.|b\u01b0\u1edbc|m\u1eb9o|ng\u00e0y|langkah|hari|kiat|\u30b9\u30c6\u30c3\u30d7|\u30dd\u30a4\u30f3\u30c8|\u30d2\u30f3\u30c8)s?"
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
-    rf"(?:\s*#?\d{{1,2}}(?:\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
+    rf"(?:\s*#?\d{{1,2}}(?:\ufe0f?\u20e3|\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
-    r"\s*(?:[:.)\uff1a](?!\d)|\s[-–—](?=\s|\*\*|__))"
+    r"\s*(?:(?:\]:?|[:.)\uff1a])(?!\d)|\s[-–—|](?=\s|\*\*|__))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # Ordinal words that number lines, by their number (0: "Finally", the next one): English, Spanish, Portuguese,
@@ -96,9 +116,24 @@ def _alternation(words: tuple[str, ...]) -> str:
 # T", "First step: T", "1st: T", "Erstens, T", "Во-первых, T"; "Finally, T" the next; Chinese "首先，" "其次，"
 # "再次，" "最后，", Japanese "第一に、"): a separator must follow it ("First things first" is prose).
 _ORDINAL = re.compile(
-    rf"(?:#{{1,6}}\s+)?(\*\*|__)?(?:(?i:({_alternation(_ORDINAL_WORDS)})(?:\s+[A-Za-z]{{2,12}})?|(\d{{1,2}})(?:st|nd|rd|th))"
+    rf"(?:#{{1,6}}\s+)?(\*\*|__)?(?:(?i:({_alternation(_ORDINAL_WORDS)})|(\d{{1,2}})(?:st|nd|rd|th))(?:\s+[A-Za-z]{{2,12}})?"
     r"(?:\1)?\s*(?:[,:.\uff1a]|\s[-\u2013\u2014])(?:\1)?\s+"
     rf"|({_alternation(_HAN_ORDINAL_WORDS)})(?:\1)?[\uff0c,\u3001:\uff1a](?:\1)?\s*)(?=\S)"
+)
+# A sentence that numbers itself ("The first step is to plan.", "The second thing you should do is rest.", "The
+# final step is to review."): the title is what follows.
+_ORDINAL_SENTENCE = re.compile(
+    r"(?i:the\s+(?:very\s+)?(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|next|final|last)"
+    r"(?:\s+(?!is\b)[a-z']{2,12}){0,4}?\s+(?:is|would\s+be|should\s+be|will\s+be)\s+(?:to\s+)?)(?=\S)"
+)
+# "No. 1 T" with no separator after the number (with one, "No. 1:" is a keyword label): read as an ordinal list,
+# from its third line, since "No. 1 fan" alone is prose.
+_NO_NUMBER = re.compile(r"(?:#{1,6}\s+)?(\*\*|__)?(?:No|Nr|Number)\.?\s?(\d{1,2})(?:\1)?\s+(?=\S)")
+# The text of a last ordinal line that closes the answer instead of adding a point ("Finally, I hope this helps.").
+CLOSING_WORDS = re.compile(
+    r"(?i:i\s+hope|hope\s+(?:this|these|that|it|you)|good\s+luck|best\s+of\s+luck|let\s+me\s+know|feel\s+free"
+    r"|thanks?\b|happy\s+\w+ing|enjoy\b|if\s+you\s+have\s+(?:any\s+)?(?:more\s+|further\s+)?questions"
+    r"|by\s+following|with\s+these|(?:all\s+)?these\s+(?:tips|steps|strategies|ideas|suggestions|practices|habits)\b)"
 )
 # A fraction that numbers a line ("1/5 T", "**2/5:** T", as a thread is numbered; "1/ T" is a number's mark).
 _FRACTION = re.compile(
@@ -109,7 +144,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|(?<=[\u3002\uff01\uff1f])")
 # A bullet, symbol or emoji written before a number ("- 1. T", "🔹 1. T", "### ✅ 1. T"): decoration, the number
 # is the marker.
 _DECORATION = re.compile(
-    r"[-*•+\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
+    r"[-*•+\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s+"
 )
 # Bullets: "-", "*", "•", "+", "–", "◦", "▪", "●", "‣", "·", "⁃", arrows, check marks, stars and other symbol or
 # emoji bullets ("✅", "🔹", "👉", "→", "➤", "★"; not the smileys a closing line may start with) and a space,
@@ -117,7 +152,7 @@ _DECORATION = re.compile(
 # ("ii.", "(iv)") reads as a bullet too, so a lettered list under a numbered one stays its sub-items; so do
 # Cyrillic and Korean letters ("а)", "가."), LaTeX's "\item T", an em dash ("— T") and the Japanese "・T".
 _BULLET = re.compile(
-    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
+    r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2219\u2981\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
     r"\ufe0f?|\(?(?:[a-zA-Z\u0430-\u044f]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3})"
     r"|[\uac00\ub098\ub2e4\ub77c\ub9c8\ubc14\uc0ac\uc544\uc790\ucc28\uce74\ud0c0\ud30c\ud558])[.)]"
     r"|\\item(?:\[[^\]]*\])?)\s+|[\u30fb\uff65]\s*)(?:\[[ xX]\]\s+)?"
@@ -131,7 +166,7 @@ SUB_NUMBER = re.compile(r"(?:\*\*|__)?\d{1,2}(?:\.\d{1,2})+\.?(?=[\s*_])")
 # Such a number where it numbers the list itself ("1.1 T", "**1.2 T**", "### 2.1. T").
 _DOTTED = re.compile(r"(?:#{1,6}\s+)?(?:\*\*|__)?(\d{1,2}(?:\.\d{1,2})+\.?)(?=[\s*_])")
 _SYMBOLS_FIRST = re.compile(
-    r"(?:(?!\w)[\u2190-\u21ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+"
+    r"(?:(?!\w)[\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+"
     r"(?=\S)"
 )
 _EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
@@ -151,7 +186,7 @@ _QUOTES = dict(zip("\"\u201c'\u2018\u300c\u300e", "\"\u201d'\u2019\u300d\u300f",
 # label ("Pros:").
 _LABEL_LINE = re.compile(r"(?:(#{1,6})\s+(.+)|(\*\*|__)(.+?)\3(.*)|([^\W\d_a-z][^\W\d_]*(?:[ '’-][^\W\d_]+){0,4}):)$")
 # A letter that numbers a heading or a bold label ("## A. Diet", "**B.** Sleep", "**C) Rest**"): not the title.
-_LETTER = re.compile(r"[A-Za-z][.)](?:\s+|$)")
+_LETTER = re.compile(r"\(?[A-Za-z][.)](?:\s+|$)")
 # A heading that names the skeleton itself ("Skeleton", "Answer outline", "The plan"), not a point: the whole title.
 _GENERIC = re.compile(
     r"(?:(?:here is|here's|the|my|a|an|your)\s+)?(?:answer\s+|response\s+)?"
@@ -210,6 +245,8 @@ _INLINE_NEXT = re.compile(r"(?<=\s)(\d{1,2})([.)])\s+(?=\S)")
 # Where a streamed line is cut into pieces besides "\n": before each HTML list tag, once the tag is complete, so
 # "<ol><li>A</li><li>B</li></ol>" on one line gives one piece per item as soon as it is written.
 HTML_BREAK = re.compile(r"(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
+# Such a break right after another tag (and any spaces): where a line that does not start with a tag is cut.
+HTML_BREAK_AFTER_TAG = re.compile(r"(?<=>)(\s*)(?=</?(?:li|ol|ul)\b[^<>\n]*>)", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<(/?)(li|ol|ul)\b[^<>]*>", re.IGNORECASE)
 # A lead-in that opens an HTML list at its end ("Here are some tips: <ol>").
 LIST_OPENED = re.compile(r"(?<=:)\s*<(ol|ul)\b[^<>]*>$", re.IGNORECASE)
@@ -217,7 +254,10 @@ _HTML_STRONG = re.compile(r"</?(?:strong|b)\b[^<>]*>", re.IGNORECASE)
 _HTML_ANY = re.compile(r"</?[a-zA-Z][^<>]*>")
 # A table's separator row ("|---|:---:|"); a cell that only numbers its row ("1", "#2", "3.", "Step 4", "IV").
 TABLE_SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?|\|\s*:?-+:?\s*\|")
-_ROW_NUMBER = re.compile(r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?")
+_ROW_NUMBER = re.compile(
+    r"(?:#|(?i:no\.?\s*|(?:step|day|part|phase|stage)\s+))?\(?\d{1,2}[.):]?\)?|[IVX]{1,5}\.?|(?:\d\ufe0f?\u20e3)+"
+    r"|[\u2460-\u249b\u24eb-\u24fe\u2776-\u2793\u3220-\u3229\u3280-\u3289\U0001f51f]"
+)
 
 
 def title_key(title: str) -> str:
@@ -272,11 +312,20 @@ def body_title(body: str) -> str:
 
 
 def parse_ordinal(line: str) -> tuple[int, str, str] | None:
-    """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``; kind "") or a fraction ("2/5 T",
-    kind "/5"); the number is 0 for "Finally" and "Lastly" (the next one). The title is the first sentence, with
-    a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened before the word
-    holds the title ("**First, keep it.** Text")."""
+    """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``, or a sentence: "The first step is
+    to T."; kind ""), a fraction ("2/5 T", kind "/5") or "No. 2 T" (kind "no"); the number is 0 for "Finally" and
+    "Lastly" (the next one, and the last), -1 for "The next step is ..." (the next one). The title is the first
+    sentence, with a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened
+    before the word holds the title ("**First, keep it.** Text")."""
     s = line.strip()
+    if sentence := _ORDINAL_SENTENCE.match(s):
+        title = body_title(_SENTENCE.split(s[sentence.end() :], maxsplit=1)[0])
+        title = title[:1].upper() + title[1:]
+        word = sentence.group(1).lower()
+        return (-1 if word == "next" else _ORDINAL_NUMBERS.get(word, 0), title, "") if title else None
+    if no := _NO_NUMBER.match(s):
+        title = body_title(s[no.end() :])
+        return (int(no.group(2)), title[:1].upper() + title[1:], "no") if title else None
     m = _ORDINAL.match(s) or _FRACTION.match(s)
     if m is None or (m.re is _FRACTION and not 0 < int(m.group(2)) <= int(m.group(3))):
         return None
@@ -302,6 +351,8 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     s = line.strip()
     if _NUMBER_ALONE.fullmatch(s):
         return "num", "", ""
+    if (xml := XML_ITEM.fullmatch(s)) and xml.group(2).strip():
+        return "num", body_title(_HTML_ANY.sub(" ", _HTML_STRONG.sub("**", xml.group(2)))), "xml"
     heading = _HEADING.match(s)
     if heading:
         s = _HEADING_CLOSE.sub("", s[heading.end() :])
@@ -321,7 +372,10 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         bullet = None if heading or mark else _BULLET.match(s)
         if bullet is None:
             return None
-        return "bullet", body_title(s[bullet.end() :].strip()), ""
+        body = s[bullet.end() :].strip()
+        if _YAML_NUMBER.fullmatch(body):  # "- id: 1": a YAML map whose title is on a line under it
+            return "num", "", ""
+        return "bullet", _bullet_title(body), ""
     family = "dash" if dash else "keyword" if marker.re is _KEYWORD else _family(marker.group())
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
@@ -335,6 +389,32 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
         return "num", clean_title(body) if close < 0 else clean_title(body[:close], whole=True), family
     inner = _HEADING.match(body)  # "1. ### Title"
     return "num", body_title(body[inner.end() :] if inner else body), family
+
+
+def yaml_title(line: str) -> str | None:
+    """The value of a YAML map's title key ("title: T", "name: 'T'"), else None."""
+    yaml = _YAML_TITLE.fullmatch(line)
+    return clean_title(yaml.group(1), whole=True) if yaml else None
+
+
+def definition_term(previous: str | None, line: str) -> str | None:
+    """The term of a definition list's entry (a line of text, then its definition on a line that starts with ": ",
+    as markdown extra and pandoc write one), when ``line`` is that definition and ``previous`` the text above."""
+    return (body_title(previous) or None) if previous and _DEFINITION.match(line) else None
+
+
+def _bullet_title(body: str) -> str:
+    """A bullet's title: a keyword label's text ("- **Step 1:** T", "🔹 Tip 2: T" give "T", not "Step 1"), a YAML
+    map's title ("- title: T"), else the body's title."""
+    if (yaml := yaml_title(body)) is not None:
+        return yaml
+    opener = _EMPHASIS.match(body)
+    rest = body[opener.end() :] if opener else body
+    if _KEYWORD.match(rest):
+        item = parse_item(body)
+        if item is not None and item[1]:
+            return item[1]
+    return body_title(body)
 
 
 def _family(marker: str) -> str:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sotrag.app.skeleton import SkeletonParser, parse_line, parse_skeleton, skeleton_line_regex
+from sotrag.app.skeleton_lines import parse_item
 
 # -- generated styles ---------------------------------------------------------------------------------------
 
@@ -22,7 +23,13 @@ _plain_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 # words real titles carry that a naive reader trips on: numbers with dots and colons, hyphens, apostrophes
 _odd_word = st.sampled_from(["1.5", "2", "3:1", "6:30", "Step", "of", "self-care", "don't", "e.g", "(optional)", "10x"])
 _word = st.one_of(_plain_word, _plain_word, _plain_word, _odd_word)
-_title = st.lists(_word, min_size=1, max_size=7).map(" ".join).filter(lambda t: any(c.isalpha() for c in t))
+# (not a title that is itself a keyword label, "Step 2": after a bullet, "- Step 2: Text" is read as "Step 2: Text"
+# is, with the keyword as the marker and "Text" the title)
+_title = (
+    st.lists(_word, min_size=1, max_size=7)
+    .map(" ".join)
+    .filter(lambda t: any(c.isalpha() for c in t) and (parse_item(t + ": Text") or ("", "", ""))[2] != "keyword")
+)
 # a description is a sentence: it starts with a capital, which is what tells "**Title** Description" apart
 # from a line that only starts with an emphasised word
 _sentence = st.tuples(
