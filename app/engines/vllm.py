@@ -423,7 +423,6 @@ class VLLMEngine(EngineBase):
         llm.shutdown = lambda *args, **kwargs: None
 
 
-@functools.cache
 class _Submitted:
     """A request already in vLLM (``generate_group``), read as a stream of deltas. Closed before it was read, it
     is aborted too (an async generator closed before its first step runs none of its code)."""
@@ -448,6 +447,7 @@ class _Submitted:
         await self._deltas.aclose()  # type: ignore[attr-defined]
 
 
+@functools.cache  # once a process
 def _warn_seed_dropped() -> None:
     log.warning(
         "per-request sampling seeds are ignored: on a CPU with chunked prefill vLLM's engine would crash on them "
