@@ -17,6 +17,7 @@ import random
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from sotrag.app.skeleton import parse_skeleton
 from tests.skeleton_stream import stream_skeleton
@@ -249,12 +250,20 @@ def noise(rnd: random.Random) -> str:
         parts.append("".join(chr(rnd.randrange(32, 0x2FFFF)) for _ in range(20)))
     text = "".join(parts)
     if rnd.random() < 0.5:  # a list with characters deleted, doubled or replaced by a noise piece
-        text = list(a_list(rnd)[1])
+        chars = list(a_list(rnd)[1])
         for _ in range(rnd.randint(1, 8)):
-            i = rnd.randrange(len(text))
-            text[i] = rnd.choice(["", text[i] * 2, rnd.choice(NOISE)])
-        text = "".join(text)
+            i = rnd.randrange(len(chars))
+            chars[i] = rnd.choice(["", chars[i] * 2, rnd.choice(NOISE)])
+        text = "".join(chars)
     return text
+
+
+def _read_streamed(text: str, seed: int) -> None:
+    stream_skeleton(text, seed, max_points=10, max_chunk=7)
+
+
+def _read_whole(text: str) -> None:
+    parse_skeleton(text)
 
 
 def main() -> None:
@@ -279,14 +288,14 @@ def main() -> None:
     for _ in range(a.lists):
         style, text, titles = a_list(rnd)
         total[style] += 1
-        problem = guarded(text, lambda text=text, titles=titles: check_list(rnd, text, titles))
+        problem = guarded(text, partial(check_list, rnd, text, titles))
         if problem:
             wrong[style] += 1
             examples.setdefault(style, (text, problem))
     for _ in range(a.noise):
         text = noise(rnd)
-        guarded(text, lambda text=text: (stream_skeleton(text, rnd.randrange(9), max_points=10, max_chunk=7), None)[1])
-        guarded(text, lambda text=text: (parse_skeleton(text), None)[1])
+        guarded(text, partial(_read_streamed, text, rnd.randrange(9)))
+        guarded(text, partial(_read_whole, text))
     print(f"lists: {sum(wrong.values())} of {a.lists} misread; noise: {a.noise} texts; crashes: {len(crashes)}")
     for style in sorted(wrong):
         text, problem = examples[style]

@@ -19,6 +19,7 @@ MoveDirectionality = pytest.importorskip("vllm.v1.sample.logits_processor").Move
 from vllm.v1.sample.logits_processor import BatchUpdate  # noqa: E402
 
 VOCAB, EOS, PASS = 64, 1, -1  # a prompt [PASS] matches no script (unmatched="pass")
+NO_PARAMS: Any = None  # the processor reads no sampling parameters of these requests
 
 
 def script(k: int) -> tuple[int, ...]:
@@ -34,7 +35,7 @@ def processor() -> ReplayLogitsProcessor:
     def match(params: Any, prompt: list[int] | None, output: list[int]) -> _Request | None:
         return None if prompt == [PASS] else _Request(script(prompt[0]), output, EOS)  # type: ignore[index]
 
-    p._match = match  # type: ignore[method-assign]
+    p._match = match  # type: ignore[method-assign,assignment]
     return p
 
 
@@ -43,7 +44,7 @@ def update(p: ReplayLogitsProcessor, size: int, removed=(), added=(), moved=()) 
         BatchUpdate(
             batch_size=size,
             removed=list(removed),
-            added=[(row, None, [k], out) for row, k, out in added],
+            added=[(row, NO_PARAMS, [k], out) for row, k, out in added],
             moved=[(a, b, getattr(MoveDirectionality, d)) for a, b, d in moved],
         )
     )
@@ -66,7 +67,7 @@ def masked(p: ReplayLogitsProcessor, batch: int) -> tuple[list[int | None], torc
 
 def test_every_row_replayed_in_row_order_after_swaps_and_moves() -> None:
     p = processor()
-    outs = {k: [] for k in range(4)}
+    outs: dict[int, list[int]] = {k: [] for k in range(4)}
     update(p, 3, added=[(0, 0, outs[0]), (1, 1, outs[1]), (2, 2, outs[2])])
     assert masked(p, 3)[0] == [script(0)[0], script(1)[0], script(2)[0]]
 
@@ -148,7 +149,8 @@ def test_the_prompt_end_decodes_as_the_tokenizer_decodes() -> None:
         "<|im_start|>user\n" + "\n".join(r["normal"] for r in real_rows()[:3]) + "<|im_end|>\n<|im_start|>assistant\n"
     )
     ids = tok.encode(text, add_special_tokens=False)
-    for part in (ids, ids[-300:], ids[:256], ids[1:2], []):
+    parts: tuple[list[int], ...] = (ids, ids[-300:], ids[:256], ids[1:2], [])
+    for part in parts:
         assert p._decode(part) == tok.decode(part, skip_special_tokens=False)
 
 
@@ -167,7 +169,7 @@ def test_a_tokenizer_that_cleans_up_spaces_decodes_through_its_own_decode() -> N
             return "tokenizer"
 
     p = processor()
-    p.tokenizer = Tokenizer(clean_up=True)
+    p.tokenizer = Tokenizer(clean_up=True)  # type: ignore[assignment]
     assert p._decode([1]) == "tokenizer"
-    p.tokenizer = Tokenizer(clean_up=False)
+    p.tokenizer = Tokenizer(clean_up=False)  # type: ignore[assignment]
     assert p._decode([1]) == "backend"

@@ -37,6 +37,7 @@ from sotrag.app.engines.replay import ReplayLogitsProcessor, _Request
 
 VOCAB, ROWS = 152064, (1, 8, 64)
 SMALL_VOCAB = 1024  # logits this narrow on the CPU: the Python and dispatch part of a call, the ops' work ~nil
+NO_PARAMS: Any = None  # update_state reads no sampling parameters of these requests
 
 
 class MainApply:
@@ -223,7 +224,7 @@ def update_table(tokenizer_dir: str | None, emit: Any) -> None:
             p._lengths.clear()
             for kind, prompt in requests:
                 t0 = time.perf_counter()
-                p.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, None, prompt, [])], moved=[]))
+                p.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, NO_PARAMS, prompt, [])], moved=[]))
                 if rep:
                     times.setdefault((kind, version), []).append(time.perf_counter() - t0)
                 if 0 not in p.requests:
