@@ -53,6 +53,7 @@ from sotrag.app.request import (
     AnswerRequest,
     InvalidQuestion,
     ValidatedRequest,
+    check_encodable,
     non_empty,
     validate_request,
 )
@@ -86,6 +87,7 @@ def ask(
 ) -> None:
     """Answer QUESTION, streaming the skeleton and the points as they are written."""
     try:
+        check_encodable(question, "the question", from_bytes=True)  # argv bytes that are not UTF-8
         non_empty(question)  # before anything loads: an empty question is one line at once
     except InvalidQuestion as exc:
         raise fail(str(exc), 2) from None
