@@ -9,7 +9,7 @@ parameter), no server up is ``EngineUnavailable``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -52,7 +52,8 @@ async def _engine(handler: Handler, **config: Any) -> RemoteEngine:
 
 
 def _request(**sampling: Any) -> GenerationRequest:
-    return GenerationRequest(request_id="r1", prompt="x", prompt_token_ids=(1, 2, 3), sampling=SamplingOptions(**sampling))
+    options = SamplingOptions(**sampling)
+    return GenerationRequest(request_id="r1", prompt="x", prompt_token_ids=(1, 2, 3), sampling=options)
 
 
 async def _drain(engine: RemoteEngine, request: GenerationRequest) -> str:
@@ -139,8 +140,9 @@ async def test_a_server_refusal_says_whose_fault_it_is_and_its_public_text_names
 
 async def test_an_error_event_mid_stream_for_a_bad_value_is_the_clients() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
-        error = {"error": {"message": "bad grammar", "type": "BadRequestError", "param": "structured_outputs", "code": 400}}
-        return httpx.Response(200, text=f"data: {json.dumps(error)}\n\n", headers={"content-type": "text/event-stream"})
+        error = {"message": "bad grammar", "type": "BadRequestError", "param": "structured_outputs", "code": 400}
+        text = f"data: {json.dumps({'error': error})}\n\n"
+        return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
 
     engine = await _engine(_recording([], answer))
     try:

@@ -35,8 +35,8 @@ from sotrag.app.engines.base import (
     GenerationDelta,
     GenerationRequest,
 )
-from sotrag.app.engines.remote_schema import check_json_schema
 from sotrag.app.engines.remote_pool import Server, ServerPool, describe_http_error
+from sotrag.app.engines.remote_schema import check_json_schema
 from sotrag.app.engines.remote_stream import SERVER_STOPS, read_completions
 
 log = logging.getLogger("sotrag.engine.remote")
