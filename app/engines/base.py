@@ -288,7 +288,7 @@ async def count_tokens_async(engine: Engine, text: str) -> int:
     return int(await with_defaults(engine).acount_tokens(text))
 
 
-_URL = re.compile(r"\s*\bhttps?://[^\s,;)'\"]+")
+_URL = re.compile(r"\s*\bhttps?://[^\s,;)'\"]*[^\s,;)'\":.]")  # a URL, not the colon or stop after it
 
 
 class EngineError(RuntimeError):
