@@ -177,3 +177,22 @@ async def test_a_seed_out_of_range_on_the_openai_route_is_the_clients_error(clie
     r = await client.post("/v1/chat/completions", json={**body, "seed": 2**63 - 1})
     assert r.status_code == 200, r.text
     assert json.loads(r.text)["object"] == "chat.completion"
+
+
+@pytest.mark.parametrize(("error", "code"), [(EngineRejected("the server refused seed", param="seed"), 2),
+                                             (EngineUnavailable("no vLLM server is up"), 1)])
+def test_cli_exits_2_when_a_server_refuses_a_value_and_1_when_it_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, error: EngineError, code: int
+) -> None:
+    from typer.testing import CliRunner
+
+    import sotrag.app.cli.ask as ask_module
+    from sotrag.app.cli.root import app
+
+    async def refused(*args: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(ask_module, "_ask", refused)
+    result = CliRunner().invoke(app, ["ask", "hi there", "--engine-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == code, result.output
+    assert str(error) in result.output and "Traceback" not in result.output
