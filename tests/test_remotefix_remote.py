@@ -102,6 +102,7 @@ async def test_a_schema_xgrammar_rejects_is_refused_before_anything_is_sent(bodi
         with pytest.raises(EngineRejected) as caught:
             await _drain(engine, _request(json_schema=bad))
         assert caught.value.param == "response_format" and caught.value.status == 422
+        assert str(caught.value).endswith("minLength 5 is greater than maxLength 2")  # not xgrammar's log prefix
         assert bodies == []
         await _drain(engine, _request(json_schema=json.dumps({"type": "object"})))
         assert bodies[0]["structured_outputs"]["json"] == {"type": "object"}

@@ -9,8 +9,12 @@ own refusal stands (``EngineRejected`` as well, from its 400).
 from __future__ import annotations
 
 import functools
+import re
 
 from sotrag.app.engines.base import EngineRejected
+
+# xgrammar's messages start with its log prefix: "[23:02:13] /path/to/json_schema_converter.cc:4944: ".
+_LOG_PREFIX = re.compile(r"^\[[\d:.]+\]\s+\S+:\d+:\s*")
 
 
 @functools.lru_cache(maxsize=64)
@@ -22,7 +26,8 @@ def _schema_problem(schema: str) -> str | None:
     try:
         xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, separators=(",", ":"))
     except Exception as exc:  # xgrammar raises RuntimeError/ValueError/its own types, by version
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        lines = [_LOG_PREFIX.sub("", line) for line in str(exc).strip().splitlines()]
+        return (lines or [type(exc).__name__])[0][:200]
     return None
 
 
