@@ -89,6 +89,12 @@ class EngineConfig(BaseModel):
         "for a router with session affinity by header (production-stack --routing-logic session --session-key "
         "NAME, llm-d's session-affinity scorer); None: no header",
     )
+    remote_seeds: bool = Field(
+        default=False,
+        description="remote engine: forward a request's sampling seed to the servers. Off by default: a seed kills a "
+        "vLLM CPU server with chunked prefill (its default), for every client; turn on only for GPU servers, or CPU "
+        "servers started with --no-enable-chunked-prefill. Off, seeds are dropped (logged once)",
+    )
     remote_tokenizer: Literal["auto", "server"] = Field(
         default="auto",
         description="remote engine: auto uses a local copy of the served model's tokenizer (engine.tokenizer or "
@@ -138,11 +144,15 @@ class EngineConfig(BaseModel):
         return GPU_DEFAULT_MODEL if self.preset == "gpu" else CPU_DEFAULT_MODEL
 
 
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # the seeds vLLM takes (a signed 64-bit integer)
+
+
 class SamplingConfig(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
-    seed: int | None = None
+    # vLLM's range (its OpenAI protocol's int64); a larger one used to reach the engine and fail there.
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     skeleton_max_tokens: int = Field(default=200, ge=8)
     point_max_tokens: int = Field(default=128, ge=1)
     normal_max_tokens: int = Field(default=1024, ge=1)

@@ -9,12 +9,13 @@ against the model once (one tokenization of the question, one of the history) an
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
 from sotrag.app.events import RequestedMode
@@ -107,7 +108,41 @@ def sampling_with(
         updates["normal_min_tokens"] = min(base.normal_min_tokens, max_tokens)
     if temperature is not None:
         updates["temperature"] = temperature
-    return SamplingConfig.model_validate({**base.model_dump(), **updates}) if updates else None
+    if not updates:
+        return None
+    try:
+        return SamplingConfig.model_validate({**base.model_dump(), **updates})
+    except ValidationError as exc:  # a client's value out of range (a seed past vLLM's): its 422, before any work
+        raise InvalidQuestion(
+            "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        ) from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_encodable(value: str, what: str = "the question", *, from_bytes: bool = False) -> str:
+    """``value`` unchanged, or ``InvalidQuestion`` when it cannot be encoded (a lone surrogate: JSON's ``"\\ud800"``,
+    or a byte that is not UTF-8 in a command-line argument, which Python decodes to one): no tokenizer takes it.
+    ``from_bytes``: ``value`` was decoded from bytes (argv), so a surrogate there is a byte that is not UTF-8."""
+    m = _SURROGATE.search(value)
+    if m is None:
+        return value
+    ch = ord(m.group())
+    if from_bytes and 0xDC80 <= ch <= 0xDCFF:  # surrogateescape: the byte ch - 0xDC00 of undecodable input
+        raise InvalidQuestion(f"{what} is not valid UTF-8 (byte 0x{ch - 0xDC00:x} at character {m.start()})")
+    raise InvalidQuestion(f"{what} is not valid Unicode (a lone surrogate at character {m.start()})")
+
+
+def check_request_text(resolved: ResolvedRequest) -> None:
+    """Every text of the request (question, history, filters) encodable (``check_encodable``)."""
+    check_encodable(resolved.question, "the question")
+    for i, (q, a) in enumerate(resolved.history):
+        check_encodable(q, f"history turn {i + 1}")
+        check_encodable(a, f"history turn {i + 1}")
+    for key, value in (resolved.filters or {}).items():
+        check_encodable(key, "a filter name")
+        check_encodable(value, f"filter {key!r}" if _SURROGATE.search(key) is None else "a filter value")
 
 
 def is_blank(text: str) -> bool:
@@ -133,6 +168,7 @@ async def validate_request(
     """The one check of a request against the model: a question with something to read, and room for an answer
     after the question and its history. ``count_tokens`` counts plain text as the engine will encode it."""
     resolved = request.resolve(settings) if isinstance(request, AnswerRequest) else request
+    check_request_text(resolved)  # before any tokenizer sees it
     question = non_empty(resolved.question)
     tokens = await count_tokens(question)
     if tokens + MIN_ANSWER_TOKENS > max_model_len:

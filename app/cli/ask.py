@@ -35,7 +35,7 @@ from sotrag.app.cli.common import (
     with_options,
 )
 from sotrag.app.config import SamplingConfig, Settings, SoTConfig
-from sotrag.app.engines.base import EngineError
+from sotrag.app.engines.base import EngineError, EngineRejected
 from sotrag.app.events import (
     AnswerDelta,
     AnswerDone,
@@ -53,6 +53,7 @@ from sotrag.app.request import (
     AnswerRequest,
     InvalidQuestion,
     ValidatedRequest,
+    check_encodable,
     non_empty,
     validate_request,
 )
@@ -86,6 +87,7 @@ def ask(
 ) -> None:
     """Answer QUESTION, streaming the skeleton and the points as they are written."""
     try:
+        check_encodable(question, "the question", from_bytes=True)  # argv bytes that are not UTF-8
         non_empty(question)  # before anything loads: an empty question is one line at once
     except InvalidQuestion as exc:
         raise fail(str(exc), 2) from None
@@ -118,8 +120,8 @@ def ask(
         raise fail(str(exc), 2) from None
     except RetrievalError as exc:
         raise fail(str(exc), 2) from None
-    except EngineError as exc:
-        raise fail(str(exc), 1) from None
+    except EngineError as exc:  # a server that refused one of the request's values: bad input (2), else 1
+        raise fail(str(exc), 2 if isinstance(exc, EngineRejected) else 1) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
     if json_out:

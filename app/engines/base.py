@@ -17,6 +17,7 @@ cache matches on.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -287,5 +288,36 @@ async def count_tokens_async(engine: Engine, text: str) -> int:
     return int(await with_defaults(engine).acount_tokens(text))
 
 
+_URL = re.compile(r"\s*\bhttps?://[^\s,;)'\"]*[^\s,;)'\":.]")  # a URL, not the colon or stop after it
+
+
 class EngineError(RuntimeError):
-    """An engine could not be created or could not serve a request; the message is user-facing."""
+    """An engine could not be created or could not serve a request; the message is user-facing for the operator
+    (the CLI prints it, the log keeps it). ``public`` is the same without internal server URLs, for API clients;
+    ``status`` is the HTTP status an answer that failed with it gets (500: the server's fault)."""
+
+    status = 500
+
+    @property
+    def public(self) -> str:
+        """The message without server URLs: one line an API client may see (it must not learn the topology)."""
+        lines = str(self).strip().splitlines()
+        return _URL.sub("", lines[0] if lines else type(self).__name__)
+
+
+class EngineRejected(EngineError):
+    """A vLLM server refused a request for one of its values (its HTTP 400: a bad parameter, a JSON schema its
+    grammar compiler rejects): the client's mistake, so the client's 4xx. ``param``: the refused parameter
+    where the server named it."""
+
+    status = 422
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class EngineUnavailable(EngineError):
+    """No vLLM server can take the request now (all down or unreachable): 503, worth retrying later."""
+
+    status = 503

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sotrag.app.engines.base import EngineError, EngineLoad
+from sotrag.app.engines.base import EngineError, EngineLoad, EngineUnavailable
 
 log = logging.getLogger("sotrag.engine.remote")
 
@@ -231,7 +231,7 @@ class ServerPool:
     def least_loaded(self) -> Server:
         up = self.healthy()
         if not up:
-            raise EngineError(f"no vLLM server is up: {self.down_summary()}")
+            raise EngineUnavailable(f"no vLLM server is up: {self.down_summary()}")
         return min(up, key=Server.score)
 
     def pick(self, affinity: str | None) -> Server:

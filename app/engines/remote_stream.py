@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from sotrag.app.engines.base import EngineError, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import EngineError, EngineRejected, GenerationDelta, GenerationRequest
 
 SERVER_STOPS = 4  # vLLM's server takes at most VLLM_MAX_STOP_STRINGS (4 by default) stop strings
 
@@ -41,7 +41,10 @@ async def read_completions(
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise EngineError(f"the vLLM server {server_url} failed the request: {message}")
+            text = f"the vLLM server {server_url} failed the request: {message}"
+            if isinstance(error, dict) and error.get("code") in (400, 422):  # a value it refused mid-stream
+                raise EngineRejected(text, param=error.get("param") or None)
+            raise EngineError(text)
         usage = chunk.get("usage") or {}
         if usage:
             prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)

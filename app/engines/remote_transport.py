@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Collection
@@ -26,8 +27,16 @@ from typing import Any
 import httpx
 
 from sotrag.app.config import EngineConfig
-from sotrag.app.engines.base import EngineError, EngineLoad, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import (
+    EngineError,
+    EngineLoad,
+    EngineRejected,
+    EngineUnavailable,
+    GenerationDelta,
+    GenerationRequest,
+)
 from sotrag.app.engines.remote_pool import Server, ServerPool, describe_http_error
+from sotrag.app.engines.remote_schema import check_json_schema
 from sotrag.app.engines.remote_stream import SERVER_STOPS, read_completions
 
 log = logging.getLogger("sotrag.engine.remote")
@@ -158,9 +167,9 @@ class RemoteTransport:
                 self.pool.recheck_soon()
                 continue
             if resp.status_code != 200:
-                raise EngineError(status_error(server, resp))
+                raise status_exception(server, resp)
             return dict(resp.json())
-        raise EngineError(f"no vLLM server could {route.strip('/')}: {'; '.join(errors)}")
+        raise EngineUnavailable(f"no vLLM server could {route.strip('/')}: {'; '.join(errors)}")
 
     def tokenizer_info(self) -> dict[str, Any] | None:
         """The server's tokenizer config (``--enable-tokenizer-info-endpoint``), if it shares it."""
@@ -193,7 +202,7 @@ class RemoteTransport:
                     ) as resp:
                         if resp.status_code != 200:
                             await resp.aread()
-                            raise EngineError(status_error(server, resp))
+                            raise status_exception(server, resp)
                         answered = True
                         self.open_streams[request.request_id] = resp
                         server.open_requests += 1
@@ -227,7 +236,7 @@ class RemoteTransport:
                             server, attempt = self.pool.pick(request.affinity), 0
                             retries = 0
                             continue
-                        raise EngineError(f"cannot reach the vLLM server {server.url}: {reason}") from None
+                        raise EngineUnavailable(f"cannot reach the vLLM server {server.url}: {reason}") from None
                     await asyncio.sleep(BACKOFF_S * 2 ** (attempt - 1))
                 except httpx.TimeoutException:
                     raise EngineError(
@@ -262,8 +271,9 @@ class RemoteTransport:
         }
         if s.top_k > 0:
             body["top_k"] = s.top_k
-        if s.seed is not None:
-            body["seed"] = s.seed
+        seed = self._seed(request)
+        if seed is not None:
+            body["seed"] = seed
         if s.stop:
             body["stop"] = list(s.stop[:SERVER_STOPS])  # the rest: remote_stream.StopScanner, here
         if s.ignore_eos:
@@ -287,10 +297,23 @@ class RemoteTransport:
                     "it, or set SOTRAG_SOT__SKELETON_FALLBACK=normal with SOTRAG_SOT__GUIDED_SKELETON off (the default)"
                 )
         if s.json_schema:
+            check_json_schema(s.json_schema)  # the client's 422 now, not the server's 400 mid-answer
             if not all(srv.features.get("structured_outputs") for srv in up):
                 raise EngineError("the vLLM server has no structured outputs, which a JSON response_format needs")
             body["structured_outputs"] = {"json": json.loads(s.json_schema), "disable_any_whitespace": True}
         return body
+
+    def _seed(self, request: GenerationRequest) -> int | None:
+        """The request's seed, or None unless ``engine.remote_seeds`` says the servers take seeds safely: a vLLM CPU
+        server with chunked prefill (its default) dies on a seeded request, for every client (this process cannot
+        read a server's device or scheduler settings). A greedy request needs no seed."""
+        s = request.sampling
+        if s.seed is None or s.temperature == 0:
+            return None
+        if self.config.remote_seeds:
+            return s.seed
+        _warn_seed_dropped()
+        return None
 
     async def abort(self, request_id: str) -> None:
         """Close the request's stream: vLLM aborts a request whose client went away."""
@@ -315,15 +338,45 @@ class RemoteTransport:
         self.sync.close()
 
 
-def status_error(server: Server, resp: httpx.Response) -> str:
-    """One line for an HTTP error answer from a server, with its own message when it sent one."""
-    message = ""
+@functools.cache  # once a process
+def _warn_seed_dropped() -> None:
+    log.warning(
+        "per-request sampling seeds are not sent to the vLLM servers: a CPU server with chunked prefill would crash "
+        "on them (set SOTRAG_ENGINE__REMOTE_SEEDS=true when every server is a GPU server, or a CPU server started "
+        "with --no-enable-chunked-prefill)"
+    )
+
+
+def status_exception(server: Server, resp: httpx.Response) -> EngineError:
+    """The error for a server's HTTP error answer to a request: ``EngineRejected`` (the client's 4xx, naming the
+    parameter where the server did) for a 400 or 422, which vLLM sends for a value it refuses (a seed out of
+    range, a schema its grammar compiler rejects); ``EngineUnavailable`` for a 503 (overloaded, shutting down);
+    else ``EngineError``."""
+    message = status_error(server, resp)
+    if resp.status_code in (400, 422):
+        return EngineRejected(message, param=_error_body(resp)[1])
+    if resp.status_code == 503:
+        return EngineUnavailable(message)
+    return EngineError(message)
+
+
+def _error_body(resp: httpx.Response) -> tuple[str, str | None]:
+    """The server's own message and the parameter it named (OpenAI's error shape), if it sent them."""
+    message, param = "", None
     try:
         body = resp.json()
         error = body.get("error", body) if isinstance(body, dict) else body
         message = str(error.get("message") if isinstance(error, dict) else error or "")
+        if isinstance(error, dict) and error.get("param"):
+            param = str(error["param"])
     except (ValueError, AttributeError):
         message = resp.text[:200] if resp.is_closed or resp.is_stream_consumed else ""
+    return message, param
+
+
+def status_error(server: Server, resp: httpx.Response) -> str:
+    """One line for an HTTP error answer from a server, with its own message when it sent one."""
+    message = _error_body(resp)[0]
     if resp.status_code in (401, 403):
         return f"the vLLM server {server.url} refused the request ({resp.status_code}): check SOTRAG_ENGINE__API_KEY"
     line = " ".join(message.split())[:300] or resp.reason_phrase  # one line, however the server wrapped it

@@ -390,9 +390,16 @@ class AnswerRun:
         if isinstance(error, (InvalidQuestion, ValueError)):  # bad input found late (e.g. in retrieval)
             log.warning("an answer was refused: %s", _one_line(error))
             return AnswerFailed(f"invalid request: {public_message(error)}", 422)
+        if isinstance(error, EngineError):  # user-facing by contract, less the server URLs (the log keeps them)
+            public = public_message(EngineError(error.public))
+            if error.status < 500:  # a vLLM server refused one of the client's values
+                log.warning("an answer was refused by the engine: %s", _one_line(error))
+                param = getattr(error, "param", None)
+                where = f" ({param})" if param and param not in public else ""
+                return AnswerFailed(f"invalid request{where}: {public}", error.status)
+            log.error("an answer failed: %s", _one_line(error), exc_info=error if error.status == 500 else None)
+            return AnswerFailed(f"the answer failed: {public}", error.status)
         log.error("an answer failed: %s", _one_line(error), exc_info=error)
-        if isinstance(error, EngineError):  # user-facing by contract
-            return AnswerFailed(f"the answer failed: {public_message(error)}")
         return AnswerFailed("the answer failed: an internal error (the server log has the details)")
 
     async def run(self) -> AnswerResult:
