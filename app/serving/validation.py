@@ -43,6 +43,7 @@ def _valid_unicode(value: str) -> str:
 
 # For request models: pydantic reports the field, and the request is refused (422) before any work.
 UnicodeText = Annotated[str, AfterValidator(_valid_unicode)]
+valid_unicode = _valid_unicode  # for text types with more constraints, checked before it (a length)
 
 
 def check_lengths(question: str, history: Sequence[tuple[str, str]], limits: LimitsConfig) -> None:
