@@ -209,6 +209,7 @@ async def test_response_format_json_schema_is_honoured(client: httpx.AsyncClient
     bad = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "no such type"}}}
     r = await client.post("/v1/chat/completions", json=chat(response_format=bad))
     assert r.status_code == 422 and "schema" in r.json()["error"]["message"], r.text
+    assert r.json()["error"]["param"] == "response_format"
 
 
 @pytest.mark.engine

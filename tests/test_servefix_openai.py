@@ -129,13 +129,13 @@ BAD_SCHEMAS = [
 
 @pytest.mark.parametrize("schema", BAD_SCHEMAS)
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_schema_the_engine_cannot_compile_is_a_400_before_any_stream(schema: Any, stream: bool) -> None:
+async def test_a_schema_the_engine_cannot_compile_is_a_422_before_any_stream(schema: Any, stream: bool) -> None:
     pytest.importorskip("xgrammar")
     body = {"model": "sotrag-normal", "messages": USER, "stream": stream,
             "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
     async with client() as (c, engine):
         r = await c.post("/v1/chat/completions", json=body)
-        message = assert_clean(r, 400, "response_format")
+        message = assert_clean(r, 422, "response_format")
         assert message.startswith("the JSON schema cannot be used for structured output: "), message
         assert not engine.requests  # refused before anything reached the engine
         ok = await c.post("/v1/chat/completions", json={**body, "response_format": {"type": "json_object"}})

@@ -149,7 +149,7 @@ def create_openai_router(service: Service) -> APIRouter:
                 try:  # the engine's own compiler, now: a bad schema is a 400 before any stream starts
                     await asyncio.to_thread(compact_json_grammar, json.dumps(schema))
                 except SchemaError as exc:
-                    return openai_error(400, str(exc), param="response_format", code="invalid_json_schema")
+                    return openai_error(422, str(exc), param="response_format", code="invalid_json_schema")
                 update["json_schema"] = schema
         sampling = service.sampling_for(max_tokens=max_tokens, temperature=body.effective_temperature(), **update)
         request = AnswerRequest(question=question, mode=mode, history=tuple(history), sampling=sampling)
