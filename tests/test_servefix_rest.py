@@ -57,7 +57,8 @@ async def test_wrong_types_and_unknown_turn_keys_are_422_naming_the_field(
     r = await c.post("/v1/answer", json={**Q, **fields})
     assert r.status_code == 422, r.text[:300]
     detail = r.json()["detail"]
-    assert detail.startswith(f"{field}") and "\n" not in detail, detail
+    assert detail.startswith(f"{field}: ") and "\n" not in detail, detail
+    assert detail.count(":") == 1, detail  # one error, not one per branch of a union
     assert not engine.requests
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from sotrag.app import request
 from sotrag.app.config import SamplingConfig
 from sotrag.app.events import AnswerResult, RequestedMode
-from sotrag.app.serving.validation import UnicodeText, valid_unicode
+from sotrag.app.serving.validation import JSONNumber, UnicodeText, valid_unicode
 from sotrag.retrieval.store import MAX_FILTER_LENGTH
 
 
@@ -52,7 +52,7 @@ class AnswerRequest(BaseModel):
     max_tokens: StrictInt | None = Field(
         None, ge=1, le=32768, description="most tokens per point (SoT) or for the whole answer (normal)"
     )
-    temperature: StrictInt | StrictFloat | None = Field(default=None, ge=0.0, le=2.0)  # 1 and 1.0, never "1"
+    temperature: JSONNumber | None = Field(default=None, ge=0.0, le=2.0)  # 1 and 1.0, never "1" or true
 
     def to_request(self, sampling: SamplingConfig | None) -> request.AnswerRequest:
         """The pipeline's request for this body, with the client's sampling already checked by the service."""

@@ -15,10 +15,10 @@ from openai.types import Completion as _Completion
 from openai.types import CompletionChoice as _CompletionChoice
 from openai.types.chat import ChatCompletion as _ChatCompletion
 from openai.types.chat import ChatCompletionChunk as _ChatCompletionChunk
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from sotrag.app.serving.api_models import AnswerResponse
-from sotrag.app.serving.validation import UnicodeText
+from sotrag.app.serving.validation import JSONNumber, UnicodeText
 
 # -- errors ---------------------------------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ def openai_error(status: int, message: str, *, param: str | None = None, code: s
 
 # -- requests -------------------------------------------------------------------------------------------------
 
-Number = StrictInt | StrictFloat  # OpenAI's "number": 1 and 1.0, never "1" or true
+Number = JSONNumber  # OpenAI's "number": 1 and 1.0, never "1" or true
 StopText = Annotated[StrictStr, Field(min_length=1)]
 Stop = StopText | Annotated[list[StopText], Field(max_length=4)]  # up to 4 sequences, as OpenAI allows
 
