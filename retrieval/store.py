@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 
 SCHEMA_VERSION = "1"
+# The longest filter value (characters): far above any real path, heading or id, and far below SQLite's own limit
+# for a GLOB pattern (SQLITE_MAX_LIKE_PATTERN_LENGTH, 50,000 bytes by default; a character is up to 4 bytes).
+MAX_FILTER_LENGTH = 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -375,15 +378,25 @@ class Store:
             yield from self.conn.execute(query.format(",".join("?" * len(part))), part)
 
     def filter_ids(self, filters: dict[str, str]) -> list[int]:
-        """Vector ids of chunks matching every filter: source (glob), doc_id, heading (glob), kind."""
+        """Vector ids of chunks matching every filter: source (glob), doc_id, heading (glob), kind. A filter SQLite
+        refuses (a pattern too long or complex) is a ``ValueError``: the caller's input, not a damaged index."""
         where, args = self._filter_sql(filters)
         q = f"SELECT c.vector_id FROM chunks c JOIN documents d USING (doc_id) WHERE {where}"
-        return [int(r[0]) for r in self.conn.execute(q, args)]
+        try:
+            return [int(r[0]) for r in self.conn.execute(q, args)]
+        except sqlite3.OperationalError as exc:
+            if "pattern" in str(exc).lower():
+                raise ValueError(f"a filter SQLite cannot match: {exc}") from None
+            raise
 
     @staticmethod
     def _filter_sql(filters: dict[str, str]) -> tuple[str, list[str]]:
         clauses, args = ["1"], []
         for key, value in filters.items():
+            if not isinstance(value, str):
+                raise ValueError(f"filter {key!r} must be text, not {type(value).__name__}")
+            if len(value) > MAX_FILTER_LENGTH:
+                raise ValueError(f"filter {key!r} is {len(value)} characters, over the limit of {MAX_FILTER_LENGTH}")
             if key == "source":
                 clause, values = source_filter_sql(value)
                 clauses.append(clause)

@@ -117,7 +117,8 @@ async def test_neutral_values_pass_to_the_engine(idle_client: httpx.AsyncClient)
 def test_request_fields_become_sampling_settings() -> None:
     body = ChatCompletionRequest.model_validate(chat(seed=7, top_p=0.5, stop="END"))
     assert body.sampling_update() == {"seed": 7, "top_p": 0.5, "stop": ["END"]}
-    assert ChatCompletionRequest.model_validate(chat(top_p=0)).sampling_update() == {"temperature": 0.0}
+    greedy = ChatCompletionRequest.model_validate(chat(top_p=0, temperature=0.7))
+    assert greedy.sampling_update() == {} and greedy.effective_temperature() == 0.0  # top_p 0 is greedy
 
 
 @pytest.mark.parametrize(
@@ -208,6 +209,7 @@ async def test_response_format_json_schema_is_honoured(client: httpx.AsyncClient
     bad = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "no such type"}}}
     r = await client.post("/v1/chat/completions", json=chat(response_format=bad))
     assert r.status_code == 422 and "schema" in r.json()["error"]["message"], r.text
+    assert r.json()["error"]["param"] == "response_format"
 
 
 @pytest.mark.engine

@@ -35,6 +35,7 @@ from sotrag.app.engines.base import (
     GenerationRequest,
     SamplingOptions,
 )
+from sotrag.app.engines.json_grammar import compact_json_grammar
 from sotrag.app.engines.local_tokenizer import LocalTokenizer
 from sotrag.app.engines.model_source import resolve_model
 
@@ -140,21 +141,10 @@ def _structured_outputs(s: SamplingOptions, params: Any) -> Any:
     return None
 
 
-@functools.lru_cache(maxsize=64)
 def _compact_json_grammar(schema: str) -> str | None:
-    """The schema as xgrammar's grammar for compact JSON (no free whitespace); None without xgrammar (vLLM then
-    takes the schema as it is). Why: with whitespace allowed a model may write it until max_tokens cuts the JSON
-    (small ones do), and vLLM 0.32 turns whitespace off only for a whole engine. A schema xgrammar cannot use is a
-    ``ValueError`` (the client's 422), raised before vLLM sees it (vLLM's own refusal would be no ValueError)."""
-    try:
-        import xgrammar
-    except ImportError:
-        return None
-    try:
-        return str(xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, separators=(",", ":")))
-    except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ValueError(f"the JSON schema cannot be used for structured output: {reason}") from None
+    """The schema as compact JSON's grammar: ``json_grammar.compact_json_grammar``, shared with the OpenAI route,
+    which checks a ``response_format`` with it before any stream starts."""
+    return compact_json_grammar(schema)
 
 
 def _stream_interval(interval: int) -> dict[str, Any]:

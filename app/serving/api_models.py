@@ -6,24 +6,29 @@ two fields added that only a server knows: whether the answer was grounded in do
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from sotrag.app import request
 from sotrag.app.config import SamplingConfig
 from sotrag.app.events import AnswerResult, RequestedMode
-from sotrag.app.serving.validation import UnicodeText
+from sotrag.app.serving.validation import JSONNumber, UnicodeText, valid_unicode
+from sotrag.retrieval.store import MAX_FILTER_LENGTH
 
 
 class Turn(BaseModel):
     """An earlier turn of the conversation: only the question and the final answer are kept (as in the paper)."""
+
+    model_config = ConfigDict(extra="forbid")  # as the body: a misspelt key is an error, not a silent drop
 
     question: UnicodeText
     answer: UnicodeText
 
 
 FilterKey = Literal["source", "heading", "doc_id", "kind"]
+# Bounded: a glob over SQLite's pattern limit was a 500 (and read as a damaged index); the length is checked first.
+FilterValue = Annotated[str, Field(max_length=MAX_FILTER_LENGTH), AfterValidator(valid_unicode)]
 
 
 class AnswerRequest(BaseModel):
@@ -37,16 +42,17 @@ class AnswerRequest(BaseModel):
         description="sot, normal, or auto (the router decides; SoT when no router is configured); "
         "none: the server's default mode (SOTRAG_DEFAULT_MODE, auto unless set)",
     )
-    top_k: int | None = Field(default=None, ge=0, le=50, description="passages to retrieve; 0 answers ungrounded")
-    filters: dict[FilterKey, UnicodeText] | None = Field(
-        None, description="restrict retrieval: source (glob), heading (glob), doc_id, kind"
+    top_k: StrictInt | None = Field(default=None, ge=0, le=50, description="passages to retrieve; 0 answers ungrounded")
+    filters: dict[FilterKey, FilterValue] | None = Field(
+        None, description=f"restrict retrieval: source (glob), heading (glob), doc_id, kind; each value at most "
+        f"{MAX_FILTER_LENGTH} characters"
     )
-    stream: bool = Field(default=False, description="true: Server-Sent Events of the pipeline's typed events")
+    stream: StrictBool = Field(default=False, description="true: Server-Sent Events of the pipeline's typed events")
     history: list[Turn] = Field(default_factory=list, max_length=50)
-    max_tokens: int | None = Field(
+    max_tokens: StrictInt | None = Field(
         None, ge=1, le=32768, description="most tokens per point (SoT) or for the whole answer (normal)"
     )
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    temperature: JSONNumber | None = Field(default=None, ge=0.0, le=2.0)  # 1 and 1.0, never "1" or true
 
     def to_request(self, sampling: SamplingConfig | None) -> request.AnswerRequest:
         """The pipeline's request for this body, with the client's sampling already checked by the service."""

@@ -19,6 +19,24 @@ from sotrag.app.routing.base import Router
 # Seconds: from a fast retrieval on a GPU to a long answer on a CPU.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0)
 STAGES = ("retrieval", "ttft", "skeleton", "expansion", "total")
+# Every label value comes from a fixed set, whatever a client sends: an unbounded label (a made-up HTTP method,
+# a model name) would grow the registry, and every scrape, without limit.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+MODES = frozenset({"sot", "normal", "auto", "none"})
+SURFACES = frozenset({"rest", "openai", "ui"})
+OUTCOMES = frozenset({"ok", "error", "cancelled"})
+ROUTE_CAUSES = frozenset({"question", "load", "fits", "default"})
+OTHER = "other"
+
+
+def bounded(value: object, allowed: frozenset[str]) -> str:
+    """``value`` as a label when it is one of ``allowed``, else ``other``."""
+    return value if isinstance(value, str) and value in allowed else OTHER
+
+
+def status_label(code: object) -> str:
+    """An HTTP status as a label: a valid code (100-599, a bounded set), else ``other``."""
+    return str(code) if isinstance(code, int) and 100 <= code <= 599 else OTHER
 
 
 class Metrics:
@@ -95,7 +113,7 @@ class Metrics:
     def observe_answer(self, result: AnswerResult) -> None:
         """Record the stage latencies and tokens of a finished answer."""
         s = result.stats
-        mode = result.mode
+        mode = bounded(result.mode, MODES)
         values = {
             "retrieval": s.retrieval_s if result.sources or s.retrieval_s else None,
             "ttft": s.ttft_s,
@@ -119,7 +137,14 @@ class Metrics:
             self.skeleton_retries.inc()
         if result.requested_mode == "auto":
             routed = "normal" if result.route_cause in ("question", "load") else "sot"
-            self.routes.labels(routed, result.route_cause or "default").inc()
+            self.routes.labels(routed, bounded(result.route_cause or "default", ROUTE_CAUSES)).inc()
+
+    def count_answer(self, surface: str, requested_mode: str | None, mode: str, outcome: str) -> None:
+        """One answer ended: every label from its fixed set."""
+        self.answers.labels(
+            bounded(surface, SURFACES), bounded(requested_mode or "none", MODES), bounded(mode, MODES),
+            bounded(outcome, OUTCOMES),
+        ).inc()
 
     def refresh_engine(
         self, unfinished: Callable[[], int | None] | None, load: Callable[[], EngineLoad] | None
@@ -178,8 +203,8 @@ class HTTPMetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = self._route(scope)
-            method = scope.get("method", "GET")
-            self.metrics.http_requests.labels(route, method, str(status["code"])).inc()
+            method = bounded(scope.get("method", "GET"), HTTP_METHODS)
+            self.metrics.http_requests.labels(route, method, status_label(status["code"])).inc()
             self.metrics.http_seconds.labels(route, method).observe(time.perf_counter() - start)
 
     def _route(self, scope: dict[str, Any]) -> str:

@@ -13,6 +13,8 @@ result (points, sources, stats); OpenAI clients ignore unknown fields.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +29,7 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 
+from sotrag.app.engines.json_grammar import SchemaError, compact_json_grammar
 from sotrag.app.events import AnswerDone, AnswerResult, RequestedMode
 from sotrag.app.ordered import OrderedText
 from sotrag.app.request import AnswerRequest
@@ -143,9 +146,12 @@ def create_openai_router(service: Service) -> APIRouter:
         if isinstance(body, ChatCompletionRequest) and body.response_format is not None:
             schema = body.response_format.schema_for_engine()
             if schema is not None:
+                try:  # the engine's own compiler, now: a bad schema is a 400 before any stream starts
+                    await asyncio.to_thread(compact_json_grammar, json.dumps(schema))
+                except SchemaError as exc:
+                    return openai_error(422, str(exc), param="response_format", code="invalid_json_schema")
                 update["json_schema"] = schema
-        temperature = None if body.temperature is None else float(body.temperature)
-        sampling = service.sampling_for(max_tokens=max_tokens, temperature=temperature, **update)
+        sampling = service.sampling_for(max_tokens=max_tokens, temperature=body.effective_temperature(), **update)
         request = AnswerRequest(question=question, mode=mode, history=tuple(history), sampling=sampling)
         return await service.answer(request, surface="openai")
 

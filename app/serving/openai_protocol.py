@@ -15,10 +15,10 @@ from openai.types import Completion as _Completion
 from openai.types import CompletionChoice as _CompletionChoice
 from openai.types.chat import ChatCompletion as _ChatCompletion
 from openai.types.chat import ChatCompletionChunk as _ChatCompletionChunk
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from sotrag.app.serving.api_models import AnswerResponse
-from sotrag.app.serving.validation import UnicodeText
+from sotrag.app.serving.validation import JSONNumber, UnicodeText
 
 # -- errors ---------------------------------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ def openai_error(status: int, message: str, *, param: str | None = None, code: s
 
 # -- requests -------------------------------------------------------------------------------------------------
 
-Number = StrictInt | StrictFloat  # OpenAI's "number": 1 and 1.0, never "1" or true
+Number = JSONNumber  # OpenAI's "number": 1 and 1.0, never "1" or true
 StopText = Annotated[StrictStr, Field(min_length=1)]
 Stop = StopText | Annotated[list[StopText], Field(max_length=4)]  # up to 4 sequences, as OpenAI allows
 
@@ -131,14 +131,19 @@ class _Sampling(BaseModel):
             return []
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
+    def effective_temperature(self) -> float | None:
+        """The temperature to sample with: ``top_p`` 0 (OpenAI allows it: only the likeliest token) is greedy,
+        whatever the temperature, since vLLM wants a top_p over 0."""
+        if self.top_p is not None and self.top_p == 0:
+            return 0.0
+        return None if self.temperature is None else float(self.temperature)
+
     def sampling_update(self) -> dict[str, Any]:
-        """The ``SamplingConfig`` fields this request sets (temperature and max_tokens go their own way)."""
+        """The ``SamplingConfig`` fields this request sets besides temperature (``effective_temperature``) and
+        max_tokens, which ``Service.sampling_for`` takes as their own arguments."""
         update: dict[str, Any] = {}
-        if self.top_p is not None:
-            if self.top_p == 0:  # OpenAI allows 0 (only the likeliest token); vLLM wants > 0: that is greedy
-                update["temperature"] = 0.0
-            else:
-                update["top_p"] = float(self.top_p)
+        if self.top_p is not None and self.top_p != 0:
+            update["top_p"] = float(self.top_p)
         if self.seed is not None:
             update["seed"] = self.seed
         if self.stop is not None:
@@ -205,6 +210,10 @@ def refused_param(body: _Sampling) -> tuple[str, str] | None:
             ("audio", body.audio is not None, "audio output is not supported"),
             ("prediction", body.prediction is not None, "predicted outputs are not supported"),
         ]
+        part = non_text_part(body.messages)
+        if part is not None:
+            refusals.append(("messages", True, f"content parts of type {part!r} are not supported: {NOT_SUPPORTED}; "
+                             "send text parts only"))
     if isinstance(body, CompletionRequest):
         refusals += [
             ("logprobs", bool(body.logprobs), "logprobs are not supported"),
@@ -213,6 +222,17 @@ def refused_param(body: _Sampling) -> tuple[str, str] | None:
             ("suffix", bool(body.suffix), "suffix (insertion) is not supported"),
         ]
     return next(((param, why) for param, refused, why in refusals if refused), None)
+
+
+def non_text_part(messages: list[ChatMessageIn]) -> str | None:
+    """The type of the first content part that is not text (an image, audio, a file), or None: such a part would
+    otherwise be dropped without a word, and an answer given as if it had not been sent."""
+    for message in messages:
+        if isinstance(message.content, list):
+            for part in message.content:
+                if part.type != "text":
+                    return part.type[:64]
+    return None
 
 
 def needs_normal(body: _Sampling) -> str | None:

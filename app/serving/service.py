@@ -377,7 +377,7 @@ class AnswerRun:
             metrics.in_flight.dec()
             self.service.answers_in_flight -= 1
             used = self.result.mode if self.result is not None else "none"
-            metrics.answers.labels(self.surface, self.request.request.mode, used, outcome).inc()
+            metrics.count_answer(self.surface, self.request.request.mode, used, outcome)
 
     async def _failure(self, error: BaseException) -> AnswerFailed:
         """What the client is told: a reason that names no internals, and the status a non-streamed answer gets."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from pydantic import ValidationError
 
 from sotrag.app.events import (
     AnswerDelta,
@@ -370,15 +371,25 @@ def build_ui(service: Service) -> gr.Blocks:
         async def respond(
             text: str, mode_value: str, compare_on: bool, chat: list[dict[str, Any]], turns: list[list[str]]
         ) -> AsyncIterator[tuple[Any, ...]]:
-            chat = list(chat or [])
-            chat.append({"role": "user", "content": md_text(text or "")})
+            chat = [m for m in chat if isinstance(m, dict)] if isinstance(chat, list) else []
+            bad = _bad_input(text, turns)
+            text = text if isinstance(text, str) else ""
+            turns = turns if _is_turns(turns) else []
+            compare_on = compare_on is True
+            chat.append({"role": "user", "content": md_text(text)})
             chat.append({"role": "assistant", "content": "*thinking…*"})
             skip = gr.skip()
             try:
+                if bad is not None:
+                    raise InvalidQuestion(bad)
                 request = AnswerRequest(
                     question=text, mode=_mode(mode_value), history=tuple((q, a) for q, a in turns)
                 )
                 run = await service.answer(request, surface="ui")
+            except ValidationError as exc:  # the request's own checks: one short line, not pydantic's report
+                chat[-1] = {"role": "assistant", "content": f"⚠ {md_text(_validation_message(exc))}"}
+                yield text, chat, skip, skip, skip, skip, turns
+                return
             except (InvalidQuestion, NotReady, Busy) as exc:
                 chat[-1] = {"role": "assistant", "content": f"⚠ {md_text(str(exc))}"}
                 yield text, chat, skip, skip, skip, skip, turns
@@ -451,12 +462,14 @@ def build_ui(service: Service) -> gr.Blocks:
             admin = service.settings.admin_api_key
             if service.settings.server.read_only or admin is None:
                 return service.may_write_documents()
-            if typed and key_matches(typed.strip(), admin.get_secret_value()):
+            if isinstance(typed, str) and typed and key_matches(typed.strip(), admin.get_secret_value()):
                 return None
             return "adding or removing documents needs the admin key: type it in the Admin key field"
 
         async def add_files(paths: list[str] | None, typed_key: str | None) -> tuple[Any, Any, str, Any, str]:
             refused = write_refusal(typed_key)
+            if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                paths = None  # a caller's JSON through Gradio's API, not the file picker's list of paths
             if refused or not paths:
                 rows, choice, message = await list_docs(f"⚠ {refused or 'choose one or more files first'}")
                 return rows, choice, message, gr.skip(), _status_html(service)
@@ -485,6 +498,8 @@ def build_ui(service: Service) -> gr.Blocks:
 
         async def remove_doc(doc_id: str | None, typed_key: str | None) -> tuple[Any, Any, str, str]:
             refused = write_refusal(typed_key)
+            if not isinstance(doc_id, str):
+                doc_id = None
             if refused or not doc_id:
                 rows, choice, message = await list_docs(f"⚠ {refused or 'choose a document to remove'}")
                 return rows, choice, message, _status_html(service)
@@ -502,12 +517,64 @@ def build_ui(service: Service) -> gr.Blocks:
         remove.click(remove_doc, [doc_choice, admin_key], [documents, doc_choice, doc_status, status])
         refresh.click(list_docs, None, [documents, doc_choice, doc_status])
         demo.load(list_docs, None, [documents, doc_choice, doc_status])
+    _short_input_errors(demo)
     return demo
 
 
-def _mode(value: str | None) -> RequestedMode | None:
+_TYPE_NOTE = re.compile(r"\s*\(type: <class '[^']*'>\)")  # Gradio's note of a value's Python type
+
+
+def _short_input_errors(demo: gr.Blocks) -> None:
+    """Gradio checks a caller's inputs against its components' own pydantic models before our functions run (a
+    chat history that is not a list, a file list that is a number): its refusal is pydantic's multi-line report
+    (with a link to pydantic's docs) and a traceback on the console. Any caller can reach the API functions, so a
+    bad input gets one short line instead, as every other surface gives, and no traceback."""
+    preprocess = demo.preprocess_data
+
+    async def preprocess_data(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await preprocess(*args, **kwargs)
+        except gr.Error as exc:
+            message = _TYPE_NOTE.sub("", (str(exc.message).strip().splitlines() or ["not valid"])[0])[:200]
+            raise gr.Error(f"bad input: {message}", print_exception=False) from None
+        except (ValidationError, ValueError, TypeError) as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else exc
+            message = _validation_message(cause) if isinstance(cause, ValidationError) else "a value is not valid"
+            raise gr.Error(f"bad input: {message}", print_exception=False) from None
+
+    demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+
+
+def _mode(value: object) -> RequestedMode | None:
     """The mode the user picked; None (the server's default mode) for anything else."""
-    return value if value in ("sot", "normal", "auto") else None  # type: ignore[return-value]
+    return value if isinstance(value, str) and value in ("sot", "normal", "auto") else None  # type: ignore[return-value]
+
+
+def _is_turns(turns: object) -> bool:
+    """Whether the UI's history state is what the UI keeps: a list of [question, answer] text pairs."""
+    return isinstance(turns, list) and all(
+        isinstance(t, (list, tuple)) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in turns
+    )
+
+
+def _bad_input(text: object, turns: object) -> str | None:
+    """Why the UI's API inputs cannot be answered (Gradio passes a caller's JSON through as it is), or None."""
+    if not isinstance(text, str):
+        return "the question must be text"
+    if turns is not None and not _is_turns(turns):
+        return "the history must be a list of [question, answer] text pairs"
+    return None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """pydantic's first error as one short line (its full report names library internals)."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    if not errors:
+        return "the request is not valid"
+    first = errors[0]
+    where = ".".join(str(x) for x in first.get("loc", ()) if not isinstance(x, int))
+    message = str(first.get("msg", "not valid")).splitlines()[0][:200]
+    return f"{where}: {message}" if where else message
 
 
 def _status_html(service: Service) -> str:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from sotrag.app.config import LimitsConfig
 from sotrag.app.request import InvalidQuestion
@@ -43,6 +44,18 @@ def _valid_unicode(value: str) -> str:
 
 # For request models: pydantic reports the field, and the request is refused (422) before any work.
 UnicodeText = Annotated[str, AfterValidator(_valid_unicode)]
+valid_unicode = _valid_unicode  # for text types with more constraints, checked before it (a length)
+
+
+def _json_number(value: object) -> object:
+    """Only a JSON number: ``1`` and ``1.0``, never ``"1"`` or ``true`` (pydantic's float would take both)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    return value
+
+
+# One type, so a wrong value is one error ("Input should be a number"), not one per branch of int | float.
+JSONNumber = Annotated[float, BeforeValidator(_json_number)]
 
 
 def check_lengths(question: str, history: Sequence[tuple[str, str]], limits: LimitsConfig) -> None:
