@@ -35,8 +35,8 @@ from sotrag.app.engines.base import (
     GenerationDelta,
     GenerationRequest,
 )
+from sotrag.app.engines.json_grammar import SchemaError, compact_json_grammar
 from sotrag.app.engines.remote_pool import Server, ServerPool, describe_http_error
-from sotrag.app.engines.remote_schema import check_json_schema
 from sotrag.app.engines.remote_stream import SERVER_STOPS, read_completions
 
 log = logging.getLogger("sotrag.engine.remote")
@@ -297,7 +297,10 @@ class RemoteTransport:
                     "it, or set SOTRAG_SOT__SKELETON_FALLBACK=normal with SOTRAG_SOT__GUIDED_SKELETON off (the default)"
                 )
         if s.json_schema:
-            check_json_schema(s.json_schema)  # the client's 422 now, not the server's 400 mid-answer
+            try:  # the client's 422 now, not the server's 400 mid-answer (the compiler the in-process engine uses)
+                compact_json_grammar(s.json_schema)
+            except SchemaError as exc:
+                raise EngineRejected(str(exc), param="response_format") from None
             if not all(srv.features.get("structured_outputs") for srv in up):
                 raise EngineError("the vLLM server has no structured outputs, which a JSON response_format needs")
             body["structured_outputs"] = {"json": json.loads(s.json_schema), "disable_any_whitespace": True}
