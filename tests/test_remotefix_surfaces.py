@@ -149,6 +149,7 @@ async def test_engine_errors_map_to_their_status_and_name_no_server(
     failing.fail = error
     r = await client.post("/v1/answer", json={"question": QUESTION, "mode": "normal"})
     assert r.status_code == status and needle in r.json()["detail"], r.text
+    assert (r.headers.get("retry-after") is not None) == (status == 503), r.headers  # 503: try again shortly
     _no_internals(r.text)
 
     r = await client.post("/v1/answer", json={"question": QUESTION, "mode": "normal", "stream": True})
@@ -174,6 +175,7 @@ async def test_a_seed_out_of_range_on_the_openai_route_is_the_clients_error(clie
     for seed in (2**63, 2**64 - 1):
         r = await client.post("/v1/chat/completions", json={**body, "seed": seed})
         assert 400 <= r.status_code < 500 and "seed" in r.json()["error"]["message"], r.text
+        assert r.json()["error"]["param"] == "seed", r.text
     r = await client.post("/v1/chat/completions", json={**body, "seed": 2**63 - 1})
     assert r.status_code == 200, r.text
     assert json.loads(r.text)["object"] == "chat.completion"

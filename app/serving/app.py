@@ -64,6 +64,7 @@ OPENAI_PREFIXES = (
 )
 UPLOAD_PATHS = ("/v1/documents", "/gradio_api/upload")  # the upload limit instead of the body limit
 MAX_DETAIL_CHARS = 500  # an error's detail: enough for every message, not for echoing a client's 10 KB back
+RETRY_AFTER_UNAVAILABLE_S = 5  # a 503 answer: the remote pool re-checks its servers every 0.5 s, a dead engine restarts
 
 
 def _package_version() -> str:
@@ -285,7 +286,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AnswerFailed)
     async def on_failed(request: Request, exc: AnswerFailed) -> JSONResponse:
-        return error_response(request, exc.status, str(exc))
+        response = error_response(request, exc.status, str(exc))
+        if exc.status == 503:  # no engine or vLLM server could take it: a client may try again shortly
+            response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_S)
+        return response
 
     from sotrag.retrieval.errors import DocumentNotFoundError, IndexLockedError, RetrievalError
 

@@ -17,6 +17,7 @@ from openai.types.chat import ChatCompletion as _ChatCompletion
 from openai.types.chat import ChatCompletionChunk as _ChatCompletionChunk
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from sotrag.app.config import SEED_MAX, SEED_MIN
 from sotrag.app.serving.api_models import AnswerResponse
 from sotrag.app.serving.validation import JSONNumber, UnicodeText
 
@@ -120,7 +121,7 @@ class _Sampling(BaseModel):
     top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
     n: StrictInt = Field(default=1, ge=1, le=1, description="only 1 is supported")
     stop: Stop | None = Field(default=None, description="normal mode only: the answer ends before the first")
-    seed: StrictInt | None = Field(default=None, ge=-(2**63), le=2**64 - 1, description="best effort, as OpenAI's")
+    seed: StrictInt | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX, description="best effort, as OpenAI's")
     presence_penalty: Number | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: Number | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, Annotated[Number, Field(ge=-100, le=100)]] | None = None
