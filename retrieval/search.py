@@ -68,6 +68,7 @@ class IndexSearch:
         queries = list(queries)
         for query in queries:
             check_query(query)
+        check_filters(filters)
         if k < 1:
             raise RetrievalError("k must be at least 1")
         mode = mode or self.config.mode
@@ -194,3 +195,18 @@ class RetrieveBatcher:
 def check_query(query: object) -> None:
     if not isinstance(query, str) or not query.strip():
         raise RetrievalError("the query is empty")
+    check_text(query, "the query")
+
+
+def check_text(text: str, what: str) -> None:
+    """A ``RetrievalError`` naming ``what`` for text no tokenizer or SQLite takes: a lone surrogate, which is how
+    Python decodes a command-line byte that is not UTF-8 (``surrogateescape``), or JSON's ``"\\ud800"``."""
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            raise RetrievalError(f"{what} is not valid UTF-8 (a byte or surrogate it cannot encode at character {i})")
+
+
+def check_filters(filters: dict[str, str] | None) -> None:
+    for key, value in (filters or {}).items():
+        check_text(key, "a filter name")
+        check_text(value, f"filter {key!r}" if key.isprintable() and key.isascii() else "a filter value")

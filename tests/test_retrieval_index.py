@@ -317,6 +317,11 @@ def test_cli_commands_and_json_contract(tmp_path: Path, docs: Path) -> None:
     assert res.exit_code == 1 and "bad filter" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["search", "x", "--index", ix, "--mode", "fuzzy"])
     assert res.exit_code == 1 and "unknown search mode" in res.output
+    # a byte that is not UTF-8 in argv reaches Python as a lone surrogate (surrogateescape): one line, not a TypeError
+    for args in (["caf\udce9 roses"], ["roses", "--filter", "heading=caf\udce9"]):
+        res = runner.invoke(app, ["search", *args, "--index", ix])
+        assert res.exit_code == 1 and "not valid UTF-8" in res.output and "Traceback" not in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
     qfile = tmp_path / "q.jsonl"
     qfile.write_text(
         json.dumps({"question": "how do I keep flour safe from moths", "relevant": ["kitchen/notes.txt"]})
