@@ -8,16 +8,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
-from sotrag.app.config import Settings, SoTConfig
-from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.serving.app import create_app
 from sotrag.retrieval.errors import IndexCorruptError, RetrievalError
 from sotrag.retrieval.index import DocumentIndex
 from sotrag.retrieval.store import MAX_FILTER_LENGTH
-from tests.fakes import ScriptedEngine, default_skeleton, sampling
+from tests.scripted_app import scripted_client
 
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"
 LONG = [
@@ -90,22 +86,14 @@ def test_the_cli_search_refuses_a_long_filter_in_one_line(index: DocumentIndex) 
 @pytest.mark.parametrize(("key", "value"), LONG)
 @pytest.mark.parametrize("stream", [False, True])
 async def test_rest_answers_422_naming_the_field_before_any_stream(key: str, value: str, stream: bool) -> None:
-    engine = ScriptedEngine({"skeleton": default_skeleton(3), "point": " w" * 8, "normal": " w" * 8})
-    s = Settings(sampling=sampling(point_max_tokens=4, normal_max_tokens=4),
-                 sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4))
-    app = create_app(s, pipeline=SoTPipeline(engine, s), ui=False)
-    await app.state.service.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000") as c:
-            r = await c.post("/v1/answer", json={"question": "roses in winter?", "mode": "normal",
-                                                 "filters": {key: value}, "stream": stream})
-            assert r.status_code == 422, r.text[:300]
-            assert r.headers["content-type"].startswith("application/json")
-            detail = r.json()["detail"]
-            assert detail.startswith(f"filters.{key}:") and "\n" not in detail and "Traceback" not in r.text
-            assert not engine.requests
-            ok = await c.post("/v1/answer", json={"question": "roses in winter?", "mode": "normal",
-                                                  "filters": {key: "x"}})
-            assert ok.status_code == 200, ok.text[:300]
-    finally:
-        await app.state.service.stop()
+    async with scripted_client() as (c, engine):
+        r = await c.post("/v1/answer", json={"question": "roses in winter?", "mode": "normal",
+                                             "filters": {key: value}, "stream": stream})
+        assert r.status_code == 422, r.text[:300]
+        assert r.headers["content-type"].startswith("application/json")
+        detail = r.json()["detail"]
+        assert detail.startswith(f"filters.{key}:") and "\n" not in detail and "Traceback" not in r.text
+        assert not engine.requests
+        ok = await c.post("/v1/answer", json={"question": "roses in winter?", "mode": "normal",
+                                              "filters": {key: "x"}})
+        assert ok.status_code == 200, ok.text[:300]

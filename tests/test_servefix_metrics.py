@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import re
 
-import httpx
-
-from sotrag.app.config import Settings, SoTConfig
-from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.serving.app import create_app
 from sotrag.app.serving.metrics import HTTP_METHODS, Metrics, bounded, status_label
-from tests.fakes import ScriptedEngine, default_skeleton, sampling
+from tests.scripted_app import scripted_client
 
 SERIES = re.compile(r"^(sotrag_[a-z_]+?)(?:_total|_bucket|_count|_sum|_created)?\{(.*)\}", re.M)
 
@@ -25,22 +20,14 @@ def label_values(text: str, label: str) -> set[str]:
 
 
 async def test_client_chosen_methods_and_paths_make_no_new_series() -> None:
-    engine = ScriptedEngine({"skeleton": default_skeleton(3), "point": " w" * 8, "normal": " w" * 8})
-    s = Settings(sampling=sampling(point_max_tokens=4, normal_max_tokens=4),
-                 sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4))
-    app = create_app(s, pipeline=SoTPipeline(engine, s), ui=False)
-    await app.state.service.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000") as c:
-            for i in range(50):
-                r = await c.request(f"X{i:04d}", "/v1/answer")
-                assert r.status_code in (400, 405), r.status_code
-                await c.get(f"/v1/no-such-route-{i}")
-                await c.request(f"M{i}", f"/v1/documents/doc-{i}")
-            assert (await c.post("/v1/answer", json={"question": "roses?", "mode": "normal"})).status_code == 200
-            text = (await c.get("/metrics")).text
-    finally:
-        await app.state.service.stop()
+    async with scripted_client() as (c, _engine):
+        for i in range(50):
+            r = await c.request(f"X{i:04d}", "/v1/answer")
+            assert r.status_code in (400, 405), r.status_code
+            await c.get(f"/v1/no-such-route-{i}")
+            await c.request(f"M{i}", f"/v1/documents/doc-{i}")
+        assert (await c.post("/v1/answer", json={"question": "roses?", "mode": "normal"})).status_code == 200
+        text = (await c.get("/metrics")).text
     assert label_values(text, "method") <= HTTP_METHODS | {"other"}
     assert "other" in label_values(text, "method")
     routes = label_values(text, "route")

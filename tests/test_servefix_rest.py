@@ -11,26 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from sotrag.app.config import Settings, SoTConfig
-from sotrag.app.pipeline import SoTPipeline
-from sotrag.app.serving.app import create_app
-from tests.fakes import ScriptedEngine, default_skeleton, sampling
+from tests.fakes import ScriptedEngine
+from tests.scripted_app import scripted_client
 
 Q = {"question": "roses in winter?", "mode": "normal"}
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[tuple[httpx.AsyncClient, ScriptedEngine]]:
-    engine = ScriptedEngine({"skeleton": default_skeleton(3), "point": " w" * 8, "normal": " w" * 8})
-    s = Settings(sampling=sampling(point_max_tokens=4, normal_max_tokens=4),
-                 sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4))
-    app = create_app(s, pipeline=SoTPipeline(engine, s), ui=False)
-    await app.state.service.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000") as c:
-            yield c, engine
-    finally:
-        await app.state.service.stop()
+    async with scripted_client() as (c, engine):
+        yield c, engine
 
 
 @pytest.mark.parametrize(
