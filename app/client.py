@@ -191,21 +191,30 @@ def _checked_settings(settings: object, *, model: object, index_dir: object) -> 
             f"settings must be a sotrag Settings, not {type(settings).__name__} "
             "(pass a model as SoTRAG(model=...), a folder as SoTRAG(index_dir=...))"
         )
-    for name, value in (("model", model), ("index_dir", index_dir)):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise TypeError(f"{name} must be a string or a path, not {type(value).__name__}")
-    if model is None and index_dir is None:
+    model_text, index_text = _path_text("model", model), _path_text("index_dir", index_dir)
+    if model_text is None and index_text is None:
         return settings
     data = settings.model_dump()
-    if model is not None:
-        data["engine"]["model"] = os.fspath(model)
-    if index_dir is not None:
-        data["index_dir"] = os.fspath(index_dir)
+    if model_text is not None:
+        data["engine"]["model"] = model_text
+    if index_text is not None:
+        data["index_dir"] = index_text
     try:
         return type(settings).model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ValueError(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
+
+
+def _path_text(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        path = os.fspath(value)
+        return path if isinstance(path, str) else os.fsdecode(path)
+    raise TypeError(f"{name} must be a string or a path, not {type(value).__name__}")
 
 
 async def _until_end(queue: asyncio.Queue[Any]) -> None:
