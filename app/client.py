@@ -40,8 +40,8 @@ class SoTRAG:
         self,
         settings: Settings | None = None,
         *,
-        model: str | None = None,
-        index_dir: str | None = None,
+        model: str | os.PathLike[str] | None = None,
+        index_dir: str | os.PathLike[str] | None = None,
         engine: Engine | None = None,
     ) -> None:
         self.settings = _checked_settings(settings, model=model, index_dir=index_dir)

@@ -8,7 +8,7 @@ import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -35,7 +35,8 @@ async def ui(tmp_path: Path) -> AsyncIterator[tuple[AddFiles, DocumentIndex]]:
     await service.start()
     try:
         demo = build_ui(service)
-        yield next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "add_files"), index
+        add_files = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "add_files")
+        yield cast(AddFiles, add_files), index
     finally:
         await service.stop()
         gc.unfreeze()
