@@ -87,11 +87,13 @@ class SoTRAG:
         with self._start_lock:
             pipeline, self._pipeline = self._pipeline, None
             already, self._closed = self._closed, True
-        if pipeline is not None and not already and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(pipeline.engine.aclose(), self._loop).result()
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+        try:
+            if pipeline is not None and not already and self._loop.is_running():
+                asyncio.run_coroutine_threadsafe(pipeline.engine.aclose(), self._loop).result()
+        finally:  # an engine that fails to shut down still leaves no loop thread behind
+            if self._loop.is_running():
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=10)
 
     def __enter__(self) -> SoTRAG:
         return self

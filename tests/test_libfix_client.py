@@ -94,3 +94,18 @@ def test_constructor_keywords_are_kept(tmp_path: object) -> None:
         assert qa.settings.engine.model == "some/model" and qa.settings.index_dir == str(tmp_path)
     finally:
         qa.close()
+
+
+def test_an_engine_that_fails_to_close_still_closes_the_client() -> None:
+    qa = _client()
+    qa.answer("How?", mode="normal")
+    engine = qa.start().engine
+
+    async def broken() -> None:
+        raise RuntimeError("engine shutdown failed")
+
+    engine.aclose = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="engine shutdown failed"):
+        qa.close()
+    assert not qa._thread.is_alive()
+    assert isinstance(_in_thread(lambda: qa.answer("How?")), ClientClosed)
