@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from sotrag.app.config import Settings
 from sotrag.app.engines.base import Engine
@@ -37,18 +40,14 @@ class SoTRAG:
         self,
         settings: Settings | None = None,
         *,
-        model: str | None = None,
-        index_dir: str | None = None,
+        model: str | os.PathLike[str] | None = None,
+        index_dir: str | os.PathLike[str] | None = None,
         engine: Engine | None = None,
     ) -> None:
-        settings = settings or Settings()
-        if model is not None:
-            settings = settings.model_copy(update={"engine": settings.engine.model_copy(update={"model": model})})
-        if index_dir is not None:
-            settings = settings.model_copy(update={"index_dir": index_dir})
-        self.settings = settings
+        self.settings = _checked_settings(settings, model=model, index_dir=index_dir)
         self._engine = engine
         self._pipeline: SoTPipeline | None = None
+        self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sotrag-engine-loop", daemon=True)
         self._thread.start()
@@ -56,11 +55,22 @@ class SoTRAG:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
+    def _check_open(self) -> None:
+        """A closed client's loop is stopped: a call submitted to it would wait forever, so it fails at once."""
+        if self._closed or not self._loop.is_running():
+            raise ClientClosed("the SoTRAG client is closed; create a new one")
+
     def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        try:
+            self._check_open()
+        except ClientClosed:
+            coro.close()  # never awaited: closed here, so Python does not warn about it
+            raise
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def start(self) -> SoTPipeline:
         """Start the engine (and open the index) now; otherwise the first question does it."""
+        self._check_open()
         with self._start_lock:
             if self._pipeline is None:
                 self._pipeline = self._submit(self._create_pipeline()).result()
@@ -72,12 +82,18 @@ class SoTRAG:
         return await create_pipeline(self.settings, engine=self._engine)
 
     def close(self) -> None:
-        if self._pipeline is not None:
-            self._submit(self._pipeline.engine.aclose()).result()
-            self._pipeline = None
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+        """Shut the engine down and stop the loop thread; closing twice is harmless, and any later call raises
+        ``ClientClosed``."""
+        with self._start_lock:
+            pipeline, self._pipeline = self._pipeline, None
+            already, self._closed = self._closed, True
+        try:
+            if pipeline is not None and not already and self._loop.is_running():
+                asyncio.run_coroutine_threadsafe(pipeline.engine.aclose(), self._loop).result()
+        finally:  # an engine that fails to shut down still leaves no loop thread behind
+            if self._loop.is_running():
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=10)
 
     def __enter__(self) -> SoTRAG:
         return self
@@ -94,8 +110,11 @@ class SoTRAG:
         return self._submit(pipeline.run(question, **kwargs)).result()
 
     def stream(self, question: str | AnswerRequest, **kwargs: Any) -> Iterator[Event]:
-        """Yield the answer's events as they happen, from synchronous code."""
-        pipeline = self.start()
+        """Yield the answer's events as they happen, from synchronous code (a closed client raises here, not at
+        the first event)."""
+        return self._stream(self.start(), question, kwargs)
+
+    def _stream(self, pipeline: SoTPipeline, question: str | AnswerRequest, kwargs: dict[str, Any]) -> Iterator[Event]:
         agen = pipeline.stream(question, **kwargs)
 
         async def next_event() -> Event:
@@ -108,16 +127,22 @@ class SoTRAG:
                 except StopAsyncIteration:
                     return
         finally:
-            self._submit(agen.aclose()).result()
+            if self._loop.is_running():  # closed meanwhile: the loop that ran the stream is gone with it
+                asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop).result()
 
     async def aanswer(self, question: str | AnswerRequest, **kwargs: Any) -> AnswerResult:
+        self._check_open()
         async for event in self.astream(question, **kwargs):
             if isinstance(event, AnswerDone):
                 return event.result
         raise RuntimeError("the answer stream ended without a result")  # pragma: no cover
 
-    async def astream(self, question: str | AnswerRequest, **kwargs: Any) -> AsyncIterator[Event]:
-        """Yield the answer's events inside the caller's event loop."""
+    def astream(self, question: str | AnswerRequest, **kwargs: Any) -> AsyncIterator[Event]:
+        """Yield the answer's events inside the caller's event loop (a closed client raises here)."""
+        self._check_open()
+        return self._astream(question, kwargs)
+
+    async def _astream(self, question: str | AnswerRequest, kwargs: dict[str, Any]) -> AsyncIterator[Event]:
         pipeline = await asyncio.to_thread(self.start)
         caller = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -148,6 +173,50 @@ class SoTRAG:
                 future.cancel()  # cancels the pump in the engine loop: the pipeline aborts its requests
                 with contextlib.suppress(TimeoutError):  # a pump cancelled before it started never ends
                     await asyncio.wait_for(_until_end(queue), timeout=30)
+
+
+class ClientClosed(RuntimeError):
+    """A ``SoTRAG`` client used after ``close()``."""
+
+
+_SETTINGS_KEYWORDS = {"model": ("engine", "model"), "index_dir": ("index_dir",)}
+
+
+def _checked_settings(settings: object, *, model: object, index_dir: object) -> Settings:
+    """The settings the client runs with, every argument checked here (``model_copy`` checks nothing): a wrong
+    type or value is a ``TypeError``/``ValueError`` naming the argument now, not an AttributeError at the first
+    question."""
+    if settings is None:
+        settings = Settings()
+    elif not isinstance(settings, Settings):
+        raise TypeError(
+            f"settings must be a sotrag Settings, not {type(settings).__name__} "
+            "(pass a model as SoTRAG(model=...), a folder as SoTRAG(index_dir=...))"
+        )
+    model_text, index_text = _path_text("model", model), _path_text("index_dir", index_dir)
+    if model_text is None and index_text is None:
+        return settings
+    data = settings.model_dump()
+    if model_text is not None:
+        data["engine"]["model"] = model_text
+    if index_text is not None:
+        data["index_dir"] = index_text
+    try:
+        return type(settings).model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
+
+
+def _path_text(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        path = os.fspath(value)
+        return path if isinstance(path, str) else os.fsdecode(path)
+    raise TypeError(f"{name} must be a string or a path, not {type(value).__name__}")
 
 
 async def _until_end(queue: asyncio.Queue[Any]) -> None:

@@ -51,6 +51,7 @@ from sotrag.app.request import (
     QuestionTooLong,
     ResolvedRequest,
     ValidatedRequest,
+    build_request,
     is_blank,
     validate_request,
 )
@@ -90,11 +91,11 @@ class SoTPipeline:
     def request(self, request: AnswerRequest | str, **fields: Any) -> AnswerRequest:
         """An ``AnswerRequest`` from one, or from a question and keyword fields (``mode``, ``history``,
         ``passages_k`` (or its old name ``top_k``), ``filters``, ``sampling``, ``sot``)."""
-        if isinstance(request, AnswerRequest):
-            return request.model_copy(update=fields) if fields else request
         if "top_k" in fields:
             fields["passages_k"] = fields.pop("top_k")
-        return AnswerRequest(question=request, **{k: v for k, v in fields.items() if v is not None})
+        if isinstance(request, AnswerRequest):
+            return build_request(request, fields) if fields else request
+        return build_request(None, {"question": request, **{k: v for k, v in fields.items() if v is not None}})
 
     async def validate(self, request: AnswerRequest | str, **fields: Any) -> ValidatedRequest:
         """Check the request against the model, once: ``InvalidQuestion`` (or ``QuestionTooLong``) for bad input."""

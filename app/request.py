@@ -94,6 +94,27 @@ class ValidatedRequest:
     question_tokens: int
 
 
+def validation_message(exc: ValidationError) -> str:
+    """pydantic's multi-line report as one line: ``field: what is wrong`` for each error."""
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(x) for x in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(dict.fromkeys(parts))
+
+
+def build_request(base: AnswerRequest | None, fields: dict[str, Any]) -> AnswerRequest:
+    """An ``AnswerRequest`` from ``base`` (if any) with ``fields`` over it, validated as one built with all of them
+    would be (``model_copy`` checks nothing): a bad value is ``InvalidQuestion`` naming the field, before any
+    work."""
+    data = {**base.model_dump(), **fields} if base is not None else fields
+    try:
+        return AnswerRequest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidQuestion(validation_message(exc)) from None
+
+
 def sampling_with(
     base: SamplingConfig, *, max_tokens: int | None = None, temperature: float | None = None, **fields: Any
 ) -> SamplingConfig | None:
@@ -113,9 +134,7 @@ def sampling_with(
     try:
         return SamplingConfig.model_validate({**base.model_dump(), **updates})
     except ValidationError as exc:  # a client's value out of range (a seed past vLLM's): its 422, before any work
-        raise InvalidQuestion(
-            "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        ) from None
+        raise InvalidQuestion(validation_message(exc)) from None
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -240,6 +240,8 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str | None]:
         where = ".".join(loc)
         param = param or (where or None)
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if msg.startswith("Expected UploadFile"):  # a multipart part without a file name is a plain form field
+            msg = 'a file part with no file name; send each file with one (filename="notes.md")'
         part = f"{where}: {msg}" if where else msg
         if part not in parts:
             parts.append(part)

@@ -101,6 +101,7 @@ class Documents:
                     reason = exc.reason
                     raise StorageUnavailable(f"the index cannot be written: {reason}; nothing was changed") from None
                 by_source = {f.source: f for f in summary.files}
+                moves = []
                 for f, (name, tmp) in zip(found, staged, strict=True):
                     outcome = by_source.get(f.source)
                     target = real / name
@@ -108,8 +109,13 @@ class Documents:
                         outcome.status in ("added", "updated")
                         or (outcome.status == "unchanged" and not target.exists())
                     )
-                    if keep:  # rename within the folder: atomic, and needs no space
-                        await asyncio.to_thread(os.replace, tmp, target)
+                    if keep:
+                        moves.append((f, tmp, target))
+                try:
+                    await asyncio.to_thread(_move_or_roll_back, index, moves)
+                except StorageUnavailable:
+                    await asyncio.to_thread(self.after_write)  # the index was rolled back: recount it
+                    raise
             finally:
                 for _, tmp in staged:
                     tmp.unlink(missing_ok=True)
@@ -175,16 +181,47 @@ def _stage_in_folder(folder: Path, files: Sequence[tuple[str, Path]]) -> list[tu
     return staged
 
 
+def _move_or_roll_back(index: Any, moves: Sequence[tuple[Any, Path, Path]]) -> None:
+    """Put each indexed upload in place (a rename within the folder: atomic, and needs no space). When a rename
+    fails, the index entries of the files not in place are undone (the previous upload's file, when there is one,
+    is indexed again), so the index never lists a document whose file was not stored: ``StorageUnavailable``."""
+    from sotrag.retrieval.loaders import FoundFile
+
+    for i, (_, tmp, target) in enumerate(moves):
+        try:
+            _put_in_place(tmp, target)
+        except OSError as exc:
+            for f, _, left in moves[i:]:
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    index.remove(f.source)
+                    if left.is_file():
+                        index.add_files([FoundFile(path=f.path, source=f.source, root=f.root)])
+            reason = exc.strerror or type(exc).__name__
+            done = "nothing was changed" if i == 0 else "the files before it were stored"
+            raise StorageUnavailable(f"the upload cannot be stored: {reason}; {done}") from None
+
+
+_put_in_place = os.replace  # a name of its own: tests make it fail without failing the index's own renames
+MAX_NAME_BYTES = 255  # the usual file-name limit (ext4, xfs, btrfs, APFS, NTFS in UTF-16 units)
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    return text.encode("utf-8")[: max(limit, 0)].decode("utf-8", "ignore")
+
+
 def _safe_name(filename: str) -> str:
-    """The last path component, with anything but letters, digits, ``._-`` and spaces replaced. When that changed
-    the name, a short hash of the name as sent is added (``a:b.md`` -> ``a_b-1f0e3dad.md``), so two different
-    client names never become one stored name (one user's upload "updating" another's)."""
+    """The last path component, with anything but letters, digits, ``._-`` and spaces replaced, at most
+    ``MAX_NAME_BYTES`` UTF-8 bytes (cut before the extension, never inside a character). When that changed the
+    name, a short hash of the name as sent is added (``a:b.md`` -> ``a_b-1f0e3dad.md``), so two different client
+    names never become one stored name (one user's upload "updating" another's)."""
     sent = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    name = re.sub(r"[^\w.\- ]", "_", sent).lstrip(".")[:200]
-    if name == sent or not name:
+    name = re.sub(r"[^\w.\- ]", "_", sent).lstrip(".")
+    if not name or (name == sent and len(name.encode("utf-8")) <= MAX_NAME_BYTES):
         return name
     digest = hashlib.sha256(sent.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if stem else (name, "")
-    return f"{stem[: 200 - len(suffix) - 9]}-{digest}{suffix}"
+    suffix = _cut_utf8(suffix, 32)  # a longer "extension" is no file type the loaders read anyway
+    return f"{_cut_utf8(stem, MAX_NAME_BYTES - len(suffix.encode('utf-8')) - 9)}-{digest}{suffix}"
 

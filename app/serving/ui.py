@@ -46,10 +46,12 @@ from sotrag.app.fold import AnswerSoFar
 from sotrag.app.request import AnswerRequest, InvalidQuestion
 from sotrag.app.serving.errors import (
     AnswerFailed,
+    DocumentConflict,
     DocumentRejected,
     DocumentTooLarge,
     NoIndex,
     NotReady,
+    StorageUnavailable,
     UnknownDocument,
     UnsupportedDocument,
 )
@@ -486,10 +488,12 @@ def build_ui(service: Service) -> gr.Blocks:
                 response = await service.add_documents(staged)
                 done = ", ".join(f"{f.source} ({f.status}, {f.chunks} chunks)" for f in response.files)
                 message = f"{DONE_MARK} {md_text(done)}"
-            except (NoIndex, NotReady, UnsupportedDocument, DocumentTooLarge, DocumentRejected) as exc:
+            except UPLOAD_ERRORS as exc:  # every documented upload error, in its own one line
                 message = f"⚠ {md_text(str(exc))}"
             except RetrievalError:
                 message = "⚠ the index cannot be written right now (another process may be writing to it)"
+            except OSError as exc:  # the picked file gone or unreadable, or no room for its temporary copy
+                message = f"⚠ the file cannot be read or copied: {md_text(exc.strerror or type(exc).__name__)}"
             finally:
                 for _, tmp_path in staged:
                     tmp_path.unlink(missing_ok=True)
@@ -521,6 +525,9 @@ def build_ui(service: Service) -> gr.Blocks:
     return demo
 
 
+UPLOAD_ERRORS = (
+    NoIndex, NotReady, UnsupportedDocument, DocumentTooLarge, DocumentRejected, DocumentConflict, StorageUnavailable
+)
 _TYPE_NOTE = re.compile(r"\s*\(type: <class '[^']*'>\)")  # Gradio's note of a value's Python type
 
 
