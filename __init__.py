@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "SoTRAG": "sotrag.app.client",
+    "ClientClosed": "sotrag.app.client",
     "answer": "sotrag.app.client",
     "SoTPipeline": "sotrag.app.pipeline",
     "InvalidQuestion": "sotrag.app.pipeline",
@@ -30,6 +31,7 @@ _EXPORTS = {
 
 __all__ = [
     "AnswerResult",
+    "ClientClosed",
     "EngineConfig",
     "InvalidQuestion",
     "SamplingConfig",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from sotrag.app.client import SoTRAG, answer
+    from sotrag.app.client import ClientClosed, SoTRAG, answer
     from sotrag.app.config import EngineConfig, SamplingConfig, Settings, SoTConfig
     from sotrag.app.engines.vllm import VLLMEngine
     from sotrag.app.events import AnswerResult
