@@ -310,9 +310,50 @@ def register(app: typer.Typer) -> None:
 
 
 try:  # newer typer carries its own copy of click
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    from typer._click.exceptions import BadParameter, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older typer runs on click itself
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+    from click.exceptions import BadParameter, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
+# Options that name a folder or file but are typed ``str`` (``serve --index``, ``ask --index``).
+PATH_OPTION_NAMES = frozenset({"index", "index_dir"})
+
+
+def _names_a_path(param: Any) -> bool:
+    import typing
+    from pathlib import PurePath
+
+    def is_path(annotation: Any) -> bool:
+        if isinstance(annotation, type) and issubclass(annotation, PurePath):
+            return True
+        return any(is_path(arg) for arg in typing.get_args(annotation))
+
+    descriptor = getattr(param, "type_descriptor", None)
+    return param.name in PATH_OPTION_NAMES or is_path(getattr(descriptor, "annotation", None))
+
+
+def refuse_empty_paths(command: Any) -> Any:
+    """Every path argument and option of ``command`` and its subcommands refuses an empty value with a usage
+    error (exit 2): ``Path("")`` is ``.``, so ``ingest ""`` indexed the current folder and ``--index ""`` wrote an
+    index there. Checked on the raw text, before typer turns it into a ``Path``."""
+    commands = [command]
+    while commands:
+        cmd = commands.pop()
+        commands.extend(getattr(cmd, "commands", {}).values())  # a group (typer's is no click Group)
+        for param in getattr(cmd, "params", ()):
+            if _names_a_path(param) and not getattr(param, "_refuses_empty", False):
+                param.process_value = _refusing_empty(param, param.process_value)
+                param._refuses_empty = True
+    return command
+
+
+def _refusing_empty(param: Any, process_value: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def checked(ctx: Any, value: Any) -> Any:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise BadParameter("is empty: give a path", ctx=ctx, param=param)
+        return process_value(ctx, value)
+
+    return checked
 
 
 def run_app(app: typer.Typer, prog_name: str = "sotrag") -> None:
@@ -320,7 +361,8 @@ def run_app(app: typer.Typer, prog_name: str = "sotrag") -> None:
     line: whatever a command did not turn into a one-line error itself is turned into one here."""
     verbose = any(a in ("-v", "--verbose") for a in sys.argv[1:])
     try:
-        code = app(prog_name=prog_name, standalone_mode=False)
+        command = refuse_empty_paths(typer.main.get_command(app))
+        code = command.main(prog_name=prog_name, standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except NoArgsIsHelpError as exc:  # ``sotrag`` alone: the help, as click would show it
         typer.echo(exc.format_message())
