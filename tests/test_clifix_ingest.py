@@ -35,7 +35,8 @@ def test_a_file_name_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "good.md").write_text("# Cats\n\nCats sleep most of the day and hunt at night in the garden.\n")
-    Path(os.fsdecode(os.fsencode(docs) + b"/bad\xff.md")).write_bytes(b"# Dogs\n\nDogs bark at the postman every morning.\n")
+    bad = Path(os.fsdecode(os.fsencode(docs) + b"/bad\xff.md"))
+    bad.write_bytes(b"# Dogs\n\nDogs bark at the postman every morning.\n")
     idx = DocumentIndex.open(tmp_path / "index", create=True)
     try:
         summary = idx.ingest([docs])
