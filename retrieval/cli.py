@@ -117,7 +117,9 @@ def ingest(
         ),
     ] = None,
     precision: Annotated[str, typer.Option(help="embedding precision: auto, fp32 or bf16")] = "auto",
-    max_file_mb: Annotated[float, typer.Option(min=0.001, help="skip files larger than this")] = 50.0,
+    max_file_mb: Annotated[
+        float, typer.Option(min=0.001, max=1_048_576, help="skip files larger than this")
+    ] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -221,7 +223,7 @@ def documents(
 
 def search(
     query: Annotated[str, typer.Argument(help="what to look for")],
-    k: Annotated[int, typer.Option("-k", min=1, help="number of chunks")] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="number of chunks")] = 5,
     filter_: Annotated[
         list[str] | None, typer.Option("--filter", help="KEY=VALUE: source=GLOB, heading=GLOB, doc_id, kind")
     ] = None,
@@ -331,10 +333,18 @@ def _names_a_path(param: Any) -> bool:
     return param.name in PATH_OPTION_NAMES or is_path(getattr(descriptor, "annotation", None))
 
 
+def _names_a_float(param: Any) -> bool:
+    import typing
+
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation is float or float in typing.get_args(annotation)
+
+
 def refuse_empty_paths(command: Any) -> Any:
     """Every path argument and option of ``command`` and its subcommands refuses an empty value with a usage
     error (exit 2): ``Path("")`` is ``.``, so ``ingest ""`` indexed the current folder and ``--index ""`` wrote an
-    index there. Checked on the raw text, before typer turns it into a ``Path``."""
+    index there. Checked on the raw text, before typer turns it into a ``Path``. Every number option refuses
+    ``nan`` and ``inf`` too (a range check lets ``nan`` through; no size, limit or weight means ``inf``)."""
     commands = [command]
     while commands:
         cmd = commands.pop()
@@ -343,7 +353,22 @@ def refuse_empty_paths(command: Any) -> Any:
             if _names_a_path(param) and not getattr(param, "_refuses_empty", False):
                 param.process_value = _refusing_empty(param, param.process_value)
                 param._refuses_empty = True
+            if _names_a_float(param) and not getattr(param, "_refuses_inf_nan", False):
+                param.process_value = _refusing_inf_nan(param, param.process_value)
+                param._refuses_inf_nan = True
     return command
+
+
+def _refusing_inf_nan(param: Any, process_value: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    import math
+
+    def checked(ctx: Any, value: Any) -> Any:
+        value = process_value(ctx, value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadParameter(f"must be a finite number, not {value}", ctx=ctx, param=param)
+        return value
+
+    return checked
 
 
 def _refusing_empty(param: Any, process_value: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

@@ -120,9 +120,7 @@ def register(app: typer.Typer) -> None:
         if server_updates:
             updates["server"] = with_options(settings.server, **server_updates)
         if max_upload_mb is not None:
-            if max_upload_mb <= 0:
-                raise fail(f"--max-upload-mb must be more than 0, not {max_upload_mb}", 2)
-            updates["limits"] = settings.limits.model_copy(update={"max_upload_mb": max_upload_mb})
+            updates["limits"] = with_options(settings.limits, max_upload_mb=max_upload_mb)  # validated: no nan/inf
         settings = settings.model_copy(update=updates)
         if port < 0 or port > 65535:
             raise fail(f"--port must be between 0 and 65535, not {port}", 2)
