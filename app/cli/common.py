@@ -84,8 +84,17 @@ def load_settings() -> Settings:
 
 def _variable(loc: tuple[Any, ...]) -> str:
     """The environment variable of an error's location; a field read by its alias is named by the alias."""
+    from pydantic import AliasChoices
+
     name = "__".join(str(x) for x in loc).upper()
-    return name if name.startswith("SOTRAG_") else "SOTRAG_" + name
+    if not name.startswith("SOTRAG_"):
+        return "SOTRAG_" + name
+    for field in Settings.model_fields.values():  # pydantic names the first alias: name the one that is set
+        aliases = field.validation_alias
+        if isinstance(aliases, AliasChoices) and name in aliases.choices:
+            given = [a for a in aliases.choices if isinstance(a, str) and a in os.environ]
+            return given[0] if given else name
+    return name
 
 
 def _unparsed(exc: Exception) -> str:
