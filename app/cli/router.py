@@ -52,13 +52,21 @@ def train_router(
         raise fail("--beta must be > 0")
     if not 0.0 <= min_precision <= 1.0 or (threshold is not None and not 0.0 <= threshold <= 1.0):
         raise fail("--min-precision and --threshold must be in [0, 1]")
+    target = out or DEFAULT_ARTIFACT
+    if target.is_dir():
+        raise fail(f"--out {target} is a folder: give the artifact's file name (e.g. {target / 'router.npz'})")
+    if any(parent.exists() and not parent.is_dir() for parent in target.parents):
+        raise fail(f"--out {target}: a folder on its path is a file")
     try:
         data = read_labels(labels_csv)
         options = HeadOptions(head=head, rule=rule, beta=beta, min_precision=min_precision, threshold=threshold)
         report = train(data, encoder=encoder, options=options)
     except LabelFileError as exc:
         raise fail(str(exc)) from None
-    path = report.model.save(out or DEFAULT_ARTIFACT)
+    try:
+        path = report.model.save(target)
+    except OSError as exc:
+        raise fail(f"--out {target}: cannot write it ({exc.strerror or exc})") from None
     cv = report.cv
     summary = {
         "artifact": str(path),
