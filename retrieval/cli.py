@@ -356,7 +356,27 @@ def refuse_empty_paths(command: Any) -> Any:
             if _names_a_float(param) and not getattr(param, "_refuses_inf_nan", False):
                 param.process_value = _refusing_inf_nan(param, param.process_value)
                 param._refuses_inf_nan = True
+        callback = getattr(cmd, "callback", None)
+        if callback is not None and not getattr(callback, "_reports_interrupt", False):
+            cmd.callback = _reporting_interrupt(callback)
     return command
+
+
+def _reporting_interrupt(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Ctrl-C in a command: one ``error: interrupted`` line and exit 130. Typer turns the KeyboardInterrupt into
+    a silent ``Exit(130)`` before ``run_app`` could see it."""
+    import functools
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    run._reports_interrupt = True  # type: ignore[attr-defined]
+    return run
 
 
 def _refusing_inf_nan(param: Any, process_value: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

@@ -126,8 +126,9 @@ def register(app: typer.Typer) -> None:
             raise fail(f"--port must be between 0 and 65535, not {port}", 2)
         try:  # bound now, before anything starts: a port in use is one line, not a traceback after the engine
             sockets = listen_sockets(host, port)
-        except OSError as exc:
-            raise fail(f"cannot listen on {host}:{port}: {_socket_problem(exc)}", 2) from None
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+            shown = host.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise fail(f"cannot listen on {shown}:{port}: {_socket_problem(exc)}", 2) from None
         if host not in ("127.0.0.1", "localhost", "::1"):
             if settings.api_key is None:
                 typer.echo(
@@ -218,7 +219,9 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def _socket_problem(exc: OSError) -> str:
+def _socket_problem(exc: OSError | UnicodeError) -> str:
+    if isinstance(exc, UnicodeError):
+        return "not a valid host name"
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror or exc})"
     return exc.strerror or str(exc)
