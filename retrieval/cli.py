@@ -102,6 +102,9 @@ def _quiet_libraries(verbose: bool = False) -> None:
         pass
 
 
+quiet_libraries = _quiet_libraries  # for the other command modules
+
+
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files and folders (recursive)")],
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),

@@ -36,3 +36,12 @@ def test_ctrl_c_in_a_command_says_interrupted(
     assert exit_.value.code == 130
     err = capsys.readouterr().err
     assert err.strip() == "error: interrupted", err
+
+
+def test_router_commands_keep_the_libraries_quiet(tmp_path: Path) -> None:
+    """A fresh cache builds the router's encoder: transformers' "Loading weights" bar and onnxruntime's advice
+    stayed on stderr; only with -v now."""
+    labels = Path(__file__).parent / "data" / "router_tiny.csv"
+    proc = run_cli("eval-router", str(labels), "--json", cwd=tmp_path, env={"SOTRAG_CACHE_DIR": str(tmp_path / "c")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and '"accuracy"' in proc.stdout
