@@ -30,9 +30,9 @@ IndexOpt = Annotated[
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="show library warnings and tracebacks")]
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -283,10 +283,12 @@ def eval_retrieval(
     from sotrag.retrieval.index import DocumentIndex
     from sotrag.retrieval.settings import from_env
 
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    if not wanted:
+        raise _fail(f"--modes {modes!r} names no mode: give some of dense, lexical, hybrid", 2)
     with _user_errors(verbose):
         questions = load_questions(file)
         idx = DocumentIndex.open(index, search_config=from_env().search_config())
-        wanted = [m.strip() for m in modes.split(",") if m.strip()]
         results = {m: evaluate(idx, questions, m)["mean"] for m in wanted}
         idx.close()
     if as_json:
