@@ -45,3 +45,29 @@ def test_router_commands_keep_the_libraries_quiet(tmp_path: Path) -> None:
     proc = run_cli("eval-router", str(labels), "--json", cwd=tmp_path, env={"SOTRAG_CACHE_DIR": str(tmp_path / "c")})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and '"accuracy"' in proc.stdout
+
+
+def test_serve_with_an_unreachable_engine_url_says_so_once(tmp_path: Path) -> None:
+    """No vLLM import for a remote engine (its nanobind leak report filled the terminal at exit), the port the
+    system chose for --port 0, and the failure said once."""
+    proc = run_cli(
+        "serve", "--engine-url", "http://127.0.0.1:9/v1", "--no-index", "--port", "0", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert sum("cannot reach the vLLM server" in line for line in lines) == 1, proc.stderr
+    assert "nanobind" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "http://127.0.0.1:0 " not in proc.stderr and "http://127.0.0.1:" in proc.stderr, proc.stderr
+
+
+def test_preload_imports_no_vllm_for_a_remote_engine() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sotrag.app.config import Settings; from sotrag.app.cli.serve import _preload; "
+        "_preload(Settings.model_validate({'engine': {'urls': ['http://127.0.0.1:9/v1']}}), False); "
+        "print('vllm' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -262,7 +262,8 @@ def _preload(settings: Settings, with_index: bool) -> None:
     import gc
     import importlib
 
-    modules = ["vllm", "vllm.v1.engine.async_llm"] if settings.engine.load_format != "dummy" else []
+    in_process = settings.engine.load_format != "dummy" and not settings.engine.remote  # remote: no vLLM here
+    modules = ["vllm", "vllm.v1.engine.async_llm"] if in_process else []
     if with_index:
         modules += ["sentence_transformers", "sotrag.retrieval.index"]
     for name in modules:
@@ -293,11 +294,12 @@ async def _serve(
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=sockets))
     log = logging.getLogger("sotrag.server")
+    if port == 0 and sockets:  # the port the system chose, not 0
+        port = sockets[0].getsockname()[1]
     log.info("sotrag: http://%s:%d (web UI at /, API docs at /docs); starting the engine...", host, port)
     started = asyncio.create_task(service.wait_started())
     await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
-    if started.done() and service.state == "failed":
-        log.error("error: %s", service.error)
+    if started.done() and service.state == "failed":  # the service has logged why, once
         server.should_exit = True
         await serving
         return 1
