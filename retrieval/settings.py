@@ -7,7 +7,7 @@ dataclasses' (``SearchConfig``), measured as docs/retrieval.md describes, so the
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sotrag.retrieval.errors import RetrievalError
@@ -16,6 +16,8 @@ from sotrag.retrieval.index_config import SearchConfig
 
 class RetrievalSettings(BaseModel):
     """The embedding model of a new index and the hybrid search's fusion (``SOTRAG_RETRIEVAL__PAGE_WEIGHT=0``...)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # no weight means inf or nan
 
     embedding_model: str | None = Field(
         default=None,

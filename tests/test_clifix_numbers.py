@@ -47,3 +47,10 @@ def test_settings_refuse_inf_and_nan_from_the_environment(value: str, tmp_path: 
         SamplingConfig(temperature=float(value))
     with pytest.raises(ValidationError):
         Settings.model_validate({"context_share": float(value)})
+
+
+def test_retrieval_settings_refuse_inf_and_nan(tmp_path: Path) -> None:
+    proc = run_cli("search", "cats", cwd=tmp_path, env={"SOTRAG_RETRIEVAL__DENSE_WEIGHT": "inf"})
+    assert_one_line_error(proc, 1, "SOTRAG_RETRIEVAL__DENSE_WEIGHT")
+    proc = run_cli("serve", cwd=tmp_path, env={"SOTRAG_RETRIEVAL__LEXICAL_WEIGHT": "nan"})
+    assert_one_line_error(proc, 2, "SOTRAG_RETRIEVAL__LEXICAL_WEIGHT")
