@@ -8,7 +8,7 @@ dataclasses' (``SearchConfig``), measured as docs/retrieval.md describes, so the
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from sotrag.retrieval.errors import RetrievalError
 from sotrag.retrieval.index_config import SearchConfig
@@ -58,3 +58,8 @@ def from_env() -> RetrievalSettings:
             "SOTRAG_" + "__".join(str(x) for x in e["loc"]).upper() + f": {e['msg']}" for e in exc.errors()
         )
         raise RetrievalError(bad) from None
+    except SettingsError as exc:  # SOTRAG_RETRIEVAL as JSON that does not parse
+        where = " in .env" if "DotEnv" in str(exc) else ""
+        raise RetrievalError(f"SOTRAG_RETRIEVAL{where}: not valid JSON ({exc.__cause__ or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise RetrievalError(f"settings file .env: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

@@ -27,3 +27,10 @@ def test_a_bad_dotenv_file_is_named(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("serve", cwd=tmp_path), 2, "SOTRAG_ENGINE__URLS in .env")
     (tmp_path / ".env").write_bytes(b"SOTRAG_SOT__MAX_POINTS=\xff\n")
     assert_one_line_error(run_cli("ask", "hi", cwd=tmp_path), 2, ".env: not UTF-8")
+
+
+def test_the_retrieval_commands_name_a_bad_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"SOTRAG_X=\xff\n")
+    assert_one_line_error(run_cli("search", "cats", cwd=tmp_path), 1, ".env: not UTF-8")
+    (tmp_path / ".env").write_text("SOTRAG_RETRIEVAL=notjson\n")
+    assert_one_line_error(run_cli("search", "cats", cwd=tmp_path), 1, "SOTRAG_RETRIEVAL in .env: not valid JSON")
