@@ -71,3 +71,9 @@ def test_preload_imports_no_vllm_for_a_remote_engine() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_an_api_key_no_client_could_send_is_refused(tmp_path: Path) -> None:
+    for key in ("q\udcff", "clé", "a\tb"):
+        proc = run_cli("serve", "--api-key", key, "--no-index", cwd=tmp_path)
+        assert proc.returncode == 2 and "not printable ASCII" in proc.stderr.splitlines()[-1], proc.stderr

@@ -192,6 +192,8 @@ def _key_option(name: str, value: str | None, file: Path | None) -> SecretStr | 
         return None
     if not value.strip() or value != value.strip():
         raise fail(f"{flag} is {'empty' if not value.strip() else 'surrounded by spaces'}: give a real key", 2)
+    if not value.isascii() or not value.isprintable():  # an HTTP header carries it: no client could send it
+        raise fail(f"{flag} has a character that is not printable ASCII: give a key a client can send", 2)
     if file is None:
         typer.echo(f"warning: {flag} is visible to every user of this machine (ps); prefer {flag}-file or "
                    f"SOTRAG_{name.upper()}", err=True)
