@@ -2,7 +2,9 @@
 
 ``register(app)`` adds them to sotrag's typer app. Every expected failure (a missing, locked, damaged or
 unwritable index, bad input) prints one ``error:`` line and exits 1; an unexpected one prints one line too,
-and its traceback only with ``-v``. ``ingest`` exits 1 when any file failed (after its summary). Library
+and its traceback only with ``-v``. ``run_app`` adds, for every command of the app it runs: a usage error (exit
+2) for an empty path or a number that is not finite, and ``error: interrupted`` (exit 130) on Ctrl-C.
+``ingest`` exits 1 when any file failed (after its summary). Library
 warnings (torch, transformers, pypdf) are hidden unless ``-v``. ``--json`` output is a stable contract:
 
 * ``search --json``: ``[{"source", "heading", "score", "text", "chunk_id"}, ...]``
