@@ -9,7 +9,16 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sotrag.app.events import RequestedMode
@@ -29,7 +38,14 @@ DistributedBackend = Literal["mp", "ray", "uni", "external_launcher"]
 PointQuery = Literal["question_title", "title"]
 
 
-class EngineConfig(BaseModel):
+class FiniteModel(BaseModel):
+    """Settings whose numbers are finite: ``inf`` or ``nan`` (from the environment, ``.env`` or a command-line
+    option) is refused, as no limit, timeout or size means it."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class EngineConfig(FiniteModel):
     """How to start vLLM. ``preset`` picks the default model and memory settings for a CPU or a GPU.
 
     Every number is range-checked here, so a bad value (``SOTRAG_ENGINE__TENSOR_PARALLEL_SIZE=0``, ``--max-num-seqs
@@ -147,7 +163,7 @@ class EngineConfig(BaseModel):
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # the seeds vLLM takes (a signed 64-bit integer)
 
 
-class SamplingConfig(BaseModel):
+class SamplingConfig(FiniteModel):
     temperature: float = Field(default=0.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
@@ -181,7 +197,7 @@ class SamplingConfig(BaseModel):
     )
 
 
-class SoTConfig(BaseModel):
+class SoTConfig(FiniteModel):
     """The Skeleton-of-Thought knobs."""
 
     guided_skeleton: bool = Field(
@@ -218,7 +234,7 @@ class SoTConfig(BaseModel):
         return self
 
 
-class RouterConfig(BaseModel):
+class RouterConfig(FiniteModel):
     """SoT-R for ``mode="auto"``: which router, its threshold, and when the engine is too busy for SoT."""
 
     kind: Literal["trained", "llm"] = Field(
@@ -254,7 +270,7 @@ class RouterConfig(BaseModel):
         return self
 
 
-class VectorSearchConfig(BaseModel):
+class VectorSearchConfig(FiniteModel):
     """Where dense search runs: ``faiss`` on the CPU (the default), or ``torch``: the embeddings on ``device``
     searched by the fused top-k kernel; vLLM's gpu_memory_utilization is then lowered by the index's share."""
 
@@ -263,7 +279,7 @@ class VectorSearchConfig(BaseModel):
     storage: Literal["fp16", "int8"] = "fp16"
 
 
-class LimitsConfig(BaseModel):
+class LimitsConfig(FiniteModel):
     """Backpressure for the server, one limiter for REST, the OpenAI route and the UI alike.
 
     Past ``max_concurrent_answers`` an answer waits in a queue of ``max_queued_answers``; past that it is refused
@@ -280,14 +296,15 @@ class LimitsConfig(BaseModel):
     max_question_chars: int = Field(default=100_000, ge=1, description="checked before tokenizing")
     max_history_chars: int = Field(default=400_000, ge=0, description="all earlier turns together")
     max_tokens: int = Field(default=4096, ge=1, description="largest max_tokens a request may ask for")
-    max_upload_mb: float = Field(default=20.0, gt=0, description="largest document upload, in MiB")
+    max_upload_mb: float = Field(default=20.0, gt=0, le=1_048_576, description="largest document upload, in MiB")
     max_body_mb: float = Field(
-        default=8.0, gt=0, description="largest request body of every other route (JSON, the UI's calls), in MiB; "
+        default=8.0, gt=0, le=1_048_576,
+        description="largest request body of every other route (JSON, the UI's calls), in MiB; "
         "counted while it arrives, so a larger one costs the server no memory"
     )
 
 
-class ServerConfig(BaseModel):
+class ServerConfig(FiniteModel):
     """How ``sotrag serve`` behaves towards browsers and when its engine dies."""
 
     read_only: bool = Field(default=False, description="refuse document uploads and deletes (403)")
@@ -341,7 +358,8 @@ class Settings(BaseSettings):
     """Everything sotrag reads from its environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SOTRAG_", env_nested_delimiter="__", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="SOTRAG_", env_nested_delimiter="__", env_file=".env", extra="ignore", populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     engine: EngineConfig = Field(default_factory=EngineConfig)

@@ -2,7 +2,9 @@
 
 ``register(app)`` adds them to sotrag's typer app. Every expected failure (a missing, locked, damaged or
 unwritable index, bad input) prints one ``error:`` line and exits 1; an unexpected one prints one line too,
-and its traceback only with ``-v``. ``ingest`` exits 1 when any file failed (after its summary). Library
+and its traceback only with ``-v``. ``run_app`` adds, for every command of the app it runs: a usage error (exit
+2) for an empty path or a number that is not finite, and ``error: interrupted`` (exit 130) on Ctrl-C.
+``ingest`` exits 1 when any file failed (after its summary). Library
 warnings (torch, transformers, pypdf) are hidden unless ``-v``. ``--json`` output is a stable contract:
 
 * ``search --json``: ``[{"source", "heading", "score", "text", "chunk_id"}, ...]``
@@ -30,9 +32,9 @@ IndexOpt = Annotated[
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="show library warnings and tracebacks")]
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -102,6 +104,9 @@ def _quiet_libraries(verbose: bool = False) -> None:
         pass
 
 
+quiet_libraries = _quiet_libraries  # for the other command modules
+
+
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files and folders (recursive)")],
     index: IndexOpt = Path(DEFAULT_INDEX_DIR),
@@ -117,7 +122,9 @@ def ingest(
         ),
     ] = None,
     precision: Annotated[str, typer.Option(help="embedding precision: auto, fp32 or bf16")] = "auto",
-    max_file_mb: Annotated[float, typer.Option(min=0.001, help="skip files larger than this")] = 50.0,
+    max_file_mb: Annotated[
+        float, typer.Option(min=0.001, max=1_048_576, help="skip files larger than this")
+    ] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -221,7 +228,7 @@ def documents(
 
 def search(
     query: Annotated[str, typer.Argument(help="what to look for")],
-    k: Annotated[int, typer.Option("-k", min=1, help="number of chunks")] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="number of chunks")] = 5,
     filter_: Annotated[
         list[str] | None, typer.Option("--filter", help="KEY=VALUE: source=GLOB, heading=GLOB, doc_id, kind")
     ] = None,
@@ -278,10 +285,12 @@ def eval_retrieval(
     from sotrag.retrieval.index import DocumentIndex
     from sotrag.retrieval.settings import from_env
 
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    if not wanted:
+        raise _fail(f"--modes {modes!r} names no mode: give some of dense, lexical, hybrid", 2)
     with _user_errors(verbose):
         questions = load_questions(file)
         idx = DocumentIndex.open(index, search_config=from_env().search_config())
-        wanted = [m.strip() for m in modes.split(",") if m.strip()]
         results = {m: evaluate(idx, questions, m)["mean"] for m in wanted}
         idx.close()
     if as_json:
@@ -310,9 +319,93 @@ def register(app: typer.Typer) -> None:
 
 
 try:  # newer typer carries its own copy of click
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    from typer._click.exceptions import BadParameter, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older typer runs on click itself
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+    from click.exceptions import BadParameter, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
+# Options that name a folder or file but are typed ``str`` (``serve --index``, ``ask --index``).
+PATH_OPTION_NAMES = frozenset({"index", "index_dir"})
+
+
+def _names_a_path(param: Any) -> bool:
+    import typing
+    from pathlib import PurePath
+
+    def is_path(annotation: Any) -> bool:
+        if isinstance(annotation, type) and issubclass(annotation, PurePath):
+            return True
+        return any(is_path(arg) for arg in typing.get_args(annotation))
+
+    descriptor = getattr(param, "type_descriptor", None)
+    return param.name in PATH_OPTION_NAMES or is_path(getattr(descriptor, "annotation", None))
+
+
+def _names_a_float(param: Any) -> bool:
+    import typing
+
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation is float or float in typing.get_args(annotation)
+
+
+def refuse_empty_paths(command: Any) -> Any:
+    """Every path argument and option of ``command`` and its subcommands refuses an empty value with a usage
+    error (exit 2): ``Path("")`` is ``.``, so ``ingest ""`` indexed the current folder and ``--index ""`` wrote an
+    index there. Checked on the raw text, before typer turns it into a ``Path``. Every number option refuses
+    ``nan`` and ``inf`` too (a range check lets ``nan`` through; no size, limit or weight means ``inf``)."""
+    commands = [command]
+    while commands:
+        cmd = commands.pop()
+        commands.extend(getattr(cmd, "commands", {}).values())  # a group (typer's is no click Group)
+        for param in getattr(cmd, "params", ()):
+            if _names_a_path(param) and not getattr(param, "_refuses_empty", False):
+                param.process_value = _refusing_empty(param, param.process_value)
+                param._refuses_empty = True
+            if _names_a_float(param) and not getattr(param, "_refuses_inf_nan", False):
+                param.process_value = _refusing_inf_nan(param, param.process_value)
+                param._refuses_inf_nan = True
+        callback = getattr(cmd, "callback", None)
+        if callback is not None and not getattr(callback, "_reports_interrupt", False):
+            cmd.callback = _reporting_interrupt(callback)
+    return command
+
+
+def _reporting_interrupt(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Ctrl-C in a command: one ``error: interrupted`` line and exit 130. Typer turns the KeyboardInterrupt into
+    a silent ``Exit(130)`` before ``run_app`` could see it."""
+    import functools
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    run._reports_interrupt = True  # type: ignore[attr-defined]
+    return run
+
+
+def _refusing_inf_nan(param: Any, process_value: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    import math
+
+    def checked(ctx: Any, value: Any) -> Any:
+        value = process_value(ctx, value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadParameter(f"must be a finite number, not {value}", ctx=ctx, param=param)
+        return value
+
+    return checked
+
+
+def _refusing_empty(param: Any, process_value: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def checked(ctx: Any, value: Any) -> Any:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise BadParameter("is empty: give a path", ctx=ctx, param=param)
+        return process_value(ctx, value)
+
+    return checked
 
 
 def run_app(app: typer.Typer, prog_name: str = "sotrag") -> None:
@@ -320,7 +413,8 @@ def run_app(app: typer.Typer, prog_name: str = "sotrag") -> None:
     line: whatever a command did not turn into a one-line error itself is turned into one here."""
     verbose = any(a in ("-v", "--verbose") for a in sys.argv[1:])
     try:
-        code = app(prog_name=prog_name, standalone_mode=False)
+        command = refuse_empty_paths(typer.main.get_command(app))
+        code = command.main(prog_name=prog_name, standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except NoArgsIsHelpError as exc:  # ``sotrag`` alone: the help, as click would show it
         typer.echo(exc.format_message())

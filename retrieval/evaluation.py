@@ -26,10 +26,18 @@ class EvalQuestion:
 
 def load_questions(path: str | Path) -> list[EvalQuestion]:
     p = Path(path)
+    if p.is_dir():
+        raise RetrievalError(f"evaluation file {path} is a folder: give a JSONL file")
     if not p.is_file():
         raise RetrievalError(f"evaluation file not found: {path}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RetrievalError(f"evaluation file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise RetrievalError(f"cannot read evaluation file {path}: {exc.strerror or exc}") from None
     out = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -37,9 +45,17 @@ def load_questions(path: str | Path) -> list[EvalQuestion]:
             question, relevant = row["question"], row["relevant"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise RetrievalError(f'{path}:{n}: expected {{"question": ..., "relevant": [...]}}') from exc
-        if not isinstance(question, str) or not question.strip() or not isinstance(relevant, list) or not relevant:
-            raise RetrievalError(f"{path}:{n}: question must be text and relevant a non-empty list")
-        out.append(EvalQuestion(question, tuple(str(r) for r in relevant)))
+        if (
+            not isinstance(question, str)
+            or not question.strip()
+            or not isinstance(relevant, list)
+            or not relevant
+            or not all(isinstance(r, str) and r.strip() for r in relevant)
+        ):
+            raise RetrievalError(
+                f"{path}:{n}: question must be text and relevant a non-empty list of document paths (text)"
+            )
+        out.append(EvalQuestion(question, tuple(relevant)))
     if not out:
         raise RetrievalError(f"{path}: no questions")
     return out

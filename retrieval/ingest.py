@@ -42,6 +42,19 @@ class FileResult:
     chunks: int = 0
 
 
+def _utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """``name`` with each byte that is not UTF-8 (a lone surrogate from the file system) written as ``\\xff``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class IngestSummary:
     files: list[FileResult] = field(default_factory=list)
@@ -247,6 +260,8 @@ class IndexWriter:
 
     def _prepare_file(self, store: Store, f: FoundFile, seen: dict[str, str], taken: set[str]) -> FileResult | _Pending:
         source = f.source
+        if not _utf8_name(source):  # SQLite and the summary need text: this one file fails, the others go on
+            return FileResult(printable_name(source), "failed", "the file name is not valid UTF-8")
         if f.skip_reason:
             return FileResult(source, "skipped", f.skip_reason)
         kind = file_kind(Path(source))

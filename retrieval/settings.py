@@ -7,8 +7,8 @@ dataclasses' (``SearchConfig``), measured as docs/retrieval.md describes, so the
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from sotrag.retrieval.errors import RetrievalError
 from sotrag.retrieval.index_config import SearchConfig
@@ -16,6 +16,8 @@ from sotrag.retrieval.index_config import SearchConfig
 
 class RetrievalSettings(BaseModel):
     """The embedding model of a new index and the hybrid search's fusion (``SOTRAG_RETRIEVAL__PAGE_WEIGHT=0``...)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # no weight means inf or nan
 
     embedding_model: str | None = Field(
         default=None,
@@ -56,3 +58,8 @@ def from_env() -> RetrievalSettings:
             "SOTRAG_" + "__".join(str(x) for x in e["loc"]).upper() + f": {e['msg']}" for e in exc.errors()
         )
         raise RetrievalError(bad) from None
+    except SettingsError as exc:  # SOTRAG_RETRIEVAL as JSON that does not parse
+        where = " in .env" if "DotEnv" in str(exc) else ""
+        raise RetrievalError(f"SOTRAG_RETRIEVAL{where}: not valid JSON ({exc.__cause__ or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise RetrievalError(f"settings file .env: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

@@ -69,11 +69,54 @@ def problem(err: Any) -> str:
 
 def load_settings() -> Settings:
     """``Settings()`` from the environment and ``.env``; a bad value is one line naming its variable."""
+    from pydantic_settings import SettingsError
+
     try:
         return Settings()
     except ValidationError as exc:
-        problems = ["SOTRAG_" + "__".join(str(x) for x in e["loc"]).upper() + f": {problem(e)}" for e in exc.errors()]
+        problems = [_variable(e["loc"]) + f": {problem(e)}" for e in exc.errors()]
         raise fail("invalid setting " + "; ".join(problems), 2) from None
+    except SettingsError as exc:  # a value pydantic-settings could not even parse (a complex field's JSON)
+        raise fail(f"invalid setting {_unparsed(exc)}", 2) from None
+    except UnicodeDecodeError as exc:
+        raise fail(f"invalid settings file .env: not UTF-8 text ({exc.reason} at byte {exc.start})", 2) from None
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    """The environment variable of an error's location; a field read by its alias is named by the alias."""
+    from pydantic import AliasChoices
+
+    name = "__".join(str(x) for x in loc).upper()
+    if not name.startswith("SOTRAG_"):
+        return "SOTRAG_" + name
+    for field in Settings.model_fields.values():  # pydantic names the first alias: name the one that is set
+        aliases = field.validation_alias
+        if isinstance(aliases, AliasChoices) and name in aliases.choices:
+            given = [a for a in aliases.choices if isinstance(a, str) and a in os.environ]
+            return given[0] if given else name
+    return name
+
+
+def _unparsed(exc: Exception) -> str:
+    """``SettingsError`` names the field only (``error parsing value for field "engine" from source ...``): name
+    the variables that set it, and why their value could not be parsed."""
+    import re
+
+    match = re.search(r'field "([^"]+)" from source "(\w+)"', str(exc))
+    field, source = (match.group(1), match.group(2)) if match else ("", "")
+    prefix = "SOTRAG_" + field.upper()
+    variables: Any = os.environ
+    if source == "DotEnvSettingsSource":
+        from dotenv import dotenv_values
+
+        variables = dotenv_values(".env")
+    names = sorted(n for n in variables if n.upper() == prefix or n.upper().startswith(prefix + "__"))
+    where = ", ".join(names) or prefix
+    if source == "DotEnvSettingsSource":
+        where += " in .env"
+    cause = exc.__cause__
+    why = f"not valid JSON ({cause})" if cause is not None else str(exc)
+    return f"{where}: {why}"
 
 
 def with_options(config: M, /, **options: Any) -> M:

@@ -13,6 +13,8 @@ from rich.table import Table
 
 from sotrag.app.cli.common import fail
 
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' logs and progress bars")]
+
 
 def train_router(
     labels_csv: Annotated[Path, typer.Argument(help="label;request CSV to train on (the LIMA router labels)")],
@@ -37,8 +39,10 @@ def train_router(
         str, typer.Option(help="the head: svm-rbf (default) or logistic (the head shipped before issue 24)")
     ] = "svm-rbf",
     json_out: Annotated[bool, typer.Option("--json", help="print the training report as JSON")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Train the SoT-R router on LABELS_CSV (deterministic; CV on that file only) and write the artifact."""
+    quiet_router_libraries(verbose)
     from sotrag.app.routing.classifier import DEFAULT_ARTIFACT, ENCODERS
     from sotrag.app.routing.training import HEADS, THRESHOLD_RULES, HeadOptions, LabelFileError, read_labels, train
 
@@ -52,13 +56,21 @@ def train_router(
         raise fail("--beta must be > 0")
     if not 0.0 <= min_precision <= 1.0 or (threshold is not None and not 0.0 <= threshold <= 1.0):
         raise fail("--min-precision and --threshold must be in [0, 1]")
+    target = out or DEFAULT_ARTIFACT
+    if target.is_dir():
+        raise fail(f"--out {target} is a folder: give the artifact's file name (e.g. {target / 'router.npz'})")
+    if any(parent.exists() and not parent.is_dir() for parent in target.parents):
+        raise fail(f"--out {target}: a folder on its path is a file")
     try:
         data = read_labels(labels_csv)
         options = HeadOptions(head=head, rule=rule, beta=beta, min_precision=min_precision, threshold=threshold)
         report = train(data, encoder=encoder, options=options)
     except LabelFileError as exc:
         raise fail(str(exc)) from None
-    path = report.model.save(out or DEFAULT_ARTIFACT)
+    try:
+        path = report.model.save(target)
+    except OSError as exc:
+        raise fail(f"--out {target}: cannot write it ({exc.strerror or exc})") from None
     cv = report.cv
     summary = {
         "artifact": str(path),
@@ -90,8 +102,10 @@ def eval_router(
     artifact: Annotated[Path | None, typer.Option(help="router artifact (default: the packaged one)")] = None,
     threshold: Annotated[float | None, typer.Option(help="override the artifact's decision threshold")] = None,
     json_out: Annotated[bool, typer.Option("--json", help='print {"n","accuracy","precision","recall","f1"}')] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Score the router on FILE.csv: accuracy, precision, recall, F1 and the confusion matrix."""
+    quiet_router_libraries(verbose)
     from sotrag.app.routing.classifier import RouterArtifactError, TrainedRouter
     from sotrag.app.routing.training import LabelFileError, evaluate, read_labels
 
@@ -116,6 +130,22 @@ def eval_router(
     table.add_row("label 1 (suits SoT)", str(m.tp), str(m.fn))
     table.add_row("label 0", str(m.fp), str(m.tn))
     console.print(table)
+
+
+def quiet_router_libraries(verbose: bool) -> None:
+    """As the other commands: no weight-loading progress bar (transformers) nor onnxruntime's quantization advice
+    (logged on the root logger) unless ``-v``."""
+    if verbose:
+        return
+    import logging
+    import os
+
+    from sotrag.retrieval.cli import quiet_libraries
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    quiet_libraries(verbose)
+    logging.getLogger().setLevel(logging.ERROR)
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
 
 
 def register(app: typer.Typer) -> None:

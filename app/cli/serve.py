@@ -120,16 +120,15 @@ def register(app: typer.Typer) -> None:
         if server_updates:
             updates["server"] = with_options(settings.server, **server_updates)
         if max_upload_mb is not None:
-            if max_upload_mb <= 0:
-                raise fail(f"--max-upload-mb must be more than 0, not {max_upload_mb}", 2)
-            updates["limits"] = settings.limits.model_copy(update={"max_upload_mb": max_upload_mb})
+            updates["limits"] = with_options(settings.limits, max_upload_mb=max_upload_mb)  # validated: no nan/inf
         settings = settings.model_copy(update=updates)
         if port < 0 or port > 65535:
             raise fail(f"--port must be between 0 and 65535, not {port}", 2)
         try:  # bound now, before anything starts: a port in use is one line, not a traceback after the engine
             sockets = listen_sockets(host, port)
-        except OSError as exc:
-            raise fail(f"cannot listen on {host}:{port}: {_socket_problem(exc)}", 2) from None
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+            shown = host.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise fail(f"cannot listen on {shown}:{port}: {_socket_problem(exc)}", 2) from None
         if host not in ("127.0.0.1", "localhost", "::1"):
             if settings.api_key is None:
                 typer.echo(
@@ -193,6 +192,8 @@ def _key_option(name: str, value: str | None, file: Path | None) -> SecretStr | 
         return None
     if not value.strip() or value != value.strip():
         raise fail(f"{flag} is {'empty' if not value.strip() else 'surrounded by spaces'}: give a real key", 2)
+    if not value.isascii() or not value.isprintable():  # an HTTP header carries it: no client could send it
+        raise fail(f"{flag} has a character that is not printable ASCII: give a key a client can send", 2)
     if file is None:
         typer.echo(f"warning: {flag} is visible to every user of this machine (ps); prefer {flag}-file or "
                    f"SOTRAG_{name.upper()}", err=True)
@@ -220,7 +221,9 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def _socket_problem(exc: OSError) -> str:
+def _socket_problem(exc: OSError | UnicodeError) -> str:
+    if isinstance(exc, UnicodeError):
+        return "not a valid host name"
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror or exc})"
     return exc.strerror or str(exc)
@@ -261,7 +264,8 @@ def _preload(settings: Settings, with_index: bool) -> None:
     import gc
     import importlib
 
-    modules = ["vllm", "vllm.v1.engine.async_llm"] if settings.engine.load_format != "dummy" else []
+    in_process = settings.engine.load_format != "dummy" and not settings.engine.remote  # remote: no vLLM here
+    modules = ["vllm", "vllm.v1.engine.async_llm"] if in_process else []
     if with_index:
         modules += ["sentence_transformers", "sotrag.retrieval.index"]
     for name in modules:
@@ -292,11 +296,12 @@ async def _serve(
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=sockets))
     log = logging.getLogger("sotrag.server")
+    if port == 0 and sockets:  # the port the system chose, not 0
+        port = sockets[0].getsockname()[1]
     log.info("sotrag: http://%s:%d (web UI at /, API docs at /docs); starting the engine...", host, port)
     started = asyncio.create_task(service.wait_started())
     await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
-    if started.done() and service.state == "failed":
-        log.error("error: %s", service.error)
+    if started.done() and service.state == "failed":  # the service has logged why, once
         server.should_exit = True
         await serving
         return 1

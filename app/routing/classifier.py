@@ -21,6 +21,8 @@ the same encoder that serves it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -121,16 +123,24 @@ class RouterModel:
         tmp = path.with_name(path.name + ".tmp")
         # An .npz written by hand with fixed zip timestamps: the same model gives the same bytes
         # (np.savez stamps the current time). np.load reads it as usual.
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, array in arrays.items():
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
-                zf.writestr(
-                    zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
-                    buf.getvalue(),
-                    compress_type=zipfile.ZIP_DEFLATED,
-                )
-        tmp.replace(path)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for name, array in arrays.items():
+                    buf = io.BytesIO()
+                    np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
+                    zf.writestr(
+                        zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                        buf.getvalue(),
+                        compress_type=zipfile.ZIP_DEFLATED,
+                    )
+            tmp.replace(path)
+        except BaseException:  # nothing half-written stays behind
+            with contextlib.suppress(OSError):
+                if tmp.is_file():
+                    tmp.unlink()
+            raise
         return path
 
     @classmethod
@@ -138,10 +148,23 @@ class RouterModel:
         path = Path(path)
         if not path.is_file():
             raise RouterArtifactError(f"router artifact not found: {path} (run `sotrag train-router`)")
+        try:
+            return cls._read(path)
+        except RouterArtifactError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile) \
+                as exc:
+            # a damaged file (empty, truncated, not a zip, a header of the wrong shape) is the artifact's error
+            raise RouterArtifactError(f"cannot read router artifact {path}: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _read(cls, path: Path) -> RouterModel:
         kernel = None
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
+                if not isinstance(header, dict):
+                    raise RouterArtifactError(f"{path}: the header is not a JSON object")
                 if header.get("format") not in READABLE_FORMATS:
                     raise RouterArtifactError(
                         f"{path} is not a {ARTIFACT_FORMAT} artifact (format={header.get('format')!r})"
