@@ -31,10 +31,20 @@ POINT_MAX_TOKENS = 24
 NORMAL_MAX_TOKENS = 48
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now and never handed out before in this test process: servers started back to back
+    bind only later, so the system could give two of them the same free port (two vLLM servers once shared one
+    port and one log, and the remote tests saw a single server)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def server_env() -> dict[str, str]:
