@@ -137,14 +137,14 @@ def sampling_with(
         raise InvalidQuestion(validation_message(exc)) from None
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: no encoder takes it
 
 
 def check_encodable(value: str, what: str = "the question", *, from_bytes: bool = False) -> str:
     """``value`` unchanged, or ``InvalidQuestion`` when it cannot be encoded (a lone surrogate: JSON's ``"\\ud800"``,
     or a byte that is not UTF-8 in a command-line argument, which Python decodes to one): no tokenizer takes it.
     ``from_bytes``: ``value`` was decoded from bytes (argv), so a surrogate there is a byte that is not UTF-8."""
-    m = _SURROGATE.search(value)
+    m = SURROGATE.search(value)
     if m is None:
         return value
     ch = ord(m.group())
@@ -161,7 +161,7 @@ def check_request_text(resolved: ResolvedRequest) -> None:
         check_encodable(a, f"history turn {i + 1}")
     for key, value in (resolved.filters or {}).items():
         check_encodable(key, "a filter name")
-        check_encodable(value, f"filter {key!r}" if _SURROGATE.search(key) is None else "a filter value")
+        check_encodable(value, f"filter {key!r}" if SURROGATE.search(key) is None else "a filter value")
 
 
 def is_blank(text: str) -> bool:

@@ -7,6 +7,7 @@ applied inside the search and optional MMR re-ranking; and
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,9 @@ class RetrieveBatcher:
                 fut.set_result(passages)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # (retrieval imports nothing of the app)
+
+
 def check_query(query: object) -> None:
     if not isinstance(query, str) or not query.strip():
         raise RetrievalError("the query is empty")
@@ -201,9 +205,11 @@ def check_query(query: object) -> None:
 def check_text(text: str, what: str) -> None:
     """A ``RetrievalError`` naming ``what`` for text no tokenizer or SQLite takes: a lone surrogate, which is how
     Python decodes a command-line byte that is not UTF-8 (``surrogateescape``), or JSON's ``"\\ud800"``."""
-    for i, ch in enumerate(text):
-        if "\ud800" <= ch <= "\udfff":
-            raise RetrievalError(f"{what} is not valid UTF-8 (a byte or surrogate it cannot encode at character {i})")
+    m = _SURROGATE.search(text)
+    if m is not None:
+        raise RetrievalError(
+            f"{what} is not valid UTF-8 (a byte or surrogate it cannot encode at character {m.start()})"
+        )
 
 
 def check_filters(filters: dict[str, str] | None) -> None:

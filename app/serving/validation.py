@@ -16,27 +16,26 @@ from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from sotrag.app.config import LimitsConfig
-from sotrag.app.request import InvalidQuestion
+from sotrag.app.request import SURROGATE, InvalidQuestion
 
 
 class TextTooLong(InvalidQuestion):
     """A question or history over the server's limits or the model's context (413)."""
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _PATH = re.compile(r"(?<![\w.:/])(?:~|\.{1,2})?/(?:[^\s/'\"<>:]+/)+[^\s/'\"<>:,;)]*")
 
 
 def check_text(value: str, what: str = "text") -> str:
     """``value`` unchanged, or ``InvalidQuestion`` when it is not valid Unicode (a lone surrogate)."""
-    m = _SURROGATE.search(value)
+    m = SURROGATE.search(value)
     if m:
         raise InvalidQuestion(f"{what} is not valid Unicode (a lone surrogate at character {m.start()})")
     return value
 
 
 def _valid_unicode(value: str) -> str:
-    m = _SURROGATE.search(value)
+    m = SURROGATE.search(value)
     if m:
         raise ValueError(f"not valid Unicode (a lone surrogate at character {m.start()})")
     return value
