@@ -95,7 +95,8 @@ async def replay_engine(tiny_model_dir: Path, replay_rows: tuple[Path, dict[str,
     from sotrag.app.engines.vllm import VLLMEngine
 
     cfg = tiny_engine_config(tiny_model_dir)
-    cfg = cfg.model_copy(update={"kv_cache_gib": 0.25, "extra": {**cfg.extra, **replay_engine_extra(replay_rows[0])}})
+    replay = replay_engine_extra(replay_rows[0], model=tiny_model_dir)  # a bad script fails here, named
+    cfg = cfg.model_copy(update={"kv_cache_gib": 0.25, "extra": {**cfg.extra, **replay}})
     eng = await VLLMEngine.create(cfg)
     yield eng
     await eng.aclose()

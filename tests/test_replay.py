@@ -128,6 +128,33 @@ def test_a_script_the_tokenizer_cannot_write_is_refused_at_load(tmp_path: Path, 
         load_scripts(_script(tmp_path, normal="ends here<|im_end|>"), tokenizer)
 
 
+def test_a_bad_script_is_refused_before_the_engine_starts(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """With the model named, the caller gets the script's own error, not vLLM's "engine core initialization
+    failed" with the reason only in the engine's log."""
+    from sotrag.app.engines.replay import replay_engine_extra
+
+    with pytest.raises(ValueError, match=r"s\.jsonl:1 .*special token"):
+        replay_engine_extra(_script(tmp_path, normal="ends here<|im_end|>"), model=tiny_model_dir)
+    assert replay_engine_extra(_script(tmp_path), model=tiny_model_dir)["additional_config"]
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("{not json", "not a JSON object"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"question": "Why?", "skeleton": "1. A"}', "missing points, normal"),
+        ('{"question": "Why?", "skeleton": "1. A", "points": [{"title": "A"}], "normal": "n"}', "points must be"),
+        ('{"question": 3, "skeleton": "1. A", "points": [], "normal": "n"}', "question, skeleton and normal must"),
+    ],
+)
+def test_a_malformed_script_line_is_named(tmp_path: Path, tokenizer, line: str, says: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(ValueError, match=f"bad\\.jsonl:1: {says}"):
+        load_scripts(path, tokenizer)
+
+
 def test_every_real_answer_encodes_exactly_with_the_tiny_tokenizer(tokenizer) -> None:
     from tests.replay_support import REAL_ANSWERS
 

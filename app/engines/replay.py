@@ -66,8 +66,19 @@ _POINT = re.compile(re.escape(t.POINT_INSTRUCTION.split("{index}")[0]) + r"(\d+)
 _SKELETON = t.SKELETON_INSTRUCTION.split("{")[0]
 
 
-def replay_engine_extra(script: str | Path, *, unmatched: str = "mark", stats_file: str | None = None) -> dict:
-    """``EngineConfig.extra`` entries that load the replay processor over ``script``."""
+def replay_engine_extra(
+    script: str | Path, *, unmatched: str = "mark", stats_file: str | None = None, model: str | Path | None = None
+) -> dict:
+    """``EngineConfig.extra`` entries that load the replay processor over ``script``.
+
+    With ``model`` (the engine's model folder or name), the script is loaded with that model's tokenizer here,
+    before any engine starts: a script it cannot write back raises ``ValueError`` naming the line and the text
+    to the caller. Without it the same check runs only in the engine core, whose start then fails with vLLM's
+    generic message and the reason in the engine's log."""
+    if model is not None:
+        from transformers import AutoTokenizer
+
+        load_scripts(script, AutoTokenizer.from_pretrained(str(model)))
     cfg: dict[str, Any] = {"script": str(script), "unmatched": unmatched}
     if stats_file:
         cfg["stats_file"] = stats_file
@@ -129,7 +140,22 @@ def load_scripts(path: str | Path, tokenizer: Any) -> dict[str, list[Script]]:
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"replay script {path}:{n}: not a JSON object ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"replay script {path}:{n}: not a JSON object")
+        missing = [k for k in ("question", "skeleton", "points", "normal") if k not in row]
+        if missing:
+            raise ValueError(f"replay script {path}:{n}: missing {', '.join(missing)}")
+        if not isinstance(row["points"], list) or not all(
+            isinstance(p, dict) and isinstance(p.get("title"), str) and isinstance(p.get("text"), str)
+            for p in row["points"]
+        ):
+            raise ValueError(f"replay script {path}:{n}: points must be a list of {{title, text}} strings")
+        if not all(isinstance(row[k], str) for k in ("question", "skeleton", "normal")):
+            raise ValueError(f"replay script {path}:{n}: question, skeleton and normal must be strings")
         where = f"{path}:{n} ({row.get('source_model', '?')}, question {row.get('question_id', '?')})"
 
         def ids(text: str, what: str, where: str = where) -> tuple[int, ...]:

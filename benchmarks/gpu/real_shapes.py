@@ -468,7 +468,7 @@ async def main_async(a: argparse.Namespace) -> None:
 
     extra: dict[str, Any] = {"seed": 0}
     if a.replay:
-        extra.update(replay_engine_extra(script, unmatched="pass", stats_file=stats_file))
+        extra.update(replay_engine_extra(script, unmatched="pass", stats_file=stats_file, model=a.model))
     if a.cpu_smoke:  # the tiny test model on this CPU: checks the script, measures nothing
         cfg = EngineConfig(model=a.model, max_model_len=4096, enforce_eager=True, kv_cache_gib=0.5, extra=extra)
     else:
