@@ -25,11 +25,11 @@ from sotrag.app.events import (
 )
 from sotrag.app.ordered import OrderedText
 from sotrag.app.pipeline import SoTPipeline
-from tests.fakes import Pieces, ScriptedEngine, stage_of
+from tests.fakes import Pieces, Script, ScriptedEngine, stage_of
 
 UNGUIDED_ONE_POINT = "1. Sleep on a fixed schedule\n\nThat is the main thing; the rest follows from it.\n"
 GUIDED = "1. Fixed schedule\n2. Dark room\n3. No caffeine\n"
-THINK = "Okay, the user wants tips.\n1. maybe sleep\n2. maybe food\n</think>\n1. Fixed schedule\n2. Dark room\n3. No caffeine\n"
+THINK = "Okay, the user wants tips.\n1. maybe sleep\n2. maybe food\n</think>\n" + GUIDED
 
 
 class Forgetful(ScriptedEngine):
@@ -45,7 +45,7 @@ def point_text(stage: str) -> str:
     return " word" * 6 + f" end-of-{stage}."
 
 
-def script(skeleton: str, guided: str = GUIDED, normal: str = "A plain answer.") -> object:
+def script(skeleton: str, guided: str = GUIDED, normal: str = "A plain answer.") -> Script:
     def reply(request: GenerationRequest) -> str | Pieces:
         stage = stage_of(request.request_id)
         if stage == "skeleton":
