@@ -13,6 +13,10 @@ Where the pieces live: the request a surface sends (``request``), the engine req
 (``engine_calls``), the passages (``passages``), the skeleton reader (``skeleton``), the skeleton-to-point fork
 (``fork``), the point tasks (``points``) and the result (``result``). Closing the event stream (client gone, task
 cancelled) stops the point tasks and aborts every engine request of the answer that has not finished.
+
+A started point the answer no longer wants (every point of a discarded skeleton; in eager mode, one the skeleton
+reader took back) is withdrawn: its request is aborted, nothing more of it goes out, a ``point_withdrawn`` event
+says so, and a point that replaces it runs under a request id of its own.
 """
 
 from __future__ import annotations
