@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from sotrag.app.config import Settings, SoTConfig
+from sotrag.app.config import SamplingConfig, Settings, SoTConfig
+from sotrag.app.engine_calls import EngineCalls, RequestTrace
 from sotrag.app.engines.base import GenerationDelta, GenerationRequest
 from sotrag.app.events import (
     AnswerDone,
@@ -152,3 +153,15 @@ async def test_ttft_after_a_guided_retry_is_the_first_skeletons_first_token() ->
     guided_sent = next(t for rid, t in engine.sent_at if stage_of(rid) == "skeleton-guided")
     assert result.stats.ttft_s is not None
     assert before + result.stats.ttft_s < guided_sent  # users saw the first skeleton stream before the retry
+
+
+async def test_closing_a_request_stream_aborts_the_request_at_once() -> None:
+    """A withdrawn point's stream is closed by its task: the engine hears of it then, not when the garbage
+    collector gets to the inner stream."""
+    engine = ScriptedEngine("one two three four five six", delay_s=0.001)
+    calls = EngineCalls(engine, SamplingConfig())
+    request = GenerationRequest(calls.request_id("point1"), "prompt", calls.options(16))
+    stream = calls.generate(request, RequestTrace(start_s=0.0))
+    await anext(stream)
+    await stream.aclose()
+    assert engine.aborted == [request.request_id] and engine.num_unfinished_requests() == 0
