@@ -7,6 +7,7 @@ answer ends is aborted through it: closing an answer can never leave work behind
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -98,8 +99,10 @@ class EngineCalls:
     ) -> AsyncGenerator[GenerationDelta, None]:
         """Run one engine request, recording its trace; closing this generator early aborts the request."""
         request = self._sent(request)
-        async for delta in self._traced(request, trace, self.engine.generate(request)):
-            yield delta
+        # closed with this generator, not whenever the garbage collector gets to it: the abort happens now
+        async with contextlib.aclosing(self._traced(request, trace, self.engine.generate(request))) as deltas:
+            async for delta in deltas:
+                yield delta
 
     async def generate_group(
         self, requests: Sequence[GenerationRequest], traces: Sequence[RequestTrace]

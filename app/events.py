@@ -180,6 +180,16 @@ class PointDone(BaseModel):
     citations: list[Source] = Field(default_factory=list, description="the passages the point cites, in order")
 
 
+class PointWithdrawn(BaseModel):
+    """A started point the answer no longer has: its skeleton was discarded (a retry, a fallback), or, in eager
+    mode, the skeleton reader took the point back (what it had read was reasoning before a lone ``</think>``).
+    Its text so far is not part of the answer; a ``point_started`` with the same index may follow."""
+
+    type: Literal["point_withdrawn"] = "point_withdrawn"
+    index: int
+    reason: str
+
+
 class FallbackEvent(BaseModel):
     type: Literal["fallback"] = "fallback"
     reason: str
@@ -212,6 +222,7 @@ Event = Annotated[
     | PointStarted
     | PointDelta
     | PointDone
+    | PointWithdrawn
     | FallbackEvent
     | SkeletonRetry
     | AnswerDelta

@@ -5,7 +5,8 @@ they build their state here, so they agree on what a skeleton retry or a fallbac
 - ``skeleton_retry``: the discarded skeleton and every point started from it (eager points) go; a new skeleton
   follows;
 - ``fallback``: every point goes (normal decoding answers instead); the skeleton's text stays, as the record of
-  what was tried.
+  what was tried;
+- ``point_withdrawn``: that one point goes (a point started with its index later starts empty).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sotrag.app.events import (
     PointDelta,
     PointDone,
     PointStarted,
+    PointWithdrawn,
     RouteEvent,
     SkeletonDelta,
     SkeletonDone,
@@ -66,7 +68,10 @@ class AnswerSoFar:
             return True
         elif isinstance(event, PointStarted):
             self.titles[event.index] = event.title
-            self.texts.setdefault(event.index, "")
+            self.texts[event.index] = ""
+            self.done.discard(event.index)
+        elif isinstance(event, PointWithdrawn):
+            self._drop_point(event.index)
         elif isinstance(event, PointDelta):
             self.texts[event.index] = self.texts.get(event.index, "") + event.text
         elif isinstance(event, PointDone):
@@ -77,6 +82,12 @@ class AnswerSoFar:
         elif isinstance(event, AnswerDone):
             self.result = event.result
         return False
+
+    def _drop_point(self, index: int) -> None:
+        self.titles.pop(index, None)
+        self.texts.pop(index, None)
+        self.done.discard(index)
+        self.citations.pop(index, None)
 
     def _drop_points(self) -> None:
         self.skeleton_titles.clear()

@@ -13,11 +13,16 @@ Where the pieces live: the request a surface sends (``request``), the engine req
 (``engine_calls``), the passages (``passages``), the skeleton reader (``skeleton``), the skeleton-to-point fork
 (``fork``), the point tasks (``points``) and the result (``result``). Closing the event stream (client gone, task
 cancelled) stops the point tasks and aborts every engine request of the answer that has not finished.
+
+A started point the answer no longer wants (every point of a discarded skeleton; in eager mode, one the skeleton
+reader took back) is withdrawn: its request is aborted, nothing more of it goes out, a ``point_withdrawn`` event
+says so, and a point that replaces it runs under a request id of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -35,6 +40,7 @@ from sotrag.app.events import (
     FallbackEvent,
     Mode,
     PointStarted,
+    PointWithdrawn,
     RouteEvent,
     SkeletonDelta,
     SkeletonDone,
@@ -138,6 +144,7 @@ class _Answer:
         self.calls = EngineCalls(pipeline.engine, request.sampling)
         self.points = PointGroup(self.calls, lambda numbers: self.record.grounding.cite(numbers))
         self.record = AnswerRecord(request, points=self.points.points)
+        self.request_ids: set[str] = set()  # every point request id sent: a restarted point gets a new one
 
     async def events(self) -> AsyncIterator[Event]:
         if self.p.retriever is not None and self.request.passages_k > 0:
@@ -198,7 +205,8 @@ class _Answer:
         parser: SkeletonParser | None = None
         for kind, regex in attempts:
             if parser is not None:  # the attempt before gave too few points: discard it, ask again guided
-                yield await self.discard_skeleton(len(parser.points))
+                async for event in self.discard_skeleton(len(parser.points)):
+                    yield event
             parser = SkeletonParser(max_points=max_points)
             async for event in self.skeleton(kind, regex, parser, min_points, fork):
                 yield event
@@ -210,6 +218,8 @@ class _Answer:
             async for event in self.fall_back([kind for kind, _ in attempts], len(titles)):
                 yield event
             return
+        async for event in self.withdraw_changed(titles):  # eager points the final skeleton does not have
+            yield event
         yield SkeletonDone(points=titles)
         async for event in self.expand(titles, parser.text, fork):
             yield event
@@ -249,9 +259,10 @@ class _Answer:
                 text, _ = shown.feed(delta.text)
                 if text:
                     yield SkeletonDelta(text=text)
-                for title in parser.feed(delta.text):
-                    if self.sot.eager:
-                        yield self.fork_eagerly(self.title(title), parser.text, fork)
+                fresh = parser.feed(delta.text)
+                if self.sot.eager:
+                    async for event in self.follow(parser, bool(fresh), fork):
+                        yield event
                 async for event in self.points.drain(wait=False):  # eager points already streaming
                     yield event
                 if not delta.finished and _enough_points(parser, min_points):
@@ -269,15 +280,16 @@ class _Answer:
         """A point title as users see it: a citation marker in it that names no passage is removed."""
         return read_citations(title, self.record.grounding.numbers())[0].strip() or title
 
-    async def discard_skeleton(self, usable: int) -> SkeletonRetry:
+    async def discard_skeleton(self, usable: int) -> AsyncIterator[Event]:
         """Forget a skeleton with too few points (and its eager points) before asking again."""
         self.record.skeleton_retry_reason = (
             f"the unguided skeleton had {usable} usable point(s), fewer than {self.sot.fallback_min_points}: "
             "asked again, guided"
         )
-        await self.close()
-        self.points.points.clear()
-        return SkeletonRetry(reason=self.record.skeleton_retry_reason)
+        async for event in self.withdraw(1, "its skeleton was discarded: asked again, guided"):
+            yield event
+        await self.calls.abort_all()
+        yield SkeletonRetry(reason=self.record.skeleton_retry_reason)
 
     async def fall_back(self, kinds: list[str], usable: int) -> AsyncIterator[Event]:
         """Too few points after every attempt: normal decoding answers instead."""
@@ -285,11 +297,40 @@ class _Answer:
         self.record.fallback_reason = (
             f"{tried} had {usable} usable point(s), fewer than {self.sot.fallback_min_points}: normal decoding"
         )
-        await self.close()
+        async for event in self.withdraw(1, "its skeleton had too few points: normal decoding answers"):
+            yield event
+        await self.calls.abort_all()
         yield FallbackEvent(reason=self.record.fallback_reason)
-        self.points.points.clear()
         async for event in self.normal():
             yield event
+
+    # -- eager points that the skeleton takes back ---------------------------------------------------
+
+    async def follow(self, parser: SkeletonParser, fresh: bool, fork: Fork) -> AsyncIterator[Event]:
+        """Eager mode, after each skeleton delta: the started points must still be the first of the reader's
+        points (it may take points back: text it read as the list was reasoning before a lone ``</think>``).
+        Points it took back are withdrawn; points it completed (``fresh``, numbered lines) start."""
+        titles = [self.title(t) for t in parser.points]
+        async for event in self.withdraw_changed(titles):
+            yield event
+        if fresh:
+            for title in titles[len(self.points.points) :]:
+                yield self.fork_eagerly(title, parser.text, fork)
+
+    async def withdraw_changed(self, titles: Sequence[str]) -> AsyncIterator[Event]:
+        """Withdraw the started points from the first one that is not the skeleton's point of that index."""
+        started = self.points.points
+        first = next((p.index for p in started if p.index > len(titles) or titles[p.index - 1] != p.title), None)
+        if first is not None:
+            async for event in self.withdraw(first, "the skeleton reader took this point back"):
+                yield event
+
+    async def withdraw(self, first: int, reason: str) -> AsyncIterator[Event]:
+        """Take back the points from index ``first`` on: their tasks stop (aborting their requests), nothing they
+        queued goes out, and each is reported withdrawn; their first tokens still count for ``ttft_s``."""
+        for point in await self.points.withdraw(first):
+            self.record.discard(point.trace)
+            yield PointWithdrawn(index=point.index, reason=reason)
 
     # -- stage 2: the points, all at once ------------------------------------------------------------
 
@@ -328,7 +369,20 @@ class _Answer:
                 retriever, r.question, point.title, k, r.filters, query, engine=self.p.engine
             )
             point.citable.update(n for n, _ in extra)
-        return await fork.point_request(point.index, point.title, skeleton_text, point.skeleton_ids, extra)
+        request, prefix = await fork.point_request(point.index, point.title, skeleton_text, point.skeleton_ids, extra)
+        return self.fresh_id(request), prefix
+
+    def fresh_id(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` under an id no earlier request of this answer had: a point restarted after a withdrawal
+        would otherwise reuse the id of an aborted request ("sotrag-A-point1" -> "sotrag-A.2-point1": the stage
+        stays the last part)."""
+        rid, n = request.request_id, 1
+        head, _, stage = rid.rpartition("-")
+        while rid in self.request_ids:
+            n += 1
+            rid = f"{head}.{n}-{stage}"
+        self.request_ids.add(rid)
+        return request if rid == request.request_id else dataclasses.replace(request, request_id=rid)
 
     # -- or: normal decoding -------------------------------------------------------------------------
 

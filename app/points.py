@@ -2,8 +2,10 @@
 
 Why tasks and a queue: every point must reach the engine at once (continuous batching decodes them together),
 while the answer's consumer reads one ordered stream of events. Each point task puts its deltas on the queue as
-they come; ``drain`` hands them on. ``cancel`` stops every task, and their engine requests are aborted by the
-answer's ``EngineCalls``.
+they come; ``drain`` hands them on. ``withdraw`` stops the tasks of points the answer no longer wants (a
+discarded skeleton's, or eager points the skeleton reader took back): closing a task's stream aborts its engine
+request, and whatever such a task had queued is never handed on, so nothing of a withdrawn point reaches the
+points that replace it. ``cancel`` stops every task (their requests are aborted by the answer's ``EngineCalls``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sotrag.app.events import Event, PointDelta, PointDone, PointStarted, Source
 from sotrag.app.fork import SkeletonIds
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a withdrawn point and the one that replaces it may share index and title
 class Point:
     index: int
     title: str
@@ -53,10 +55,10 @@ class PointGroup:
     def __init__(self, calls: EngineCalls, cite: Callable[[Sequence[int]], list[Source]]) -> None:
         self.calls = calls
         self.cite = cite  # passage numbers -> their sources
-        self.points: list[Point] = []
-        self._queue: asyncio.Queue[Event | _TaskEnd] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._left = 0
+        self.points: list[Point] = []  # the answer's points now, in skeleton order (withdrawn ones removed)
+        # every entry names the point that queued it: one no longer running (withdrawn, or ended) is skipped
+        self._queue: asyncio.Queue[tuple[Point, Event | _TaskEnd]] = asyncio.Queue()
+        self._running: dict[int, tuple[Point, asyncio.Task[None]]] = {}  # by id(point)
 
     def new(self, title: str, skeleton: RequestTrace | None, citable: set[int]) -> Point:
         """The next point, forking from the skeleton request's ids as far as they are written now."""
@@ -68,8 +70,7 @@ class PointGroup:
     def start(self, point: Point, work: Work) -> PointStarted:
         """Run ``point`` in its own task: its deltas as given, its ``request``, or one built in the task by a
         ``Prepare``."""
-        self._tasks.append(asyncio.create_task(self._expand(point, work)))
-        self._left += 1
+        self._running[id(point)] = (point, asyncio.create_task(self._expand(point, work)))
         return PointStarted(index=point.index, title=point.title)
 
     async def _deltas(self, point: Point, work: Work) -> AsyncIterator[GenerationDelta]:
@@ -82,44 +83,61 @@ class PointGroup:
 
     async def _expand(self, point: Point, work: Work) -> None:
         error: BaseException | None = None
+        deltas: AsyncIterator[GenerationDelta] | None = None
         try:
-            async for delta in await self._deltas(point, work):
+            deltas = await self._deltas(point, work)
+            async for delta in deltas:
                 self._show(point, *point.reader.feed(delta.text))
             self._show(point, *point.reader.finish())
             done = PointDone(
                 index=point.index, text=point.text, tokens=point.trace.tokens, citations=self.cite(point.reader.cited)
             )
-            self._queue.put_nowait(done)
+            self._queue.put_nowait((point, done))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             error = exc
         finally:
-            self._queue.put_nowait(_TaskEnd(error))
+            close = getattr(deltas if deltas is not None else work, "aclose", None)
+            if close is not None:  # a stream never read to its end (or never started): the engine aborts it
+                await close()
+            self._queue.put_nowait((point, _TaskEnd(error)))
 
     def _show(self, point: Point, text: str, _markers: object) -> None:
         """Stream what the citation reader let through (never half a marker, never one naming no passage)."""
         if text:
             point.text += text
-            self._queue.put_nowait(PointDelta(index=point.index, text=text))
+            self._queue.put_nowait((point, PointDelta(index=point.index, text=text)))
 
     async def drain(self, *, wait: bool) -> AsyncIterator[Event]:
-        """Yield what the point tasks queued: until all have ended (``wait``), or until the queue is empty. A
-        point's error is raised here, in the answer's own task."""
-        while self._left and (wait or not self._queue.empty()):
-            item = await self._queue.get()
+        """Yield what the running point tasks queued: until all have ended (``wait``), or until the queue is
+        empty. A point's error is raised here, in the answer's own task."""
+        while self._running and (wait or not self._queue.empty()):
+            point, item = await self._queue.get()
+            if id(point) not in self._running:
+                continue  # queued by a task since withdrawn
             if isinstance(item, _TaskEnd):
-                self._left -= 1
+                del self._running[id(point)]
                 if item.error is not None:
                     raise item.error
             else:
                 yield item
 
+    async def withdraw(self, first: int = 1) -> list[Point]:
+        """Take back the points from index ``first`` on: stop their tasks (which aborts their requests) and
+        forget them and what they queued. Returns them, in order."""
+        gone = self.points[first - 1 :]
+        del self.points[first - 1 :]
+        await self._stop([id(p) for p in gone])
+        return gone
+
     async def cancel(self) -> None:
         """Stop every point task (their engine requests are aborted by ``EngineCalls.abort_all``)."""
-        for task in self._tasks:
+        await self._stop(list(self._running))
+
+    async def _stop(self, keys: list[int]) -> None:
+        tasks = [self._running.pop(k)[1] for k in keys if k in self._running]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._left = 0
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

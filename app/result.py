@@ -36,14 +36,23 @@ class AnswerRecord:
     normal: RequestTrace | None = None
     normal_text: str = ""  # what users saw of the normal answer: its citation markers checked
     normal_citations: CitationStream | None = None
+    # the first token of a request whose result was thrown away (a retried skeleton, a withdrawn point): users
+    # saw it stream, so the answer's time to first token counts it
+    discarded_first_token_s: float | None = None
 
     def new_skeleton(self, trace: RequestTrace, kind: str) -> None:
         """A skeleton request starts; the tokens of an earlier one still count as generated."""
         if self.skeleton is not None:
             self.skeleton_tokens_discarded += self.skeleton.tokens
+            self.discard(self.skeleton)
         self.skeleton = trace
         self.skeleton_mode = kind
         self.skeleton_attempts += 1
+
+    def discard(self, trace: RequestTrace) -> None:
+        """A request's result is thrown away; its first token still counts for ``ttft_s``."""
+        firsts = [t for t in (self.discarded_first_token_s, trace.first_token_s) if t is not None]
+        self.discarded_first_token_s = min(firsts) if firsts else None
 
 
 def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
@@ -107,6 +116,7 @@ def _stats(record: AnswerRecord, points: list[PointResult], total_s: float) -> A
     skeleton, normal = record.skeleton, record.normal
     traces = [t for t in (skeleton, normal) if t is not None] + [p.trace for p in record.points]
     firsts = [t.first_token_s for t in traces if t.first_token_s is not None]
+    firsts += [record.discarded_first_token_s] if record.discarded_first_token_s is not None else []
     ttft = min(firsts) if firsts else None
     tokens = sum(t.tokens for t in traces) + record.skeleton_tokens_discarded
     skeleton_s = None
