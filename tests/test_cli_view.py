@@ -20,7 +20,9 @@ from sotrag.app.events import (
     PointDelta,
     PointDone,
     PointStarted,
+    PointWithdrawn,
     SkeletonDelta,
+    SkeletonDone,
     Source,
     SourcesEvent,
 )
@@ -124,6 +126,7 @@ def test_points_taller_than_the_terminal_appear_once_in_order() -> None:
         SourcesEvent(sources=[Source(n=1, source="garden/roses.md", heading="Care", score=0.9, snippet="...")])
     ]
     events += [SkeletonDelta(text=f"{i}. Step {i}\n") for i in range(1, 5)]
+    events += [SkeletonDone(points=[f"Step {i}" for i in range(1, 5)])]
     events += [PointStarted(index=i, title=f"Step {i}") for i in range(1, 5)]
     for word in WORDS:  # all four grow together, a word at a time
         for i in range(1, 5):
@@ -150,3 +153,26 @@ def test_normal_answer_taller_than_the_terminal_appears_once() -> None:
     for n in range(30):
         assert shown.count(f"line {n} ") == 1, shown
     assert shown.index("line 3 ") < shown.index("line 17 ") < shown.index("line 29 ")
+
+
+def test_an_eager_point_taken_back_is_never_printed() -> None:
+    """Eager mode: point 1 starts and even finishes before the skeleton is final, then the reader takes it back
+    (it was reasoning before a lone ``</think>``) and a new point 1 starts. Nothing of the withdrawn point may
+    stay on screen or in scrollback."""
+    events: list[object] = [
+        SkeletonDelta(text="1. musing aloud\n"),
+        PointStarted(index=1, title="musing aloud"),
+        PointDelta(index=1, text=": withdrawnword here."),
+        PointDone(index=1, text=": withdrawnword here.", tokens=3),
+        PointWithdrawn(index=1, reason="the skeleton reader took it back"),
+        SkeletonDelta(text="</think>\n1. Real one\n2. Real two\n"),
+        PointStarted(index=1, title="Real one"),
+        SkeletonDone(points=["Real one", "Real two"]),
+        PointStarted(index=2, title="Real two"),
+        PointDone(index=1, text=": kept1.", tokens=2),
+        PointDone(index=2, text=": kept2.", tokens=2),
+    ]
+    events[-2:-2] = [PointDelta(index=1, text=": kept1."), PointDelta(index=2, text=": kept2.")]
+    shown = _run(events)
+    assert "withdrawnword" not in shown and "musing aloud" not in shown, shown
+    assert shown.count("1. Real one: kept1.") == 1 and shown.count("2. Real two: kept2.") == 1, shown

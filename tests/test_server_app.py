@@ -73,6 +73,20 @@ async def test_without_an_index_answers_ungrounded_and_says_so(app_client: tuple
     assert r.status_code == 404 and "no document index" in r.json()["detail"]
 
 
+def test_ui_timeline_drops_a_withdrawn_point() -> None:
+    from sotrag.app.events import PointWithdrawn
+
+    live = LiveAnswer()
+    for event in (
+        SkeletonDelta(text="1. musing\n"),
+        PointStarted(index=1, title="musing"),
+        PointDelta(index=1, text=" x"),
+        PointWithdrawn(index=1, reason="taken back"),
+    ):
+        live.feed(event)
+    assert not [row for row in live.timeline_rows() if row[1] == "point"], live.timeline_rows()
+
+
 async def test_ui_views_of_a_whole_answer(app_client: tuple[httpx.AsyncClient, Any]) -> None:
     _, service = app_client
     live = LiveAnswer()

@@ -249,6 +249,8 @@ class AnswerView:
         return line
 
     def _print_finished_points(self) -> None:
+        if not self.answer.skeleton_titles:
+            return  # until the skeleton is final a point can still be withdrawn: nothing is printed for good
         for index in sorted(self.answer.titles):
             if index in self._printed_points:
                 continue

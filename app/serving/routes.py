@@ -51,9 +51,13 @@ SSE_DESCRIPTION = """With `stream=true`: a `text/event-stream` of the pipeline's
 `data:` line, its `type` also in the `event:` line. Order: `sources` (when an index is configured), `route`
 (mode `auto`), `skeleton_delta`..., `skeleton_done`, `point_started` x N, interleaved `point_delta`/`point_done`
 (every point streams at the same time), `answer_done` (its `result` is an AnswerResponse). Normal decoding (or a
-SoT `fallback`) streams `answer_delta` instead. A stream that fails after it started ends with an `error` event.
+SoT `fallback`) streams `answer_delta` instead. With eager expansion a point can start while the skeleton still
+streams; a `skeleton_retry` or a `fallback` discards the points so far, and a `point_withdrawn` takes one started
+point back (its text is not part of the answer; a `point_started` of the same index may follow): every started
+point ends with `point_done` or `point_withdrawn`. A stream that fails after it started ends with an `error` event.
 The schemas are in components: `SourcesEvent`, `RouteEvent`, `SkeletonDelta`, `SkeletonDone`, `PointStarted`,
-`PointDelta`, `PointDone`, `FallbackEvent`, `AnswerDelta`, `AnswerDone`, `ErrorEvent`."""
+`PointDelta`, `PointDone`, `PointWithdrawn`, `SkeletonRetry`, `FallbackEvent`, `AnswerDelta`, `AnswerDone`,
+`ErrorEvent`."""
 
 # What the middleware and request parsing can answer, documented on the routes where they can happen.
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -34,6 +34,7 @@ from sotrag.app.events import (
     PointDelta,
     PointDone,
     PointStarted,
+    PointWithdrawn,
     RequestedMode,
     RouteEvent,
     SkeletonDelta,
@@ -148,6 +149,8 @@ class LiveAnswer(AnswerSoFar):
             self.skeleton_end = now
         elif isinstance(event, PointStarted):
             self.times[event.index] = [now, None, None]
+        elif isinstance(event, PointWithdrawn):  # the reader took the point back: its bar goes with it
+            self.times.pop(event.index, None)
         elif isinstance(event, PointDelta):
             t = self.times.setdefault(event.index, [now, None, None])
             if t[1] is None:
