@@ -205,7 +205,7 @@ class _Answer:
             if len(parser.points) >= sot.fallback_min_points:
                 break
         assert parser is not None
-        titles = [self.title(t) for t in parser.points]
+        titles = [title for title in map(self.title, parser.points) if title]
         if len(titles) < sot.fallback_min_points:
             async for event in self.fall_back([kind for kind, _ in attempts], len(titles)):
                 yield event
@@ -243,15 +243,16 @@ class _Answer:
         trace = RequestTrace(start_s=self.calls.now())
         self.record.new_skeleton(trace, kind)
         stream = self.calls.generate(request, trace)
-        shown = CitationStream(self.record.grounding.numbers())  # what users see of the skeleton's markers
+        # what users see of the skeleton's markers (the result's skeleton)
+        shown = self.record.skeleton_citations = CitationStream(self.record.grounding.numbers())
         try:
             async for delta in stream:
                 text, _ = shown.feed(delta.text)
                 if text:
                     yield SkeletonDelta(text=text)
-                for title in parser.feed(delta.text):
-                    if self.sot.eager:
-                        yield self.fork_eagerly(self.title(title), parser.text, fork)
+                for title in map(self.title, parser.feed(delta.text)):
+                    if self.sot.eager and title:
+                        yield self.fork_eagerly(title, parser.text, fork)
                 async for event in self.points.drain(wait=False):  # eager points already streaming
                     yield event
                 if not delta.finished and _enough_points(parser, min_points):
@@ -266,8 +267,9 @@ class _Answer:
         parser.finish(truncated=trace.finish_reason in ("length", "enough points"))
 
     def title(self, title: str) -> str:
-        """A point title as users see it: a citation marker in it that names no passage is removed."""
-        return read_citations(title, self.record.grounding.numbers())[0].strip() or title
+        """A point title as users see it: a citation marker in it that names no passage is removed (counted with
+        the skeleton's). Nothing left ("[9]"): no point."""
+        return read_citations(title, self.record.grounding.numbers())[0].strip()
 
     async def discard_skeleton(self, usable: int) -> SkeletonRetry:
         """Forget a skeleton with too few points (and its eager points) before asking again."""

@@ -31,6 +31,7 @@ class AnswerRecord:
     skeleton_attempts: int = 0
     skeleton_tokens_discarded: int = 0  # tokens of a skeleton that was asked again
     skeleton_retry_reason: str | None = None
+    skeleton_citations: CitationStream | None = None  # the skeleton as users saw it: its citation markers checked
     points: list[Point] = field(default_factory=list)
     fallback_reason: str | None = None
     normal: RequestTrace | None = None
@@ -51,17 +52,17 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
     points = [_point_result(p, record.grounding.cite) for p in record.points]
     if record.normal is not None:
         mode: Mode = "normal"
-        answer = record.normal_text.strip()
+        answer = shown(record.normal_text)
     else:
         mode = "sot"
-        answer = "\n".join(f"{p.index}. {p.title}{p.text}".rstrip() for p in points)
+        answer = "\n".join(shown(f"{p.index}. {p.title}{p.text}") for p in points)
     return AnswerResult(
         question=record.request.question,
         mode=mode,
         requested_mode=record.request.mode,
         passages_k=record.request.passages_k,
         answer=answer,
-        skeleton=record.skeleton.text if record.skeleton else "",
+        skeleton=record.skeleton_citations.text if record.skeleton_citations is not None else "",
         points=points,
         fallback_reason=record.fallback_reason,
         skeleton_retry_reason=record.skeleton_retry_reason,
@@ -74,6 +75,18 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
         model=model,
         prompt_version=PROMPT_VERSION,
     )
+
+
+def shown(text: str) -> str:
+    """A point (its title and text) or a normal answer as the in-order stream (``OrderedText``) hands it out: its
+    trailing white space waits for more text, and at its end there is none; so the streamed answer and this
+    one are the same text. Leading white space was streamed as it came, and stays."""
+    return text.rstrip()
+
+
+def is_empty(text: str) -> bool:
+    """A point text with nothing to read (no letter or digit: "", ":", " -"): its answer line is a bare title."""
+    return not any(ch.isalnum() for ch in text)
 
 
 def _citations(record: AnswerRecord, points: list[PointResult]) -> list[Source]:
@@ -147,7 +160,8 @@ def _stats(record: AnswerRecord, points: list[PointResult], total_s: float) -> A
         skeleton_mode=record.skeleton_mode,
         skeleton_attempts=record.skeleton_attempts,
         invalid_citations=sum(p.reader.invalid for p in record.points)
-        + (record.normal_citations.invalid if record.normal_citations is not None else 0),
+        + sum(r.invalid for r in (record.normal_citations, record.skeleton_citations) if r is not None),
+        empty_points=sum(is_empty(p.text) for p in points),
     )
 
 

@@ -27,8 +27,12 @@ def _streamed(text: str, size: int) -> tuple[str, list[int], int]:
         # passages are numbered from 1: "[0]" is an index, not a marker
         ("use x[0] here", "use x[0] here", [], 0),
         # one stray backtick: its line reads on once the line ends without a closing one; the next lines too
-        ("Press the ` key, then cite [9] and [1].\nNext [2] and [8].", "Press the ` key, then cite and [1].\nNext [2] and.",
-         [1, 2], 2),
+        (
+            "Press the ` key, then cite [9] and [1].\nNext [2] and [8].",
+            "Press the ` key, then cite and [1].\nNext [2] and.",
+            [1, 2],
+            2,
+        ),
         # a closed span is still code, a fenced block too
         ("Use `a[9]` and [1].", "Use `a[9]` and [1].", [1], 0),
         ("a ``x ` [9]`` b [2]", "a ``x ` [9]`` b [2]", [2], 0),
