@@ -205,7 +205,7 @@ class _Answer:
             if len(parser.points) >= sot.fallback_min_points:
                 break
         assert parser is not None
-        titles = [title for title in map(self.title, parser.points) if title]
+        titles = [self.title(t) for t in parser.points]
         if len(titles) < sot.fallback_min_points:
             async for event in self.fall_back([kind for kind, _ in attempts], len(titles)):
                 yield event
@@ -250,9 +250,9 @@ class _Answer:
                 text, _ = shown.feed(delta.text)
                 if text:
                     yield SkeletonDelta(text=text)
-                for title in map(self.title, parser.feed(delta.text)):
-                    if self.sot.eager and title:
-                        yield self.fork_eagerly(title, parser.text, fork)
+                for title in parser.feed(delta.text):
+                    if self.sot.eager:
+                        yield self.fork_eagerly(self.title(title), parser.text, fork)
                 async for event in self.points.drain(wait=False):  # eager points already streaming
                     yield event
                 if not delta.finished and _enough_points(parser, min_points):
@@ -268,7 +268,7 @@ class _Answer:
 
     def title(self, title: str) -> str:
         """A point title as users see it: a citation marker in it that names no passage is removed (counted with
-        the skeleton's). Nothing left ("[9]"): no point."""
+        the skeleton's), even when that leaves the title empty ("2. [9]" is the point "2." as the skeleton showed)."""
         return read_citations(title, self.record.grounding.numbers())[0].strip()
 
     async def discard_skeleton(self, usable: int) -> SkeletonRetry:

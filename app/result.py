@@ -52,10 +52,12 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
     points = [_point_result(p, record.grounding.cite) for p in record.points]
     if record.normal is not None:
         mode: Mode = "normal"
-        answer = shown(record.normal_text)
+        answer = record.normal_text.strip()
     else:
         mode = "sot"
-        answer = "\n".join(shown(f"{p.index}. {p.title}{p.text}") for p in points)
+        # as the in-order stream (``OrderedText``) hands it out: a point's trailing white space waits for more
+        # text, and at its end there is none (a normal answer's is stripped the same way)
+        answer = "\n".join(f"{p.index}. {p.title}{p.text}".rstrip() for p in points)
     return AnswerResult(
         question=record.request.question,
         mode=mode,
@@ -75,13 +77,6 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
         model=model,
         prompt_version=PROMPT_VERSION,
     )
-
-
-def shown(text: str) -> str:
-    """A point (its title and text) or a normal answer as the in-order stream (``OrderedText``) hands it out: its
-    trailing white space waits for more text, and at its end there is none; so the streamed answer and this
-    one are the same text. Leading white space was streamed as it came, and stays."""
-    return text.rstrip()
 
 
 def is_empty(text: str) -> bool:
