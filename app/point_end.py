@@ -40,8 +40,8 @@ class PointEnd:
 
     The first line continues the point's open title and always belongs to it. A new line is held back (with the
     line break before it) until it is clear whether it starts another point: a blank line after the point has
-    text, a numbered line of another point's number (1 to ``max_number``), or a line that opens with another
-    point's title ("Speak early: ...", "**Speak early**"). The cut drops the line break too."""
+    text, a numbered line (1 to ``max_number``; the point's own number only once it has text), or a line that
+    opens with another point's title ("Speak early: ...", "**Speak early**"). The cut drops the line break too."""
 
     def __init__(self, index: int, max_number: int, title: str, titles: Sequence[str]) -> None:
         self.index = index
@@ -131,7 +131,8 @@ class PointEnd:
         item = parse_item(line)
         if item is not None and item[0] == "num":
             number = _number(line)
-            if number is not None and number != self.index and 1 <= number <= self.max_number:
+            # its own number too once it has text (before, the line restates its title: ``_after_restated``)
+            if number is not None and (number != self.index or self._has_text) and 1 <= number <= self.max_number:
                 return True
         title = _title_of(line)
         # a title counts once something follows it on the line (": ", "**") or the line is complete

@@ -65,6 +65,7 @@ async def answer(points: dict[str, str | Pieces]) -> tuple[ScriptedEngine, Answe
         "\nSpeak early: Talk to people.",
         "\n**Speak early**: Talk to people.",
         "\nStep 3: Listen more.",
+        "\n1) Another thing to add here.",  # its own number in another style, after its text
         "\n\nA second paragraph.",
     ],
 )
