@@ -18,10 +18,12 @@ from sotrag.app.citations import MARKER
 from sotrag.app.skeleton_lines import clean_title, parse_heading, parse_item, title_key
 
 _HOLD = 16  # characters of a new line held back while a marker may still be forming in them ("### **Step 2:**")
+_MAX_HOLD = 64  # ... at most, when no space comes
 _DIGITS = re.compile(r"\d{1,2}")
 _ROMAN = re.compile(r"[#*_\s]*([IVX]{1,5})[.)]")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10}
 _ONLY_MARKER = re.compile(r"[\s#*_>\-\d.):(\[\]]*")  # what may stand before a restated title ("### **2. ")
+_SEPARATOR = re.compile(r"[*_]*\s*(?:[:|\uff1a]|[-\u2013\u2014]\s)")  # after a title: its description follows
 _CLOSE = re.compile(r"^(?:\*\*|__|\*|_)")  # the emphasis that closes a restated title ("**2. Title**: text")
 
 
@@ -47,9 +49,10 @@ class PointEnd:
         self.index = index
         self.max_number = max_number
         self.own = _key(title)
-        self.titles = {k for k in map(_key, titles) if k and k != self.own}  # the other points' titles
-        words = MARKER.sub("", title).split()
-        self._restated = re.compile(r"\W*".join(map(re.escape, words)), re.IGNORECASE) if words else None
+        others = {k: t for t in titles if (k := _key(t)) and k != self.own}
+        self.titles = set(others)  # the other points' titles
+        self._others = [p for t in others.values() if (p := _title_pattern(t)) is not None]
+        self._restated = _title_pattern(title)
         self.ended = False
         self._held = ""  # from a line break whose line is not decided yet
         self._line_open = True  # the current line was decided: it belongs to the point up to its end
@@ -112,8 +115,10 @@ class PointEnd:
             return True
         if complete:
             return False
+        if len(_settled(line)) < _HOLD and len(line) < _MAX_HOLD:  # a marker may still be forming
+            return None
         key = _key(_title_of(line))
-        if len(line) < _HOLD or any(title.startswith(key) for title in self.titles):
+        if any(title.startswith(key) for title in self.titles):
             return None
         if not self._has_text and self.own.startswith(key):  # may restate the point's own title: wait past it
             m = self._restated.search(line) if self._restated is not None else None
@@ -128,15 +133,32 @@ class PointEnd:
         return _CLOSE.sub("", line[m.end() :], count=1)
 
     def _starts_other_point(self, line: str, *, complete: bool) -> bool:
-        item = parse_item(line)
+        settled = line if complete else _settled(line)
+        item = parse_item(settled) if settled.strip() else None
         if item is not None and item[0] == "num":
-            number = _number(line)
+            number = _number(settled)
             # its own number too once it has text (before, the line restates its title: ``_after_restated``)
             if number is not None and (number != self.index or self._has_text) and 1 <= number <= self.max_number:
                 return True
-        title = _title_of(line)
-        # a title counts once something follows it on the line (": ", "**") or the line is complete
-        return _key(title) in self.titles and (complete or _key(line) != _key(title))
+        # another point's title after nothing but a marker, then a separator (": ", " - ") or the line's end
+        for pattern in self._others:
+            m = pattern.search(line)
+            if m is not None and _ONLY_MARKER.fullmatch(line[: m.start()]):
+                after = line[m.end() :]
+                if _SEPARATOR.match(after) or (complete and not after.strip("*_ ")):
+                    return True
+        return False
+
+
+def _title_pattern(title: str) -> re.Pattern[str] | None:
+    """A title as written in a line: its words in order, case and the marks between them aside."""
+    words = MARKER.sub("", title).split()
+    return re.compile(r"\W*".join(map(re.escape, words)), re.IGNORECASE) if words else None
+
+
+def _settled(line: str) -> str:
+    """A line not complete yet, read up to its last space: "2." may still become "2.5", "2. " may not."""
+    return line[: max(line.rfind(" "), line.rfind("\t")) + 1]
 
 
 def _break(text: str, start: int = 0) -> int:

@@ -8,10 +8,13 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.events import AnswerResult, PointDelta
 from sotrag.app.pipeline import SoTPipeline
+from sotrag.app.point_end import PointEnd
 from tests.fakes import Pieces, ScriptedEngine, stage_of
 
 SKELETON = "1. Daily practice\n2. Speak early\n3. Listen more\n"
@@ -114,3 +117,28 @@ async def test_point_requests_stop_at_other_points_only() -> None:
     assert stops["point2"][:2] == ("\n3. ", "\n**3.")  # the next point first (a remote server takes only 4)
     assert "\n2. " not in stops["point2"] and "\n1. " in stops["point2"] and "\n6. " in stops["point2"]
     assert not any("\n\n" in s for ss in stops.values() for s in ss)  # a blank line: cut only after text
+
+
+_piece = st.sampled_from(
+    [": Practice", " daily.", "\n", "\r\n", "\n\n", " ", "2. ", "**2.**", "1) ", "### 3.", "Speak early", ":", "- walk",
+     "Daily practice", "2.5 hours", "Step 3:", "[1]", "x"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_piece, max_size=14).map("".join), st.lists(st.integers(0, 200), max_size=8))
+def test_any_chunking_ends_a_point_where_the_whole_text_does(text: str, cuts: list[int]) -> None:
+    def read(chunks: list[str]) -> tuple[str, bool]:
+        end, out = PointEnd(1, 6, "Daily practice", ["Daily practice", "Speak early", "Listen more"]), ""
+        for chunk in chunks:
+            piece, ended = end.feed(chunk)
+            out += piece
+            if ended:
+                return out, True
+        return out + end.finish(), end.ended
+
+    bounds = sorted({c % (len(text) + 1) for c in cuts})
+    chunks = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True)]
+    whole = read([text])
+    assert read(chunks)[0] == whole[0]
+    assert text.startswith(whole[0]) or not whole[0].strip() or whole[0].lstrip() in text  # only cuts, no rewrite
