@@ -11,8 +11,8 @@ at the start of a line, to the next such run) or an inline span (a run of backti
 of its line: one stray backtick never turns reading off for the rest of the text); nor is a URL (a run of
 non-space characters holding "://": ``https://x.org/a[2]b`` is a link, not a citation); ``(n)`` is never a marker
 (prose lists use it); numbers have 1-3 digits and no leading zero (``[2023]`` and ``x[0]`` are text); a range spans
-at most 50 numbers. A text that ends inside a marker ("... [1") never shows it half-written: it is read as if
-closed, and dropped when even that is no marker.
+at most 50 numbers. A text that ends inside a marker ("... [1", a point cut by its token limit) never shows it
+half-written: it is read as closed after its last whole number ("[1]"), or dropped when it holds none.
 """
 
 from __future__ import annotations
