@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Protocol
 
 from sotrag.app.config import SamplingConfig
 from sotrag.app.engines.base import (
@@ -43,6 +44,18 @@ class RequestTrace:
     token_ids: list[int] = field(default_factory=list)  # generated, without special tokens
 
 
+class TextEnd(Protocol):
+    """Where a request's text ends, found in its stream (``point_end.PointEnd``): what stop strings cannot say."""
+
+    def feed(self, delta: str) -> tuple[str, bool]:
+        """The part of ``delta`` that belongs to the text, and whether the text ended in it."""
+        ...
+
+    def finish(self) -> str:
+        """What was held back, once the request has finished."""
+        ...
+
+
 class EngineCalls:
     """The answer's clock, its sampling, and every engine request it has in flight."""
 
@@ -52,6 +65,7 @@ class EngineCalls:
         self.answer_id = uuid.uuid4().hex[:12]
         self.t0 = perf_counter()
         self._in_flight: set[str] = set()
+        self._ends: dict[str, TextEnd] = {}
 
     def now(self) -> float:
         """Seconds since the answer started."""
@@ -59,6 +73,11 @@ class EngineCalls:
 
     def request_id(self, stage: str) -> str:
         return f"sotrag-{self.answer_id}-{stage}"
+
+    def end_with(self, request_id: str, end: TextEnd) -> None:
+        """Cut request ``request_id``'s stream where ``end`` says its text ends: the last delta is cut there and
+        finishes with ``stop``, and the request is aborted (as closing its stream does)."""
+        self._ends[request_id] = end
 
     def options(
         self,
@@ -125,9 +144,16 @@ class EngineCalls:
         self, request: GenerationRequest, trace: RequestTrace, deltas: AsyncIterator[GenerationDelta]
     ) -> AsyncGenerator[GenerationDelta, None]:
         trace.prompt_token_ids = request.prompt_token_ids or ()
+        end = self._ends.pop(request.request_id, None)
         try:
             async for delta in deltas:
                 now = self.now()
+                cut = False
+                if end is not None:
+                    text, cut = end.feed(delta.text)
+                    if delta.finished and not cut:
+                        text += end.finish()
+                    delta = dataclasses.replace(delta, text=text, finish_reason="stop" if cut else delta.finish_reason)
                 if trace.first_token_s is None and delta.new_tokens:
                     trace.first_token_s = now
                 trace.text += delta.text
@@ -139,6 +165,8 @@ class EngineCalls:
                     trace.finish_reason = delta.finish_reason
                     trace.end_s = now
                 yield delta
+                if cut:
+                    break  # the text ended here: closing the stream aborts the request
         finally:
             close = getattr(deltas, "aclose", None)  # an async generator; a plain iterator has nothing to close
             if close is not None:

@@ -77,6 +77,7 @@ class AnswerStats(BaseModel):
     invalid_citations: int = Field(
         0, description="citation numbers the model wrote that name no passage: removed from the text shown"
     )
+    empty_points: int = Field(0, description="points that ended with nothing to read: the answer shows their title")
 
 
 class AnswerResult(BaseModel):

@@ -9,12 +9,15 @@ encoded afresh (correct, only slower).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sotrag.app.config import SoTConfig
 from sotrag.app.engine_calls import EngineCalls, RequestTrace
 from sotrag.app.engines.base import ChatMessage, ChatPrompt, GenerationRequest, encode_chat_async
+from sotrag.app.point_end import PointEnd, stops
+from sotrag.app.skeleton import parse_skeleton
 from sotrag.prompts import build as prompts
 from sotrag.retrieval.types import Passage
 
@@ -59,17 +62,28 @@ class Fork:
             sentences=self.sot.point_sentences,
             extra_passages=extra or [],
         )
-        stops = ("\n\n", *(f"\n{j}." for j in range(1, self.sot.max_points + 2)))
+        most = self.sot.max_points + 1
         s = self.calls.sampling
         options = self.calls.options(
-            s.point_max_tokens, min_tokens=s.point_min_tokens, stop=stops, stream_interval=s.stream_interval
+            s.point_max_tokens,
+            min_tokens=s.point_min_tokens,
+            stop=stops(index, most),
+            stream_interval=s.stream_interval,
         )
         whole = await encode_chat_async(self.calls.engine, messages, continue_final_message=True)
         continued = continue_skeleton(whole, len(self.skeleton_messages) - len(messages), skeleton_text, skeleton_ids)
         prompt, ids = continued or (whole.text, whole.token_ids)
         prefix = len(skeleton_ids.prompt_ids) + len(skeleton_ids.output_ids) if continued is not None else 0
         request = GenerationRequest(self.calls.request_id(f"point{index}"), prompt, options, prompt_token_ids=ids)
+        end = PointEnd(index, most, title, _titles(skeleton_text, self.sot.max_points))
+        self.calls.end_with(request.request_id, end)  # what the stop strings miss: cut in the stream
         return request, prefix
+
+
+@functools.lru_cache(maxsize=16)
+def _titles(skeleton_text: str, max_points: int) -> tuple[str, ...]:
+    """The titles of a skeleton as the model wrote them (every point of one answer reads the same text)."""
+    return tuple(parse_skeleton(skeleton_text, max_points))
 
 
 def continue_skeleton(

@@ -253,7 +253,8 @@ class _Answer:
         trace = RequestTrace(start_s=self.calls.now())
         self.record.new_skeleton(trace, kind)
         stream = self.calls.generate(request, trace)
-        shown = CitationStream(self.record.grounding.numbers())  # what users see of the skeleton's markers
+        # what users see of the skeleton's markers (the result's skeleton)
+        shown = self.record.skeleton_citations = CitationStream(self.record.grounding.numbers())
         try:
             async for delta in stream:
                 text, _ = shown.feed(delta.text)
@@ -277,8 +278,9 @@ class _Answer:
         parser.finish(truncated=trace.finish_reason in ("length", "enough points"))
 
     def title(self, title: str) -> str:
-        """A point title as users see it: a citation marker in it that names no passage is removed."""
-        return read_citations(title, self.record.grounding.numbers())[0].strip() or title
+        """A point title as users see it: a citation marker in it that names no passage is removed (counted with
+        the skeleton's), even when that leaves the title empty ("2. [9]" is the point "2." as the skeleton showed)."""
+        return read_citations(title, self.record.grounding.numbers())[0].strip()
 
     async def discard_skeleton(self, usable: int) -> AsyncIterator[Event]:
         """Forget a skeleton with too few points (and its eager points) before asking again."""

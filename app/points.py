@@ -33,6 +33,7 @@ class Point:
 
     def __post_init__(self) -> None:
         self.reader = CitationStream(self.citable)
+        self.reader.cite_from(self.title)  # a marker kept in the title cites for the point
 
 
 # Builds a point's engine request (and its skeleton-prefix token count) inside the point's task.

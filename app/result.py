@@ -31,6 +31,7 @@ class AnswerRecord:
     skeleton_attempts: int = 0
     skeleton_tokens_discarded: int = 0  # tokens of a skeleton that was asked again
     skeleton_retry_reason: str | None = None
+    skeleton_citations: CitationStream | None = None  # the skeleton as users saw it: its citation markers checked
     points: list[Point] = field(default_factory=list)
     fallback_reason: str | None = None
     normal: RequestTrace | None = None
@@ -63,6 +64,8 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
         answer = record.normal_text.strip()
     else:
         mode = "sot"
+        # as the in-order stream (``OrderedText``) hands it out: a point's trailing white space waits for more
+        # text, and at its end there is none (a normal answer's is stripped the same way)
         answer = "\n".join(f"{p.index}. {p.title}{p.text}".rstrip() for p in points)
     return AnswerResult(
         question=record.request.question,
@@ -70,7 +73,7 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
         requested_mode=record.request.mode,
         passages_k=record.request.passages_k,
         answer=answer,
-        skeleton=record.skeleton.text if record.skeleton else "",
+        skeleton=record.skeleton_citations.text if record.skeleton_citations is not None else "",
         points=points,
         fallback_reason=record.fallback_reason,
         skeleton_retry_reason=record.skeleton_retry_reason,
@@ -83,6 +86,11 @@ def assemble(record: AnswerRecord, total_s: float, model: str) -> AnswerResult:
         model=model,
         prompt_version=PROMPT_VERSION,
     )
+
+
+def is_empty(text: str) -> bool:
+    """A point text with nothing to read (no letter or digit: "", ":", " -"): its answer line is a bare title."""
+    return not any(ch.isalnum() for ch in text)
 
 
 def _citations(record: AnswerRecord, points: list[PointResult]) -> list[Source]:
@@ -157,7 +165,8 @@ def _stats(record: AnswerRecord, points: list[PointResult], total_s: float) -> A
         skeleton_mode=record.skeleton_mode,
         skeleton_attempts=record.skeleton_attempts,
         invalid_citations=sum(p.reader.invalid for p in record.points)
-        + (record.normal_citations.invalid if record.normal_citations is not None else 0),
+        + sum(r.invalid for r in (record.normal_citations, record.skeleton_citations) if r is not None),
+        empty_points=sum(is_empty(p.text) for p in points),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sotrag.app.citations import CitationStream, read_citations
+from sotrag.app.citations import MARKER, CitationStream, read_citations
 
 VALID = {1, 2, 3, 4}
 
@@ -48,10 +48,15 @@ def test_a_split_marker_is_held_until_it_closes() -> None:
     assert stream.finish() == ("", [])
 
 
-def test_an_unclosed_marker_is_text_at_the_end() -> None:
+def test_a_marker_left_open_at_the_end_is_never_shown_half_written() -> None:
     stream = CitationStream(VALID)
     assert stream.feed("cut at [1") == ("cut at", [])
-    assert stream.finish() == (" [1", [])
+    shown, markers = stream.finish()  # read as closed: a point cut by its token limit still cites passage 1
+    assert (shown, [m.cited for m in markers]) == (" [1]", [(1,)]) and stream.cited == [1]
+    # closed after its last whole number; dropped when that names no passage or there is no number
+    for text, end in {"cut at [9": "cut at", "cut at [Source": "cut at", "cut at [1-": "cut at [1]"}.items():
+        stream = CitationStream(VALID)
+        assert stream.feed(text)[0] + stream.finish()[0] == end, text
 
 
 # -- property: any chunking gives the whole text's result, nothing shown is taken back -----------------------
@@ -88,6 +93,13 @@ def test_chunked_equals_whole_and_shown_text_only_grows(text: str, cuts: list[in
     piece, found = stream.finish()
     assert (shown + piece, markers + found) == (whole, whole_markers)
     assert stream.invalid == sum(len(m.invalid) for m in whole_markers)
-    # what is shown cites only valid passages
+    # what is shown cites only valid passages; read again it is the same text, unless it ends like a marker left
+    # open ("[1, [9]" shows "[1,"): read again, that is closed or dropped at the end
     again, again_markers = read_citations(whole, valid)
-    assert all(not m.invalid for m in again_markers) and again == whole
+    assert all(not m.invalid for m in again_markers)
+    assert again == whole or _ends_inside_a_marker(whole), (text, whole)
+
+
+def _ends_inside_a_marker(text: str) -> bool:
+    matches = (MARKER.match(text, j, partial=True) for j, ch in enumerate(text) if ch in "[【")
+    return any(m is not None and m.partial for m in matches)

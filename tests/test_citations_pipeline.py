@@ -73,7 +73,7 @@ async def test_point_citations_stream_checked_and_agree_with_the_result() -> Non
         assert [c.n for c in point.citations] == [c.n for c in done[point.index].citations]
     assert [[c.n for c in p.citations] for p in result.points] == [[1], [2], [1, 2]]
     assert [c.n for c in result.citations] == [1, 2]
-    assert result.stats.invalid_citations == 3  # 9, 3 (of 2-3) and 12
+    assert result.stats.invalid_citations == 4  # the points' 9, 3 (of 2-3) and 12; the skeleton's 9
     # resolved to the passage: source, heading, chunk, page for a PDF, snippet
     oauth = result.citations[1]
     assert (oauth.source, oauth.chunk_id, oauth.page) == ("oauth.pdf", "c2", 3)
@@ -108,7 +108,8 @@ async def test_without_passages_every_marker_is_invalid() -> None:
     result = events[-1].result  # type: ignore[union-attr]
     assert result.sources == [] and result.citations == []
     assert all("[" not in pt.text for pt in result.points)
-    assert result.stats.invalid_citations == 8  # every number the points wrote: 1, 1 | 9, 2, 3 | 1, 2, 12
+    # every number the points wrote: 1, 1 | 9, 2, 3 | 1, 2, 12; and the skeleton's: 1, 9
+    assert result.stats.invalid_citations == 10
 
 
 async def test_the_fold_and_the_ordered_text_agree_with_the_result() -> None:

@@ -31,7 +31,8 @@ SOT_CASES = [name for name in pick_rows() if name not in ("too few points", "cit
 
 def expected_points(row: dict) -> list[tuple[str, str]]:
     """(title, text) of each point the pipeline must produce: the recorded titles (a repeated one once, as the
-    reader keeps it), and the recorded text after the title cut at the first of the point's stop strings."""
+    reader keeps it), and the recorded text after the title cut at the first blank line or numbered line after
+    its first text (nothing ends a point before it has text)."""
     stops = ["\n\n", *(f"\n{j}." for j in range(1, MAX_POINTS + 2))]
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -40,7 +41,8 @@ def expected_points(row: dict) -> list[tuple[str, str]]:
         if key in seen:
             continue
         seen.add(key)
-        cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+        start = len(text) - len(text.lstrip())
+        cut = min((i for i in (text.find(s, start) for s in stops) if i >= 0), default=len(text))
         out.append((p["title"], text[:cut]))
     return out[:MAX_POINTS]
 
