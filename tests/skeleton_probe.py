@@ -8,7 +8,8 @@ the early stop comes before the last item's line is complete. Run from the check
     python -m tests.skeleton_probe            # the counts, and each misread case
     python -m tests.skeleton_probe --quiet    # the counts only
 
-It is a measuring script, not a test: the classes it found are tests in ``tests/test_skeleton_classes5.py`` and ``tests/test_reader6_*.py``.
+It is a measuring script, not a test: the classes it found are tests in ``tests/test_skeleton_classes5.py``
+and ``tests/test_reader6_*.py``.
 """
 
 from __future__ import annotations
@@ -430,29 +431,58 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("entity-amp-title", _n("{n}. {t} &amp; more"), [t + " & more" for t in T]),
     ("entity-mdash-description", _n("{n}. {t} &mdash; {d}"), T),
     ("entity-quotes", _n("{n}. &quot;{t}&quot;"), T),
-    ("entity-apostrophe", "1. Don&#39;t skip breakfast\n2. It&rsquo;s okay to rest\n3. Keep it simple\n",
-     ["Don't skip breakfast", "It\u2019s okay to rest", "Keep it simple"]),
+    (
+        "entity-apostrophe",
+        "1. Don&#39;t skip breakfast\n2. It&rsquo;s okay to rest\n3. Keep it simple\n",
+        ["Don't skip breakfast", "It\u2019s okay to rest", "Keep it simple"],
+    ),
     ("title-bold-colon-whole", _n("{n}. **Step up: {t}**"), [f"Step up: {t}" for t in T]),
-    ("title-leading-numbers", "1. 8 hours of sleep\n2. 10,000 steps a day\n3. 2 liters of water\n",
-     ["8 hours of sleep", "10,000 steps a day", "2 liters of water"]),
-    ("title-decimal-start", "1. 3.5 hours of focus\n2. 1.5 liters water\n3. 0.5 km walk\n",
-     ["3.5 hours of focus", "1.5 liters water", "0.5 km walk"]),
-    ("title-times", "1. Wake at 6:30 am\n2. Lunch at 12:00\n3. Sleep by 22:00\n",
-     ["Wake at 6:30 am", "Lunch at 12:00", "Sleep by 22:00"]),
-    ("title-urls", "1. Read https://example.com/a\n2. Try https://example.org/b\n3. See http://x.io\n",
-     ["Read https://example.com/a", "Try https://example.org/b", "See http://x.io"]),
+    (
+        "title-leading-numbers",
+        "1. 8 hours of sleep\n2. 10,000 steps a day\n3. 2 liters of water\n",
+        ["8 hours of sleep", "10,000 steps a day", "2 liters of water"],
+    ),
+    (
+        "title-decimal-start",
+        "1. 3.5 hours of focus\n2. 1.5 liters water\n3. 0.5 km walk\n",
+        ["3.5 hours of focus", "1.5 liters water", "0.5 km walk"],
+    ),
+    (
+        "title-times",
+        "1. Wake at 6:30 am\n2. Lunch at 12:00\n3. Sleep by 22:00\n",
+        ["Wake at 6:30 am", "Lunch at 12:00", "Sleep by 22:00"],
+    ),
+    (
+        "title-urls",
+        "1. Read https://example.com/a\n2. Try https://example.org/b\n3. See http://x.io\n",
+        ["Read https://example.com/a", "Try https://example.org/b", "See http://x.io"],
+    ),
     ("title-links", _n("{n}. [{t}](https://example.com/{n})"), T),
     ("title-code-spans", _n("{n}. {t}", U), U),
     ("title-code-spans-bold", _n("{n}. **{t}**: {d}", U), U),
-    ("title-code-span-description", _n("{n}. `{t}`: {d}", ["git status", "git add -p", "git commit"]),
-     ["`git status`", "`git add -p`", "`git commit`"]),
+    (
+        "title-code-span-description",
+        _n("{n}. `{t}`: {d}", ["git status", "git add -p", "git commit"]),
+        ["`git status`", "`git add -p`", "`git commit`"],
+    ),
     ("title-curly-quotes", _n("{n}. \u201c{t}\u201d"), T),
     ("title-emoji-end", _n("{n}. {t} \u2705"), [t + " \u2705" for t in T]),
     ("title-emoji-before-bold", _n("{n}. \U0001f6cf\ufe0f **{t}**"), T),
-    ("title-questions", "1. Why sleep matters?\n2. How much is enough?\n3. What blocks it?\n",
-     ["Why sleep matters?", "How much is enough?", "What blocks it?"]),
-    ("title-ampersands", "1. R&D budget\n2. Q&A sessions\n3. P&L review\n", ["R&D budget", "Q&A sessions", "P&L review"]),
-    ("title-hashtags", "1. Use #hashtags\n2. Post at 9am\n3. Reply fast\n", ["Use #hashtags", "Post at 9am", "Reply fast"]),
+    (
+        "title-questions",
+        "1. Why sleep matters?\n2. How much is enough?\n3. What blocks it?\n",
+        ["Why sleep matters?", "How much is enough?", "What blocks it?"],
+    ),
+    (
+        "title-ampersands",
+        "1. R&D budget\n2. Q&A sessions\n3. P&L review\n",
+        ["R&D budget", "Q&A sessions", "P&L review"],
+    ),
+    (
+        "title-hashtags",
+        "1. Use #hashtags\n2. Post at 9am\n3. Reply fast\n",
+        ["Use #hashtags", "Post at 9am", "Reply fast"],
+    ),
     ("emoji-before-number-heading", _n("### \u2705 {n}. {t}"), T),
     ("paren-number-bold-title", _n("({n}) **{t}**: {d}"), T),
     ("paren-number-heading", _n("### ({n}) {t}"), T),
@@ -465,8 +495,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("table-emoji-first-column", "| | Tip |\n|---|---|\n" + _n("| \U0001f6cf\ufe0f | {t} |"), T),
     ("table-br-cells", "| # | Tip |\n|---|---|\n" + _n("| {n} | **{t}**<br>{d} |"), T),
     ("json-strings-with-commas", "".join(f'"{t}",\n' for t in T), T),
-    ("html-li-strong-one-line", "<ol>" + "".join(f"<li><strong>{t}</strong>: {d}</li>" for t, d in zip(T, D, strict=True))
-     + "</ol>\n", T),
+    (
+        "html-li-strong-one-line",
+        "<ol>" + "".join(f"<li><strong>{t}</strong>: {d}</li>" for t, d in zip(T, D, strict=True)) + "</ol>\n",
+        T,
+    ),
     ("superscripts-then-footnotes", _n("{n}. {t}") + "\n\u00b9 Walker, 2017.\n\u00b2 Chang, 2015.\n", T),
     ("bare-numbers-tab", _n("{n}\t{t}"), T),
     ("bare-numbers", _n("{n} {t}"), T),
@@ -479,10 +512,18 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("lazy-text-under-items", "1. {}\nText under.\n2. {}\nText.\n3. {}\nText.\n".format(*T), T),
     ("nested-numbers-then-top", "1. {}\n   1. a\n   2. b\n2. {}\n3. {}\n".format(*T), T),
     ("sections-thematic-breaks", "---\n" + _n("**{n}. {t}**\n{d}\n\n---", sep="\n\n"), T),
-    ("whole-answer-after-skeleton", "1. {}\n2. {}\n3. {}\n\nNow the details.\n\n1. {}: long text.\n".format(*T, T[0]), T),
+    (
+        "whole-answer-after-skeleton",
+        "1. {}\n2. {}\n3. {}\n\nNow the details.\n\n1. {}: long text.\n".format(*T, T[0]),
+        T,
+    ),
     ("prose-hashtag-tip", "#1 tip: rest.\n", []),
     ("prose-footnote", "Sleep matters.\u00b9\n\n\u00b9 Walker, 2017.\n", []),
-    ("prose-bare-numbers", "1 in 3 adults sleep badly.\n2 hours of screens delay sleep.\n3 cups of coffee is a lot.\n", []),
+    (
+        "prose-bare-numbers",
+        "1 in 3 adults sleep badly.\n2 hours of screens delay sleep.\n3 cups of coffee is a lot.\n",
+        [],
+    ),
     ("prose-ingredients", "1 cup flour\n2 eggs\n3 tbsp sugar\n", []),
     ("prose-quoted-line", '"To be or not to be."\nThat is the question.\n', []),
     ("prose-entities", "Use &lt;ol&gt; for ordered lists.\nIt is HTML.\n", []),
