@@ -13,19 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from sotrag.app.skeleton_blocks import Dotted, Headings, Html, Ordinals, Reasoning, Table
-from sotrag.app.skeleton_json import JSON_START, JsonList
+from sotrag.app.skeleton_json import JSON_START, STRING_LINE, JsonList
 from sotrag.app.skeleton_lines import (
     BREAK_BEFORE_ITEM,
     HTML_BREAK,
     HTML_BREAK_AFTER_TAG,
     IMAGE,
-    INVISIBLE,
     LIST_OPENED,
     MAX_TITLE_CHARS,
     QUOTE,
     RECAP,
     REFERENCES,
     SUB_NUMBER,
+    SUPERSCRIPT_DIGITS,
     THEMATIC_BREAK,
     XML_ITEM,
     body_title,
@@ -38,6 +38,7 @@ from sotrag.app.skeleton_lines import (
     parse_item,
     parse_line,
     title_key,
+    visible,
     yaml_title,
 )
 
@@ -66,7 +67,9 @@ _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 _MORE = re.compile(
     r"\b(?:following|here (?:are|is)|below|as follows|next|additionally|also|another|in addition|moreover|"
     r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|beyond|"
-    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to)\b",
+    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to|"
+    # (and words that say what the item above means: an example is the item's text, no closing)
+    r"for example|for instance|e\.g|i\.e|such as|in other words)\b",
     re.IGNORECASE,
 )
 
@@ -204,6 +207,8 @@ class SkeletonParser:
     _json: JsonList | None = None  # the skeleton written as JSON, once a line opened it
     _setext: str | None = None  # the last line, if it was top-level text: a heading if "---" or "===" follows
     _ordinals: Ordinals = field(default_factory=Ordinals)
+    _quoted: bool = False  # the line being read is in a blockquote ("> ")
+    _list_quoted: bool = False  # the first item was
 
     def __post_init__(self) -> None:
         self._kept = _Kept(self.max_points)
@@ -266,7 +271,7 @@ class SkeletonParser:
             self._line(line[:cut])
             self._over = self._ended = True
             return
-        outside, start_over = self._reasoning.outside(line.translate(INVISIBLE))
+        outside, start_over = self._reasoning.outside(visible(line))
         if start_over:  # what was read was reasoning ("</think>" alone): read again from here
             kept = {"_text": self._text, "_buffer": self._buffer, "_reasoning": self._reasoning}
             fresh = SkeletonParser(max_points=self.max_points)
@@ -275,6 +280,7 @@ class SkeletonParser:
         if outside is None:
             return
         line = QUOTE.sub(r"\1", outside)
+        self._quoted = line != outside
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code
@@ -345,8 +351,8 @@ class SkeletonParser:
         if ordinals:
             return
         held = ordinals is not None  # ("First, T" before "Third": a heading still, no text that may end a list)
-        if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
-            item = None  # "[1] ..." under a list written another way: a references list
+        if item is not None and item[2] in ("bracket", "super") and self._items and self._family != item[2]:
+            item = None  # "[1] ..." or "¹ ..." under a list written another way: references or footnotes
         if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
             self._sub_item()
             return
@@ -373,10 +379,11 @@ class SkeletonParser:
 
     def _json_line(self, line: str, stripped: str) -> bool:
         """A line of a skeleton written as JSON (``skeleton_json``), which opens before any item: its elements
-        are the points, and its last bracket ends the list (JSON Lines, one object a line, go on)."""
-        if self._json is None and not self._items and JSON_START.match(stripped):
-            self._json = JsonList()
+        are the points, and its last bracket ends the list (JSON Lines, one object or string a line, go on)."""
         titles = self._json.read(line) if self._json is not None else None
+        if titles is None and not self._items:  # (after a value that gave no item, a later one may open)
+            self._json = _json_opened(stripped)
+            titles = self._json.read(line) if self._json is not None else None
         for title in titles or ():
             self._item(0, "num", title)
         self._ended = self._ended or (self._json is not None and self._json.ended and self._items > 0)
@@ -418,8 +425,8 @@ class SkeletonParser:
 
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""
-        if self._items == 0 or IMAGE.fullmatch(stripped):
-            return  # a preamble, or an image: no sign either way
+        if self._items == 0 or IMAGE.fullmatch(stripped) or (self._quoted and not self._list_quoted):
+            return  # a preamble, an image or a quote under a list outside quotes: no sign either way
         # prose right under an item or its sub-items (no blank line since) is its text, as markdown reads it (a
         # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
         # which a restarted numbering after it confirms)
@@ -486,7 +493,7 @@ class SkeletonParser:
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
         if self._base_indent is None:
-            self._base_indent = indent
+            self._base_indent, self._list_quoted = indent, self._quoted
         self._numbered = self._numbered or kind == "num"
         self._items += 1
         self._loose = self._loose or self._between
@@ -530,9 +537,17 @@ _PLAIN_FENCES = (
 )
 
 
+def _json_opened(stripped: str) -> JsonList | None:
+    """The JSON value a line opens, if any: a list or an object, or JSON Lines of strings (a quoted line: held
+    until a second one follows)."""
+    if JSON_START.match(stripped):
+        return JsonList()
+    return JsonList.of_lines() if STRING_LINE.fullmatch(stripped) else None
+
+
 def _item_number(line: str) -> int | None:
     """The number of a numbered item written with digits ("2.", "**2.**", "### 2)", "[2]", "Step 2:")."""
-    m = _DIGITS.match(line)
+    m = _DIGITS.match(line.translate(SUPERSCRIPT_DIGITS))
     return int(m.group(1)) if m else None
 
 
