@@ -240,9 +240,11 @@ _END_OF_TURN = re.compile(
 _CITATION = re.compile(
     r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)|,\s*(?:1[5-9]|20)\d\d[a-z]?\.?$", re.IGNORECASE
 )
-# Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, direction
-# marks): they would stop a marker from matching or stay in a title.
-INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f\u00ad\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+# Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, a word
+# joiner, soft hyphens, direction marks, embeddings and isolates): they would stop a marker from matching or stay in
+# a title.
+INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f\u00ad\u061c\u202a\u202b\u202c\u202d\u202e"))
+INVISIBLE.update(dict.fromkeys(range(0x2066, 0x206A)))
 # A zero-width joiner or non-joiner next to an ASCII character, a space or the line's edge: it joins nothing there
 # (between two emoji or two letters of a script that shapes them, it is part of the text).
 _LONE_JOINER = re.compile(r"(?<![^\x00-\x7f\s])[\u200c\u200d]|[\u200c\u200d](?![^\x00-\x7f\s])")
@@ -368,10 +370,10 @@ def body_title(body: str) -> str:
 
 def parse_ordinal(line: str) -> tuple[int, str, str] | None:
     """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``, or a sentence: "The first step is
-    to T."; kind ""), a fraction ("2/5 T", kind "/5"), "No. 2 T" (kind "no") or a bare number ("2 T", kind "bare"); the number is 0 for "Finally" and
-    "Lastly" (the next one, and the last), -1 for "The next step is ..." (the next one). The title is the first
-    sentence, with a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened
-    before the word holds the title ("**First, keep it.** Text")."""
+    to T."; kind ""), a fraction ("2/5 T", kind "/5"), "No. 2 T" (kind "no") or a bare number ("2 T", kind "bare");
+    the number is 0 for "Finally" and "Lastly" (the next one, and the last), -1 for "The next step is ..." (the next
+    one). The title is the first sentence, with a capital ("First, keep a schedule. It helps." gives "Keep a
+    schedule"); an emphasis opened before the word holds the title ("**First, keep it.** Text")."""
     s = line.strip()
     if sentence := _ORDINAL_SENTENCE.match(s):
         title = body_title(_SENTENCE.split(s[sentence.end() :], maxsplit=1)[0])
