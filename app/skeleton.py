@@ -207,6 +207,7 @@ class SkeletonParser:
     _json: JsonList | None = None  # the skeleton written as JSON, once a line opened it
     _setext: str | None = None  # the last line, if it was top-level text: a heading if "---" or "===" follows
     _ordinals: Ordinals = field(default_factory=Ordinals)
+    _nested: int | None = None  # the number of the last line of a list numbered one space deeper than the list
     _quoted: bool = False  # the line being read is in a blockquote ("> ")
     _list_quoted: bool = False  # the first item was
 
@@ -338,6 +339,9 @@ class SkeletonParser:
             return
         if self._dotted_item(indent, stripped):
             return
+        if self._nested_number(line, indent):
+            self._sub_item()
+            return
         if (self._base_indent is not None and indent > self._base_indent + 1 and not self._drifts(line, indent)) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
@@ -415,6 +419,20 @@ class SkeletonParser:
         item = parse_item(line)
         number = _item_number(line.strip())
         return item is not None and item[0] == "num" and item[2] == self._family and number == self._last_number + 1
+
+    def _nested_number(self, line: str, indent: int) -> bool:
+        """A numbered line one space deeper than the list that numbers a list of its own ("   1." "   2." under
+        "  1. T"): sub-items indented a little short, not items (the list's own next number there is drift)."""
+        nested, self._nested = self._nested, None
+        if self._base_indent is None or indent != self._base_indent + 1 or self._last_number is None:
+            return False
+        item, number = parse_item(line), _item_number(line.strip())
+        if item is None or item[0] != "num" or number != (1 if nested is None else nested + 1):
+            return False
+        if nested is None and number > self._last_number:
+            return False
+        self._nested = number
+        return True
 
     def _recap(self, line: str) -> bool:
         """A recap's heading after the items and a blank line ("## Summary"; not right under an item, where it

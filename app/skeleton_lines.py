@@ -13,6 +13,12 @@ import re
 MAX_TITLE_CHARS = 120
 _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 
+# What may follow a number's mark with no space: an opening quote or bracket, an emoji or a symbol ("1."T"",
+# "1.[T](url)", "1.✅ T"); else a letter, emphasis or a space.
+_OPENERS = (
+    "[\"'\u201c\u2018\\[\u300c\u3010\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff"
+    "\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
+)
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
 # (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - ", "1- " or "**1**- "
 # (a dash before a space), "1.- " or "1.-T" (as Spanish answers write it), "#1 " or "#1. ", "1\\. " (escaped), "II."
@@ -20,7 +26,10 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # Japanese forms (below), or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1
 # (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:", "[Step 1] T", "Step 1 | T").
 _NUMBER = re.compile(
-    r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
+    r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_]|" + _OPENERS + ")"
+    r"|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
+    # a number in bold with no mark before a title that is no word of a sentence ("**1** Title", not "**1** in 3")
+    r"|\d{1,2}(?:\*\*|__)(?=\s+[^a-z\s])"
     r"|\d{1,2}(?:\*\*|__)?\s?[-\u2013\u2014](?=\s|\*\*|__)|\d{1,2}\s?\.[-\u2013\u2014](?=\s|\*\*|__|[^\W\d_])"
     # "#1 T" or "#1. T" ("#1 priority is rest." is prose: no mark, and a small letter after it)
     r"|#\d{1,2}(?:[.):](?=\s)|(?=\s+[^a-z\s]))"
