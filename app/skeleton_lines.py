@@ -31,8 +31,7 @@ _NUMBER = re.compile(
     # a number in bold with no mark before a title that is no word of a sentence ("**1** Title", not "**1** in 3")
     r"|\d{1,2}(?:\*\*|__)(?=\s+[^a-z\s])"
     r"|\d{1,2}(?:\*\*|__)?\s?[-\u2013\u2014](?=\s|\*\*|__)|\d{1,2}\s?\.[-\u2013\u2014](?=\s|\*\*|__|[^\W\d_])"
-    # "#1 T" or "#1. T" ("#1 priority is rest." is prose: no mark, and a small letter after it)
-    r"|#\d{1,2}(?:[.):](?=\s)|(?=\s+[^a-z\s]))"
+    r"|#\d{1,2}[.):]?(?=\s)"
     r"|[\u2460-\u249b\u24eb-\u24fe\u2776-\u2793\u3220-\u3229\u3280-\u3289\U0001f51f][.)\u3001]?(?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
     r"|\[\d{1,2}\](?=\s|\*\*|__)"
@@ -57,6 +56,10 @@ _NUMBER = re.compile(
 _SUPERSCRIPTS = "\u00b9\u00b2\u00b3\u2070\u2074\u2075\u2076\u2077\u2078\u2079"
 # Superscript digits as digits (a footnote's or a superscript-numbered item's number).
 SUPERSCRIPT_DIGITS = str.maketrans(_SUPERSCRIPTS, "1230456789")
+# "#1" with no mark, and a sentence after it that starts with a small letter ("#1 priority is rest."; "#1 Plan it" and
+# "#1 plan it" are points).
+_HASH_SENTENCE = re.compile(r"#\d{1,2}$")
+_SENTENCE_ITEM = re.compile(r"[a-z][^\n]*\s[^\n]*[.!?]")
 _ROMAN_MARKER = re.compile(r"(?:[IVX]+|[\u2160-\u216b])[.)\u3001\uff0e]")
 # A bullet that opens a YAML map with its title ("- title: T", "- name: 'T'", as a model asked for YAML writes
 # a list of points): the value is the title, not the key; or with a number key ("- id: 1"): the title is on a line
@@ -449,6 +452,8 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
     body = rest[marker.end() :].strip()
+    if _HASH_SENTENCE.match(marker.group()) and _SENTENCE_ITEM.fullmatch(body) and not _TITLE_END.search(body):
+        return None  # "#1 priority is rest.": a sentence that starts with a rank, not a point
     if (family in ("bracket", "super") and _CITATION.search(body)) or _URL.fullmatch(body):
         return None  # a reference, not a point
     if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number

@@ -517,7 +517,6 @@ CASES: list[tuple[str, str, list[str]]] = [
         "1. {}\n2. {}\n3. {}\n\nNow the details.\n\n1. {}: long text.\n".format(*T, T[0]),
         T,
     ),
-    ("prose-hashtag-tip", "#1 tip: rest.\n", []),
     ("prose-footnote", "Sleep matters.\u00b9\n\n\u00b9 Walker, 2017.\n", []),
     (
         "prose-bare-numbers",
