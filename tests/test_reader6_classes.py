@@ -1,7 +1,8 @@
 """The classes of list styles the skeleton reader missed before its sixth round (issue 22), one test a class: each
 fails on the reader before the round, but for the guards of what must not change (a tag written out as text, an
-unclosed backtick, a bold number in a sentence, a quoted line alone, the early stop after a closing). The probe (``tests/skeleton_probe.py``) measures the same styles; the
-property tests over them are ``tests/test_reader6_styles.py``.
+unclosed backtick, a bold number in a sentence, a quoted line alone, the early stop after a closing). The probe
+(``tests/skeleton_probe.py``) measures the same styles; the property tests over them are
+``tests/test_reader6_styles.py``.
 """
 
 from __future__ import annotations
