@@ -191,6 +191,30 @@ class JsonLines:
         return [self.held, title]
 
 
+@dataclass
+class JsonReader:
+    """The skeleton written as JSON, as ``SkeletonParser`` reads it: a line before any item may open a value (a
+    list or an object, or JSON Lines of strings: a quoted line, held until a second one follows), and so may a line
+    after a value that gave no item (a quoted line alone, one object)."""
+
+    value: JsonList | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.value is not None and self.value.ended
+
+    def read(self, line: str, *, first: bool) -> list[str] | None:
+        """The titles of the elements ``line`` completes; None for a line that is no part of a JSON value.
+        ``first``: no item came before the line."""
+        titles = self.value.read(line) if self.value is not None else None
+        if titles is None and first:
+            stripped = line.strip()
+            opened = JSON_START.match(stripped) or STRING_LINE.fullmatch(stripped)
+            self.value = None if opened is None else JsonList() if opened.re is JSON_START else JsonList.of_lines()
+            titles = self.value.read(line) if self.value is not None else None
+        return titles
+
+
 def _load(text: str) -> object:
     """A JSON value, or a Python literal (single quotes); None if it is neither. Model text can be anything: a
     value nested deeper than the parsers recurse is none, and Python's compiler may not warn about it (a
