@@ -33,9 +33,10 @@ def test_invisible_characters_are_dropped_but_an_emoji_sequence_keeps_its_joiner
 
 def test_an_emoji_inside_a_title_stays() -> None:
     """Only symbols before the title are decoration ("1. ✅ T"); one inside it is part of it."""
-    assert parse_item("1. Sleep \U0001f634 well")[1] == "Sleep \U0001f634 well"
-    assert parse_item("1. Code \U0001f468\u200d\U0001f4bb daily")[1] == "Code \U0001f468\u200d\U0001f4bb daily"
-    assert parse_item("1. \u2705 Sleep well")[1] == "Sleep well"
+    assert parse_item("1. Sleep \U0001f634 well") == ("num", "Sleep \U0001f634 well", "")
+    coder = "\U0001f468\u200d\U0001f4bb"
+    assert parse_item(f"1. Code {coder} daily") == ("num", f"Code {coder} daily", "")
+    assert parse_item("1. \u2705 Sleep well") == ("num", "Sleep well", "")
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ _TOKENS = [
 
 def _cut_whole(text: str) -> tuple[list[str], str]:
     """The pieces of ``text`` cut as one string (the rule ``Pieces`` keeps), and the rest."""
-    pieces = []
+    pieces: list[str] = []
     while True:
         newline = LINE_END.search(text)
         end, skip = (newline.start(), 1) if newline else (-1, 1)
