@@ -150,9 +150,9 @@ _ORDINAL_SENTENCE = re.compile(
 # "No. 1 T" with no separator after the number (with one, "No. 1:" is a keyword label): read as an ordinal list,
 # from its third line, since "No. 1 fan" alone is prose.
 _NO_NUMBER = re.compile(r"(?:#{1,6}\s+)?(\*\*|__)?(?:No|Nr|Number)\.?\s?(\d{1,2})(?:\1)?\s+(?=\S)")
-# A number with no mark before a capitalised title ("1 Plan it"; "2 eggs" or "1 in 3 adults" is prose), read as an
-# ordinal list, from its third line.
-_BARE_NUMBER = re.compile(r"(\d{1,2})[ \t]+(?=[A-Z])")
+# A number with no mark before a capitalised title ("1 Plan it", "## 1 Plan it"; "2 eggs" or "1 in 3 adults" is
+# prose, and "## 5 Tips for sleep" one heading), read as an ordinal list, from its third line.
+_BARE_NUMBER = re.compile(r"(?:#{1,6}\s+)?(\d{1,2})[ \t]+(?=[A-Z])")
 # The text of a last ordinal line that closes the answer instead of adding a point ("Finally, I hope this helps.").
 CLOSING_WORDS = re.compile(
     r"(?i:i\s+hope|hope\s+(?:this|these|that|it|you)|good\s+luck|best\s+of\s+luck|let\s+me\s+know|feel\s+free"

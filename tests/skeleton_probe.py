@@ -503,6 +503,199 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("superscripts-then-footnotes", _n("{n}. {t}") + "\n\u00b9 Walker, 2017.\n\u00b2 Chang, 2015.\n", T),
     ("bare-numbers-tab", _n("{n}\t{t}"), T),
     ("bare-numbers", _n("{n} {t}"), T),
+    # (whole answers in the styles of current chat models, and headings numbered with no mark)
+    (
+        "llama3-full",
+        "Improving sleep is important. Here are some tips:\n"
+        "\n"
+        "**1. Keep a consistent schedule**\n"
+        "\n"
+        "Go to bed at the same time every night, even on weekends. This helps regulate "
+        "your body's internal clock.\n"
+        "\n"
+        "**2. Limit screens before bed**\n"
+        "\n"
+        "The blue light from phones can interfere with sleep. Try to avoid screens for "
+        "an hour before bed.\n"
+        "\n"
+        "**3. Avoid caffeine after noon**\n"
+        "\n"
+        "Caffeine can stay in your system for hours.\n"
+        "\n"
+        "By following these tips, you can improve your sleep quality. Sweet dreams!\n",
+        T,
+    ),
+    (
+        "mistral-full",
+        "Sure, here are three tips:\n"
+        "\n"
+        "1. Keep a consistent schedule: Go to bed at the same time.\n"
+        "2. Limit screens before bed: Blue light delays sleep.\n"
+        "3. Avoid caffeine after noon: It lingers.\n"
+        "\n"
+        "These tips should help you sleep better. If you continue to have trouble, consult a doctor.\n",
+        T,
+    ),
+    (
+        "qwen-full",
+        "当然！以下是一些建议：\n"
+        "\n"
+        "### 1. 保持规律作息\n"
+        "每天同一时间睡觉。\n"
+        "\n"
+        "### 2. 睡前少看屏幕\n"
+        "蓝光会影响睡眠。\n"
+        "\n"
+        "### 3. 中午后不喝咖啡\n"
+        "咖啡因会持续数小时。\n"
+        "\n"
+        "希望这些建议对你有帮助！\n",
+        C,
+    ),
+    (
+        "phi-full",
+        "To improve sleep, consider the following steps:\n"
+        "\n"
+        "Step 1: Keep a consistent schedule\n"
+        "Go to bed at the same time.\n"
+        "\n"
+        "Step 2: Limit screens before bed\n"
+        "Blue light delays sleep.\n"
+        "\n"
+        "Step 3: Avoid caffeine after noon\n"
+        "It lingers.\n"
+        "\n"
+        "By following these steps, you can sleep better.\n",
+        T,
+    ),
+    (
+        "deepseek-full",
+        "<think>\n"
+        "The user wants tips. I should list 3.\n"
+        "1. schedule\n"
+        "2. screens\n"
+        "</think>\n"
+        "\n"
+        "Here are three tips:\n"
+        "\n"
+        "1. **Keep a consistent schedule** – Go to bed at the same time.\n"
+        "2. **Limit screens before bed** – Blue light delays sleep.\n"
+        "3. **Avoid caffeine after noon** – It lingers.\n"
+        "\n"
+        "Let me know if you'd like more details!\n",
+        T,
+    ),
+    (
+        "gpt4o-full",
+        "Great question! Here are some tips:\n"
+        "\n"
+        "---\n"
+        "\n"
+        "### 1. **Keep a consistent schedule**\n"
+        "- Go to bed at the same time.\n"
+        "- Wake up at the same time.\n"
+        "\n"
+        "### 2. **Limit screens before bed**\n"
+        "- Blue light delays sleep.\n"
+        "\n"
+        "### 3. **Avoid caffeine after noon**\n"
+        "- It lingers for hours.\n"
+        "\n"
+        "---\n"
+        "\n"
+        "### Summary\n"
+        "| Tip | Why |\n"
+        "|---|---|\n"
+        "| Schedule | Rhythm |\n"
+        "\n"
+        "Would you like a sleep plan?\n",
+        T,
+    ),
+    (
+        "claude-full",
+        "Here are some evidence-based strategies:\n"
+        "\n"
+        "1. **Keep a consistent schedule.** Going to bed at the same time helps.\n"
+        "\n"
+        "2. **Limit screens before bed.** Blue light delays melatonin.\n"
+        "\n"
+        "3. **Avoid caffeine after noon.** Its half-life is long.\n"
+        "\n"
+        "The most important thing is consistency. Would you like me to go deeper on any of these?\n",
+        T,
+    ),
+    (
+        "llama2-full",
+        "  Sure, I'd be happy to help! Here are some tips to improve your sleep:\n"
+        "\n"
+        "1. Keep a consistent schedule: Go to bed and wake up at the same time every day.\n"
+        "2. Limit screens before bed: The blue light emitted by screens can suppress melatonin.\n"
+        "3. Avoid caffeine after noon: Caffeine can stay in your system for up to 8 hours.\n"
+        "\n"
+        "I hope these tips help you improve your sleep! Let me know if you have any other questions.\n",
+        T,
+    ),
+    (
+        "yi-cn-bold-list",
+        "以下是三个要点：\n"
+        "1. **保持规律作息**：每天同一时间睡觉。\n"
+        "2. **睡前少看屏幕**：蓝光影响睡眠。\n"
+        "3. **中午后不喝咖啡**：咖啡因持续数小时。\n",
+        C,
+    ),
+    (
+        "numbered-then-explained-restart",
+        "1. Keep a consistent schedule\n"
+        "2. Limit screens before bed\n"
+        "3. Avoid caffeine after noon\n"
+        "\n"
+        "Let me explain each point:\n"
+        "\n"
+        "1. Keep a consistent schedule: your body likes rhythm.\n"
+        "2. Limit screens before bed: light.\n",
+        T,
+    ),
+    (
+        "items-with-nested-numbers-4sp",
+        "1. Keep a consistent schedule\n"
+        "    1. Bedtime\n"
+        "    2. Wake time\n"
+        "2. Limit screens before bed\n"
+        "    1. Phones\n"
+        "3. Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "h2-numbered-no-dot",
+        "## 1 Keep a consistent schedule\n\n## 2 Limit screens before bed\n\n## 3 Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "h3-step-words",
+        "### Step One: Keep a consistent schedule\n"
+        "### Step Two: Limit screens before bed\n"
+        "### Step Three: Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "numbered-emoji-numbers-h3",
+        "### 1️⃣ Keep a consistent schedule\n### 2️⃣ Limit screens before bed\n### 3️⃣ Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "list-in-quote-with-closing-quote",
+        "> 1. Keep a consistent schedule\n"
+        "> 2. Limit screens before bed\n"
+        "> 3. Avoid caffeine after noon\n"
+        ">\n"
+        "> Hope this helps.\n",
+        T,
+    ),
+    (
+        "prose-code-numbered-lines",
+        "Here is the code:\n\n```python\n1. import os\n2. print(os.name)\n```\n\nIt prints the OS name.\n",
+        [],
+    ),
     # (streamed: text under an item after a blank line must not stop a list that goes on)
     ("quote-under-item", "1. {}\n2. {}\n\n> A quote about sleep.\n\nSo true.\n\n3. {}\n".format(*T), T),
     ("example-under-item", "1. {}\n2. {}\n\nFor example, stop at 9pm.\nThat works well.\n\n3. {}\n".format(*T), T),

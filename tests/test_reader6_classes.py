@@ -57,7 +57,7 @@ def test_html_character_references_read_as_their_characters(fmt: str, titles: li
 
 
 def test_a_tag_written_out_with_references_stays_text() -> None:
-    """ "&lt;ol&gt;" is a tag shown as text, never an HTML list."""
+    """A tag shown as text ("&lt;ol&gt;") is text, never an HTML list."""
     assert parse_skeleton("1. Use &lt;ol&gt; here\n2. Go on\n") == ["Use &lt;ol&gt; here", "Go on"]
     assert parse_skeleton("Use &lt;ol&gt; for ordered lists.\n&lt;li&gt;A&lt;/li&gt;\nIt is HTML.\n") == []
 
@@ -125,7 +125,7 @@ def test_superscript_numbers_and_footnotes() -> None:
 
 
 def test_bare_numbers_are_a_list_from_the_third_line() -> None:
-    """ "1 Plan it" lines, capitalised, numbered 1 2 3 in order: a list, read from its third line (as ordinal words
+    """Lines "1 Plan it", capitalised, numbered 1 2 3 in order: a list, read from its third line (as ordinal words
     are); "2 eggs" or "1 in 3 adults" is prose."""
     check_read_whole_and_streamed(numbered_lines("{n} {t}", T), T)
     parser = SkeletonParser()
@@ -136,8 +136,16 @@ def test_bare_numbers_are_a_list_from_the_third_line() -> None:
     assert parse_skeleton("1 Cup of tea.\n2 Eggs.\n") == []  # two lines: no list yet
 
 
+def test_headings_numbered_with_no_mark_are_a_list_from_the_third() -> None:
+    """Headings "## 1 Plan it" numbered 1 2 3: a list (as bare numbers are); one "## 5 Tips for sleep" heading over
+    a list is its title, and two such headings stay headings."""
+    check_read_whole_and_streamed("".join(f"## {n} {t}\n\nText.\n\n" for n, t in enumerate(T, 1)), T)
+    assert parse_skeleton("## 5 Tips for Better Sleep\n\n1. A\n2. B\n") == ["A", "B"]
+    assert parse_skeleton("## 1 Introduction\nText.\n## 2 Methods\nText.\n") == ["1 Introduction", "2 Methods"]
+
+
 def test_a_rank_that_starts_a_sentence_is_prose() -> None:
-    """ "#1 priority is rest.": a sentence, not a point; "#1 plan it" or "#1 a - Text." are items."""
+    """A sentence after a rank ("#1 priority is rest.") is no point; "#1 plan it" or "#1 a - Text." are items."""
     assert parse_skeleton("#1 priority is rest.\nThat is all.\n") == []
     assert parse_skeleton("#1 plan it\n#2 do it\n") == ["plan it", "do it"]
     assert parse_skeleton("#1 Plan it. Then rest.\n#2 Do it.\n") == ["Plan it. Then rest", "Do it"]

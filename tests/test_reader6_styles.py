@@ -114,8 +114,8 @@ def _styled_list(draw: st.DrawFn, markers: list[str], decorations: list[str], po
     st.sampled_from([1, 4, 16, 64]),
 )
 def test_new_markers_are_read_whole_and_streamed(case: tuple[str, list[str]], seed: int, chunk: int) -> None:
-    """ "<1> T", "§1 T", "¹ T", "1<tab>T", "1 | T", ". T", "**[1]** T", "**Step 1** T", "**1** T" and "1.✅ T"
-    lists, in every layout."""
+    """Lists numbered "<1> T", "§1 T", "¹ T", "1<tab>T", "1 | T", ". T", "**[1]** T", "**Step 1** T", "**1** T"
+    and "1.✅ T", in every layout."""
     text, titles = case
     assume(not (("\u00b9" in text or "**[" in text) and "https://" in text))  # (a reference, a footnote)
     _check(text, titles, seed, chunk)
