@@ -12,20 +12,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
-from sotrag.app.skeleton_blocks import Dotted, Headings, Html, Ordinals, Reasoning, Table
-from sotrag.app.skeleton_json import JSON_START, JsonList
+from sotrag.app.skeleton_blocks import Dotted, Headings, Html, Indents, Ordinals, Pieces, Reasoning, Table
+from sotrag.app.skeleton_json import JsonReader
 from sotrag.app.skeleton_lines import (
     BREAK_BEFORE_ITEM,
-    HTML_BREAK,
-    HTML_BREAK_AFTER_TAG,
     IMAGE,
-    INVISIBLE,
     LIST_OPENED,
     MAX_TITLE_CHARS,
     QUOTE,
     RECAP,
     REFERENCES,
     SUB_NUMBER,
+    SUPERSCRIPT_DIGITS,
     THEMATIC_BREAK,
     XML_ITEM,
     body_title,
@@ -38,6 +36,7 @@ from sotrag.app.skeleton_lines import (
     parse_item,
     parse_line,
     title_key,
+    visible,
     yaml_title,
 )
 
@@ -56,9 +55,6 @@ __all__ = [
 # "word" to the token limit.
 _WORD = r"[^ \n]{1,24}"
 
-# A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
-# or a Unicode line or paragraph separator.
-_LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
 _DIGITS = re.compile(r"[^\w\n]{0,8}(?:[^\W\d_]{2,12}\s+)?(?:[^\W\d_]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
@@ -66,7 +62,9 @@ _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 _MORE = re.compile(
     r"\b(?:following|here (?:are|is)|below|as follows|next|additionally|also|another|in addition|moreover|"
     r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|beyond|"
-    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to)\b",
+    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to|"
+    # (and words that say what the item above means: an example is the item's text, no closing)
+    r"for example|for instance|e\.g|i\.e|such as|in other words)\b",
     re.IGNORECASE,
 )
 
@@ -172,8 +170,8 @@ class SkeletonParser:
     """
 
     max_points: int = 10
-    _buffer: str = ""
-    _text: str = ""
+    _pieces: Pieces = field(default_factory=Pieces)  # the text not read yet, cut into lines
+    _chunks: list[str] = field(default_factory=list)  # the text fed (joined when read)
     _kept: _Kept = field(init=False)
     _base_indent: int | None = None  # indentation of the first list line: deeper ones are sub-items
     _numbered: bool = False  # a top-level numbered line was read: bullets are sub-items from now on
@@ -201,16 +199,20 @@ class SkeletonParser:
     _headings: Headings = field(default_factory=Headings)
     _reasoning: Reasoning = field(default_factory=Reasoning)
     _over: bool = False  # an end-of-turn token came: nothing after it is read
-    _json: JsonList | None = None  # the skeleton written as JSON, once a line opened it
+    _json: JsonReader = field(default_factory=JsonReader)  # the skeleton written as JSON, once a line opened it
     _setext: str | None = None  # the last line, if it was top-level text: a heading if "---" or "===" follows
     _ordinals: Ordinals = field(default_factory=Ordinals)
+    _indents: Indents = field(default_factory=Indents)
+    _quoted: bool = False  # the line being read is in a blockquote ("> ")
+    _list_quoted: bool = False  # the first item was
 
     def __post_init__(self) -> None:
         self._kept = _Kept(self.max_points)
 
     @property
     def text(self) -> str:
-        return self._text
+        self._chunks[:] = ["".join(self._chunks)]  # (joined when read, not at every delta)
+        return self._chunks[0]
 
     @property
     def points(self) -> list[str]:
@@ -243,19 +245,18 @@ class SkeletonParser:
 
     def feed(self, delta: str) -> list[str]:
         """Add streamed text; return the numbered points completed by it (in order)."""
-        self._text += delta
-        self._buffer += delta
-        while (cut := _next_piece(self._buffer)) is not None:
-            piece, self._buffer = cut
+        self._chunks.append(delta)
+        for piece in self._pieces.add(delta):
             self._line(piece)
         return self._kept.fresh()
 
     def finish(self, *, truncated: bool = False) -> list[str]:
         """End of stream. The last line counts unless generation was cut by the token limit
         (then it is probably half a point). Returns all points."""
-        if self._buffer and not truncated:
-            self._line(self._buffer.rstrip("\r"))
-        self._buffer = ""
+        rest = self._pieces.rest
+        self._pieces.clear()
+        if rest and not truncated:
+            self._line(rest.rstrip("\r"))
         return self.points
 
     def _line(self, line: str) -> None:
@@ -266,15 +267,16 @@ class SkeletonParser:
             self._line(line[:cut])
             self._over = self._ended = True
             return
-        outside, start_over = self._reasoning.outside(line.translate(INVISIBLE))
+        outside, start_over = self._reasoning.outside(visible(line))
         if start_over:  # what was read was reasoning ("</think>" alone): read again from here
-            kept = {"_text": self._text, "_buffer": self._buffer, "_reasoning": self._reasoning}
+            kept = {"_chunks": self._chunks, "_pieces": self._pieces, "_reasoning": self._reasoning}
             fresh = SkeletonParser(max_points=self.max_points)
             for f in fields(self):
                 setattr(self, f.name, kept.get(f.name, getattr(fresh, f.name)))
         if outside is None:
             return
         line = QUOTE.sub(r"\1", outside)
+        self._quoted = line != outside
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             self._in_code = not self._in_code
@@ -287,7 +289,7 @@ class SkeletonParser:
             if self._in_fenced and self._fenced is not None:
                 self._fenced._line(line)
             return
-        if self._json_line(line, stripped):
+        if self._json_line(line):
             return
         setext, self._setext = self._setext, None
         headings, bullets = self._headings, bool(self._kept.bullets)
@@ -332,7 +334,12 @@ class SkeletonParser:
             return
         if self._dotted_item(indent, stripped):
             return
-        if (self._base_indent is not None and indent > self._base_indent + 1 and not self._drifts(line, indent)) or (
+        base = self._base_indent
+        nested = _numbered_as(line) if base is not None and indent == base + 1 else None  # ("   1." under "  1. T")
+        if self._indents.nested(nested, self._last_number):
+            self._sub_item()
+            return
+        if (base is not None and indent > base + 1 and not self._drifts(line, indent - base)) or (
             self._numbered and SUB_NUMBER.match(stripped)  # "2.1 ...": not text that may end the list
         ):
             self._sub_item()
@@ -345,8 +352,8 @@ class SkeletonParser:
         if ordinals:
             return
         held = ordinals is not None  # ("First, T" before "Third": a heading still, no text that may end a list)
-        if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
-            item = None  # "[1] ..." under a list written another way: a references list
+        if item is not None and item[2] in ("bracket", "super") and self._items and self._family != item[2]:
+            item = None  # "[1] ..." or "¹ ..." under a list written another way: references or footnotes
         if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
             self._sub_item()
             return
@@ -371,15 +378,13 @@ class SkeletonParser:
         if not held:
             self._prose(stripped)
 
-    def _json_line(self, line: str, stripped: str) -> bool:
+    def _json_line(self, line: str) -> bool:
         """A line of a skeleton written as JSON (``skeleton_json``), which opens before any item: its elements
-        are the points, and its last bracket ends the list (JSON Lines, one object a line, go on)."""
-        if self._json is None and not self._items and JSON_START.match(stripped):
-            self._json = JsonList()
-        titles = self._json.read(line) if self._json is not None else None
+        are the points, and its last bracket ends the list (JSON Lines, one object or string a line, go on)."""
+        titles = self._json.read(line, first=not self._items)
         for title in titles or ():
             self._item(0, "num", title)
-        self._ended = self._ended or (self._json is not None and self._json.ended and self._items > 0)
+        self._ended = self._ended or (self._json.ended and self._items > 0)
         return titles is not None
 
     def _ordinal_items(self, indent: int, stripped: str) -> int | None:
@@ -399,15 +404,12 @@ class SkeletonParser:
         self._gap = self._gap and self._between
         self._subs = True
 
-    def _drifts(self, line: str, indent: int) -> bool:
-        """A numbered line indented 2 spaces deeper than the list (less than a sub-item needs under "1. " in
-        markdown) that goes on with its numbering (the next number, numbered the same way) with nothing under the
-        last item: the list's indentation drifting, not a sub-item (after "  1." under "1.", "  2." is one)."""
-        if self._subs or indent > (self._base_indent or 0) + 2 or self._last_number is None:
-            return False
-        item = parse_item(line)
-        number = _item_number(line.strip())
-        return item is not None and item[0] == "num" and item[2] == self._family and number == self._last_number + 1
+    def _drifts(self, line: str, deeper: int) -> bool:
+        """A numbered line up to 2 spaces deeper than the list (less than a sub-item needs under "1. ") with its next
+        number and nothing under the last item: the indentation drifting, not a sub-item ("  2." after "1.")."""
+        last, item = self._last_number, parse_item(line)
+        goes_on = item is not None and item[0] == "num" and item[2] == self._family and last is not None
+        return goes_on and not self._subs and deeper <= 2 and _item_number(line.strip()) == (last or 0) + 1
 
     def _recap(self, line: str) -> bool:
         """A recap's heading after the items and a blank line ("## Summary"; not right under an item, where it
@@ -418,8 +420,8 @@ class SkeletonParser:
 
     def _prose(self, stripped: str) -> None:
         """A top-level line that is no item: a preamble, text between or under items, or a closing."""
-        if self._items == 0 or IMAGE.fullmatch(stripped):
-            return  # a preamble, or an image: no sign either way
+        if self._items == 0 or IMAGE.fullmatch(stripped) or (self._quoted and not self._list_quoted):
+            return  # a preamble, an image or a quote under a list outside quotes: no sign either way
         # prose right under an item or its sub-items (no blank line since) is its text, as markdown reads it (a
         # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
         # which a restarted numbering after it confirms)
@@ -486,7 +488,7 @@ class SkeletonParser:
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
         if self._base_indent is None:
-            self._base_indent = indent
+            self._base_indent, self._list_quoted = indent, self._quoted
         self._numbered = self._numbered or kind == "num"
         self._items += 1
         self._loose = self._loose or self._between
@@ -496,21 +498,6 @@ class SkeletonParser:
 
 
 _CLOSING, _CLOSING_UNDER = 2, 1
-
-
-def _next_piece(buffer: str) -> tuple[str, str] | None:
-    """The next complete line of ``buffer`` and the rest; an HTML list tag after a tag also starts a new piece
-    (one-line lists), but not one in prose ("1. Use <ol> for order" is one line)."""
-    newline = _LINE_END.search(buffer)
-    end, skip = (newline.start(), 1) if newline else (-1, 1)
-    if "<" in buffer:  # (the first break that counts, found by one search: a long line costs its length once)
-        after_tag = not buffer.lstrip().startswith("<")
-        html = (HTML_BREAK_AFTER_TAG if after_tag else HTML_BREAK).search(buffer, 1, end if end >= 0 else len(buffer))
-        if html is not None:
-            end, skip = html.end(1) if after_tag else html.start(), 0
-    if end < 0:
-        return None
-    return buffer[:end].rstrip("\r"), buffer[end + skip :]
 
 
 _PLAIN_FENCES = (
@@ -530,9 +517,15 @@ _PLAIN_FENCES = (
 )
 
 
+def _numbered_as(line: str) -> int | None:
+    """The number of a numbered item line written with digits; None for another line."""
+    item = parse_item(line)
+    return _item_number(line.strip()) if item is not None and item[0] == "num" else None
+
+
 def _item_number(line: str) -> int | None:
     """The number of a numbered item written with digits ("2.", "**2.**", "### 2)", "[2]", "Step 2:")."""
-    m = _DIGITS.match(line)
+    m = _DIGITS.match(line.translate(SUPERSCRIPT_DIGITS))
     return int(m.group(1)) if m else None
 
 

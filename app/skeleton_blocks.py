@@ -7,10 +7,13 @@ line says is ``skeleton_lines``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sotrag.app.skeleton_lines import (
     CLOSING_WORDS,
+    HTML_BREAK,
+    HTML_BREAK_AFTER_TAG,
     SETEXT,
     TABLE_SEPARATOR,
     THINK_CLOSE,
@@ -24,6 +27,97 @@ from sotrag.app.skeleton_lines import (
     table_row_title,
     title_key,
 )
+
+# A line ends at "\n" ("\r\n" too: the "\r" is cut off), a lone "\r" (once the next character shows it is lone)
+# or a Unicode line or paragraph separator.
+LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
+_NON_SPACE = re.compile(r"\S")
+# How far back an unclosed "<" (and the spaces and the ">" before it) is searched again with the next delta: a list
+# tag longer than that ("<li" and its attributes) is not waited for.
+_TAG_SPAN = 256
+
+
+@dataclass
+class Pieces:
+    """Streamed text cut into complete lines, and a line into pieces before an HTML list tag that follows a tag
+    (one-line lists, "<ol><li>A</li><li>B</li></ol>"), but not before one in prose ("1. Use <ol> for order" is one
+    line). Each character is searched once: a long line streamed in small deltas costs its length, not its length
+    squared; only what the next delta may still change (a final "\r", a tag not closed yet) is searched again."""
+
+    _done: list[str] = field(default_factory=list)  # the current piece's text searched: no cut in it
+    _window: str = ""  # the rest of it, searched again with the next delta
+    _first: str = ""  # the current piece's first character that is no space, once one came
+
+    @property
+    def rest(self) -> str:
+        """The text of the piece not complete yet."""
+        return "".join(self._done) + self._window
+
+    def clear(self) -> None:
+        self._done, self._window, self._first = [], "", ""
+
+    def add(self, delta: str) -> list[str]:
+        """The pieces that ``delta`` completes, in order (without their line ends)."""
+        window, pos, pieces = self._window + delta, 0, []
+        while (cut := self._cut(window, pos)) is not None:
+            end, skip = cut
+            pieces.append(("".join(self._done) + window[pos:end]).rstrip("\r"))
+            self._done, self._first, pos = [], "", end + skip
+        keep = self._keep(window, pos)
+        if keep > pos:
+            self._first = self._first or _first_char(window, pos, keep)
+            self._done.append(window[pos:keep])
+        self._window = window[keep:]
+        return pieces
+
+    def _cut(self, window: str, pos: int) -> tuple[int, int] | None:
+        """Where the piece that goes on at ``window[pos]`` ends, and how much the cut skips (1 for a line end)."""
+        newline = LINE_END.search(window, pos)
+        end, skip = (newline.start(), 1) if newline else (-1, 1)
+        stop = end if end >= 0 else len(window)
+        low = pos if self._done else pos + 1  # (a tag that starts the piece is no break)
+        if window.find("<", low, stop) >= 0:
+            after_tag = (self._first or _first_char(window, pos, len(window))) != "<"
+            html = (HTML_BREAK_AFTER_TAG if after_tag else HTML_BREAK).search(window, low, stop)
+            if html is not None:
+                end, skip = html.end(1) if after_tag else html.start(), 0
+        return None if end < 0 else (end, skip)
+
+    def _keep(self, window: str, pos: int) -> int:
+        """Where the text to search again starts: the spaces at the end and the character before them (a ">" that
+        a list tag may follow; a final "\r" that is a line end unless a "\n" follows), or an unclosed "<" near the
+        end with the spaces and the character before it."""
+        tag = window.rfind("<", max(pos, len(window) - _TAG_SPAN))
+        if tag < 0 or window.find(">", tag) >= 0:
+            tag = len(window)
+        start = tag
+        while start > max(pos, tag - _TAG_SPAN) and window[start - 1].isspace():
+            start -= 1
+        return max(min(start - 1, len(window) - window.endswith("\r")), pos)
+
+
+def _first_char(text: str, start: int, end: int) -> str:
+    m = _NON_SPACE.search(text, start, end)
+    return m.group() if m else ""
+
+
+@dataclass
+class Indents:
+    """A list numbered one space deeper than the list ("   1." "   2." under "  1. T"): sub-items indented a little
+    short, not items (the list's own next number there is its indentation drifting)."""
+
+    last: int | None = None  # the number of its last line, while it goes on
+
+    def nested(self, number: int | None, list_last: int | None) -> bool:
+        """Whether a line numbered ``number`` one space deeper than the list (None for any other line) is such a
+        sub-item; ``list_last``: the list's last number."""
+        nested, self.last = self.last, None
+        if number is None or list_last is None or number != (1 if nested is None else nested + 1):
+            return False
+        if nested is None and number > list_last:
+            return False
+        self.last = number
+        return True
 
 
 @dataclass

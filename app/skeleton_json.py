@@ -21,6 +21,8 @@ from sotrag.app.skeleton_lines import body_title, parse_item
 # A line that opens a JSON list or object: "[" or "{" alone (or before a comment), "[" before a string, an object
 # or an array, "{" before a key ("[1] T" is a numbered line, "{x}" no JSON).
 JSON_START = re.compile(r"""(?:\[|\{)\s*(?:$|//|/\*|\#)|\[\s*["'{\[]|\{\s*["']""")
+# A line that is one JSON string, a comma after it or not: a line of JSON Lines of bare strings (``"A"`` a line).
+STRING_LINE = re.compile(r'"(?:[^"\\\n]|\\.)*"\s*,?')
 # Keys of an object element that hold its title, in order of preference.
 _TITLE_KEYS = ("title", "point", "heading", "name", "topic", "label", "summary", "text", "content", "description")
 # Keys that number an object's values ("1", "point 2", "step_3"): such an object is the list.
@@ -53,6 +55,11 @@ class JsonList:
     _lines: JsonLines | None = None  # JSON Lines, while each line after the value is one more object
     _comment: str = ""  # the comment being skipped: "//" (to the line's end) or "/*"
     _comment_at: int = 0  # where a "/*" opened on its line (its "*" closes nothing)
+
+    @classmethod
+    def of_lines(cls) -> JsonList:
+        """JSON Lines from their first line on: one object or string a line."""
+        return cls(done=True, _lines=JsonLines())
 
     @property
     def ended(self) -> bool:
@@ -156,8 +163,9 @@ class JsonList:
 
 @dataclass
 class JsonLines:
-    """JSON Lines: one object a line, each an item (its title as an array's object element's). The first is held
-    until a second follows: one object alone is no list."""
+    """JSON Lines: one object a line, each an item (its title as an array's object element's), or one string a line
+    (a comma after it or not). The first is held until a second follows: one object (or one quoted line) alone is no
+    list."""
 
     held: str | None = None
     started: bool = False
@@ -167,8 +175,11 @@ class JsonLines:
         titled object."""
         if not stripped:
             return []
-        value = _load(stripped) if stripped.startswith("{") and stripped.endswith("}") else None
-        title = _title(value) if isinstance(value, dict) else ""
+        if STRING_LINE.fullmatch(stripped):
+            value = _load(stripped.rstrip(", \t"))
+        else:
+            value = _load(stripped) if stripped.startswith("{") and stripped.endswith("}") else None
+        title = _title(value) if isinstance(value, dict | str) else ""
         if not title:
             return None
         if self.started:
@@ -178,6 +189,30 @@ class JsonLines:
             return []
         self.started = True
         return [self.held, title]
+
+
+@dataclass
+class JsonReader:
+    """The skeleton written as JSON, as ``SkeletonParser`` reads it: a line before any item may open a value (a
+    list or an object, or JSON Lines of strings: a quoted line, held until a second one follows), and so may a line
+    after a value that gave no item (a quoted line alone, one object)."""
+
+    value: JsonList | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.value is not None and self.value.ended
+
+    def read(self, line: str, *, first: bool) -> list[str] | None:
+        """The titles of the elements ``line`` completes; None for a line that is no part of a JSON value.
+        ``first``: no item came before the line."""
+        titles = self.value.read(line) if self.value is not None else None
+        if titles is None and first:
+            stripped = line.strip()
+            opened = JSON_START.match(stripped) or STRING_LINE.fullmatch(stripped)
+            self.value = None if opened is None else JsonList() if opened.re is JSON_START else JsonList.of_lines()
+            titles = self.value.read(line) if self.value is not None else None
+        return titles
 
 
 def _load(text: str) -> object:

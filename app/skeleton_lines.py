@@ -6,12 +6,19 @@ table row, or one piece of an HTML list) on its own, so the rules can be tested 
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 
 MAX_TITLE_CHARS = 120
 _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese numerals 1..10
 
+# What may follow a number's mark with no space: an opening quote or bracket, an emoji or a symbol ("1."T"",
+# "1.[T](url)", "1.✅ T"); else a letter, emphasis or a space.
+_OPENERS = (
+    "[\"'\u201c\u2018\\[\u300c\u3010\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff"
+    "\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
+)
 # A point's marker, after any heading hashes and an opening emphasis: "1." "1)" "1.)" "1:" "(1)" "1、" "**1**."
 # (not "1.5" or "10:30": a digit may not follow), "1/ " (not "1/2 cup"), "[1] ", "1 . ", "1 - ", "1- " or "**1**- "
 # (a dash before a space), "1.- " or "1.-T" (as Spanish answers write it), "#1 " or "#1. ", "1\\. " (escaped), "II."
@@ -19,12 +26,19 @@ _HAN = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341"  # Chinese
 # Japanese forms (below), or "Step 1:" style words ("Tip #2:", "Step Three:", "Part II:", "Day 4 -", "Day 1
 # (Monday):", "Step1:", "Q5:", "Key Point 1:", "Pro Tip 2:", "[Step 1] T", "Step 1 | T").
 _NUMBER = re.compile(
-    r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_])|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
+    r"(?:\(\s?(\d{1,2})\s?\)|(\d{1,2})(?:\*\*|__)?(?:\.\)|[.):\]]))(?=\s|\*|_|$|[^\W\d_]|" + _OPENERS + ")"
+    r"|\d{1,2}[\u3001\u3002\uff0e\uff09\uff1a]"
+    # a number in bold with no mark before a title that is no word of a sentence ("**1** Title", not "**1** in 3")
+    r"|\d{1,2}(?:\*\*|__)(?=\s+[^a-z\s])"
     r"|\d{1,2}(?:\*\*|__)?\s?[-\u2013\u2014](?=\s|\*\*|__)|\d{1,2}\s?\.[-\u2013\u2014](?=\s|\*\*|__|[^\W\d_])"
     r"|#\d{1,2}[.):]?(?=\s)"
     r"|[\u2460-\u249b\u24eb-\u24fe\u2776-\u2793\u3220-\u3229\u3280-\u3289\U0001f51f][.)\u3001]?(?=\s|[^\W\d_])"
     r"|X{0,3}(?:IX|IV|V?I{0,3})[.)](?=\s)(?<!^[.)])|(?:\d\ufe0f?\u20e3)+|\d{1,2}(?:\\[.)]|/|\s\.)(?=\s)"
-    r"|\[\d{1,2}\](?=\s)"
+    r"|\[\d{1,2}\](?=\s|\*\*|__)"
+    # "<1> T", "§1 T", superscript digits ("¹ T"), "1 | T" (a table's row without its separator row), a tab after a
+    # number ("1<tab>T"), AsciiDoc's ordered ". T"
+    r"|<\d{1,2}>(?=\s)|\u00a7\s?\d{1,2}[.):]?(?=\s)|[\u00b9\u00b2\u00b3\u2070\u2074-\u2079]{1,2}[.)]?(?=\s)"
+    r"|\d{1,2}\s\|(?=\s)|\d{1,2}\t+(?=\S)|\.(?=\s+[^\s.])"
     # Unicode Roman numerals ("Ⅱ. T"), Korean "1단계: T" ("step 1") and "1번. T" ("number 1"; "1번 출구" is prose)
     r"|[\u2160-\u216b\u2170-\u217b][.)\u3001\uff0e](?=\s|[^\W\d_])|\d{1,2}\s?(?:\ub2e8\uacc4[.:)]?|\ubc88[.:)])(?=\s|\*\*|__)"
     # an arrow after the number ("1 -> T", "1 => T", "1 → T"; not "1 -> 2"), reStructuredText's auto-numbered "#.",
@@ -39,6 +53,13 @@ _NUMBER = re.compile(
     rf"|(?:\u7b2c[{_HAN}\d]{{1,3}}[\u6b65\u70b9\u6761\u4e2a\u9879\u90e8\u7ae0\u8282\u5929\u5468]?|\u6b65\u9aa4\s?\d{{1,2}})"
     r"(?:[\u3001\uff0c,:\uff1a.\uff0e]|\s)"
 )
+_SUPERSCRIPTS = "\u00b9\u00b2\u00b3\u2070\u2074\u2075\u2076\u2077\u2078\u2079"
+# Superscript digits as digits (a footnote's or a superscript-numbered item's number).
+SUPERSCRIPT_DIGITS = str.maketrans(_SUPERSCRIPTS, "1230456789")
+# "#1" with no mark, and a sentence after it that starts with a small letter ("#1 priority is rest."; "#1 Plan it" and
+# "#1 plan it" are points).
+_HASH_SENTENCE = re.compile(r"#\d{1,2}$")
+_SENTENCE_ITEM = re.compile(r"[a-z][^\n]*\s[^\n]*[.!?]")
 _ROMAN_MARKER = re.compile(r"(?:[IVX]+|[\u2160-\u216b])[.)\u3001\uff0e]")
 # A bullet that opens a YAML map with its title ("- title: T", "- name: 'T'", as a model asked for YAML writes
 # a list of points): the value is the title, not the key; or with a number key ("- id: 1"): the title is on a line
@@ -67,7 +88,7 @@ _KEYWORD = re.compile(
     # its number: digits (a range too: "Weeks 1-2:"), a word, a Roman number or a capital letter ("Option A:")
     rf"(?:\s*#?\d{{1,2}}(?:\ufe0f?\u20e3|\s?[-–]\s?\d{{1,2}}(?=(?:\*\*|__)?\s*[:.)]))?|\s+(?i:{_NUMBER_WORDS})|\s+[IVX]{{1,4}}"
     r"|\s+[A-Z](?=\W))(?:\s+of\s+\d{1,2}|\s?/\s?\d{1,2}|\s*\([^()\n]{1,30}\))?(?:\*\*|__)?"
-    r"\s*(?:(?:\]:?|[:.)\uff1a])(?!\d)|\s[-–—|](?=\s|\*\*|__))"
+    r"\s*(?:(?:\]:?|[:.)\uff1a])(?!\d)|\s[-–—|](?=\s|\*\*|__)|(?<=\*\*\s|__\s)(?=\S))"
     r"|Q\d{1,2}[:.)](?=\s)"
 )
 # Ordinal words that number lines, by their number (0: "Finally", the next one): English, Spanish, Portuguese,
@@ -129,6 +150,9 @@ _ORDINAL_SENTENCE = re.compile(
 # "No. 1 T" with no separator after the number (with one, "No. 1:" is a keyword label): read as an ordinal list,
 # from its third line, since "No. 1 fan" alone is prose.
 _NO_NUMBER = re.compile(r"(?:#{1,6}\s+)?(\*\*|__)?(?:No|Nr|Number)\.?\s?(\d{1,2})(?:\1)?\s+(?=\S)")
+# A number with no mark before a capitalised title ("1 Plan it", "## 1 Plan it"; "2 eggs" or "1 in 3 adults" is
+# prose, and "## 5 Tips for sleep" one heading), read as an ordinal list, from its third line.
+_BARE_NUMBER = re.compile(r"(?:#{1,6}\s+)?(\d{1,2})[ \t]+(?=[A-Z])")
 # The text of a last ordinal line that closes the answer instead of adding a point ("Finally, I hope this helps.").
 CLOSING_WORDS = re.compile(
     r"(?i:i\s+hope|hope\s+(?:this|these|that|it|you)|good\s+luck|best\s+of\s+luck|let\s+me\s+know|feel\s+free"
@@ -155,7 +179,7 @@ _BULLET = re.compile(
     r"(?:(?:[-*•+–—◦▪●‣·\u2043\u2219\u2981\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]"
     r"\ufe0f?|\(?(?:[a-zA-Z\u0430-\u044f]|(?=[ivx]{2})x{0,3}(?:ix|iv|v?i{0,3})"
     r"|[\uac00\ub098\ub2e4\ub77c\ub9c8\ubc14\uc0ac\uc544\uc790\ucc28\uce74\ud0c0\ud30c\ud558])[.)]"
-    r"|\\item(?:\[[^\]]*\])?)\s+|[\u30fb\uff65]\s*)(?:\[[ xX]\]\s+)?"
+    r"|\\item(?:\[[^\]]*\])?)\s+|[\u30fb\uff65]\s*|[•◦▪●‣](?=[^\W\d_]))(?:\[[ xX]\]\s+)?"
 )
 # A number alone in a heading or in bold ("### 1", "**2**"): a number alone on its line, its title on the next.
 _NUMBER_ALONE = re.compile(r"(?:#{1,6}\s*(\*\*|__)?|(\*\*|__))\d{1,2}(?:\1|\2)?")
@@ -169,15 +193,18 @@ _SYMBOLS_FIRST = re.compile(
     r"(?:(?!\w)[\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u25a0-\u25ff\U0001f300-\U0001f5ff\U0001f680-\U0001faff]\ufe0f?\s*)+"
     r"(?=\S)"
 )
-_EMPHASIS = re.compile(r"\*\*|__|\*(?!\s)")
+_EMPHASIS = re.compile(r"\*\*\*|___|\*\*|__|\*(?!\s)")
 # Where a title ends and its description starts: ": " (or a final ":"), a full-width "：" (or ":" right after a
 # Chinese, Japanese or Korean character: "标题:描述"), a spaced dash (or "--"), or
 # an HTML line break ("1. Title<br>description"); an em dash ends it even unspaced ("Title—description"), an
 # en dash only spaced ("7–9 hours" is one title).
 _TITLE_END = re.compile(
-    r":\s|:$|\uff1a|(?<=[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]):|\s(?:--|[-–])\s|\u2014|<br\s*/?>", re.IGNORECASE
+    r":\s|:$|\uff1a|(?<=[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]):|\s(?:--|[-–|])\s|\u2014|<br\s*/?>", re.IGNORECASE
 )
 _SEPARATORS = ":.-–—\uff1a"
+_CODE_SPAN = re.compile(r"`[^`]*`")
+# A title in lenticular brackets before its text ("【T】说明", "〖T〗：说明"), as Chinese answers write a label.
+_BRACKET_LABEL = re.compile(r"[\u3010\u3016]([^\u3010\u3011\u3016\u3017]+)[\u3011\u3017]")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _TRIM = " \t*_:;,.-–—\\\u3002\uff1b\uff0c\uff1a"  # what a title does not start or end with
 _WORD_COUNT = re.compile(r"\s*[(\[]\s*\d{1,2}\s+words?\s*[)\]]$", re.IGNORECASE)  # "(4 words)" after a title
@@ -222,10 +249,19 @@ _END_OF_TURN = re.compile(
     r"|<\uff5cend\u2581of\u2581sentence\uff5c>|</s>"
 )
 # A "[1] ..." line that cites instead of naming a point: a link, a DOI, "et al." or a year in parentheses.
-_CITATION = re.compile(r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)", re.IGNORECASE)
-# Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, direction
-# marks): they would stop a marker from matching or stay in a title.
-INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f"))
+_CITATION = re.compile(
+    r"https?://|www\.|\bdoi\b|\bet al\b|\(\d{4}[a-z]?\)|,\s*(?:1[5-9]|20)\d\d[a-z]?\.?$", re.IGNORECASE
+)
+# Invisible characters a model or an editor may leave in a line (a byte order mark, zero-width spaces, a word
+# joiner, soft hyphens, direction marks, embeddings and isolates): they would stop a marker from matching or stay in
+# a title.
+INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u200e\u200f\u00ad\u061c\u202a\u202b\u202c\u202d\u202e"))
+INVISIBLE.update(dict.fromkeys(range(0x2066, 0x206A)))
+# A zero-width joiner or non-joiner next to an ASCII character, a space or the line's edge: it joins nothing there
+# (between two emoji or two letters of a script that shapes them, it is part of the text).
+_LONE_JOINER = re.compile(r"(?<![^\x00-\x7f\s])[\u200c\u200d]|[\u200c\u200d](?![^\x00-\x7f\s])")
+# An HTML character reference ("&nbsp;", "&amp;", "&#39;", "&#x2014;"), as a model that writes HTML leaves in text.
+_ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
 _URL = re.compile(r"<?(?:https?://|www\.)\S+>?")
 # A blockquote's markers ("> ", "> > "): a list inside a quote is read like one outside it; the indentation
 # before them stays (a quote indented under an item is part of it).
@@ -260,6 +296,20 @@ _ROW_NUMBER = re.compile(
 )
 
 
+def visible(line: str) -> str:
+    """``line`` as it reads: character references decoded (but "&lt;" and "&gt;": a tag written out as text stays
+    text), invisible characters and joiners that join nothing dropped."""
+    if "&" in line:
+        line = _ENTITY.sub(_decoded, line)
+    line = line.translate(INVISIBLE)
+    return _LONE_JOINER.sub("", line) if ("\u200c" in line or "\u200d" in line) else line
+
+
+def _decoded(entity: re.Match[str]) -> str:
+    text = html.unescape(entity.group())
+    return entity.group() if text in ("<", ">") else text
+
+
 def title_key(title: str) -> str:
     """What two titles share when they are the same point (case and spaces aside)."""
     return " ".join(title.lower().split())
@@ -275,7 +325,7 @@ def clean_title(raw: str, *, whole: bool = False) -> str:
     title = _LINK.sub(r"\1", raw)
     title = title.replace("**", "").replace("__", "")
     if not whole:
-        title = _TITLE_END.split(title.strip(), maxsplit=1)[0]
+        title = _before_description(title.strip())
     title = " ".join(title.split()).strip(_TRIM)
     title = _WORD_COUNT.sub("", title).rstrip(_TRIM)
     inner = title[1:-1]
@@ -285,6 +335,22 @@ def clean_title(raw: str, *, whole: bool = False) -> str:
         cut = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:.-–—")
         title = cut or title[:MAX_TITLE_CHARS]
     return title
+
+
+def _before_description(text: str) -> str:
+    """``text`` up to its first ``_TITLE_END`` outside a code span ("Set `a: b` first: why" gives "Set `a: b`
+    first"). One pass over both lists of matches."""
+    if "`" not in text:
+        end = _TITLE_END.search(text)
+        return text if end is None else text[: end.start()]
+    spans = _CODE_SPAN.finditer(text)
+    span = next(spans, None)
+    for end in _TITLE_END.finditer(text):
+        while span is not None and span.end() <= end.start():
+            span = next(spans, None)
+        if span is None or end.start() < span.start():
+            return text[: end.start()]
+    return text
 
 
 def _emphasis_label(body: str) -> str | None:
@@ -306,17 +372,20 @@ def _emphasis_label(body: str) -> str | None:
 def body_title(body: str) -> str:
     """The title of an item's text after its marker: a bold label if it has one, else the text up to its
     description; an emoji or symbol before it is decoration ("1. 🕐 **T**")."""
-    body = _SYMBOLS_FIRST.sub("", body)
+    if symbols := _SYMBOLS_FIRST.match(body):
+        body = body[symbols.end() :]
+    if bracketed := _BRACKET_LABEL.match(body):
+        return clean_title(bracketed.group(1), whole=True)
     label = _emphasis_label(body)
     return clean_title(body) if label is None else clean_title(label, whole=True)
 
 
 def parse_ordinal(line: str) -> tuple[int, str, str] | None:
     """(number, title, kind) of a line numbered by an ordinal word (``_ORDINAL``, or a sentence: "The first step is
-    to T."; kind ""), a fraction ("2/5 T", kind "/5") or "No. 2 T" (kind "no"); the number is 0 for "Finally" and
-    "Lastly" (the next one, and the last), -1 for "The next step is ..." (the next one). The title is the first
-    sentence, with a capital ("First, keep a schedule. It helps." gives "Keep a schedule"); an emphasis opened
-    before the word holds the title ("**First, keep it.** Text")."""
+    to T."; kind ""), a fraction ("2/5 T", kind "/5"), "No. 2 T" (kind "no") or a bare number ("2 T", kind "bare");
+    the number is 0 for "Finally" and "Lastly" (the next one, and the last), -1 for "The next step is ..." (the next
+    one). The title is the first sentence, with a capital ("First, keep a schedule. It helps." gives "Keep a
+    schedule"); an emphasis opened before the word holds the title ("**First, keep it.** Text")."""
     s = line.strip()
     if sentence := _ORDINAL_SENTENCE.match(s):
         title = body_title(_SENTENCE.split(s[sentence.end() :], maxsplit=1)[0])
@@ -326,6 +395,9 @@ def parse_ordinal(line: str) -> tuple[int, str, str] | None:
     if no := _NO_NUMBER.match(s):
         title = body_title(s[no.end() :])
         return (int(no.group(2)), title[:1].upper() + title[1:], "no") if title else None
+    if bare := _BARE_NUMBER.match(s):
+        title = body_title(s[bare.end() :])
+        return (int(bare.group(1)), title, "bare") if title else None
     m = _ORDINAL.match(s) or _FRACTION.match(s)
     if m is None or (m.re is _FRACTION and not 0 < int(m.group(2)) <= int(m.group(3))):
         return None
@@ -380,7 +452,9 @@ def parse_item(line: str) -> tuple[str, str, str] | None:
     if mark and mark in marker.group():  # "**1**. Title": the emphasis closed inside the marker
         mark = ""
     body = rest[marker.end() :].strip()
-    if (family == "bracket" and _CITATION.search(body)) or _URL.fullmatch(body):
+    if _HASH_SENTENCE.match(marker.group()) and _SENTENCE_ITEM.fullmatch(body) and not _TITLE_END.search(body):
+        return None  # "#1 priority is rest.": a sentence that starts with a rank, not a point
+    if (family in ("bracket", "super") and _CITATION.search(body)) or _URL.fullmatch(body):
         return None  # a reference, not a point
     if mark and body.startswith(mark):  # "**1.** Title": the emphasis held only the number
         body = body[len(mark) :].strip()
@@ -422,6 +496,8 @@ def _family(marker: str) -> str:
     "hanparen" ("（一）"), "roman" ("II.": an outline's "1." under it is a sub-item), else "" ("1." "1)" "①" ...)."""
     if marker.startswith("["):
         return "bracket"
+    if marker[0] in _SUPERSCRIPTS:
+        return "super"
     if _ROMAN_MARKER.fullmatch(marker):
         return "roman"
     han = _HAN_START.match(marker)
@@ -511,10 +587,10 @@ def parse_dotted(line: str) -> tuple[tuple[int, ...], str] | None:
 
 def table_row_title(line: str) -> str:
     """The title of a table row ("| 1 | Title | details |"): the first cell, or the second where the first only
-    numbers the row. HTML inside a cell ("<br>") is dropped."""
+    numbers the row or holds no letter or digit (an emoji). HTML inside a cell ("<br>") is dropped."""
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
     first = clean_title(cells[0])
-    if len(cells) > 1 and (not first or _ROW_NUMBER.fullmatch(first)):
+    if len(cells) > 1 and (not first or _ROW_NUMBER.fullmatch(first) or not any(map(str.isalnum, first))):
         return body_title(_HTML_ANY.sub(" ", cells[1]))
     item = parse_item(cells[0])
     return item[1] if item is not None and item[0] == "num" else body_title(_HTML_ANY.sub(" ", cells[0]))

@@ -1,4 +1,4 @@
-"""A random generator of list pieces against the skeleton reader (issue 22, fifth round): crashes and misreads.
+"""A random generator of list pieces against the skeleton reader (issue 22, rounds 5 and 6): crashes and misreads.
 
 Lists: one of the styles below (numberings, bullets, keyword labels, ordinals, JSON, JSON Lines, YAML, definition
 lists, tables), with or without a preamble, a closing, blank lines between items, text or bullets under items,
@@ -72,7 +72,22 @@ LINE_STYLES: dict[str, tuple[str, int, bool]] = {
     "bullet-keyword": ("- **Day {n}:** {t}", 1, True),
     "yaml-title": ("- title: {t}", 1, True),
     "check": ("\u2705 {t}", 1, True),
+    # (sixth round: marks main's reader did not read, entities and invisible characters around them)
+    "angle": ("<{n}> {t}", 1, False),
+    "section": ("\u00a7{n} {t}", 1, False),
+    "superscript": ("{sup} {t}", 1, False),
+    "tab": ("{n}\t{t}", 1, False),
+    "pipe": ("{n} | {t}", 1, False),
+    "asciidoc": (". {t}", 1, False),
+    "bold-bracket": ("**[{n}]** {t}", 1, False),
+    "bold-number": ("**{n}** {t}", 1, False),
+    "bold-italic": ("***{n}. {t}***", 1, False),
+    "entity-space": ("{n}.&nbsp;{t}", 1, False),
+    "invisible": ("\u200b{n}.\u200d {t}\u00ad", 1, False),
+    "bare": ("{n} {t}", 3, False),
+    "heading-bare": ("## {n} {t}", 3, False),
 }
+SUPERSCRIPTS = "\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
 PREAMBLES = [
     "",
     "Sure! Here's a skeleton:\n\n",
@@ -96,14 +111,22 @@ def _line_list(rnd: random.Random, style: str, titles: list[str]) -> str:
     """A list in one of ``LINE_STYLES``, with blank lines, text or bullets under items at random."""
     fmt, _, bullets = LINE_STYLES[style]
     sep = rnd.choice(["\n", "\n\n"])
-    under = rnd.choice(["", "", "text", "bullets"]) if style not in ("ordinal", "ordinal-sentence", "no-number") else ""
-    plain = style in ("ordinal", "ordinal-sentence", "no-number", "yaml-title") or "{d}" in fmt or "**" in fmt
+    held = ("ordinal", "ordinal-sentence", "no-number", "bare", "heading-bare")
+    under = rnd.choice(["", "", "text", "bullets"]) if style not in held else ""
+    plain = style in (*held, "yaml-title") or "{d}" in fmt or "**" in fmt
     deco = "{t}" if plain else rnd.choice(["{t}", "**{t}**", "**{t}**: {d}", "{t} - {d}", "{t} \u2014 {d}", "*{t}*"])
     lines = []
     for i, t in enumerate(titles, 1):
         d = rnd.choice(DETAILS)
         line = fmt.replace("{t}", deco).format(
-            n=i, t=t, d=d, r=ROMAN[i - 1], o=ORDINALS[i - 1], s=SENTENCE_ORDINALS[i - 1], tl=t[0].lower() + t[1:]
+            n=i,
+            t=t,
+            d=d,
+            r=ROMAN[i - 1],
+            o=ORDINALS[i - 1],
+            s=SENTENCE_ORDINALS[i - 1],
+            tl=t[0].lower() + t[1:],
+            sup=SUPERSCRIPTS[i - 1],
         )
         if style in ("ordinal", "ordinal-sentence") and rnd.random() < 0.3:
             line += " " + d
@@ -128,6 +151,9 @@ def _block_list(rnd: random.Random, style: str, titles: list[str]) -> str:
     if style == "jsonl":
         rows = [{"point": i, "title": t, "why": rnd.choice(DETAILS)} for i, t in enumerate(titles, 1)]
         return "".join(json.dumps(r) + "\n" for r in rows)
+    if style == "json-strings":  # JSON Lines of bare strings, a comma after each or not
+        comma = rnd.choice(["", ","])
+        return "".join(json.dumps(t) + comma + "\n" for t in titles)
     if style == "yaml-id":
         return "".join(f"- id: {i}\n  title: {t}\n  detail: x\n" for i, t in enumerate(titles, 1))
     if style == "definition":
@@ -135,7 +161,7 @@ def _block_list(rnd: random.Random, style: str, titles: list[str]) -> str:
     return "| # | Point |\n|---|---|\n" + "".join(f"| {i}\ufe0f\u20e3 | {t} |\n" for i, t in enumerate(titles, 1))
 
 
-BLOCK_STYLES = ["json", "json-comments", "jsonl", "yaml-id", "definition", "table"]
+BLOCK_STYLES = ["json", "json-comments", "jsonl", "json-strings", "yaml-id", "definition", "table"]
 
 
 def a_list(rnd: random.Random) -> tuple[str, str, list[str]]:

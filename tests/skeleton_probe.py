@@ -1,4 +1,4 @@
-"""A probe of the skeleton reader on list styles real chat models write (issue 22, fifth round).
+"""A probe of the skeleton reader on list styles real chat models write (issue 22, fifth and sixth rounds).
 
 Each case is a skeleton or an answer as a model writes one (Llama, Mistral, Qwen, Gemma, Phi, DeepSeek, GPT,
 Claude styles) and the titles a reader should keep; prose cases keep none. Every case is read whole and fed in 5
@@ -8,7 +8,8 @@ the early stop comes before the last item's line is complete. Run from the check
     python -m tests.skeleton_probe            # the counts, and each misread case
     python -m tests.skeleton_probe --quiet    # the counts only
 
-It is a measuring script, not a test: the classes it found are tests in ``tests/test_skeleton_classes5.py``.
+It is a measuring script, not a test: the classes it found are tests in ``tests/test_skeleton_classes5.py``
+and ``tests/test_reader6_*.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from tests.skeleton_stream import stream_skeleton
 T = ["Keep a consistent schedule", "Limit screens before bed", "Avoid caffeine after noon"]
 D = ["Go to bed at the same time.", "Blue light delays sleep.", "It stays in the body for hours."]
 P = ["Define your goals", "Break tasks into steps", "Review progress weekly", "Reward small wins"]
+C = ["保持规律作息", "睡前少看屏幕", "中午后不喝咖啡"]
+U = ["Set `timeout: 30` in the config", "Run `make -- all` first", "Use `a - b` carefully"]
+TEN = [*T, *P, "Drink water early", "Walk every day", "Stretch at night"]
 
 
 def _n(fmt: str, titles: list[str] = T, sep: str = "\n", details: list[str] = D) -> str:
@@ -378,6 +382,346 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("prose-no-1", "He was the No. 1 fan of the team.\nEveryone knew it.\n", []),
     ("prose-hashtag", "#1 priority is rest.\nThat is all.\n", []),
     ("prose-finally", "Sleep matters. Finally, I hope this helps.\n", []),
+    # --- a sixth batch (issue 22, sixth round): markdown habits, odd spaces and characters, entities, titles ---
+    ("bold-italic-number", _n("***{n}. {t}***"), T),
+    ("bold-italic-title", _n("{n}. ***{t}***: {d}"), T),
+    ("heading-bold-number-title", _n("### **{n}. {t}**\n{d}", sep="\n\n"), T),
+    ("heading-number-bold-paren", _n("## {n}) **{t}**\n{d}", sep="\n\n"), T),
+    ("heading-keycap", _n("## {n}\ufe0f\u20e3 {t}\n{d}", sep="\n\n"), T),
+    ("heading-keycap-bold", _n("#### {n}\ufe0f\u20e3 **{t}**"), T),
+    ("quote-bold-numbers", _n("> **{n}. {t}**"), T),
+    ("quote-nested", _n(">> {n}. {t}"), T),
+    ("quote-with-empty-quote-lines", _n("> {n}. {t}\n>"), T),
+    ("quote-list-crlf-closing", _n("> {n}. {t}") + "\nHope this helps.\n", T),
+    ("fence-numbered", "```\n" + _n("{n}. {t}") + "```\n", T),
+    ("fence-text-bullets", "```text\n" + _n("- {t}") + "```\n", T),
+    ("preamble-colon-tight", "To sleep better, try these steps:\n" + _n("{n}. {t}"), T),
+    ("preamble-colon-closing-tight", "Try these steps:\n" + _n("{n}. {t}") + "These help most people.\n", T),
+    ("cjk-ideographic-comma", "".join(f"{i}、{t}\n" for i, t in enumerate(C, 1)), C),
+    ("cjk-fullwidth-paren-number", "".join(f"（{i}）{t}\n" for i, t in enumerate(C, 1)), C),
+    ("cjk-bold-fullwidth-colon", "".join(f"{i}. **{t}**：说明。\n" for i, t in enumerate(C, 1)), C),
+    ("cjk-lenticular-title", "".join(f"{i}. 【{t}】说明。\n" for i, t in enumerate(C, 1)), C),
+    ("cjk-lenticular-title-colon", "".join(f"{i}. 【{t}】：说明。\n" for i, t in enumerate(C, 1)), C),
+    ("cjk-circled-no-space", "".join(f"{c}{t}\n" for c, t in zip("①②③", C, strict=True)), C),
+    ("cjk-fullwidth-digit-paren", "".join(f"{c}）{t}\n" for c, t in zip("１２３", C, strict=True)), C),
+    ("cjk-article", "".join(f"第{c}条：{t}\n" for c, t in zip("一二三", C, strict=True)), C),
+    ("cjk-heading-colon", "".join(f"### {i}. {t}：说明\n\n" for i, t in enumerate(C, 1)), C),
+    ("mixed-lf-crlf", "1. {}\r\n2. {}\n3. {}\r\n".format(*T), T),
+    ("double-cr", _n("{n}. {t}").replace("\n", "\r\r\n"), T),
+    ("trailing-spaces", _n("{n}. {t}   "), T),
+    ("trailing-hard-break", _n("{n}. **{t}**  \n{d}"), T),
+    ("trailing-tab", _n("{n}. {t}\t"), T),
+    ("tab-indent", _n("\t{n}. {t}"), T),
+    ("tab-indented-sub", _n("{n}. {t}\n\t- {d}"), T),
+    ("space-only-blank-lines", _n("{n}. **{t}**\n   \n   {d}\n \t"), T),
+    ("nbsp-after-number", _n("{n}.\u00a0{t}"), T),
+    ("nbsp-indent", _n("\u00a0\u00a0{n}. {t}"), T),
+    ("narrow-nbsp", _n("{n}.\u202f{t}"), T),
+    ("ideographic-space", _n("{n}.\u3000{t}"), T),
+    ("zero-width-space-first", _n("\u200b{n}. {t}"), T),
+    ("zero-width-joiner", _n("{n}.\u200d {t}"), T),
+    ("zero-width-non-joiner", _n("\u200c{n}. {t}"), T),
+    ("word-joiner", _n("\u2060{n}. {t}"), T),
+    ("soft-hyphen", _n("{n}. {t}\u00ad"), T),
+    ("bidi-marks", _n("\u202a{n}. {t}\u202c"), T),
+    ("emoji-zwj-title", _n("{n}. {t} \U0001f468\u200d\U0001f4bb"), [t + " \U0001f468\u200d\U0001f4bb" for t in T]),
+    ("entity-nbsp", _n("{n}.&nbsp;{t}"), T),
+    ("entity-nbsp-bold", _n("**{n}.**&nbsp;{t}"), T),
+    ("entity-numeric-nbsp", _n("{n}.&#160;{t}"), T),
+    ("entity-amp-title", _n("{n}. {t} &amp; more"), [t + " & more" for t in T]),
+    ("entity-mdash-description", _n("{n}. {t} &mdash; {d}"), T),
+    ("entity-quotes", _n("{n}. &quot;{t}&quot;"), T),
+    (
+        "entity-apostrophe",
+        "1. Don&#39;t skip breakfast\n2. It&rsquo;s okay to rest\n3. Keep it simple\n",
+        ["Don't skip breakfast", "It\u2019s okay to rest", "Keep it simple"],
+    ),
+    ("title-bold-colon-whole", _n("{n}. **Step up: {t}**"), [f"Step up: {t}" for t in T]),
+    (
+        "title-leading-numbers",
+        "1. 8 hours of sleep\n2. 10,000 steps a day\n3. 2 liters of water\n",
+        ["8 hours of sleep", "10,000 steps a day", "2 liters of water"],
+    ),
+    (
+        "title-decimal-start",
+        "1. 3.5 hours of focus\n2. 1.5 liters water\n3. 0.5 km walk\n",
+        ["3.5 hours of focus", "1.5 liters water", "0.5 km walk"],
+    ),
+    (
+        "title-times",
+        "1. Wake at 6:30 am\n2. Lunch at 12:00\n3. Sleep by 22:00\n",
+        ["Wake at 6:30 am", "Lunch at 12:00", "Sleep by 22:00"],
+    ),
+    (
+        "title-urls",
+        "1. Read https://example.com/a\n2. Try https://example.org/b\n3. See http://x.io\n",
+        ["Read https://example.com/a", "Try https://example.org/b", "See http://x.io"],
+    ),
+    ("title-links", _n("{n}. [{t}](https://example.com/{n})"), T),
+    ("title-code-spans", _n("{n}. {t}", U), U),
+    ("title-code-spans-bold", _n("{n}. **{t}**: {d}", U), U),
+    (
+        "title-code-span-description",
+        _n("{n}. `{t}`: {d}", ["git status", "git add -p", "git commit"]),
+        ["`git status`", "`git add -p`", "`git commit`"],
+    ),
+    ("title-curly-quotes", _n("{n}. \u201c{t}\u201d"), T),
+    ("title-emoji-end", _n("{n}. {t} \u2705"), [t + " \u2705" for t in T]),
+    ("title-emoji-before-bold", _n("{n}. \U0001f6cf\ufe0f **{t}**"), T),
+    (
+        "title-questions",
+        "1. Why sleep matters?\n2. How much is enough?\n3. What blocks it?\n",
+        ["Why sleep matters?", "How much is enough?", "What blocks it?"],
+    ),
+    (
+        "title-ampersands",
+        "1. R&D budget\n2. Q&A sessions\n3. P&L review\n",
+        ["R&D budget", "Q&A sessions", "P&L review"],
+    ),
+    (
+        "title-hashtags",
+        "1. Use #hashtags\n2. Post at 9am\n3. Reply fast\n",
+        ["Use #hashtags", "Post at 9am", "Reply fast"],
+    ),
+    ("emoji-before-number-heading", _n("### \u2705 {n}. {t}"), T),
+    ("paren-number-bold-title", _n("({n}) **{t}**: {d}"), T),
+    ("paren-number-heading", _n("### ({n}) {t}"), T),
+    ("bold-bracket-number", _n("**[{n}]** {t}"), T),
+    ("bold-keyword-no-separator", _n("**Step {n}** {t}"), T),
+    ("bold-tip-no-separator", _n("**Tip {n}** \u2013 {t}"), T),
+    ("right-aligned-numbers", "".join(f"{i:>2}. {t}\n" for i, t in enumerate(TEN, 1)), TEN),
+    ("bullet-no-space", _n("\u2022{t}"), T),
+    ("bullet-number-bold-colon", _n("- **{n}. {t}:** {d}"), T),
+    ("table-emoji-first-column", "| | Tip |\n|---|---|\n" + _n("| \U0001f6cf\ufe0f | {t} |"), T),
+    ("table-br-cells", "| # | Tip |\n|---|---|\n" + _n("| {n} | **{t}**<br>{d} |"), T),
+    ("json-strings-with-commas", "".join(f'"{t}",\n' for t in T), T),
+    (
+        "html-li-strong-one-line",
+        "<ol>" + "".join(f"<li><strong>{t}</strong>: {d}</li>" for t, d in zip(T, D, strict=True)) + "</ol>\n",
+        T,
+    ),
+    ("superscripts-then-footnotes", _n("{n}. {t}") + "\n\u00b9 Walker, 2017.\n\u00b2 Chang, 2015.\n", T),
+    ("bare-numbers-tab", _n("{n}\t{t}"), T),
+    ("bare-numbers", _n("{n} {t}"), T),
+    # (whole answers in the styles of current chat models, and headings numbered with no mark)
+    (
+        "llama3-full",
+        "Improving sleep is important. Here are some tips:\n"
+        "\n"
+        "**1. Keep a consistent schedule**\n"
+        "\n"
+        "Go to bed at the same time every night, even on weekends. This helps regulate "
+        "your body's internal clock.\n"
+        "\n"
+        "**2. Limit screens before bed**\n"
+        "\n"
+        "The blue light from phones can interfere with sleep. Try to avoid screens for "
+        "an hour before bed.\n"
+        "\n"
+        "**3. Avoid caffeine after noon**\n"
+        "\n"
+        "Caffeine can stay in your system for hours.\n"
+        "\n"
+        "By following these tips, you can improve your sleep quality. Sweet dreams!\n",
+        T,
+    ),
+    (
+        "mistral-full",
+        "Sure, here are three tips:\n"
+        "\n"
+        "1. Keep a consistent schedule: Go to bed at the same time.\n"
+        "2. Limit screens before bed: Blue light delays sleep.\n"
+        "3. Avoid caffeine after noon: It lingers.\n"
+        "\n"
+        "These tips should help you sleep better. If you continue to have trouble, consult a doctor.\n",
+        T,
+    ),
+    (
+        "qwen-full",
+        "当然！以下是一些建议：\n"
+        "\n"
+        "### 1. 保持规律作息\n"
+        "每天同一时间睡觉。\n"
+        "\n"
+        "### 2. 睡前少看屏幕\n"
+        "蓝光会影响睡眠。\n"
+        "\n"
+        "### 3. 中午后不喝咖啡\n"
+        "咖啡因会持续数小时。\n"
+        "\n"
+        "希望这些建议对你有帮助！\n",
+        C,
+    ),
+    (
+        "phi-full",
+        "To improve sleep, consider the following steps:\n"
+        "\n"
+        "Step 1: Keep a consistent schedule\n"
+        "Go to bed at the same time.\n"
+        "\n"
+        "Step 2: Limit screens before bed\n"
+        "Blue light delays sleep.\n"
+        "\n"
+        "Step 3: Avoid caffeine after noon\n"
+        "It lingers.\n"
+        "\n"
+        "By following these steps, you can sleep better.\n",
+        T,
+    ),
+    (
+        "deepseek-full",
+        "<think>\n"
+        "The user wants tips. I should list 3.\n"
+        "1. schedule\n"
+        "2. screens\n"
+        "</think>\n"
+        "\n"
+        "Here are three tips:\n"
+        "\n"
+        "1. **Keep a consistent schedule** – Go to bed at the same time.\n"
+        "2. **Limit screens before bed** – Blue light delays sleep.\n"
+        "3. **Avoid caffeine after noon** – It lingers.\n"
+        "\n"
+        "Let me know if you'd like more details!\n",
+        T,
+    ),
+    (
+        "gpt4o-full",
+        "Great question! Here are some tips:\n"
+        "\n"
+        "---\n"
+        "\n"
+        "### 1. **Keep a consistent schedule**\n"
+        "- Go to bed at the same time.\n"
+        "- Wake up at the same time.\n"
+        "\n"
+        "### 2. **Limit screens before bed**\n"
+        "- Blue light delays sleep.\n"
+        "\n"
+        "### 3. **Avoid caffeine after noon**\n"
+        "- It lingers for hours.\n"
+        "\n"
+        "---\n"
+        "\n"
+        "### Summary\n"
+        "| Tip | Why |\n"
+        "|---|---|\n"
+        "| Schedule | Rhythm |\n"
+        "\n"
+        "Would you like a sleep plan?\n",
+        T,
+    ),
+    (
+        "claude-full",
+        "Here are some evidence-based strategies:\n"
+        "\n"
+        "1. **Keep a consistent schedule.** Going to bed at the same time helps.\n"
+        "\n"
+        "2. **Limit screens before bed.** Blue light delays melatonin.\n"
+        "\n"
+        "3. **Avoid caffeine after noon.** Its half-life is long.\n"
+        "\n"
+        "The most important thing is consistency. Would you like me to go deeper on any of these?\n",
+        T,
+    ),
+    (
+        "llama2-full",
+        "  Sure, I'd be happy to help! Here are some tips to improve your sleep:\n"
+        "\n"
+        "1. Keep a consistent schedule: Go to bed and wake up at the same time every day.\n"
+        "2. Limit screens before bed: The blue light emitted by screens can suppress melatonin.\n"
+        "3. Avoid caffeine after noon: Caffeine can stay in your system for up to 8 hours.\n"
+        "\n"
+        "I hope these tips help you improve your sleep! Let me know if you have any other questions.\n",
+        T,
+    ),
+    (
+        "yi-cn-bold-list",
+        "以下是三个要点：\n"
+        "1. **保持规律作息**：每天同一时间睡觉。\n"
+        "2. **睡前少看屏幕**：蓝光影响睡眠。\n"
+        "3. **中午后不喝咖啡**：咖啡因持续数小时。\n",
+        C,
+    ),
+    (
+        "numbered-then-explained-restart",
+        "1. Keep a consistent schedule\n"
+        "2. Limit screens before bed\n"
+        "3. Avoid caffeine after noon\n"
+        "\n"
+        "Let me explain each point:\n"
+        "\n"
+        "1. Keep a consistent schedule: your body likes rhythm.\n"
+        "2. Limit screens before bed: light.\n",
+        T,
+    ),
+    (
+        "items-with-nested-numbers-4sp",
+        "1. Keep a consistent schedule\n"
+        "    1. Bedtime\n"
+        "    2. Wake time\n"
+        "2. Limit screens before bed\n"
+        "    1. Phones\n"
+        "3. Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "h2-numbered-no-dot",
+        "## 1 Keep a consistent schedule\n\n## 2 Limit screens before bed\n\n## 3 Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "h3-step-words",
+        "### Step One: Keep a consistent schedule\n"
+        "### Step Two: Limit screens before bed\n"
+        "### Step Three: Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "numbered-emoji-numbers-h3",
+        "### 1️⃣ Keep a consistent schedule\n### 2️⃣ Limit screens before bed\n### 3️⃣ Avoid caffeine after noon\n",
+        T,
+    ),
+    (
+        "list-in-quote-with-closing-quote",
+        "> 1. Keep a consistent schedule\n"
+        "> 2. Limit screens before bed\n"
+        "> 3. Avoid caffeine after noon\n"
+        ">\n"
+        "> Hope this helps.\n",
+        T,
+    ),
+    (
+        "prose-code-numbered-lines",
+        "Here is the code:\n\n```python\n1. import os\n2. print(os.name)\n```\n\nIt prints the OS name.\n",
+        [],
+    ),
+    # (streamed: text under an item after a blank line must not stop a list that goes on)
+    ("quote-under-item", "1. {}\n2. {}\n\n> A quote about sleep.\n\nSo true.\n\n3. {}\n".format(*T), T),
+    ("example-under-item", "1. {}\n2. {}\n\nFor example, stop at 9pm.\nThat works well.\n\n3. {}\n".format(*T), T),
+    ("code-under-item", "1. {}\n2. {}\n\n```bash\nsleep 8h\n```\n\n3. {}\n".format(*T), T),
+    ("table-under-item", "1. {}\n2. {}\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n3. {}\n".format(*T), T),
+    ("indented-paragraphs-under-item", "1. {}\n2. {}\n\n   Blue light.\n   It keeps you up.\n\n3. {}\n".format(*T), T),
+    ("lazy-text-under-items", "1. {}\nText under.\n2. {}\nText.\n3. {}\nText.\n".format(*T), T),
+    ("nested-numbers-then-top", "1. {}\n   1. a\n   2. b\n2. {}\n3. {}\n".format(*T), T),
+    ("sections-thematic-breaks", "---\n" + _n("**{n}. {t}**\n{d}\n\n---", sep="\n\n"), T),
+    (
+        "whole-answer-after-skeleton",
+        "1. {}\n2. {}\n3. {}\n\nNow the details.\n\n1. {}: long text.\n".format(*T, T[0]),
+        T,
+    ),
+    ("prose-footnote", "Sleep matters.\u00b9\n\n\u00b9 Walker, 2017.\n", []),
+    (
+        "prose-bare-numbers",
+        "1 in 3 adults sleep badly.\n2 hours of screens delay sleep.\n3 cups of coffee is a lot.\n",
+        [],
+    ),
+    ("prose-ingredients", "1 cup flour\n2 eggs\n3 tbsp sugar\n", []),
+    ("prose-quoted-line", '"To be or not to be."\nThat is the question.\n', []),
+    ("prose-entities", "Use &lt;ol&gt; for ordered lists.\nIt is HTML.\n", []),
+    ("prose-score-lines", "1-0 to the home team.\n2-1 in the end.\n", []),
+    ("prose-ratios", "Ratio 1:2 works.\n3:4 is fine too.\n", []),
+    ("prose-versions", "Python 3.11 is fast.\n3.12 is faster.\n", []),
 ]
 
 
