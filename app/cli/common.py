@@ -164,7 +164,7 @@ def engine_settings(
     from sotrag.app.engines.base import EngineError
     from sotrag.app.engines.remote_pool import split_url
 
-    cfg = with_options(settings.engine, urls=list(urls) if urls else None, **options)
+    cfg = with_options(settings.engine, flags={"urls": "--engine-url"}, urls=list(urls) if urls else None, **options)
     for url in cfg.urls:
         try:
             split_url(url)
