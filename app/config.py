@@ -124,7 +124,7 @@ class EngineConfig(FiniteModel):
     @field_validator("api_key")
     @classmethod
     def _engine_key_not_blank(cls, value: str | None) -> str | None:
-        return _not_blank(value, "engine.api_key")
+        return None if value is None else check_secret(value, "engine.api_key")
 
     @model_validator(mode="after")
     def _extra_does_not_shadow(self) -> EngineConfig:
@@ -330,12 +330,18 @@ class ServerConfig(FiniteModel):
     @classmethod
     def _hosts(cls, values: list[str]) -> list[str]:
         for value in values:
-            if not re.fullmatch(r"\*|(\*\.)?[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]", value.strip()):
+            if not re.fullmatch(r"\*|(\*\.)?[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?|\[[0-9A-Fa-f:.]+\]",
+                                value.strip()):
                 raise ValueError(
                     f"server.allowed_hosts: {value!r} is not a host name (sotrag.example.com, *.example.com, "
                     "[2001:db8::1] or *), without scheme or port"
                 )
-        return [v.strip().lower() for v in values]
+            if _public_wildcard(value.strip().lower().rstrip(".")):
+                raise ValueError(
+                    f"server.allowed_hosts: {value!r} allows every name under a public suffix (any site could "
+                    "rebind its DNS name to this server): name your own domain, like *.example.com"
+                )
+        return [v.strip().lower().rstrip(".") for v in values]
     engine_death_grace_s: float = Field(
         default=5.0, ge=0, description="after the engine dies, report it for this long, then exit non-zero"
     )
@@ -421,26 +427,94 @@ class Settings(BaseSettings):
         """The old name of ``passages_k`` (read-only)."""
         return self.passages_k
 
-    @field_validator("server")
-    @classmethod
-    def _key_required(cls, server: ServerConfig, info: ValidationInfo) -> ServerConfig:
-        # A key that was itself refused is not in ``info.data``: its own error says why.
-        if server.require_auth and "api_key" in info.data and info.data["api_key"] is None:
-            raise ValueError("server.require_auth is on but no api_key is set (SOTRAG_API_KEY)")
-        return server
+    @model_validator(mode="after")
+    def _keys_together(self) -> Settings:
+        problem = key_conflict(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @field_validator("api_key", "admin_api_key")
     @classmethod
     def _key_not_blank(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # An empty SecretStr is falsy: taken for "no key", it would open the server to anyone.
         if value is not None:
-            _not_blank(value.get_secret_value(), str(info.field_name))
+            check_secret(value.get_secret_value(), str(info.field_name))
         return value
 
 
-def _not_blank(value: str | None, name: str) -> str | None:
-    """A secret that is set must be a real value: an empty line in an env file is a mistake, not "no key"."""
-    if value is not None and (not value.strip() or value != value.strip()):
-        what = "empty" if not value.strip() else "surrounded by spaces"
-        raise ValueError(f"{name} is {what}: set a real key, or unset the variable for none")
+# Single-label names that are private by convention or reservation (RFC 6761, RFC 6762, ICANN's .internal):
+# ``*.internal`` names a private zone, ``*.com`` every .com site.
+_PRIVATE_TLDS = frozenset({"internal", "local", "lan", "home", "localdomain", "localhost", "corp", "intranet",
+                           "private", "test", "example", "invalid", "intra", "svc", "cluster"})
+# Second-level labels of the public suffixes under country codes (co.uk, com.au, ac.jp, ...).
+_PUBLIC_SECOND_LEVELS = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go", "gv", "mil",
+                                   "nic", "ltd", "plc", "sch", "nhs", "police", "info", "biz", "nom", "gob"})
+
+
+def _public_wildcard(host: str) -> bool:
+    """``*.com`` or ``*.co.uk``: a wildcard over a public suffix (a short rule, no suffix list: a one-label suffix
+    that is not a private-use name, or a common second level under a two-letter country code)."""
+    if not host.startswith("*."):
+        return False
+    labels = host[2:].split(".")
+    if len(labels) == 1:
+        return labels[0] not in _PRIVATE_TLDS
+    return len(labels) == 2 and len(labels[1]) == 2 and labels[0] in _PUBLIC_SECOND_LEVELS
+
+
+# Every secret (api_key, admin_api_key, engine.api_key), from every source (flag, key file, environment, .env,
+# code), passes ``check_secret``. 16 characters: what ``openssl rand -hex 8`` gives, and more than anyone types
+# by hand as a "test" key (docs/DEPLOY.md, Secrets).
+MIN_KEY_CHARS = 16
+# Lower-case, letters and digits only: "Change-Me", "YOUR_API_KEY_HERE" and "<your-key>" are placeholders too.
+_PLACEHOLDERS = frozenset({
+    "none", "null", "nil", "undefined", "empty", "false", "true", "changeme", "changeit", "replaceme", "password",
+    "passwd", "secret", "token", "apikey", "key", "admin", "adminkey", "test", "testkey", "example", "sample",
+    "default", "placeholder", "todo", "fixme", "xxx", "dummy", "unused",
+})
+_PLACEHOLDER_PARTS = ("changeme", "replaceme", "yourkey", "yourapikey", "yoursecret", "yourtoken", "placeholder",
+                      "insertkey", "putkeyhere", "keyhere", "secrethere", "tokenhere")
+
+
+def secret_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a key, in a few words after "KEY is" (None: it can). An HTTP header carries every
+    key, so it must be printable ASCII (no client could send anything else); a blank, short or placeholder key
+    would look like protection and be none."""
+    if not value.strip():
+        return "empty"
+    if value != value.strip():
+        return "surrounded by spaces"
+    if not (value.isascii() and value.isprintable()):
+        return "not printable ASCII (a character no HTTP client can send)"
+    plain = re.sub(r"[^a-z0-9]", "", value.lower())
+    if plain in _PLACEHOLDERS or any(part in plain for part in _PLACEHOLDER_PARTS):
+        return f"a placeholder ({value[:40]!r})"
+    if len(value) < MIN_KEY_CHARS:
+        return f"shorter than {MIN_KEY_CHARS} characters (e.g. `openssl rand -hex 16` makes one)"
+    if len(set(value)) < 5:
+        return "too simple (fewer than 5 different characters)"
+    return None
+
+
+def check_secret(value: str, name: str) -> str:
+    """``value`` if it can be a key; else ValueError naming ``name`` and why. The one check of every secret."""
+    problem = secret_problem(value)
+    if problem is not None:
+        raise ValueError(f"{name} is {problem}: set a real key, or unset it for none")
     return value
+
+
+def key_conflict(settings: Settings) -> str | None:
+    """What is wrong with the keys taken together (None: nothing): checked once every source is in, so a key
+    from ``serve --api-key-file`` counts for ``server.require_auth``."""
+    api = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key is not None else None
+    if api is not None and api == admin:
+        return "admin_api_key is the same as api_key: give document writes a key of their own, or no admin key"
+    if settings.server.require_auth and api is None:
+        return ("server.require_auth is on but no api_key is set (SOTRAG_API_KEY, serve --api-key-file or "
+                "--api-key)")
+    return None
+
+

@@ -183,7 +183,8 @@ def test_vllm_gets_gpus_to_match_its_tensor_parallelism() -> None:
     res = c["resources"]
     tp = int(next(a.split("=", 1)[1] for a in c["args"] if a.startswith("--tensor-parallel-size=")))
     assert res["limits"]["nvidia.com/gpu"] == res["requests"]["nvidia.com/gpu"] == tp
-    assert c["command"] == ["vllm", "serve"] and "--enable-prefix-caching" in c["args"]
+    assert c["command"][:2] == ["/bin/sh", "-c"] and "exec vllm serve" in c["command"][2]  # key check first
+    assert "--enable-prefix-caching" in c["args"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
 
 
@@ -239,7 +240,8 @@ def test_a_broken_compose_file_is_rejected(breakage: Any, tmp_path: Path) -> Non
 def test_compose_wiring() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     vllm, sotrag = compose["services"]["vllm"], compose["services"]["sotrag"]
-    assert vllm["entrypoint"] == ["vllm", "serve"] and "--port=8000" in vllm["command"]
+    assert vllm["entrypoint"][:2] == ["/bin/sh", "-c"] and "exec vllm serve" in vllm["entrypoint"][2]
+    assert "--port=8000" in vllm["command"]
     assert json.loads(sotrag["environment"]["SOTRAG_ENGINE__URLS"]) == ["http://vllm:8000/v1"]
     assert sotrag["depends_on"]["vllm"]["condition"] == "service_healthy"
     assert "sotrag-index:/data/index" in sotrag["volumes"] and "sotrag-index" in compose["volumes"]

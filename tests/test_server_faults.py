@@ -30,7 +30,7 @@ from tests.serving import server_env, spawn_server, stop_server
 
 pytestmark = pytest.mark.engine
 
-KEY, ADMIN = "fault-key-1", "fault-admin-2"
+KEY, ADMIN = "fault-key-1-0123456789", "fault-admin-2-0123456789"
 AUTH = {"authorization": f"Bearer {KEY}"}
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"

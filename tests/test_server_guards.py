@@ -31,7 +31,7 @@ from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.serving.app import create_app
 from tests.fakes import ScriptedEngine, default_skeleton, sampling
 
-KEY, ADMIN = "user-key-123", "admin-key-456"
+KEY, ADMIN = "user-key-1234567890", "admin-key-4567890123"
 AUTH = {"authorization": f"Bearer {KEY}"}
 ADMIN_AUTH = {"authorization": f"Bearer {ADMIN}"}
 DOCS = Path(__file__).parent / "data" / "retrieval_docs"
@@ -342,7 +342,7 @@ def test_serving_beyond_loopback_without_a_key_warns(tmp_path: Path) -> None:
 
     warned = serve("--host", "0.0.0.0")
     assert warned.returncode == 1 and "without an API key" in warned.stderr, warned.stderr
-    quiet = serve("--host", "0.0.0.0", "--api-key", "k")
+    quiet = serve("--host", "0.0.0.0", "--api-key", "a-key-0123456789abc")
     assert quiet.returncode == 1 and "without an API key" not in quiet.stderr, quiet.stderr
     local = serve()
     assert "without an API key" not in local.stderr
@@ -353,7 +353,7 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_anything_starts(tmp_p
     here does not exist, so getting past the check would fail differently). It used to be a traceback, after the
     engine had started, with "ready" logged."""
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "SOTRAG_API_KEY": "k"}  # not --api-key: that flag warns (the key shows in ps)
+        env = {**os.environ, "SOTRAG_API_KEY": "a-key-0123456789"}  # not --api-key: that flag warns (ps shows it)
         return subprocess.run([sys.executable, "-m", "sotrag.app.cli", "serve", "--model", str(tmp_path / "none"),
                                "--no-index", *args], capture_output=True, text=True, timeout=120, env=env)
 

@@ -67,15 +67,18 @@ def problem(err: Any) -> str:
     return msg if err["type"] in ("missing", "value_error") else f"{msg}, got {err.get('input')!r}"
 
 
-def load_settings() -> Settings:
-    """``Settings()`` from the environment and ``.env``; a bad value is one line naming its variable."""
+def load_settings(**given: Any) -> Settings:
+    """``Settings()`` from the environment and ``.env``, and ``given`` (the command line's, already checked), which
+    win: every check, those of the keys taken together included, sees all sources at once. A bad value is one
+    line naming its variable."""
     from pydantic_settings import SettingsError
 
     try:
-        return Settings()
+        return Settings(**{name: value for name, value in given.items() if value is not None})
     except ValidationError as exc:
-        problems = [_variable(e["loc"]) + f": {problem(e)}" for e in exc.errors()]
-        raise fail("invalid setting " + "; ".join(problems), 2) from None
+        problems = [f"{_variable(e['loc'])}: {problem(e)}" if e["loc"] else problem(e) for e in exc.errors()]
+        prefix = "invalid setting " if all(e["loc"] for e in exc.errors()) else "invalid settings: "
+        raise fail(prefix + "; ".join(problems), 2) from None
     except SettingsError as exc:  # a value pydantic-settings could not even parse (a complex field's JSON)
         raise fail(f"invalid setting {_unparsed(exc)}", 2) from None
     except UnicodeDecodeError as exc:
@@ -119,10 +122,11 @@ def _unparsed(exc: Exception) -> str:
     return f"{where}: {why}"
 
 
-def with_options(config: M, /, **options: Any) -> M:
+def with_options(config: M, /, *, flags: dict[str, str] | None = None, **options: Any) -> M:
     """``config`` with the command-line options that were given (None: not given), validated like the settings
     themselves (``model_copy(update=...)`` would skip validation), so ``--tensor-parallel-size 0`` is one line
-    naming the option."""
+    naming the option. ``flags`` names the option of a field whose flag is not ``--FIELD-NAME`` (a repeatable
+    ``--allowed-host`` sets ``allowed_hosts``): an error names the flag the user can type."""
     given = {name: value for name, value in options.items() if value is not None}
     if not given:
         return config
@@ -132,7 +136,8 @@ def with_options(config: M, /, **options: Any) -> M:
         problems = []
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else ""
-            where = f"--{name.replace('_', '-')}" if name in given else f"setting {name or type(config).__name__}"
+            flag = (flags or {}).get(name, f"--{name.replace('_', '-')}")
+            where = flag if name in given else f"setting {name or type(config).__name__}"
             problems.append(f"{where}: {problem(err)}")
         raise fail("; ".join(problems), 2) from None
 
@@ -159,7 +164,7 @@ def engine_settings(
     from sotrag.app.engines.base import EngineError
     from sotrag.app.engines.remote_pool import split_url
 
-    cfg = with_options(settings.engine, urls=list(urls) if urls else None, **options)
+    cfg = with_options(settings.engine, flags={"urls": "--engine-url"}, urls=list(urls) if urls else None, **options)
     for url in cfg.urls:
         try:
             split_url(url)

@@ -94,7 +94,11 @@ def register(app: typer.Typer) -> None:
         quiet_vllm(verbose)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("sotrag").setLevel(logging.DEBUG if verbose else logging.INFO)
-        settings = load_settings()
+        keys = {
+            "api_key": _key_option("api_key", api_key, api_key_file),
+            "admin_api_key": _key_option("admin_api_key", admin_api_key, admin_api_key_file),
+        }
+        settings = load_settings(**keys)  # with the keys of the command line: require_auth sees them
         engine_cfg = engine_settings(
             settings,
             urls=engine_url,
@@ -107,18 +111,14 @@ def register(app: typer.Typer) -> None:
             distributed_executor_backend=distributed_executor_backend,
         )
         updates: dict[str, object] = {"engine": engine_cfg}
-        keys = (("api_key", api_key, api_key_file), ("admin_api_key", admin_api_key, admin_api_key_file))
-        for name, flag, file in keys:
-            key = _key_option(name, flag, file)
-            if key is not None:
-                updates[name] = key
         server_updates: dict[str, object] = {}
         if read_only:
             server_updates["read_only"] = True
         if allowed_host:
             server_updates["allowed_hosts"] = [*settings.server.allowed_hosts, *allowed_host]
         if server_updates:
-            updates["server"] = with_options(settings.server, **server_updates)
+            updates["server"] = with_options(settings.server, flags={"allowed_hosts": "--allowed-host"},
+                                             **server_updates)
         if max_upload_mb is not None:
             updates["limits"] = with_options(settings.limits, max_upload_mb=max_upload_mb)  # validated: no nan/inf
         settings = settings.model_copy(update=updates)
@@ -175,9 +175,10 @@ ENGINE_DIED_EXIT_CODE = 3
 
 
 def _key_option(name: str, value: str | None, file: Path | None) -> SecretStr | None:
-    """A key from ``--NAME`` or ``--NAME-file`` (None: neither given). A blank one is refused: taken for "no key",
-    it would open the server to anyone."""
+    """A key from ``--NAME`` or ``--NAME-file`` (None: neither given), checked like every secret
+    (``config.secret_problem``: blank, short, placeholder or unsendable keys are refused), naming the flag."""
     from sotrag.app.cli.common import fail
+    from sotrag.app.config import secret_problem
 
     flag = "--" + name.replace("_", "-")
     if value is not None and file is not None:
@@ -190,10 +191,9 @@ def _key_option(name: str, value: str | None, file: Path | None) -> SecretStr | 
         value, flag = (lines[0].strip() if lines else ""), f"{flag}-file"
     if value is None:
         return None
-    if not value.strip() or value != value.strip():
-        raise fail(f"{flag} is {'empty' if not value.strip() else 'surrounded by spaces'}: give a real key", 2)
-    if not value.isascii() or not value.isprintable():  # an HTTP header carries it: no client could send it
-        raise fail(f"{flag} has a character that is not printable ASCII: give a key a client can send", 2)
+    problem = secret_problem(value)
+    if problem is not None:
+        raise fail(f"{flag} is {problem}: give a real key", 2)
     if file is None:
         typer.echo(f"warning: {flag} is visible to every user of this machine (ps); prefer {flag}-file or "
                    f"SOTRAG_{name.upper()}", err=True)

@@ -188,14 +188,11 @@ def create_app(
 
 
 def _key(secret: Any, name: str) -> str | None:
-    """The key's value, None when unset. A blank one is refused here too (Settings refuses it, but a copy made
-    with ``model_copy(update=...)`` skips validation): taken for "no key", it would open the server."""
-    if secret is None:
-        return None
-    value = str(secret.get_secret_value())
-    if not value.strip():
-        raise ValueError(f"{name} is empty: set a real key, or None for no key")
-    return value
+    """The key's value, None when unset. Checked here too (Settings checks it, but a copy made with
+    ``model_copy(update=...)`` skips validation): a blank one taken for "no key" would open the server."""
+    from sotrag.app.config import check_secret
+
+    return None if secret is None else check_secret(str(secret.get_secret_value()), name)
 
 
 # -- errors --------------------------------------------------------------------------------------------

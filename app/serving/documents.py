@@ -212,16 +212,20 @@ def _cut_utf8(text: str, limit: int) -> str:
 
 def _safe_name(filename: str) -> str:
     """The last path component, with anything but letters, digits, ``._-`` and spaces replaced, at most
-    ``MAX_NAME_BYTES`` UTF-8 bytes (cut before the extension, never inside a character). When that changed the
-    name, a short hash of the name as sent is added (``a:b.md`` -> ``a_b-1f0e3dad.md``), so two different client
-    names never become one stored name (one user's upload "updating" another's)."""
-    sent = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    ``MAX_NAME_BYTES`` UTF-8 bytes (cut before the extension, never inside a character). When that is not the
+    name as sent (a character replaced, a cut, or folder parts left out), a short hash of the WHOLE name as sent is
+    added (``a:b.md`` -> ``a_b-1f0e3dad.md``, ``team-a/notes.md`` -> ``notes-<hash>.md``), so two different client
+    names never become one stored name (one user's upload "updating" another's), and the same name sent again
+    is stored under the same name (an update). A name sent that looks hashed already (``notes-1f0e3dad.md``) is
+    hashed as well, so it cannot land on another name's hashed form."""
+    whole = filename.strip()
+    sent = whole.replace("\\", "/").rsplit("/", 1)[-1].strip()
     name = re.sub(r"[^\w.\- ]", "_", sent).lstrip(".")
-    if not name or (name == sent and len(name.encode("utf-8")) <= MAX_NAME_BYTES):
+    looks_hashed = re.search(r"-[0-9a-f]{8}(\.[^.]*)?\Z", name) is not None  # hashed too: never one's output
+    if not name or (name == whole and len(name.encode("utf-8")) <= MAX_NAME_BYTES and not looks_hashed):
         return name
-    digest = hashlib.sha256(sent.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    digest = hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if stem else (name, "")
     suffix = _cut_utf8(suffix, 32)  # a longer "extension" is no file type the loaders read anyway
     return f"{_cut_utf8(stem, MAX_NAME_BYTES - len(suffix.encode('utf-8')) - 9)}-{digest}{suffix}"
-
