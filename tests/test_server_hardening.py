@@ -402,17 +402,29 @@ async def test_different_client_file_names_stay_different_documents(hash_index: 
         assert again.json()["files"][0] == {**again.json()["files"][0], "source": sources[0], "status": "updated"}
 
 
-async def test_the_ui_adds_and_removes_documents_with_the_admin_key(hash_index: Any, tmp_path: Path) -> None:
+async def test_the_ui_adds_and_removes_documents_with_the_admin_key(
+    hash_index: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the UI takes only files its upload stored
     s = Settings(api_key=SecretStr(KEY), admin_api_key=SecretStr("admin-key-456"))
     app = create_app(s, index=hash_index, ui=True)
     service = app.state.service
     from sotrag.app.serving.ui import build_ui
 
-    fns = {f.fn.__name__: f.fn for f in build_ui(service).fns.values() if f.fn is not None}
-    upload = tmp_path / "notes.md"
-    upload.write_text("# Notes\n\nwords about lighthouses\n")
+    demo = build_ui(service)
+    fns = {f.fn.__name__: f.fn for f in demo.fns.values() if f.fn is not None}
+
+    def stored() -> Path:  # as Gradio's upload route stores and records a file
+        (tmp_path / "h").mkdir(exist_ok=True)
+        (upload := tmp_path / "h" / "notes.md").write_text("# Notes\n\nwords about lighthouses\n")
+        demo.upload_file_set.add(str(upload))
+        return upload
+
+    upload = stored()
     refused = await fns["add_files"]([str(upload)], KEY)  # the API key is not enough
     assert "admin key" in refused[2] and hash_index.list_documents() == []
+    assert not upload.exists()  # a refused upload is not kept either
+    upload = stored()
     added = await fns["add_files"]([str(upload)], "admin-key-456")
     assert "added" in added[2], added[2]
     assert not upload.exists()  # the UI's uploaded copy is not kept once it is in the index
