@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 
 from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.pipeline import SoTPipeline
@@ -75,7 +76,7 @@ async def server(upload_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     index = DocumentIndex.open(work / "index", create=True)
     index._embedder = HashEmbedder()  # type: ignore[assignment]
     engine = ScriptedEngine({"skeleton": default_skeleton(3), "point": " w" * 8, "normal": " w" * 8})
-    s = Settings(sampling=sampling(point_max_tokens=4, normal_max_tokens=4), admin_api_key=ADMIN,
+    s = Settings(sampling=sampling(point_max_tokens=4, normal_max_tokens=4), admin_api_key=SecretStr(ADMIN),
                  sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4))
     app = create_app(s, pipeline=SoTPipeline(engine, s), index=index, ui=True)
     port = _port()
