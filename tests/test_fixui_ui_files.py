@@ -224,3 +224,27 @@ def test_pending_uploads_are_bounded(tmp_path: Path) -> None:
     guard = PendingUploads(None, uploads=UploadedFiles(tmp_path, lambda: known), max_files=100, max_bytes=150)
     guard.make_room()
     assert sorted(p.name for p in tmp_path.rglob("*.md")) == ["f4.md"]
+
+
+async def test_the_upload_route_keeps_pending_uploads_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from sotrag.app.serving import ui_mount
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setattr(ui_mount, "MAX_PENDING_UPLOADS", 2)
+    engine = SimpleNamespace(model_name="tiny", max_model_len=4096, load=None)
+    app = create_app(Settings(), pipeline=SimpleNamespace(engine=engine, retriever=None, router=None),  # type: ignore[arg-type]
+                     ui=True)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1:8000", timeout=60
+    ) as c:
+        for n in range(5):
+            r = await c.post("/gradio_api/upload", files={"files": (f"f{n}.md", f"# file {n}\n\nwords\n".encode())})
+            assert r.status_code == 200, r.text
+        kept = sorted(p.name for p in (tmp_path / "gradio").rglob("*.md"))
+        assert kept == ["f3.md", "f4.md"], kept  # the bound, the newest kept: room is made before each upload
+    gc.unfreeze()

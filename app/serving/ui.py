@@ -314,7 +314,8 @@ def compare_html(first: AnswerResult | None, second: LiveAnswer, second_mode: st
 
 def build_ui(service: Service) -> gr.Blocks:
     # Gradio keeps each upload in its cache folder: every 10 minutes files older than 30 are deleted, and the
-    # whole cache when the server stops; an upload that was added to the index is deleted at once (add_files).
+    # whole cache when the server stops; an upload that was added to the index, or refused, is deleted at once
+    # (add_files), and the pending ones are bounded in number and size (ui_mount.PendingUploads).
     with gr.Blocks(title="sotrag", analytics_enabled=False, delete_cache=(600, 1800)) as demo:
         gr.HTML(
             "<div id='sot-header'><h1>sotrag</h1><p>Answers over your documents with Skeleton-of-Thought: a short "

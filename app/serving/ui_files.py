@@ -41,8 +41,9 @@ class UploadedFiles:
 
     @classmethod
     def of(cls, blocks: Any) -> UploadedFiles:
-        record = getattr(blocks, "upload_file_set", None)
-        return cls(upload_folder(blocks), (lambda: record) if isinstance(record, set) else None)
+        if not isinstance(getattr(blocks, "upload_file_set", None), set):
+            return cls(upload_folder(blocks))
+        return cls(upload_folder(blocks), lambda: blocks.upload_file_set)
 
     def check(self, value: object) -> Path:
         """The uploaded file ``value`` names, or UploadRefused."""
