@@ -406,7 +406,7 @@ async def test_the_ui_adds_and_removes_documents_with_the_admin_key(
     hash_index: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the UI takes only files its upload stored
-    s = Settings(api_key=SecretStr(KEY), admin_api_key=SecretStr("admin-key-456"))
+    s = Settings(api_key=SecretStr(KEY), admin_api_key=SecretStr("admin-key-4567890123"))
     app = create_app(s, index=hash_index, ui=True)
     service = app.state.service
     from sotrag.app.serving.ui import build_ui
@@ -425,12 +425,12 @@ async def test_the_ui_adds_and_removes_documents_with_the_admin_key(
     assert "admin key" in refused[2] and hash_index.list_documents() == []
     assert not upload.exists()  # a refused upload is not kept either
     upload = stored()
-    added = await fns["add_files"]([str(upload)], "admin-key-456")
+    added = await fns["add_files"]([str(upload)], "admin-key-4567890123")
     assert "added" in added[2], added[2]
     assert not upload.exists()  # the UI's uploaded copy is not kept once it is in the index
     doc_id = hash_index.list_documents()[0].doc_id
     assert "admin key" in (await fns["remove_doc"](doc_id, "wrong"))[2]
-    removed = await fns["remove_doc"](doc_id, "admin-key-456")
+    removed = await fns["remove_doc"](doc_id, "admin-key-4567890123")
     assert "removed" in removed[2] and hash_index.list_documents() == []
 
 
