@@ -25,7 +25,8 @@ AddFiles = Callable[[list[str] | None, str | None], Awaitable[tuple[Any, ...]]]
 
 
 @pytest.fixture
-async def ui(tmp_path: Path) -> AsyncIterator[tuple[AddFiles, DocumentIndex]]:
+async def ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[AddFiles, DocumentIndex]]:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # the UI takes only files its upload stored
     index = DocumentIndex.open(tmp_path / "index", create=True)
     index._embedder = HashEmbedder()  # type: ignore[assignment]
     engine = SimpleNamespace(model_name="tiny", max_model_len=4096, load=None)
@@ -36,16 +37,23 @@ async def ui(tmp_path: Path) -> AsyncIterator[tuple[AddFiles, DocumentIndex]]:
     try:
         demo = build_ui(service)
         add_files = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "add_files")
+        UPLOADED.append(demo.upload_file_set)
         yield cast(AddFiles, add_files), index
     finally:
         await service.stop()
+        UPLOADED.clear()
         gc.unfreeze()
 
 
+UPLOADED: list[set[str]] = []  # the UI's record of what Gradio's upload route stored
+
+
 def _file(tmp_path: Path, folder: str, name: str, data: bytes = GOOD) -> str:
-    (tmp_path / folder).mkdir(exist_ok=True)
-    path = tmp_path / folder / name
+    """A file as Gradio's upload route stores it: <upload folder>/<a folder of its own>/<name>, recorded."""
+    (tmp_path / "gradio" / folder).mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "gradio" / folder / name
     path.write_bytes(data)
+    UPLOADED[-1].add(str(path))
     return str(path)
 
 

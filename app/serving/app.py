@@ -149,14 +149,18 @@ def create_app(
             app, blocks, path="/", theme=theme(), css=THEME_CSS, footer_links=["api"], show_error=True,
             auth=login if api_key else None, max_file_size=max_upload_bytes,
             auth_message="This sotrag server needs its API key: any user name, the key as password.",
+            mcp_server=False, run_history=False,
         )
-        if api_key:
-            from starlette.routing import Mount
+        from starlette.routing import Mount
 
+        from sotrag.app.serving.ui_mount import harden_ui
+
+        mounted = [r.app for r in app.router.routes if isinstance(r, Mount) and r.path in ("", "/")]
+        harden_ui(mounted[-1], blocks, max_upload_bytes=max_upload_bytes)
+        if api_key:
             from sotrag.app.serving.security import gradio_session
 
-            mounted = [r.app for r in app.router.routes if isinstance(r, Mount) and r.path in ("", "/")]
-            ui_session = gradio_session(mounted[-1]) if mounted else None
+            ui_session = gradio_session(mounted[-1])
     # Outermost last: metrics see every response (401s included), then the probes (answered before anything
     # heavier), then access control, then the body limit (a refused client sends no body worth reading).
     app.add_middleware(

@@ -59,6 +59,7 @@ from sotrag.app.serving.errors import (
 from sotrag.app.serving.limits import Busy
 from sotrag.app.serving.security import key_matches
 from sotrag.app.serving.service import Service
+from sotrag.app.serving.ui_files import UploadedFiles, UploadRefused
 from sotrag.app.serving.validation import public_model_name
 from sotrag.retrieval.errors import RetrievalError
 
@@ -313,7 +314,8 @@ def compare_html(first: AnswerResult | None, second: LiveAnswer, second_mode: st
 
 def build_ui(service: Service) -> gr.Blocks:
     # Gradio keeps each upload in its cache folder: every 10 minutes files older than 30 are deleted, and the
-    # whole cache when the server stops; an upload that was added to the index is deleted at once (add_files).
+    # whole cache when the server stops; an upload that was added to the index, or refused, is deleted at once
+    # (add_files), and the pending ones are bounded in number and size (ui_mount.PendingUploads).
     with gr.Blocks(title="sotrag", analytics_enabled=False, delete_cache=(600, 1800)) as demo:
         gr.HTML(
             "<div id='sot-header'><h1>sotrag</h1><p>Answers over your documents with Skeleton-of-Thought: a short "
@@ -321,6 +323,7 @@ def build_ui(service: Service) -> gr.Blocks:
         )
         status = gr.HTML(_status_html(service), elem_id="sot-status")
         history = gr.State([])
+        uploads = UploadedFiles.of(demo)
         with gr.Tab("Ask", id="ask"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -472,22 +475,29 @@ def build_ui(service: Service) -> gr.Blocks:
             return "adding or removing documents needs the admin key: type it in the Admin key field"
 
         async def add_files(paths: list[str] | None, typed_key: str | None) -> tuple[Any, Any, str, Any, str]:
-            refused = write_refusal(typed_key)
             if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
                 paths = None  # a caller's JSON through Gradio's API, not the file picker's list of paths
-            if refused or not paths:
+            picked: list[Path] = []
+            refused: str | None = None
+            for p in paths or []:  # only files this server's upload stored: never any other path of the server
+                try:
+                    picked.append(uploads.check(p))
+                except UploadRefused as exc:
+                    refused = str(exc)
+            refused = refused or write_refusal(typed_key)
+            if refused or not picked:
+                for path in picked:  # a refused upload is not kept either
+                    uploads.discard(path)
                 rows, choice, message = await list_docs(f"⚠ {refused or 'choose one or more files first'}")
-                return rows, choice, message, gr.skip(), _status_html(service)
+                return rows, choice, message, None if picked else gr.skip(), _status_html(service)
             staged: list[tuple[str, Path]] = []
             try:
-                for p in paths:
-                    path = Path(p)
+                for path in picked:
                     name = service.check_upload(path.name, path.stat().st_size)
                     fd, tmp = tempfile.mkstemp(prefix="sotrag-upload-")
                     with open(fd, "wb") as out, path.open("rb") as src:
                         shutil.copyfileobj(src, out)
                     staged.append((name, Path(tmp)))
-                    path.unlink(missing_ok=True)  # Gradio's cached copy: not kept past its use
                 response = await service.add_documents(staged)
                 done = ", ".join(f"{f.source} ({f.status}, {f.chunks} chunks)" for f in response.files)
                 message = f"{DONE_MARK} {md_text(done)}"
@@ -500,6 +510,8 @@ def build_ui(service: Service) -> gr.Blocks:
             finally:
                 for _, tmp_path in staged:
                     tmp_path.unlink(missing_ok=True)
+                for path in picked:  # Gradio's stored upload: not kept past its use, added or refused
+                    uploads.discard(path)
             rows, choice, message = await list_docs(message)
             return rows, choice, message, None, _status_html(service)
 
@@ -524,7 +536,7 @@ def build_ui(service: Service) -> gr.Blocks:
         remove.click(remove_doc, [doc_choice, admin_key], [documents, doc_choice, doc_status, status])
         refresh.click(list_docs, None, [documents, doc_choice, doc_status])
         demo.load(list_docs, None, [documents, doc_choice, doc_status])
-    _short_input_errors(demo)
+    _short_input_errors(demo, uploads)
     return demo
 
 
@@ -534,16 +546,23 @@ UPLOAD_ERRORS = (
 _TYPE_NOTE = re.compile(r"\s*\(type: <class '[^']*'>\)")  # Gradio's note of a value's Python type
 
 
-def _short_input_errors(demo: gr.Blocks) -> None:
+def _short_input_errors(demo: gr.Blocks, uploads: UploadedFiles) -> None:
     """Gradio checks a caller's inputs against its components' own pydantic models before our functions run (a
     chat history that is not a list, a file list that is a number): its refusal is pydantic's multi-line report
     (with a link to pydantic's docs) and a traceback on the console. Any caller can reach the API functions, so a
-    bad input gets one short line instead, as every other surface gives, and no traceback."""
+    bad input gets one short line instead, as every other surface gives, and no traceback.
+
+    Every file path an event names is checked first (``ui_files``): Gradio would otherwise copy any server path a
+    caller writes into its cache and hand it to the function."""
     preprocess = demo.preprocess_data
 
-    async def preprocess_data(*args: Any, **kwargs: Any) -> Any:
+    async def preprocess_data(block_fn: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await preprocess(*args, **kwargs)
+            uploads.check_event(inputs)
+        except UploadRefused as exc:
+            raise gr.Error(f"bad input: {exc}", print_exception=False) from None
+        try:
+            return await preprocess(block_fn, inputs, *args, **kwargs)
         except gr.Error as exc:
             message = _TYPE_NOTE.sub("", (str(exc.message).strip().splitlines() or ["not valid"])[0])[:200]
             raise gr.Error(f"bad input: {message}", print_exception=False) from None
