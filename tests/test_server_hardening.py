@@ -27,7 +27,7 @@ from sotrag.app.config import LimitsConfig, ServerConfig, Settings
 from sotrag.app.serving.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "user-key-123"
+KEY = "user-key-1234567890"
 AUTH = {"authorization": f"Bearer {KEY}"}
 
 
@@ -64,7 +64,7 @@ def test_a_blank_key_in_the_environment_is_refused(clean_env: Path, monkeypatch:
 
 
 def test_a_blank_key_in_a_dotenv_file_is_refused(clean_env: Path) -> None:
-    (clean_env / ".env").write_text("SOTRAG_API_KEY=k\nSOTRAG_ADMIN_API_KEY=\n")
+    (clean_env / ".env").write_text("SOTRAG_API_KEY=api-key-0123456789\nSOTRAG_ADMIN_API_KEY=\n")
     with pytest.raises(ValidationError, match="admin_api_key is empty"):
         Settings()
 
@@ -115,11 +115,11 @@ def test_serve_refuses_a_blank_key_in_one_line(tmp_path: Path) -> None:
 
 
 def test_serve_takes_the_key_from_a_file_and_warns_about_the_flag(tmp_path: Path) -> None:
-    (tmp_path / "key").write_text("from-a-file\n")
+    (tmp_path / "key").write_text("from-a-file-0123456789\n")
     from_file = serve(tmp_path, "--host", "0.0.0.0", "--api-key-file", str(tmp_path / "key"))
     assert from_file.returncode == 1, from_file.stderr  # got past the key: the missing model stops it
     assert "without an API key" not in from_file.stderr and "visible" not in from_file.stderr
-    flag = serve(tmp_path, "--api-key", "on-the-command-line")
+    flag = serve(tmp_path, "--api-key", "on-the-command-line-0123")
     assert flag.returncode == 1 and "visible to every user" in flag.stderr, flag.stderr
 
 
@@ -143,7 +143,8 @@ def test_the_deploy_example_cannot_start_an_open_server(clean_env: Path, monkeyp
         with pytest.raises(ValidationError, match=r"api_key is empty|require_auth is on"):
             Settings(_env_file=clean_env / "secrets.env")  # type: ignore[call-arg]
     filled_in = example
-    for name, value in (("SOTRAG_API_KEY", "k1"), ("SOTRAG_ADMIN_API_KEY", "k2"), ("SOTRAG_ENGINE__API_KEY", "k3")):
+    for name, value in (("SOTRAG_API_KEY", "api-key-k1-0123456789"), ("SOTRAG_ADMIN_API_KEY", "admin-key-k2-0123456"),
+                        ("SOTRAG_ENGINE__API_KEY", "engine-key-k3-012345")):
         filled_in = filled_in.replace(f"\n{name}=\n", f"\n{name}={value}\n")
     (clean_env / "secrets.env").write_text(filled_in)
     filled = Settings(_env_file=clean_env / "secrets.env")  # type: ignore[call-arg]
