@@ -52,6 +52,7 @@ from sotrag.app.serving.openai_protocol import (
     needs_normal,
     openai_error,
     refused_param,
+    shorten,
 )
 from sotrag.app.serving.service import AnswerRun, Service
 
@@ -227,7 +228,7 @@ def _streaming(chunks: AsyncIterator[str]) -> StreamingResponse:
 
 def _unknown_model(name: str) -> JSONResponse:
     return openai_error(
-        404, f"the model {name!r} does not exist; use one of: {', '.join(MODELS)}", param="model",
+        404, f"the model {shorten(name, 64)!r} does not exist; use one of: {', '.join(MODELS)}", param="model",
         code="model_not_found",
     )
 
