@@ -61,8 +61,12 @@ def refs(n: int) -> dict[str, Any]:
 
 
 def max_length(n: int) -> dict[str, Any]:
-    return {"type": "object", "properties": {"a": {"type": "string", "minLength": n, "maxLength": n}},
-            "required": ["a"]}
+    return {"type": "object", "properties": {"a": {"type": "string", "maxLength": n}}, "required": ["a"]}
+
+
+def two_max_length(n: int) -> dict[str, Any]:
+    return {"type": "object", "properties": {"a": {"type": "string", "maxLength": n},
+                                             "b": {"type": "string", "maxLength": n - 1}}, "required": ["a", "b"]}
 
 
 def min_items(n: int) -> dict[str, Any]:
@@ -71,7 +75,7 @@ def min_items(n: int) -> dict[str, Any]:
 
 
 def pattern_repeat(n: int) -> dict[str, Any]:
-    return {"type": "object", "properties": {"a": {"type": "string", "pattern": f"^(ab){{1,{n}}}$"}},
+    return {"type": "object", "properties": {"a": {"type": "string", "pattern": f"^.{{1,{n}}}$"}},
             "required": ["a"]}
 
 
@@ -87,9 +91,10 @@ FAMILIES: dict[str, tuple[Callable[[int], dict[str, Any]], list[int]]] = {
     "enum values": (enum, [64, 256, 1024, 4096]),
     "anyOf branches": (any_of, [16, 64, 256, 1024]),
     "$ref chain (doubling)": (refs, [4, 8, 16, 24]),
-    "min/maxLength": (max_length, [100, 1000, 10_000, 100_000]),
+    "maxLength": (max_length, [8, 16, 32, 33, 100, 1000]),
+    "two maxLength": (two_max_length, [16, 32, 33, 100]),
     "minItems": (min_items, [100, 1000, 10_000]),
-    "pattern {1,n}": (pattern_repeat, [10, 100, 1000]),
+    "pattern .{1,n}": (pattern_repeat, [16, 32, 63, 100, 1000]),
     "integer range 10^n": (int_range, [3, 9, 15]),
 }
 

@@ -54,13 +54,17 @@ OVER_LIMITS = {
     "300 anyOf branches": {"anyOf": [{"const": i} for i in range(300)]},
     "a $ref chain doubling 12 times": doubling_refs(12),
     "maxLength 10^9": {"type": "string", "maxLength": 10**9},
+    "maxLength 80": {"type": "string", "maxLength": 80},
+    "two strings of maxLength 40": {"type": "object", "properties": {"a": {"type": "string", "maxLength": 40},
+                                                                     "b": {"type": "string", "maxLength": 40}}},
+    "a pattern repeating 80 times": {"type": "string", "pattern": "^.{1,80}$"},
     "minItems 10^5": {"type": "array", "items": {"type": "integer"}, "minItems": 100_000},
     "a pattern repeating 10^6 times": {"type": "string", "pattern": "^(ab){1,1000000}$"},
     "a remote $ref": {"$ref": "http://169.254.169.254/schema"},
 }
 WITHIN = {
     "a pydantic-style model": {
-        "$defs": {"Point": {"type": "object", "properties": {"title": {"type": "string", "maxLength": 80},
+        "$defs": {"Point": {"type": "object", "properties": {"title": {"type": "string", "maxLength": 32},
                                                              "score": {"type": "integer", "minimum": 0}},
                             "required": ["title", "score"]}},
         "type": "object", "properties": {"points": {"type": "array", "items": {"$ref": "#/$defs/Point"}}},
@@ -68,6 +72,8 @@ WITHIN = {
     },
     "100 properties": props(100),
     "nested 10 deep": deep(10),
+    "a short pattern": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{4}$"},
+    "a long list of short strings": {"type": "array", "items": {"type": "string", "maxLength": 16}, "maxItems": 1000},
     "a recursive tree": {"$defs": {"n": {"type": "object", "properties": {"kids": {"type": "array",
                                                                                    "items": {"$ref": "#/$defs/n"}}}}},
                          "$ref": "#/$defs/n"},

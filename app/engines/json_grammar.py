@@ -38,19 +38,22 @@ def clean_reason(exc: BaseException) -> str:
 class SchemaLimits:
     """What one client schema may hold. ``max_nodes``: properties, enum values, const/anyOf/oneOf/allOf branches and
     tuple items together, counted with every ``$ref`` expanded where it is used (so a chain of definitions that
-    doubles per level counts as its expansion); ``max_count``: any length or item-count bound, and any repetition
-    count in a ``pattern``."""
+    doubles per level counts as its expansion); ``max_count``: any item or property count bound;
+    ``max_string_bounds``: every string length bound (``minLength``, ``maxLength``) and every repetition count of
+    every ``pattern``, summed (a bounded string compiles to a rule per character position, over the vocabulary)."""
 
     max_bytes: int = 16_384
     max_depth: int = 40  # JSON nesting of the schema itself (an object level is two: properties, then the property)
     max_nodes: int = 256
     max_refs: int = 64
     max_count: int = 1_000
+    max_string_bounds: int = 64
     max_pattern_chars: int = 256
 
 
 LIMITS = SchemaLimits()
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
+_STRING_BOUNDS = ("minLength", "maxLength")
+_COUNTS = ("minItems", "maxItems", "minProperties", "maxProperties", "minContains",
            "maxContains")
 _BRANCHES = ("anyOf", "oneOf", "allOf", "prefixItems", "enum")
 _QUANTIFIER = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
@@ -66,14 +69,19 @@ def check_schema(schema: Any, limits: SchemaLimits = LIMITS) -> None:
     if size > limits.max_bytes:
         raise SchemaError(f"the JSON schema is too large: {size} bytes (at most {limits.max_bytes})")
     refs = 0
+    bounds = 0
     for node in _nodes(schema):
         for key in _COUNTS:
             value = node.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > limits.max_count:
+            if _number(value) and value > limits.max_count:
                 raise SchemaError(f"the JSON schema's {key} is {value} (at most {limits.max_count})")
+        bounds += sum(min(node[key], 10**9) for key in _STRING_BOUNDS if _number(node.get(key)))
         pattern = node.get("pattern")
         if isinstance(pattern, str):
-            _check_pattern(pattern, limits)
+            bounds += _pattern_counts(pattern, limits)
+        if bounds > limits.max_string_bounds:
+            raise SchemaError("the JSON schema's string length bounds and pattern repetition counts add up to over "
+                              f"{limits.max_string_bounds}")
         ref = node.get("$ref")
         if ref is not None:
             refs += 1
@@ -110,13 +118,16 @@ def _nodes(schema: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _check_pattern(pattern: str, limits: SchemaLimits) -> None:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _pattern_counts(pattern: str, limits: SchemaLimits) -> int:
+    """The pattern's repetition counts (``{n}``, ``{n,m}``) summed; ``SchemaError`` for a pattern too long."""
     if len(pattern) > limits.max_pattern_chars:
         raise SchemaError(f"a pattern of the JSON schema is {len(pattern)} characters (at most "
                           f"{limits.max_pattern_chars})")
-    for match in _QUANTIFIER.finditer(pattern):
-        if any(n and int(n) > limits.max_count for n in match.groups()):
-            raise SchemaError(f"a pattern of the JSON schema repeats over {limits.max_count} times")
+    return sum(min(int(n[:10]), 10**9) for match in _QUANTIFIER.finditer(pattern) for n in match.groups() if n)
 
 
 def _check_expanded(schema: Any, max_nodes: int) -> None:
