@@ -328,8 +328,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error("index error on %s %s: %s", request.method, request.url.path, exc)
         return error_response(request, 503, "the document index cannot be used right now (the server log says why)")
 
+    @app.exception_handler(NotReady)
+    async def on_not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        """Starting, failed, or no vLLM server could check the question: a client may try again shortly."""
+        response = error_response(request, 503, str(exc))
+        response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_S)
+        return response
+
     simple: dict[type[Exception], int] = {
-        NotReady: 503,
         NoIndex: 404,
         UnknownDocument: 404,
         UnsupportedDocument: 415,
@@ -337,7 +343,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         DocumentRejected: 422,
         DocumentConflict: 409,
         StorageUnavailable: 507,
-        EngineError: 503,  # e.g. no remote vLLM server reachable when the question is checked
         ClientDisconnected: 499,
     }
     for exc_type, status in simple.items():
@@ -346,6 +351,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(request, status, str(exc.args[0]) if exc.args else type(exc).__name__)
 
         app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(EngineError)
+    async def on_engine(request: Request, exc: EngineError) -> JSONResponse:
+        """An engine error before an answer started (checking the question needs the engine's tokenizer): its
+        public line only (never a server's URL or text), the client's 4xx for a refused value, else a 503 with
+        Retry-After (no vLLM server could take it; the log keeps the full message)."""
+        status = exc.status if 400 <= exc.status < 500 else 503
+        log.warning("engine error on %s %s: %s", request.method, request.url.path, exc)
+        response = error_response(request, status, exc.public, param=getattr(exc, "param", None))
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_S)
+        return response
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

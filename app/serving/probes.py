@@ -5,6 +5,9 @@ here, a probe skips access control, the body limit, FastAPI's routing, dependenc
 validation, and never waits for anything an answer holds: no lock, no thread, no engine call. The routes of the
 same paths remain for the OpenAPI schema; they return the same bodies.
 
+A remote engine's servers are shown as ``server 1``, ``server 2``, ... with up/down counts: never their URLs
+(which may hold credentials) or their errors' text; the log keeps those.
+
 The index counts in ``/readyz`` are cached (counting takes the index's read lock); they are recounted in a
 worker thread when the index's files change on disk, so an ingest by another process (``sotrag ingest``) shows
 within a probe or two.
@@ -31,7 +34,8 @@ def readiness(service: Any) -> Readiness:
     """What ``/readyz`` says. Nothing here blocks or waits: every figure is a field or a cached count."""
     engine = service.engine
     servers = service.engine_servers()
-    servers_up = servers is None or any(s["up"] for s in servers)
+    up = sum(1 for s in servers if s["up"]) if servers is not None else None
+    servers_up = servers is None or bool(up)
     limiter = service.limiter
     return Readiness(
         ready=service.state == "ready" and servers_up,
@@ -47,8 +51,16 @@ def readiness(service: Any) -> Readiness:
         answers_in_flight=service.answers_in_flight,
         answers_queued=limiter.queued if limiter else 0,
         engine_unfinished_requests=service.unfinished_engine_requests(),
-        servers=[ServerHealth(**s) for s in servers] if servers is not None else None,
+        servers=[_labelled(i, s) for i, s in enumerate(servers, 1)] if servers is not None else None,
+        servers_up=up,
+        servers_down=len(servers) - up if servers is not None and up is not None else None,
     )
+
+
+def _labelled(number: int, status: dict[str, Any]) -> ServerHealth:
+    """A server as a probe may show it to anyone: a label for its URL (which may carry credentials and names the
+    topology) and no reason (another server's error text); the log has both."""
+    return ServerHealth(**{**status, "url": f"server {number}", "reason": None})
 
 
 class IndexWatch:
