@@ -92,9 +92,9 @@ FAMILIES: dict[str, tuple[Callable[[int], dict[str, Any]], list[int]]] = {
     "anyOf branches": (any_of, [16, 64, 256, 1024]),
     "$ref chain (doubling)": (refs, [4, 8, 16, 24]),
     "maxLength": (max_length, [8, 16, 32, 33, 100, 1000]),
-    "two maxLength": (two_max_length, [16, 32, 33, 100]),
+    "two maxLength": (two_max_length, [8, 16, 17, 32]),
     "minItems": (min_items, [100, 1000, 10_000]),
-    "pattern .{1,n}": (pattern_repeat, [16, 32, 63, 100, 1000]),
+    "pattern .{1,n}": (pattern_repeat, [8, 15, 16, 32, 1000]),
     "integer range 10^n": (int_range, [3, 9, 15]),
 }
 

@@ -40,14 +40,15 @@ class SchemaLimits:
     tuple items together, counted with every ``$ref`` expanded where it is used (so a chain of definitions that
     doubles per level counts as its expansion); ``max_count``: any item or property count bound;
     ``max_string_bounds``: every string length bound (``minLength``, ``maxLength``) and every repetition count of
-    every ``pattern``, summed (a bounded string compiles to a rule per character position, over the vocabulary)."""
+    every ``pattern`` (counted twice: a repeated pattern piece costs more to compile), summed: a bounded string
+    compiles to a rule per character position, each checked against the whole vocabulary."""
 
     max_bytes: int = 16_384
     max_depth: int = 40  # JSON nesting of the schema itself (an object level is two: properties, then the property)
     max_nodes: int = 256
     max_refs: int = 64
     max_count: int = 1_000
-    max_string_bounds: int = 64
+    max_string_bounds: int = 32
     max_pattern_chars: int = 256
 
 
@@ -127,7 +128,7 @@ def _pattern_counts(pattern: str, limits: SchemaLimits) -> int:
     if len(pattern) > limits.max_pattern_chars:
         raise SchemaError(f"a pattern of the JSON schema is {len(pattern)} characters (at most "
                           f"{limits.max_pattern_chars})")
-    return sum(min(int(n[:10]), 10**9) for match in _QUANTIFIER.finditer(pattern) for n in match.groups() if n)
+    return 2 * sum(min(int(n[:10]), 10**9) for match in _QUANTIFIER.finditer(pattern) for n in match.groups() if n)
 
 
 def _check_expanded(schema: Any, max_nodes: int) -> None:
