@@ -54,6 +54,8 @@ OVER_LIMITS = {
     "300 anyOf branches": {"anyOf": [{"const": i} for i in range(300)]},
     "a $ref chain doubling 12 times": doubling_refs(12),
     "maxLength 10^9": {"type": "string", "maxLength": 10**9},
+    "maxLength NaN": {"type": "string", "maxLength": float("nan")},
+    "minItems Infinity": {"type": "array", "minItems": float("inf")},
     "maxLength 80": {"type": "string", "maxLength": 80},
     "two strings of maxLength 20": {"type": "object", "properties": {"a": {"type": "string", "maxLength": 20},
                                                                      "b": {"type": "string", "maxLength": 20}}},

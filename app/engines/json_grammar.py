@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import re
 from typing import Any
 
@@ -73,10 +74,9 @@ def check_schema(schema: Any, limits: SchemaLimits = LIMITS) -> None:
     bounds = 0
     for node in _nodes(schema):
         for key in _COUNTS:
-            value = node.get(key)
-            if _number(value) and value > limits.max_count:
-                raise SchemaError(f"the JSON schema's {key} is {value} (at most {limits.max_count})")
-        bounds += sum(min(node[key], 10**9) for key in _STRING_BOUNDS if _number(node.get(key)))
+            if _bound(node.get(key)) > limits.max_count:
+                raise SchemaError(f"the JSON schema's {key} is over {limits.max_count}")
+        bounds += sum(_bound(node.get(key)) for key in _STRING_BOUNDS)
         pattern = node.get("pattern")
         if isinstance(pattern, str):
             bounds += _pattern_counts(pattern, limits)
@@ -119,8 +119,11 @@ def _nodes(schema: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _bound(value: Any) -> int:
+    """A count bound as a number to add up: 0 when it is not a number, huge when not finite (NaN compares false)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return 0
+    return int(min(value, 10**9)) if math.isfinite(value) else 10**9
 
 
 def _pattern_counts(pattern: str, limits: SchemaLimits) -> int:

@@ -157,11 +157,11 @@ def create_openai_router(service: Service) -> APIRouter:
         request = AnswerRequest(question=question, mode=mode, history=tuple(history), sampling=sampling)
         run = await service.answer(request, surface="openai")  # admitted (or 429) before the schema is converted
         if schema is not None:
-            refused = await _convert_schema(schema)
-            if refused is not None:
+            unusable = await _convert_schema(schema)
+            if unusable is not None:
                 if run.ticket is not None:
                     run.ticket.release()
-                return refused
+                return unusable
         return run
 
     @router.post(
