@@ -147,7 +147,8 @@ async def test_the_schema_is_converted_only_after_admission(
     monkeypatch.undo()
     r = await c.post("/v1/chat/completions", json=_body(WITHIN["a pydantic-style model"]))
     assert r.status_code == 200, r.text[:300]
-    assert json.loads(engine.requests[-1].sampling.json_schema) == WITHIN["a pydantic-style model"]
+    sent = engine.requests[-1].sampling.json_schema
+    assert sent is not None and json.loads(sent) == WITHIN["a pydantic-style model"]
 
 
 async def test_a_conversion_past_its_time_is_refused_and_frees_its_place(
