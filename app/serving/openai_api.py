@@ -89,7 +89,7 @@ def _sse(model: BaseModel) -> str:
 
 
 def _error_line(message: str) -> str:
-    return _sse(OpenAIError(error=OpenAIErrorBody(message=message, type="server_error")))
+    return _sse(OpenAIError(error=OpenAIErrorBody(message=shorten(message), type="server_error")))
 
 
 def create_openai_router(service: Service) -> APIRouter:
