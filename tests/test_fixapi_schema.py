@@ -168,3 +168,44 @@ async def test_a_conversion_past_its_time_is_refused_and_frees_its_place(
     assert engine.requests == []
     assert service.limiter.queued == 0 and service.limiter.running == 0
 
+
+
+def test_the_in_process_engine_refuses_an_over_limit_schema_before_vllm_sees_it() -> None:
+    """The library's way in: ``SamplingConfig.json_schema`` reaches the engine's structured outputs."""
+    from sotrag.app.engines.base import SamplingOptions
+    from sotrag.app.engines.vllm import _structured_outputs
+
+    built: list[dict[str, Any]] = []
+    with pytest.raises(SchemaError):
+        _structured_outputs(SamplingOptions(json_schema=json.dumps(props(5000))), lambda **kw: built.append(kw))
+    assert built == []
+
+
+async def test_the_remote_engine_refuses_an_over_limit_schema_before_sending_it() -> None:
+    from sotrag.app.config import EngineConfig
+    from sotrag.app.engines.base import EngineRejected, GenerationRequest, SamplingOptions
+    from sotrag.app.engines.remote import RemoteEngine
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    engine = RemoteEngine(EngineConfig(urls=["http://10.1.2.3:8001/v1"], model="m", connect_retries=0))
+    await engine.transport.client.aclose()
+    engine.transport.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    engine.transport.pool.client = engine.transport.client
+    server = engine.transport.pool.servers[0]
+    server.up = server.probed = True
+    server.features = {"token_ids": True, "structured_outputs": True}
+    request = GenerationRequest(request_id="r1", prompt="x", prompt_token_ids=(1, 2, 3),
+                                sampling=SamplingOptions(json_schema=json.dumps(deep(300))))
+    try:
+        with pytest.raises(EngineRejected) as refused:
+            async for _ in engine.generate(request):
+                pass
+        assert refused.value.param == "response_format" and "nested too deeply" in refused.value.public
+        assert sent == []
+    finally:
+        await engine.aclose()
