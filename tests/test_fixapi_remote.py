@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from sotrag.app.config import EngineConfig, Settings, SoTConfig
 from sotrag.app.engines.remote import RemoteEngine
@@ -53,7 +54,7 @@ def test_server_names_in_messages_and_the_log_have_no_credentials() -> None:
 
 
 @contextlib.asynccontextmanager
-async def remote_app(handler: Handler) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+async def remote_app(handler: Handler, settings: Settings = SETTINGS) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     """The app over a real RemoteEngine whose two servers answer with ``handler``; one marked down with a reason
     that names its URL, as the health check would."""
     engine = RemoteEngine(EngineConfig(urls=URLS, model="m", connect_retries=0, max_model_len=512))
@@ -68,7 +69,7 @@ async def remote_app(handler: Handler) -> AsyncIterator[tuple[httpx.AsyncClient,
     first.up = first.probed = True
     first.features = {"token_ids": True, "structured_outputs": True}
     second.up, second.reason = False, f"cannot connect to {second.url}: connection refused"
-    app = create_app(SETTINGS, pipeline=SoTPipeline(engine, SETTINGS), ui=False)
+    app = create_app(settings, pipeline=SoTPipeline(engine, settings), ui=False)
     service = app.state.service
     await service.start()
     try:
@@ -89,6 +90,17 @@ async def test_readyz_shows_labels_and_counts_never_urls_or_reasons() -> None:
         assert [s["up"] for s in body["servers"]] == [True, False]
         assert all(s["reason"] is None for s in body["servers"])
         assert body["servers_up"] == 1 and body["servers_down"] == 1
+
+
+async def test_with_a_key_set_a_probe_without_it_sees_counts_only() -> None:
+    keyed = SETTINGS.model_copy(update={"api_key": SecretStr("probe-key-123456")})
+    async with remote_app(refused, keyed) as (c, _):
+        r = await c.get("/readyz")
+        _clean(r.text)
+        assert r.json()["servers"] is None and r.json()["servers_up"] == 1 and r.json()["servers_down"] == 1
+        r = await c.get("/readyz", headers={"authorization": "Bearer probe-key-123456"})
+        _clean(r.text)
+        assert [s["url"] for s in r.json()["servers"]] == ["server 1", "server 2"]
 
 
 @pytest.mark.parametrize("handler", [refused, not_found], ids=["unreachable", "upstream 404"])
