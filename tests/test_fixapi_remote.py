@@ -93,12 +93,12 @@ async def test_readyz_shows_labels_and_counts_never_urls_or_reasons() -> None:
 
 
 async def test_with_a_key_set_a_probe_without_it_sees_counts_only() -> None:
-    keyed = SETTINGS.model_copy(update={"api_key": SecretStr("probe-key-123456")})
+    keyed = SETTINGS.model_copy(update={"api_key": SecretStr("pr0be-7f2a9c41d8e6b3")})
     async with remote_app(refused, keyed) as (c, _):
         r = await c.get("/readyz")
         _clean(r.text)
         assert r.json()["servers"] is None and r.json()["servers_up"] == 1 and r.json()["servers_down"] == 1
-        r = await c.get("/readyz", headers={"authorization": "Bearer probe-key-123456"})
+        r = await c.get("/readyz", headers={"authorization": "Bearer pr0be-7f2a9c41d8e6b3"})
         _clean(r.text)
         assert [s["url"] for s in r.json()["servers"]] == ["server 1", "server 2"]
 
