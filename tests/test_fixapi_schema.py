@@ -45,6 +45,17 @@ def doubling_refs(n: int) -> dict[str, Any]:
     return {"$defs": defs, "$ref": f"#/$defs/d{n}"}
 
 
+def ref_chain(defs: int, items: int) -> dict[str, Any]:
+    """``defs`` definitions, each ``items`` arrays deep around a reference to the next."""
+    chain: dict[str, Any] = {f"d{defs}": {"type": "string"}}
+    for i in range(defs):
+        inner: dict[str, Any] = {"$ref": f"#/$defs/d{i + 1}"}
+        for _ in range(items):
+            inner = {"items": inner}
+        chain[f"d{i}"] = inner
+    return {"$defs": chain, "$ref": "#/$defs/d0"}
+
+
 OVER_LIMITS = {
     "5000 optional properties": props(5000),
     "400 properties (under the byte limit)": props(400),
@@ -53,6 +64,7 @@ OVER_LIMITS = {
     "5000 enum values": {"enum": list(range(5000))},
     "300 anyOf branches": {"anyOf": [{"const": i} for i in range(300)]},
     "a $ref chain doubling 12 times": doubling_refs(12),
+    "a chain of 63 $refs, each 19 arrays deep (was a RecursionError)": ref_chain(63, 19),
     "maxLength 10^9": {"type": "string", "maxLength": 10**9},
     "maxLength NaN": {"type": "string", "maxLength": float("nan")},
     "minItems Infinity": {"type": "array", "minItems": float("inf")},

@@ -46,6 +46,7 @@ class SchemaLimits:
 
     max_bytes: int = 16_384
     max_depth: int = 40  # JSON nesting of the schema itself (an object level is two: properties, then the property)
+    max_expanded_depth: int = 128  # the same with every $ref expanded where it is used
     max_nodes: int = 256
     max_refs: int = 64
     max_count: int = 1_000
@@ -90,7 +91,7 @@ def check_schema(schema: Any, limits: SchemaLimits = LIMITS) -> None:
                 raise SchemaError("the JSON schema's $ref must point inside the schema (#/$defs/...)")
     if refs > limits.max_refs:
         raise SchemaError(f"the JSON schema has {refs} $refs (at most {limits.max_refs})")
-    _check_expanded(schema, limits.max_nodes)
+    _check_expanded(schema, limits)
 
 
 def _check_depth(schema: Any, max_depth: int) -> None:
@@ -134,47 +135,49 @@ def _pattern_counts(pattern: str, limits: SchemaLimits) -> int:
     return 2 * sum(min(int(n[:10]), 10**9) for match in _QUANTIFIER.finditer(pattern) for n in match.groups() if n)
 
 
-def _check_expanded(schema: Any, max_nodes: int) -> None:
+def _check_expanded(schema: Any, limits: SchemaLimits) -> None:
     """Count what a compiler sees with every local ``$ref`` expanded where it is used (a reference to a definition
-    already being expanded, i.e. recursion, counts once); refuse as soon as the count passes ``max_nodes``."""
+    already being expanded, i.e. recursion, counts once): refuse as soon as the count passes ``max_nodes`` or the
+    expanded nesting passes ``max_expanded_depth``. Iterative: a chain of references cannot exhaust the stack."""
     count = 0
-
-    def resolve(ref: str) -> Any:
-        target: Any = schema
-        for part in ref.lstrip("#").split("/")[1:] if ref != "#" else []:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(target, dict) and part in target:
-                target = target[part]
-            elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
-                target = target[int(part)]
-            else:
-                return None  # the compiler reports a dangling reference itself
-        return target
-
-    def walk(value: Any, expanding: frozenset[str]) -> None:
-        nonlocal count
+    stack: list[tuple[Any, frozenset[str], int]] = [(schema, frozenset(), 1)]
+    while stack:
+        value, expanding, depth = stack.pop()
+        if depth > limits.max_expanded_depth:
+            raise SchemaError(f"the JSON schema is nested too deeply with its $refs expanded (at most "
+                              f"{limits.max_expanded_depth} levels)")
         if isinstance(value, list):
-            for item in value:
-                walk(item, expanding)
-            return
+            stack.extend((item, expanding, depth + 1) for item in value)
+            continue
         if not isinstance(value, dict):
-            return
+            continue
         properties = value.get("properties")
         count += len(properties) if isinstance(properties, dict) else 0
         for key in _BRANCHES:
             branch = value.get(key)
             count += len(branch) if isinstance(branch, list) else 0
-        if count > max_nodes:
-            raise SchemaError(f"the JSON schema is too large: over {max_nodes} properties, enum values and "
+        if count > limits.max_nodes:
+            raise SchemaError(f"the JSON schema is too large: over {limits.max_nodes} properties, enum values and "
                               "branches (with each $ref counted where it is used)")
         ref = value.get("$ref")
         if isinstance(ref, str) and ref not in expanding:
-            walk(resolve(ref), expanding | {ref})
-        for key, child in value.items():
-            if key not in ("$defs", "definitions", "enum", "const"):
-                walk(child, expanding)
+            stack.append((_resolve(schema, ref), expanding | {ref}, depth + 1))
+        stack.extend((child, expanding, depth + 1) for key, child in value.items()
+                     if key not in ("$defs", "definitions", "enum", "const"))
 
-    walk(schema, frozenset())
+
+def _resolve(schema: Any, ref: str) -> Any:
+    """The local reference's target, or None (the compiler reports a dangling reference itself)."""
+    target: Any = schema
+    for part in ref.lstrip("#").split("/")[1:] if ref != "#" else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and part in target:
+            target = target[part]
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        else:
+            return None
+    return target
 
 
 @functools.cache
