@@ -67,10 +67,13 @@ def check_schema(schema: Any, limits: SchemaLimits = LIMITS) -> None:
     schema's size, and the size is checked first."""
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("the JSON schema must be an object")
-    _check_depth(schema, limits.max_depth)
-    size = len(json.dumps(schema, separators=(",", ":")))
+    try:  # the size first: measured in C, so a client's megabyte costs the loop little before it is refused
+        size = len(json.dumps(schema, separators=(",", ":")))
+    except (RecursionError, ValueError):
+        raise SchemaError(f"the JSON schema is nested too deeply (at most {limits.max_depth} levels)") from None
     if size > limits.max_bytes:
         raise SchemaError(f"the JSON schema is too large: {size} bytes (at most {limits.max_bytes})")
+    _check_depth(schema, limits.max_depth)
     refs = 0
     bounds = 0
     for node in _nodes(schema):
