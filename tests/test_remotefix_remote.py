@@ -120,7 +120,8 @@ def _refusal(status: int, message: str, param: str | None = None) -> Handler:
 
 @pytest.mark.parametrize(
     ("status", "kind", "public_status"),
-    [(400, EngineRejected, 422), (503, EngineUnavailable, 503), (500, EngineError, 500)],
+    [(400, EngineRejected, 422), (503, EngineUnavailable, 503), (500, EngineUnavailable, 503),
+     (404, EngineUnavailable, 503), (401, EngineError, 500)],
 )
 async def test_a_server_refusal_says_whose_fault_it_is_and_its_public_text_names_no_server(
     bodies: list[dict[str, Any]], status: int, kind: type[EngineError], public_status: int
@@ -132,9 +133,10 @@ async def test_a_server_refusal_says_whose_fault_it_is_and_its_public_text_names
         error = caught.value
         assert type(error) is kind and error.status == public_status
         assert URL.split("/v1")[0] in str(error)  # the log and the CLI keep where it happened
-        assert "10.1.2.3" not in error.public and "seed must be in range" in error.public
+        # neither the server's address nor its text reaches a client (the log keeps both)
+        assert "10.1.2.3" not in error.public and "must be in range" not in error.public
         if kind is EngineRejected:
-            assert isinstance(error, EngineRejected) and error.param == "seed"
+            assert isinstance(error, EngineRejected) and error.param == "seed" and "seed" in error.public
     finally:
         await engine.aclose()
 
@@ -175,6 +177,6 @@ async def test_a_server_that_cannot_be_reached_is_unavailable() -> None:
         with pytest.raises(EngineUnavailable) as caught:
             await _drain(engine, _request())
         assert "10.1.2.3" in str(caught.value)
-        assert caught.value.public.startswith("cannot reach the vLLM server: ")
+        assert caught.value.public.startswith("no vLLM server is up") and "refused" not in caught.value.public
     finally:
         await engine.aclose()

@@ -297,10 +297,20 @@ class EngineError(RuntimeError):
     ``status`` is the HTTP status an answer that failed with it gets (500: the server's fault)."""
 
     status = 500
+    default_public: str | None = None  # a class's one public message, whatever the operator's message says
+
+    def __init__(self, *args: object, public: str | None = None) -> None:
+        super().__init__(*args)
+        self._public = public
 
     @property
     def public(self) -> str:
-        """The message without server URLs: one line an API client may see (it must not learn the topology)."""
+        """One line an API client may see: the ``public`` given (an error that quotes another server's answer
+        gives one, so that text never reaches a client), else the class's, else the message without server URLs
+        (a client must not learn the topology)."""
+        given = getattr(self, "_public", None) or self.default_public
+        if given:
+            return given
         lines = str(self).strip().splitlines()
         return _URL.sub("", lines[0] if lines else type(self).__name__)
 
@@ -312,8 +322,8 @@ class EngineRejected(EngineError):
 
     status = 422
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, param: str | None = None, public: str | None = None) -> None:
+        super().__init__(message, public=public)
         self.param = param
 
 
@@ -321,3 +331,4 @@ class EngineUnavailable(EngineError):
     """No vLLM server can take the request now (all down or unreachable): 503, worth retrying later."""
 
     status = 503
+    default_public = "no vLLM server is up or free to take the request now; try again shortly"

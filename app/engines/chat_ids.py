@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sotrag.app.engines.base import ChatPrompt, EngineError
+from sotrag.app.engines.base import ChatPrompt, EngineError, EngineRejected
 from sotrag.app.engines.lru import LRU
 from sotrag.prompts.messages import ChatMessage
 
@@ -234,6 +234,10 @@ def _apply(tokenizer: Any, pairs: list[tuple[str, str]], continue_final_message:
 def _merge_system(pairs: list[tuple[str, str]], exc: Exception) -> list[tuple[str, str]]:
     """A template that failed (e.g. one without a system role) gets the system text merged into the next
     message; anything else is the engine's error."""
+    if isinstance(exc, EngineError) and not isinstance(exc, EngineRejected):
+        raise exc  # the server that renders it failed (down, a 404): not the template's fault, and not the client's
     if len(pairs) > 1 and pairs[0][0] == "system":
         return [(pairs[1][0], f"{pairs[0][1]}\n\n{pairs[1][1]}"), *pairs[2:]]
-    raise EngineError(f"the model's chat template failed: {exc}") from exc
+    upstream = isinstance(exc, EngineError)  # a server's refusal: its text is for the log, not the client
+    raise EngineError(f"the model's chat template failed: {exc}",
+                      public="the model's chat template failed" if upstream else None) from exc

@@ -55,6 +55,19 @@ def split_url(url: str) -> tuple[str, str]:
     return text + "/v1", text
 
 
+def without_credentials(url: str) -> str:
+    """The URL without a user name or password in it: how a server is named in messages and the log (requests use
+    the configured URL, credentials included)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
 def parse_metrics(text: str) -> tuple[int, int, float]:
     """``(running, waiting, kv_cache_usage)`` summed over a server's engines (data parallel has several)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -76,7 +89,7 @@ def parse_metrics(text: str) -> tuple[int, int, float]:
 class Server:
     """One vLLM OpenAI server, as the pool sees it."""
 
-    url: str  # as configured
+    url: str  # as configured, less any credentials (``without_credentials``): for messages and the log
     api_base: str  # .../v1
     root: str  # where /health, /metrics, /tokenize live
     up: bool = False
@@ -137,7 +150,7 @@ class ServerPool:
             if api_base in seen:
                 continue
             seen.add(api_base)
-            self.servers.append(Server(url=url, api_base=api_base, root=root))
+            self.servers.append(Server(url=without_credentials(url), api_base=api_base, root=root))
         if not self.servers:
             raise EngineError("no engine URL given")
         self.client = client

@@ -14,7 +14,13 @@ from typing import Any
 
 import httpx
 
-from sotrag.app.engines.base import EngineError, EngineRejected, GenerationDelta, GenerationRequest
+from sotrag.app.engines.base import (
+    EngineError,
+    EngineRejected,
+    EngineUnavailable,
+    GenerationDelta,
+    GenerationRequest,
+)
 
 SERVER_STOPS = 4  # vLLM's server takes at most VLLM_MAX_STOP_STRINGS (4 by default) stop strings
 
@@ -43,8 +49,11 @@ async def read_completions(
             message = error.get("message", error) if isinstance(error, dict) else error
             text = f"the vLLM server {server_url} failed the request: {message}"
             if isinstance(error, dict) and error.get("code") in (400, 422):  # a value it refused mid-stream
-                raise EngineRejected(text, param=error.get("param") or None)
-            raise EngineError(text)
+                param = error.get("param") or None
+                what = f"the request's {str(param)[:64]}" if param else "one of the request's values"
+                raise EngineRejected(text, param=str(param)[:64] if param else None,
+                                     public=f"the vLLM server refused {what}")
+            raise EngineError(text, public=FAILED)
         usage = chunk.get("usage") or {}
         if usage:
             prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
@@ -83,8 +92,11 @@ async def read_completions(
     if held is None:
         if aborted():
             return
-        raise EngineError(f"the stream from the vLLM server {server_url} ended before the request finished")
+        raise EngineUnavailable(f"the stream from the vLLM server {server_url} ended before the request finished")
     yield dataclasses.replace(held, prompt_tokens=prompt_tokens, cached_prompt_tokens=cached)
+
+
+FAILED = "the vLLM server failed the request (the server log says why)"
 
 
 def without_specials(ids: list[int], choice: dict[str, Any], special: Collection[int]) -> list[int]:

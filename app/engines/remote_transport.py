@@ -83,8 +83,9 @@ class RemoteTransport:
             if len(servers) == 1:
                 s = servers[0]
                 known = s.url in s.reason  # the probe's own errors name the server
-                raise EngineError(s.reason if known else f"cannot reach the vLLM server {s.url}: {s.reason}")
-            raise EngineError(f"no vLLM server is usable: {self.pool.down_summary()}")
+                raise EngineError(s.reason if known else f"cannot reach the vLLM server {s.url}: {s.reason}",
+                                  public=NOT_USABLE)
+            raise EngineError(f"no vLLM server is usable: {self.pool.down_summary()}", public=NOT_USABLE)
 
     # -- checking a server ------------------------------------------------------------------------------
 
@@ -220,7 +221,7 @@ class RemoteTransport:
                 except _TRANSPORT_ERRORS as exc:
                     if answered:
                         self.pool.recheck_soon()
-                        raise EngineError(
+                        raise EngineUnavailable(
                             f"the stream from the vLLM server {server.url} was cut mid-answer "
                             f"({describe_http_error(exc)})"
                         ) from None
@@ -239,11 +240,13 @@ class RemoteTransport:
                         raise EngineUnavailable(f"cannot reach the vLLM server {server.url}: {reason}") from None
                     await asyncio.sleep(BACKOFF_S * 2 ** (attempt - 1))
                 except httpx.TimeoutException:
-                    raise EngineError(
+                    raise EngineUnavailable(
                         f"the vLLM server {server.url} sent nothing for {self.config.read_timeout_s:g} s"
                     ) from None
                 except httpx.HTTPError as exc:
-                    raise EngineError(f"the vLLM server {server.url} failed: {describe_http_error(exc)}") from None
+                    raise EngineUnavailable(
+                        f"the vLLM server {server.url} failed: {describe_http_error(exc)}"
+                    ) from None
                 finally:
                     self.open_streams.pop(request.request_id, None)
                     self._aborted.discard(request.request_id)
@@ -350,17 +353,30 @@ def _warn_seed_dropped() -> None:
     )
 
 
+NOT_USABLE = "no vLLM server is usable (the server log says why)"
+CREDENTIALS = "the vLLM server refused sotrag's credentials (the server log says why)"
+
+
 def status_exception(server: Server, resp: httpx.Response) -> EngineError:
     """The error for a server's HTTP error answer to a request: ``EngineRejected`` (the client's 4xx, naming the
     parameter where the server did) for a 400 or 422, which vLLM sends for a value it refuses (a seed out of
-    range, a schema its grammar compiler rejects); ``EngineUnavailable`` for a 503 (overloaded, shutting down);
-    else ``EngineError``."""
+    range, a schema its grammar compiler rejects); ``EngineError`` for a refused key (the operator's to fix);
+    else ``EngineUnavailable`` (a 503, a 404 from a server that lost its route or model, a proxy's 502): the
+    client's 503, worth retrying. The message keeps the server's URL and text for the log; ``public`` has
+    neither."""
     message = status_error(server, resp)
     if resp.status_code in (400, 422):
-        return EngineRejected(message, param=_error_body(resp)[1])
-    if resp.status_code == 503:
-        return EngineUnavailable(message)
-    return EngineError(message)
+        return rejected(message, _error_body(resp)[1])
+    if resp.status_code in (401, 403):
+        return EngineError(message, public=CREDENTIALS)
+    return EngineUnavailable(message)
+
+
+def rejected(message: str, param: str | None) -> EngineRejected:
+    """A server's refusal of one of the request's values: the client sees which parameter, not the server's text
+    (it may quote the server's internals)."""
+    what = f"the request's {param[:64]}" if param else "one of the request's values"
+    return EngineRejected(message, param=param[:64] if param else None, public=f"the vLLM server refused {what}")
 
 
 def _error_body(resp: httpx.Response) -> tuple[str, str | None]:

@@ -125,9 +125,9 @@ class IndexStatus(BaseModel):
 
 
 class ServerHealth(BaseModel):
-    url: str
+    url: str = Field(description="the server's label (server 1, server 2, ...), never its address")
     up: bool
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="always null: why a server is down is in the log")
     running: int = Field(default=0, description="requests running on the server, from its last /metrics read")
     waiting: int = Field(default=0, description="requests waiting on the server, from its last /metrics read")
     kv_cache_usage: float = 0.0
@@ -147,8 +147,10 @@ class Readiness(BaseModel):
         None, description="requests vLLM still holds; 0 when no answer is running (a left client aborts its own)"
     )
     servers: list[ServerHealth] | None = Field(
-        None, description="remote engine: each vLLM server, up or down (with why); null for an in-process engine"
+        None, description="remote engine: each vLLM server by label, up or down; null for an in-process engine"
     )
+    servers_up: int | None = Field(None, description="remote engine: how many vLLM servers are up")
+    servers_down: int | None = Field(None, description="remote engine: how many vLLM servers are down")
 
 
 def sse_event_schema(json_data: bool) -> dict[str, object]:

@@ -228,18 +228,21 @@ def _http_detail(exc: StarletteHTTPException) -> str:
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, str | None]:
-    """One line from pydantic's errors: the field's path without pydantic's own union tags
-    (``function-after[_valid_unicode(), str]``, ``list[ContentPart]``, ``[key]``), each echoed part cut short."""
+    """One line from pydantic's errors: each field's path as the client wrote it (``_client_path``), each echoed
+    part cut short. The param is the top-level parameter the first error is in."""
     parts: list[str] = []
     param = None
     for err in exc.errors():
-        loc = [_short(str(x), 40) for x in err.get("loc", ()) if x != "body" and not _internal(str(x))]
+        raw = [x for x in err.get("loc", ()) if x != "body"] if err.get("loc", ("",))[0] == "body" else []
+        loc = [_short(str(x), 40) for x in _client_path(exc.body, raw, missing=err.get("type") == "missing")]
+        if not raw:
+            loc = [_short(str(x), 40) for x in err.get("loc", ()) if not _internal(str(x))]
         if err.get("type") == "json_invalid":
             at = f" at character {loc[0]}" if loc else ""
             parts.append(f"malformed JSON{at}: {err.get('ctx', {}).get('error', 'cannot parse')}")
             continue
         where = ".".join(loc)
-        param = param or (where or None)
+        param = param or (loc[0] if loc else None)
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if msg.startswith("Expected UploadFile"):  # a multipart part without a file name is a plain form field
             msg = 'a file part with no file name; send each file with one (filename="notes.md")'
@@ -249,8 +252,29 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(parts) or "invalid request", param
 
 
+def _client_path(body: Any, loc: list[Any], *, missing: bool) -> list[Any]:
+    """The parts of a pydantic error location that are keys and indexes of the body the client sent. The rest are
+    pydantic's names for a union's members (``constrained-str``, ``str``, ``list[ContentPart]``, a model's class
+    name): walking the body tells them apart from field names, whatever pydantic calls them. A missing field's name
+    (the last part of a ``missing`` error) is kept though the body lacks it."""
+    if not isinstance(body, dict):
+        return [x for x in loc if not _internal(str(x))]
+    path: list[Any] = []
+    value: Any = body
+    for i, part in enumerate(loc):
+        key = isinstance(value, dict) and isinstance(part, str) and part in value
+        index = isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
+        if key or index:
+            path.append(part)
+            value = value[part]
+        elif missing and i == len(loc) - 1 and isinstance(value, dict) and not _internal(str(part)):
+            path.append(part)
+    return path
+
+
 def _internal(loc_part: str) -> bool:
-    """pydantic's names for a union's members and a dict's keys, not the client's field names."""
+    """pydantic's names for a union's members and a dict's keys, not the client's field names (where the body
+    cannot tell: it was not JSON)."""
     return "[" in loc_part or "(" in loc_part
 
 
@@ -305,8 +329,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error("index error on %s %s: %s", request.method, request.url.path, exc)
         return error_response(request, 503, "the document index cannot be used right now (the server log says why)")
 
+    @app.exception_handler(NotReady)
+    async def on_not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        """Starting, failed, or no vLLM server could check the question: a client may try again shortly."""
+        response = error_response(request, 503, str(exc))
+        response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_S)
+        return response
+
     simple: dict[type[Exception], int] = {
-        NotReady: 503,
         NoIndex: 404,
         UnknownDocument: 404,
         UnsupportedDocument: 415,
@@ -314,7 +344,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         DocumentRejected: 422,
         DocumentConflict: 409,
         StorageUnavailable: 507,
-        EngineError: 503,  # e.g. no remote vLLM server reachable when the question is checked
         ClientDisconnected: 499,
     }
     for exc_type, status in simple.items():
@@ -323,6 +352,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(request, status, str(exc.args[0]) if exc.args else type(exc).__name__)
 
         app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(EngineError)
+    async def on_engine(request: Request, exc: EngineError) -> JSONResponse:
+        """An engine error before an answer started (checking the question needs the engine's tokenizer): its
+        public line only (never a server's URL or text), the client's 4xx for a refused value, else a 503 with
+        Retry-After (no vLLM server could take it; the log keeps the full message)."""
+        status = exc.status if 400 <= exc.status < 500 else 503
+        log.warning("engine error on %s %s: %s", request.method, request.url.path, exc)
+        response = error_response(request, status, exc.public, param=getattr(exc, "param", None))
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_S)
+        return response
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

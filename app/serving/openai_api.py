@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -29,7 +30,7 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 
-from sotrag.app.engines.json_grammar import SchemaError, compact_json_grammar
+from sotrag.app.engines.json_grammar import SchemaError, check_schema, compact_json_grammar, load_xgrammar
 from sotrag.app.events import AnswerDone, AnswerResult, RequestedMode
 from sotrag.app.ordered import OrderedText
 from sotrag.app.request import AnswerRequest
@@ -52,6 +53,7 @@ from sotrag.app.serving.openai_protocol import (
     needs_normal,
     openai_error,
     refused_param,
+    shorten,
 )
 from sotrag.app.serving.service import AnswerRun, Service
 
@@ -87,7 +89,7 @@ def _sse(model: BaseModel) -> str:
 
 
 def _error_line(message: str) -> str:
-    return _sse(OpenAIError(error=OpenAIErrorBody(message=message, type="server_error")))
+    return _sse(OpenAIError(error=OpenAIErrorBody(message=shorten(message), type="server_error")))
 
 
 def create_openai_router(service: Service) -> APIRouter:
@@ -143,17 +145,24 @@ def create_openai_router(service: Service) -> APIRouter:
                 )
             mode = "normal"
         update = body.sampling_update()
-        if isinstance(body, ChatCompletionRequest) and body.response_format is not None:
-            schema = body.response_format.schema_for_engine()
-            if schema is not None:
-                try:  # the engine's own compiler, now: a bad schema is a 400 before any stream starts
-                    await asyncio.to_thread(compact_json_grammar, json.dumps(schema))
-                except SchemaError as exc:
-                    return openai_error(422, str(exc), param="response_format", code="invalid_json_schema")
-                update["json_schema"] = schema
+        schema = body.response_format.schema_for_engine() if isinstance(body, ChatCompletionRequest) and \
+            body.response_format is not None else None
+        if schema is not None:
+            try:  # what the schema may cost, before anything is spent on it (linear, bounded by the body limit)
+                check_schema(schema)
+            except SchemaError as exc:
+                return openai_error(422, str(exc), param="response_format", code="invalid_json_schema")
+            update["json_schema"] = schema
         sampling = service.sampling_for(max_tokens=max_tokens, temperature=body.effective_temperature(), **update)
         request = AnswerRequest(question=question, mode=mode, history=tuple(history), sampling=sampling)
-        return await service.answer(request, surface="openai")
+        run = await service.answer(request, surface="openai")  # admitted (or 429) before the schema is converted
+        if schema is not None:
+            unusable = await _convert_schema(schema)
+            if unusable is not None:
+                if run.ticket is not None:
+                    run.ticket.release()
+                return unusable
+        return run
 
     @router.post(
         "/v1/chat/completions",
@@ -219,6 +228,28 @@ def create_openai_router(service: Service) -> APIRouter:
     return router
 
 
+_SCHEMA_THREADS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sotrag-schema")
+SCHEMA_TIMEOUT_S = 5.0  # far over what a schema within check_schema's limits takes (benchmarks/schema_cost.py)
+
+
+async def _convert_schema(schema: dict[str, Any]) -> JSONResponse | None:
+    """The engine's own converter, now: a schema it refuses is a 422 before any stream starts. One thread for all
+    (the conversions queue there, not in the loop's shared pool), each wait bounded: a conversion past the time
+    is refused, and its thread finishes alone (a thread cannot be stopped) while the limits keep that short."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(_SCHEMA_THREADS, load_xgrammar)  # once a process, not counted in the time
+    try:
+        await asyncio.wait_for(
+            loop.run_in_executor(_SCHEMA_THREADS, compact_json_grammar, json.dumps(schema)), SCHEMA_TIMEOUT_S
+        )
+    except SchemaError as exc:
+        return openai_error(422, str(exc), param="response_format", code="invalid_json_schema")
+    except TimeoutError:
+        return openai_error(422, f"the JSON schema took over {SCHEMA_TIMEOUT_S:g} s to convert; send a simpler "
+                            "one", param="response_format", code="invalid_json_schema")
+    return None
+
+
 def _streaming(chunks: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(
         chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -227,7 +258,7 @@ def _streaming(chunks: AsyncIterator[str]) -> StreamingResponse:
 
 def _unknown_model(name: str) -> JSONResponse:
     return openai_error(
-        404, f"the model {name!r} does not exist; use one of: {', '.join(MODELS)}", param="model",
+        404, f"the model {shorten(name, 64)!r} does not exist; use one of: {', '.join(MODELS)}", param="model",
         code="model_not_found",
     )
 

@@ -48,9 +48,22 @@ ERROR_TYPES = {
 }
 
 
+MAX_ERROR_CHARS = 500  # an error's message: enough for every one, not for echoing a client's megabyte back
+MAX_PARAM_CHARS = 64
+
+
+def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters: every echo of a client's value in an error goes through here."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def openai_error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> JSONResponse:
-    body = OpenAIError(error=OpenAIErrorBody(message=message, type=ERROR_TYPES.get(status, "server_error"),
-                                             param=param, code=code))
+    """OpenAI's error body. The message and param are cut short here, so no caller can echo a client's value
+    whole (a 1 MB model name is not sent back)."""
+    body = OpenAIError(error=OpenAIErrorBody(
+        message=shorten(message), type=ERROR_TYPES.get(status, "server_error"),
+        param=None if param is None else shorten(param, MAX_PARAM_CHARS), code=code,
+    ))
     return JSONResponse(body.model_dump(), status_code=status)
 
 
@@ -112,7 +125,8 @@ class ResponseFormat(BaseModel):
 class _Sampling(BaseModel):
     """The sampling fields both endpoints share, with OpenAI's ranges."""
 
-    model_config = ConfigDict(extra="allow")  # fields OpenAI added later are accepted and ignored, as vLLM does
+    # Unknown fields are kept (not dropped) so that ``refused_param`` can refuse them by name: never ignored.
+    model_config = ConfigDict(extra="allow")
     model: str = Field(description="sotrag-sot, sotrag-normal or sotrag-auto")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -125,7 +139,7 @@ class _Sampling(BaseModel):
     presence_penalty: Number | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: Number | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, Annotated[Number, Field(ge=-100, le=100)]] | None = None
-    user: str | None = None
+    user: StrictStr | None = None
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -170,6 +184,16 @@ class ChatCompletionRequest(_Sampling):
     prediction: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
     store: StrictBool | None = None
+    # Accepted at their neutral values only (``refused_param``): the rest would change an answer sotrag cannot.
+    reasoning_effort: StrictStr | None = None
+    verbosity: StrictStr | None = None
+    service_tier: StrictStr | None = None
+    web_search_options: dict[str, Any] | None = None
+    moderation: dict[str, Any] | None = None
+    prompt_cache_key: StrictStr | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -194,6 +218,9 @@ NOT_SUPPORTED = "sotrag answers questions from your documents as text"
 def refused_param(body: _Sampling) -> tuple[str, str] | None:
     """The first parameter sotrag cannot honour as asked, with why; None when every one can be. Defaults and
     neutral values (``tool_choice: "none"``, ``logprobs: false``, penalties of 0) are accepted."""
+    unknown = next(iter(body.model_extra or {}), None)
+    if unknown is not None:
+        return shorten(unknown, MAX_PARAM_CHARS), "sotrag does not know it (docs/service.md lists what it takes)"
     refusals: list[tuple[str, bool, str]] = [
         ("presence_penalty", bool(body.presence_penalty), "penalties are not supported; send 0 or leave it out"),
         ("frequency_penalty", bool(body.frequency_penalty), "penalties are not supported; send 0 or leave it out"),
@@ -210,6 +237,18 @@ def refused_param(body: _Sampling) -> tuple[str, str] | None:
             ("modalities", body.modalities not in (None, ["text"]), "only the text modality is supported"),
             ("audio", body.audio is not None, "audio output is not supported"),
             ("prediction", body.prediction is not None, "predicted outputs are not supported"),
+            ("store", bool(body.store), "sotrag stores no completions; send false or leave it out"),
+            ("reasoning_effort", body.reasoning_effort is not None, "sotrag's models are not reasoning models"),
+            ("verbosity", body.verbosity not in (None, "medium"), "only the default, medium, is supported"),
+            ("service_tier", body.service_tier not in (None, "auto", "default"),
+             "sotrag has one service tier; send auto or default, or leave it out"),
+            ("web_search_options", body.web_search_options is not None,
+             f"web search is not supported: {NOT_SUPPORTED}"),
+            ("moderation", body.moderation is not None, "moderation is not supported"),
+            ("prompt_cache_options", bool(body.prompt_cache_options),
+             "cache breakpoints are not supported (vLLM's prefix cache is automatic); leave it out"),
+            ("prompt_cache_retention", body.prompt_cache_retention not in (None, "in_memory"),
+             "the prefix cache lives in memory only; send in_memory or leave it out"),
         ]
         part = non_text_part(body.messages)
         if part is not None:

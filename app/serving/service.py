@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sotrag.app.config import SamplingConfig, Settings
-from sotrag.app.engines.base import Engine, EngineError, engine_health, with_defaults
+from sotrag.app.engines.base import Engine, EngineError, EngineRejected, engine_health, with_defaults
 from sotrag.app.events import AnswerDone, AnswerResult, Event
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.request import AnswerRequest, InvalidQuestion, ValidatedRequest, sampling_with
@@ -136,8 +136,9 @@ class Service:
             log.info("sotrag is ready: model %s, index %s", self.pipeline.engine.model_name, self.index_dir)
         except Exception as exc:  # reported on /readyz and in the UI; the log has the details
             self.state = "failed"
-            self.error = _one_line(exc)
-            log.error("sotrag could not start: %s", self.error)
+            # Shown on /readyz and to clients: an engine error's public line (no server URL or server's text)
+            self.error = exc.public if isinstance(exc, EngineError) else _one_line(exc)
+            log.error("sotrag could not start: %s", _one_line(exc))
             log.debug("start failure", exc_info=True)
         finally:
             self._ready.set()
@@ -267,7 +268,13 @@ class Service:
         assert self.limiter is not None
         self.limiter.check()  # refuse an overload before spending anything on it (tokenizing, validating)
         check_lengths(request.question, request.history, self.settings.limits)
-        validated = await pipeline.validate(request)  # the one tokenization of the question (and history)
+        try:
+            validated = await pipeline.validate(request)  # the one tokenization of the question (and history)
+        except EngineError as exc:  # every surface (the UI too) sees its public line; the log keeps the rest
+            log.warning("an answer could not be checked: %s", _one_line(exc))
+            if isinstance(exc, EngineRejected):
+                raise InvalidQuestion(f"invalid request: {exc.public}") from exc
+            raise NotReady(exc.public) from exc
         run = AnswerRun(self, pipeline, validated, surface)
         run.ticket = self.limiter.admit(run)  # Busy (429) when every slot and queue place is taken
         return run
