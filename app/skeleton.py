@@ -62,11 +62,34 @@ _LINE_END = re.compile(r"\n|\r(?=[^\n])|[\u2028\u2029]")
 _DIGITS = re.compile(r"[^\w\n]{0,8}(?:[^\W\d_]{2,12}\s+)?(?:[^\W\d_]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
-# such a line is no sign that the list has ended.
+# such a line is no sign that the list has ended. The common ones (``_MORE_WORDS``) lead in only where a
+# lead-in has them: among a line's first words ("Also, ...", "Other tips.") or in one short sentence ("There are
+# also others."); inside a paragraph ("Meals out cost more than cooking.") they are prose.
 _MORE = re.compile(
-    r"\b(?:following|here (?:are|is)|below|as follows|next|additionally|also|another|in addition|moreover|"
-    r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|beyond|"
-    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to)\b",
+    r"\b(?:following|here (?:are|is)|below|as follows|additionally|in addition|moreover|furthermore|"
+    r"on top of|apart from|aside from|let's|let us|moving on|turning to)\b",
+    re.IGNORECASE,
+)
+_MORE_WORDS = re.compile(
+    r"\b(?:next|also|another|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|"
+    r"beyond|lastly|finally)\b",
+    re.IGNORECASE,
+)
+_LEAD_WORDS = 3  # how many first words of a line a lead-in's common word may be among
+_SHORT_WORDS = 15  # a one-sentence line of at most this many words may lead in with any of them
+_SENTENCE_BREAK = re.compile(r"[.!?][\"'”’)\]*_]*\s+\S")
+# A label that opens the whole answer after the skeleton ("Answer:", "**Answer**", "## Detailed answer"), or a
+# line that says the points are expanded next ("Now, let me expand on each point:", "Here is the full answer."):
+# after a list, the list is over.
+_ANSWER = re.compile(
+    r"(?:#{1,6}\s+)?(\*\*|__)?(?:(?:the|my|final|full|complete|detailed|expanded|whole|long)\s+)*(?:answer|response)"
+    r"(?:\s+in\s+(?:full|detail))?\s*:?\s*(?:\1\s*:?)?",
+    re.IGNORECASE,
+)
+_EXPAND = re.compile(
+    r"\b(?:(?:let me|let's|let us|i will|i'll|we will|we'll)\s+(?:now\s+)?(?:expand|elaborate|flesh out|go into detail)"
+    r"|(?:here is|here's|below is|now for|now,? the)\s+(?:the\s+|my\s+)?(?:full|complete|detailed|expanded|whole)"
+    r"\s+(?:answer|response|version)|the answer in (?:full|detail))\b",
     re.IGNORECASE,
 )
 
@@ -362,8 +385,8 @@ class SkeletonParser:
         elif item is None and not held:
             self._setext = stripped
         if item is not None:
-            if (self._closing == _CLOSING and after_blank) or self._ended:
-                self._ended = True  # a bullet after the closing: the numbered list does not go on
+            if (self._closing == _CLOSING and after_blank) or self._ended or self._again(item[1], None):
+                self._ended = True  # a bullet after the closing (or the list again): the numbered list does not go on
                 return
             self._closing = 0  # (a sentence right above the bullet led in to it)
             self._sub_item()
@@ -424,6 +447,10 @@ class SkeletonParser:
         # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
         # which a restarted numbering after it confirms)
         under = not self._gap
+        heading = parse_heading(stripped)
+        if self._answer_starts(stripped, under) or (heading is not None and self._again(heading[1], None)):
+            self._ended = True  # the whole answer starts: the list is over
+            return
         self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings.first and not self._numbered
@@ -434,7 +461,7 @@ class SkeletonParser:
 
     def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str) -> None:
         """A top-level item line: a point, unless it starts the list again after a closing."""
-        if (self._closing or self._ended) and self._starts_again(number, title):
+        if ((self._closing or self._ended) and self._starts_again(number, title)) or self._again(title, number):
             self._ended = True  # after a closing, the list again from its start: the whole answer follows
             return
         if kind == "num" and self._family is None:
@@ -482,6 +509,28 @@ class SkeletonParser:
         if number is not None and last is not None and number <= last and not (self._auto and number == last):
             return True
         return self._kept.known(title)
+
+    def _again(self, title: str, number: int | None) -> bool:
+        """A line that writes the list again from its start: the first point's title again, numbered from (or
+        below) where the list was, or after a blank line as an item, a bullet, a bold label or a heading (in a
+        list not numbered, only right after it: its points may still be headings over bullets, and a heading's
+        bullets may repeat another's); the model going on to its whole answer."""
+        if len(points := self.points) < 2 or title_key(title) != title_key(points[0]):
+            return False
+        if number is None:
+            held = self._between or self._headings.first or self._ordinals.held
+            return self._gap and (self._numbered or not held)
+        last = self._last_number
+        if last is None or number > last:
+            return False
+        return not (self._auto and number == last) or self._gap or self._between  # ("1." "1.": the list goes on)
+
+    def _answer_starts(self, stripped: str, under: bool) -> bool:
+        """A label that opens the whole answer ("Answer:", "## Detailed answer") after a tight list, or, after a
+        blank line, a line that says the points are expanded next ("Now, let me expand on each point:")."""
+        if self._items < 2 or self._loose:
+            return False
+        return bool(_ANSWER.fullmatch(stripped)) or (not under and bool(_EXPAND.search(stripped)))
 
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
@@ -538,7 +587,17 @@ def _item_number(line: str) -> int | None:
 
 def _leads_on(line: str) -> bool:
     """A line that may lead in to more of the list (a heading, a bold label, "...:", "also", "here are")."""
-    return line.startswith(("#", "**", "__", "|", ">")) or line.rstrip("*_ ").endswith(":") or bool(_MORE.search(line))
+    return line.startswith(("#", "**", "__", "|", ">")) or line.rstrip("*_ ").endswith(":") or _more(line)
+
+
+def _more(line: str) -> bool:
+    """Words that may lead in to more items (``_MORE``; a common one only where a lead-in has it)."""
+    if _MORE.search(line):
+        return True
+    words = line.split()
+    if _MORE_WORDS.search(" ".join(words[:_LEAD_WORDS])):
+        return True
+    return len(words) <= _SHORT_WORDS and not _SENTENCE_BREAK.search(line) and bool(_MORE_WORDS.search(line))
 
 
 def _is_closing(line: str) -> bool:
@@ -546,7 +605,7 @@ def _is_closing(line: str) -> bool:
     with words that may lead in to more items."""
     if line.startswith(("#", "**", "__", "|", ">")):
         return False
-    return bool(_SENTENCE_END.search(line)) and not _MORE.search(line)
+    return bool(_SENTENCE_END.search(line)) and not _more(line)
 
 
 def parse_skeleton(text: str, max_points: int = 10) -> list[str]:
