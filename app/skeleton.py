@@ -63,8 +63,8 @@ _DIGITS = re.compile(r"[^\w\n]{0,8}(?:[^\W\d_]{2,12}\s+)?(?:[^\W\d_]{2,12}\.?\s*
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
 # such a line is no sign that the list has ended. The common ones (``_MORE_WORDS``) lead in only where a
-# lead-in has them: among a line's first words ("Also, ...", "Other tips.") or in one short sentence ("There are
-# also others."); inside a paragraph ("Meals out cost more than cooking.") they are prose.
+# lead-in has them: among a sentence's first words ("Also, ...", "Other tips.") or in one short sentence ("There
+# are also others."); inside a paragraph's sentence ("Meals out cost more than cooking.") they are prose.
 _MORE = re.compile(
     r"\b(?:following|here (?:are|is)|below|as follows|additionally|in addition|moreover|furthermore|"
     r"on top of|apart from|aside from|let's|let us|moving on|turning to)\b",
@@ -75,7 +75,7 @@ _MORE_WORDS = re.compile(
     r"beyond|lastly|finally)\b",
     re.IGNORECASE,
 )
-_LEAD_WORDS = 3  # how many first words of a line a lead-in's common word may be among
+_LEAD_WORDS = 3  # how many first words of a sentence a lead-in's common word may be among
 _SHORT_WORDS = 15  # a one-sentence line of at most this many words may lead in with any of them
 _SENTENCE_BREAK = re.compile(r"[.!?][\"'”’)\]*_]*\s+\S")
 # A label that opens the whole answer after the skeleton ("Answer:", "**Answer**", "## Detailed answer"), or a
@@ -86,8 +86,11 @@ _ANSWER = re.compile(
     r"(?:\s+in\s+(?:full|detail))?\s*:?\s*(?:\1\s*:?)?",
     re.IGNORECASE,
 )
+# The text of a heading or a bold label ("### Budget", "**Budget**: Track every expense.").
+_LABEL = re.compile(r"#{1,6}\s+(.+)|\*\*(.+?)\*\*|__(.+?)__")
 _EXPAND = re.compile(
-    r"\b(?:(?:let me|let's|let us|i will|i'll|we will|we'll)\s+(?:now\s+)?(?:expand|elaborate|flesh out|go into detail)"
+    r"\b(?:(?:let me|let's|let us|i will|i'll|we will|we'll)\s+(?:now\s+)?(?:flesh out|go into (?:more )?detail|"
+    r"(?:expand|elaborate)(?=\s+(?:on|upon|each|every|these|them|this)\b|\s*[:.,]|\s*$))"
     r"|(?:here is|here's|below is|now for|now,? the)\s+(?:the\s+|my\s+)?(?:full|complete|detailed|expanded|whole)"
     r"\s+(?:answer|response|version)|the answer in (?:full|detail))\b",
     re.IGNORECASE,
@@ -254,14 +257,20 @@ class SkeletonParser:
         line of prose, or an item that starts the list again (its number not above the last one's, unless every
         item had that number, or a title already read: the model writing the whole answer). An item that goes on
         (the next number, a new title) clears it, so a sentence written between two items never ends the list. A
-        references or a recap heading ("## Summary") after the points ends it too. A line that may lead in to
-        more ("...:", or words such as "here are", "also", "more", "next"), a heading, a bold label, an image or
-        a thematic break ("---") neither ends nor confirms, and text under an item does not end it when the list
-        has shown text between its items, nor does prose right under (no blank line) an item or its sub-items:
-        markdown reads it as the item's text (a sentence there may still be a closing that a restarted numbering
-        confirms), nor a bullet right under a sentence (the sentence led in to it), nor anything once a heading
-        came before the first bullet. Only complete lines count, so the stop never cuts a point's line; it comes
-        one line after the closing at the earliest (a closing followed by the end of the text needs no stop)."""
+        references or a recap heading ("## Summary") after the points ends it too, and so does the whole answer
+        starting with no closing: the list written again from its start (the first point's title numbered from
+        the start, or after a blank line as a bullet, a bold label or a heading; in a list not numbered, only with
+        nothing but blank lines since its last item), an "Answer" label after a tight list ("Answer:", "## Detailed
+        answer") or, after a blank line, a line that says the points are expanded next ("Now, let me expand on
+        each point:"). A line that may lead in to more ("...:", words such as "here are", "in addition", or a
+        common one such as "also", "more", "next" among a sentence's first words or in one short sentence), a
+        heading, a bold label, an image or a thematic break ("---") neither ends nor confirms, and text under an
+        item does not end it when the list has shown text between its items, nor does prose right under (no blank
+        line) an item or its sub-items: markdown reads it as the item's text (a sentence there may still be a
+        closing that a restarted numbering confirms), nor a bullet right under a sentence (the sentence led in to
+        it), nor anything once a heading came before the first bullet. Only complete lines count, so the stop
+        never cuts a point's line; it comes one line after the closing at the earliest (a closing followed by the
+        end of the text needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -370,7 +379,8 @@ class SkeletonParser:
         held = ordinals is not None  # ("First, T" before "Third": a heading still, no text that may end a list)
         if item is not None and item[2] == "bracket" and self._items and self._family != "bracket":
             item = None  # "[1] ..." under a list written another way: a references list
-        if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
+        again = item is not None and self._again(item[1], _item_number(stripped) if item[0] == "num" else None)
+        if item is not None and item[0] == "num" and not again and self._sub_family(item[2], _item_number(stripped)):
             self._sub_item()
             return
         if item is not None and (item[0] == "num" or not self._numbered):
@@ -447,8 +457,8 @@ class SkeletonParser:
         # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
         # which a restarted numbering after it confirms)
         under = not self._gap
-        heading = parse_heading(stripped)
-        if self._answer_starts(stripped, under) or (heading is not None and self._again(heading[1], None)):
+        label = _label_title(stripped)  # a heading or a bold label: the list again, if it is the first point's
+        if self._answer_starts(stripped, under) or (label is not None and self._again(label, None)):
             self._ended = True  # the whole answer starts: the list is over
             return
         self._between = True
@@ -517,18 +527,20 @@ class SkeletonParser:
         bullets may repeat another's); the model going on to its whole answer."""
         if len(points := self.points) < 2 or title_key(title) != title_key(points[0]):
             return False
-        if number is None:
-            held = self._between or self._headings.first or self._ordinals.held
-            return self._gap and (self._numbered or not held)
         last = self._last_number
-        if last is None or number > last:
-            return False
-        return not (self._auto and number == last) or self._gap or self._between  # ("1." "1.": the list goes on)
+        if number is not None and last is not None:
+            if number > last:
+                return False
+            return not (self._auto and number == last) or self._gap or self._between  # ("1." "1.": it goes on)
+        if number == 1:
+            return True  # numbered from 1 under a list that was not numbered with digits
+        held = self._between or self._headings.first or self._ordinals.held
+        return self._gap and (self._numbered or not held)
 
     def _answer_starts(self, stripped: str, under: bool) -> bool:
         """A label that opens the whole answer ("Answer:", "## Detailed answer") after a tight list, or, after a
         blank line, a line that says the points are expanded next ("Now, let me expand on each point:")."""
-        if self._items < 2 or self._loose:
+        if self._items < 2 or self._loose or (self._headings.first and not self._numbered):
             return False
         return bool(_ANSWER.fullmatch(stripped)) or (not under and bool(_EXPAND.search(stripped)))
 
@@ -594,10 +606,17 @@ def _more(line: str) -> bool:
     """Words that may lead in to more items (``_MORE``; a common one only where a lead-in has it)."""
     if _MORE.search(line):
         return True
-    words = line.split()
-    if _MORE_WORDS.search(" ".join(words[:_LEAD_WORDS])):
-        return True
-    return len(words) <= _SHORT_WORDS and not _SENTENCE_BREAK.search(line) and bool(_MORE_WORDS.search(line))
+    breaks = list(_SENTENCE_BREAK.finditer(line))
+    for start in (0, *(m.end() - 1 for m in breaks)):  # among a sentence's first words
+        if _MORE_WORDS.search(" ".join(line[start:].split()[:_LEAD_WORDS])):
+            return True
+    return not breaks and len(line.split()) <= _SHORT_WORDS and bool(_MORE_WORDS.search(line))
+
+
+def _label_title(line: str) -> str | None:
+    """The title of a heading or a bold label ("### Budget", "**Budget**: Track every expense."), else None."""
+    m = _LABEL.match(line)
+    return clean_title(next(g for g in m.groups() if g)) if m else None
 
 
 def _is_closing(line: str) -> bool:
