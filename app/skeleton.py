@@ -258,19 +258,15 @@ class SkeletonParser:
         item had that number, or a title already read: the model writing the whole answer). An item that goes on
         (the next number, a new title) clears it, so a sentence written between two items never ends the list. A
         references or a recap heading ("## Summary") after the points ends it too, and so does the whole answer
-        starting with no closing: the list written again from its start (the first point's title numbered from
-        the start, or after a blank line as a bullet, a bold label or a heading; in a list not numbered, only with
-        nothing but blank lines since its last item), an "Answer" label after a tight list ("Answer:", "## Detailed
-        answer") or, after a blank line, a line that says the points are expanded next ("Now, let me expand on
-        each point:"). A line that may lead in to more ("...:", words such as "here are", "in addition", or a
-        common one such as "also", "more", "next" among a sentence's first words or in one short sentence), a
-        heading, a bold label, an image or a thematic break ("---") neither ends nor confirms, and text under an
-        item does not end it when the list has shown text between its items, nor does prose right under (no blank
-        line) an item or its sub-items: markdown reads it as the item's text (a sentence there may still be a
-        closing that a restarted numbering confirms), nor a bullet right under a sentence (the sentence led in to
-        it), nor anything once a heading came before the first bullet. Only complete lines count, so the stop
-        never cuts a point's line; it comes one line after the closing at the earliest (a closing followed by the
-        end of the text needs no stop)."""
+        with no closing (``_again``: the first point again; an "Answer" label, "Now, let me expand on each
+        point:"). A line that may lead in to more ("...:", words such as "here are", or "also", "more", "next"
+        where a lead-in has them: ``_more``), a heading, a bold label, an image or a thematic break ("---") neither
+        ends nor confirms, and text under an item does not end it when the list has shown text between its items,
+        nor does prose right under (no blank line) an item or its sub-items: markdown reads it as the item's text
+        (a sentence there may still be a closing that a restarted numbering confirms), nor a bullet right under a
+        sentence (the sentence led in to it), nor anything once a heading came before the first bullet. Only
+        complete lines count, so the stop never cuts a point's line; it comes one line after the closing at the
+        earliest (a closing followed by the end of the text needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -457,13 +453,14 @@ class SkeletonParser:
         # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
         # which a restarted numbering after it confirms)
         under = not self._gap
+        # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
+        headed = self._headings.first and not self._numbered
         label = _label_title(stripped)  # a heading or a bold label: the list again, if it is the first point's
-        if self._answer_starts(stripped, under) or (label is not None and self._again(label, None)):
+        tight = self._items >= 2 and not (self._loose or headed)
+        if (tight and _opens_answer(stripped, under=under)) or (label is not None and self._again(label, None)):
             self._ended = True  # the whole answer starts: the list is over
             return
         self._between = True
-        # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
-        headed = self._headings.first and not self._numbered
         if self._closing == _CLOSING and not under and not _leads_on(stripped):
             self._ended = True  # prose after the closing: the list is over
         elif self._items >= 2 and not (self._loose or headed) and _is_closing(stripped):
@@ -521,28 +518,16 @@ class SkeletonParser:
         return self._kept.known(title)
 
     def _again(self, title: str, number: int | None) -> bool:
-        """A line that writes the list again from its start: the first point's title again, numbered from (or
-        below) where the list was, or after a blank line as an item, a bullet, a bold label or a heading (in a
-        list not numbered, only right after it: its points may still be headings over bullets, and a heading's
-        bullets may repeat another's); the model going on to its whole answer."""
+        """The list written again (the model going on to its whole answer): the first point's title numbered from
+        where the list was or below, or after a blank line as a bullet, bold label or heading (in a list not
+        numbered, only right after it: a heading's bullets may repeat another's)."""
         if len(points := self.points) < 2 or title_key(title) != title_key(points[0]):
             return False
         last = self._last_number
-        if number is not None and last is not None:
-            if number > last:
-                return False
-            return not (self._auto and number == last) or self._gap or self._between  # ("1." "1.": it goes on)
-        if number == 1:
-            return True  # numbered from 1 under a list that was not numbered with digits
+        if number is not None and last is not None:  # ("1." on every item goes on)
+            return number <= last and (not (self._auto and number == last) or self._gap or self._between)
         held = self._between or self._headings.first or self._ordinals.held
-        return self._gap and (self._numbered or not held)
-
-    def _answer_starts(self, stripped: str, under: bool) -> bool:
-        """A label that opens the whole answer ("Answer:", "## Detailed answer") after a tight list, or, after a
-        blank line, a line that says the points are expanded next ("Now, let me expand on each point:")."""
-        if self._items < 2 or self._loose or (self._headings.first and not self._numbered):
-            return False
-        return bool(_ANSWER.fullmatch(stripped)) or (not under and bool(_EXPAND.search(stripped)))
+        return number == 1 or (self._gap and (self._numbered or not held))
 
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
@@ -611,6 +596,12 @@ def _more(line: str) -> bool:
         if _MORE_WORDS.search(" ".join(line[start:].split()[:_LEAD_WORDS])):
             return True
     return not breaks and len(line.split()) <= _SHORT_WORDS and bool(_MORE_WORDS.search(line))
+
+
+def _opens_answer(line: str, *, under: bool) -> bool:
+    """A label that opens the whole answer ("Answer:", "## Detailed answer"), or, after a blank line (not
+    ``under`` an item), a line that says the points are expanded next ("Now, let me expand on each point:")."""
+    return bool(_ANSWER.fullmatch(line)) or (not under and bool(_EXPAND.search(line)))
 
 
 def _label_title(line: str) -> str | None:
