@@ -8,6 +8,7 @@ list, its sub-items, tables, HTML lists, and whether the list has ended.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -230,6 +231,7 @@ class SkeletonParser:
     _json: JsonList | None = None  # the skeleton written as JSON, once a line opened it
     _setext: str | None = None  # the last line, if it was top-level text: a heading if "---" or "===" follows
     _ordinals: Ordinals = field(default_factory=Ordinals)
+    _peeked: int = -1  # where the line last read before its end (``_peek``) started
 
     def __post_init__(self) -> None:
         self._kept = _Kept(self.max_points)
@@ -265,8 +267,9 @@ class SkeletonParser:
         nor does prose right under (no blank line) an item or its sub-items: markdown reads it as the item's text
         (a sentence there may still be a closing that a restarted numbering confirms), nor a bullet right under a
         sentence (the sentence led in to it), nor anything once a heading came before the first bullet. Only
-        complete lines count, so the stop never cuts a point's line; it comes one line after the closing at the
-        earliest (a closing followed by the end of the text needs no stop)."""
+        complete lines count (but a line that writes the list again, once its title and ": " are: ``_peek``), so
+        the stop never cuts a point's line; it comes one line after the closing at the earliest (a closing
+        followed by the end of the text needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
@@ -276,7 +279,24 @@ class SkeletonParser:
         while (cut := _next_piece(self._buffer)) is not None:
             piece, self._buffer = cut
             self._line(piece)
+        self._peek()
         return self._kept.fresh()
+
+    def _peek(self) -> None:
+        """The line being written, once its title is complete ("1. Budget: Tr"): if it writes the list again
+        (``_again``), the list has ended now, not at the line's end (such a line is no point: nothing is cut)."""
+        head, colon, _ = self._buffer.partition(": ")
+        start = len(self._text) - len(self._buffer)
+        if not colon or self._ended or self._peeked == start or head.count("**") % 2 or head.count("__") % 2:
+            return
+        self._peeked = start
+        item = parse_item(self._buffer)
+        number = _item_number(self._buffer.strip()) if item and item[0] == "num" else None
+        title = item[1] if item else _label_title(self._buffer.strip())
+        if title is not None and self._again(title, number):  # (and the whole line's reading agrees)
+            trial = copy.deepcopy(self)
+            trial._line(self._buffer)
+            self._ended = trial._ended
 
     def finish(self, *, truncated: bool = False) -> list[str]:
         """End of stream. The last line counts unless generation was cut by the token limit

@@ -77,6 +77,19 @@ def test_skeleton_then_the_whole_answer_stops_before_its_second_item(layout: str
     assert parse_skeleton(text) == TITLES
 
 
+def test_the_stop_comes_once_the_restarted_title_and_its_colon_are_written() -> None:
+    """The restarted item is no point: the request stops before the rest of its line is decoded."""
+    for answer in (ANSWER, BOLD_NUMBERED, "**Budget**: Track every expense for a month and see where it goes.\n"):
+        text = SKELETON + "\n" + answer
+        stop, points = _first_stop(text, chunk=1)
+        assert stop == text.index(": ", len(SKELETON)) + 2, answer
+        assert points == TITLES
+    text = SKELETON + "\n**1. Budget: Track every expense**\n"  # (the bold title may still be "Budget: Track ...")
+    parser = SkeletonParser()
+    parser.feed(text[:-5])
+    assert not parser.list_ended
+
+
 @pytest.mark.parametrize("word", ["more", "other", "also", "then", "next", "however", "beyond", "triple"])
 def test_prose_paragraphs_with_common_words_end_the_list(word: str) -> None:
     """Two paragraphs of prose after the list end it, whatever common words they hold inside their sentences."""
