@@ -279,12 +279,14 @@ class SkeletonParser:
         while (cut := _next_piece(self._buffer)) is not None:
             piece, self._buffer = cut
             self._line(piece)
-        self._peek()
+        if not self._ended and ": " in self._text[-len(delta) - 1 :]:
+            self._peek()
         return self._kept.fresh()
 
     def _peek(self) -> None:
         """The line being written, once its title is complete ("1. Budget: Tr"): if it writes the list again
-        (``_again``), the list has ended now, not at the line's end (such a line is no point: nothing is cut)."""
+        (``_again``), the list has ended now, not at the line's end (such a line is no point: nothing is cut).
+        Read once a line (``feed`` calls it when a ": " comes)."""
         head, colon, _ = self._buffer.partition(": ")
         start = len(self._text) - len(self._buffer)
         if not colon or self._ended or self._peeked == start or head.count("**") % 2 or head.count("__") % 2:
