@@ -8,6 +8,7 @@ list, its sub-items, tables, HTML lists, and whether the list has ended.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -58,13 +59,39 @@ _WORD = r"[^ \n]{1,24}"
 _DIGITS = re.compile(r"[^\w\n]{0,8}(?:[^\W\d_]{2,12}\s+)?(?:[^\W\d_]{2,12}\.?\s*#?)?(\d{1,2})(?!\d)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]*_]*$")
 # Words of a line that may lead in to more items ("Here are some more.", "In addition, consider these."):
-# such a line is no sign that the list has ended.
+# such a line is no sign that the list has ended. The common ones (``_MORE_WORDS``) lead in only where a
+# lead-in has them: among a sentence's first words ("Also, ...", "Other tips.") or in one short sentence ("There
+# are also others."); inside a paragraph's sentence ("Meals out cost more than cooking.") they are prose.
 _MORE = re.compile(
-    r"\b(?:following|here (?:are|is)|below|as follows|next|additionally|also|another|in addition|moreover|"
-    r"furthermore|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|beyond|"
-    r"on top of|apart from|aside from|let's|let us|lastly|finally|moving on|turning to|"
+    r"\b(?:following|here (?:are|is)|below|as follows|additionally|in addition|moreover|furthermore|"
+    r"on top of|apart from|aside from|let's|let us|moving on|turning to|"
     # (and words that say what the item above means: an example is the item's text, no closing)
     r"for example|for instance|e\.g|i\.e|such as|in other words)\b",
+    re.IGNORECASE,
+)
+_MORE_WORDS = re.compile(
+    r"\b(?:next|also|another|on the other hand|in contrast|however|secondly|more|other|then|besides|additional|"
+    r"beyond|lastly|finally)\b",
+    re.IGNORECASE,
+)
+_LEAD_WORDS = 3  # how many first words of a sentence a lead-in's common word may be among
+_SHORT_WORDS = 15  # a one-sentence line of at most this many words may lead in with any of them
+_SENTENCE_BREAK = re.compile(r"[.!?][\"'”’)\]*_]*\s+\S")
+# A label that opens the whole answer after the skeleton ("Answer:", "**Answer**", "## Detailed answer"), or a
+# line that says the points are expanded next ("Now, let me expand on each point:", "Here is the full answer."):
+# after a list, the list is over.
+_ANSWER = re.compile(
+    r"(?:#{1,6}\s+)?(\*\*|__)?(?:(?:the|my|final|full|complete|detailed|expanded|whole|long)\s+)*(?:answer|response)"
+    r"(?:\s+in\s+(?:full|detail))?\s*:?\s*(?:\1\s*:?)?",
+    re.IGNORECASE,
+)
+# The text of a heading or a bold label ("### Budget", "**Budget**: Track every expense.").
+_LABEL = re.compile(r"#{1,6}\s+(.+)|\*\*(.+?)\*\*|__(.+?)__")
+_EXPAND = re.compile(
+    r"\b(?:(?:let me|let's|let us|i will|i'll|we will|we'll)\s+(?:now\s+)?(?:flesh out|go into (?:more )?detail|"
+    r"(?:expand|elaborate)(?=\s+(?:on|upon|each|every|these|them|this)\b|\s*[:.,]|\s*$))"
+    r"|(?:here is|here's|below is|now for|now,? the)\s+(?:the\s+|my\s+)?(?:full|complete|detailed|expanded|whole)"
+    r"\s+(?:answer|response|version)|the answer in (?:full|detail))\b",
     re.IGNORECASE,
 )
 
@@ -205,6 +232,7 @@ class SkeletonParser:
     _indents: Indents = field(default_factory=Indents)
     _quoted: bool = False  # the line being read is in a blockquote ("> ")
     _list_quoted: bool = False  # the first item was
+    _peeked: bool = False  # the line being written was read before its end (``_peek``)
 
     def __post_init__(self) -> None:
         self._kept = _Kept(self.max_points)
@@ -233,22 +261,48 @@ class SkeletonParser:
         line of prose, or an item that starts the list again (its number not above the last one's, unless every
         item had that number, or a title already read: the model writing the whole answer). An item that goes on
         (the next number, a new title) clears it, so a sentence written between two items never ends the list. A
-        references or a recap heading ("## Summary") after the points ends it too. A line that may lead in to
-        more ("...:", or words such as "here are", "also", "more", "next"), a heading, a bold label, an image or
-        a thematic break ("---") neither ends nor confirms, and text under an item does not end it when the list
-        has shown text between its items, nor does prose right under (no blank line) an item or its sub-items:
-        markdown reads it as the item's text (a sentence there may still be a closing that a restarted numbering
-        confirms), nor a bullet right under a sentence (the sentence led in to it), nor anything once a heading
-        came before the first bullet. Only complete lines count, so the stop never cuts a point's line; it comes
-        one line after the closing at the earliest (a closing followed by the end of the text needs no stop)."""
+        references or a recap heading ("## Summary") after the points ends it too, and so does the whole answer
+        with no closing (``_again``: the first point again; an "Answer" label, "Now, let me expand on each
+        point:"). A line that may lead in to more ("...:", words such as "here are", or "also", "more", "next"
+        where a lead-in has them: ``_more``), a heading, a bold label, an image or a thematic break ("---") neither
+        ends nor confirms, and text under an item does not end it when the list has shown text between its items,
+        nor does prose right under (no blank line) an item or its sub-items: markdown reads it as the item's text
+        (a sentence there may still be a closing that a restarted numbering confirms), nor a bullet right under a
+        sentence (the sentence led in to it), nor anything once a heading came before the first bullet. Only
+        complete lines count (but a line that writes the list again, once its title and ": " are: ``_peek``), so
+        the stop never cuts a point's line; it comes one line after the closing at the earliest (a closing
+        followed by the end of the text needs no stop)."""
         return self._ended
 
     def feed(self, delta: str) -> list[str]:
         """Add streamed text; return the numbered points completed by it (in order)."""
+        before = self._chunks[-1][-1:] if self._chunks else ""
         self._chunks.append(delta)
-        for piece in self._pieces.add(delta):
+        for piece in (pieces := self._pieces.add(delta)):
             self._line(piece)
+        self._peeked = self._peeked and not pieces
+        if not self._peeked and not self._ended and ": " in before + delta:
+            self._peek()
         return self._kept.fresh()
+
+    def _peek(self) -> None:
+        """The line being written, once its title is complete ("1. Budget: Tr"): if it writes the list again
+        (``_again``), the list has ended now, not at the line's end (such a line is no point: nothing is cut).
+        Read once a line (``feed`` calls it when a ": " comes), so a long line costs its length once."""
+        line = self._pieces.rest
+        head, colon, _ = line.partition(": ")
+        if not colon:
+            return
+        self._peeked = True
+        if head.count("**") % 2 or head.count("__") % 2:
+            return  # ("**1. Budget: Track**": the bold title may be all of it)
+        item = parse_item(line)
+        number = _item_number(line.strip()) if item and item[0] == "num" else None
+        title = item[1] if item else _label_title(line.strip())
+        if title is not None and self._again(title, number):  # (and the whole line's reading agrees)
+            trial = copy.deepcopy(self)
+            trial._line(line.rstrip("\r"))
+            self._ended = trial._ended
 
     def finish(self, *, truncated: bool = False) -> list[str]:
         """End of stream. The last line counts unless generation was cut by the token limit
@@ -354,7 +408,8 @@ class SkeletonParser:
         held = ordinals is not None  # ("First, T" before "Third": a heading still, no text that may end a list)
         if item is not None and item[2] in ("bracket", "super") and self._items and self._family != item[2]:
             item = None  # "[1] ..." or "¹ ..." under a list written another way: references or footnotes
-        if item is not None and item[0] == "num" and self._sub_family(item[2], _item_number(stripped)):
+        again = item is not None and self._again(item[1], _item_number(stripped) if item[0] == "num" else None)
+        if item is not None and item[0] == "num" and not again and self._sub_family(item[2], _item_number(stripped)):
             self._sub_item()
             return
         if item is not None and (item[0] == "num" or not self._numbered):
@@ -369,8 +424,8 @@ class SkeletonParser:
         elif item is None and not held:
             self._setext = stripped
         if item is not None:
-            if (self._closing == _CLOSING and after_blank) or self._ended:
-                self._ended = True  # a bullet after the closing: the numbered list does not go on
+            if (self._closing == _CLOSING and after_blank) or self._ended or self._again(item[1], None):
+                self._ended = True  # a bullet after the closing (or the list again): the numbered list does not go on
                 return
             self._closing = 0  # (a sentence right above the bullet led in to it)
             self._sub_item()
@@ -426,9 +481,14 @@ class SkeletonParser:
         # lazy continuation line): it never shows that the list is over (a sentence there may still be a closing,
         # which a restarted numbering after it confirms)
         under = not self._gap
-        self._between = True
         # (bullets after a heading may be its sub-items, the headings the points: no end from bullets then)
         headed = self._headings.first and not self._numbered
+        label = _label_title(stripped)  # a heading or a bold label: the list again, if it is the first point's
+        tight = self._items >= 2 and not (self._loose or headed)
+        if (tight and _opens_answer(stripped, under=under)) or (label is not None and self._again(label, None)):
+            self._ended = True  # the whole answer starts: the list is over
+            return
+        self._between = True
         if self._closing == _CLOSING and not under and not _leads_on(stripped):
             self._ended = True  # prose after the closing: the list is over
         elif self._items >= 2 and not (self._loose or headed) and _is_closing(stripped):
@@ -436,7 +496,7 @@ class SkeletonParser:
 
     def _list_item(self, indent: int, kind: str, title: str, number: int | None, *, family: str) -> None:
         """A top-level item line: a point, unless it starts the list again after a closing."""
-        if (self._closing or self._ended) and self._starts_again(number, title):
+        if ((self._closing or self._ended) and self._starts_again(number, title)) or self._again(title, number):
             self._ended = True  # after a closing, the list again from its start: the whole answer follows
             return
         if kind == "num" and self._family is None:
@@ -485,6 +545,18 @@ class SkeletonParser:
             return True
         return self._kept.known(title)
 
+    def _again(self, title: str, number: int | None) -> bool:
+        """The list written again (the model going on to its whole answer): the first point's title numbered from
+        where the list was or below, or after a blank line as a bullet, bold label or heading (in a list not
+        numbered, only right after it: a heading's bullets may repeat another's)."""
+        if len(points := self.points) < 2 or title_key(title) != title_key(points[0]):
+            return False
+        last = self._last_number
+        if number is not None and last is not None:  # ("1." on every item goes on)
+            return number <= last and (not (self._auto and number == last) or self._gap or self._between)
+        held = self._between or self._headings.first or self._ordinals.held
+        return number == 1 or (self._gap and (self._numbered or not held))
+
     def _item(self, indent: int, kind: str, title: str) -> None:
         """A top-level list item: count it, clear the end signal, keep its point."""
         if self._base_indent is None:
@@ -531,7 +603,30 @@ def _item_number(line: str) -> int | None:
 
 def _leads_on(line: str) -> bool:
     """A line that may lead in to more of the list (a heading, a bold label, "...:", "also", "here are")."""
-    return line.startswith(("#", "**", "__", "|", ">")) or line.rstrip("*_ ").endswith(":") or bool(_MORE.search(line))
+    return line.startswith(("#", "**", "__", "|", ">")) or line.rstrip("*_ ").endswith(":") or _more(line)
+
+
+def _more(line: str) -> bool:
+    """Words that may lead in to more items (``_MORE``; a common one only where a lead-in has it)."""
+    if _MORE.search(line):
+        return True
+    breaks = list(_SENTENCE_BREAK.finditer(line))
+    for start in (0, *(m.end() - 1 for m in breaks)):  # among a sentence's first words
+        if _MORE_WORDS.search(" ".join(line[start:].split()[:_LEAD_WORDS])):
+            return True
+    return not breaks and len(line.split()) <= _SHORT_WORDS and bool(_MORE_WORDS.search(line))
+
+
+def _opens_answer(line: str, *, under: bool) -> bool:
+    """A label that opens the whole answer ("Answer:", "## Detailed answer"), or, after a blank line (not
+    ``under`` an item), a line that says the points are expanded next ("Now, let me expand on each point:")."""
+    return bool(_ANSWER.fullmatch(line)) or (not under and bool(_EXPAND.search(line)))
+
+
+def _label_title(line: str) -> str | None:
+    """The title of a heading or a bold label ("### Budget", "**Budget**: Track every expense."), else None."""
+    m = _LABEL.match(line)
+    return clean_title(next(g for g in m.groups() if g)) if m else None
 
 
 def _is_closing(line: str) -> bool:
@@ -539,7 +634,7 @@ def _is_closing(line: str) -> bool:
     with words that may lead in to more items."""
     if line.startswith(("#", "**", "__", "|", ">")):
         return False
-    return bool(_SENTENCE_END.search(line)) and not _MORE.search(line)
+    return bool(_SENTENCE_END.search(line)) and not _more(line)
 
 
 def parse_skeleton(text: str, max_points: int = 10) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from sotrag.app.skeleton import SkeletonParser, parse_skeleton
 
@@ -22,9 +23,15 @@ def stream_skeleton(text: str, seed: int, *, max_points: int, max_chunk: int) ->
     return parser.finish(), ended
 
 
-def last_line_end(text: str, title: str) -> int:
-    """Where the line of the last point ends (any line end the reader knows; the text's end if none)."""
-    start = text.rfind(title)
+def last_line_end(text: str, title: str, before: Sequence[str] = ()) -> int:
+    """Where the line of the last point ends (any line end the reader knows; the text's end if none): the last
+    place it is written, or, given the titles ``before`` it, the first after them, read in order (a model may
+    write the list again after it, as its whole answer)."""
+    start = -1
+    for known in before:
+        start = max(start, text.find(known, start + 1))
+    found = text.find(title, start + 1) if before else -1
+    start = found if found >= 0 else text.rfind(title)
     ends = [i for i in (text.find(c, start) for c in "\n\r\u2028") if i >= 0]
     return min(ends, default=len(text))
 
@@ -35,7 +42,7 @@ def check_read_whole_and_streamed(text: str, titles: list[str], *, crlf: bool = 
     if crlf:
         text = text.replace("\n", "\r\n")
     assert parse_skeleton(text, max_points=20) == titles
-    end = last_line_end(text, titles[-1]) if titles else -1
+    end = last_line_end(text, titles[-1], titles[:-1]) if titles else -1
     for seed in range(seeds):
         points, ended = stream_skeleton(text, seed, max_points=20, max_chunk=9)
         assert points == titles, seed
