@@ -11,11 +11,9 @@ folder of this test (``GRADIO_TEMP_DIR``)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from sotrag.app.config import Settings, SoTConfig
@@ -33,19 +30,12 @@ from sotrag.app.serving.ui_files import UploadedFiles
 from sotrag.app.serving.ui_mount import PendingUploads
 from sotrag.retrieval.index import DocumentIndex
 from tests.fakes import ScriptedEngine, default_skeleton, sampling
+from tests.gradio_api import first_data, gradio_call, served
 from tests.hash_embedder import HashEmbedder
 
 ADMIN = "admin-key-for-tests-0123"
 SECRET = b"# Private\n\nSECRET=top-secret-value, a server file no user may read.\n"
 GOOD = b"# Owls\n\nWords about owls and the way they hunt at night.\n"
-
-
-def _port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 @dataclass
@@ -79,32 +69,14 @@ async def server(upload_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     s = Settings(sampling=sampling(point_max_tokens=4, normal_max_tokens=4), admin_api_key=SecretStr(ADMIN),
                  sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4))
     app = create_app(s, pipeline=SoTPipeline(engine, s), index=index, ui=True)
-    port = _port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:
-        await asyncio.sleep(0.05)
-    await app.state.service.wait_started()
-    yield Server(f"http://127.0.0.1:{port}", index, upload_dir, outside)
-    srv.should_exit = True
-    await task
-    gc.unfreeze()
+    async with served(app) as base:
+        yield Server(base, index, upload_dir, outside)
 
 
 async def call(base: str, name: str, data: list[Any]) -> tuple[str, Any]:
     """The event (complete or error) and its data, decoded."""
-    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
-        r = await c.post(f"/gradio_api/call/{name}", json={"data": data})
-        assert r.status_code == 200, r.text
-        text = ""
-        async with c.stream("GET", f"/gradio_api/call/{name}/{r.json()['event_id']}") as resp:
-            async for chunk in resp.aiter_text():
-                text += chunk
-                if "event: complete" in text or "event: error" in text:
-                    break
-    event = "error" if "event: error" in text else "complete"
-    payload = text.split("event: " + event, 1)[1].split("data:", 1)[1].strip().splitlines()[0]
-    return event, json.loads(payload)
+    event, text = await gradio_call(base, name, data)
+    return event, first_data(text)
 
 
 async def upload(base: str, name: str, data: bytes) -> str:

@@ -4,31 +4,20 @@ error level; the server stays usable. A real server (uvicorn) runs the app: Grad
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
 from sotrag.app.config import Settings, SoTConfig
 from sotrag.app.pipeline import SoTPipeline
 from sotrag.app.serving.app import create_app
 from tests.fakes import ScriptedEngine, default_skeleton, sampling
+from tests.gradio_api import gradio_call, served
 
 WRONG = [None, 5, 1.5, True, ["a"], {"a": 1}]
-
-
-def _port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -37,30 +26,11 @@ async def base() -> AsyncIterator[str]:
     s = Settings(sampling=sampling(point_max_tokens=4, normal_max_tokens=4),
                  sot=SoTConfig(min_points=3, max_points=3, min_words=2, max_words=4))
     app = create_app(s, pipeline=SoTPipeline(engine, s), ui=True)
-    port = _port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    await app.state.service.wait_started()
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with served(app) as url:
+        yield url
 
 
-async def call(base: str, name: str, data: list[Any]) -> tuple[str, str]:
-    """The event (complete or error) and the data of a Gradio API call."""
-    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
-        r = await c.post(f"/gradio_api/call/{name}", json={"data": data})
-        assert r.status_code == 200, r.text
-        text = ""
-        async with c.stream("GET", f"/gradio_api/call/{name}/{r.json()['event_id']}") as resp:
-            async for chunk in resp.aiter_text():
-                text += chunk
-                if "event: complete" in text or "event: error" in text:
-                    break
-    event = "error" if "event: error" in text else "complete"
-    return event, text.split("event: " + event, 1)[1]
+call = gradio_call
 
 
 def inputs_with(index: int, value: Any) -> list[Any]:
