@@ -549,7 +549,7 @@ class SkeletonParser:
         """The list written again (the model going on to its whole answer): the first point's title numbered from
         where the list was or below, or after a blank line as a bullet, bold label or heading (in a list not
         numbered, only right after it: a heading's bullets may repeat another's)."""
-        if len(points := self.points) < 2 or title_key(title) != title_key(points[0]):
+        if len(points := self.points) < 2 or not _same_start(title_key(title), title_key(points[0]), number):
             return False
         last = self._last_number
         if number is not None and last is not None:  # ("1." on every item goes on)
@@ -570,6 +570,15 @@ class SkeletonParser:
 
 
 _CLOSING, _CLOSING_UNDER = 2, 1
+
+
+def _same_start(key: str, first: str, number: int | None) -> bool:
+    """An item that is the first point again: its title, or, numbered 1, its title going on past a sentence's or a
+    clause's end in the same line (the whole answer's "1. Title. Its text ...", a sentence item cut to its title
+    in the skeleton)."""
+    if key == first:
+        return True
+    return number == 1 and key.startswith(first) and key[len(first) : len(first) + 2] in (". ", ", ", "; ", "! ")
 
 
 _PLAIN_FENCES = (

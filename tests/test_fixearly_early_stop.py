@@ -63,6 +63,12 @@ LAYOUTS = {
     "bold labels": ("\n", "**Budget**: Track it.\n\n**Cook at home**: Cook more.\n\n**Cancel subscriptions**: No.\n"),
     "headings": ("\n", "### Budget\nTrack it.\n\n### Cook at home\nCook.\n\n### Cancel subscriptions\nDrop.\n"),
     "bullets": ("\n", "- **Budget**: Track it.\n- **Cook at home**: Cook.\n- **Cancel subscriptions**: Drop.\n"),
+    # the recorded GPT-3.5 habit: a lead-in, then each item its title and its text in one sentence run
+    "sentences": (
+        "\nThere are a few ways to save money:\n\n",
+        "1. Budget. Track every expense for a month.\n2. Cook at home. Meals out cost more.\n"
+        "3. Cancel subscriptions. Drop what you do not use.\n",
+    ),
 }
 
 
