@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import sotrag
 from sotrag.app.pipeline import _enough_points
 from sotrag.app.skeleton import SkeletonParser, parse_skeleton
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host import cpu_model
 
 MAX_POINTS = 10
 
@@ -37,16 +40,6 @@ def read(text: str, chunk: int, min_points: int) -> tuple[int | None, list[str]]
         if _enough_points(parser, min_points):
             return min(i + chunk, len(text)), parser.finish(truncated=True)
     return None, parser.finish()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

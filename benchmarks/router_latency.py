@@ -37,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host import cpu_model
+
 RESULTS = Path(__file__).parent / "results"
 TARGET_P99_MS = 10.0
 
@@ -47,16 +50,6 @@ def read_questions(path: Path) -> list[str]:
         f.seek(0)
         reader = csv.DictReader(f, delimiter=";" if ";" in sample else ",")
         return [row["request"] for row in reader if row.get("request")]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _spin() -> None:  # a CPU-bound loop: one core's worth of Python work
@@ -116,12 +109,17 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=float, default=20.0, help="pause before each question when paced")
     parser.add_argument("--loads", default=",".join(LOADS), help=f"comma list of {', '.join(LOADS)}")
     parser.add_argument(
-        "--torch-threads", default="1", help="torch threads of the reference rows, comma list ('' for none); "
-        "2 is 4-40x slower than 1 on this busy 2-core machine (oversubscription) and takes minutes per row"
+        "--torch-threads",
+        default="1",
+        help="torch threads of the reference rows, comma list ('' for none); "
+        "2 is 4-40x slower than 1 on this busy 2-core machine (oversubscription) and takes minutes per row",
     )
     parser.add_argument(
-        "--nice", type=int, default=0, help="also time the shipped 1-thread route() with this thread at this nice "
-        "value (e.g. -10; needs CAP_SYS_NICE): a deployment option, not the default"
+        "--nice",
+        type=int,
+        default=0,
+        help="also time the shipped 1-thread route() with this thread at this nice "
+        "value (e.g. -10; needs CAP_SYS_NICE): a deployment option, not the default",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "router_latency.json")
     args = parser.parse_args()
@@ -199,7 +197,7 @@ def main() -> None:
         "question_tokens": {"median": float(np.median(tokens)), "max": int(max(tokens))},
         "target": f"p99 < {TARGET_P99_MS} ms, busy, 1 thread",
         "machine": {
-            "cpu": cpu_name(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "note": "'as-is' adds no load, but the machine may have other jobs: see each row's load average",
             "python": platform.python_version(),
