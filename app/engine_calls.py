@@ -79,6 +79,11 @@ class EngineCalls:
         finishes with ``stop``, and the request is aborted (as closing its stream does)."""
         self._ends[request_id] = end
 
+    def renamed(self, old: str, new: str) -> None:
+        """Request ``old`` goes out as ``new``: its end cut (``end_with``) goes with it."""
+        if (end := self._ends.pop(old, None)) is not None:
+            self._ends[new] = end
+
     def options(
         self,
         max_tokens: int,

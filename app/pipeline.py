@@ -331,7 +331,7 @@ class _Answer:
         """Take back the points from index ``first`` on: their tasks stop (aborting their requests), nothing they
         queued goes out, and each is reported withdrawn; their first tokens still count for ``ttft_s``."""
         for point in await self.points.withdraw(first):
-            self.record.discard(point.trace)
+            self.record.withdraw(point.trace)
             yield PointWithdrawn(index=point.index, reason=reason)
 
     # -- stage 2: the points, all at once ------------------------------------------------------------
@@ -384,7 +384,10 @@ class _Answer:
             n += 1
             rid = f"{head}.{n}-{stage}"
         self.request_ids.add(rid)
-        return request if rid == request.request_id else dataclasses.replace(request, request_id=rid)
+        if rid == request.request_id:
+            return request
+        self.calls.renamed(request.request_id, rid)
+        return dataclasses.replace(request, request_id=rid)
 
     # -- or: normal decoding -------------------------------------------------------------------------
 

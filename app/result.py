@@ -30,6 +30,7 @@ class AnswerRecord:
     skeleton_mode: str | None = None  # unguided, guided, guided retry
     skeleton_attempts: int = 0
     skeleton_tokens_discarded: int = 0  # tokens of a skeleton that was asked again
+    point_tokens_withdrawn: int = 0  # tokens of points withdrawn after they started (the engine wrote them)
     skeleton_retry_reason: str | None = None
     skeleton_citations: CitationStream | None = None  # the skeleton as users saw it: its citation markers checked
     points: list[Point] = field(default_factory=list)
@@ -45,12 +46,17 @@ class AnswerRecord:
         """A skeleton request starts; the tokens of an earlier one still count as generated."""
         if self.skeleton is not None:
             self.skeleton_tokens_discarded += self.skeleton.tokens
-            self.discard(self.skeleton)
+            self._discard(self.skeleton)
         self.skeleton = trace
         self.skeleton_mode = kind
         self.skeleton_attempts += 1
 
-    def discard(self, trace: RequestTrace) -> None:
+    def withdraw(self, trace: RequestTrace) -> None:
+        """A started point is thrown away: its tokens still count as generated, its first token for ``ttft_s``."""
+        self.point_tokens_withdrawn += trace.tokens
+        self._discard(trace)
+
+    def _discard(self, trace: RequestTrace) -> None:
         """A request's result is thrown away; its first token still counts for ``ttft_s``."""
         firsts = [t for t in (self.discarded_first_token_s, trace.first_token_s) if t is not None]
         self.discarded_first_token_s = min(firsts) if firsts else None
@@ -126,7 +132,7 @@ def _stats(record: AnswerRecord, points: list[PointResult], total_s: float) -> A
     firsts = [t.first_token_s for t in traces if t.first_token_s is not None]
     firsts += [record.discarded_first_token_s] if record.discarded_first_token_s is not None else []
     ttft = min(firsts) if firsts else None
-    tokens = sum(t.tokens for t in traces) + record.skeleton_tokens_discarded
+    tokens = sum(t.tokens for t in traces) + record.skeleton_tokens_discarded + record.point_tokens_withdrawn
     skeleton_s = None
     if skeleton is not None and skeleton.end_s is not None:
         skeleton_s = skeleton.end_s - skeleton.start_s

@@ -123,6 +123,40 @@ async def test_in_order_text_follows_the_answers_whitespace() -> None:
         assert streamed(events) == last.result.answer
 
 
+async def test_a_restarted_point_keeps_its_end_cut() -> None:
+    """A point's end (the next point's numbering) is cut in its stream under its request id: a restarted point,
+    sent under a fresh id, must keep that cut, not run on into the next point's text."""
+    base = script(UNGUIDED_ONE_POINT)
+    assert callable(base)
+
+    def reply(request: GenerationRequest) -> str | Pieces:
+        if stage_of(request.request_id) == "point1":
+            return Pieces((" Keep", " the same hours.", "\n2. Dark", " room: this is point two's text."))
+        return base(request)
+
+    engine = ScriptedEngine(reply, delay_s=delay)
+    _, result = await answer(engine, settings())
+    point1 = [r.request_id for r in engine.requests if stage_of(r.request_id) == "point1"]
+    assert len(point1) == 2 and point1[0] != point1[1]  # restarted under a fresh id
+    assert result.points[0].text == " Keep the same hours.", result.points[0].text
+    assert point1[1] in engine.aborted  # the cut aborted the restarted request
+
+
+async def test_the_tokens_of_a_withdrawn_point_count_as_generated() -> None:
+    """The engine wrote them: ``stats.tokens`` counts a withdrawn point's tokens, as it counts a retried
+    skeleton's (the scripted engine gives one token a delta: the first skeleton's 3 lines, point 1's 7 words)."""
+
+    def fast_points(request: GenerationRequest) -> float:
+        return 0.03 if stage_of(request.request_id).startswith("skeleton") else 0.001
+
+    engine = ScriptedEngine(script(UNGUIDED_ONE_POINT), delay_s=fast_points)
+    events, result = await answer(engine, settings())
+    assert [e.index for e in events if isinstance(e, PointWithdrawn)] == [1]
+    s = result.stats
+    first_skeleton, withdrawn_point = len(UNGUIDED_ONE_POINT.splitlines()), len(point_text("point1").split())
+    assert s.tokens == s.skeleton_tokens + sum(p.tokens for p in result.points) + first_skeleton + withdrawn_point
+
+
 async def test_points_the_reader_takes_back_are_withdrawn_aborted_and_restarted() -> None:
     """A lone ``</think>``: the list read before it was reasoning. The eager points started from it are
     withdrawn (their requests aborted while they still run) and the answer has the final skeleton's points."""
