@@ -66,23 +66,26 @@ class EngineCalls:
         self.t0 = perf_counter()
         self._in_flight: set[str] = set()
         self._ends: dict[str, TextEnd] = {}
+        self._ids: set[str] = set()
 
     def now(self) -> float:
         """Seconds since the answer started."""
         return perf_counter() - self.t0
 
     def request_id(self, stage: str) -> str:
-        return f"sotrag-{self.answer_id}-{stage}"
+        """A request id no earlier request of this answer had: a point restarted after a withdrawal would otherwise
+        reuse an aborted request's id ("sotrag-A-point1", then "sotrag-A.2-point1": the stage stays the last part)."""
+        rid, n = f"sotrag-{self.answer_id}-{stage}", 1
+        while rid in self._ids:
+            n += 1
+            rid = f"sotrag-{self.answer_id}.{n}-{stage}"
+        self._ids.add(rid)
+        return rid
 
     def end_with(self, request_id: str, end: TextEnd) -> None:
         """Cut request ``request_id``'s stream where ``end`` says its text ends: the last delta is cut there and
         finishes with ``stop``, and the request is aborted (as closing its stream does)."""
         self._ends[request_id] = end
-
-    def renamed(self, old: str, new: str) -> None:
-        """Request ``old`` goes out as ``new``: its end cut (``end_with``) goes with it."""
-        if (end := self._ends.pop(old, None)) is not None:
-            self._ends[new] = end
 
     def options(
         self,

@@ -22,7 +22,6 @@ says so, and a point that replaces it runs under a request id of its own.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -144,7 +143,6 @@ class _Answer:
         self.calls = EngineCalls(pipeline.engine, request.sampling)
         self.points = PointGroup(self.calls, lambda numbers: self.record.grounding.cite(numbers))
         self.record = AnswerRecord(request, points=self.points.points)
-        self.request_ids: set[str] = set()  # every point request id sent: a restarted point gets a new one
 
     async def events(self) -> AsyncIterator[Event]:
         if self.p.retriever is not None and self.request.passages_k > 0:
@@ -371,23 +369,7 @@ class _Answer:
                 retriever, r.question, point.title, k, r.filters, query, engine=self.p.engine
             )
             point.citable.update(n for n, _ in extra)
-        request, prefix = await fork.point_request(point.index, point.title, skeleton_text, point.skeleton_ids, extra)
-        return self.fresh_id(request), prefix
-
-    def fresh_id(self, request: GenerationRequest) -> GenerationRequest:
-        """``request`` under an id no earlier request of this answer had: a point restarted after a withdrawal
-        would otherwise reuse the id of an aborted request ("sotrag-A-point1" -> "sotrag-A.2-point1": the stage
-        stays the last part)."""
-        rid, n = request.request_id, 1
-        head, _, stage = rid.rpartition("-")
-        while rid in self.request_ids:
-            n += 1
-            rid = f"{head}.{n}-{stage}"
-        self.request_ids.add(rid)
-        if rid == request.request_id:
-            return request
-        self.calls.renamed(request.request_id, rid)
-        return dataclasses.replace(request, request_id=rid)
+        return await fork.point_request(point.index, point.title, skeleton_text, point.skeleton_ids, extra)
 
     # -- or: normal decoding -------------------------------------------------------------------------
 
